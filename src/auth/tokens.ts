@@ -1,0 +1,139 @@
+// Bearer tokens: creation, listing, revocation and verification against the `tokens` table.
+// A token is `berth_<id>_<secret>`; only sha256(secret) is stored, and secrets are compared in constant time.
+
+import crypto from 'node:crypto'
+import type { Database } from '../store/db.js'
+import { now } from '../store/db.js'
+import { APP_NAME } from '../paths.js'
+
+export const SCOPES = ['read', 'deploy', 'operate', 'console', 'admin'] as const
+export type Scope = (typeof SCOPES)[number]
+
+export const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export interface TokenInfo {
+  id: string
+  name: string
+  scopes: Scope[]
+  /** null: every app */
+  apps: string[] | null
+  createdAt: string
+  lastUsedAt: string | null
+}
+
+interface Row {
+  id: string
+  name: string
+  secret_hash: Buffer
+  scopes: string
+  apps: string | null
+  created_at: string
+  last_used_at: string | null
+}
+
+export class TokenInputError extends Error {
+  override name = 'TokenInputError'
+}
+
+const TOKEN = /^berth_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
+// Writing last_used_at on every request would cost an fsync each; once a minute is precise enough to audit.
+const TOUCH_INTERVAL_MS = 60_000
+
+function hash(secret: string): Buffer {
+  return crypto.createHash('sha256').update(secret).digest()
+}
+
+function toInfo(r: Row): TokenInfo {
+  return {
+    id: r.id,
+    name: r.name,
+    scopes: r.scopes.split(',') as Scope[],
+    apps: r.apps === null ? null : r.apps.split(','),
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+  }
+}
+
+export function parseScopes(raw: string): Scope[] {
+  const scopes = [...new Set(raw.split(',').map((s) => s.trim()).filter(Boolean))]
+  if (scopes.length === 0) throw new TokenInputError(`--scopes needs at least one of ${SCOPES.join(', ')}`)
+  for (const s of scopes) {
+    if (!(SCOPES as readonly string[]).includes(s)) throw new TokenInputError(`unknown scope "${s}"; scopes are ${SCOPES.join(', ')}`)
+  }
+  return scopes as Scope[]
+}
+
+export function hasScope(token: TokenInfo, scope: Scope): boolean {
+  return token.scopes.includes('admin') || token.scopes.includes(scope)
+}
+
+export function allowsApp(token: TokenInfo, app: string): boolean {
+  return token.apps === null || token.apps.includes(app)
+}
+
+export class TokenStore {
+  private readonly touched = new Map<string, number>()
+
+  constructor(private readonly db: Database) {}
+
+  count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM tokens').get() as { n: number }).n
+  }
+
+  /** Creates a token and returns it in clear, once; only its hash is kept. */
+  create(input: { name: string; scopes: Scope[]; apps?: string[] | null }): { token: string; info: TokenInfo } {
+    if (!TOKEN_NAME.test(input.name)) throw new TokenInputError(`token name "${input.name}" must be 1-64 letters, digits, ".", "_" or "-"`)
+    const apps = input.apps && input.apps.length > 0 ? [...new Set(input.apps)] : null
+    for (const a of apps ?? []) {
+      if (!APP_NAME.test(a)) throw new TokenInputError(`app name "${a}" must match ${APP_NAME.source}`)
+    }
+    const id = crypto.randomBytes(8).toString('hex')
+    const secret = crypto.randomBytes(32).toString('base64url')
+    const row: Row = {
+      id,
+      name: input.name,
+      secret_hash: hash(secret),
+      scopes: input.scopes.join(','),
+      apps: apps ? apps.join(',') : null,
+      created_at: now(),
+      last_used_at: null,
+    }
+    try {
+      this.db
+        .prepare('INSERT INTO tokens (id, name, secret_hash, scopes, apps, created_at) VALUES (@id, @name, @secret_hash, @scopes, @apps, @created_at)')
+        .run(row)
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new TokenInputError(`a token named "${input.name}" already exists; revoke it first or pick another name`)
+      throw err
+    }
+    return { token: `berth_${id}_${secret}`, info: toInfo(row) }
+  }
+
+  list(): TokenInfo[] {
+    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at, name').all() as Row[]).map(toInfo)
+  }
+
+  revoke(name: string): boolean {
+    return this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes > 0
+  }
+
+  /** Returns the token's info when `presented` is a live token, otherwise null. Never throws on bad input. */
+  verify(presented: string): TokenInfo | null {
+    const m = TOKEN.exec(presented)
+    if (!m) return null
+    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as Row | undefined
+    // Hash even when the id is unknown so that both paths cost the same.
+    const presentedHash = hash(m[2]!)
+    const stored = row?.secret_hash ?? Buffer.alloc(presentedHash.length)
+    if (!crypto.timingSafeEqual(presentedHash, stored) || !row) return null
+    this.touch(row.id)
+    return toInfo(row)
+  }
+
+  private touch(id: string): void {
+    const t = Date.now()
+    if ((this.touched.get(id) ?? 0) + TOUCH_INTERVAL_MS > t) return
+    this.touched.set(id, t)
+    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now(), id)
+  }
+}

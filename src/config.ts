@@ -1,0 +1,112 @@
+// The single configuration object: read from environment and `berth serve` flags, validated once at start.
+// Nothing else in berth reads process.env; every path here is absolute.
+
+import path from 'node:path'
+
+export interface Limits {
+  /** Largest request body accepted for an upload, counted while streaming. */
+  maxUploadBytes: number
+  /** Largest total size of the files in one unpacked release. */
+  maxUnpackedBytes: number
+  /** Most entries (files, directories, links) in one release. */
+  maxFiles: number
+  /** Deepest path (in components) inside a release. */
+  maxPathDepth: number
+  /** Largest decompressed/compressed ratio, checked once `ratioGraceBytes` have been decompressed. */
+  maxGzipRatio: number
+  ratioGraceBytes: number
+  /** Time allowed between two chunks of an upload before it is abandoned. */
+  uploadIdleMs: number
+  /** Uploads handled at once; more get 503 with Retry-After. */
+  maxConcurrentUploads: number
+}
+
+export interface Config {
+  dataDir: string
+  host: string
+  port: number
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Graceful shutdown: how long in-flight uploads get to finish before they are aborted. */
+  shutdownGraceMs: number
+  tls: { cert: string; key: string } | null
+  limits: Limits
+}
+
+type Source = Record<string, string | undefined>
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** Each option: its env name, flag name, and how to parse it. Listed once so `--help` and validation agree. */
+export const OPTIONS = [
+  { env: 'BERTH_DATA_DIR', flag: 'data-dir', help: 'data directory (default ./var)' },
+  { env: 'BERTH_LISTEN', flag: 'listen', help: 'address to listen on, HOST:PORT (default 127.0.0.1:4100)' },
+  { env: 'BERTH_LOG_LEVEL', flag: 'log-level', help: `log level: ${LOG_LEVELS.join(', ')} (default info)` },
+  { env: 'BERTH_TLS_CERT', flag: 'tls-cert', help: 'PEM certificate file; serve HTTPS' },
+  { env: 'BERTH_TLS_KEY', flag: 'tls-key', help: 'PEM private key file for --tls-cert' },
+  { env: 'BERTH_MAX_UPLOAD_BYTES', flag: 'max-upload-bytes', help: 'largest upload body (default 2 GiB)' },
+  { env: 'BERTH_MAX_UNPACKED_BYTES', flag: 'max-unpacked-bytes', help: 'largest unpacked release (default 4 GiB)' },
+  { env: 'BERTH_MAX_FILES', flag: 'max-files', help: 'most entries in a release (default 100000)' },
+  { env: 'BERTH_MAX_PATH_DEPTH', flag: 'max-path-depth', help: 'deepest path in a release (default 32)' },
+  { env: 'BERTH_MAX_GZIP_RATIO', flag: 'max-gzip-ratio', help: 'largest expansion ratio of the gzip stream (default 100)' },
+  { env: 'BERTH_UPLOAD_IDLE_MS', flag: 'upload-idle-ms', help: 'abandon an upload idle this long (default 30000)' },
+  { env: 'BERTH_MAX_CONCURRENT_UPLOADS', flag: 'max-concurrent-uploads', help: 'uploads at once (default 4)' },
+  { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
+] as const
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+function int(name: string, raw: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (raw === undefined || raw === '') return fallback
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`)
+  const n = Number(raw)
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`)
+  return n
+}
+
+export function parseListen(raw: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(raw)
+  if (!m) throw new ConfigError(`BERTH_LISTEN must be HOST:PORT (e.g. 127.0.0.1:4100), got "${raw}"`)
+  const port = Number(m[3])
+  if (port > 65535) throw new ConfigError(`BERTH_LISTEN port must be at most 65535, got ${port}`)
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+/**
+ * Builds the config from environment variables overlaid by flags (flags win), relative to `cwd`.
+ * Throws ConfigError with a sentence naming the bad setting.
+ */
+export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd()): Config {
+  const get = (i: number): string | undefined => {
+    const o = OPTIONS[i]!
+    return flags[o.flag] ?? env[o.env]
+  }
+  const dataDir = path.resolve(cwd, get(0) || './var')
+  const { host, port } = parseListen(get(1) || '127.0.0.1:4100')
+  const logLevel = (get(2) || 'info') as Config['logLevel']
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`BERTH_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
+  const cert = get(3)
+  const key = get(4)
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError('BERTH_TLS_CERT and BERTH_TLS_KEY must be given together')
+  const GiB = 1024 ** 3
+  const limits: Limits = {
+    maxUploadBytes: int('BERTH_MAX_UPLOAD_BYTES', get(5), 2 * GiB, 1024),
+    maxUnpackedBytes: int('BERTH_MAX_UNPACKED_BYTES', get(6), 4 * GiB, 1024),
+    maxFiles: int('BERTH_MAX_FILES', get(7), 100_000, 1),
+    maxPathDepth: int('BERTH_MAX_PATH_DEPTH', get(8), 32, 2, 1024),
+    maxGzipRatio: int('BERTH_MAX_GZIP_RATIO', get(9), 100, 2),
+    ratioGraceBytes: 16 * 1024 * 1024,
+    uploadIdleMs: int('BERTH_UPLOAD_IDLE_MS', get(10), 30_000, 100),
+    maxConcurrentUploads: int('BERTH_MAX_CONCURRENT_UPLOADS', get(11), 4, 1, 1000),
+  }
+  return {
+    dataDir,
+    host,
+    port,
+    logLevel,
+    shutdownGraceMs: int('BERTH_SHUTDOWN_GRACE_MS', get(12), 10_000, 0),
+    tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
+    limits,
+  }
+}

@@ -1,0 +1,97 @@
+// The one error catalogue: every failure berth reports has a stable code, an HTTP status and a title here.
+// Callers match on `code`, never on classes or message text; the `detail` sentence tells the user what to do.
+
+export const catalogue = {
+  // request and auth
+  UNAUTHORIZED: [401, 'Missing or invalid token'],
+  AUTH_RATE_LIMITED: [429, 'Too many failed authentication attempts'],
+  FORBIDDEN_SCOPE: [403, 'Token lacks the required scope'],
+  FORBIDDEN_APP: [403, 'Token is not allowed to act on this app'],
+  VALIDATION_FAILED: [400, 'The request is not valid'],
+  ROUTE_NOT_FOUND: [404, 'No such route'],
+  METHOD_NOT_ALLOWED: [405, 'Method not allowed'],
+  UNSUPPORTED_MEDIA_TYPE: [415, 'Unsupported content type'],
+  INVALID_APP_NAME: [400, 'Invalid app name'],
+  APP_NOT_FOUND: [404, 'No such app'],
+  RELEASE_NOT_FOUND: [404, 'No such release'],
+  RELEASE_AMBIGUOUS_VERSION: [409, 'The version names more than one release'],
+  RELEASE_IS_CURRENT: [409, 'The release is in use'],
+  SHUTTING_DOWN: [503, 'berth is shutting down'],
+  TOO_MANY_UPLOADS: [503, 'Too many uploads in progress'],
+
+  // upload transport
+  UPLOAD_EMPTY: [400, 'The upload is empty'],
+  UPLOAD_TOO_LARGE: [413, 'The upload is larger than allowed'],
+  UPLOAD_INCOMPLETE: [400, 'The upload ended early'],
+  UPLOAD_TIMEOUT: [408, 'The upload was too slow'],
+  MULTIPART_NO_FILE: [400, 'The multipart body has no release file'],
+  MULTIPART_TRUNCATED: [413, 'The multipart file was truncated'],
+  DIGEST_INVALID: [400, 'The checksum parameter or header is malformed'],
+  DIGEST_UNSUPPORTED: [400, 'The checksum algorithm is not supported'],
+  CHECKSUM_MISMATCH: [422, 'The upload does not match its checksum'],
+
+  // archive format
+  NOT_A_TARBALL: [415, 'The upload is not a tar.gz or tar archive'],
+  GZIP_CORRUPT: [422, 'The gzip stream is corrupt'],
+  GZIP_TRUNCATED: [422, 'The gzip stream ends early'],
+  GZIP_RATIO_EXCEEDED: [413, 'The archive expands too much'],
+  TARBALL_TRAILING_DATA: [422, 'The upload has data after the archive'],
+  TAR_INVALID: [422, 'The tar archive is malformed'],
+  TAR_TRUNCATED: [422, 'The tar archive ends early'],
+
+  // archive entries
+  TAR_UNSAFE_PATH: [422, 'A tar entry has an unsafe path'],
+  TAR_PATH_TOO_DEEP: [422, 'A tar entry is nested too deeply'],
+  TAR_PATH_TOO_LONG: [422, 'A tar entry name is too long'],
+  TAR_LINK_ESCAPE: [422, 'A tar link points outside the release'],
+  TAR_PATH_THROUGH_LINK: [422, 'A tar entry is written through a link'],
+  TAR_FORBIDDEN_TYPE: [422, 'A tar entry has a forbidden type'],
+  TAR_DUPLICATE_ENTRY: [422, 'A tar entry appears twice'],
+  TAR_TOO_MANY_FILES: [413, 'The archive has too many entries'],
+  TAR_TOO_LARGE: [413, 'The archive unpacks to more than allowed'],
+
+  // release content
+  RELEASE_INVALID: [422, 'The archive is not an Erlang/Elixir release'],
+  RELEASE_NAME_MISMATCH: [422, 'The release is for another app'],
+  RELEASE_MULTIPLE_APPS: [422, 'The archive holds more than one release'],
+
+  // server side
+  INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
+  INTERNAL: [500, 'Internal error'],
+} as const satisfies Record<string, readonly [number, string]>
+
+export type ErrorCode = keyof typeof catalogue
+
+export class BerthError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly title: string
+  /** Extra members for the problem body (e.g. `entry`, `limit`); never secrets or internals. */
+  readonly extra: Record<string, unknown>
+
+  constructor(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(detail, options)
+    this.name = 'BerthError'
+    this.code = code
+    this.status = catalogue[code][0]
+    this.title = catalogue[code][1]
+    this.extra = extra
+  }
+}
+
+export function problem(code: ErrorCode, detail: string, extra?: Record<string, unknown>, cause?: unknown): BerthError {
+  return new BerthError(code, detail, extra, cause === undefined ? undefined : { cause })
+}
+
+export function isBerthError(err: unknown): err is BerthError {
+  return err instanceof BerthError
+}
+
+/** Maps filesystem errors that a client can do nothing about but wait for into problems; others pass through. */
+export function fromFsError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return problem('INSUFFICIENT_STORAGE', 'The data directory is full; free space on the host (or delete old releases) and upload again.')
+  }
+  return err
+}

@@ -1,0 +1,52 @@
+// Small filesystem primitives with the durability and safety guarantees the rest of berth relies on:
+// fsync of directories after renames, removal of read-only trees, exclusive creation of secret files.
+
+import fs from 'node:fs/promises'
+import { constants } from 'node:fs'
+import path from 'node:path'
+
+/** fsync a directory so that a rename or creation inside it survives power loss. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Removes a tree that may have been made read-only (releases are), without following symlinks out of it. */
+export async function removeTree(target: string): Promise<void> {
+  try {
+    await fs.rm(target, { recursive: true, force: true })
+    return
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err
+  }
+  // Not root: directories are 0555, so give write back to the owner first.
+  await makeWritable(target)
+  await fs.rm(target, { recursive: true, force: true })
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  const st = await fs.lstat(dir).catch(() => null)
+  if (!st || !st.isDirectory()) return
+  await fs.chmod(dir, 0o700)
+  for (const name of await fs.readdir(dir)) await makeWritable(path.join(dir, name))
+}
+
+/** Writes a file that must not already exist, with the given mode, and syncs it and its directory. */
+export async function writeNewFile(file: string, data: string, mode: number): Promise<void> {
+  const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await fsyncDir(path.dirname(file))
+}
+
+export async function exists(p: string): Promise<boolean> {
+  return fs.lstat(p).then(() => true, () => false)
+}

@@ -1,0 +1,67 @@
+// The Fastify application as a plugin-style builder that never listens (server.ts does): error handling,
+// authentication from openapi.yaml, and the route modules. Routes stay thin; the domain lives in services.
+
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
+import type { Services } from '../services.js'
+import { authHook, FailureLimiter } from './auth.js'
+import { loadApiDocument, type ApiDocument } from './openapi.js'
+import { errorHandler, sendProblem } from './problem.js'
+import { problem } from '../errors.js'
+import metaRoutes from './routes/meta.js'
+import releaseRoutes from './routes/releases.js'
+import appRoutes from './routes/apps.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    operationId?: string
+  }
+}
+
+export interface RouteContext {
+  services: Services
+  api: ApiDocument
+  /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */
+  route(app: FastifyInstance, operationId: string, handler: RouteHandlerMethod, extra?: { bodyLimit?: number }): void
+}
+
+export async function buildApp(services: Services, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    // Uploads stream for minutes; idle and body limits are enforced by intake, not by a global timeout.
+    requestTimeout: 0,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
+    ...options,
+  })
+  app.decorateRequest('token', null)
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
+
+  const api = loadApiDocument()
+  const limiter = new FailureLimiter()
+  const registered = new Set<string>()
+  const ctx: RouteContext = {
+    services,
+    api,
+    route(instance, operationId, handler, extra = {}) {
+      const op = api.operations.get(operationId)
+      if (!op) throw new Error(`route ${operationId} is not described in openapi.yaml`)
+      registered.add(operationId)
+      instance.route({
+        method: op.method as 'GET',
+        url: op.url,
+        schema: op.schema,
+        config: { operationId },
+        onRequest: op.scope ? authHook(services.tokens, limiter, op.scope) : undefined,
+        handler,
+        ...extra,
+      })
+    },
+  }
+  await app.register(metaRoutes, ctx)
+  await app.register(appRoutes, ctx)
+  await app.register(releaseRoutes, ctx)
+  app.decorate('registeredOperations', registered)
+  return app
+}

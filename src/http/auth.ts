@@ -1,0 +1,69 @@
+// Authentication and authorisation of HTTP requests: bearer token, scope from openapi.yaml, app limits,
+// and a per-address limit on failed attempts. Runs before the body is read, so refused uploads cost nothing.
+
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { allowsApp, hasScope, type Scope, type TokenInfo, type TokenStore } from '../auth/tokens.js'
+import { problem } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    token: TokenInfo | null
+  }
+}
+
+/** Fixed-window counter of failed authentications per client address. */
+export class FailureLimiter {
+  private readonly windows = new Map<string, { start: number; count: number }>()
+
+  constructor(
+    private readonly max = 30,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  blocked(addr: string, at = Date.now()): number {
+    const w = this.windows.get(addr)
+    if (!w || at - w.start >= this.windowMs) return 0
+    return w.count >= this.max ? Math.ceil((w.start + this.windowMs - at) / 1000) : 0
+  }
+
+  fail(addr: string, at = Date.now()): void {
+    const w = this.windows.get(addr)
+    if (!w || at - w.start >= this.windowMs) this.windows.set(addr, { start: at, count: 1 })
+    else w.count++
+    if (this.windows.size > 10_000) {
+      for (const [k, v] of this.windows) if (at - v.start >= this.windowMs) this.windows.delete(k)
+    }
+  }
+}
+
+export function bearer(header: string | undefined): string | null {
+  if (!header) return null
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  return m ? m[1]! : null
+}
+
+/** Resolves the caller or throws the problem to send; used for HTTP routes and websocket upgrades alike. */
+export function authorize(tokens: TokenStore, limiter: FailureLimiter, req: { ip: string; headers: Record<string, unknown>; app?: string }, scope: Scope): TokenInfo {
+  const wait = limiter.blocked(req.ip)
+  if (wait > 0) throw problem('AUTH_RATE_LIMITED', `Too many failed authentication attempts from ${req.ip}; wait ${wait} s.`, { retryAfter: wait })
+  const presented = bearer(req.headers.authorization as string | undefined)
+  const token = presented ? tokens.verify(presented) : null
+  if (!token) {
+    limiter.fail(req.ip)
+    throw problem('UNAUTHORIZED', presented ? 'The bearer token is not valid (revoked, mistyped or from another berth).' : 'Send a token: Authorization: Bearer TOKEN (create one with `berth token create`).')
+  }
+  if (!hasScope(token, scope)) {
+    throw problem('FORBIDDEN_SCOPE', `Token "${token.name}" lacks the "${scope}" scope needed here; it has ${token.scopes.join(', ')}.`, { scope })
+  }
+  if (req.app !== undefined && !allowsApp(token, req.app)) {
+    throw problem('FORBIDDEN_APP', `Token "${token.name}" is limited to ${token.apps!.join(', ')} and may not act on "${req.app}".`)
+  }
+  return token
+}
+
+export function authHook(tokens: TokenStore, limiter: FailureLimiter, scope: Scope) {
+  return async function onRequest(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    const app = (request.params as { app?: string } | undefined)?.app
+    request.token = authorize(tokens, limiter, { ip: request.ip, headers: request.headers, app }, scope)
+  }
+}

@@ -1,0 +1,109 @@
+// openapi.yaml is the single description of the HTTP contract: routes take their method, URL, validation
+// schemas and required scope from it by operationId, so a route cannot exist without being documented.
+
+import fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import YAML from 'yaml'
+import type { Scope } from '../auth/tokens.js'
+
+export const OPENAPI_FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url))
+
+type Json = Record<string, unknown>
+
+export interface Operation {
+  operationId: string
+  method: string
+  /** OpenAPI form, e.g. /v1/apps/{app} */
+  path: string
+  /** Fastify form, e.g. /v1/apps/:app */
+  url: string
+  /** null: no authentication (healthz, the document itself). */
+  scope: Scope | null
+  schema: {
+    params?: Json
+    querystring?: Json
+    body?: Json
+    response?: Record<string, Json>
+  }
+}
+
+export interface ApiDocument {
+  text: string
+  doc: Json
+  operations: Map<string, Operation>
+}
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const
+
+export function loadApiDocument(file = OPENAPI_FILE): ApiDocument {
+  const text = fs.readFileSync(file, 'utf8')
+  const doc = YAML.parse(text) as Json
+  const operations = new Map<string, Operation>()
+  const paths = (doc.paths ?? {}) as Record<string, Json>
+  for (const [p, item] of Object.entries(paths)) {
+    const shared = (item.parameters ?? []) as Json[]
+    for (const m of METHODS) {
+      const op = item[m] as Json | undefined
+      if (!op) continue
+      const id = op.operationId as string
+      if (!id) throw new Error(`openapi.yaml: ${m.toUpperCase()} ${p} has no operationId`)
+      if (operations.has(id)) throw new Error(`openapi.yaml: operationId ${id} is used twice`)
+      const security = op.security as unknown[] | undefined
+      const scope = security && security.length === 0 ? null : ((op['x-berth-scope'] as Scope | undefined) ?? null)
+      if (!(security && security.length === 0) && !scope) throw new Error(`openapi.yaml: ${id} needs x-berth-scope or security: []`)
+      operations.set(id, {
+        operationId: id,
+        method: m.toUpperCase(),
+        path: p,
+        url: p.replace(/\{([^}]+)\}/g, ':$1'),
+        scope,
+        schema: buildSchema(doc, [...shared, ...((op.parameters ?? []) as Json[])], op),
+      })
+    }
+  }
+  return { text, doc, operations }
+}
+
+/** Inlines `#/components/...` references; our schemas have no cycles. */
+export function deref(doc: Json, value: unknown, depth = 0): unknown {
+  if (depth > 32) throw new Error('openapi.yaml: $ref nesting too deep')
+  if (Array.isArray(value)) return value.map((v) => deref(doc, v, depth + 1))
+  if (value && typeof value === 'object') {
+    const ref = (value as Json).$ref
+    if (typeof ref === 'string') {
+      const target = ref.replace(/^#\//, '').split('/').reduce<unknown>((o, k) => (o as Json | undefined)?.[k], doc)
+      if (target === undefined) throw new Error(`openapi.yaml: unresolved $ref ${ref}`)
+      return deref(doc, target, depth + 1)
+    }
+    return Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, deref(doc, v, depth + 1)]))
+  }
+  return value
+}
+
+function objectOf(params: Json[]): Json | undefined {
+  if (params.length === 0) return undefined
+  return {
+    type: 'object',
+    properties: Object.fromEntries(params.map((p) => [p.name as string, p.schema as Json])),
+    required: params.filter((p) => p.required).map((p) => p.name as string),
+  }
+}
+
+function buildSchema(doc: Json, rawParams: Json[], op: Json): Operation['schema'] {
+  const params = rawParams.map((p) => deref(doc, p) as Json)
+  const schema: Operation['schema'] = {}
+  const path = objectOf(params.filter((p) => p.in === 'path'))
+  const query = objectOf(params.filter((p) => p.in === 'query'))
+  if (path) schema.params = path
+  if (query) schema.querystring = query
+  const json = ((op.requestBody as Json | undefined)?.content as Json | undefined)?.['application/json'] as Json | undefined
+  if (json?.schema) schema.body = deref(doc, json.schema) as Json
+  const responses: Record<string, Json> = {}
+  for (const [code, r] of Object.entries((op.responses ?? {}) as Record<string, Json>)) {
+    if (!code.startsWith('2')) continue
+    const body = ((deref(doc, r) as Json).content as Json | undefined)?.['application/json'] as Json | undefined
+    if (body?.schema) responses[code] = deref(doc, body.schema) as Json
+  }
+  if (Object.keys(responses).length > 0) schema.response = responses
+  return schema
+}

@@ -1,0 +1,195 @@
+// Release intake: takes an upload stream, hashes and unpacks it in one pass into uploads/, checks it is a
+// release of the right app, and moves it into apps/APP/releases/ID. Nothing half-done is ever listed.
+
+import crypto from 'node:crypto'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import type { Limits } from '../config.js'
+import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
+import { fsyncDir, removeTree } from '../fsutil.js'
+import { APP_NAME, type Paths } from '../paths.js'
+import type { EventStore } from '../store/events.js'
+import type { Release, ReleaseStore } from '../store/releases.js'
+import { inspectRelease } from './inspect.js'
+import { SafeUnpacker } from './unpack.js'
+
+export interface IntakeDeps {
+  paths: Paths
+  releases: ReleaseStore
+  events: EventStore
+  limits: Limits
+  log: Logger
+}
+
+export interface UploadRequest {
+  app: string
+  body: AsyncIterable<Buffer>
+  /** Expected sha256 (lowercase hex) from ?sha256= or Content-Digest. */
+  sha256?: string | null
+  /** Content-Length when the client sent one; refused early when over the limit. */
+  declaredLength?: number | null
+  actor?: string | null
+  /** Aborts the upload (graceful shutdown, client gone). */
+  signal?: AbortSignal
+}
+
+export interface UploadResult {
+  release: Release
+  created: boolean
+}
+
+export class Intake {
+  private active = 0
+  /** Serialises the final move+insert per app so that two uploads of the same bytes end as one release. */
+  private readonly finishing = new Map<string, Promise<unknown>>()
+
+  constructor(private readonly deps: IntakeDeps) {}
+
+  get inFlight(): number {
+    return this.active
+  }
+
+  async upload(req: UploadRequest): Promise<UploadResult> {
+    const { limits, log } = this.deps
+    if (!APP_NAME.test(req.app)) throw problem('INVALID_APP_NAME', `App name "${req.app.slice(0, 80)}" must match ${APP_NAME.source} (the OTP application name).`)
+    if (req.declaredLength != null && req.declaredLength > limits.maxUploadBytes) {
+      throw problem('UPLOAD_TOO_LARGE', `The upload is ${req.declaredLength} bytes; the limit is ${limits.maxUploadBytes} (BERTH_MAX_UPLOAD_BYTES).`, { limit: limits.maxUploadBytes })
+    }
+    if (this.active >= limits.maxConcurrentUploads) {
+      throw problem('TOO_MANY_UPLOADS', `${this.active} uploads are in progress (BERTH_MAX_CONCURRENT_UPLOADS); retry in a few seconds.`, { retryAfter: 5 })
+    }
+    this.active++
+    const started = Date.now()
+    let staging: string | null = null
+    try {
+      await fs.mkdir(this.deps.paths.uploads, { recursive: true, mode: 0o700 })
+      staging = await fs.mkdtemp(path.join(this.deps.paths.uploads, `${req.app}-`))
+      const { sha256, size, stats } = await this.receive(req, staging)
+      if (req.sha256 && req.sha256 !== sha256) {
+        throw problem('CHECKSUM_MISMATCH', `The upload's sha256 is ${sha256} but ${req.sha256} was expected; the file was damaged in transit or the wrong file was sent.`, { expected: req.sha256, actual: sha256 })
+      }
+      const identity = await inspectRelease(staging, req.app)
+      const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, unpackedBytes: stats.bytes, files: stats.files })
+      log.info({ app: req.app, release: result.release.id, created: result.created, bytes: size, unpackedBytes: stats.bytes, files: stats.files, ms: Date.now() - started }, result.created ? 'release stored' : 'release already present')
+      return result
+    } catch (err) {
+      const e = fromFsError(err)
+      log.warn({ app: req.app, code: isBerthError(e) ? e.code : undefined, err: isBerthError(e) ? undefined : e, ms: Date.now() - started }, 'upload refused')
+      this.deps.events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'error', detail: { code: isBerthError(e) ? e.code : 'INTERNAL' } })
+      throw e
+    } finally {
+      this.active--
+      if (staging) await removeTree(staging).catch((err) => log.error({ err, staging }, 'could not remove staging directory'))
+    }
+  }
+
+  /** Streams the body through the hash and the unpacker, with size, idle and abort limits. */
+  private async receive(req: UploadRequest, staging: string) {
+    const { limits } = this.deps
+    const hash = crypto.createHash('sha256')
+    const unpacker = new SafeUnpacker(path.join(staging, 'tree'), limits)
+    await fs.mkdir(path.join(staging, 'tree'))
+    const iterator = req.body[Symbol.asyncIterator]()
+    let size = 0
+    let timer: NodeJS.Timeout | undefined
+    let stop: ((err: BerthError) => void) | undefined
+    const stopped = new Promise<never>((_, reject) => {
+      stop = reject
+    })
+    stopped.catch(() => {})
+    const arm = () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => stop!(problem('UPLOAD_TIMEOUT', `No data arrived for ${limits.uploadIdleMs} ms; the upload was abandoned. Check the network and upload again.`)), limits.uploadIdleMs)
+    }
+    const onAbort = () => stop!(problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
+    req.signal?.addEventListener('abort', onAbort, { once: true })
+    if (req.signal?.aborted) onAbort()
+    try {
+      arm()
+      for (;;) {
+        const next = await Promise.race([iterator.next(), stopped])
+        if (next.done) break
+        const chunk = next.value
+        arm()
+        size += chunk.length
+        if (size > limits.maxUploadBytes) {
+          throw problem('UPLOAD_TOO_LARGE', `The upload passed ${limits.maxUploadBytes} bytes (BERTH_MAX_UPLOAD_BYTES) and was refused.`, { limit: limits.maxUploadBytes })
+        }
+        hash.update(chunk)
+        await Promise.race([unpacker.write(chunk), stopped])
+      }
+      clearTimeout(timer)
+      if (size === 0) throw problem('UPLOAD_EMPTY', 'The upload has no bytes; send the release tarball as the request body (curl -T app.tar.gz or --data-binary @app.tar.gz).')
+      const stats = await Promise.race([unpacker.end(), stopped])
+      return { sha256: hash.digest('hex'), size, stats }
+    } catch (err) {
+      await unpacker.destroy(err as Error)
+      // The rest of the body is not read: the route answers with Connection: close, which ends it.
+      throw mapStreamError(err)
+    } finally {
+      clearTimeout(timer)
+      req.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private async finish(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+    const prev = this.finishing.get(req.app) ?? Promise.resolve()
+    const job = prev.catch(() => {}).then(() => this.moveIntoPlace(req, root, meta))
+    this.finishing.set(req.app, job)
+    try {
+      return await job
+    } finally {
+      if (this.finishing.get(req.app) === job) this.finishing.delete(req.app)
+    }
+  }
+
+  private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+    const { paths, releases, events } = this.deps
+    const existing = releases.bySha(req.app, meta.sha256)
+    if (existing) return { release: existing, created: false }
+
+    const id = `${meta.version}-${meta.sha256.slice(0, 12)}`
+    const releasesDir = paths.releases(req.app)
+    const dest = paths.release(req.app, id)
+    await fs.mkdir(releasesDir, { recursive: true, mode: 0o755 })
+    // A directory without a row is debris of a crash between rename and insert: never listed, safe to replace.
+    await removeTree(dest)
+    await makeReadOnly(root, false)
+    await fs.rename(root, dest)
+    await fs.chmod(dest, 0o555)
+    await fsyncDir(releasesDir)
+    const release: Release = {
+      id,
+      app: req.app,
+      version: meta.version,
+      sha256: meta.sha256,
+      size: meta.size,
+      unpackedBytes: meta.unpackedBytes,
+      files: meta.files,
+      uploadedAt: new Date().toISOString(),
+      uploadedBy: req.actor ?? null,
+    }
+    releases.insert(release)
+    events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size } })
+    return { release, created: true }
+  }
+}
+
+/** Directories become 0555 (files were created read-only by the unpacker); the top one is done by the caller after the rename. */
+async function makeReadOnly(dir: string, self: boolean): Promise<void> {
+  for (const d of await fs.readdir(dir, { withFileTypes: true })) {
+    if (d.isDirectory()) await makeReadOnly(path.join(dir, d.name), true)
+  }
+  if (self) await fs.chmod(dir, 0o555)
+}
+
+function mapStreamError(err: unknown): unknown {
+  if (isBerthError(err)) return err
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return problem('UPLOAD_TOO_LARGE', 'The multipart file passed BERTH_MAX_UPLOAD_BYTES and was refused.')
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted') {
+    return problem('UPLOAD_INCOMPLETE', 'The connection closed before the upload finished; upload again.')
+  }
+  return fromFsError(err)
+}

@@ -1,0 +1,33 @@
+// The data directory's layout, in one place: every path berth writes to is derived here from the data dir.
+// App names and release ids are validated before they reach these functions, so joins cannot escape.
+
+import path from 'node:path'
+
+export const APP_NAME = /^[a-z][a-z0-9_]{0,63}$/
+/** A release id is VERSION-12HEX; versions are restricted to characters that are safe in paths and URLs. */
+export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/
+export const RELEASE_ID = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}-[0-9a-f]{12}$/
+
+export class Paths {
+  constructor(readonly dataDir: string) {}
+
+  get db(): string { return path.join(this.dataDir, 'berth.db') }
+  get uploads(): string { return path.join(this.dataDir, 'uploads') }
+  get apps(): string { return path.join(this.dataDir, 'apps') }
+  get initialAdminToken(): string { return path.join(this.dataDir, 'initial-admin-token') }
+
+  app(app: string): string { return path.join(this.apps, checkApp(app)) }
+  releases(app: string): string { return path.join(this.app(app), 'releases') }
+  release(app: string, id: string): string {
+    if (!RELEASE_ID.test(id)) throw new Error(`not a release id: ${id}`)
+    return path.join(this.releases(app), id)
+  }
+  current(app: string): string { return path.join(this.app(app), 'current') }
+  shared(app: string): string { return path.join(this.app(app), 'shared') }
+  log(app: string): string { return path.join(this.app(app), 'log') }
+}
+
+function checkApp(app: string): string {
+  if (!APP_NAME.test(app)) throw new Error(`not an app name: ${app}`)
+  return app
+}

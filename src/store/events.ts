@@ -1,0 +1,30 @@
+// The audit trail: who did what to which app, when, with what outcome. Append-only.
+// Callers must pass details that are safe to show any reader of the app: never tokens or env values.
+
+import type { Database } from './db.js'
+import { now } from './db.js'
+
+export interface AuditEvent {
+  seq: number
+  app: string | null
+  at: string
+  actor: string | null
+  action: string
+  outcome: 'ok' | 'error' | string
+  detail: Record<string, unknown> | null
+}
+
+export class EventStore {
+  constructor(private readonly db: Database) {}
+
+  record(e: { app?: string | null; actor?: string | null; action: string; outcome: string; detail?: Record<string, unknown> }): void {
+    this.db
+      .prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(e.app ?? null, now(), e.actor ?? null, e.action, e.outcome, e.detail ? JSON.stringify(e.detail) : null)
+  }
+
+  list(app: string, limit = 100): AuditEvent[] {
+    const rows = this.db.prepare('SELECT * FROM events WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as (Omit<AuditEvent, 'detail'> & { detail: string | null })[]
+    return rows.map((r) => ({ ...r, detail: r.detail ? JSON.parse(r.detail) : null }))
+  }
+}

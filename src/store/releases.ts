@@ -1,0 +1,103 @@
+// Repository for the `apps` and `releases` tables. A release row is written only once its directory is
+// complete, synced and read-only, so anything listed here is deployable.
+
+import type { Database } from './db.js'
+import { now } from './db.js'
+
+export interface Release {
+  id: string
+  app: string
+  version: string
+  sha256: string
+  size: number
+  unpackedBytes: number
+  files: number
+  uploadedAt: string
+  uploadedBy: string | null
+}
+
+interface Row {
+  id: string
+  app: string
+  version: string
+  sha256: string
+  size: number
+  unpacked_bytes: number
+  files: number
+  uploaded_at: string
+  uploaded_by: string | null
+}
+
+function toRelease(r: Row): Release {
+  return {
+    id: r.id,
+    app: r.app,
+    version: r.version,
+    sha256: r.sha256,
+    size: r.size,
+    unpackedBytes: r.unpacked_bytes,
+    files: r.files,
+    uploadedAt: r.uploaded_at,
+    uploadedBy: r.uploaded_by,
+  }
+}
+
+export class ReleaseStore {
+  constructor(private readonly db: Database) {}
+
+  ensureApp(app: string): void {
+    this.db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING').run(app, now())
+  }
+
+  appExists(app: string): boolean {
+    return this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined
+  }
+
+  apps(): { name: string; createdAt: string; releases: number }[] {
+    return (
+      this.db
+        .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
+        .all() as { name: string; created_at: string; releases: number }[]
+    ).map((r) => ({ name: r.name, createdAt: r.created_at, releases: r.releases }))
+  }
+
+  insert(rel: Release): void {
+    this.db.transaction(() => {
+      this.ensureApp(rel.app)
+      this.db
+        .prepare(
+          `INSERT INTO releases (app, id, version, sha256, size, unpacked_bytes, files, uploaded_at, uploaded_by, seq)
+           VALUES (@app, @id, @version, @sha256, @size, @unpackedBytes, @files, @uploadedAt, @uploadedBy,
+                   (SELECT coalesce(max(seq), 0) + 1 FROM releases))`,
+        )
+        .run(rel)
+    }).immediate()
+  }
+
+  get(app: string, id: string): Release | null {
+    const r = this.db.prepare('SELECT * FROM releases WHERE app = ? AND id = ?').get(app, id) as Row | undefined
+    return r ? toRelease(r) : null
+  }
+
+  bySha(app: string, sha256: string): Release | null {
+    const r = this.db.prepare('SELECT * FROM releases WHERE app = ? AND sha256 = ?').get(app, sha256) as Row | undefined
+    return r ? toRelease(r) : null
+  }
+
+  byVersion(app: string, version: string): Release[] {
+    return (this.db.prepare('SELECT * FROM releases WHERE app = ? AND version = ? ORDER BY seq DESC').all(app, version) as Row[]).map(toRelease)
+  }
+
+  /** Newest first. */
+  list(app: string): Release[] {
+    return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map(toRelease)
+  }
+
+  ids(app: string): Set<string> {
+    return new Set((this.db.prepare('SELECT id FROM releases WHERE app = ?').all(app) as { id: string }[]).map((r) => r.id))
+  }
+
+  delete(app: string, id: string): boolean {
+    return this.db.prepare('DELETE FROM releases WHERE app = ? AND id = ?').run(app, id).changes > 0
+  }
+}

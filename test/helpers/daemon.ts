@@ -1,0 +1,103 @@
+// Starts a real berth on a real loopback port with a fresh data directory, in-process or as a child
+// process, and hands back its URL and an admin token. Every start is paired with a stop that removes it.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import pino from 'pino'
+import { loadConfig, type Config } from '../../src/config.js'
+import { startServer, type RunningServer } from '../../src/http/server.js'
+import type { Scope } from '../../src/auth/tokens.js'
+import { REPO } from './fixtures.js'
+
+export function tempDir(prefix = 'berth-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export interface TestDaemon {
+  url: string
+  dataDir: string
+  adminToken: string
+  server: RunningServer
+  config: Config
+  token(name: string, scopes: Scope[], apps?: string[]): string
+  stop(): Promise<void>
+}
+
+export async function startDaemon(env: Record<string, string> = {}): Promise<TestDaemon> {
+  const dataDir = tempDir()
+  const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', ...env })
+  const server = await startServer(config, pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' }))
+  const adminToken = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+  return {
+    url: server.url,
+    dataDir,
+    adminToken,
+    server,
+    config,
+    token: (name, scopes, apps) => server.services.tokens.create({ name, scopes, apps: apps ?? null }).token,
+    stop: async () => {
+      await server.close()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface ChildDaemon {
+  url: string
+  dataDir: string
+  child: ChildProcess
+  output(): string
+  /** Sends SIGTERM and waits for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+/** Runs `berth serve` as a real child process (for signals, logs and CLI tests). */
+export async function spawnDaemon(dataDir: string, env: Record<string, string> = {}): Promise<ChildDaemon> {
+  const child = spawn(process.execPath, [path.join(REPO, 'bin', 'berth.js'), 'serve'], {
+    env: { ...process.env, BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout!.on('data', (d) => (out += d))
+  child.stderr!.on('data', (d) => (out += d))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`berth did not start:\n${out}`)), 15_000)
+    const check = () => {
+      const m = /"url":"(http[^"]+)"/.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
+    }
+    child.stdout!.on('data', check)
+    child.on('exit', () => reject(new Error(`berth exited early:\n${out}`)))
+  })
+  return {
+    url,
+    dataDir,
+    child,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      const code = await exited
+      clearTimeout(timer)
+      return code
+    },
+  }
+}
+
+/** Runs the berth CLI to completion. */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'berth.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}

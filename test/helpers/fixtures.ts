@@ -1,0 +1,35 @@
+// Fixture releases built from test/fixtures/hello by scripts/build-fixtures.mjs, once per test run
+// (the runner builds them first; a test file run alone builds them on demand, under the script's lock).
+
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url))
+
+export interface Fixture {
+  tarball: string
+  app: string
+  version: string
+  sha256: string
+  size: number
+}
+
+type Manifest = { variants: Record<string, Fixture> }
+
+let manifest: Manifest | null = null
+
+export async function fixture(name: 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'migrate_fail' | 'migrate_hang'): Promise<Fixture> {
+  if (!manifest) {
+    const out = process.env.BERTH_FIXTURES_OUT ?? path.join(REPO, 'test', '.fixtures')
+    const file = path.join(out, 'manifest.json')
+    if (!fs.existsSync(file)) {
+      const mod = (await import(pathToFileURL(path.join(REPO, 'scripts', 'build-fixtures.mjs')).href)) as { buildFixtures(o: { out: string }): Promise<unknown> }
+      await mod.buildFixtures({ out })
+    }
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest
+  }
+  const f = manifest.variants[name]
+  if (!f) throw new Error(`fixture ${name} is not in the manifest; rebuild with node scripts/build-fixtures.mjs --force`)
+  return f
+}
