@@ -15,6 +15,9 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     operationId?: string
   }
+  interface FastifyInstance {
+    berthRoutes: { method: string; url: string }[]
+  }
 }
 
 export interface RouteContext {
@@ -38,16 +41,21 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
 
+  // Every route as Fastify registered it, so a test can hold it against openapi.yaml.
+  const routes: { method: string; url: string }[] = []
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) routes.push({ method: m, url: r.url })
+  })
+  app.decorate('berthRoutes', routes)
+
   const api = loadApiDocument()
   const limiter = new FailureLimiter()
-  const registered = new Set<string>()
   const ctx: RouteContext = {
     services,
     api,
     route(instance, operationId, handler, extra = {}) {
       const op = api.operations.get(operationId)
       if (!op) throw new Error(`route ${operationId} is not described in openapi.yaml`)
-      registered.add(operationId)
       instance.route({
         method: op.method as 'GET',
         url: op.url,
@@ -62,6 +70,5 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(metaRoutes, ctx)
   await app.register(appRoutes, ctx)
   await app.register(releaseRoutes, ctx)
-  app.decorate('registeredOperations', registered)
   return app
 }

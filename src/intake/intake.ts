@@ -69,7 +69,7 @@ export class Intake {
       if (req.sha256 && req.sha256 !== sha256) {
         throw problem('CHECKSUM_MISMATCH', `The upload's sha256 is ${sha256} but ${req.sha256} was expected; the file was damaged in transit or the wrong file was sent.`, { expected: req.sha256, actual: sha256 })
       }
-      const identity = await inspectRelease(staging, req.app)
+      const identity = await inspectRelease(path.join(staging, 'tree'), req.app)
       const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, unpackedBytes: stats.bytes, files: stats.files })
       log.info({ app: req.app, release: result.release.id, created: result.created, bytes: size, unpackedBytes: stats.bytes, files: stats.files, ms: Date.now() - started }, result.created ? 'release stored' : 'release already present')
       return result
