@@ -29,6 +29,8 @@ export interface Config {
   /** Graceful shutdown: how long in-flight uploads get to finish before they are aborted. */
   shutdownGraceMs: number
   tls: { cert: string; key: string } | null
+  /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
+  epmdPort: number
   limits: Limits
 }
 
@@ -51,6 +53,7 @@ export const OPTIONS = [
   { env: 'BERTH_UPLOAD_IDLE_MS', flag: 'upload-idle-ms', help: 'abandon an upload idle this long (default 30000)' },
   { env: 'BERTH_MAX_CONCURRENT_UPLOADS', flag: 'max-concurrent-uploads', help: 'uploads at once (default 4)' },
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
+  { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
 ] as const
 
 export class ConfigError extends Error {
@@ -106,6 +109,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     port,
     logLevel,
     shutdownGraceMs: int('BERTH_SHUTDOWN_GRACE_MS', get(12), 10_000, 0),
+    epmdPort: int('BERTH_EPMD_PORT', get(13), 4369, 1, 65535),
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,
   }

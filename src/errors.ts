@@ -17,6 +17,14 @@ export const catalogue = {
   RELEASE_AMBIGUOUS_VERSION: [409, 'The version names more than one release'],
   RELEASE_IS_CURRENT: [409, 'The release is in use'],
   SHUTTING_DOWN: [503, 'berth is shutting down'],
+  DEPLOYMENT_NOT_FOUND: [404, 'No such deployment'],
+  DEPLOYMENT_IN_PROGRESS: [409, 'Another deployment of this app is in progress'],
+  NO_ROLLBACK_TARGET: [409, 'There is no release to roll back to'],
+  ROLLBACK_TO_CURRENT: [409, 'That release is already current'],
+  NOT_DEPLOYED: [409, 'The app has no current release'],
+  ALREADY_RUNNING: [409, 'The app is already running'],
+  DEPLOYMENT_FAILED: [422, 'The deployment failed'],
+  DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],
   TOO_MANY_UPLOADS: [503, 'Too many uploads in progress'],
 
   // upload transport

@@ -12,6 +12,12 @@ import { Paths } from './paths.js'
 import { openDatabase, type Database } from './store/db.js'
 import { EventStore } from './store/events.js'
 import { ReleaseStore } from './store/releases.js'
+import crypto from 'node:crypto'
+import { AppStore } from './store/apps.js'
+import { DeploymentStore } from './store/deployments.js'
+import { Supervisor } from './supervision/supervisor.js'
+import { Deployer } from './deploy/deployer.js'
+import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
   config: Config
@@ -22,6 +28,10 @@ export interface Services {
   releases: ReleaseStore
   events: EventStore
   intake: Intake
+  apps: AppStore
+  deployments: DeploymentStore
+  supervisor: Supervisor
+  deployer: Deployer
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
   close(): void
@@ -49,7 +59,16 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const releases = new ReleaseStore(db)
   const events = new EventStore(db)
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
+  const apps = new AppStore(db)
+  // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
+  const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort })
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log })
   return {
+    apps,
+    deployments,
+    supervisor,
+    deployer,
     config,
     log,
     paths,
@@ -59,13 +78,33 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     events,
     intake,
     shutdown: new AbortController(),
-    close: () => db.close(),
+    close: () => {
+      // The nodes keep running: a restarted agent re-adopts them.
+      supervisor.detach()
+      db.close()
+    },
   }
 }
 
 /** Start-up duties of the daemon (not of the CLI): clear debris and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
+  await s.deployer.recover()
+  const { dead, adopted } = s.supervisor.adopt()
+  // The app must run the release current names: restart what died while berth was down, or runs something else.
+  for (const rec of [...dead, ...adopted]) {
+    const current = await currentReleaseId(s.paths, rec.app)
+    if (!current) continue
+    const settings = s.apps.settings(rec.app)
+    if (adopted.includes(rec) && rec.releaseId === current) continue
+    try {
+      if (adopted.includes(rec)) await s.supervisor.stop(rec.app, settings, { desired: 'running' })
+      await s.supervisor.start(rec.app, current, settings)
+      s.log.info({ app: rec.app, release: current }, 'started node at agent start')
+    } catch (err) {
+      s.log.error({ app: rec.app, err }, 'could not start node at agent start')
+    }
+  }
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })
     await fs.rm(s.paths.initialAdminToken, { force: true })

@@ -10,6 +10,7 @@ import { problem } from '../errors.js'
 import metaRoutes from './routes/meta.js'
 import releaseRoutes from './routes/releases.js'
 import appRoutes from './routes/apps.js'
+import deploymentRoutes from './routes/deployments.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -70,5 +71,6 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(metaRoutes, ctx)
   await app.register(appRoutes, ctx)
   await app.register(releaseRoutes, ctx)
+  await app.register(deploymentRoutes, ctx)
   return app
 }

@@ -9,6 +9,7 @@ import type { Release } from '../../store/releases.js'
 import type { Services } from '../../services.js'
 import type { RouteContext } from '../app.js'
 import { RELEASE_ID } from '../../paths.js'
+import { answer } from './deployments.js'
 
 type AppParams = { app: string }
 type ReleaseParams = { app: string; id: string }
@@ -80,9 +81,15 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
         throw err
       }
       const { release, created } = result
-      const current = await currentReleaseId(services.paths, release.app)
       if (created) reply.code(201).header('location', `/v1/apps/${release.app}/releases/${release.id}`)
-      return releaseView(release, current)
+      if ((req.query as { deploy?: boolean }).deploy) {
+        // ?deploy=true: the answer is the release with its finished deployment (a failed one is a 422 problem).
+        const d = await services.deployer.deploy(release.app, release, request.token?.name ?? null)
+        const done = await answer(services, request, reply, d, true)
+        if (reply.sent) return reply
+        return { ...releaseView(release, await currentReleaseId(services.paths, release.app)), deployment: done }
+      }
+      return releaseView(release, await currentReleaseId(services.paths, release.app))
     }
     ctx.route(scoped, 'uploadRelease', handler)
     ctx.route(scoped, 'uploadReleasePut', handler)

@@ -1,0 +1,132 @@
+// Per-app settings: their defaults, validation, and the commands a release answers to (Mix by default;
+// Distillery/rebar3 releases name them differently, hence the command map).
+
+import { problem } from '../errors.js'
+
+export interface CommandMap {
+  /** Foreground start with a console, run under run_erl. */
+  start: string
+  eval: string
+  rpc: string
+  remote: string
+  stop: string
+  pid: string
+}
+
+export interface AppSettings {
+  /** Expression for `bin/APP eval`; null: the default (App.Release.migrate() when that module exists). "" disables. */
+  migrateExpr: string | null
+  migrateTimeoutMs: number
+  /** Expression to run on rollback when the request asks for it, e.g. "Hello.Release.rollback(\"VERSION\")"; VERSION is replaced. */
+  rollbackExpr: string | null
+  healthUrl: string | null
+  stableWindowMs: number
+  bootTimeoutMs: number
+  stopTimeoutMs: number
+  keepReleases: number
+  commands: CommandMap
+  restart: {
+    /** First backoff delay; doubles up to maxDelayMs. */
+    initialDelayMs: number
+    maxDelayMs: number
+    /** This many crashes within windowMs: stop trying, mark the app errored. */
+    maxRestarts: number
+    windowMs: number
+    /** A crash loop starting within this long after a deployment rolls back to the last good release. */
+    rollbackWithinMs: number
+  }
+}
+
+export const DEFAULT_SETTINGS: AppSettings = {
+  migrateExpr: null,
+  migrateTimeoutMs: 5 * 60_000,
+  rollbackExpr: null,
+  healthUrl: null,
+  stableWindowMs: 10_000,
+  bootTimeoutMs: 60_000,
+  stopTimeoutMs: 15_000,
+  keepReleases: 5,
+  commands: { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' },
+  restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
+}
+
+const COMMAND = /^[a-z_]{1,32}$/
+
+function num(v: unknown, name: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw problem('VALIDATION_FAILED', `Setting ${name} must be a whole number between ${min} and ${max}.`)
+  }
+  return v
+}
+
+function str(v: unknown, name: string): string | null {
+  if (v === null) return null
+  if (typeof v !== 'string' || v.length > 4000) throw problem('VALIDATION_FAILED', `Setting ${name} must be a string (at most 4000 characters) or null.`)
+  return v
+}
+
+/** Merges a partial update over current settings, validating every field it touches. */
+export function mergeSettings(current: AppSettings, patch: Record<string, unknown>): AppSettings {
+  const next: AppSettings = structuredClone(current)
+  for (const [k, v] of Object.entries(patch)) {
+    switch (k) {
+      case 'migrateExpr': next.migrateExpr = str(v, k); break
+      case 'rollbackExpr': next.rollbackExpr = str(v, k); break
+      case 'healthUrl': {
+        const u = str(v, k)
+        if (u !== null && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(u)) {
+          throw problem('VALIDATION_FAILED', 'Setting healthUrl must be an http:// URL on the loopback interface, e.g. http://127.0.0.1:4000/health.')
+        }
+        next.healthUrl = u
+        break
+      }
+      case 'migrateTimeoutMs': next.migrateTimeoutMs = num(v, k, 1000, 24 * 3600_000); break
+      case 'stableWindowMs': next.stableWindowMs = num(v, k, 0, 3600_000); break
+      case 'bootTimeoutMs': next.bootTimeoutMs = num(v, k, 1000, 3600_000); break
+      case 'stopTimeoutMs': next.stopTimeoutMs = num(v, k, 500, 600_000); break
+      case 'keepReleases': next.keepReleases = num(v, k, 1, 1000); break
+      case 'commands': {
+        if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting commands must be an object.')
+        for (const [c, name] of Object.entries(v as Record<string, unknown>)) {
+          if (!(c in next.commands)) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${Object.keys(next.commands).join(', ')}.`)
+          if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground".`)
+          next.commands[c as keyof CommandMap] = name
+        }
+        break
+      }
+      case 'restart': {
+        if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting restart must be an object.')
+        const r = v as Record<string, unknown>
+        for (const [rk, rv] of Object.entries(r)) {
+          if (!(rk in next.restart)) throw problem('VALIDATION_FAILED', `Unknown restart setting "${rk}".`)
+          next.restart[rk as keyof AppSettings['restart']] = num(rv, `restart.${rk}`, rk === 'maxRestarts' ? 1 : 0, 24 * 3600_000)
+        }
+        break
+      }
+      default:
+        throw problem('VALIDATION_FAILED', `Unknown setting "${k}".`)
+    }
+  }
+  return next
+}
+
+/** Elixir module prefix of an OTP app name: my_app -> MyApp. */
+export function moduleName(app: string): string {
+  return app.split('_').map((w) => (w ? w[0]!.toUpperCase() + w.slice(1) : '')).join('')
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
+/** Names berth sets itself; an app may not override them. */
+const RESERVED = /^(RELEASE_TMP|ERL_CRASH_DUMP|RELEASE_ROOT|ERL_EPMD_ADDRESS|BERTH_.*)$/
+
+export function validateEnv(env: unknown): Record<string, string> {
+  if (!env || typeof env !== 'object' || Array.isArray(env)) throw problem('VALIDATION_FAILED', 'The environment must be a JSON object of strings.')
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(env as Record<string, unknown>)) {
+    if (!ENV_NAME.test(k)) throw problem('VALIDATION_FAILED', `Environment name "${k.slice(0, 60)}" is not a valid variable name.`)
+    if (RESERVED.test(k)) throw problem('VALIDATION_FAILED', `Environment name "${k}" is set by berth itself.`)
+    if (typeof v !== 'string' || v.includes('\0') || v.length > 65536) throw problem('VALIDATION_FAILED', `Environment value of ${k} must be a string without NUL bytes (at most 64 KiB).`)
+    out[k] = v
+  }
+  return out
+}

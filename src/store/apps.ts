@@ -1,0 +1,73 @@
+// Per-app settings, environment and supervised-node records. The environment holds secrets: callers
+// get values only to build a child's environment; everything shown to users is names.
+
+import type { Database } from './db.js'
+import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from '../deploy/settings.js'
+
+export interface NodeRecord {
+  app: string
+  releaseId: string
+  pid: number | null
+  startTicks: number | null
+  desired: 'running' | 'stopped'
+  startedAt: string | null
+  restarts: number
+  lastExit: string | null
+}
+
+export class AppStore {
+  constructor(private readonly db: Database) {}
+
+  settings(app: string): AppSettings {
+    const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
+    return mergeSettings(DEFAULT_SETTINGS, row ? (JSON.parse(row.settings) as Record<string, unknown>) : {})
+  }
+
+  /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
+  saveSettings(app: string, patch: Record<string, unknown>): AppSettings {
+    const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string }
+    const stored = { ...(JSON.parse(row.settings) as Record<string, unknown>), ...patch }
+    const merged = mergeSettings(DEFAULT_SETTINGS, stored)
+    this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
+    return merged
+  }
+
+  env(app: string): Record<string, string> {
+    const row = this.db.prepare('SELECT env FROM apps WHERE name = ?').get(app) as { env: string } | undefined
+    return row ? (JSON.parse(row.env) as Record<string, string>) : {}
+  }
+
+  setEnv(app: string, env: Record<string, string>): void {
+    this.db.prepare('UPDATE apps SET env = ? WHERE name = ?').run(JSON.stringify(env), app)
+  }
+
+  node(app: string): NodeRecord | null {
+    const r = this.db.prepare('SELECT * FROM nodes WHERE app = ?').get(app) as Record<string, unknown> | undefined
+    if (!r) return null
+    return {
+      app: r.app as string,
+      releaseId: r.release_id as string,
+      pid: r.pid as number | null,
+      startTicks: r.start_ticks as number | null,
+      desired: r.desired as NodeRecord['desired'],
+      startedAt: r.started_at as string | null,
+      restarts: r.restarts as number,
+      lastExit: r.last_exit as string | null,
+    }
+  }
+
+  nodes(): NodeRecord[] {
+    return (this.db.prepare('SELECT app FROM nodes').all() as { app: string }[]).map((r) => this.node(r.app)!)
+  }
+
+  saveNode(n: NodeRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO nodes (app, release_id, pid, start_ticks, desired, started_at, restarts, last_exit)
+         VALUES (@app, @releaseId, @pid, @startTicks, @desired, @startedAt, @restarts, @lastExit)
+         ON CONFLICT(app) DO UPDATE SET release_id = @releaseId, pid = @pid, start_ticks = @startTicks, desired = @desired,
+           started_at = @startedAt, restarts = @restarts, last_exit = @lastExit`,
+      )
+      .run(n)
+  }
+}

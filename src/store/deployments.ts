@@ -1,0 +1,139 @@
+// Deployments (and rollbacks) with their steps, and the per-app lock that allows one at a time.
+// Every state change is written before the work it announces starts, so a restarted agent knows where it stopped.
+
+import type { Database } from './db.js'
+import { now } from './db.js'
+
+export const STEPS = ['migrating', 'switching', 'starting', 'verifying'] as const
+export type StepName = (typeof STEPS)[number] | 'rollback'
+export type DeploymentState = 'pending' | (typeof STEPS)[number] | 'succeeded' | 'failed' | 'rolled_back'
+export const FINAL: DeploymentState[] = ['succeeded', 'failed', 'rolled_back']
+
+export interface Step {
+  name: StepName
+  state: 'running' | 'ok' | 'failed' | 'skipped'
+  startedAt: string
+  endedAt: string | null
+  output: string
+}
+
+export interface Deployment {
+  id: string
+  app: string
+  kind: 'deploy' | 'rollback' | 'start' | 'stop' | 'restart'
+  release: string
+  previous: string | null
+  state: DeploymentState
+  reason: string | null
+  warnings: string[]
+  steps: Step[]
+  actor: string | null
+  createdAt: string
+  finishedAt: string | null
+}
+
+interface Row {
+  id: string
+  app: string
+  kind: Deployment['kind']
+  release_id: string
+  previous_id: string | null
+  state: DeploymentState
+  reason: string | null
+  warnings: string
+  steps: string
+  actor: string | null
+  created_at: string
+  finished_at: string | null
+}
+
+function toDeployment(r: Row): Deployment {
+  return {
+    id: r.id,
+    app: r.app,
+    kind: r.kind,
+    release: r.release_id,
+    previous: r.previous_id,
+    state: r.state,
+    reason: r.reason,
+    warnings: JSON.parse(r.warnings) as string[],
+    steps: JSON.parse(r.steps) as Step[],
+    actor: r.actor,
+    createdAt: r.created_at,
+    finishedAt: r.finished_at,
+  }
+}
+
+export class LockedError extends Error {
+  constructor(readonly holder: string) {
+    super(`locked by ${holder}`)
+  }
+}
+
+export class DeploymentStore {
+  constructor(
+    private readonly db: Database,
+    /** This agent process; locks of other owners are stale by definition once we run. */
+    readonly owner: string,
+  ) {}
+
+  /** Creates the deployment and takes the app's lock in one transaction; throws LockedError when held. */
+  create(d: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
+    const full: Deployment = { ...d, state: 'pending', reason: null, steps: [], createdAt: now(), finishedAt: null }
+    this.db.transaction(() => {
+      const held = this.db.prepare('SELECT deployment FROM locks WHERE app = ?').get(d.app) as { deployment: string } | undefined
+      if (held) throw new LockedError(held.deployment)
+      this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
+      this.db
+        .prepare(
+          `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, warnings, steps, actor, created_at)
+           VALUES (?, ?, ?, ?, ?, 'pending', ?, '[]', ?, ?)`,
+        )
+        .run(d.id, d.app, d.kind, d.release, d.previous, JSON.stringify(d.warnings), d.actor, full.createdAt)
+    }).immediate()
+    return full
+  }
+
+  save(d: Deployment): void {
+    this.db
+      .prepare('UPDATE deployments SET state = ?, reason = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
+      .run(d.state, d.reason, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
+  }
+
+  /** Final state and lock release in one transaction. */
+  finish(d: Deployment): void {
+    d.finishedAt = now()
+    this.db.transaction(() => {
+      this.save(d)
+      this.db.prepare('DELETE FROM locks WHERE app = ? AND deployment = ?').run(d.app, d.id)
+    }).immediate()
+  }
+
+  get(app: string, id: string): Deployment | null {
+    const r = this.db.prepare('SELECT * FROM deployments WHERE app = ? AND id = ?').get(app, id) as Row | undefined
+    return r ? toDeployment(r) : null
+  }
+
+  list(app: string, limit = 50): Deployment[] {
+    return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)
+  }
+
+  last(app: string): Deployment | null {
+    return this.list(app, 1)[0] ?? null
+  }
+
+  /** Deployments left unfinished by an earlier agent process. */
+  unfinished(): Deployment[] {
+    return (this.db.prepare(`SELECT * FROM deployments WHERE state NOT IN ('succeeded','failed','rolled_back') ORDER BY seq`).all() as Row[]).map(toDeployment)
+  }
+
+  /** Drops locks held by other (dead) agent processes. */
+  clearStaleLocks(): number {
+    return this.db.prepare('DELETE FROM locks WHERE owner != ?').run(this.owner).changes
+  }
+
+  /** Release ids of succeeded deployments, newest first (rollback targets, retention). */
+  succeededReleases(app: string): string[] {
+    return (this.db.prepare(`SELECT release_id FROM deployments WHERE app = ? AND state = 'succeeded' ORDER BY seq DESC`).all(app) as { release_id: string }[]).map((r) => r.release_id)
+  }
+}

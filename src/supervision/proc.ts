@@ -1,0 +1,130 @@
+// Process primitives for everything berth runs: identity of a pid across agent restarts (start time from
+// /proc), process-tree lookup, group kills, and one-shot commands with a timeout and bounded output.
+
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+
+export interface ProcInfo {
+  pid: number
+  ppid: number
+  pgid: number
+  state: string
+  startTicks: number
+}
+
+/** Reads /proc/PID/stat; null when the process is gone. */
+export function procInfo(pid: number): ProcInfo | null {
+  let raw: string
+  try {
+    raw = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return null
+  }
+  // comm may contain spaces and parentheses: fields start after the last ')'.
+  const rest = raw.slice(raw.lastIndexOf(')') + 2).split(' ')
+  return { pid, state: rest[0]!, ppid: Number(rest[1]), pgid: Number(rest[2]), startTicks: Number(rest[19]) }
+}
+
+/** True when pid runs and is the same process as when we recorded startTicks (pids get reused). Zombies are dead. */
+export function isSameProcess(pid: number, startTicks: number | null): boolean {
+  const info = procInfo(pid)
+  if (!info || info.state === 'Z' || info.state === 'X') return false
+  return startTicks === null || info.startTicks === startTicks
+}
+
+/** All live descendants of pid (children first), found by walking /proc. */
+export function descendants(pid: number): ProcInfo[] {
+  const all: ProcInfo[] = []
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const info = procInfo(Number(name))
+    if (info && info.state !== 'Z') all.push(info)
+  }
+  const out: ProcInfo[] = []
+  const queue = [pid]
+  while (queue.length > 0) {
+    const p = queue.shift()!
+    for (const c of all) {
+      if (c.ppid === p) {
+        out.push(c)
+        queue.push(c.pid)
+      }
+    }
+  }
+  return out
+}
+
+export function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Signals a process group; the node and its helpers each run in their own group. */
+export function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
+  return signal(-pgid, sig)
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+export async function waitUntil(cond: () => boolean, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (cond()) return true
+    if (Date.now() >= end) return false
+    await sleep(everyMs)
+  }
+}
+
+export interface CommandResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  output: string
+  timedOut: boolean
+  ms: number
+}
+
+const OUTPUT_CAP = 64 * 1024
+
+/**
+ * Runs a command in its own process group with a timeout after which the whole group is killed.
+ * Keeps the last 64 KiB of combined stdout/stderr (migration logs can be long; the end says why it failed).
+ */
+export function runCommand(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal }): Promise<CommandResult> {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    let timedOut = false
+    const take = (d: Buffer) => {
+      output += d.toString('utf8')
+      if (output.length > OUTPUT_CAP * 2) output = output.slice(-OUTPUT_CAP)
+    }
+    child.stdout!.on('data', take)
+    child.stderr!.on('data', take)
+    const kill = () => {
+      if (child.pid) signalGroup(child.pid, 'SIGKILL')
+    }
+    const timer = setTimeout(() => {
+      timedOut = true
+      kill()
+    }, opts.timeoutMs)
+    opts.signal?.addEventListener('abort', kill, { once: true })
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      resolve({ code: null, signal: null, output: `${output}\n${err.message}`, timedOut, ms: Date.now() - started })
+    })
+    child.on('close', (code, sig) => {
+      clearTimeout(timer)
+      opts.signal?.removeEventListener('abort', kill)
+      // The command may have left children in its group (an eval that spawned a port program).
+      if (child.pid) signalGroup(child.pid, 'SIGKILL')
+      resolve({ code, signal: sig, output: output.length > OUTPUT_CAP ? output.slice(-OUTPUT_CAP) : output, timedOut, ms: Date.now() - started })
+    })
+  })
+}
