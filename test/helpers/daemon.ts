@@ -3,6 +3,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
@@ -25,9 +26,50 @@ export interface TestDaemon {
   stop(): Promise<void>
 }
 
+/** A free TCP port on loopback (for epmd and the fixture app's HTTP server). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port
+      srv.close(() => resolve(port))
+    })
+    srv.on('error', reject)
+  })
+}
+
+/** Processes whose command line mentions dir: every BEAM, run_erl and epmd a test started runs from its data dir. */
+export function processesUnder(dir: string): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = []
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      if (fs.readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]?.startsWith('Z')) continue
+      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ')
+      if (cmd.includes(dir)) out.push({ pid: Number(name), cmd })
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
+export function killProcessesUnder(dir: string): number {
+  const procs = processesUnder(dir)
+  for (const p of procs) {
+    try {
+      process.kill(p.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  return procs.length
+}
+
 export async function startDaemon(env: Record<string, string> = {}): Promise<TestDaemon> {
   const dataDir = tempDir()
-  const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', ...env })
+  // Each daemon gets its own epmd so that test files running side by side never share node names.
+  const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_EPMD_PORT: String(await freePort()), ...env })
   const server = await startServer(config, pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' }))
   const adminToken = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
   return {
@@ -38,7 +80,11 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Tes
     config,
     token: (name, scopes, apps) => server.services.tokens.create({ name, scopes, apps: apps ?? null }).token,
     stop: async () => {
+      const { supervisor, apps } = server.services
+      await supervisor.stopAll((app) => apps.settings(app)).catch(() => {})
       await server.close()
+      // epmd (started by the first node) is the only process a clean stop leaves; it runs from dataDir too.
+      killProcessesUnder(dataDir)
       fs.rmSync(dataDir, { recursive: true, force: true })
     },
   }
@@ -56,7 +102,7 @@ export interface ChildDaemon {
 /** Runs `berth serve` as a real child process (for signals, logs and CLI tests). */
 export async function spawnDaemon(dataDir: string, env: Record<string, string> = {}): Promise<ChildDaemon> {
   const child = spawn(process.execPath, [path.join(REPO, 'bin', 'berth.js'), 'serve'], {
-    env: { ...process.env, BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_LOG_LEVEL: 'info', BERTH_EPMD_PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
