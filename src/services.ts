@@ -17,6 +17,7 @@ import { AppStore } from './store/apps.js'
 import { DeploymentStore } from './store/deployments.js'
 import { Supervisor } from './supervision/supervisor.js'
 import { Deployer } from './deploy/deployer.js'
+import { CrashPolicy } from './supervision/policy.js'
 import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
@@ -32,6 +33,7 @@ export interface Services {
   deployments: DeploymentStore
   supervisor: Supervisor
   deployer: Deployer
+  policy: CrashPolicy
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
   close(): void
@@ -64,7 +66,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log })
+  const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
+  deployer.onSettled = (app) => policy.reset(app)
   return {
+    policy,
     apps,
     deployments,
     supervisor,
@@ -80,6 +85,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     shutdown: new AbortController(),
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
+      policy.close()
       supervisor.detach()
       db.close()
     },

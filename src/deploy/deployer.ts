@@ -52,6 +52,8 @@ export function ectoMigrations(releaseDir: string, app: string): string[] {
 
 export class Deployer {
   private readonly running = new Map<string, Promise<Deployment>>()
+  /** Called when a deployment or operation has finished (the crash policy resets its budget). */
+  onSettled: (app: string) => void = () => {}
 
   constructor(private readonly deps: DeployerDeps) {}
 
@@ -84,6 +86,7 @@ export class Deployer {
         this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state, detail: { deployment: d.id, release: d.release, reason: d.reason } })
         log.info({ state: d.state, reason: d.reason }, `${d.kind} finished`)
         this.running.delete(d.id)
+        this.onSettled(d.app)
         return d
       })
     this.running.set(d.id, job)

@@ -127,6 +127,11 @@ export class DeploymentStore {
     return (this.db.prepare(`SELECT * FROM deployments WHERE state NOT IN ('succeeded','failed','rolled_back') ORDER BY seq`).all() as Row[]).map(toDeployment)
   }
 
+  lockedBy(app: string): string | null {
+    const r = this.db.prepare('SELECT deployment FROM locks WHERE app = ?').get(app) as { deployment: string } | undefined
+    return r?.deployment ?? null
+  }
+
   /** Drops locks held by other (dead) agent processes. */
   clearStaleLocks(): number {
     return this.db.prepare('DELETE FROM locks WHERE owner != ?').run(this.owner).changes
