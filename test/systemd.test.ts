@@ -17,7 +17,7 @@ const UNIT = path.join(REPO, 'systemd', 'berth.service')
 const MAX_EXPOSURE = 1.5
 
 /** Settings left loose on purpose: each needs a comment line right above it. */
-const LOOSE = ['KillMode=process', 'PrivateUsers=no', 'ProcSubset=all', 'PrivateTmp=no', 'RemoveIPC=no', 'PrivateNetwork=no', 'MemoryDenyWriteExecute=no']
+const LOOSE = ['KillMode=process', 'PrivateUsers=no', 'ProcSubset=all', 'PrivateTmp=no', 'RemoveIPC=no', 'PrivateNetwork=no', 'IPAddressDeny=', 'MemoryDenyWriteExecute=no']
 
 function unitLines(text = fs.readFileSync(UNIT, 'utf8')): string[] {
   return text.split('\n').map((l) => l.trim())
