@@ -149,7 +149,7 @@ export class Supervisor {
     const prev = apps.node(app)
     apps.saveNode({ app, releaseId: release, pid, startTicks: l.startTicks, desired: 'running', startedAt: new Date(l.startedAt).toISOString(), restarts: prev?.restarts ?? 0, lastExit: prev?.lastExit ?? null })
     this.extra.delete(app)
-    log.info({ app, release, pid }, 'node started')
+    log.info({ app, release, nodePid: pid }, 'node started')
     this.deps.events.record({ app, actor: 'berth', action: 'node.start', outcome: 'ok', detail: { release, pid } })
   }
 
@@ -177,7 +177,7 @@ export class Supervisor {
     const rec = this.deps.apps.node(l.app)
     const expected = l.state === 'stopping'
     if (rec) this.deps.apps.saveNode({ ...rec, pid: null, startTicks: null, lastExit: `${new Date().toISOString()} ${why}` })
-    this.deps.log[expected ? 'info' : 'warn']({ app: l.app, release: l.release, pid: l.pid, why }, expected ? 'node stopped' : 'node exited unexpectedly')
+    this.deps.log[expected ? 'info' : 'warn']({ app: l.app, release: l.release, nodePid: l.pid, why }, expected ? 'node stopped' : 'node exited unexpectedly')
     l.onExit(why)
     if (!expected && rec?.desired === 'running') {
       this.extra.set(l.app, 'crashed')
@@ -289,7 +289,7 @@ export class Supervisor {
         l.state = 'running'
         l.startedAt = rec.startedAt ? Date.parse(rec.startedAt) : Date.now()
         adopted.push(rec)
-        this.deps.log.info({ app: rec.app, pid: rec.pid, release: rec.releaseId }, 're-adopted running node')
+        this.deps.log.info({ app: rec.app, nodePid: rec.pid, release: rec.releaseId }, 're-adopted running node')
       } else if (rec.desired === 'running') {
         dead.push(rec)
       }
