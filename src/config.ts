@@ -31,6 +31,8 @@ export interface Config {
   tls: { cert: string; key: string } | null
   /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
   epmdPort: number
+  /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
+  testStepPause: { step: string; ms: number } | null
   limits: Limits
 }
 
@@ -76,6 +78,13 @@ export function parseListen(raw: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port }
 }
 
+function parseStepPause(raw: string | undefined): Config['testStepPause'] {
+  if (!raw) return null
+  const m = /^([a-z_]+):(\d+)$/.exec(raw)
+  if (!m) throw new ConfigError(`BERTH_TEST_STEP_PAUSE must be STEP:MS, got "${raw}"`)
+  return { step: m[1]!, ms: Number(m[2]) }
+}
+
 /**
  * Builds the config from environment variables overlaid by flags (flags win), relative to `cwd`.
  * Throws ConfigError with a sentence naming the bad setting.
@@ -110,6 +119,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     logLevel,
     shutdownGraceMs: int('BERTH_SHUTDOWN_GRACE_MS', get(12), 10_000, 0),
     epmdPort: int('BERTH_EPMD_PORT', get(13), 4369, 1, 65535),
+    testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,
   }

@@ -98,7 +98,7 @@ export function isBerthError(err: unknown): err is BerthError {
 /** Maps filesystem errors that a client can do nothing about but wait for into problems; others pass through. */
 export function fromFsError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | null)?.code
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
     return problem('INSUFFICIENT_STORAGE', 'The data directory is full; free space on the host (or delete old releases) and upload again.')
   }
   return err

@@ -18,6 +18,7 @@ import { DeploymentStore } from './store/deployments.js'
 import { Supervisor } from './supervision/supervisor.js'
 import { Deployer } from './deploy/deployer.js'
 import { CrashPolicy } from './supervision/policy.js'
+import { AppLog } from './supervision/logs.js'
 import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
@@ -60,12 +61,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const tokens = new TokenStore(db)
   const releases = new ReleaseStore(db)
   const events = new EventStore(db)
+  const appLog = new AppLog((app) => paths.log(app))
+  events.onRecord = (e) => appLog.write(e.app, e.line)
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
   const apps = new AppStore(db)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort })
-  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log })
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log, stepPause: config.testStepPause })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   deployer.onSettled = (app) => policy.reset(app)
   return {

@@ -34,7 +34,8 @@ async function deployFixture(base: string, token: string, name: 'v1' | 'v2' | 'c
 describe('restart policy', () => {
   let d: TestDaemon
   after(async () => {
-    await d?.stop()
+    if (!d) return
+    await d.stop()
     assert.deepEqual(processesUnder(d.dataDir), [])
   })
 
@@ -112,6 +113,62 @@ describe('agent restarts', () => {
       // A SIGTERM of berth (systemctl restart) does not stop the node either.
       await daemon.stop('SIGTERM')
       assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.1.0\n')
+    } finally {
+      await daemon.stop('SIGKILL')
+      killProcessesUnder(dataDir)
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+    assert.deepEqual(processesUnder(dataDir), [])
+  })
+})
+
+describe('crash recovery of deployments', () => {
+  test('kill -9 of berth inside each step: final state, current complete, app runs current, lock free', async () => {
+    const dataDir = tempDir()
+    const port = await freePort()
+    const epmd = String(await freePort())
+    const appData = path.join(dataDir, 'hello-data')
+    fs.mkdirSync(appData)
+    let daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd })
+    const token = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+    const json = { 'content-type': 'application/json' }
+    try {
+      await setup(daemon.url, token, port, appData, { stableWindowMs: 500 })
+      const ids: Record<string, string> = {}
+      for (const name of ['v1', 'v2'] as const) {
+        ids[name] = (await upload(daemon.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })).body.id
+      }
+      const first = await call(`${daemon.url}/v1/apps/hello/deployments?wait=true`, { method: 'POST', token, headers: json, body: JSON.stringify({ release: ids.v1 }) })
+      assert.equal(first.body.state, 'succeeded', first.text)
+      let target = 'v2'
+      for (const step of ['migrating', 'switching', 'starting', 'verifying']) {
+        await daemon.stop('SIGTERM')
+        daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, BERTH_TEST_STEP_PAUSE: `${step}:30000` })
+        const started = await call(`${daemon.url}/v1/apps/hello/deployments`, { method: 'POST', token, headers: json, body: JSON.stringify({ release: ids[target] }) })
+        assert.equal(started.status, 202, started.text)
+        await until(`deployment in ${step}`, async () => (await call(`${daemon.url}/v1/apps/hello/deployments/${started.body.id}`, { token })).body.state === step, 30_000)
+        await daemon.stop('SIGKILL')
+        daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd })
+        const dep = (await call(`${daemon.url}/v1/apps/hello/deployments/${started.body.id}`, { token })).body
+        assert.equal(dep.state, 'failed', `${step}: ${JSON.stringify(dep)}`)
+        assert.equal(dep.reason, `agent restarted during ${step}`)
+        const current = path.basename(fs.readlinkSync(path.join(dataDir, 'apps', 'hello', 'current')))
+        assert.ok([ids.v1, ids.v2].includes(current), `${step}: current points at a recorded release`)
+        assert.ok(fs.existsSync(path.join(dataDir, 'apps', 'hello', 'releases', current, 'bin', 'hello')), 'and it is complete')
+        const version = current.split('-')[0]
+        const served = await until(`${step}: app serves current`, async () => {
+          const text = await (await fetch(`http://127.0.0.1:${port}/`)).text()
+          return text === `hello ${version}\n` ? text : null
+        }, 60_000)
+        assert.equal(served, `hello ${version}\n`)
+        const app = (await call(`${daemon.url}/v1/apps/hello`, { token })).body
+        assert.equal(app.node.release, current)
+        // The lock died with the killed agent: a new deployment is accepted at once.
+        target = current === ids.v1 ? 'v2' : 'v1'
+        const next = await call(`${daemon.url}/v1/apps/hello/deployments?wait=true`, { method: 'POST', token, headers: json, body: JSON.stringify({ release: ids[target] }) })
+        assert.equal(next.body.state, 'succeeded', `${step}: ${next.text}`)
+        target = target === 'v1' ? 'v2' : 'v1'
+      }
     } finally {
       await daemon.stop('SIGKILL')
       killProcessesUnder(dataDir)

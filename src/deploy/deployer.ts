@@ -17,6 +17,8 @@ import type { Supervisor } from '../supervision/supervisor.js'
 import { moduleName, type AppSettings } from './settings.js'
 
 export interface DeployerDeps {
+  /** Test hook: a pause at the start of one step (see Config.testStepPause). */
+  stepPause?: { step: string; ms: number } | null
   paths: Paths
   releases: ReleaseStore
   deployments: DeploymentStore
@@ -100,6 +102,8 @@ export class Deployer {
     if (name !== 'rollback') d.state = name
     this.deps.deployments.save(d)
     const s = d.steps[d.steps.length - 1]!
+    const pause = this.deps.stepPause
+    if (pause && pause.step === name) await new Promise((r) => setTimeout(r, pause.ms))
     try {
       const out = await fn()
       Object.assign(s, { state: out === null ? 'skipped' : 'ok', output: out ?? '', endedAt: new Date().toISOString() })

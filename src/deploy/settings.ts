@@ -20,10 +20,16 @@ export interface AppSettings {
   /** Expression to run on rollback when the request asks for it, e.g. "Hello.Release.rollback(\"VERSION\")"; VERSION is replaced. */
   rollbackExpr: string | null
   healthUrl: string | null
+  /** While the node runs, the health URL is polled this often; this many failures in a row count as a crash. */
+  healthIntervalMs: number
+  healthFailures: number
   stableWindowMs: number
   bootTimeoutMs: number
   stopTimeoutMs: number
   keepReleases: number
+  /** run_erl rotates the console log at this size, keeping this many files (applies from the next start). */
+  consoleLogMaxBytes: number
+  consoleLogGenerations: number
   commands: CommandMap
   restart: {
     /** First backoff delay; doubles up to maxDelayMs. */
@@ -42,10 +48,14 @@ export const DEFAULT_SETTINGS: AppSettings = {
   migrateTimeoutMs: 5 * 60_000,
   rollbackExpr: null,
   healthUrl: null,
+  healthIntervalMs: 10_000,
+  healthFailures: 3,
   stableWindowMs: 10_000,
   bootTimeoutMs: 60_000,
   stopTimeoutMs: 15_000,
   keepReleases: 5,
+  consoleLogMaxBytes: 10 * 1024 * 1024,
+  consoleLogGenerations: 5,
   commands: { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' },
   restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
 }
@@ -82,9 +92,13 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
       }
       case 'migrateTimeoutMs': next.migrateTimeoutMs = num(v, k, 1000, 24 * 3600_000); break
       case 'stableWindowMs': next.stableWindowMs = num(v, k, 0, 3600_000); break
+      case 'healthIntervalMs': next.healthIntervalMs = num(v, k, 200, 3600_000); break
+      case 'healthFailures': next.healthFailures = num(v, k, 1, 1000); break
       case 'bootTimeoutMs': next.bootTimeoutMs = num(v, k, 1000, 3600_000); break
       case 'stopTimeoutMs': next.stopTimeoutMs = num(v, k, 500, 600_000); break
       case 'keepReleases': next.keepReleases = num(v, k, 1, 1000); break
+      case 'consoleLogMaxBytes': next.consoleLogMaxBytes = num(v, k, 1000, 1024 ** 3); break
+      case 'consoleLogGenerations': next.consoleLogGenerations = num(v, k, 1, 100); break
       case 'commands': {
         if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting commands must be an object.')
         for (const [c, name] of Object.entries(v as Record<string, unknown>)) {

@@ -64,6 +64,7 @@ export class Intake {
     let staging: string | null = null
     try {
       await fs.mkdir(this.deps.paths.uploads, { recursive: true, mode: 0o700 })
+      await this.checkSpace(req.declaredLength ?? null)
       staging = await fs.mkdtemp(path.join(this.deps.paths.uploads, `${req.app}-`))
       const { sha256, size, stats } = await this.receive(req, staging)
       if (req.sha256 && req.sha256 !== sha256) {
@@ -76,11 +77,31 @@ export class Intake {
     } catch (err) {
       const e = fromFsError(err)
       log.warn({ app: req.app, code: isBerthError(e) ? e.code : undefined, err: isBerthError(e) ? undefined : e, ms: Date.now() - started }, 'upload refused')
-      this.deps.events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'error', detail: { code: isBerthError(e) ? e.code : 'INTERNAL' } })
+      // Clean up first: on a full disk the audit row itself needs the space the staging tree holds.
+      if (staging) await removeTree(staging).catch((rmErr) => log.error({ err: rmErr, staging }, 'could not remove staging directory'))
+      staging = null
+      try {
+        this.deps.events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'error', detail: { code: isBerthError(e) ? e.code : 'INTERNAL' } })
+      } catch (auditErr) {
+        log.error({ err: auditErr }, 'could not record the refused upload')
+      }
       throw e
     } finally {
       this.active--
       if (staging) await removeTree(staging).catch((err) => log.error({ err, staging }, 'could not remove staging directory'))
+    }
+  }
+
+  /**
+   * Refuses early when the disk cannot hold the release: a release unpacks to ~2-4x its tarball, so 4x the
+   * declared size (or 64 MiB for a body of unknown length) plus a 64 MiB margin must be free.
+   */
+  private async checkSpace(declared: number | null): Promise<void> {
+    const st = await fs.statfs(this.deps.paths.uploads)
+    const free = st.bavail * st.bsize
+    const need = (declared === null ? 64 * 1024 * 1024 : declared * 4) + 64 * 1024 * 1024
+    if (free < need) {
+      throw problem('INSUFFICIENT_STORAGE', `The data directory has ${Math.floor(free / 1048576)} MiB free; this upload needs about ${Math.ceil(need / 1048576)} MiB to unpack. Free space (or delete old releases) and upload again.`, { free, needed: need })
     }
   }
 

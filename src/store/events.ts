@@ -15,12 +15,16 @@ export interface AuditEvent {
 }
 
 export class EventStore {
+  /** Also told about every event with an app (berth writes them to the app's own log). */
+  onRecord: (e: { app: string; at: string; line: string }) => void = () => {}
+
   constructor(private readonly db: Database) {}
 
   record(e: { app?: string | null; actor?: string | null; action: string; outcome: string; detail?: Record<string, unknown> }): void {
-    this.db
-      .prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(e.app ?? null, now(), e.actor ?? null, e.action, e.outcome, e.detail ? JSON.stringify(e.detail) : null)
+    const at = now()
+    const detail = e.detail ? JSON.stringify(e.detail) : null
+    this.db.prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)').run(e.app ?? null, at, e.actor ?? null, e.action, e.outcome, detail)
+    if (e.app) this.onRecord({ app: e.app, at, line: `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${detail ? ` ${detail}` : ''}` })
   }
 
   list(app: string, limit = 100): AuditEvent[] {

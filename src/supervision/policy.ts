@@ -20,12 +20,74 @@ export interface PolicyDeps {
   log: Logger
 }
 
+export interface HealthInfo {
+  url: string
+  ok: boolean | null
+  consecutiveFailures: number
+  lastCheckAt: string | null
+  lastError: string | null
+}
+
 export class CrashPolicy {
   private readonly crashes = new Map<string, number[]>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly health = new Map<string, HealthInfo & { checking: boolean; lastCheck: number }>()
+  private readonly healthTimer: NodeJS.Timeout
 
   constructor(private readonly deps: PolicyDeps) {
     deps.supervisor.onCrash = (app, why) => this.crashed(app, why)
+    this.healthTimer = setInterval(() => this.pollHealth(), 500)
+    this.healthTimer.unref()
+  }
+
+  healthOf(app: string): HealthInfo | null {
+    const h = this.health.get(app)
+    if (!h) return null
+    const { checking: _c, lastCheck: _l, ...info } = h
+    return info
+  }
+
+  /**
+   * Health over time: a running node's health URL is polled every healthIntervalMs; healthFailures failures
+   * in a row kill the node, which then goes through the crash policy like any other death.
+   */
+  private pollHealth(): void {
+    const { apps, supervisor, deployments, log, events } = this.deps
+    for (const rec of apps.nodes()) {
+      const app = rec.app
+      const settings = apps.settings(app)
+      if (!settings.healthUrl || supervisor.status(app).state !== 'running' || deployments.lockedBy(app)) continue
+      let h = this.health.get(app)
+      if (!h || h.url !== settings.healthUrl) {
+        h = { url: settings.healthUrl, ok: null, consecutiveFailures: 0, lastCheckAt: null, lastError: null, checking: false, lastCheck: Date.now() }
+        this.health.set(app, h)
+      }
+      if (h.checking || Date.now() - h.lastCheck < settings.healthIntervalMs) continue
+      h.checking = true
+      h.lastCheck = Date.now()
+      const entry = h
+      void fetch(settings.healthUrl, { signal: AbortSignal.timeout(Math.min(5000, settings.healthIntervalMs)) })
+        .then(async (res) => {
+          await res.body?.cancel()
+          if (res.status < 200 || res.status >= 300) throw new Error(`HTTP ${res.status}`)
+          Object.assign(entry, { ok: true, consecutiveFailures: 0, lastError: null })
+        })
+        .catch((err: Error) => {
+          entry.ok = false
+          entry.consecutiveFailures++
+          entry.lastError = err.message
+          if (entry.consecutiveFailures >= settings.healthFailures && supervisor.status(app).state === 'running') {
+            log.warn({ app, failures: entry.consecutiveFailures, error: err.message }, 'health check failing: killing the node')
+            events.record({ app, actor: 'berth', action: 'node.unhealthy', outcome: 'error', detail: { url: entry.url, failures: entry.consecutiveFailures, error: err.message } })
+            entry.consecutiveFailures = 0
+            supervisor.kill(app)
+          }
+        })
+        .finally(() => {
+          entry.checking = false
+          entry.lastCheckAt = new Date().toISOString()
+        })
+    }
   }
 
   /** Crash times inside the window; older ones no longer count, which is the "reset after a stable period". */
@@ -103,6 +165,7 @@ export class CrashPolicy {
   }
 
   close(): void {
+    clearInterval(this.healthTimer)
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }

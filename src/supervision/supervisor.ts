@@ -66,6 +66,7 @@ export class Supervisor {
   /** The environment a node and every command run for the app get: the app's env plus berth's own settings. */
   nodeEnv(app: string): NodeJS.ProcessEnv {
     const { paths } = this.deps
+    const settings = this.deps.apps.settings(app)
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
@@ -77,8 +78,8 @@ export class Supervisor {
       ERL_EPMD_ADDRESS: '127.0.0.1',
       ERL_EPMD_PORT: String(this.deps.epmdPort),
       ERL_AFLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
-      RUN_ERL_LOG_MAXSIZE: String(10 * 1024 * 1024),
-      RUN_ERL_LOG_GENERATIONS: '5',
+      RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
+      RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
     }
   }
@@ -277,6 +278,13 @@ export class Supervisor {
   markRunning(app: string): void {
     const l = this.live.get(app)
     if (l) l.state = 'running'
+  }
+
+  /** Kills the node outright (it is unhealthy); its exit then goes through the crash policy. */
+  kill(app: string): void {
+    const l = this.live.get(app)
+    if (!l) return
+    for (const p of [...descendants(l.pid).reverse(), procInfo(l.pid)].filter((x) => x !== null)) signal(p.pid, 'SIGKILL')
   }
 
   /** After an agent restart: re-adopt nodes that still run (same pid, same start time); report the others. */

@@ -67,7 +67,7 @@ export function killProcessesUnder(dir: string): number {
 }
 
 export async function startDaemon(env: Record<string, string> = {}): Promise<TestDaemon> {
-  const dataDir = tempDir()
+  const dataDir = env.BERTH_DATA_DIR ?? tempDir()
   // Each daemon gets its own epmd so that test files running side by side never share node names.
   const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_EPMD_PORT: String(await freePort()), ...env })
   const server = await startServer(config, pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' }))

@@ -8,6 +8,7 @@ import { APP_NAME } from '../../paths.js'
 import { problem } from '../../errors.js'
 import type { RouteContext } from '../app.js'
 import { answer, requireApp } from './deployments.js'
+import { follow, tail, type LogSource } from '../../supervision/logs.js'
 
 type AppParams = { app: string }
 
@@ -26,7 +27,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     return {
       name,
       current: await currentReleaseId(services.paths, name),
-      node,
+      node: { ...node, health: services.policy.healthOf(name) },
       lastDeployment: last,
     }
   })
@@ -66,6 +67,25 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
       if (reply.sent) return reply
     }
     return { names: Object.keys(env).sort() }
+  })
+
+  ctx.route(app, 'getLogs', async (request, reply) => {
+    const { app: name } = request.params as AppParams
+    requireApp(services, name)
+    const q = request.query as { lines?: number; follow?: boolean; source?: LogSource }
+    const dir = services.paths.log(name)
+    const source = q.source ?? 'console'
+    const head = tail(dir, source, q.lines ?? 100)
+    reply.type('text/plain; charset=utf-8')
+    if (!q.follow) return head.length ? `${head.join('\n')}\n` : ''
+    // A stream that outlives node restarts (it follows the files, not the process) until the client leaves.
+    const gone = new AbortController()
+    request.raw.on('close', () => gone.abort())
+    services.shutdown.signal.addEventListener('abort', () => gone.abort(), { once: true })
+    const stream = follow(dir, source, gone.signal)
+    if (head.length) stream.unshift(Buffer.from(`${head.join('\n')}\n`))
+    reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+    return reply.send(stream)
   })
 
   ctx.route(app, 'listEvents', async (request) => {
