@@ -18,6 +18,8 @@ export class AppLog {
   write(app: string, line: string): void {
     const dir = this.dir(app)
     const file = path.join(dir, 'berth.log')
+    // Only for apps that exist on disk: a refused upload to a made-up app name must not create directories.
+    if (!fs.existsSync(path.dirname(dir))) return
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
       const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
