@@ -4,6 +4,7 @@
 import { ConfigError } from '../config.js'
 import { serveCommand } from './serve.js'
 import { tokenCommand } from './token.js'
+import { consoleCommand } from './console.js'
 import { UsageError } from './usage.js'
 
 const USAGE = `usage: berth <command> [options]
@@ -14,6 +15,7 @@ commands:
                                 create a token; prints only the token
   token list [--json]           list tokens (never their secrets)
   token revoke NAME             revoke a token
+  console APP [--attach]        remote IEx (or the node's own console) in this terminal
 
 Every command takes --data-dir (or BERTH_DATA_DIR, default ./var) and --help.
 `
@@ -26,6 +28,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest)
       case 'token':
         return await tokenCommand(rest)
+      case 'console':
+        return await consoleCommand(rest)
       case undefined:
       case 'help':
       case '--help':

@@ -56,7 +56,7 @@ export class CrashPolicy {
     for (const rec of apps.nodes()) {
       const app = rec.app
       const settings = apps.settings(app)
-      if (!settings.healthUrl || supervisor.status(app).state !== 'running' || deployments.lockedBy(app)) continue
+      if (!settings.healthUrl || supervisor.state(app) !== 'running' || deployments.lockedBy(app)) continue
       let h = this.health.get(app)
       if (!h || h.url !== settings.healthUrl) {
         h = { url: settings.healthUrl, ok: null, consecutiveFailures: 0, lastCheckAt: null, lastError: null, checking: false, lastCheck: Date.now() }
@@ -76,7 +76,7 @@ export class CrashPolicy {
           entry.ok = false
           entry.consecutiveFailures++
           entry.lastError = err.message
-          if (entry.consecutiveFailures >= settings.healthFailures && supervisor.status(app).state === 'running') {
+          if (entry.consecutiveFailures >= settings.healthFailures && supervisor.state(app) === 'running') {
             log.warn({ app, failures: entry.consecutiveFailures, error: err.message }, 'health check failing: killing the node')
             events.record({ app, actor: 'berth', action: 'node.unhealthy', outcome: 'error', detail: { url: entry.url, failures: entry.consecutiveFailures, error: err.message } })
             entry.consecutiveFailures = 0

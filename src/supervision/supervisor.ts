@@ -114,6 +114,11 @@ export class Supervisor {
     }
   }
 
+  /** The node's state without the /proc walk that status() does for the BEAM pid (cheap enough to poll). */
+  state(app: string): NodeState {
+    return this.live.get(app)?.state ?? this.extra.get(app) ?? 'stopped'
+  }
+
   setState(app: string, state: NodeState): void {
     const l = this.live.get(app)
     if (l) l.state = state
