@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite, from a fresh machine: installs what the tests need (Elixir via apt-get when `mix`
-// is missing), compiles, builds each fixture release once, then runs every test file with node:test.
+// The whole test suite, from a fresh machine: installs what the tests need (Elixir and Chromium via apt-get
+// when missing), compiles, builds each fixture release once, then runs every test file with node:test.
 
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -30,9 +30,13 @@ function aptInstall(packages) {
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
 }
 
-if (!have('mix')) {
-  console.log('test setup: installing Elixir (apt-get)')
-  aptInstall(['elixir', 'erlang-dev'])
+const missing = []
+if (!have('mix')) missing.push('elixir', 'erlang-dev')
+// The web terminal test drives Debian's Chromium with playwright-core (no browser download).
+if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium')
+if (missing.length > 0) {
+  console.log(`test setup: installing ${missing.join(' ')} (apt-get)`)
+  aptInstall(missing)
 }
 if (!fs.existsSync(path.join(REPO, 'node_modules'))) run('npm', ['ci'])
 run(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])

@@ -31,6 +31,7 @@ export interface Config {
   tls: { cert: string; key: string } | null
   /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
   epmdPort: number
+  consoles: { allowedOrigins: string[]; idleMs: number; maxPerApp: number; keepRecordings: number }
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
   limits: Limits
@@ -56,6 +57,10 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_CONCURRENT_UPLOADS', flag: 'max-concurrent-uploads', help: 'uploads at once (default 4)' },
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
   { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
+  { env: 'BERTH_ALLOWED_ORIGINS', flag: 'allowed-origins', help: 'other page origins that may open consoles, comma separated' },
+  { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
+  { env: 'BERTH_MAX_SESSIONS_PER_APP', flag: 'max-sessions-per-app', help: 'concurrent console sessions per app (default 5)' },
+  { env: 'BERTH_KEEP_RECORDINGS', flag: 'keep-recordings', help: 'console recordings kept per app (default 100)' },
 ] as const
 
 export class ConfigError extends Error {
@@ -120,6 +125,12 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     shutdownGraceMs: int('BERTH_SHUTDOWN_GRACE_MS', get(12), 10_000, 0),
     epmdPort: int('BERTH_EPMD_PORT', get(13), 4369, 1, 65535),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
+    consoles: {
+      allowedOrigins: (get(14) ?? '').split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean),
+      idleMs: int('BERTH_CONSOLE_IDLE_MS', get(15), 15 * 60_000, 0),
+      maxPerApp: int('BERTH_MAX_SESSIONS_PER_APP', get(16), 5, 1, 1000),
+      keepRecordings: int('BERTH_KEEP_RECORDINGS', get(17), 100, 1, 100_000),
+    },
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,
   }

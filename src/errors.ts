@@ -25,6 +25,7 @@ export const catalogue = {
   ALREADY_RUNNING: [409, 'The app is already running'],
   NODE_NOT_RUNNING: [409, 'The node is not running'],
   TOO_MANY_SESSIONS: [429, 'Too many console sessions for this app'],
+  CONSOLE_BUSY: [409, 'The node console is in use outside berth'],
   ORIGIN_NOT_ALLOWED: [403, 'The page origin may not open consoles'],
   SESSION_NOT_FOUND: [404, 'No such console session'],
   RECORDING_GONE: [410, 'The recording was removed by retention'],

@@ -19,6 +19,7 @@ import { Supervisor } from './supervision/supervisor.js'
 import { Deployer } from './deploy/deployer.js'
 import { CrashPolicy } from './supervision/policy.js'
 import { AppLog } from './supervision/logs.js'
+import { SessionManager } from './sessions/manager.js'
 import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
@@ -35,6 +36,7 @@ export interface Services {
   supervisor: Supervisor
   deployer: Deployer
   policy: CrashPolicy
+  sessions: SessionManager
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
   close(): void
@@ -71,7 +73,19 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log, stepPause: config.testStepPause })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   deployer.onSettled = (app) => policy.reset(app)
+  const sessions = new SessionManager({
+    db,
+    paths,
+    supervisor,
+    apps,
+    log,
+    events,
+    maxPerApp: config.consoles.maxPerApp,
+    idleMs: config.consoles.idleMs,
+    retention: { maxRecordings: config.consoles.keepRecordings },
+  })
   return {
+    sessions,
     policy,
     apps,
     deployments,
@@ -98,6 +112,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
 /** Start-up duties of the daemon (not of the CLI): clear debris and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
+  s.sessions.recover()
   await s.deployer.recover()
   const { dead, adopted } = s.supervisor.adopt()
   // The app must run the release current names: restart what died while berth was down, or runs something else.

@@ -1,7 +1,8 @@
 // The Fastify application as a plugin-style builder that never listens (server.ts does): error handling,
 // authentication from openapi.yaml, and the route modules. Routes stay thin; the domain lives in services.
 
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type onRequestHookHandler, type RouteHandlerMethod } from 'fastify'
+import websocket from '@fastify/websocket'
 import type { Services } from '../services.js'
 import { authHook, FailureLimiter } from './auth.js'
 import { loadApiDocument, type ApiDocument } from './openapi.js'
@@ -11,6 +12,7 @@ import metaRoutes from './routes/meta.js'
 import releaseRoutes from './routes/releases.js'
 import appRoutes from './routes/apps.js'
 import deploymentRoutes from './routes/deployments.js'
+import consoleRoutes from './routes/console.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -25,7 +27,8 @@ export interface RouteContext {
   services: Services
   api: ApiDocument
   /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */
-  route(app: FastifyInstance, operationId: string, handler: RouteHandlerMethod, extra?: { bodyLimit?: number }): void
+  route(app: FastifyInstance, operationId: string, handler: RouteHandlerMethod, extra?: { bodyLimit?: number; websocket?: boolean; onRequest?: onRequestHookHandler }): void
+  limiter: FailureLimiter
 }
 
 export async function buildApp(services: Services, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
@@ -51,7 +54,10 @@ export async function buildApp(services: Services, options: FastifyServerOptions
 
   const api = loadApiDocument()
   const limiter = new FailureLimiter()
+  // Terminal frames are small; 1 MiB bounds what one message can make berth buffer.
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
   const ctx: RouteContext = {
+    limiter,
     services,
     api,
     route(instance, operationId, handler, extra = {}) {
@@ -62,9 +68,9 @@ export async function buildApp(services: Services, options: FastifyServerOptions
         url: op.url,
         schema: op.schema,
         config: { operationId },
-        onRequest: op.scope ? authHook(services.tokens, limiter, op.scope) : undefined,
-        handler,
         ...extra,
+        onRequest: extra.onRequest ?? (op.scope ? authHook(services.tokens, limiter, op.scope) : undefined),
+        handler,
       })
     },
   }
@@ -72,5 +78,6 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(appRoutes, ctx)
   await app.register(releaseRoutes, ctx)
   await app.register(deploymentRoutes, ctx)
+  await app.register(consoleRoutes, ctx)
   return app
 }

@@ -39,6 +39,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         if (inFlight > 0) log.info({ uploads: inFlight, graceMs: config.shutdownGraceMs }, 'waiting for in-flight uploads')
         const abort = setTimeout(() => services.shutdown.abort(), config.shutdownGraceMs)
         try {
+          // Consoles end with the agent (the nodes do not): their ptys are berth's children.
+          await services.sessions.closeAll('berth is shutting down')
           await app.close()
         } finally {
           clearTimeout(abort)
