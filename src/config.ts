@@ -31,6 +31,8 @@ export interface Config {
   tls: { cert: string; key: string } | null
   /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
   epmdPort: number
+  /** Failed authentications per client address and minute before requests from it get 429. */
+  authFailuresPerMinute: number
   consoles: { allowedOrigins: string[]; idleMs: number; maxPerApp: number; keepRecordings: number }
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
@@ -61,6 +63,8 @@ export const OPTIONS = [
   { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
   { env: 'BERTH_MAX_SESSIONS_PER_APP', flag: 'max-sessions-per-app', help: 'concurrent console sessions per app (default 5)' },
   { env: 'BERTH_KEEP_RECORDINGS', flag: 'keep-recordings', help: 'console recordings kept per app (default 100)' },
+  { env: 'BERTH_ALLOW_INSECURE_LISTEN', flag: 'allow-insecure-listen', help: 'set to 1 to listen on a non-loopback address without TLS' },
+  { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
 ] as const
 
 export class ConfigError extends Error {
@@ -95,41 +99,50 @@ function parseStepPause(raw: string | undefined): Config['testStepPause'] {
  * Throws ConfigError with a sentence naming the bad setting.
  */
 export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd()): Config {
-  const get = (i: number): string | undefined => {
-    const o = OPTIONS[i]!
+  // By variable name, so the list above can grow in any order.
+  const get = (name: (typeof OPTIONS)[number]['env']): string | undefined => {
+    const o = OPTIONS.find((x) => x.env === name)!
     return flags[o.flag] ?? env[o.env]
   }
-  const dataDir = path.resolve(cwd, get(0) || './var')
-  const { host, port } = parseListen(get(1) || '127.0.0.1:4100')
-  const logLevel = (get(2) || 'info') as Config['logLevel']
+  const num = (name: (typeof OPTIONS)[number]['env'], fallback: number, min: number, max?: number) => int(name, get(name), fallback, min, max)
+  const dataDir = path.resolve(cwd, get('BERTH_DATA_DIR') || './var')
+  const { host, port } = parseListen(get('BERTH_LISTEN') || '127.0.0.1:4100')
+  const logLevel = (get('BERTH_LOG_LEVEL') || 'info') as Config['logLevel']
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`BERTH_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
-  const cert = get(3)
-  const key = get(4)
+  const cert = get('BERTH_TLS_CERT')
+  const key = get('BERTH_TLS_KEY')
   if (Boolean(cert) !== Boolean(key)) throw new ConfigError('BERTH_TLS_CERT and BERTH_TLS_KEY must be given together')
+  // Tokens travel in headers: in clear text they may only cross the loopback interface.
+  const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host)
+  const insecure = get('BERTH_ALLOW_INSECURE_LISTEN')
+  if (!loopback && !(cert && key) && insecure !== '1' && insecure !== 'true') {
+    throw new ConfigError(`refusing to listen on ${host} without TLS: tokens would cross the network in clear text. Set BERTH_TLS_CERT and BERTH_TLS_KEY, or BERTH_ALLOW_INSECURE_LISTEN=1 behind a TLS-terminating proxy`)
+  }
   const GiB = 1024 ** 3
   const limits: Limits = {
-    maxUploadBytes: int('BERTH_MAX_UPLOAD_BYTES', get(5), 2 * GiB, 1024),
-    maxUnpackedBytes: int('BERTH_MAX_UNPACKED_BYTES', get(6), 4 * GiB, 1024),
-    maxFiles: int('BERTH_MAX_FILES', get(7), 100_000, 1),
-    maxPathDepth: int('BERTH_MAX_PATH_DEPTH', get(8), 32, 2, 1024),
-    maxGzipRatio: int('BERTH_MAX_GZIP_RATIO', get(9), 100, 2),
+    maxUploadBytes: num('BERTH_MAX_UPLOAD_BYTES', 2 * GiB, 1024),
+    maxUnpackedBytes: num('BERTH_MAX_UNPACKED_BYTES', 4 * GiB, 1024),
+    maxFiles: num('BERTH_MAX_FILES', 100_000, 1),
+    maxPathDepth: num('BERTH_MAX_PATH_DEPTH', 32, 2, 1024),
+    maxGzipRatio: num('BERTH_MAX_GZIP_RATIO', 100, 2),
     ratioGraceBytes: 16 * 1024 * 1024,
-    uploadIdleMs: int('BERTH_UPLOAD_IDLE_MS', get(10), 30_000, 100),
-    maxConcurrentUploads: int('BERTH_MAX_CONCURRENT_UPLOADS', get(11), 4, 1, 1000),
+    uploadIdleMs: num('BERTH_UPLOAD_IDLE_MS', 30_000, 100),
+    maxConcurrentUploads: num('BERTH_MAX_CONCURRENT_UPLOADS', 4, 1, 1000),
   }
   return {
     dataDir,
     host,
     port,
     logLevel,
-    shutdownGraceMs: int('BERTH_SHUTDOWN_GRACE_MS', get(12), 10_000, 0),
-    epmdPort: int('BERTH_EPMD_PORT', get(13), 4369, 1, 65535),
+    shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
+    epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
+    authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     consoles: {
-      allowedOrigins: (get(14) ?? '').split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean),
-      idleMs: int('BERTH_CONSOLE_IDLE_MS', get(15), 15 * 60_000, 0),
-      maxPerApp: int('BERTH_MAX_SESSIONS_PER_APP', get(16), 5, 1, 1000),
-      keepRecordings: int('BERTH_KEEP_RECORDINGS', get(17), 100, 1, 100_000),
+      allowedOrigins: (get('BERTH_ALLOWED_ORIGINS') ?? '').split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean),
+      idleMs: num('BERTH_CONSOLE_IDLE_MS', 15 * 60_000, 0),
+      maxPerApp: num('BERTH_MAX_SESSIONS_PER_APP', 5, 1, 1000),
+      keepRecordings: num('BERTH_KEEP_RECORDINGS', 100, 1, 100_000),
     },
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,

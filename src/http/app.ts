@@ -53,7 +53,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   app.decorate('berthRoutes', routes)
 
   const api = loadApiDocument()
-  const limiter = new FailureLimiter()
+  const limiter = new FailureLimiter(services.config.authFailuresPerMinute)
   // Terminal frames are small; 1 MiB bounds what one message can make berth buffer.
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
   const ctx: RouteContext = {

@@ -1,0 +1,175 @@
+// Security properties, each shown against a live berth: every operation of openapi.yaml (websockets too)
+// refuses missing/bad tokens, missing scopes and other apps; logs never hold tokens or env values; TLS
+// serves HTTPS and WSS; clear-text listening off loopback is refused; slow and excess uploads are bounded.
+
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import WebSocket from 'ws'
+import { loadConfig } from '../src/config.js'
+import { loadApiDocument } from '../src/http/openapi.js'
+import { runCli, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
+import { fixture } from './helpers/fixtures.js'
+import { call } from './helpers/http.js'
+
+const SCOPES = ['read', 'deploy', 'operate', 'console'] as const
+const SAMPLE: Record<string, string> = { app: 'hello', id: '0.1.0-000000000000', name: 'xterm.js' }
+const json = { 'content-type': 'application/json' }
+
+describe('auth everywhere (generated from openapi.yaml)', () => {
+  let d: TestDaemon
+  before(async () => {
+    d = await startDaemon({ BERTH_AUTH_FAILURES_PER_MINUTE: '1000000' })
+    await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+  })
+  after(async () => d.stop())
+
+  function wsStatus(url: string, headers: Record<string, string>, authFrame?: string): Promise<number> {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(url, { headers })
+      ws.on('unexpected-response', (_q, res) => resolve(res.statusCode!))
+      ws.on('open', () => authFrame !== undefined && ws.send(JSON.stringify({ type: 'auth', token: authFrame })))
+      ws.on('close', (code) => resolve(code))
+      ws.on('error', () => {})
+    })
+  }
+
+  const ops = [...loadApiDocument().operations.values()].filter((o) => o.scope !== null)
+  for (const op of ops) {
+    test(`${op.method} ${op.path} (${op.scope})`, async () => {
+      const url = `${d.url}${op.path.replace(/\{([^}]+)\}/g, (_m, k: string) => SAMPLE[k] ?? 'x')}`
+      const lacking = d.token(`lacking-${op.operationId}`, op.scope === 'admin' ? [...SCOPES] : SCOPES.filter((s) => s !== op.scope))
+      const otherApp = d.token(`other-${op.operationId}`, ['admin'], ['other'])
+      const bad = 'berth_0123456789abcdef_' + 'Z'.repeat(43)
+      const isWs = (loadApiDocument().doc.paths as Record<string, Record<string, Record<string, unknown>>>)[op.path]![op.method.toLowerCase()]!['x-websocket'] === true
+      if (isWs) {
+        const wsUrl = url.replace('http', 'ws')
+        assert.equal(await wsStatus(wsUrl, {}, bad), 4401, 'bad token in the auth frame')
+        assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${bad}` }), 401)
+        assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${lacking}` }), 403)
+        assert.equal(await wsStatus(wsUrl, {}, lacking), 4403, 'scope checked for frame auth too')
+        assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${otherApp}` }), 403)
+        return
+      }
+      const send = (token?: string) => call(url, { method: op.method, token, headers: json, body: ['POST', 'PUT'].includes(op.method) ? '{}' : undefined })
+      const none = await send()
+      assert.equal(none.status, 401, none.text)
+      assert.equal(none.body.code, 'UNAUTHORIZED')
+      assert.equal((await send(bad)).status, 401)
+      const scope = await send(lacking)
+      assert.equal(scope.status, 403, scope.text)
+      assert.equal(scope.body.code, 'FORBIDDEN_SCOPE')
+      if (op.path.includes('{app}')) {
+        const app = await send(otherApp)
+        assert.equal(app.status, 403, app.text)
+        assert.equal(app.body.code, 'FORBIDDEN_APP')
+      }
+    })
+  }
+})
+
+describe('secrets stay out of the logs', () => {
+  test('tokens and env values never appear in the log, even at trace level', async () => {
+    const dataDir = tempDir()
+    const daemon = await spawnDaemon(dataDir, { BERTH_LOG_LEVEL: 'trace' })
+    try {
+      const admin = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+      const created = (await runCli(['token', 'create', '--name', 'ci', '--scopes', 'read,deploy'], { BERTH_DATA_DIR: dataDir })).stdout.trim()
+      const secretValue = 'postgres://user:sup3r-s3cret-pa55@db/prod'
+      await call(`${daemon.url}/v1/apps/hello/env`, { method: 'PUT', token: admin, headers: json, body: JSON.stringify({ DATABASE_URL: secretValue, SECRET_KEY_BASE: 'kb-9f8e7d6c5b4a' }) })
+      await call(`${daemon.url}/v1/apps/hello/env`, { token: created })
+      await call(`${daemon.url}/v1/apps`, { token: admin.slice(0, -2) + 'xx' })
+      const body = fs.readFileSync((await fixture('v1')).tarball)
+      await call(`${daemon.url}/v1/apps/hello/releases`, { method: 'POST', token: created, body: body as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } })
+      await daemon.stop()
+      const log = daemon.output()
+      assert.ok(log.length > 1000, 'there is a log to search')
+      for (const secret of [admin.slice(23), created.slice(23), secretValue, 'sup3r-s3cret-pa55', 'kb-9f8e7d6c5b4a']) {
+        assert.ok(!log.includes(secret), `the log contains ${secret.slice(0, 6)}…`)
+      }
+      const files = ['berth.log'].map((f) => path.join(dataDir, 'apps', 'hello', 'log', f)).filter((f) => fs.existsSync(f))
+      for (const f of files) assert.ok(!fs.readFileSync(f, 'utf8').includes(secretValue))
+    } finally {
+      await daemon.stop()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('TLS and listening', () => {
+  test('HTTPS and WSS with a generated certificate', async (t) => {
+    const dir = tempDir('berth-tls-')
+    const cert = path.join(dir, 'cert.pem')
+    const key = path.join(dir, 'key.pem')
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'])
+    if (gen.status !== 0) return t.skip('openssl not available')
+    const d = await startDaemon({ BERTH_TLS_CERT: cert, BERTH_TLS_KEY: key })
+    try {
+      assert.match(d.url, /^https:/)
+      const ca = fs.readFileSync(cert)
+      const status = await new Promise<number>((resolve, reject) => https.get(`${d.url}/healthz`, { ca }, (res) => resolve(res.statusCode!)).on('error', reject))
+      assert.equal(status, 200)
+      // Clear-text HTTP to the TLS port gets nowhere.
+      const plain = await new Promise<string>((resolve) => http.get(d.url.replace('https', 'http') + '/healthz', (res) => resolve(String(res.statusCode))).on('error', (e) => resolve(e.message)))
+      assert.notEqual(plain, '200')
+      const code = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${d.url.replace('https', 'wss')}/v1/apps/hello/remote`, { ca })
+        ws.on('open', () => ws.send(JSON.stringify({ type: 'auth', token: 'berth_0123456789abcdef_' + 'Q'.repeat(43) })))
+        ws.on('close', (c) => resolve(c))
+        ws.on('unexpected-response', (_q, res) => resolve(res.statusCode!))
+        ws.on('error', () => {})
+      })
+      assert.equal(code, 4401, 'the websocket upgraded over TLS and refused the bad token')
+    } finally {
+      await d.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('a non-loopback address without TLS is refused unless explicitly allowed', () => {
+    assert.throws(() => loadConfig({ BERTH_LISTEN: '0.0.0.0:4100' }), /refusing to listen on 0\.0\.0\.0 without TLS/)
+    assert.doesNotThrow(() => loadConfig({ BERTH_LISTEN: '0.0.0.0:4100', BERTH_ALLOW_INSECURE_LISTEN: '1' }))
+    assert.doesNotThrow(() => loadConfig({ BERTH_LISTEN: '0.0.0.0:4100', BERTH_TLS_CERT: '/c', BERTH_TLS_KEY: '/k' }))
+    assert.doesNotThrow(() => loadConfig({ BERTH_LISTEN: '127.0.0.1:4100' }))
+  })
+})
+
+describe('upload limits', () => {
+  let d: TestDaemon
+  before(async () => {
+    d = await startDaemon({ BERTH_UPLOAD_IDLE_MS: '700', BERTH_MAX_CONCURRENT_UPLOADS: '1' })
+  })
+  after(async () => d.stop())
+
+  function stalledUpload(): { req: http.ClientRequest; answer: Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> } {
+    const req = http.request(`${d.url}/v1/apps/hello/releases`, { method: 'POST', headers: { authorization: `Bearer ${d.adminToken}`, 'content-type': 'application/octet-stream', 'content-length': 10_000_000 } })
+    const answer = new Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>((resolve) => {
+      req.on('response', (res) => {
+        let body = ''
+        res.on('data', (c) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }))
+      })
+      req.on('error', () => {})
+    })
+    req.write(fs.readFileSync(path.join(process.cwd(), 'package.json')).subarray(0, 10) as unknown as Buffer)
+    return { req, answer }
+  }
+
+  test('a stalled upload times out with 408 and leaves nothing; excess uploads get 503 with Retry-After', async () => {
+    const first = stalledUpload()
+    await new Promise((r) => setTimeout(r, 200))
+    const second = await call(`${d.url}/v1/apps/hello/releases`, { method: 'POST', token: d.adminToken, body: Buffer.alloc(10) as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } })
+    assert.equal(second.status, 503)
+    assert.equal(second.body.code, 'TOO_MANY_UPLOADS')
+    assert.equal(second.headers.get('retry-after'), '5')
+    const res = await first.answer
+    first.req.destroy()
+    assert.equal(res.status, 408, res.body)
+    assert.equal(JSON.parse(res.body).code, 'UPLOAD_TIMEOUT')
+    assert.deepEqual(fs.readdirSync(path.join(d.dataDir, 'uploads')), [])
+  })
+})
