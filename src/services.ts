@@ -64,7 +64,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const releases = new ReleaseStore(db)
   const events = new EventStore(db)
   const appLog = new AppLog((app) => paths.log(app))
-  events.onRecord = (e) => appLog.write(e.app, e.line)
+  events.listeners.push((e) => appLog.write(e.app, e.line))
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
   const apps = new AppStore(db)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.

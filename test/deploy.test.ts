@@ -189,6 +189,21 @@ describe('rollback', () => {
     assert.deepEqual(env.body.names, ['HELLO_DATA_DIR', 'PORT', 'SECRET_KEY_BASE'])
   })
 
+  test('/metrics counts the deployments that happened', async () => {
+    const reader = d.token('prometheus', ['read'])
+    const res = await call(`${d.url}/metrics`, { token: reader })
+    assert.equal(res.status, 200)
+    const count = (labels: string) => Number(new RegExp(`^berth_deployments_total\\{${labels}\\} (\\d+)`, 'm').exec(res.text)?.[1] ?? 0)
+    assert.ok(count('app="hello",kind="deploy",outcome="succeeded"') >= 3, res.text.slice(0, 500))
+    assert.equal(count('app="hello",kind="deploy",outcome="rolled_back"'), 1)
+    assert.equal(count('app="hello",kind="deploy",outcome="failed"'), 2)
+    assert.match(res.text, /berth_deployment_step_duration_seconds_count\{step="migrating"\} \d+/)
+    assert.match(res.text, /berth_app_state\{app="hello",state="running"\} 1/)
+    assert.match(res.text, /berth_uploads_total\{app="hello",outcome="ok"\} 5/)
+    assert.match(res.text, /berth_process_resident_memory_bytes \d+/)
+    assert.equal((await call(`${d.url}/metrics`)).status, 401)
+  })
+
   test('stop and start the node', async () => {
     const stop = await call(`${d.url}/v1/apps/hello/stop?wait=true`, { method: 'POST', token: d.adminToken })
     assert.equal(stop.status, 200, stop.text)

@@ -1,11 +1,19 @@
-// The `berth` command: dispatches to `serve` and `token ...`. Each command parses its own flags with
-// node:util parseArgs and has --help; errors are one sentence on stderr and a non-zero exit code.
+// The `berth` command: dispatches to the daemon (`serve`), the local token tools and the operator client
+// commands that talk to a running berth over HTTP. Each command parses its own flags with node:util
+// parseArgs and has --help; errors are one sentence on stderr, usage errors exit 2, refusals exit 1.
 
 import { ConfigError } from '../config.js'
 import { serveCommand } from './serve.js'
 import { tokenCommand } from './token.js'
 import { consoleCommand } from './console.js'
 import { UsageError } from './usage.js'
+import { ApiError } from './client.js'
+import { deployCommand, rollbackCommand } from './commands/deploy.js'
+import { releasesCommand } from './commands/releases.js'
+import { statusCommand } from './commands/status.js'
+import { logsCommand } from './commands/logs.js'
+import { envCommand } from './commands/env.js'
+import { settingsCommand } from './commands/settings.js'
 
 const USAGE = `usage: berth <command> [options]
 
@@ -15,9 +23,25 @@ commands:
                                 create a token; prints only the token
   token list [--json]           list tokens (never their secrets)
   token revoke NAME             revoke a token
+
+client commands (talk to a running berth):
+  deploy FILE --app APP [--no-deploy]
+                                upload a release with progress, deploy it and follow the steps
+  deploy --release ID --app APP deploy a release uploaded before
+  rollback APP [--to ID]        roll back (to the previous good release, or ID) and follow it
+  status [APP]                  apps and their nodes, or one app in detail
+  releases APP                  an app's releases, the current one marked
+  logs APP [-f] [--lines N] [--source console|berth]
+                                the node's console output (or berth's lines about the app)
+  env APP list | replace K=V... [--from-file FILE] [--restart]
+                                environment variable names; replace the whole environment
+  settings APP [get [KEY...] | set KEY=VALUE...]
+                                show or change the app's settings (restart.maxRestarts=3)
   console APP [--attach]        remote IEx (or the node's own console) in this terminal
 
-Every command takes --data-dir (or BERTH_DATA_DIR, default ./var) and --help.
+serve and token take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
+--token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN) and --json. Every command takes
+--help.
 `
 
 export async function main(argv: string[]): Promise<number> {
@@ -30,6 +54,20 @@ export async function main(argv: string[]): Promise<number> {
         return await tokenCommand(rest)
       case 'console':
         return await consoleCommand(rest)
+      case 'deploy':
+        return await deployCommand(rest)
+      case 'rollback':
+        return await rollbackCommand(rest)
+      case 'status':
+        return await statusCommand(rest)
+      case 'releases':
+        return await releasesCommand(rest)
+      case 'logs':
+        return await logsCommand(rest)
+      case 'env':
+        return await envCommand(rest)
+      case 'settings':
+        return await settingsCommand(rest)
       case undefined:
       case 'help':
       case '--help':
@@ -43,6 +81,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError || err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`berth: ${(err as Error).message}\n`)
       return 2
+    }
+    // What the server refused (or why it could not be reached): its sentence and the code scripts match on.
+    if (err instanceof ApiError) {
+      process.stderr.write(`berth: ${err.detail} (${err.code})\n`)
+      return 1
     }
     throw err
   }

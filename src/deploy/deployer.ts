@@ -85,7 +85,9 @@ export class Deployer {
       })
       .then(() => {
         this.deps.deployments.finish(d)
-        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state, detail: { deployment: d.id, release: d.release, reason: d.reason } })
+        const steps = d.steps.filter((s) => s.endedAt).map((s) => ({ name: s.name, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt) }))
+        const durationMs = Date.parse(d.finishedAt ?? new Date().toISOString()) - Date.parse(d.createdAt)
+        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
         log.info({ state: d.state, reason: d.reason }, `${d.kind} finished`)
         this.running.delete(d.id)
         this.onSettled(d.app)

@@ -15,8 +15,8 @@ export interface AuditEvent {
 }
 
 export class EventStore {
-  /** Also told about every event with an app (berth writes them to the app's own log). */
-  onRecord: (e: { app: string; at: string; line: string }) => void = () => {}
+  /** Told about every event with an app: the app's own log file, the metrics. */
+  readonly listeners: ((e: { app: string; at: string; action: string; outcome: string; detail: Record<string, unknown> | null; line: string }) => void)[] = []
 
   constructor(private readonly db: Database) {}
 
@@ -24,7 +24,9 @@ export class EventStore {
     const at = now()
     const detail = e.detail ? JSON.stringify(e.detail) : null
     this.db.prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)').run(e.app ?? null, at, e.actor ?? null, e.action, e.outcome, detail)
-    if (e.app) this.onRecord({ app: e.app, at, line: `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${detail ? ` ${detail}` : ''}` })
+    if (!e.app) return
+    const line = `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${detail ? ` ${detail}` : ''}`
+    for (const l of this.listeners) l({ app: e.app, at, action: e.action, outcome: e.outcome, detail: e.detail ?? null, line })
   }
 
   list(app: string, limit = 100): AuditEvent[] {

@@ -1,0 +1,151 @@
+// The HTTP client of the `berth` operator commands: JSON requests, a streamed upload with progress, and
+// streamed text (logs). Every failure becomes an ApiError carrying the server's problem code and detail,
+// so commands print one sentence and scripts can match on the code.
+
+import fs from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import { Transform } from 'node:stream'
+
+export const DEFAULT_URL = 'http://127.0.0.1:4100'
+
+/** What the server refused (status and code from its problem body), or why it could not be reached (status null). */
+export class ApiError extends Error {
+  override name = 'ApiError'
+  constructor(
+    readonly status: number | null,
+    readonly code: string,
+    readonly detail: string,
+    readonly body: Record<string, unknown> | null = null,
+  ) {
+    super(`${detail} (${code})`)
+  }
+}
+
+export interface UploadProgress {
+  sent: number
+  total: number
+  elapsedMs: number
+}
+
+export interface UploadResult<T> {
+  status: number
+  body: T
+  elapsedMs: number
+}
+
+// JSON answers come quickly (deployments are followed by polling, never with ?wait=true), so a minute of
+// silence means something is wrong; an upload's answer waits for the server to finish unpacking.
+const REQUEST_IDLE_MS = 60_000
+const UPLOAD_IDLE_MS = 120_000
+
+export class BerthClient {
+  readonly baseUrl: string
+  readonly #token: string
+
+  constructor(baseUrl: string, token: string) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '')
+    this.#token = token
+  }
+
+  /** One JSON request; resolves with the parsed answer of a 2xx, throws ApiError otherwise. */
+  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? null : Buffer.from(JSON.stringify(body))
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' }
+    if (payload) {
+      headers['content-type'] = 'application/json'
+      headers['content-length'] = payload.length
+    }
+    const res = await this.#send(method, path, headers, REQUEST_IDLE_MS, (req) => req.end(payload ?? undefined))
+    return (await readJson(res)) as T
+  }
+
+  /**
+   * Streams a file as the raw request body with its Content-Length; `onProgress` sees the bytes handed to
+   * the socket (backpressure keeps that within a buffer of what the server has received).
+   */
+  async upload<T = unknown>(path: string, file: string, onProgress: (p: UploadProgress) => void): Promise<UploadResult<T>> {
+    const total = (await fs.promises.stat(file)).size
+    const started = Date.now()
+    let sent = 0
+    const source = fs.createReadStream(file)
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        sent += chunk.length
+        onProgress({ sent, total, elapsedMs: Date.now() - started })
+        done(null, chunk)
+      },
+    })
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': total, accept: 'application/json' }
+    const res = await this.#send('POST', path, headers, UPLOAD_IDLE_MS, (req) => {
+      source.on('error', (err) => req.destroy(err))
+      source.pipe(counter).pipe(req)
+    })
+    // A refusal (wrong app, not a tarball) may come before the whole body was sent: stop reading the file.
+    source.destroy()
+    const body = (await readJson(res)) as T
+    return { status: res.statusCode!, body, elapsedMs: Date.now() - started }
+  }
+
+  /** A text answer as a stream (logs, possibly followed); a refusal throws ApiError before anything is read. */
+  async stream(path: string): Promise<http.IncomingMessage> {
+    const res = await this.#send('GET', path, { accept: 'text/plain' }, 0, (req) => req.end())
+    if ((res.statusCode ?? 0) >= 400) await readJson(res)
+    return res
+  }
+
+  #send(method: string, path: string, headers: http.OutgoingHttpHeaders, idleMs: number, write: (req: http.ClientRequest) => void): Promise<http.IncomingMessage> {
+    const url = new URL(this.baseUrl + path)
+    const transport = url.protocol === 'https:' ? https : http
+    return new Promise((resolve, reject) => {
+      const req = transport.request(url, { method, headers: { ...headers, authorization: `Bearer ${this.#token}`, 'user-agent': 'berth-cli' } })
+      let answered = false
+      req.on('response', (res) => {
+        answered = true
+        // The idle timeout covers waiting for the answer; a followed log may be silent for hours.
+        req.setTimeout(0)
+        resolve(res)
+      })
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // Writing the rest of a refused upload fails once the server has answered and closed: the answer counts.
+        if (answered) return
+        reject(connectionError(this.baseUrl, err))
+      })
+      if (idleMs > 0) {
+        req.setTimeout(idleMs, () => req.destroy(Object.assign(new Error(`berth at ${this.baseUrl} did not answer for ${idleMs / 1000} s`), { code: 'TIMEOUT' })))
+      }
+      write(req)
+    })
+  }
+}
+
+function connectionError(base: string, err: NodeJS.ErrnoException): ApiError {
+  if (err.code === 'TIMEOUT') return new ApiError(null, 'TIMEOUT', err.message)
+  if (err.code === 'ECONNREFUSED') return new ApiError(null, 'CONNECTION_REFUSED', `Nothing answers at ${base}; is berth running there (set --url or BERTH_URL)?`)
+  return new ApiError(null, err.code ?? 'CONNECTION_FAILED', `Cannot talk to berth at ${base}: ${err.message}`)
+}
+
+async function readJson(res: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  for await (const c of res) chunks.push(c as Buffer)
+  const text = Buffer.concat(chunks).toString('utf8')
+  let parsed: unknown = null
+  try {
+    parsed = text ? JSON.parse(text) : null
+  } catch {
+    parsed = undefined
+  }
+  const status = res.statusCode ?? 0
+  if (status >= 200 && status < 300) {
+    if (parsed === undefined) throw new ApiError(status, 'INVALID_RESPONSE', `berth answered ${status} with a body that is not JSON`)
+    return parsed
+  }
+  const p = parsed as { code?: unknown; detail?: unknown } | null | undefined
+  if (p && typeof p.code === 'string' && typeof p.detail === 'string') throw new ApiError(status, p.code, p.detail, p as Record<string, unknown>)
+  throw new ApiError(status, `HTTP_${status}`, `berth answered ${status} ${res.statusMessage ?? ''}`.trim())
+}
+
+/** Server and token from the flags, else BERTH_URL / BERTH_TOKEN. The caller reports a missing token. */
+export function connection(values: { url?: string; token?: string }, env: NodeJS.ProcessEnv): { url: string; token: string | undefined } {
+  return { url: values.url ?? env.BERTH_URL ?? DEFAULT_URL, token: values.token ?? env.BERTH_TOKEN }
+}

@@ -1,0 +1,58 @@
+// What every client command shares: the --url/--token/--json/--help flags, building the client from
+// them (or BERTH_URL/BERTH_TOKEN), app-name checks and path escaping.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { BerthClient, connection, DEFAULT_URL } from '../client.js'
+import { UsageError } from '../usage.js'
+
+export const CONNECTION_HELP = `Server and token: --url URL and --token TOKEN, or BERTH_URL and BERTH_TOKEN (default URL ${DEFAULT_URL}).
+--json prints the server's JSON answer instead of text, for scripts. Errors print the server's
+explanation and its code on stderr and exit 1; wrong arguments exit 2.`
+
+export const COMMON_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  url: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+} as const
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+/** parseArgs with the common flags added; strict, positionals allowed. */
+export function parse<O extends Options>(argv: string[], options: O) {
+  return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true })
+}
+
+export function client(values: { url?: string | boolean; token?: string | boolean }, env: NodeJS.ProcessEnv): BerthClient {
+  const { url, token } = connection({ url: str(values.url), token: str(values.token) }, env)
+  if (!token) throw new UsageError('no token: pass --token or set BERTH_TOKEN (berth token create prints one)')
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new UsageError(`--url must be an http:// or https:// URL, not "${url}"`)
+  return new BerthClient(url, token)
+}
+
+function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined
+}
+
+// The server checks names too; checking here turns a typo into a usage error instead of a 404 on a odd path.
+const APP = /^[a-z][a-z0-9_]{0,63}$/
+
+export function appArg(app: string | undefined, usage: string): string {
+  if (!app) throw new UsageError(`missing the app name: ${usage}`)
+  if (!APP.test(app)) throw new UsageError(`"${app}" is not an app name (lowercase letters, digits and _, starting with a letter)`)
+  return app
+}
+
+export function appPath(app: string, rest = ''): string {
+  return `/v1/apps/${encodeURIComponent(app)}${rest}`
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+}
+
+/** Prints the help text and says whether the command should stop (with exit 0). */
+export function helped(values: { help?: string | boolean }, help: string): boolean {
+  if (values.help) process.stdout.write(help)
+  return !!values.help
+}

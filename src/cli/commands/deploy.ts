@@ -1,0 +1,216 @@
+// `berth deploy` and `berth rollback`: upload a release with a progress display, start the deployment and
+// follow it step by step until it ends. The exit code is the outcome, so a CI job fails with the deployment.
+
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import { ApiError, type BerthClient, type UploadProgress } from '../client.js'
+import { FINAL_STATES, type Deployment, type Release, type Step } from '../api.js'
+import { between, bytes, duration, rate } from '../format.js'
+import { UsageError } from '../usage.js'
+import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+
+const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy]
+       berth deploy --release ID --app APP
+
+Uploads FILE (the .tar.gz that \`mix release\` writes) to APP with its sha256, so a file that changes or
+is damaged on the way is refused and nothing is kept, then deploys it and follows the deployment: each
+step (migrating, switching, starting, verifying, rollback) as it starts and ends, then the outcome.
+Exits 0 when the deployment succeeded, 1 when it failed or was rolled back (with the reason).
+
+  --app APP        the app (its name must match the release inside the tarball)
+  --no-deploy      only upload; deploy later with --release ID
+  --release ID     deploy a release uploaded before (an id, or a version naming one release)
+
+Progress: on a terminal one updating line; otherwise a line per quarter (or every 2 s) and a summary.
+With --json, progress goes to stderr and stdout gets the release with its finished deployment under
+"deployment" (like ?deploy=true), or the deployment alone with --release.
+
+${CONNECTION_HELP}
+`
+
+const ROLLBACK_HELP = `usage: berth rollback APP [--to ID] [--run-rollback-expr]
+
+Rolls APP back to the release --to names (an id, or a version naming one release), or without --to to
+the last release that succeeded before the current one, and follows it like berth deploy. Migrations do
+not run; migrations the target lacks are printed as warnings. --run-rollback-expr runs the app's
+rollbackExpr setting first. Exits 0 when the rollback succeeded, 1 otherwise.
+
+${CONNECTION_HELP}
+`
+
+const POLL_MS = 250
+// A berth restarting mid-deployment is down for a moment; the deployment then ends "agent restarted".
+const UNREACHABLE_GRACE_MS = 30_000
+
+export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' } })
+  if (helped(values, DEPLOY_HELP)) return 0
+  const app = appArg(values.app as string | undefined, 'berth deploy FILE --app APP')
+  const json = !!values.json
+  // Human progress never mixes into the JSON on stdout.
+  const out = json ? process.stderr : process.stdout
+  const file = positionals[0]
+  if (positionals.length > 1) throw new UsageError(`deploy takes one file, got ${positionals.length}`)
+  if (values.release && file) throw new UsageError('give either FILE or --release ID, not both')
+  if (values.release && values['no-deploy']) throw new UsageError('--no-deploy uploads a file; with --release there is nothing to upload')
+  const api = client(values, env)
+
+  if (typeof values.release === 'string') {
+    const done = await startAndFollow(api, app, 'deployments', { release: values.release }, out)
+    if (json) printJson(done)
+    return done.state === 'succeeded' ? 0 : 1
+  }
+
+  if (!file) throw new UsageError('deploy needs the release tarball: berth deploy FILE --app APP')
+  const stat = fs.statSync(file, { throwIfNoEntry: false })
+  if (!stat?.isFile()) throw new UsageError(`${file} is not a file`)
+  const sha256 = await sha256File(file)
+  const progress = new ProgressLine(out)
+  const up = await api.upload<Release>(appPath(app, `/releases?sha256=${sha256}`), file, (p) => progress.update(p))
+  progress.finish(up.elapsedMs)
+  const release = up.body
+  out.write(`${up.status === 201 ? 'release' : 'release already uploaded:'} ${release.id} (version ${release.version})\n`)
+  if (values['no-deploy']) {
+    if (json) printJson(release)
+    return 0
+  }
+  const done = await startAndFollow(api, app, 'deployments', { release: release.id }, out)
+  if (json) printJson({ ...release, current: done.state === 'succeeded', deployment: done })
+  return done.state === 'succeeded' ? 0 : 1
+}
+
+export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } })
+  if (helped(values, ROLLBACK_HELP)) return 0
+  const app = appArg(positionals[0], 'berth rollback APP [--to ID]')
+  if (positionals.length > 1) throw new UsageError(`rollback takes one app, got ${positionals.join(' ')}`)
+  const api = client(values, env)
+  const body: { to?: string; runRollbackExpr?: boolean } = {}
+  if (typeof values.to === 'string') body.to = values.to
+  if (values['run-rollback-expr']) body.runRollbackExpr = true
+  const out = values.json ? process.stderr : process.stdout
+  const done = await startAndFollow(api, app, 'rollback', body, out)
+  if (values.json) printJson(done)
+  return done.state === 'succeeded' ? 0 : 1
+}
+
+async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
+  const started = await api.request<Deployment>('POST', appPath(app, `/${route}`), body)
+  out.write(`${started.kind} ${started.release} to ${app}${started.previous ? ` (from ${started.previous})` : ''}, deployment ${started.id}\n`)
+  // Ctrl+C stops following, not the deployment: say so, since the server carries on without us.
+  const onInterrupt = () => {
+    out.write(`\nstopped following; deployment ${started.id} goes on (berth status ${app})\n`)
+    process.exit(130)
+  }
+  process.once('SIGINT', onInterrupt)
+  try {
+    return await follow(api, started, out)
+  } finally {
+    process.off('SIGINT', onInterrupt)
+  }
+}
+
+/** Polls the deployment until it ends, printing each step as it starts and ends, then the outcome. */
+export async function follow(api: BerthClient, first: Deployment, out: NodeJS.WriteStream): Promise<Deployment> {
+  const shown: ('started' | 'ended')[] = []
+  let open = false
+  let dep = first
+  let unreachableSince: number | null = null
+  for (;;) {
+    dep.steps.forEach((step, i) => {
+      if (shown[i] === 'ended') return
+      if (step.state === 'running') {
+        if (!shown[i]) {
+          out.write(`${step.name} ... `)
+          open = true
+          shown[i] = 'started'
+        }
+        return
+      }
+      out.write(`${shown[i] ? '' : `${step.name} ... `}${stepResult(step)}\n`)
+      open = false
+      shown[i] = 'ended'
+      if (step.state === 'failed') out.write(indentTail(step.output))
+    })
+    if (FINAL_STATES.includes(dep.state)) break
+    await new Promise((r) => setTimeout(r, POLL_MS))
+    try {
+      dep = await api.request<Deployment>('GET', appPath(dep.app, `/deployments/${dep.id}`))
+      unreachableSince = null
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== null) throw err
+      unreachableSince ??= Date.now()
+      if (Date.now() - unreachableSince > UNREACHABLE_GRACE_MS) throw err
+    }
+  }
+  if (open) out.write('\n')
+  for (const w of dep.warnings) out.write(`warning: ${w}\n`)
+  const took = between(dep.createdAt, dep.finishedAt)
+  if (dep.state === 'succeeded') out.write(`succeeded: ${dep.app} runs ${dep.release}${took === null ? '' : ` (${duration(took)})`}\n`)
+  else out.write(`${dep.state}: ${dep.reason ?? 'no reason given'}\n`)
+  return dep
+}
+
+function stepResult(step: Step): string {
+  const ms = between(step.startedAt, step.endedAt)
+  return step.state === 'skipped' || ms === null ? step.state : `${step.state} (${duration(ms)})`
+}
+
+/** The end of a failed step's output (migration errors, the node's last words), indented under it. */
+function indentTail(output: string, lines = 20): string {
+  const all = output.trimEnd().split('\n').filter((l) => l.length > 0)
+  if (all.length === 0) return ''
+  const cut = all.length > lines ? [`... (${all.length - lines} earlier lines)`, ...all.slice(-lines)] : all
+  return cut.map((l) => `    ${l}\n`).join('')
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256')
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/**
+ * Upload progress: on a terminal one line redrawn at most 10 times a second; elsewhere (CI logs) a line
+ * each time another quarter is sent or 2 s have passed, so a log shows progress without flooding.
+ */
+class ProgressLine {
+  readonly #out: NodeJS.WriteStream
+  readonly #tty: boolean
+  #lastDraw = 0
+  #nextQuarter = 25
+  #last: UploadProgress | null = null
+
+  constructor(out: NodeJS.WriteStream) {
+    this.#out = out
+    this.#tty = !!out.isTTY
+  }
+
+  update(p: UploadProgress): void {
+    this.#last = p
+    const pct = p.total > 0 ? Math.floor((p.sent / p.total) * 100) : 100
+    const now = Date.now()
+    if (this.#tty) {
+      if (now - this.#lastDraw < 100 && p.sent < p.total) return
+      this.#lastDraw = now
+      const width = 24
+      const filled = Math.round((pct / 100) * width)
+      this.#out.write(`\r\x1b[Kupload [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(pct).padStart(3)}%  ${this.#numbers(p)}`)
+      return
+    }
+    if (pct < this.#nextQuarter && now - this.#lastDraw < 2000) return
+    this.#lastDraw = now
+    while (this.#nextQuarter <= pct) this.#nextQuarter += 25
+    this.#out.write(`upload ${pct}% ${this.#numbers(p)}\n`)
+  }
+
+  finish(elapsedMs: number): void {
+    const total = this.#last?.total ?? 0
+    if (this.#tty) this.#out.write('\r\x1b[K')
+    this.#out.write(`uploaded ${bytes(total)} in ${duration(elapsedMs)} (${rate(total / Math.max(elapsedMs / 1000, 0.001))})\n`)
+  }
+
+  #numbers(p: UploadProgress): string {
+    return `${bytes(p.sent)}/${bytes(p.total)} ${rate(p.sent / Math.max(p.elapsedMs / 1000, 0.001))}`
+  }
+}

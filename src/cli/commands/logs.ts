@@ -1,0 +1,49 @@
+// `berth logs APP [-f]`: the node's console output (or berth's lines about the app), copied to stdout as it
+// streams, with backpressure so a slow pipe (| less) slows the download instead of growing memory.
+
+import { pipeline } from 'node:stream/promises'
+import { UsageError } from '../usage.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped } from './common.js'
+import { parseArgs } from 'node:util'
+
+const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth]
+
+Prints the last N lines (default 100, at most 10000) of APP's logs; -f (--follow) keeps printing new lines,
+across node restarts, until Ctrl+C. --source console (default) is the node's own console output;
+--source berth is what berth logged about the app (deployments, restarts, health checks).
+The output is plain text (there is no --json).
+
+${CONNECTION_HELP.replace(/\n--json.*\n.*\n/, '\n')}
+`
+
+export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { json: _json, ...options } = COMMON_OPTIONS
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { ...options, follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' }, source: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  })
+  if (helped(values, HELP)) return 0
+  const app = appArg(positionals[0], 'berth logs APP')
+  if (positionals.length > 1) throw new UsageError(`logs takes one app, got ${positionals.join(' ')}`)
+  const query = new URLSearchParams()
+  if (values.lines !== undefined) {
+    if (!/^\d+$/.test(values.lines) || Number(values.lines) > 10_000) throw new UsageError(`--lines must be a whole number from 0 to 10000, not "${values.lines}"`)
+    query.set('lines', values.lines)
+  }
+  if (values.source !== undefined) {
+    if (values.source !== 'console' && values.source !== 'berth') throw new UsageError(`--source is console or berth, not "${values.source}"`)
+    query.set('source', values.source)
+  }
+  if (values.follow) query.set('follow', 'true')
+  const res = await client(values, env).stream(appPath(app, `/logs${query.size ? `?${query}` : ''}`))
+  try {
+    await pipeline(res, process.stdout)
+  } catch (err) {
+    // The reader went away (| head): that ends the command, it is not an error.
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0
+    throw err
+  }
+  return 0
+}

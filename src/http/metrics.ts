@@ -1,0 +1,77 @@
+// Prometheus metrics, derived from berth's audit events (so the domain knows nothing of prom-client) plus
+// gauges read at scrape time: deployments by outcome and duration, step durations, node restarts, app state,
+// console sessions, upload bytes and failures, and the process metrics of prom-client.
+
+import client from 'prom-client'
+import type { Services } from '../services.js'
+
+export function createMetrics(services: Services): client.Registry {
+  const registry = new client.Registry()
+  client.collectDefaultMetrics({ register: registry, prefix: 'berth_' })
+  const deployments = new client.Counter({ name: 'berth_deployments_total', help: 'Deployments, rollbacks and operations by outcome', labelNames: ['app', 'kind', 'outcome'], registers: [registry] })
+  const deploymentSeconds = new client.Histogram({ name: 'berth_deployment_duration_seconds', help: 'Time from request to final state', labelNames: ['app', 'kind'], buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600], registers: [registry] })
+  const stepSeconds = new client.Histogram({ name: 'berth_deployment_step_duration_seconds', help: 'Duration of each deployment step', labelNames: ['step'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry] })
+  const restarts = new client.Counter({ name: 'berth_node_restarts_total', help: 'Nodes restarted by the crash policy', labelNames: ['app'], registers: [registry] })
+  const exits = new client.Counter({ name: 'berth_node_unexpected_exits_total', help: 'Nodes that died while they should have been running', labelNames: ['app'], registers: [registry] })
+  const uploadBytes = new client.Counter({ name: 'berth_upload_bytes_total', help: 'Bytes of accepted uploads', labelNames: ['app'], registers: [registry] })
+  const uploads = new client.Counter({ name: 'berth_uploads_total', help: 'Uploads by outcome (the code for refusals)', labelNames: ['app', 'outcome'], registers: [registry] })
+
+  services.events.listeners.push((e) => {
+    const d = e.detail ?? {}
+    switch (e.action) {
+      case 'deploy':
+      case 'rollback':
+      case 'start':
+      case 'stop':
+      case 'restart':
+        deployments.inc({ app: e.app, kind: e.action, outcome: e.outcome })
+        if (typeof d.durationMs === 'number') deploymentSeconds.observe({ app: e.app, kind: e.action }, d.durationMs / 1000)
+        for (const s of (d.steps as { name: string; ms: number }[] | undefined) ?? []) stepSeconds.observe({ step: s.name }, s.ms / 1000)
+        break
+      case 'node.restart':
+        restarts.inc({ app: e.app })
+        break
+      case 'node.exit':
+        exits.inc({ app: e.app })
+        break
+      case 'release.upload':
+        uploads.inc({ app: e.app, outcome: e.outcome === 'ok' ? 'ok' : String(d.code ?? 'error') })
+        if (e.outcome === 'ok' && typeof d.size === 'number') uploadBytes.inc({ app: e.app }, d.size)
+        break
+    }
+  })
+
+  const states = ['stopped', 'starting', 'running', 'stopping', 'crashed', 'backoff', 'errored'] as const
+  new client.Gauge({
+    name: 'berth_app_state',
+    help: 'The node state of each app (1 for the current state)',
+    labelNames: ['app', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const { name } of services.releases.apps()) {
+        const now = services.supervisor.state(name)
+        for (const s of states) this.set({ app: name, state: s }, s === now ? 1 : 0)
+      }
+    },
+  })
+  new client.Gauge({
+    name: 'berth_console_sessions_active',
+    help: 'Open console sessions',
+    labelNames: ['app'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const { name } of services.releases.apps()) this.set({ app: name }, services.sessions.active(name))
+    },
+  })
+  new client.Gauge({
+    name: 'berth_uploads_in_flight',
+    help: 'Uploads being received',
+    registers: [registry],
+    collect() {
+      this.set(services.intake.inFlight)
+    },
+  })
+  return registry
+}
