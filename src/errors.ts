@@ -28,6 +28,7 @@ export const catalogue = {
   CONSOLE_BUSY: [409, 'The node console is in use outside berth'],
   ORIGIN_NOT_ALLOWED: [403, 'The page origin may not open consoles'],
   SESSION_NOT_FOUND: [404, 'No such console session'],
+  WEBHOOK_NOT_FOUND: [404, 'No such webhook'],
   RECORDING_GONE: [410, 'The recording was removed by retention'],
   DEPLOYMENT_FAILED: [422, 'The deployment failed'],
   DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],

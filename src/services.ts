@@ -20,6 +20,7 @@ import { Deployer } from './deploy/deployer.js'
 import { CrashPolicy } from './supervision/policy.js'
 import { AppLog } from './supervision/logs.js'
 import { SessionManager } from './sessions/manager.js'
+import { Webhooks } from './webhooks/webhooks.js'
 import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
@@ -37,6 +38,7 @@ export interface Services {
   deployer: Deployer
   policy: CrashPolicy
   sessions: SessionManager
+  webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
   close(): void
@@ -84,7 +86,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
   })
+  const webhooks = new Webhooks(db, events, log, config.webhookBackoffMs)
   return {
+    webhooks,
     sessions,
     policy,
     apps,
@@ -103,6 +107,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      webhooks.close()
       supervisor.detach()
       db.close()
     },
@@ -113,6 +118,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   s.sessions.recover()
+  s.webhooks.start()
   await s.deployer.recover()
   const { dead, adopted } = s.supervisor.adopt()
   // The app must run the release current names: restart what died while berth was down, or runs something else.

@@ -31,6 +31,9 @@ export interface UploadProgress {
 export interface UploadResult<T> {
   status: number
   body: T
+  /** Until the last byte was handed to the socket. */
+  sentMs: number
+  /** Until the answer: includes the server's last checks and moving the release into place. */
   elapsedMs: number
 }
 
@@ -68,10 +71,12 @@ export class BerthClient {
     const total = (await fs.promises.stat(file)).size
     const started = Date.now()
     let sent = 0
+    let sentMs = 0
     const source = fs.createReadStream(file)
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         sent += chunk.length
+        if (sent >= total) sentMs = Date.now() - started
         onProgress({ sent, total, elapsedMs: Date.now() - started })
         done(null, chunk)
       },
@@ -84,7 +89,8 @@ export class BerthClient {
     // A refusal (wrong app, not a tarball) may come before the whole body was sent: stop reading the file.
     source.destroy()
     const body = (await readJson(res)) as T
-    return { status: res.statusCode!, body, elapsedMs: Date.now() - started }
+    const elapsedMs = Date.now() - started
+    return { status: res.statusCode!, body, sentMs: sentMs || elapsedMs, elapsedMs }
   }
 
   /** A text answer as a stream (logs, possibly followed); a refusal throws ApiError before anything is read. */

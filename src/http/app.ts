@@ -13,6 +13,7 @@ import releaseRoutes from './routes/releases.js'
 import appRoutes from './routes/apps.js'
 import deploymentRoutes from './routes/deployments.js'
 import consoleRoutes from './routes/console.js'
+import webhookRoutes from './routes/webhooks.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -79,5 +80,6 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(releaseRoutes, ctx)
   await app.register(deploymentRoutes, ctx)
   await app.register(consoleRoutes, ctx)
+  await app.register(webhookRoutes, ctx)
   return app
 }

@@ -66,8 +66,11 @@ export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = pro
   if (!stat?.isFile()) throw new UsageError(`${file} is not a file`)
   const sha256 = await sha256File(file)
   const progress = new ProgressLine(out)
-  const up = await api.upload<Release>(appPath(app, `/releases?sha256=${sha256}`), file, (p) => progress.update(p))
-  progress.finish(up.elapsedMs)
+  const up = await api.upload<Release>(appPath(app, `/releases?sha256=${sha256}`), file, (p) => progress.update(p)).catch((err: unknown) => {
+    progress.abort()
+    throw err
+  })
+  progress.finish(up.sentMs, up.elapsedMs)
   const release = up.body
   out.write(`${up.status === 201 ? 'release' : 'release already uploaded:'} ${release.id} (version ${release.version})\n`)
   if (values['no-deploy']) {
@@ -96,7 +99,8 @@ export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = p
 
 async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
   const started = await api.request<Deployment>('POST', appPath(app, `/${route}`), body)
-  out.write(`${started.kind} ${started.release} to ${app}${started.previous ? ` (from ${started.previous})` : ''}, deployment ${started.id}\n`)
+  const verb = started.kind === 'rollback' ? 'rolling back' : 'deploying'
+  out.write(`${verb} ${app} to ${started.release}${started.previous ? ` (from ${started.previous})` : ''}, deployment ${started.id}\n`)
   // Ctrl+C stops following, not the deployment: say so, since the server carries on without us.
   const onInterrupt = () => {
     out.write(`\nstopped following; deployment ${started.id} goes on (berth status ${app})\n`)
@@ -177,7 +181,7 @@ async function sha256File(file: string): Promise<string> {
 class ProgressLine {
   readonly #out: NodeJS.WriteStream
   readonly #tty: boolean
-  #lastDraw = 0
+  #lastDraw = Date.now()
   #nextQuarter = 25
   #last: UploadProgress | null = null
 
@@ -204,10 +208,17 @@ class ProgressLine {
     this.#out.write(`upload ${pct}% ${this.#numbers(p)}\n`)
   }
 
-  finish(elapsedMs: number): void {
+  /** Ends a half-drawn bar so the error that follows starts on its own line. */
+  abort(): void {
+    if (this.#tty && this.#last) this.#out.write('\n')
+  }
+
+  finish(sentMs: number, elapsedMs: number): void {
     const total = this.#last?.total ?? 0
     if (this.#tty) this.#out.write('\r\x1b[K')
-    this.#out.write(`uploaded ${bytes(total)} in ${duration(elapsedMs)} (${rate(total / Math.max(elapsedMs / 1000, 0.001))})\n`)
+    // The answer comes after berth's last checks and the move into place: say how long those took apart.
+    const stored = elapsedMs - sentMs >= 50 ? `, checked and stored ${duration(elapsedMs - sentMs)} later` : ''
+    this.#out.write(`uploaded ${bytes(total)} in ${duration(sentMs)} (${rate(total / Math.max(sentMs / 1000, 0.001))})${stored}\n`)
   }
 
   #numbers(p: UploadProgress): string {
