@@ -8,6 +8,9 @@ import { loadApiDocument, OPENAPI_FILE } from '../src/http/openapi.js'
 import { catalogue } from '../src/errors.js'
 import { startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { call } from './helpers/http.js'
+import { REPO } from './helpers/fixtures.js'
+import { spawnSync } from 'node:child_process'
+import path from 'node:path'
 
 let d: TestDaemon
 before(async () => {
@@ -74,6 +77,12 @@ test('/docs renders the document in headless Chromium without errors or external
   } finally {
     await browser.close()
   }
+})
+
+test('openapi.yaml lints clean with Redocly (recommended rules; exceptions listed in .redocly.lint-ignore.yaml)', () => {
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules', '@redocly', 'cli', 'bin', 'cli.js'), 'lint', 'openapi.yaml', '--format', 'stylish'], { cwd: REPO, env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' }, encoding: 'utf8', timeout: 60_000 })
+  assert.equal(r.status, 0, r.stdout + r.stderr)
+  assert.doesNotMatch(r.stdout + r.stderr, /\b(warning|error)\b/)
 })
 
 test('unknown routes and methods answer with a problem', async () => {
