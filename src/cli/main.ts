@@ -3,17 +3,8 @@
 // parseArgs and has --help; errors are one sentence on stderr, usage errors exit 2, refusals exit 1.
 
 import { ConfigError } from '../config.js'
-import { serveCommand } from './serve.js'
-import { tokenCommand } from './token.js'
-import { consoleCommand } from './console.js'
 import { UsageError } from './usage.js'
 import { ApiError } from './client.js'
-import { deployCommand, rollbackCommand } from './commands/deploy.js'
-import { releasesCommand } from './commands/releases.js'
-import { statusCommand } from './commands/status.js'
-import { logsCommand } from './commands/logs.js'
-import { envCommand } from './commands/env.js'
-import { settingsCommand } from './commands/settings.js'
 
 const USAGE = `usage: berth <command> [options]
 
@@ -46,28 +37,30 @@ serve and token take --data-dir (or BERTH_DATA_DIR, default ./var). The client c
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // Commands are imported when run: the daemon's modules (Fastify, SQLite, node-pty) would otherwise add
+  // most of a second to every client command a CI job runs.
   try {
     switch (command) {
       case 'serve':
-        return await serveCommand(rest)
+        return await (await import('./serve.js')).serveCommand(rest)
       case 'token':
-        return await tokenCommand(rest)
+        return await (await import('./token.js')).tokenCommand(rest)
       case 'console':
-        return await consoleCommand(rest)
+        return await (await import('./console.js')).consoleCommand(rest)
       case 'deploy':
-        return await deployCommand(rest)
+        return await (await import('./commands/deploy.js')).deployCommand(rest)
       case 'rollback':
-        return await rollbackCommand(rest)
+        return await (await import('./commands/deploy.js')).rollbackCommand(rest)
       case 'status':
-        return await statusCommand(rest)
+        return await (await import('./commands/status.js')).statusCommand(rest)
       case 'releases':
-        return await releasesCommand(rest)
+        return await (await import('./commands/releases.js')).releasesCommand(rest)
       case 'logs':
-        return await logsCommand(rest)
+        return await (await import('./commands/logs.js')).logsCommand(rest)
       case 'env':
-        return await envCommand(rest)
+        return await (await import('./commands/env.js')).envCommand(rest)
       case 'settings':
-        return await settingsCommand(rest)
+        return await (await import('./commands/settings.js')).settingsCommand(rest)
       case undefined:
       case 'help':
       case '--help':

@@ -26,7 +26,12 @@ export class AppStore {
   /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
   saveSettings(app: string, patch: Record<string, unknown>): AppSettings {
     const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string }
-    const stored = { ...(JSON.parse(row.settings) as Record<string, unknown>), ...patch }
+    const stored = JSON.parse(row.settings) as Record<string, unknown>
+    // Nested groups (restart, commands) merge key by key too: fields not given keep their value.
+    for (const [k, v] of Object.entries(patch)) {
+      const old = stored[k]
+      stored[k] = v && typeof v === 'object' && !Array.isArray(v) && old && typeof old === 'object' ? { ...(old as object), ...(v as object) } : v
+    }
     const merged = mergeSettings(DEFAULT_SETTINGS, stored)
     this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
     return merged

@@ -198,7 +198,14 @@ export class Supervisor {
   async waitExit(app: string, timeoutMs: number): Promise<string | null> {
     const l = this.live.get(app)
     if (!l) return 'not running'
-    return Promise.race([l.exited, sleep(timeoutMs).then(() => null)])
+    // The timer is cleared either way: a pending one would hold the agent's exit back by up to timeoutMs.
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))
+    try {
+      return await Promise.race([l.exited, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /**

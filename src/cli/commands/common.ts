@@ -5,9 +5,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { BerthClient, connection, DEFAULT_URL } from '../client.js'
 import { UsageError } from '../usage.js'
 
-export const CONNECTION_HELP = `Server and token: --url URL and --token TOKEN, or BERTH_URL and BERTH_TOKEN (default URL ${DEFAULT_URL}).
---json prints the server's JSON answer instead of text, for scripts. Errors print the server's
-explanation and its code on stderr and exit 1; wrong arguments exit 2.`
+export const SERVER_HELP = `Server and token: --url URL and --token TOKEN, or BERTH_URL and BERTH_TOKEN (default URL
+${DEFAULT_URL}). Errors print berth's explanation and its code on stderr and exit 1; wrong
+arguments exit 2.`
+
+export const CONNECTION_HELP = `${SERVER_HELP}
+--json prints berth's JSON answer instead of text, for scripts.`
 
 export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h' },

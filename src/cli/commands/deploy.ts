@@ -45,7 +45,7 @@ const UNREACHABLE_GRACE_MS = 30_000
 export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' } })
   if (helped(values, DEPLOY_HELP)) return 0
-  const app = appArg(values.app as string | undefined, 'berth deploy FILE --app APP')
+  const app = appArg(values.app, 'berth deploy FILE --app APP')
   const json = !!values.json
   // Human progress never mixes into the JSON on stdout.
   const out = json ? process.stderr : process.stdout

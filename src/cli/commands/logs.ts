@@ -3,7 +3,7 @@
 
 import { pipeline } from 'node:stream/promises'
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, helped, SERVER_HELP } from './common.js'
 import { parseArgs } from 'node:util'
 
 const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth]
@@ -13,7 +13,7 @@ across node restarts, until Ctrl+C. --source console (default) is the node's own
 --source berth is what berth logged about the app (deployments, restarts, health checks).
 The output is plain text (there is no --json).
 
-${CONNECTION_HELP.replace(/\n--json.*\n.*\n/, '\n')}
+${SERVER_HELP}
 `
 
 export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -43,7 +43,13 @@ export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = proce
   } catch (err) {
     // The reader went away (| head): that ends the command, it is not an error.
     if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0
-    throw err
+    process.stderr.write('berth: the connection to berth broke while reading the logs\n')
+    return 1
+  }
+  if (values.follow) {
+    // berth ends a followed stream only when it shuts down; a script watching it should know.
+    process.stderr.write('berth: berth ended the log stream (it is stopping or restarting)\n')
+    return 1
   }
   return 0
 }

@@ -85,6 +85,8 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     const stream = follow(dir, source, gone.signal)
     if (head.length) stream.unshift(Buffer.from(`${head.join('\n')}\n`))
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+    // Headers go out at once, so a client can tell "waiting for lines" from "server hung".
+    reply.raw.once('pipe', () => reply.raw.flushHeaders())
     return reply.send(stream)
   })
 
