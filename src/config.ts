@@ -32,6 +32,8 @@ export interface Config {
   /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
   epmdPort: number
   webhookBackoffMs: number
+  /** Open client connections at most; more are refused by the kernel-level accept limit of Node. */
+  maxConnections: number
   /** Failed authentications per client address and minute before requests from it get 429. */
   authFailuresPerMinute: number
   consoles: { allowedOrigins: string[]; idleMs: number; maxPerApp: number; keepRecordings: number }
@@ -65,6 +67,7 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_SESSIONS_PER_APP', flag: 'max-sessions-per-app', help: 'concurrent console sessions per app (default 5)' },
   { env: 'BERTH_KEEP_RECORDINGS', flag: 'keep-recordings', help: 'console recordings kept per app (default 100)' },
   { env: 'BERTH_ALLOW_INSECURE_LISTEN', flag: 'allow-insecure-listen', help: 'set to 1 to listen on a non-loopback address without TLS' },
+  { env: 'BERTH_MAX_CONNECTIONS', flag: 'max-connections', help: 'open client connections at most (default 512)' },
   { env: 'BERTH_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', help: 'first retry delay of webhook deliveries, doubling (default 1000)' },
   { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
 ] as const
@@ -139,6 +142,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
+    maxConnections: num('BERTH_MAX_CONNECTIONS', 512, 1, 1_000_000),
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     consoles: {

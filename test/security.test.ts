@@ -159,6 +159,15 @@ describe('upload limits', () => {
     return { req, answer }
   }
 
+  test('oversized headers are refused with 431 and connections beyond the limit are dropped', async () => {
+    const status = await new Promise<number>((resolve) => {
+      const req = http.get(`${d.url}/healthz`, { headers: { 'x-padding': 'p'.repeat(20 * 1024) } }, (res) => resolve(res.statusCode!))
+      req.on('error', () => resolve(0))
+    })
+    assert.equal(status, 431)
+    assert.equal(d.server.app.server.maxConnections, 512)
+  })
+
   test('a stalled upload times out with 408 and leaves nothing; excess uploads get 503 with Retry-After', async () => {
     const first = stalledUpload()
     await new Promise((r) => setTimeout(r, 200))

@@ -27,6 +27,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       routerOptions: { maxParamLength: 200 },
       keepAliveTimeout: 10_000,
     } as Parameters<typeof buildApp>[1])
+    // Connection and header limits: uploads stream for minutes (no overall request timeout), but the headers
+    // must arrive within 10 s, at most 64 are kept (Node refuses more than 16 KiB of them with 431), and
+    // connections beyond maxConnections are dropped at accept.
+    app.server.maxConnections = config.maxConnections
+    app.server.headersTimeout = 10_000
+    app.server.maxHeadersCount = 64
     await app.listen({ host: config.host, port: config.port })
     const addr = app.server.address() as AddressInfo
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
