@@ -50,3 +50,25 @@ export async function writeNewFile(file: string, data: string, mode: number): Pr
 export async function exists(p: string): Promise<boolean> {
   return fs.lstat(p).then(() => true, () => false)
 }
+
+/**
+ * Waits for `p` unless `signal` aborts first. Unlike Promise.race against a long-lived promise, it removes
+ * its listener when `p` settles: racing a never-settling promise once per chunk keeps every chunk alive.
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(e)
+      },
+    )
+  })
+}

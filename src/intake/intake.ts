@@ -7,7 +7,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import type { Limits } from '../config.js'
 import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
-import { fsyncDir, removeTree } from '../fsutil.js'
+import { abortable, fsyncDir, removeTree } from '../fsutil.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
@@ -114,22 +114,20 @@ export class Intake {
     const iterator = req.body[Symbol.asyncIterator]()
     let size = 0
     let timer: NodeJS.Timeout | undefined
-    let stop: ((err: BerthError) => void) | undefined
-    const stopped = new Promise<never>((_, reject) => {
-      stop = reject
-    })
-    stopped.catch(() => {})
+    // One controller for every reason to stop (idle, shutdown); waits end on it without leaking per chunk.
+    const halt = new AbortController()
+    const stop = (err: BerthError) => halt.abort(err)
     const arm = () => {
       clearTimeout(timer)
-      timer = setTimeout(() => stop!(problem('UPLOAD_TIMEOUT', `No data arrived for ${limits.uploadIdleMs} ms; the upload was abandoned. Check the network and upload again.`)), limits.uploadIdleMs)
+      timer = setTimeout(() => stop(problem('UPLOAD_TIMEOUT', `No data arrived for ${limits.uploadIdleMs} ms; the upload was abandoned. Check the network and upload again.`)), limits.uploadIdleMs)
     }
-    const onAbort = () => stop!(problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
+    const onAbort = () => stop(problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
     req.signal?.addEventListener('abort', onAbort, { once: true })
     if (req.signal?.aborted) onAbort()
     try {
       arm()
       for (;;) {
-        const next = await Promise.race([iterator.next(), stopped])
+        const next = await abortable(iterator.next(), halt.signal)
         if (next.done) break
         const chunk = next.value
         arm()
@@ -138,11 +136,11 @@ export class Intake {
           throw problem('UPLOAD_TOO_LARGE', `The upload passed ${limits.maxUploadBytes} bytes (BERTH_MAX_UPLOAD_BYTES) and was refused.`, { limit: limits.maxUploadBytes })
         }
         hash.update(chunk)
-        await Promise.race([unpacker.write(chunk), stopped])
+        await abortable(unpacker.write(chunk), halt.signal)
       }
       clearTimeout(timer)
       if (size === 0) throw problem('UPLOAD_EMPTY', 'The upload has no bytes; send the release tarball as the request body (curl -T app.tar.gz or --data-binary @app.tar.gz).')
-      const stats = await Promise.race([unpacker.end(), stopped])
+      const stats = await abortable(unpacker.end(), halt.signal)
       return { sha256: hash.digest('hex'), size, stats }
     } catch (err) {
       await unpacker.destroy(err as Error)

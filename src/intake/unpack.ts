@@ -7,6 +7,7 @@ import path from 'node:path'
 import zlib from 'node:zlib'
 import { Parser, type ReadEntry } from 'tar'
 import { BerthError, problem } from '../errors.js'
+import { abortable } from '../fsutil.js'
 
 export interface UnpackLimits {
   maxUnpackedBytes: number
@@ -49,8 +50,8 @@ export class SafeUnpacker {
   private gunzip: zlib.Gunzip | null = null
   private readonly parser: Parser
   private failure: Error | null = null
-  private failed!: Promise<never>
-  private rejectFailed!: (err: Error) => void
+  /** Aborted with the failure: every wait of the pipeline ends on it. */
+  private readonly failed = new AbortController()
   private pending: Promise<void> = Promise.resolve()
   private parserDone: Promise<void>
   private compressedIn = 0
@@ -64,10 +65,6 @@ export class SafeUnpacker {
     private readonly root: string,
     private readonly limits: UnpackLimits,
   ) {
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject
-    })
-    this.failed.catch(() => {}) // observed through write/end
     // brotli/zstd off: we sniff the format ourselves and feed the parser plain tar.
     this.parser = new Parser({ strict: true, brotli: false, zstd: false } as ConstructorParameters<typeof Parser>[0])
     this.parser.on('entry', (entry: ReadEntry) => this.onEntry(entry))
@@ -83,7 +80,7 @@ export class SafeUnpacker {
       chunk = this.start(this.sniffed)
       this.sniffed = null
     }
-    await Promise.race([this.feed(chunk), this.failed])
+    await abortable(this.feed(chunk), this.failed.signal)
   }
 
   async end(): Promise<UnpackStats> {
@@ -92,11 +89,11 @@ export class SafeUnpacker {
       if (this.sniffed.length === 0) throw problem('UPLOAD_EMPTY', 'The upload has no bytes; send the release tarball as the request body.')
       const chunk = this.start(this.sniffed)
       this.sniffed = null
-      await Promise.race([this.feed(chunk), this.failed])
+      await abortable(this.feed(chunk), this.failed.signal)
     }
-    await Promise.race([this.finishInput(), this.failed])
-    await Promise.race([this.parserDone, this.failed])
-    await Promise.race([this.pending, this.failed])
+    await abortable(this.finishInput(), this.failed.signal)
+    await abortable(this.parserDone, this.failed.signal)
+    await abortable(this.pending, this.failed.signal)
     if (this.failure) throw this.failure
     this.checkAllLinks()
     await Promise.all(this.syncs)
@@ -115,7 +112,7 @@ export class SafeUnpacker {
   private fail(err: Error): void {
     if (this.failure) return
     this.failure = err
-    this.rejectFailed(err)
+    this.failed.abort(err)
     this.gunzip?.destroy()
     this.parser.abort(err)
     // The entry being written would otherwise wait forever for bytes the aborted parser will never send.
@@ -300,7 +297,7 @@ export class SafeUnpacker {
     copy.catch(() => {})
     try {
       // A destroyed entry's iterator may never settle, so the failure signal ends the wait instead.
-      await Promise.race([copy, this.failed])
+      await abortable(copy, this.failed.signal)
     } catch (err) {
       this.openHandle = null
       await fh.close().catch(() => {})
