@@ -1,0 +1,757 @@
+#!/usr/bin/env node
+// Intake benchmark: how long berth takes to accept a release upload (hash + unpack + fsync + move into place)
+// compared with `sha256sum FILE && tar xzf FILE`, and how much memory the daemon uses while doing it.
+//
+//   npm run build && node bench/intake.mjs [--size-mb N] [--runs N] [--cases fixture,synthetic] [--cpu-prof DIR]
+//
+//   --size-mb N     compressed size of the synthetic release in MiB (default 400); cached in bench/.work/
+//   --runs N        timed runs per case (default 5 for the fixture, 3 for the synthetic release)
+//   --cases LIST    which cases to run: fixture, synthetic (default both)
+//   --ratio R       target compression ratio of the synthetic release (default 3)
+//   --cpu-prof DIR  run the daemon with `node --cpu-prof --cpu-prof-dir=DIR` (profiles are written when it stops)
+//   --node-options S  NODE_OPTIONS for the daemon (e.g. "--require ./probe.cjs")
+//   --berth-root D  run the berth found in D (D/bin/berth.js, D/dist) instead of this checkout, e.g. a copy
+//                   with an experimental change, to compare builds (default: the repository)
+//   --json FILE     also write the raw results as JSON
+//
+// Each case gets a fresh daemon (own data dir under bench/.work/, free loopback port, raised limits,
+// BERTH_LOG_LEVEL=warn), so VmHWM at the end of a case is the peak of that case only. Every timed run uploads
+// bytes the daemon does not have (the release is deleted between runs) and starts after a `sync`, so dirty pages
+// from the previous run are not charged to the next one. Baselines and berth runs are interleaved.
+// No npm dependencies: node, sh, sha256sum, tar, gzip, sync.
+
+import { spawn, spawnSync } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import zlib from 'node:zlib'
+import { fileURLToPath } from 'node:url'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const REPO = path.resolve(HERE, '..')
+const WORK = path.join(HERE, '.work')
+const FIXTURE = path.join(REPO, 'test', '.fixtures', 'v1.tar.gz')
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+// Bump when the synthetic layout or content changes, so cached tarballs are rebuilt.
+const GENERATOR = 'g2'
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const opts = { sizeMb: 400, runs: null, cases: ['fixture', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, json: null }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
+    const value = () => {
+      const v = inline ?? argv[++i]
+      if (v === undefined) usage(`${flag} needs a value`)
+      return v
+    }
+    const num = (min) => {
+      const n = Number(value())
+      if (!Number.isFinite(n) || n < min) usage(`${flag} must be a number >= ${min}`)
+      return n
+    }
+    switch (flag) {
+      case '--size-mb': opts.sizeMb = Math.round(num(1)); break
+      case '--runs': opts.runs = Math.round(num(1)); break
+      case '--ratio': opts.ratio = num(1.1); break
+      case '--cases': {
+        opts.cases = value().split(',').map((s) => s.trim()).filter(Boolean)
+        for (const c of opts.cases) if (c !== 'fixture' && c !== 'synthetic') usage(`unknown case "${c}"`)
+        break
+      }
+      case '--cpu-prof': opts.cpuProf = path.resolve(value()); break
+      case '--node-options': opts.nodeOptions = value(); break
+      case '--berth-root': opts.berthRoot = path.resolve(value()); break
+      case '--json': opts.json = path.resolve(value()); break
+      case '-h': case '--help': usage(null); break
+      default: usage(`unknown option ${a}`)
+    }
+  }
+  return opts
+}
+
+function usage(err) {
+  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')
+  if (err) process.stderr.write(`intake.mjs: ${err}\n\n`)
+  process.stderr.write(text + '\n')
+  process.exit(err ? 2 : 0)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+
+const log = (...a) => process.stderr.write(a.join(' ') + '\n')
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const mb = (bytes) => bytes / MiB
+const fmt = (n, d = 2) => (n == null || Number.isNaN(n) ? '–' : n.toFixed(d))
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function seconds(startNs) {
+  return Number(process.hrtime.bigint() - startNs) / 1e9
+}
+
+/** mulberry32: a small seeded PRNG so the synthetic layout is the same for the same size. */
+function prng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Removes a tree even when it was made read-only (berth's releases are 0555). */
+async function rmTree(p) {
+  try {
+    await fsp.rm(p, { recursive: true, force: true })
+    return
+  } catch (err) {
+    if (err.code !== 'EACCES' && err.code !== 'EPERM') throw err
+  }
+  const chmodAll = async (d) => {
+    const st = await fsp.lstat(d).catch(() => null)
+    if (!st?.isDirectory()) return
+    await fsp.chmod(d, 0o700)
+    for (const n of await fsp.readdir(d)) await chmodAll(path.join(d, n))
+  }
+  await chmodAll(p)
+  await fsp.rm(p, { recursive: true, force: true })
+}
+
+function syncAll() {
+  spawnSync('sync', { stdio: 'ignore' })
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`)
+  return r.stdout
+}
+
+/** VmRSS and VmHWM of a process, in bytes; null when it is gone. */
+function procMem(pid) {
+  let text
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return null
+  }
+  const get = (k) => {
+    const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)
+    return m ? Number(m[1]) * 1024 : null
+  }
+  return { rss: get('VmRSS'), hwm: get('VmHWM') }
+}
+
+/** User+system CPU seconds of a process (all its threads) so far. */
+function procCpu(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return NaN
+  }
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** Samples VmRSS every `everyMs` until stopped; returns the peak seen. */
+function rssSampler(pid, everyMs = 20) {
+  let peak = 0
+  let samples = 0
+  const take = () => {
+    const m = procMem(pid)
+    if (m?.rss != null) {
+      samples++
+      if (m.rss > peak) peak = m.rss
+    }
+  }
+  take()
+  const timer = setInterval(take, everyMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      take()
+      return { peak, samples }
+    },
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Synthetic release
+
+/** Code-like text (Elixir-ish lines from templates, Zipf-distributed identifiers); gzip -6 makes it ~5x smaller. */
+function textPool(bytes, rand) {
+  const syll = ['de', 'fm', 'od', 'ul', 'en', 'ha', 'ndl', 'er', 'st', 'at', 'e', 'co', 'nn', 'ect', 'ion', 'rep', 'o', 'sch', 'ema',
+    'pl', 'ug', 'rou', 'ter', 'li', 've', 'vi', 'ew', 'com', 'pon', 'ent', 'que', 'ry', 'ch', 'ange', 'set', 'val', 'id', 'ate']
+  const vocab = []
+  for (let i = 0; i < 800; i++) {
+    let w = ''
+    const n = 2 + Math.floor(rand() * 3)
+    for (let j = 0; j < n; j++) w += syll[Math.floor(rand() * syll.length)]
+    vocab.push(w)
+  }
+  // Zipf-ish choice: a few words are very common, most are rare.
+  const w = () => vocab[Math.floor(vocab.length * rand() ** 5)]
+  const mod = () => `${w()[0].toUpperCase()}${w().slice(1)}.${w()[0].toUpperCase()}${w().slice(1)}`
+  const num = () => String(Math.floor(rand() * 1000))
+  const templates = [
+    (i) => `${i}def ${w()}(${w()}, ${w()}) do\n`,
+    (i) => `${i}defp ${w()}_${w()}(%{${w()}: ${w()}} = ${w()}) do\n`,
+    (i) => `${i}${w()} = ${mod()}.${w()}(${w()}, ${num()})\n`,
+    (i) => `${i}{:ok, ${w()}} <- ${mod()}.${w()}(${w()}),\n`,
+    (i) => `${i}|> ${mod()}.${w()}(${w()})\n`,
+    (i) => `${i}case ${w()} do\n`,
+    (i) => `${i}{:error, reason} -> {:error, reason}\n`,
+    (i) => `${i}end\n`,
+    (i) => `${i}end\n`,
+    (i) => `${i}@doc "${w()} ${w()} ${w()} ${w()} ${w()}."\n`,
+    (i) => `${i}Logger.debug("${w()} #{inspect(${w()})}")\n`,
+    (i) => `${i}"${w()}" => ${num()},\n`,
+  ]
+  const parts = []
+  let len = 0
+  while (len < bytes) {
+    const line = templates[Math.floor(rand() * templates.length)]('  '.repeat(1 + Math.floor(rand() * 4)))
+    parts.push(line)
+    len += line.length
+  }
+  return Buffer.from(parts.join(''), 'latin1').subarray(0, bytes)
+}
+
+/** Sizes drawn log-uniformly in [lo, hi] until `budget` is used up. */
+function sizes(budget, lo, hi, rand) {
+  const out = []
+  let left = Math.floor(budget)
+  while (left > lo) {
+    const s = Math.min(left, Math.round(Math.exp(Math.log(lo) + rand() * (Math.log(hi) - Math.log(lo)))))
+    out.push(s)
+    left -= s
+  }
+  return out
+}
+
+function writeContent(file, size, mode, ctx) {
+  const { rand, pool, randomShare, block } = ctx
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  const fd = fs.openSync(file, 'w', mode)
+  try {
+    let left = size
+    while (left > 0) {
+      const n = Math.min(left, block.length)
+      if (rand() < randomShare) {
+        crypto.randomFillSync(block, 0, n)
+        fs.writeSync(fd, block, 0, n)
+      } else {
+        const off = Math.floor(rand() * (pool.length - n))
+        fs.writeSync(fd, pool, off, n)
+      }
+      left -= n
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * Builds (or reuses) a release tarball of about `sizeMb` MiB compressed: app "hello", version 9.9.9, ERTS 13.1.5,
+ * a few thousand files from 1 KiB to tens of MiB, content a mix of random bytes and code-like text.
+ */
+async function syntheticTarball(sizeMb, ratio) {
+  const key = `intake-synthetic-${GENERATOR}-${sizeMb}mb-r${ratio}`
+  const out = path.join(WORK, `${key}.tar.gz`)
+  const metaFile = path.join(WORK, `${key}.json`)
+  if (fs.existsSync(out) && fs.existsSync(metaFile)) {
+    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'))
+    if (fs.statSync(out).size === meta.size) {
+      log(`synthetic: reusing ${path.relative(REPO, out)} (${fmt(mb(meta.size), 0)} MiB, ${meta.files} files, ${fmt(mb(meta.unpackedBytes), 0)} MiB unpacked)`)
+      return { file: out, ...meta }
+    }
+  }
+  const started = process.hrtime.bigint()
+  const rand = prng(0xbe47 ^ sizeMb)
+  const pool = textPool(16 * MiB, rand)
+  // Calibrate: gzip -6 ratio of the text, then the share of random (incompressible) blocks that gives `ratio` overall.
+  const sample = pool.subarray(0, 4 * MiB)
+  const textRatio = sample.length / zlib.gzipSync(sample, { level: 6 }).length
+  const randomShare = textRatio <= ratio ? 0 : (1 / ratio - 1 / textRatio) / (1 - 1 / textRatio)
+  const unpackedTarget = Math.round(sizeMb * MiB * ratio)
+  log(`synthetic: generating ~${fmt(mb(unpackedTarget), 0)} MiB of files (text gzips ${fmt(textRatio, 1)}x, ${fmt(randomShare * 100, 0)}% random blocks) …`)
+
+  const tree = path.join(WORK, `${key}.gen-${process.pid}`)
+  await rmTree(tree)
+  const ctx = { rand, pool, randomShare, block: Buffer.alloc(64 * 1024) }
+  const files = []
+  const add = (rel, size, mode = 0o644) => {
+    writeContent(path.join(tree, rel), size, mode, ctx)
+    files.push(rel)
+  }
+  const writeText = (rel, text, mode = 0o644) => {
+    fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true })
+    fs.writeFileSync(path.join(tree, rel), text, { mode })
+    files.push(rel)
+  }
+
+  // The parts berth reads to identify the release.
+  writeText('bin/hello', '#!/bin/sh\nset -e\n# synthetic release for bench/intake.mjs\nRELEASE_ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"\nexec "$RELEASE_ROOT/erts-13.1.5/bin/erl" "$@"\n', 0o755)
+  writeText('releases/start_erl.data', '13.1.5 9.9.9\n')
+  writeText('releases/COOKIE', 'BENCHCOOKIE\n', 0o400)
+  writeText('releases/9.9.9/hello.rel', '{release,{"hello","9.9.9"},{erts,"13.1.5"},[{kernel,"8.5.3"},{stdlib,"4.3"},{hello,"9.9.9"}]}.\n')
+  writeText('releases/9.9.9/sys.config', '[].\n')
+  writeText('releases/9.9.9/vm.args', '-name hello@127.0.0.1\n')
+  writeText('releases/9.9.9/env.sh', '#!/bin/sh\n', 0o755)
+  add('releases/9.9.9/start.boot', 40 * 1024)
+  add('releases/9.9.9/start.script', 60 * 1024)
+
+  // Budget: half in big files (8–48 MiB), 15% in medium (1–8 MiB), the rest in small ones (1 KiB–1 MiB).
+  const bigCap = Math.max(2 * MiB, Math.min(48 * MiB, Math.round(unpackedTarget / 8)))
+  const big = sizes(unpackedTarget * 0.5, Math.min(8 * MiB, bigCap / 2), bigCap, rand)
+  const medium = sizes(unpackedTarget * 0.15, 1 * MiB, 8 * MiB, rand)
+  const small = sizes(unpackedTarget * 0.35, 1024, 1 * MiB, rand)
+
+  const ertsBins = ['beam.smp', 'erlexec', 'epmd', 'erl_child_setup', 'inet_gethost', 'heart', 'escript', 'erlc', 'run_erl', 'to_erl', 'dyn_erl', 'ct_run', 'typer', 'dialyzer']
+  const deps = Math.max(8, Math.round(small.length / 60))
+  const depName = (i) => (i === 0 ? 'hello-9.9.9' : `dep${String(i).padStart(3, '0')}-${1 + (i % 5)}.${i % 11}.${i % 7}`)
+  big.forEach((s, i) => {
+    if (i === 0) add('erts-13.1.5/bin/beam.smp', s, 0o755)
+    else add(`lib/${depName(1 + (i % deps))}/priv/data/blob${i}.bin`, s)
+  })
+  medium.forEach((s, i) => {
+    if (i < ertsBins.length - 1) add(`erts-13.1.5/bin/${ertsBins[i + 1]}`, s, 0o755)
+    else add(`lib/${depName(i % deps)}/priv/static/assets/app-${i}.js`, s)
+  })
+  small.forEach((s, i) => {
+    const dep = depName(Math.floor(rand() * deps))
+    if (i % 10 === 9) add(`lib/${dep}/priv/static/f${i}.css`, s)
+    else add(`lib/${dep}/ebin/Elixir.Mod${i}.beam`, s)
+  })
+  // bin/erl for the start script, and every dep an .app file.
+  writeText('erts-13.1.5/bin/erl', '#!/bin/sh\nexec "$(dirname "$0")/erlexec" "$@"\n', 0o755)
+  for (let i = 0; i < deps; i++) writeText(`lib/${depName(i)}/ebin/${depName(i).split('-')[0]}.app`, `{application,${depName(i).split('-')[0]},[]}.\n`)
+
+  let unpackedBytes = 0
+  for (const f of files) unpackedBytes += fs.statSync(path.join(tree, f)).size
+  log(`synthetic: ${files.length} files, ${fmt(mb(unpackedBytes), 0)} MiB; running tar czf …`)
+  const tmp = `${out}.tmp-${process.pid}`
+  run('tar', ['czf', tmp, '-C', tree, 'bin', 'erts-13.1.5', 'lib', 'releases'])
+  const size = fs.statSync(tmp).size
+  fs.renameSync(tmp, out)
+  await rmTree(tree)
+  const meta = { size, files: files.length, unpackedBytes, ratio: unpackedBytes / size, textRatio, randomShare, generatedIn: seconds(started) }
+  fs.writeFileSync(metaFile, JSON.stringify(meta, null, 2))
+  log(`synthetic: ${path.relative(REPO, out)} is ${fmt(mb(size), 0)} MiB (${fmt(meta.ratio, 2)}x), built in ${fmt(meta.generatedIn, 0)} s`)
+  return { file: out, ...meta }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Baselines
+
+async function baseline(file, withSync) {
+  const dir = await fsp.mkdtemp(path.join(WORK, 'intake-baseline-'))
+  try {
+    syncAll()
+    // `times` (a shell builtin) prints the CPU time of the shell and of its children: user and system.
+    const script = withSync
+      ? 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && sync -f "$2" && times'
+      : 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && times'
+    const started = process.hrtime.bigint()
+    const out = await new Promise((resolve, reject) => {
+      const child = spawn('sh', ['-c', script, 'sh', file, dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+      current.children.add(child)
+      let err = ''
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.stderr.on('data', (d) => (err += d))
+      child.on('error', reject)
+      child.on('exit', (code, signal) => {
+        current.children.delete(child)
+        code === 0 ? resolve(out) : reject(new Error(`baseline failed (${code ?? signal}): ${err}`))
+      })
+    })
+    const wall = seconds(started)
+    const t = out.trim().split('\n').pop().match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/)
+    const cpu = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN
+    return { wall, cpu }
+  } finally {
+    await rmTree(dir)
+  }
+}
+
+/**
+ * What the pieces cost alone, once each, for the interpretation: the system tools the baseline uses, and the
+ * same Node primitives berth uses (zlib gunzip with 64 KiB chunks, crypto sha256), run in this process.
+ */
+async function measureComponents(file) {
+  const timeSh = (script) => {
+    const t = process.hrtime.bigint()
+    run('sh', ['-c', script, 'sh', file])
+    return seconds(t)
+  }
+  const timeStream = async (through) => {
+    const t = process.hrtime.bigint()
+    await new Promise((resolve, reject) => {
+      const src = fs.createReadStream(file, { highWaterMark: 64 * 1024 })
+      src.on('error', reject)
+      through(src, resolve, reject)
+    })
+    return seconds(t)
+  }
+  return {
+    'sha256sum': timeSh('sha256sum "$1" >/dev/null'),
+    'gzip -dc': timeSh('gzip -dc "$1" >/dev/null'),
+    'node sha256': await timeStream((src, resolve) => {
+      const h = crypto.createHash('sha256')
+      src.on('data', (d) => h.update(d))
+      src.on('end', () => resolve(h.digest('hex')))
+    }),
+    'node gunzip': await timeStream((src, resolve, reject) => {
+      const gz = zlib.createGunzip({ chunkSize: 64 * 1024 })
+      gz.on('error', reject)
+      gz.on('data', () => {})
+      gz.on('end', resolve)
+      src.pipe(gz)
+    }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The daemon
+
+const current = { daemon: null, dataDirs: new Set(), children: new Set() }
+
+async function startDaemon(name, limits, opts) {
+  const dataDir = await fsp.mkdtemp(path.join(WORK, `intake-data-${name.replace(/\W+/g, '_')}-`))
+  current.dataDirs.add(dataDir)
+  const port = await freePort()
+  const env = {
+    ...process.env,
+    BERTH_DATA_DIR: dataDir,
+    BERTH_LISTEN: `127.0.0.1:${port}`,
+    BERTH_LOG_LEVEL: 'warn',
+    BERTH_MAX_UPLOAD_BYTES: String(limits.upload),
+    BERTH_MAX_UNPACKED_BYTES: String(limits.unpacked),
+    BERTH_MAX_FILES: String(limits.files),
+    BERTH_UPLOAD_IDLE_MS: '300000',
+  }
+  if (opts.nodeOptions) env.NODE_OPTIONS = opts.nodeOptions
+  else delete env.NODE_OPTIONS
+  const execArgs = []
+  if (opts.cpuProf) {
+    // --cpu-prof is refused in NODE_OPTIONS, so it goes on the command line; the profile is written at exit.
+    await fsp.mkdir(opts.cpuProf, { recursive: true })
+    execArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=berth-${name.replace(/\W+/g, '_')}-${Date.now()}.cpuprofile`)
+  }
+  const child = spawn(process.execPath, [...execArgs, path.join(opts.berthRoot, 'bin', 'berth.js'), 'serve'], { cwd: opts.berthRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  const keep = (d) => {
+    output = (output + d).slice(-16384)
+  }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', keep)
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  const daemon = { child, pid: child.pid, port, dataDir, exited, output: () => output, token: null }
+  current.daemon = daemon
+
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`berth exited at start:\n${output}`)
+    if (Date.now() > deadline) throw new Error(`berth did not become ready in 30 s:\n${output}`)
+    const tokenFile = path.join(dataDir, 'initial-admin-token')
+    if (fs.existsSync(tokenFile)) {
+      const res = await request(daemon, 'GET', '/healthz').catch(() => null)
+      if (res?.status === 200) {
+        daemon.token = fs.readFileSync(tokenFile, 'utf8').trim()
+        if (daemon.token) break
+      }
+    }
+    await sleep(50)
+  }
+  return daemon
+}
+
+async function stopDaemon(daemon) {
+  if (!daemon) return
+  if (daemon.child.exitCode === null && daemon.child.signalCode === null) {
+    daemon.child.kill('SIGTERM')
+    const done = await Promise.race([daemon.exited, sleep(10_000).then(() => null)])
+    if (!done) {
+      daemon.child.kill('SIGKILL')
+      await daemon.exited
+    }
+  }
+  if (current.daemon === daemon) current.daemon = null
+  await rmTree(daemon.dataDir)
+  current.dataDirs.delete(daemon.dataDir)
+}
+
+function request(daemon, method, urlPath, { body = null, headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: daemon.port, method, path: urlPath, agent: false, headers: {
+      ...(daemon.token ? { authorization: `Bearer ${daemon.token}` } : {}),
+      ...headers,
+    } })
+    req.on('error', reject)
+    req.on('response', (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('error', reject)
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let json = null
+        try {
+          json = JSON.parse(text)
+        } catch {}
+        resolve({ status: res.statusCode, text, json })
+      })
+    })
+    if (body) {
+      body.on('error', (err) => req.destroy(err))
+      body.pipe(req)
+    } else req.end()
+  })
+}
+
+/** One timed upload: streams the file, waits for the 201; returns wall seconds, peak RSS and the release. */
+async function berthUpload(daemon, file) {
+  syncAll()
+  const size = fs.statSync(file).size
+  const sampler = rssSampler(daemon.pid, 20)
+  const cpu0 = procCpu(daemon.pid)
+  const client0 = process.cpuUsage()
+  const started = process.hrtime.bigint()
+  const res = await request(daemon, 'POST', '/v1/apps/hello/releases', {
+    body: fs.createReadStream(file),
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+  })
+  const wall = seconds(started)
+  const cpu = procCpu(daemon.pid) - cpu0
+  const c = process.cpuUsage(client0)
+  const clientCpu = (c.user + c.system) / 1e6
+  const { peak, samples } = sampler.stop()
+  if (res.status !== 201) throw new Error(`upload answered ${res.status} (expected 201): ${res.text.slice(0, 500)}\n${daemon.output()}`)
+  // Not timed: remove the release so the next run uploads bytes berth does not have.
+  const del = await request(daemon, 'DELETE', `/v1/apps/hello/releases/${encodeURIComponent(res.json.id)}`)
+  if (del.status !== 200) throw new Error(`delete answered ${del.status}: ${del.text.slice(0, 500)}`)
+  return { wall, cpu, clientCpu, peakRss: peak, samples, release: res.json }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One case: warm-ups, then N interleaved runs of each side
+
+async function runCase(name, file, runs, opts) {
+  const size = fs.statSync(file).size
+  log(`\n== ${name}: ${path.relative(REPO, file)} (${fmt(mb(size), 1)} MiB), ${runs} runs`)
+  const limits = { upload: size + GiB, unpacked: Math.max(4 * GiB, size * 20), files: 1_000_000 }
+  const build = buildId(opts.berthRoot)
+  const daemon = await startDaemon(name, limits, opts)
+  try {
+    await sleep(500)
+    const idle = procMem(daemon.pid)
+    log(`   berth ${path.relative(REPO, opts.berthRoot) || '.'} build ${build}, pid ${daemon.pid} on port ${daemon.port}, idle RSS ${fmt(mb(idle.rss), 1)} MiB, load average ${fmt(os.loadavg()[0], 2)}`)
+
+    log('   warm-up …')
+    const b0 = await baseline(file, false)
+    const s0 = await baseline(file, true)
+    const w0 = await berthUpload(daemon, file)
+    log(`   warm-up: baseline ${fmt(b0.wall, 3)} s, baseline+sync ${fmt(s0.wall, 3)} s, berth ${fmt(w0.wall, 3)} s (peak RSS ${fmt(mb(w0.peakRss), 1)} MiB)`)
+
+    const components = await measureComponents(file)
+    log(`   components (one run each): ${Object.entries(components).map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(', ')}`)
+
+    const result = {
+      name, file, size, runs, build, load: os.loadavg()[0], idleRss: idle.rss, components,
+      baseline: [], baselineCpu: [], baselineSync: [], berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
+      warmup: { baseline: b0.wall, baselineSync: s0.wall, berth: w0.wall, peakRss: w0.peakRss },
+      release: w0.release,
+    }
+    for (let i = 0; i < runs; i++) {
+      const b = await baseline(file, false)
+      const s = await baseline(file, true)
+      const u = await berthUpload(daemon, file)
+      result.baseline.push(b.wall)
+      result.baselineCpu.push(b.cpu)
+      result.baselineSync.push(s.wall)
+      result.berth.push(u.wall)
+      result.berthCpu.push(u.cpu)
+      result.clientCpu.push(u.clientCpu)
+      result.berthPeakRss.push(u.peakRss)
+      log(`   run ${i + 1}/${runs}: baseline ${fmt(b.wall, 3)} s (cpu ${fmt(b.cpu, 2)} s), baseline+sync ${fmt(s.wall, 3)} s, berth ${fmt(u.wall, 3)} s (cpu ${fmt(u.cpu, 2)} s, ${fmt(mb(size) / u.wall, 0)} MiB/s, peak RSS ${fmt(mb(u.peakRss), 1)} MiB, ${u.samples} samples)`)
+    }
+    await sleep(500)
+    const after = procMem(daemon.pid)
+    result.afterRss = after.rss
+    result.hwm = after.hwm
+    log(`   after: RSS ${fmt(mb(after.rss), 1)} MiB, VmHWM ${fmt(mb(after.hwm), 1)} MiB`)
+    return result
+  } catch (err) {
+    if (!interrupted) {
+      const c = daemon.child
+      const state = c.exitCode !== null || c.signalCode !== null ? `exited (code ${c.exitCode}, signal ${c.signalCode})` : 'still running'
+      log(`   daemon ${daemon.pid} ${state}; output (tail):\n${daemon.output()}`)
+    }
+    throw err
+  } finally {
+    await stopDaemon(daemon)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report
+
+/** Which build of the intake code ran: others edit src/ and rebuild dist/ while benchmarks run. */
+function buildId(root) {
+  const h = crypto.createHash('sha256')
+  for (const f of ['intake.js', 'unpack.js']) h.update(fs.readFileSync(path.join(root, 'dist', 'src', 'intake', f)))
+  const mtime = fs.statSync(path.join(root, 'dist', 'src', 'intake', 'unpack.js')).mtime.toISOString()
+  return `${h.digest('hex').slice(0, 12)} (dist/src/intake/unpack.js ${mtime})`
+}
+
+function machine() {
+  const df = spawnSync('df', ['-h', WORK], { encoding: 'utf8' }).stdout.trim().split('\n')
+  const fsType = spawnSync('df', ['-T', WORK], { encoding: 'utf8' }).stdout.trim().split('\n').pop()?.split(/\s+/)[1]
+  return {
+    cpus: os.availableParallelism?.() ?? os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? '?',
+    memGiB: os.totalmem() / GiB,
+    kernel: os.release(),
+    node: process.version,
+    disk: df.pop(),
+    fsType,
+  }
+}
+
+function mdTable(head, rows) {
+  return [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
+}
+
+function tables(results) {
+  const time = mdTable(
+    ['case', 'tarball MiB', 'unpacked MiB / files', 'baseline s', 'baseline+sync s', 'berth s', 'berth / baseline', 'berth / (baseline+sync)', 'peak RSS MiB'],
+    results.map((r) => {
+      const b = median(r.baseline)
+      const s = median(r.baselineSync)
+      const u = median(r.berth)
+      return [
+        `${r.name} (n=${r.runs})`,
+        fmt(mb(r.size), 1),
+        `${fmt(mb(r.release.unpackedBytes), 0)} / ${r.release.files}`,
+        fmt(b, 3),
+        fmt(s, 3),
+        fmt(u, 3),
+        fmt(u / b, 2),
+        fmt(u / s, 2),
+        fmt(mb(Math.max(r.warmup.peakRss, ...r.berthPeakRss)), 1),
+      ]
+    }),
+  )
+  const detail = mdTable(
+    ['case', 'baseline CPU s', 'berth CPU s', 'client CPU s', 'berth MiB/s', 'idle RSS MiB', 'peak RSS MiB (sampled, per run)', 'VmHWM MiB', 'RSS after MiB'],
+    results.map((r) => [
+      r.name,
+      fmt(median(r.baselineCpu), 2),
+      fmt(median(r.berthCpu), 2),
+      fmt(median(r.clientCpu), 2),
+      fmt(mb(r.size) / median(r.berth), 0),
+      fmt(mb(r.idleRss), 1),
+      [r.warmup.peakRss, ...r.berthPeakRss].map((x) => fmt(mb(x), 0)).join(', '),
+      fmt(mb(r.hwm), 1),
+      fmt(mb(r.afterRss), 1),
+    ]),
+  )
+  const names = Object.keys(results[0].components)
+  const parts = mdTable(['case', ...names.map((n) => `${n} s`)], results.map((r) => [r.name, ...names.map((n) => fmt(r.components[n], 2))]))
+  return `${time}\n\n${detail}\n\nEach piece alone (one run, warm file):\n\n${parts}`
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function cleanup() {
+  for (const c of current.children) c.kill('SIGKILL')
+  if (current.daemon) await stopDaemon(current.daemon).catch(() => {})
+  for (const d of current.dataDirs) await rmTree(d).catch(() => {})
+  for (const n of fs.existsSync(WORK) ? fs.readdirSync(WORK) : []) {
+    // Only our own debris (other benchmarks share bench/.work): intake-* scratch, never the cached tarballs.
+    if (/^intake-(baseline-|data-)|^intake-synthetic-.*\.(gen|tar\.gz\.tmp)-\d+$/.test(n)) await rmTree(path.join(WORK, n)).catch(() => {})
+  }
+}
+
+let interrupted = false
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    log(`\n${sig}: stopping the daemon and cleaning up …`)
+    cleanup().finally(() => process.exit(130))
+  })
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2))
+  if (!fs.existsSync(path.join(opts.berthRoot, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${opts.berthRoot}/dist is missing: run \`npm run build\` first`)
+  await fsp.mkdir(WORK, { recursive: true })
+  await cleanup() // debris of an interrupted earlier run
+  const m = machine()
+  log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${fmt(m.memGiB, 1)} GiB RAM, kernel ${m.kernel}, node ${m.node}`)
+  log(`disk:    ${m.disk} (${m.fsType})`)
+  log(`load:    ${os.loadavg().map((x) => fmt(x, 2)).join(' ')}${os.loadavg()[0] > 0.5 ? '  (something else is running: figures will be noisy)' : ''}`)
+
+  const cases = []
+  if (opts.cases.includes('fixture')) {
+    if (!fs.existsSync(FIXTURE)) throw new Error(`${FIXTURE} is missing: run \`node scripts/build-fixtures.mjs\``)
+    cases.push({ name: 'fixture v1', file: FIXTURE, runs: opts.runs ?? 5 })
+  }
+  if (opts.cases.includes('synthetic')) {
+    const syn = await syntheticTarball(opts.sizeMb, opts.ratio)
+    cases.push({ name: `synthetic ${opts.sizeMb} MiB`, file: syn.file, runs: opts.runs ?? 3 })
+  }
+
+  const results = []
+  for (const c of cases) results.push(await runCase(c.name, c.file, c.runs, opts))
+
+  process.stdout.write(`\n${tables(results)}\n\n`)
+  process.stdout.write([
+    'Times are medians of the timed runs (warm-up excluded); ratios use the medians.',
+    'baseline = `sha256sum F && tar xzf F -C D` (no fsync); baseline+sync adds `sync -f D`. CPU = user+system seconds',
+    '(baseline: sh\'s children, via `times`; berth: all daemon threads, from /proc/PID/stat; client: this process,',
+    'which reads the file and sends it over loopback while berth works, on the same CPUs).',
+    'peak RSS = highest daemon VmRSS sampled every 20 ms during the uploads (warm-up included; per run: warm-up first);',
+    'VmHWM = the daemon\'s peak since it started (one fresh daemon per case); idle = before the first upload.',
+    ...results.map((r) => `${r.name}: berth build ${r.build}, load average at the end ${fmt(r.load, 2)}`),
+  ].join('\n') + '\n')
+  if (opts.json) fs.writeFileSync(opts.json, JSON.stringify({ machine: m, opts, results }, null, 2))
+}
+
+main()
+  .catch((err) => {
+    log(`\nintake.mjs: ${err.stack ?? err}`)
+    process.exitCode = 1
+  })
+  .finally(async () => {
+    if (!interrupted) await cleanup()
+  })

@@ -1,0 +1,698 @@
+#!/usr/bin/env node
+// Terminal benchmark: what berth's websocket hop costs a console, compared with the same program in a pty
+// driven directly from Node.
+//
+//   npm run build && node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--no-recording] [--json FILE]
+//
+//   --runs N        runs (default 3); the table shows the median over runs of every figure, ratios are taken
+//                   per run (both sides measured side by side) and then the median over runs
+//   --keys N        timed keystrokes per run and side (default 200, after 20 untimed warm-up keystrokes)
+//   --bytes N       output of the throughput tests, Hello.big_output(N) (default 50_000_000)
+//   --no-bulk       skip the second throughput test (the same bytes in one IO.binwrite)
+//   --no-recording  DIAGNOSTIC: turn berth's session recorder into a no-op, to see what it costs (changes berth)
+//   --json FILE     also write every run's raw figures (including every keystroke's round trip) as JSON
+//
+// Both sides run the same program: the fixture release's `bin/hello remote` (IEx connected to the running node
+// by distribution), in the same environment (supervisor.nodeEnv), working directory (paths.shared) and size
+// (80x24). berth: a websocket client on GET /v1/apps/hello/remote (same options as `berth console`), berth
+// running in this process (startDaemon from dist/test/helpers). direct: node-pty.spawn in this process. So the
+// only difference is berth: the websocket hop both ways, the TerminalSession (flow control), the recorder tee.
+//
+// 1. Echo: one 'a' at a time; the round trip is from the write (ws.send / pty.write) to the arrival of the
+//    chunk holding the echo. After each timed 'a' an untimed DEL (echo "\b \b") empties the line again, so every
+//    keystroke sees the same state (no line wrap). The two sides are interleaved key by key (who goes first
+//    alternates), so both see the same machine. For berth the time is also split, from timestamps taken by
+//    wrapping TerminalSession#input/#output: client → pty.write, pty.write → first output (the program), first
+//    output → client. A websocket ping/pong on the same connection gives the cost of the hop alone. Event-loop
+//    delay and the time the main thread waited for a CPU (/proc/self/schedstat) show how busy the machine was.
+// 2. Throughput: `Hello.big_output(N); String.upcase("zzdonezz")` and the time until "ZZDONEZZ" arrives (the
+//    echoed command holds it only in lower case); MB = 10^6 bytes received, which is N plus the CRs the tty adds.
+//    big_output prints 1 KiB lines, one IO.puts (a round trip to the shell's group leader) each, so the BEAM sets
+//    the pace; the "bulk" variant sends the same bytes in one IO.binwrite, which puts more pressure on the pty
+//    path. The client only counts bytes. RSS of this process is sampled every 20 ms: berth runs in-process, so
+//    berth's figure includes the daemon, its websocket server AND the client; the direct side runs in the same
+//    process (the idle daemon is resident too). RSS rarely shrinks after a peak, so the delta from the phase's
+//    start is shown as well. CPU: this process (process.cpuUsage), the remote shell's process tree and the app
+//    node's BEAM (/proc). For berth, main-thread time in TerminalSession#output is measured, and of it in
+//    Recorder#output and the server's WebSocket#send; flow control is watched by wrapping TerminalSession#output/
+//    #drained: pauses, what filled the sink (socket or recording), and whether each resume came from the
+//    socket's 'drain' event or from the 20 ms poll (terminal.ts DRAIN_POLL_MS). The wrappers only take times.
+//
+// Sides alternate which goes first in each run. Cleanup: each direct pty gets SIGHUP then SIGKILL to its process
+// group and descendants; berth sessions close with their socket; d.stop() stops the node and epmd and removes
+// the data dir; leftovers (processes naming the data dir) are reported and killed. Ctrl+C cleans up as well.
+// No npm dependencies beyond berth's own (ws, node-pty).
+
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import pty from 'node-pty'
+import WebSocket from 'ws'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const REPO = path.resolve(HERE, '..')
+const DIST = path.join(REPO, 'dist')
+const APP = 'hello'
+const WARMUP_KEYS = 20
+const KEY_TIMEOUT_MS = 5000
+const MARKER = 'ZZDONEZZ'
+const RSS_SAMPLE_MS = 20
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const o = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, recording: true, json: null }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const next = () => {
+      const v = argv[++i]
+      if (v === undefined) usage(`${a} needs a value`)
+      return v
+    }
+    const int = (v) => {
+      const n = Number(String(v).replaceAll('_', ''))
+      if (!Number.isInteger(n) || n < 1) usage(`${a} needs a whole number ≥ 1, got ${v}`)
+      return n
+    }
+    if (a === '--runs') o.runs = int(next())
+    else if (a === '--keys') o.keys = int(next())
+    else if (a === '--bytes') o.bytes = int(next())
+    else if (a === '--json') o.json = next()
+    else if (a === '--no-bulk') o.bulk = false
+    else if (a === '--no-recording') o.recording = false
+    else if (a === '-h' || a === '--help') usage()
+    else usage(`unknown option ${a}`)
+  }
+  return o
+}
+
+function usage(err) {
+  if (err) console.error(`bench/terminal: ${err}`)
+  console.error('usage: node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--no-recording] [--json FILE]')
+  process.exit(err ? 2 : 0)
+}
+
+const opts = parseArgs(process.argv.slice(2))
+if (!fs.existsSync(path.join(DIST, 'test', 'helpers', 'daemon.js'))) {
+  console.error('bench/terminal: dist/ is missing; run `npm run build` first.')
+  process.exit(2)
+}
+const imp = (rel) => import(pathToFileURL(path.join(DIST, rel)).href)
+const { startDaemon, freePort, processesUnder, killProcessesUnder } = await imp('test/helpers/daemon.js')
+const { fixture } = await imp('test/helpers/fixtures.js')
+const { call, upload } = await imp('test/helpers/http.js')
+const { TerminalSession } = await imp('src/sessions/terminal.js')
+const { Recorder } = await imp('src/sessions/recorder.js')
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small statistics
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+function quantile(xs, q) {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  // nearest rank: p99 of 200 samples is the 198th, i.e. the third largest
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]
+}
+const median = (xs) => {
+  const v = xs.filter((x) => Number.isFinite(x))
+  if (v.length === 0) return NaN
+  const s = [...v].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const MiB = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------------------------
+// Instrumentation of berth's TerminalSession (this process's copy of dist/src/sessions/terminal.js, the one the
+// daemon uses). Wrappers only read timestamps and flags; behaviour is unchanged.
+
+const probe = { armed: false, inAt: 0, outAt: 0 }
+/** Main-thread time (ms) spent synchronously in berth's output path: TerminalSession#output in all, of it the recorder and ws send. */
+const cost = { output: 0, recorder: 0, send: 0, chunks: 0 }
+const flow = { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] }
+let services = null
+{
+  const P = TerminalSession.prototype
+  const { input, output, drained } = P
+  P.input = function (data) {
+    if (probe.armed && !probe.inAt) probe.inAt = performance.now()
+    return input.call(this, data)
+  }
+  P.output = function (chunk) {
+    const t = performance.now()
+    if (probe.armed && probe.inAt && !probe.outAt) probe.outAt = t
+    const was = this.isPaused
+    const r = output.call(this, chunk)
+    cost.output += performance.now() - t
+    cost.chunks++
+    if (!was && this.isPaused) {
+      flow.pauses++
+      flow.pausedAt = performance.now()
+      // What filled the sink: the websocket's buffer or the recording's write buffer (tee adds both).
+      flow.atPause.push({ socket: socketBuffered(), recorder: recorderPending() })
+    }
+    return r
+  }
+  P.drained = function () {
+    const was = this.isPaused
+    let stack = ''
+    if (was) {
+      const limit = Error.stackTraceLimit
+      Error.stackTraceLimit = 30
+      stack = new Error().stack ?? ''
+      Error.stackTraceLimit = limit
+    }
+    const r = drained.call(this)
+    if (was && !this.isPaused) {
+      flow.pausedMs += performance.now() - flow.pausedAt
+      if (/listOnTimeout|processTimers/.test(stack)) flow.pollResumes++
+      else flow.drainResumes++
+    }
+    return r
+  }
+}
+{
+  const R = Recorder.prototype
+  const { output } = R
+  R.output = opts.recording
+    ? function (data) {
+        const t = performance.now()
+        const r = output.call(this, data)
+        cost.recorder += performance.now() - t
+        return r
+      }
+    : function () {} // --no-recording: a diagnostic that changes berth (the header and resizes are still written)
+  const { send } = WebSocket.prototype
+  WebSocket.prototype.send = function (...args) {
+    if (!this._isServer) return send.apply(this, args)
+    const t = performance.now()
+    const r = send.apply(this, args)
+    cost.send += performance.now() - t
+    return r
+  }
+}
+function socketBuffered() {
+  let n = 0
+  for (const c of services?.wss?.clients ?? []) n += c.bufferedAmount
+  return n
+}
+function recorderPending() {
+  let n = 0
+  for (const l of services?.sessions?.live?.values() ?? []) n += l.recorder?.pending ?? 0
+  return n
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Terminals: a byte stream in, one listener at a time out.
+
+class Term {
+  constructor(side) {
+    this.side = side
+    this.listener = null
+    this.chunks = 0
+    this.bytes = 0
+    this.text = '' // only while expecting (small)
+  }
+
+  feed(buf) {
+    const t = performance.now()
+    this.chunks++
+    this.bytes += buf.length
+    this.listener?.(buf, t)
+  }
+
+  /** Resolves with the arrival time of the chunk that makes the output since now satisfy pred. Call before writing. */
+  expect(pred, what, ms = KEY_TIMEOUT_MS) {
+    let acc = ''
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.listener = null
+        reject(new Error(`${this.side}: timed out after ${ms} ms waiting for ${what}; got ${JSON.stringify(acc.slice(-300))}`))
+      }, ms)
+      this.listener = (buf, t) => {
+        acc += buf.toString('latin1')
+        if (pred(acc)) {
+          clearTimeout(timer)
+          this.listener = null
+          resolve(t)
+        }
+      }
+    })
+  }
+}
+
+async function openBerth(d) {
+  const term = new Term('berth')
+  const ws = new WebSocket(`${d.url.replace('http', 'ws')}/v1/apps/${APP}/remote`, { headers: { authorization: `Bearer ${d.adminToken}` } })
+  term.ws = ws
+  term.control = []
+  term.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)))
+  const before = new Set(services.sessions.live.keys())
+  ws.on('message', (m, binary) => (binary ? term.feed(m) : term.control.push(JSON.parse(m.toString()))))
+  term.write = (s) => ws.send(Buffer.from(s))
+  const prompt = term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
+  await new Promise((resolve, reject) => {
+    ws.on('unexpected-response', (_q, res) => reject(new Error(`berth refused the websocket: HTTP ${res.statusCode}`)))
+    ws.on('error', reject)
+    ws.on('open', resolve)
+  })
+  await prompt
+  // The session's pty process (`bin/hello remote`), for CPU accounting.
+  term.pid = [...services.sessions.live.entries()].find(([id]) => !before.has(id))?.[1].handle?.pid ?? null
+  term.close = async () => {
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close()
+    await term.closed
+    // The session ends after the socket: SIGHUP, grace, reap, row and recording completed.
+    const end = Date.now() + 10_000
+    while (services.sessions.active(APP) > 0 && Date.now() < end) await sleep(20)
+  }
+  return term
+}
+
+async function openDirect(d) {
+  const term = new Term('direct')
+  const { supervisor, paths, apps } = d.server.services
+  const release = supervisor.status(APP).release
+  const file = path.join(supervisor.releaseDir(APP, release), 'bin', APP)
+  const p = pty.spawn(file, [apps.settings(APP).commands.remote], { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null })
+  term.pty = p
+  term.pid = p.pid
+  const exited = new Promise((resolve) => p.onExit(() => resolve()))
+  p.onData((b) => term.feed(b))
+  term.write = (s) => p.write(s)
+  await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
+  term.close = async () => {
+    const tree = [p.pid, ...descendants(p.pid)]
+    kill(-p.pid, 'SIGHUP')
+    await Promise.race([exited, sleep(2000)])
+    kill(-p.pid, 'SIGKILL')
+    for (const pid of tree) kill(pid, 'SIGKILL')
+    await Promise.race([exited, sleep(2000)])
+    try {
+      p.destroy?.()
+    } catch {
+      // closed already
+    }
+  }
+  return term
+}
+
+function kill(pid, sig) {
+  try {
+    process.kill(pid, sig)
+  } catch {
+    // gone
+  }
+}
+
+/** Every process below pid, from /proc (helpers such as erl_child_setup may leave the pty's process group). */
+function descendants(root) {
+  const children = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (!children.has(ppid)) children.set(ppid, [])
+      children.get(ppid).push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = []
+  const todo = [root]
+  while (todo.length) for (const c of children.get(todo.pop()) ?? []) out.push(c), todo.push(c)
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measurements
+
+const CLK_TCK = 100 // Linux USER_HZ
+/** CPU seconds (user + system) used so far by these processes and their descendants, from /proc. */
+function treeCpu(roots) {
+  let ticks = 0
+  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) {
+    try {
+      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(f[11]) + Number(f[12])
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / CLK_TCK
+}
+
+/** Time (ms) the threads of these processes and their descendants spent runnable but waiting for a CPU. */
+function treeRunQueueMs(roots) {
+  let ns = 0
+  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) {
+    try {
+      for (const tid of fs.readdirSync(`/proc/${pid}/task`)) ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1])
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ns / 1e6
+}
+
+/** Time this process's main thread (the event loop) spent runnable but waiting for a CPU, in ms. */
+function runQueueMs() {
+  try {
+    return Number(fs.readFileSync('/proc/self/schedstat', 'utf8').split(' ')[1]) / 1e6
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * Keystroke round trips, both sides interleaved key by key (who goes first alternates), so that both see the
+ * same machine: on 2 cores the BEAMs' busy-waiting schedulers and the daemon make conditions drift over seconds.
+ */
+async function echo(terms, order, keys) {
+  const res = {}
+  for (const side of order) res[side] = { rtts: [], split: { toPty: [], program: [], toClient: [] } }
+  const loop = monitorEventLoopDelay({ resolution: 1 })
+  loop.enable()
+  Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
+  const rq0 = runQueueMs()
+  const t0phase = performance.now()
+  for (let i = -WARMUP_KEYS; i < keys; i++) {
+    for (const side of i % 2 ? order : [...order].reverse()) {
+      const term = terms[side]
+      const r = res[side]
+      Object.assign(probe, { armed: side === 'berth', inAt: 0, outAt: 0 })
+      const got = term.expect((s) => s.includes('a'), "the echo of 'a'")
+      const t0 = performance.now()
+      term.write('a')
+      const t1 = await got
+      probe.armed = false
+      if (i >= 0) {
+        r.rtts.push(t1 - t0)
+        if (side === 'berth' && probe.inAt && probe.outAt) {
+          r.split.toPty.push(probe.inAt - t0)
+          r.split.program.push(probe.outAt - probe.inAt)
+          r.split.toClient.push(t1 - probe.outAt)
+        }
+      }
+      const erased = term.expect((s) => s.includes('\b'), 'the echo of DEL')
+      term.write('\x7f')
+      await erased
+    }
+  }
+  loop.disable()
+  const out = {
+    phaseMs: performance.now() - t0phase,
+    runQueueMs: runQueueMs() - rq0,
+    loopDelayP99Ms: loop.percentile(99) / 1e6,
+    loopDelayMaxMs: loop.max / 1e6,
+    // berth's synchronous output path per output chunk (echo, DEL echo), in µs
+    outputUs: (cost.output * 1000) / cost.chunks,
+    recorderUs: (cost.recorder * 1000) / cost.chunks,
+    sendUs: (cost.send * 1000) / cost.chunks,
+  }
+  for (const side of order) {
+    const { rtts, split } = res[side]
+    out[side] = { median: quantile(rtts, 0.5), p99: quantile(rtts, 0.99), over2ms: rtts.filter((x) => x > 2).length, rtts }
+    if (side === 'berth') out[side].split = { toPty: quantile(split.toPty, 0.5), program: quantile(split.program, 0.5), toClient: quantile(split.toClient, 0.5) }
+  }
+  out.berth.ping = await pings(terms.berth.ws, keys)
+  return out
+}
+
+/** The websocket hop alone: ping → pong on the same connection (ws answers pings itself, in berth's event loop). */
+async function pings(ws, n) {
+  const rtts = []
+  for (let i = -WARMUP_KEYS; i < n; i++) {
+    const t0 = performance.now()
+    const pong = new Promise((resolve) => ws.once('pong', () => resolve(performance.now())))
+    ws.ping()
+    const t1 = await pong
+    if (i >= 0) rtts.push(t1 - t0)
+  }
+  return { median: quantile(rtts, 0.5), p99: quantile(rtts, 0.99) }
+}
+
+/** Runs expr (which prints a lot) and times it until the marker printed after it arrives. */
+async function throughput(term, expr, appBeam) {
+  Object.assign(flow, { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] })
+  Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
+  const rss0 = process.memoryUsage().rss
+  let peak = rss0
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), RSS_SAMPLE_MS)
+  let received = 0
+  let chunks = 0
+  let tail = ''
+  let after = null // output after the marker, until the prompt is back
+  let promptBack
+  const prompt = new Promise((resolve) => (promptBack = resolve))
+  const done = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${term.side}: the output did not finish within 10 min (${received} bytes)`)), 600_000)
+    term.listener = (buf, t) => {
+      if (after !== null) {
+        after += buf.toString('latin1')
+      } else {
+        received += buf.length
+        chunks++
+        // The marker may straddle two chunks: look at the end of the last one and the start of this one.
+        const s = tail + buf.toString('latin1', 0, Math.min(buf.length, MARKER.length - 1))
+        const i = s.indexOf(MARKER)
+        const at = i >= 0 ? i - tail.length : buf.indexOf(MARKER)
+        if (at !== -1) {
+          clearTimeout(timer)
+          after = buf.toString('latin1', Math.max(0, at + MARKER.length))
+          resolve(t)
+        }
+        tail = buf.toString('latin1', Math.max(0, buf.length - MARKER.length + 1))
+      }
+      if (after !== null && /iex\([^)]*\)\d+> $/.test(after)) {
+        term.listener = null
+        promptBack()
+      }
+    }
+  })
+  const cpu0 = process.cpuUsage()
+  const shell0 = treeCpu([term.pid])
+  const app0 = treeCpu([appBeam])
+  const wait0 = { node: runQueueMs(), beams: treeRunQueueMs([term.pid, appBeam]) }
+  const t0 = performance.now()
+  term.write(`${expr}; String.upcase("zzdonezz")\r`)
+  const t1 = await done
+  const cpu = process.cpuUsage(cpu0)
+  const ms = t1 - t0
+  const shellCpu = treeCpu([term.pid]) - shell0
+  const appCpu = treeCpu([appBeam]) - app0
+  const wait = { node: runQueueMs() - wait0.node, beams: treeRunQueueMs([term.pid, appBeam]) - wait0.beams }
+  clearInterval(sampler)
+  peak = Math.max(peak, process.memoryUsage().rss)
+  const r = {
+    bytes: received,
+    secs: ms / 1000,
+    mbps: received / 1e6 / (ms / 1000),
+    chunks,
+    avgChunk: received / chunks,
+    nodeCpuPct: ((cpu.user + cpu.system) / 1000 / ms) * 100,
+    shellCpuPct: (shellCpu * 1000 / ms) * 100,
+    appCpuPct: (appCpu * 1000 / ms) * 100,
+    // CPU wait as a share of the phase: node's main thread, and all threads of both BEAMs summed
+    nodeWaitPct: (wait.node / ms) * 100,
+    beamWaitPct: (wait.beams / ms) * 100,
+    rssPeakMiB: peak / MiB,
+    rssDeltaMiB: (peak - rss0) / MiB,
+  }
+  if (term.side === 'berth') {
+    r.cost = { ...cost, outputPct: (cost.output / ms) * 100, usPerChunk: (cost.output * 1000) / cost.chunks, recorderUsPerChunk: (cost.recorder * 1000) / cost.chunks, sendUsPerChunk: (cost.send * 1000) / cost.chunks }
+    r.flow = { pauses: flow.pauses, pollResumes: flow.pollResumes, drainResumes: flow.drainResumes, pausedMs: flow.pausedMs, atPause: flow.atPause.slice(0, 50) }
+    const live = [...services.sessions.live.values()]
+    r.recorderSkipped = live.reduce((n, l) => n + (l.recorder?.skippedBytes ?? 0), 0)
+    r.recorderTruncated = live.some((l) => l.recorder?.truncated)
+  }
+  // Let the prompt come back before anything else is typed.
+  await Promise.race([prompt, sleep(30_000)])
+  term.listener = null
+  return r
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Main
+
+let d = null
+const opened = new Set()
+let cleaning = null
+async function cleanup() {
+  if (cleaning) return cleaning
+  cleaning = (async () => {
+    for (const t of opened) await t.close().catch(() => {})
+    opened.clear()
+    if (d) {
+      const dir = d.dataDir
+      await d.stop().catch((err) => console.error('bench/terminal: stopping berth failed:', err))
+      const left = processesUnder(dir)
+      if (left.length) {
+        console.error(`bench/terminal: ${left.length} process(es) left under ${dir}; killing them:\n${left.map((p) => `  ${p.pid} ${p.cmd.slice(0, 120)}`).join('\n')}`)
+        killProcessesUnder(dir)
+      }
+      results.leftovers = left.length
+      d = null
+    }
+  })()
+  return cleaning
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    console.error(`\nbench/terminal: ${sig}, cleaning up`)
+    void cleanup().finally(() => process.exit(130))
+  })
+}
+
+async function open(side) {
+  const t = side === 'berth' ? await openBerth(d) : await openDirect(d)
+  opened.add(t)
+  return t
+}
+async function close(t) {
+  opened.delete(t)
+  await t.close()
+}
+
+const OUTPUTS = [
+  // what the brief asks for: 1 KiB lines, one IO.puts (a distribution round trip to the shell's group leader) each
+  { key: 'lines', label: `Hello.big_output(${opts.bytes})`, expr: `Hello.big_output(${opts.bytes})` },
+  // the same bytes in one io request: the shell's tty writer, not per-line round trips, sets the pace
+  ...(opts.bulk ? [{ key: 'bulk', label: 'one IO.binwrite, same bytes', expr: `IO.binwrite(:binary.copy(String.duplicate("x", 1023) <> "\\n", ${Math.max(1, Math.round(opts.bytes / 1024))}))` }] : []),
+]
+
+const results = { machine: { nproc: os.availableParallelism?.() ?? os.cpus().length, memGiB: os.totalmem() / 2 ** 30, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg() }, opts, runs: [] }
+try {
+  const tarball = fs.readFileSync((await fixture('v1')).tarball)
+  d = await startDaemon({ BERTH_MAX_SESSIONS_PER_APP: '20' })
+  services = d.server.services
+  services.wss = d.server.app.websocketServer
+  const json = { 'content-type': 'application/json' }
+  const port = await freePort()
+  await call(`${d.url}/v1/apps/${APP}/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port) }) })
+  await call(`${d.url}/v1/apps/${APP}/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300 }) })
+  const res = await upload(d.url, APP, tarball, { token: d.adminToken, query: 'deploy=true' })
+  if (res.body?.deployment?.state !== 'succeeded') throw new Error(`deploying the fixture failed: ${res.text.slice(0, 500)}`)
+  const appBeam = services.supervisor.status(APP).beamPid ?? services.supervisor.status(APP).pid
+
+  for (let run = 1; run <= opts.runs; run++) {
+    const order = run % 2 ? ['berth', 'direct'] : ['direct', 'berth']
+    const r = { run, order, out: {} }
+    let terms = {}
+    for (const side of order) terms[side] = await open(side)
+    if (run === 1) {
+      // Nagle: is TCP_NODELAY set on both ends of berth's websocket? (ws calls setNoDelay() in setSocket.)
+      const noDelay = (s) => (s ? s[Object.getOwnPropertySymbols(s).find((x) => String(x) === 'Symbol(kSetNoDelay)')] ?? null : null)
+      results.noDelay = { client: noDelay(terms.berth.ws._socket), server: noDelay([...services.wss.clients][0]?._socket) }
+    }
+    r.echo = await echo(terms, order, opts.keys)
+    const e = r.echo
+    log(`run ${run} echo   berth median ${e.berth.median.toFixed(3)} ms p99 ${e.berth.p99.toFixed(2)} ms | direct median ${e.direct.median.toFixed(3)} ms p99 ${e.direct.p99.toFixed(2)} ms | ping ${e.berth.ping.median.toFixed(3)}/${e.berth.ping.p99.toFixed(2)} ms | loop delay p99 ${e.loopDelayP99Ms.toFixed(1)} ms, run-queue wait ${e.runQueueMs.toFixed(0)} ms of ${e.phaseMs.toFixed(0)} ms`)
+    for (const [k, o] of OUTPUTS.entries()) {
+      if (k > 0) {
+        // Fresh sessions for each output test: the recording of a session stops at its 50 MiB cap, so a second
+        // big output in the same session would run without the recorder.
+        for (const side of order) await close(terms[side])
+        terms = {}
+        for (const side of order) terms[side] = await open(side)
+      }
+      r.out[o.key] = {}
+      for (const side of order) {
+        const x = (r.out[o.key][side] = await throughput(terms[side], o.expr, appBeam))
+        log(`run ${run} ${o.key.padEnd(5)}  ${side.padEnd(6)} ${x.mbps.toFixed(1)} MB/s ${x.secs.toFixed(2)} s, CPU % of a core: node ${x.nodeCpuPct.toFixed(0)}, shell BEAM ${x.shellCpuPct.toFixed(0)}, app BEAM ${x.appCpuPct.toFixed(0)}; CPU wait % node ${x.nodeWaitPct.toFixed(0)}, BEAMs ${x.beamWaitPct.toFixed(0)}; RSS peak ${x.rssPeakMiB.toFixed(0)} MiB (+${x.rssDeltaMiB.toFixed(0)})${x.flow ? `; pauses ${x.flow.pauses} (resumed by poll ${x.flow.pollResumes}, by drain ${x.flow.drainResumes}; ${x.flow.pausedMs.toFixed(0)} ms paused)` : ''}`)
+      }
+    }
+    for (const side of order) await close(terms[side])
+    r.load1 = os.loadavg()[0]
+    results.runs.push(r)
+  }
+} catch (err) {
+  console.error('bench/terminal: failed:', err)
+  process.exitCode = 1
+} finally {
+  await cleanup()
+}
+
+function log(line) {
+  process.stderr.write(`${line}\n`)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report
+
+if (results.runs.length > 0) {
+  const runs = results.runs
+  const m = (f) => median(runs.map(f))
+  const fmt = (x, dp = 2) => (Number.isFinite(x) ? x.toFixed(dp) : '–')
+  const rows = []
+  const row = (metric, berth = '', direct = '', ratio = '', target = '', ok) => rows.push([metric, berth, direct, ratio, target, ok === undefined ? '' : ok ? 'ok' : 'MISSED'])
+  const sep = () => rows.push(null)
+
+  // Ratios are per run (the two sides measured side by side), then the median over runs.
+  const eb = m((r) => r.echo.berth.median)
+  const eRatio = m((r) => r.echo.berth.median / r.echo.direct.median)
+  row('echo median (ms)', fmt(eb, 3), fmt(m((r) => r.echo.direct.median), 3), `${fmt(eRatio)}×`, '≤ 1.5× and ≤ 5 ms', eRatio <= 1.5 && eb <= 5)
+  row('echo p99 (ms)', fmt(m((r) => r.echo.berth.p99)), fmt(m((r) => r.echo.direct.p99)), `${fmt(m((r) => r.echo.berth.p99 / r.echo.direct.p99))}×`)
+  row(`keystrokes > 2 ms (of ${opts.keys})`, fmt(m((r) => r.echo.berth.over2ms), 0), fmt(m((r) => r.echo.direct.over2ms), 0))
+  row('  berth: client → pty.write (ms)', fmt(m((r) => r.echo.berth.split.toPty), 3))
+  row('  berth: pty.write → 1st output (ms)', fmt(m((r) => r.echo.berth.split.program), 3))
+  row('  berth: 1st output → client (ms)', fmt(m((r) => r.echo.berth.split.toClient), 3))
+  row('  berth output path per chunk (µs): all / recorder / ws send', `${fmt(m((r) => r.echo.outputUs), 0)} / ${fmt(m((r) => r.echo.recorderUs), 0)} / ${fmt(m((r) => r.echo.sendUs), 0)}`)
+  row('  ws ping→pong median / p99 (ms)', `${fmt(m((r) => r.echo.berth.ping.median), 3)} / ${fmt(m((r) => r.echo.berth.ping.p99))}`)
+  row('  event loop delay p99 / max (ms)', `${fmt(m((r) => r.echo.loopDelayP99Ms), 1)} / ${fmt(m((r) => r.echo.loopDelayMaxMs), 1)}`)
+  row('  node main thread CPU wait (ms/phase)', `${fmt(m((r) => r.echo.runQueueMs), 0)} / ${fmt(m((r) => r.echo.phaseMs), 0)}`)
+  for (const o of OUTPUTS) {
+    const get = (side, k) => m((r) => r.out[o.key][side][k])
+    const ratio = m((r) => r.out[o.key].berth.mbps / r.out[o.key].direct.mbps)
+    sep()
+    row(`output: ${o.label}`)
+    row('  MB/s', fmt(get('berth', 'mbps'), 1), fmt(get('direct', 'mbps'), 1), `${fmt(ratio)}×`, '≥ 0.8×', ratio >= 0.8)
+    row('  time (s)', fmt(get('berth', 'secs')), fmt(get('direct', 'secs')))
+    row('  CPU, % of a core: node process', fmt(get('berth', 'nodeCpuPct'), 0), fmt(get('direct', 'nodeCpuPct'), 0))
+    row('  CPU: remote shell BEAM', fmt(get('berth', 'shellCpuPct'), 0), fmt(get('direct', 'shellCpuPct'), 0))
+    row('  CPU: app node BEAM', fmt(get('berth', 'appCpuPct'), 0), fmt(get('direct', 'appCpuPct'), 0))
+    row('  waiting for a CPU, % of time: node main thread', fmt(get('berth', 'nodeWaitPct'), 0), fmt(get('direct', 'nodeWaitPct'), 0))
+    row('  waiting for a CPU: BEAM threads (sum)', fmt(get('berth', 'beamWaitPct'), 0), fmt(get('direct', 'beamWaitPct'), 0))
+    row('  berth output path, % of wall time', fmt(m((r) => r.out[o.key].berth.cost.outputPct), 1))
+    row('  berth output path per chunk (µs): all / recorder / ws send', `${fmt(m((r) => r.out[o.key].berth.cost.usPerChunk), 0)} / ${fmt(m((r) => r.out[o.key].berth.cost.recorderUsPerChunk), 0)} / ${fmt(m((r) => r.out[o.key].berth.cost.sendUsPerChunk), 0)}`)
+    row('  chunks (ws messages / pty reads)', fmt(get('berth', 'chunks'), 0), fmt(get('direct', 'chunks'), 0))
+    row('  average chunk (bytes)', fmt(get('berth', 'avgChunk'), 0), fmt(get('direct', 'avgChunk'), 0))
+    row('  peak RSS of this process (MiB) *', fmt(get('berth', 'rssPeakMiB'), 0), fmt(get('direct', 'rssPeakMiB'), 0))
+    row('  peak RSS − RSS at start (MiB) *', fmt(get('berth', 'rssDeltaMiB'), 0), fmt(get('direct', 'rssDeltaMiB'), 0))
+    row('  berth pauses (resumed by poll / drain)', `${fmt(m((r) => r.out[o.key].berth.flow.pauses), 0)} (${fmt(m((r) => r.out[o.key].berth.flow.pollResumes), 0)} / ${fmt(m((r) => r.out[o.key].berth.flow.drainResumes), 0)})`)
+    row('  berth time paused (ms)', fmt(m((r) => r.out[o.key].berth.flow.pausedMs), 0))
+  }
+
+  const head = ['metric', 'berth', 'direct', 'ratio', 'target', '']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.filter(Boolean).map((r) => String(r[i]).length)))
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd()
+  const { machine } = results
+  console.log(`\nberth terminal benchmark — ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB.toFixed(0)} GiB, Node ${machine.node}`)
+  if (!opts.recording) console.log('DIAGNOSTIC RUN: --no-recording, berth\'s recorder was disabled (not what berth does)')
+  console.log(`load average (1 min) before: ${machine.loadBefore[0].toFixed(1)}${machine.loadBefore[0] > machine.nproc / 2 ? ' — the machine was busy before the benchmark started; figures are noisy' : ''}; after each run (includes this benchmark's own BEAMs): ${runs.map((r) => r.load1.toFixed(1)).join(', ')}`)
+  console.log(`median of ${runs.length} run(s); per run and side ${opts.keys} keystrokes (interleaved) and ${opts.bytes} bytes of output; ratio = berth/direct per run, median over runs`)
+  console.log(line(head))
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const r of rows) console.log(r ? line(r) : '')
+  console.log(`\n* RSS of this one process: berth runs in-process, so the berth figure includes the daemon, its websocket`)
+  console.log(`  server and the client; the direct side runs in the same process with the idle daemon resident.`)
+  console.log(`TCP_NODELAY on berth's websocket: client ${results.noDelay?.client}, server ${results.noDelay?.server}`)
+  const pauses = runs.flatMap((r) => Object.values(r.out).flatMap((o) => o.berth.flow.atPause))
+  if (pauses.length) {
+    const bySocket = pauses.filter((p) => p.socket >= p.recorder).length
+    console.log(`at pause: ${bySocket} of ${pauses.length} with the websocket buffer as the larger part, ${pauses.length - bySocket} with the recording's write buffer`)
+  }
+  const rec = runs.flatMap((r) => Object.values(r.out).map((o) => o.berth))
+  console.log(`recording: ${rec.reduce((n, x) => n + x.recorderSkipped, 0)} bytes skipped in all; its 50 MiB size cap was reached in ${rec.filter((x) => x.recorderTruncated).length} of ${rec.length} output tests (from then on the recorder writes nothing)`)
+  if (results.leftovers !== undefined) console.log(`processes left after stop: ${results.leftovers}`)
+  if (opts.json) {
+    fs.writeFileSync(opts.json, JSON.stringify(results, null, 2))
+    console.log(`raw results: ${opts.json}`)
+  }
+}
