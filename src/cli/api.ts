@@ -1,53 +1,20 @@
-// The shapes of berth's JSON answers as the client commands read them (see openapi.yaml): only the fields
-// they print, typed from the wire format rather than the server's modules.
+// The shapes of berth's JSON answers as the client commands read them (see openapi.yaml).
 
-export interface Release {
-  id: string
-  app: string
-  version: string
-  sha256: string
-  size: number
-  uploadedAt: string
-  uploadedBy: string | null
-  current: boolean
-}
+import type { Release as StoredRelease } from '../store/releases.js'
+import type { NodeStatus as SupervisorStatus } from '../supervision/supervisor.js'
+import type { HealthInfo } from '../supervision/policy.js'
 
-export interface Step {
-  name: string
-  state: 'running' | 'ok' | 'failed' | 'skipped'
-  startedAt: string
-  endedAt: string | null
-  output: string
-}
+// Type-only imports: the wire shapes are the server's own types (one source of truth, checked by tsc),
+// without loading any server module (or SQLite's native addon) into the CLI at run time.
+export type { Deployment, Step } from '../store/deployments.js'
+import type { Deployment } from '../store/deployments.js'
 
-export interface Deployment {
-  id: string
-  app: string
-  kind: string
-  release: string
-  previous: string | null
-  state: string
-  reason: string | null
-  warnings: string[]
-  steps: Step[]
-  actor: string | null
-  createdAt: string
-  finishedAt: string | null
-}
+export type Release = StoredRelease & { current: boolean }
 
+/** Not imported from the store: that would load SQLite into the CLI. */
 export const FINAL_STATES = ['succeeded', 'failed', 'rolled_back']
 
-export interface NodeStatus {
-  state: string
-  release: string | null
-  pid: number | null
-  beamPid: number | null
-  startedAt: string | null
-  uptimeMs: number | null
-  restarts: number
-  lastExit: string | null
-  health?: { url: string; ok: boolean | null; consecutiveFailures: number; lastError: string | null } | null
-}
+export type NodeStatus = SupervisorStatus & { health?: HealthInfo | null }
 
 export interface App {
   name: string
