@@ -545,10 +545,16 @@ async function berthUpload(daemon, file) {
   const cpu0 = procCpu(daemon.pid)
   const client0 = process.cpuUsage()
   const started = process.hrtime.bigint()
-  const res = await request(daemon, 'POST', '/v1/apps/hello/releases', {
-    body: fs.createReadStream(file),
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-  })
+  let res
+  try {
+    res = await request(daemon, 'POST', '/v1/apps/hello/releases', {
+      body: fs.createReadStream(file),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    })
+  } catch (err) {
+    sampler.stop() // its interval would keep this process alive
+    throw err
+  }
   const wall = seconds(started)
   const cpu = procCpu(daemon.pid) - cpu0
   const c = process.cpuUsage(client0)
@@ -753,5 +759,7 @@ main()
     process.exitCode = 1
   })
   .finally(async () => {
-    if (!interrupted) await cleanup()
+    if (interrupted) return
+    await cleanup()
+    process.exit() // nothing left to wait for (a stray timer must not keep the benchmark alive)
   })
