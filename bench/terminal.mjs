@@ -59,6 +59,8 @@ const WARMUP_KEYS = 20
 const KEY_TIMEOUT_MS = 5000
 const MARKER = 'ZZDONEZZ'
 const RSS_SAMPLE_MS = 20
+/** A throughput test fails (with a dump of berth's state) after this long without a byte of output. */
+const STALL_MS = 60_000
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
@@ -135,6 +137,8 @@ const probe = { armed: false, inAt: 0, outAt: 0 }
 const cost = { output: 0, recorder: 0, send: 0, chunks: 0 }
 const flow = { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] }
 let services = null
+/** TerminalSession instances seen (for the stall dump). */
+const sessionsSeen = new Set()
 {
   const P = TerminalSession.prototype
   const { input, output, drained } = P
@@ -143,6 +147,7 @@ let services = null
     return input.call(this, data)
   }
   P.output = function (chunk) {
+    sessionsSeen.add(this)
     const t = performance.now()
     if (probe.armed && probe.inAt && !probe.outAt) probe.outAt = t
     const was = this.isPaused
@@ -194,6 +199,23 @@ let services = null
     cost.send += performance.now() - t
     return r
   }
+}
+/** What a stalled or ended terminal looked like: berth's flow-control state, the sockets, the session rows. */
+function stateOf(term) {
+  const st = { side: term.side, lastControl: term.control?.slice(-3) }
+  try {
+    st.node = services.supervisor.status(APP)
+    if (term.side === 'berth') {
+      st.sessions = [...sessionsSeen].filter((x) => !x.endedAt).map((x) => ({ pid: x.pid, paused: x.isPaused, polling: !!x.drainPoll, pauses: x.pauses, bytesOut: x.bytesOut, ptySocketPaused: x.pty?._socket?.isPaused?.() }))
+      st.serverSockets = [...services.wss.clients].map((c) => ({ bufferedAmount: c.bufferedAmount, writableLength: c._socket?.writableLength, needDrain: c._socket?.writableNeedDrain }))
+      st.clientSocket = { readyState: term.ws.readyState, paused: term.ws._socket?.isPaused?.(), readableLength: term.ws._socket?.readableLength }
+      st.recorderPending = recorderPending()
+      st.rows = services.sessions.list(APP, 3).map((r) => ({ id: r.id, active: r.active, endReason: r.endReason, bytesOut: r.bytesOut }))
+    }
+  } catch (err) {
+    st.error = String(err)
+  }
+  return st
 }
 function socketBuffered() {
   let n = 0
@@ -251,6 +273,7 @@ async function openBerth(d) {
   term.ws = ws
   term.control = []
   term.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)))
+  term.gone = term.closed.then((code) => `websocket closed with ${code}`)
   const before = new Set(services.sessions.live.keys())
   ws.on('message', (m, binary) => (binary ? term.feed(m) : term.control.push(JSON.parse(m.toString()))))
   term.write = (s) => ws.send(Buffer.from(s))
@@ -282,6 +305,7 @@ async function openDirect(d) {
   term.pty = p
   term.pid = p.pid
   const exited = new Promise((resolve) => p.onExit(() => resolve()))
+  term.gone = new Promise((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
   p.onData((b) => term.feed(b))
   term.write = (s) => p.write(s)
   await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
@@ -451,9 +475,17 @@ async function throughput(term, expr, appBeam) {
   let after = null // output after the marker, until the prompt is back
   let promptBack
   const prompt = new Promise((resolve) => (promptBack = resolve))
+  let lastByteAt = performance.now()
+  let watchdog = null
   const done = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${term.side}: the output did not finish within 10 min (${received} bytes)`)), 600_000)
+    // No byte for STALL_MS, or the terminal ended: fail with what berth's side looked like at that moment.
+    const fail = (why) => reject(new Error(`${term.side}: ${why} after ${received} bytes; state: ${JSON.stringify(stateOf(term))}`))
+    watchdog = setInterval(() => {
+      if (after === null && performance.now() - lastByteAt > STALL_MS) fail(`no output for ${STALL_MS / 1000} s`)
+    }, 1000)
+    void term.gone.then((how) => after === null && fail(`the terminal ended (${how})`))
     term.listener = (buf, t) => {
+      lastByteAt = t
       if (after !== null) {
         after += buf.toString('latin1')
       } else {
@@ -464,7 +496,6 @@ async function throughput(term, expr, appBeam) {
         const i = s.indexOf(MARKER)
         const at = i >= 0 ? i - tail.length : buf.indexOf(MARKER)
         if (at !== -1) {
-          clearTimeout(timer)
           after = buf.toString('latin1', Math.max(0, at + MARKER.length))
           resolve(t)
         }
@@ -482,13 +513,18 @@ async function throughput(term, expr, appBeam) {
   const wait0 = { node: runQueueMs(), beams: treeRunQueueMs([term.pid, appBeam]) }
   const t0 = performance.now()
   term.write(`${expr}; String.upcase("zzdonezz")\r`)
-  const t1 = await done
+  let t1
+  try {
+    t1 = await done
+  } finally {
+    clearInterval(watchdog)
+    clearInterval(sampler)
+  }
   const cpu = process.cpuUsage(cpu0)
   const ms = t1 - t0
   const shellCpu = treeCpu([term.pid]) - shell0
   const appCpu = treeCpu([appBeam]) - app0
   const wait = { node: runQueueMs() - wait0.node, beams: treeRunQueueMs([term.pid, appBeam]) - wait0.beams }
-  clearInterval(sampler)
   peak = Math.max(peak, process.memoryUsage().rss)
   const r = {
     bytes: received,
@@ -675,7 +711,7 @@ if (results.runs.length > 0) {
   const { machine } = results
   console.log(`\nberth terminal benchmark — ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB.toFixed(0)} GiB, Node ${machine.node}`)
   if (!opts.recording) console.log('DIAGNOSTIC RUN: --no-recording, berth\'s recorder was disabled (not what berth does)')
-  console.log(`load average (1 min) before: ${machine.loadBefore[0].toFixed(1)}${machine.loadBefore[0] > machine.nproc / 2 ? ' — the machine was busy before the benchmark started; figures are noisy' : ''}; after each run (includes this benchmark's own BEAMs): ${runs.map((r) => r.load1.toFixed(1)).join(', ')}`)
+  console.log(`load average (1 min) before: ${machine.loadBefore[0].toFixed(1)}${machine.loadBefore[0] > machine.nproc * 0.75 ? ' — the machine was busy before the benchmark started; figures are noisy' : ''}; after each run (includes this benchmark's own BEAMs): ${runs.map((r) => r.load1.toFixed(1)).join(', ')}`)
   console.log(`median of ${runs.length} run(s); per run and side ${opts.keys} keystrokes (interleaved) and ${opts.bytes} bytes of output; ratio = berth/direct per run, median over runs`)
   console.log(line(head))
   console.log(widths.map((w) => '-'.repeat(w)).join('  '))
