@@ -150,23 +150,29 @@ export class Deployer {
       return
     }
     try {
-      await this.step(d, 'switching', async () => {
-        await switchCurrent(this.deps.paths, d.app, release.id)
-        return `current -> releases/${release.id}`
-      })
-      await this.step(d, 'starting', async () => {
-        await supervisor.stop(d.app, settings, { desired: 'running' })
-        await supervisor.start(d.app, release.id, settings)
-        return `started ${release.id} under run_erl`
-      })
-      await this.step(d, 'verifying', () => supervisor.verify(d.app, settings))
-      d.state = 'succeeded'
+      await this.switchStartVerify(d, release.id, settings)
       this.deps.apps.saveNode({ ...this.deps.apps.node(d.app)!, restarts: 0 })
       await this.retain(d.app, settings)
     } catch (err) {
       const why = (err as Error).message
       await this.autoRollback(d, settings, why)
     }
+  }
+
+  /** The steps deploy and rollback share: switch current, replace the node, verify; succeeded when all pass. */
+  private async switchStartVerify(d: Deployment, release: string, settings: AppSettings): Promise<void> {
+    const { supervisor } = this.deps
+    await this.step(d, 'switching', async () => {
+      await switchCurrent(this.deps.paths, d.app, release)
+      return `current -> releases/${release}`
+    })
+    await this.step(d, 'starting', async () => {
+      await supervisor.stop(d.app, settings, { desired: 'running' })
+      await supervisor.start(d.app, release, settings)
+      return `started ${release} under run_erl`
+    })
+    await this.step(d, 'verifying', () => supervisor.verify(d.app, settings))
+    d.state = 'succeeded'
   }
 
   /** Puts the previous release back after a failed start/verify; ends the deployment rolled_back (or failed without one). */
@@ -239,17 +245,7 @@ export class Deployer {
       return
     }
     try {
-      await this.step(d, 'switching', async () => {
-        await switchCurrent(this.deps.paths, d.app, target.id)
-        return `current -> releases/${target.id}`
-      })
-      await this.step(d, 'starting', async () => {
-        await supervisor.stop(d.app, settings, { desired: 'running' })
-        await supervisor.start(d.app, target.id, settings)
-        return `started ${target.id}`
-      })
-      await this.step(d, 'verifying', () => supervisor.verify(d.app, settings))
-      d.state = 'succeeded'
+      await this.switchStartVerify(d, target.id, settings)
     } catch (err) {
       await this.autoRollback(d, settings, (err as Error).message)
     }
