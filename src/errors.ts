@@ -33,6 +33,18 @@ export const catalogue = {
   DEPLOYMENT_FAILED: [422, 'The deployment failed'],
   DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],
   TOO_MANY_UPLOADS: [503, 'Too many uploads in progress'],
+  INVALID_RELEASE_ID: [400, 'Invalid release id'],
+
+  // deployment steps and the node (a deployment records these as its reason; clients see them in it)
+  MIGRATION_FAILED: [422, 'The migration failed'],
+  MIGRATION_TIMEOUT: [422, 'The migration timed out'],
+  ROLLBACK_EXPR_MISSING: [409, 'No rollback expression is configured'],
+  ROLLBACK_EXPR_FAILED: [422, 'The rollback expression failed'],
+  NODE_EXITED: [422, 'The node exited while it was being verified'],
+  BOOT_TIMEOUT: [422, 'The node did not answer within the boot timeout'],
+  HEALTH_CHECK_FAILED: [422, 'The health check did not answer 2xx'],
+  NODE_STOP_FAILED: [500, 'The node did not stop'],
+  ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
   // upload transport
   UPLOAD_EMPTY: [400, 'The upload is empty'],
@@ -73,6 +85,7 @@ export const catalogue = {
   // server side
   INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
   INTERNAL: [500, 'Internal error'],
+  API_DOCUMENT_INVALID: [500, 'openapi.yaml does not describe the routes correctly'],
 } as const satisfies Record<string, readonly [number, string]>
 
 export type ErrorCode = keyof typeof catalogue
@@ -91,6 +104,17 @@ export class BerthError extends Error {
     this.status = catalogue[code][0]
     this.title = catalogue[code][1]
     this.extra = extra
+  }
+}
+
+/** A deployment step that failed with output worth keeping (the eval's console, the health answers). */
+export class StepFailed extends BerthError {
+  readonly output: string
+
+  constructor(code: ErrorCode, detail: string, output: string, extra: Record<string, unknown> = {}) {
+    super(code, detail, extra)
+    this.name = 'StepFailed'
+    this.output = output
   }
 }
 

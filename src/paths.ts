@@ -2,6 +2,7 @@
 // App names and release ids are validated before they reach these functions, so joins cannot escape.
 
 import path from 'node:path'
+import { problem } from './errors.js'
 
 export const APP_NAME = /^[a-z][a-z0-9_]{0,63}$/
 /** A release id is VERSION-12HEX; versions are restricted to characters that are safe in paths and URLs. */
@@ -19,7 +20,7 @@ export class Paths {
   app(app: string): string { return path.join(this.apps, checkApp(app)) }
   releases(app: string): string { return path.join(this.app(app), 'releases') }
   release(app: string, id: string): string {
-    if (!RELEASE_ID.test(id)) throw new Error(`not a release id: ${id}`)
+    if (!RELEASE_ID.test(id)) throw problem('INVALID_RELEASE_ID', `"${id.slice(0, 80)}" is not a release id (VERSION-HEX12, e.g. 0.2.0-3f2a9c1be4d0).`)
     return path.join(this.releases(app), id)
   }
   current(app: string): string { return path.join(this.app(app), 'current') }
@@ -28,6 +29,6 @@ export class Paths {
 }
 
 function checkApp(app: string): string {
-  if (!APP_NAME.test(app)) throw new Error(`not an app name: ${app}`)
+  if (!APP_NAME.test(app)) throw problem('INVALID_APP_NAME', `App name "${app.slice(0, 80)}" must match ${APP_NAME.source}.`)
   return app
 }

@@ -1,27 +1,27 @@
-// Wires berth's domain services from the config: database, stores, intake. No Fastify here, so the CLI,
-// the daemon and tests build the same graph; `close` releases everything that was opened.
+// Wires berth's domain services from the config: database, stores, intake, supervision, deploys, consoles.
+// No Fastify here, so the CLI, the daemon and tests build the same graph; `close` releases what was opened.
 
+import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
+import { AppStore } from './apps/store.js'
 import { TokenStore } from './auth/tokens.js'
 import type { Config } from './config.js'
+import { CrashPolicy } from './deploy/crash-policy.js'
+import { Deployer } from './deploy/deployer.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
 import { Paths } from './paths.js'
+import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
+import { DeploymentStore } from './store/deployments.js'
 import { EventStore } from './store/events.js'
 import { ReleaseStore } from './store/releases.js'
-import crypto from 'node:crypto'
-import { AppStore } from './store/apps.js'
-import { DeploymentStore } from './store/deployments.js'
-import { Supervisor } from './supervision/supervisor.js'
-import { Deployer } from './deploy/deployer.js'
-import { CrashPolicy } from './supervision/policy.js'
+import { HealthMonitor } from './supervision/health.js'
 import { AppLog } from './supervision/logs.js'
-import { SessionManager } from './sessions/manager.js'
+import { Supervisor } from './supervision/supervisor.js'
 import { Webhooks } from './webhooks/webhooks.js'
-import { currentReleaseId } from './intake/cleanup.js'
 
 export interface Services {
   config: Config
@@ -37,6 +37,7 @@ export interface Services {
   supervisor: Supervisor
   deployer: Deployer
   policy: CrashPolicy
+  health: HealthMonitor
   sessions: SessionManager
   webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
@@ -64,17 +65,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
   const releases = new ReleaseStore(db)
-  const events = new EventStore(db)
+  const events = new EventStore(db, log)
   const appLog = new AppLog((app) => paths.log(app))
-  events.listeners.push((e) => appLog.write(e.app, e.line))
+  events.subscribe((e) => appLog.write(e.app, e.line))
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
-  const apps = new AppStore(db)
+  const apps = new AppStore(db, events)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort })
-  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, log, stepPause: config.testStepPause })
+  const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
-  deployer.onSettled = (app) => policy.reset(app)
   const sessions = new SessionManager({
     db,
     paths,
@@ -91,6 +92,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     webhooks,
     sessions,
     policy,
+    health,
     apps,
     deployments,
     supervisor,
@@ -107,6 +109,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      health.close()
       webhooks.close()
       supervisor.detach()
       db.close()
@@ -114,27 +117,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   }
 }
 
-/** Start-up duties of the daemon (not of the CLI): clear debris and make sure someone can log in. */
+/** Start-up duties of the daemon (not of the CLI): clear debris, recover, and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()
-  const { dead, adopted } = s.supervisor.adopt()
-  // The app must run the release current names: restart what died while berth was down, or runs something else.
-  for (const rec of [...dead, ...adopted]) {
-    const current = await currentReleaseId(s.paths, rec.app)
-    if (!current) continue
-    const settings = s.apps.settings(rec.app)
-    if (adopted.includes(rec) && rec.releaseId === current) continue
-    try {
-      if (adopted.includes(rec)) await s.supervisor.stop(rec.app, settings, { desired: 'running' })
-      await s.supervisor.start(rec.app, current, settings)
-      s.log.info({ app: rec.app, release: current }, 'started node at agent start')
-    } catch (err) {
-      s.log.error({ app: rec.app, err }, 'could not start node at agent start')
-    }
-  }
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })
     await fs.rm(s.paths.initialAdminToken, { force: true })

@@ -95,3 +95,8 @@ test('unknown routes and methods answer with a problem', async () => {
   const health = await call(`${d.url}/healthz`)
   assert.deepEqual(Object.keys(health.body).sort(), ['status', 'version'])
 })
+
+test('src/http/api-types.ts, which types the route handlers, is generated from this openapi.yaml', () => {
+  const r = spawnSync(process.execPath, [path.join(REPO, 'scripts', 'gen-api-types.mjs'), '--check'], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+})

@@ -2,7 +2,7 @@
 
 import type { Release as StoredRelease } from '../store/releases.js'
 import type { NodeStatus as SupervisorStatus } from '../supervision/supervisor.js'
-import type { HealthInfo } from '../supervision/policy.js'
+import type { HealthInfo } from '../supervision/health.js'
 
 // Type-only imports: the wire shapes are the server's own types (one source of truth, checked by tsc),
 // without loading any server module (or SQLite's native addon) into the CLI at run time.

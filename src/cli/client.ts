@@ -118,7 +118,7 @@ export class BerthClient {
         reject(connectionError(this.baseUrl, err))
       })
       if (idleMs > 0) {
-        req.setTimeout(idleMs, () => req.destroy(Object.assign(new Error(`berth at ${this.baseUrl} did not answer for ${idleMs / 1000} s`), { code: 'TIMEOUT' })))
+        req.setTimeout(idleMs, () => req.destroy(new ApiError(null, 'TIMEOUT', `berth at ${this.baseUrl} did not answer for ${idleMs / 1000} s`)))
       }
       write(req)
     })
@@ -126,7 +126,7 @@ export class BerthClient {
 }
 
 function connectionError(base: string, err: NodeJS.ErrnoException): ApiError {
-  if (err.code === 'TIMEOUT') return new ApiError(null, 'TIMEOUT', err.message)
+  if (err instanceof ApiError) return err
   if (err.code === 'ECONNREFUSED') return new ApiError(null, 'CONNECTION_REFUSED', `Nothing answers at ${base}; is berth running there (set --url or BERTH_URL)?`)
   return new ApiError(null, err.code ?? 'CONNECTION_FAILED', `Cannot talk to berth at ${base}: ${err.message}`)
 }

@@ -1,20 +1,27 @@
 // The deployment state machine and the per-app lock: migrate → switch → start → verify, with automatic
-// rollback when the new node fails, explicit rollbacks, operate (start/stop/restart) and crash recovery.
+// rollback when the new node fails, explicit rollbacks, operate (start/stop/restart), crash recovery at start
+// and the owner of every running deployment at shutdown (finished within the grace period, or aborted).
 
 import crypto from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { problem } from '../errors.js'
-import { fsyncDir } from '../fsutil.js'
-import { currentReleaseId, deleteRelease } from '../intake/cleanup.js'
+import type { AppSettings } from '../apps/settings.js'
+import type { AppStore } from '../apps/store.js'
+import { isBerthError, problem, StepFailed } from '../errors.js'
+import { deleteRelease } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
-import type { AppStore } from '../store/apps.js'
-import { LockedError, type Deployment, type DeploymentStore, type StepName } from '../store/deployments.js'
-import type { EventStore } from '../store/events.js'
+import { ectoMigrations, moduleName } from '../releases/content.js'
+import { currentReleaseId, switchCurrent } from '../releases/current.js'
+import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
+import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
+import type { HealthMonitor } from '../supervision/health.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import { moduleName, type AppSettings } from './settings.js'
+import { chooseRetired } from './retention.js'
+
+const FINAL_STATES = new Set<DeploymentState>(FINAL)
 
 export interface DeployerDeps {
   /** Test hook: a pause at the start of one step (see Config.testStepPause). */
@@ -25,80 +32,98 @@ export interface DeployerDeps {
   apps: AppStore
   events: EventStore
   supervisor: Supervisor
+  health: HealthMonitor
   log: Logger
 }
 
-class StepFailed extends Error {}
+export interface DeployerEvents {
+  /** A deployment or operation of the app has ended (final, or left for recovery by a shutdown). */
+  settled: [app: string]
+}
 
-/** Replaces apps/APP/current atomically: a fresh symlink renamed over the old one, then the directory synced. */
-export async function switchCurrent(paths: Paths, app: string, release: string): Promise<void> {
-  const tmp = path.join(paths.app(app), `.current-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
-  await fs.promises.symlink(`releases/${release}`, tmp)
-  try {
-    await fs.promises.rename(tmp, paths.current(app))
-  } catch (err) {
-    await fs.promises.rm(tmp, { force: true })
-    throw err
+interface Running {
+  job: Promise<Deployment>
+  abort: AbortController
+}
+
+export class Deployer extends EventEmitter<DeployerEvents> {
+  private readonly running = new Map<string, Running>()
+
+  constructor(private readonly deps: DeployerDeps) {
+    super()
   }
-  await fsyncDir(paths.app(app))
-}
-
-/** Ecto migrations a release ships: lib/APP-VSN/priv/repo/migrations/*.exs (file names only). */
-export function ectoMigrations(releaseDir: string, app: string): string[] {
-  const lib = path.join(releaseDir, 'lib')
-  const appDir = fs.existsSync(lib) ? fs.readdirSync(lib).find((d) => d.startsWith(`${app}-`)) : undefined
-  if (!appDir) return []
-  const dir = path.join(lib, appDir, 'priv', 'repo', 'migrations')
-  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.exs')).sort() : []
-}
-
-export class Deployer {
-  private readonly running = new Map<string, Promise<Deployment>>()
-  /** Called when a deployment or operation has finished (the crash policy resets its budget). */
-  onSettled: (app: string) => void = () => {}
-
-  constructor(private readonly deps: DeployerDeps) {}
 
   /** Resolves when the deployment has reached a final state. */
   finished(id: string): Promise<Deployment> | null {
-    return this.running.get(id) ?? null
+    return this.running.get(id)?.job ?? null
   }
 
-  private begin(input: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt' | 'id'>, work: (d: Deployment) => Promise<void>): Deployment {
+  get inFlight(): number {
+    return this.running.size
+  }
+
+  /**
+   * Shutdown: lets running deployments finish for up to `graceMs`, then aborts them through their signal.
+   * An aborted migration is killed and its deployment ends failed with nothing changed; one aborted after
+   * the switch is left unfinished on purpose, so that the next start's recovery puts the previous release
+   * back exactly as it does after kill -9. Resolves when every job has stopped touching the database.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    const jobs = [...this.running.values()]
+    if (jobs.length === 0) return
+    this.deps.log.info({ deployments: jobs.length, graceMs }, 'waiting for running deployments')
+    let timer: NodeJS.Timeout | undefined
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))
+    await Promise.race([Promise.allSettled(jobs.map((j) => j.job)), graceOver])
+    clearTimeout(timer)
+    for (const j of this.running.values()) j.abort.abort()
+    await Promise.allSettled(jobs.map((j) => j.job))
+  }
+
+  private begin(input: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt' | 'id'>, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
     const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
-    let d: Deployment
-    try {
-      d = this.deps.deployments.create({ ...input, id })
-    } catch (err) {
-      if (err instanceof LockedError) {
-        throw problem('DEPLOYMENT_IN_PROGRESS', `App "${input.app}" is busy with deployment ${err.holder}; wait for it (GET /v1/apps/${input.app}/deployments/${err.holder}) and try again.`, { deployment: err.holder })
-      }
-      throw err
+    // Checked in the same synchronous turn as the insert: a DELETE of the release cannot slip in between.
+    for (const r of [input.release, input.previous]) {
+      if (r && r !== '-' && !this.deps.releases.get(input.app, r)) throw problem('RELEASE_NOT_FOUND', `App "${input.app}" has no release "${r}" any more; list them with GET /v1/apps/${input.app}/releases.`)
     }
+    const d = this.deps.deployments.create({ ...input, id })
     const log = this.deps.log.child({ app: d.app, deployment: d.id })
     log.info({ kind: d.kind, release: d.release, previous: d.previous }, `${d.kind} started`)
-    const job = work(d)
+    const abort = new AbortController()
+    const job = work(d, abort.signal)
       .catch((err: Error) => {
-        log.error({ err }, `${d.kind} crashed`)
+        if (!isBerthError(err)) log.error({ err }, `${d.kind} crashed`)
         d.state = 'failed'
-        d.reason ??= `berth failed: ${err.message}`
+        d.reason ??= isBerthError(err) ? err.message : `berth failed: ${err.message}`
       })
       .then(() => {
+        this.running.delete(d.id)
+        if (abort.signal.aborted && !FINAL_STATES.has(d.state)) {
+          // Left for the next start's recovery (see shutdown); the reason says where it stopped.
+          this.deps.deployments.save(d)
+          log.warn({ state: d.state }, `${d.kind} aborted by shutdown; the next start recovers it`)
+          this.emit('settled', d.app)
+          return d
+        }
+        if (!FINAL_STATES.has(d.state)) {
+          d.state = 'failed'
+          d.reason ??= `berth ended the ${d.kind} in ${d.state} without a final state`
+        }
         this.deps.deployments.finish(d)
         const steps = d.steps.filter((s) => s.endedAt).map((s) => ({ name: s.name, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt) }))
         const durationMs = Date.parse(d.finishedAt ?? new Date().toISOString()) - Date.parse(d.createdAt)
-        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
+        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state as AuditOutcome, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
         log.info({ state: d.state, reason: d.reason }, `${d.kind} finished`)
-        this.running.delete(d.id)
-        this.onSettled(d.app)
+        this.emit('settled', d.app)
         return d
       })
-    this.running.set(d.id, job)
+    this.running.set(d.id, { job, abort })
     return d
   }
 
   /** Runs one step: recorded as running before it starts, with its output and end time after. */
-  private async step(d: Deployment, name: StepName, fn: () => Promise<string | null>): Promise<void> {
+  private async step(d: Deployment, name: StepName, signal: AbortSignal, fn: () => Promise<string | null>): Promise<void> {
+    if (signal.aborted) throw problem('ABORTED', `berth is shutting down; ${name} did not start`)
     const step = { name, state: 'running' as const, startedAt: new Date().toISOString(), endedAt: null as string | null, output: '' }
     d.steps.push(step)
     if (name !== 'rollback') d.state = name
@@ -110,8 +135,8 @@ export class Deployer {
       const out = await fn()
       Object.assign(s, { state: out === null ? 'skipped' : 'ok', output: out ?? '', endedAt: new Date().toISOString() })
     } catch (err) {
-      Object.assign(s, { state: 'failed', output: (err as Error).message, endedAt: new Date().toISOString() })
-      if (err instanceof StepFailed && (err as StepFailed & { output?: string }).output) s.output = (err as StepFailed & { output?: string }).output!
+      Object.assign(s, { state: 'failed', output: err instanceof StepFailed && err.output ? err.output : (err as Error).message, endedAt: new Date().toISOString() })
+      if (signal.aborted && STEPS.indexOf(name as (typeof STEPS)[number]) > 0) d.reason = `berth shut down during ${name}`
       this.deps.deployments.save(d)
       throw err
     }
@@ -128,73 +153,95 @@ export class Deployer {
 
   async deploy(app: string, release: Release, actor: string | null): Promise<Deployment> {
     const previous = await currentReleaseId(this.deps.paths, app)
-    return this.begin({ app, kind: 'deploy', release: release.id, previous, warnings: [], actor }, (d) => this.runDeploy(d, release))
+    return this.begin({ app, kind: 'deploy', release: release.id, previous, warnings: [], actor }, (d, signal) => this.runDeploy(d, release, signal))
   }
 
-  private async runDeploy(d: Deployment, release: Release): Promise<void> {
-    const { apps, supervisor } = this.deps
+  /** Runs `bin/APP eval EXPR` from a release as a step's work; a failure carries the eval's output. */
+  private async evalStep(d: Deployment, release: string, expr: string, settings: AppSettings, signal: AbortSignal, failCode: 'MIGRATION_FAILED' | 'ROLLBACK_EXPR_FAILED'): Promise<string> {
+    const r = await this.deps.supervisor.command(d.app, release, settings.commands.eval, [expr], settings.migrateTimeoutMs, signal)
+    const head = `$ bin/${d.app} ${settings.commands.eval} ${JSON.stringify(expr)}\n`
+    const what = failCode === 'MIGRATION_FAILED' ? 'migration' : 'rollback expression'
+    if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)
+    if (r.timedOut) throw new StepFailed(failCode === 'MIGRATION_FAILED' ? 'MIGRATION_TIMEOUT' : failCode, `${what} timed out after ${settings.migrateTimeoutMs} ms and was killed`, `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]`)
+    if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}`, `${head}${r.output}`)
+    return `${head}${r.output}`
+  }
+
+  private async runDeploy(d: Deployment, release: Release, signal: AbortSignal): Promise<void> {
+    const { apps } = this.deps
     const settings = apps.settings(d.app)
     const expr = this.migrateExpr(d.app, release, settings)
     try {
-      await this.step(d, 'migrating', async () => {
-        if (!expr) return null
-        const r = await supervisor.command(d.app, release.id, settings.commands.eval, [expr], settings.migrateTimeoutMs)
-        const head = `$ bin/${d.app} ${settings.commands.eval} ${JSON.stringify(expr)}\n`
-        if (r.timedOut) throw Object.assign(new StepFailed(`migration timed out after ${settings.migrateTimeoutMs} ms and was killed`), { output: `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]` })
-        if (r.code !== 0) throw Object.assign(new StepFailed(`migration exited with code ${r.code ?? r.signal}`), { output: `${head}${r.output}` })
-        return `${head}${r.output}`
-      })
+      await this.step(d, 'migrating', signal, async () => (expr ? this.evalStep(d, release.id, expr, settings, signal, 'MIGRATION_FAILED') : null))
     } catch (err) {
       d.state = 'failed'
       d.reason = `${(err as Error).message}; current release and running node are untouched`
       return
     }
     try {
-      await this.switchStartVerify(d, release.id, settings)
+      await this.switchStartVerify(d, release.id, settings, signal)
       this.deps.apps.saveNode({ ...this.deps.apps.node(d.app)!, restarts: 0 })
       await this.retain(d.app, settings)
     } catch (err) {
-      const why = (err as Error).message
-      await this.autoRollback(d, settings, why)
+      if (signal.aborted) return
+      await this.autoRollback(d, settings, (err as Error).message, signal)
     }
   }
 
   /** The steps deploy and rollback share: switch current, replace the node, verify; succeeded when all pass. */
-  private async switchStartVerify(d: Deployment, release: string, settings: AppSettings): Promise<void> {
+  private async switchStartVerify(d: Deployment, release: string, settings: AppSettings, signal: AbortSignal): Promise<void> {
     const { supervisor } = this.deps
-    await this.step(d, 'switching', async () => {
+    await this.step(d, 'switching', signal, async () => {
       await switchCurrent(this.deps.paths, d.app, release)
       return `current -> releases/${release}`
     })
-    await this.step(d, 'starting', async () => {
+    await this.step(d, 'starting', signal, async () => {
       await supervisor.stop(d.app, settings, { desired: 'running' })
       await supervisor.start(d.app, release, settings)
       return `started ${release} under run_erl`
     })
-    await this.step(d, 'verifying', () => supervisor.verify(d.app, settings))
+    await this.step(d, 'verifying', signal, () => this.verify(d.app, settings, signal))
     d.state = 'succeeded'
   }
 
+  /** Verifies the node and tells the health monitor that its URL has just been checked. */
+  private async verify(app: string, settings: AppSettings, signal: AbortSignal): Promise<string> {
+    const out = await this.deps.supervisor.verify(app, settings, signal)
+    if (settings.healthUrl) this.deps.health.verified(app, settings.healthUrl)
+    return out
+  }
+
+  /** Stops the node after a failed boot, and says in the reason whether that worked. */
+  private async stopAfterFailure(app: string, settings: AppSettings): Promise<string> {
+    try {
+      await this.deps.supervisor.stop(app, settings)
+      return 'the node is stopped'
+    } catch (err) {
+      this.deps.log.error({ app, err }, 'could not stop the node after a failed deployment')
+      return `stopping the node failed too (${(err as Error).message}); check it with GET /v1/apps/${app}`
+    }
+  }
+
   /** Puts the previous release back after a failed start/verify; ends the deployment rolled_back (or failed without one). */
-  private async autoRollback(d: Deployment, settings: AppSettings, why: string): Promise<void> {
+  private async autoRollback(d: Deployment, settings: AppSettings, why: string, signal: AbortSignal): Promise<void> {
     const { supervisor } = this.deps
     if (!d.previous) {
-      await supervisor.stop(d.app, settings).catch(() => {})
       d.state = 'failed'
-      d.reason = `${why}; there is no previous release to roll back to, the node is stopped`
+      d.reason = `${why}; there is no previous release to roll back to, ${await this.stopAfterFailure(d.app, settings)}`
       return
     }
     try {
-      await this.step(d, 'rollback', async () => {
+      await this.step(d, 'rollback', signal, async () => {
         await switchCurrent(this.deps.paths, d.app, d.previous!)
         await supervisor.stop(d.app, settings, { desired: 'running' })
         await supervisor.start(d.app, d.previous!, settings)
-        const verified = await supervisor.verify(d.app, { ...settings, stableWindowMs: 0 })
+        const verified = await this.verify(d.app, { ...settings, stableWindowMs: 0 }, signal)
         return `current -> releases/${d.previous}\n${verified}`
       })
       d.state = 'rolled_back'
       d.reason = `${why}; rolled back to ${d.previous}`
     } catch (err) {
+      if (signal.aborted) return
       d.state = 'failed'
       d.reason = `${why}; the rollback to ${d.previous} failed too: ${(err as Error).message}`
     }
@@ -223,21 +270,18 @@ export class Deployer {
       }
     }
     const t = target
-    return this.begin({ app, kind: 'rollback', release: t.id, previous: current, warnings, actor }, (d) => this.runRollback(d, t, opts))
+    return this.begin({ app, kind: 'rollback', release: t.id, previous: current, warnings, actor }, (d, signal) => this.runRollback(d, t, opts, signal))
   }
 
-  private async runRollback(d: Deployment, target: Release, opts: { runRollbackExpr?: boolean }): Promise<void> {
-    const { apps, supervisor } = this.deps
+  private async runRollback(d: Deployment, target: Release, opts: { runRollbackExpr?: boolean }, signal: AbortSignal): Promise<void> {
+    const { apps } = this.deps
     const settings = apps.settings(d.app)
     try {
-      await this.step(d, 'migrating', async () => {
+      await this.step(d, 'migrating', signal, async () => {
         if (!opts.runRollbackExpr) return null
-        if (!settings.rollbackExpr || !d.previous) throw new StepFailed('runRollbackExpr was asked for, but the app has no rollbackExpr setting')
+        if (!settings.rollbackExpr || !d.previous) throw problem('ROLLBACK_EXPR_MISSING', 'runRollbackExpr was asked for, but the app has no rollbackExpr setting')
         // The expression runs from the release being left: it is the one that knows its own migrations.
-        const expr = settings.rollbackExpr.replaceAll('VERSION', target.version)
-        const r = await supervisor.command(d.app, d.previous, settings.commands.eval, [expr], settings.migrateTimeoutMs)
-        if (r.code !== 0 || r.timedOut) throw Object.assign(new StepFailed(`rollback expression failed (${r.timedOut ? 'timed out' : `exit ${r.code}`})`), { output: r.output })
-        return r.output
+        return this.evalStep(d, d.previous, settings.rollbackExpr.replaceAll('VERSION', target.version), settings, signal, 'ROLLBACK_EXPR_FAILED')
       })
     } catch (err) {
       d.state = 'failed'
@@ -245,30 +289,26 @@ export class Deployer {
       return
     }
     try {
-      await this.switchStartVerify(d, target.id, settings)
+      await this.switchStartVerify(d, target.id, settings, signal)
     } catch (err) {
-      await this.autoRollback(d, settings, (err as Error).message)
+      if (signal.aborted) return
+      await this.autoRollback(d, settings, (err as Error).message, signal)
     }
   }
 
-  /**
-   * Keeps the newest `keepReleases` releases that deployed successfully, plus current and anything a deployment
-   * uses; releases whose deployments all failed and that are older than current go too. Undeployed uploads stay.
-   */
+  /** Deletes the releases retention no longer keeps (see retention.ts for which). */
   private async retain(app: string, settings: AppSettings): Promise<void> {
     const { releases, deployments, paths } = this.deps
-    const current = await currentReleaseId(paths, app)
-    const succeeded = [...new Set(deployments.succeededReleases(app))]
-    const keep = new Set([current, ...succeeded.slice(0, settings.keepReleases)])
-    const all = releases.list(app)
-    const currentIndex = all.findIndex((r) => r.id === current)
-    const attempted = new Set(deployments.list(app, 1000).map((d) => d.release))
-    for (const [i, r] of all.entries()) {
-      if (keep.has(r.id)) continue
-      const oldSuccess = succeeded.includes(r.id)
-      const failedOlder = !oldSuccess && attempted.has(r.id) && currentIndex >= 0 && i > currentIndex
-      if (!oldSuccess && !failedOlder) continue
-      await deleteRelease(this.deps, app, r.id, 'berth').catch((err) => this.deps.log.warn({ app, release: r.id, err }, 'retention could not delete release'))
+    const retired = chooseRetired({
+      newestFirst: releases.list(app).map((r) => r.id),
+      current: await currentReleaseId(paths, app),
+      succeededNewestFirst: deployments.succeededReleases(app),
+      attempted: new Set(deployments.list(app, 1000).map((d) => d.release)),
+      inUse: deployments.inUse(app),
+      keep: settings.keepReleases,
+    })
+    for (const id of retired) {
+      await deleteRelease(this.deps, app, id, 'berth').catch((err) => this.deps.log.warn({ app, release: id, err }, 'retention could not delete release'))
     }
   }
 
@@ -277,39 +317,75 @@ export class Deployer {
     const current = await currentReleaseId(this.deps.paths, app)
     if (!current && action !== 'stop') throw problem('NOT_DEPLOYED', `App "${app}" has no current release; deploy one first.`)
     if (action === 'start' && this.deps.supervisor.isUp(app)) throw problem('ALREADY_RUNNING', `App "${app}" is already running.`)
-    return this.begin({ app, kind: action, release: current ?? '-', previous: current, warnings: [], actor }, async (d) => {
+    return this.begin({ app, kind: action, release: current ?? '-', previous: current, warnings: [], actor }, async (d, signal) => {
       const settings = this.deps.apps.settings(app)
       const { supervisor } = this.deps
-      if (action !== 'start') await this.step(d, 'starting', async () => (await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped' }), 'stopped'))
+      if (action !== 'start') await this.step(d, 'starting', signal, async () => (await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped' }), 'stopped'))
       if (action !== 'stop') {
-        await this.step(d, 'starting', async () => (await supervisor.start(app, current!, settings), `started ${current}`))
-        await this.step(d, 'verifying', () => supervisor.verify(app, { ...settings, stableWindowMs: Math.min(settings.stableWindowMs, 2000) }))
+        await this.step(d, 'starting', signal, async () => (await supervisor.start(app, current!, settings), `started ${current}`))
+        try {
+          await this.step(d, 'verifying', signal, () => this.verify(app, { ...settings, stableWindowMs: Math.min(settings.stableWindowMs, 2000) }, signal))
+        } catch (err) {
+          if (signal.aborted) throw err
+          // A node that failed its verification is not left in `starting` with nobody watching it.
+          d.state = 'failed'
+          d.reason = `${(err as Error).message}; ${await this.stopAfterFailure(app, settings)}`
+          return
+        }
       }
       d.state = 'succeeded'
     })
   }
 
   /**
-   * Start-up recovery: every deployment an earlier agent left unfinished gets a final state naming the step it
-   * died in, and current is made to point at a complete, recorded release. Runs before the lock table is used.
+   * Start-up recovery, before anything else uses the lock table. Every deployment an earlier agent left
+   * unfinished ends in one defined state: when it got as far as switching, the release it started from is put
+   * back as current (an interrupted deployment never leaves an unverified release live). Then the nodes are
+   * made to match: a node still running current is re-adopted untouched; one running anything else, or dead
+   * while it should run, is replaced through a recorded operation that verifies it, so that no node sits in
+   * `starting` with nobody verifying it; one that was asked to stop is stopped.
    */
   async recover(): Promise<Deployment[]> {
-    const { deployments, paths, releases, log } = this.deps
+    const { deployments, paths, releases, supervisor, apps, log } = this.deps
     deployments.clearStaleLocks()
     const fixed: Deployment[] = []
     for (const d of deployments.unfinished()) {
-      d.state = 'failed'
       const step = d.steps.at(-1)?.name ?? 'pending'
-      d.reason = `agent restarted during ${step}`
+      const switched = d.steps.some((s) => s.name !== 'migrating')
+      const notes = [`agent restarted during ${step}`]
       const cur = await currentReleaseId(paths, d.app)
-      if (cur && !releases.get(d.app, cur)) {
+      if ((d.kind === 'deploy' || d.kind === 'rollback') && switched && d.previous && releases.get(d.app, d.previous)) {
+        if (cur !== d.previous) await switchCurrent(paths, d.app, d.previous)
+        notes.push(`put ${d.previous} back as current`)
+      } else if (cur && !releases.get(d.app, cur) && d.previous) {
         // current names a release that is not recorded: put back what the deployment started from.
-        if (d.previous) await switchCurrent(paths, d.app, d.previous)
+        await switchCurrent(paths, d.app, d.previous)
+        notes.push(`put ${d.previous} back as current`)
       }
+      d.state = 'failed'
+      d.reason = notes.join('; ')
       deployments.finish(d)
       this.deps.events.record({ app: d.app, actor: 'berth', action: d.kind, outcome: 'failed', detail: { deployment: d.id, reason: d.reason } })
       log.warn({ app: d.app, deployment: d.id, step }, 'resolved deployment interrupted by an agent restart')
       fixed.push(d)
+    }
+    const { dead, adopted } = supervisor.adopt()
+    for (const rec of [...dead, ...adopted]) {
+      const current = await currentReleaseId(paths, rec.app)
+      const running = adopted.includes(rec)
+      try {
+        if (!current || rec.desired === 'stopped') {
+          if (running) await supervisor.stop(rec.app, apps.settings(rec.app))
+        } else if (!running) {
+          await this.operate(rec.app, 'start', 'berth')
+          log.info({ app: rec.app, release: current }, 'node was down at agent start: starting it')
+        } else if (rec.releaseId !== current) {
+          await this.operate(rec.app, 'restart', 'berth')
+          log.info({ app: rec.app, running: rec.releaseId, release: current }, 'node runs another release than current: replacing it')
+        }
+      } catch (err) {
+        log.error({ app: rec.app, err }, 'could not bring the node to its desired state at agent start')
+      }
     }
     return fixed
   }

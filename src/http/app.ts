@@ -1,18 +1,19 @@
 // The Fastify application as a plugin-style builder that never listens (server.ts does): error handling,
 // authentication from openapi.yaml, and the route modules. Routes stay thin; the domain lives in services.
 
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type onRequestHookHandler, type RouteHandlerMethod } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
 import websocket from '@fastify/websocket'
+import { problem } from '../errors.js'
 import type { Services } from '../services.js'
 import { authHook, FailureLimiter } from './auth.js'
-import { loadApiDocument, type ApiDocument } from './openapi.js'
+import type { RouteContext, RouteExtra } from './context.js'
+import { loadApiDocument } from './openapi.js'
 import { errorHandler, sendProblem } from './problem.js'
-import { problem } from '../errors.js'
+import appRoutes from './routes/apps.js'
+import consoleRoutes from './routes/console.js'
+import deploymentRoutes from './routes/deployments.js'
 import metaRoutes from './routes/meta.js'
 import releaseRoutes from './routes/releases.js'
-import appRoutes from './routes/apps.js'
-import deploymentRoutes from './routes/deployments.js'
-import consoleRoutes from './routes/console.js'
 import webhookRoutes from './routes/webhooks.js'
 
 declare module 'fastify' {
@@ -22,14 +23,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     berthRoutes: { method: string; url: string }[]
   }
-}
-
-export interface RouteContext {
-  services: Services
-  api: ApiDocument
-  /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */
-  route(app: FastifyInstance, operationId: string, handler: RouteHandlerMethod, extra?: { bodyLimit?: number; websocket?: boolean; onRequest?: onRequestHookHandler }): void
-  limiter: FailureLimiter
 }
 
 export async function buildApp(services: Services, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
@@ -57,23 +50,25 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   const limiter = new FailureLimiter(services.config.authFailuresPerMinute)
   // Terminal frames are small; 1 MiB bounds what one message can make berth buffer.
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
+  const register = (instance: FastifyInstance, operationId: string, handler: unknown, extra: RouteExtra & { websocket?: boolean } = {}) => {
+    const op = api.operations.get(operationId)
+    if (!op) throw problem('API_DOCUMENT_INVALID', `route ${operationId} is not described in openapi.yaml`)
+    instance.route({
+      method: op.method as 'GET',
+      url: op.url,
+      schema: op.schema,
+      config: { operationId },
+      ...extra,
+      onRequest: extra.onRequest ?? (op.scope ? authHook(services.tokens, limiter, op.scope) : undefined),
+      handler: handler as RouteHandlerMethod,
+    })
+  }
   const ctx: RouteContext = {
     limiter,
     services,
     api,
-    route(instance, operationId, handler, extra = {}) {
-      const op = api.operations.get(operationId)
-      if (!op) throw new Error(`route ${operationId} is not described in openapi.yaml`)
-      instance.route({
-        method: op.method as 'GET',
-        url: op.url,
-        schema: op.schema,
-        config: { operationId },
-        ...extra,
-        onRequest: extra.onRequest ?? (op.scope ? authHook(services.tokens, limiter, op.scope) : undefined),
-        handler,
-      })
-    },
+    route: (instance, operationId, handler, extra) => register(instance, operationId, handler, extra),
+    socketRoute: (instance, operationId, handler, extra) => register(instance, operationId, handler, { ...extra, websocket: true }),
   }
   await app.register(metaRoutes, ctx)
   await app.register(appRoutes, ctx)

@@ -16,7 +16,7 @@ export function createMetrics(services: Services): client.Registry {
   const uploadBytes = new client.Counter({ name: 'berth_upload_bytes_total', help: 'Bytes of accepted uploads', labelNames: ['app'], registers: [registry] })
   const uploads = new client.Counter({ name: 'berth_uploads_total', help: 'Uploads by outcome (the code for refusals)', labelNames: ['app', 'outcome'], registers: [registry] })
 
-  services.events.listeners.push((e) => {
+  services.events.subscribe((e) => {
     const d = e.detail ?? {}
     switch (e.action) {
       case 'deploy':

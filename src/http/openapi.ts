@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
 import type { Scope } from '../auth/tokens.js'
+import { problem } from '../errors.js'
 
 export const OPENAPI_FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url))
 
@@ -46,11 +47,11 @@ export function loadApiDocument(file = OPENAPI_FILE): ApiDocument {
       const op = item[m] as Json | undefined
       if (!op) continue
       const id = op.operationId as string
-      if (!id) throw new Error(`openapi.yaml: ${m.toUpperCase()} ${p} has no operationId`)
-      if (operations.has(id)) throw new Error(`openapi.yaml: operationId ${id} is used twice`)
+      if (!id) throw problem('API_DOCUMENT_INVALID', `openapi.yaml: ${m.toUpperCase()} ${p} has no operationId`)
+      if (operations.has(id)) throw problem('API_DOCUMENT_INVALID', `openapi.yaml: operationId ${id} is used twice`)
       const security = op.security as unknown[] | undefined
       const scope = security && security.length === 0 ? null : ((op['x-berth-scope'] as Scope | undefined) ?? null)
-      if (!(security && security.length === 0) && !scope) throw new Error(`openapi.yaml: ${id} needs x-berth-scope or security: []`)
+      if (!(security && security.length === 0) && !scope) throw problem('API_DOCUMENT_INVALID', `openapi.yaml: ${id} needs x-berth-scope or security: []`)
       operations.set(id, {
         operationId: id,
         method: m.toUpperCase(),
@@ -66,13 +67,13 @@ export function loadApiDocument(file = OPENAPI_FILE): ApiDocument {
 
 /** Inlines `#/components/...` references; our schemas have no cycles. */
 export function deref(doc: Json, value: unknown, depth = 0): unknown {
-  if (depth > 32) throw new Error('openapi.yaml: $ref nesting too deep')
+  if (depth > 32) throw problem('API_DOCUMENT_INVALID', 'openapi.yaml: $ref nesting too deep')
   if (Array.isArray(value)) return value.map((v) => deref(doc, v, depth + 1))
   if (value && typeof value === 'object') {
     const ref = (value as Json).$ref
     if (typeof ref === 'string') {
       const target = ref.replace(/^#\//, '').split('/').reduce<unknown>((o, k) => (o as Json | undefined)?.[k], doc)
-      if (target === undefined) throw new Error(`openapi.yaml: unresolved $ref ${ref}`)
+      if (target === undefined) throw problem('API_DOCUMENT_INVALID', `openapi.yaml: unresolved $ref ${ref}`)
       return deref(doc, target, depth + 1)
     }
     return Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, deref(doc, v, depth + 1)]))

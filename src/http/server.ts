@@ -1,5 +1,6 @@
 // Owns the listening daemon: logger, services, listen (HTTP or HTTPS), and the graceful shutdown that lets
-// in-flight uploads finish within a grace period and then aborts them cleanly (staging removed, 503 sent).
+// in-flight uploads and deployments finish within a grace period, then aborts them cleanly (staging removed,
+// 503 sent, deployments recorded), and only then closes the database.
 
 import fs from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -47,7 +48,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         try {
           // Consoles end with the agent (the nodes do not): their ptys are berth's children.
           await services.sessions.closeAll('berth is shutting down')
-          await app.close()
+          // Both at once: a ?wait=true request is only answered when its deployment has ended.
+          await Promise.all([app.close(), services.deployer.shutdown(config.shutdownGraceMs)])
         } finally {
           clearTimeout(abort)
           services.close()

@@ -6,29 +6,29 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import { removeTree } from '../fsutil.js'
-import { APP_NAME, RELEASE_ID, type Paths } from '../paths.js'
+import { APP_NAME, type Paths } from '../paths.js'
+import { currentReleaseId } from '../releases/current.js'
+import type { DeploymentStore } from '../store/deployments.js'
 import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 
-/** The id `apps/APP/current` points at, or null when the app has never been deployed. */
-export async function currentReleaseId(paths: Paths, app: string): Promise<string | null> {
-  const target = await fs.readlink(paths.current(app)).catch(() => null)
-  if (!target) return null
-  const id = path.basename(target)
-  return RELEASE_ID.test(id) ? id : null
-}
-
 export async function deleteRelease(
-  deps: { paths: Paths; releases: ReleaseStore; events: EventStore; log: Logger },
+  deps: { paths: Paths; releases: ReleaseStore; deployments: DeploymentStore; events: EventStore; log: Logger },
   app: string,
   id: string,
   actor: string | null,
 ): Promise<Release> {
-  const { paths, releases, events, log } = deps
+  const { paths, releases, deployments, events, log } = deps
+  const current = await currentReleaseId(paths, app)
+  // From here to the row's removal nothing awaits: a deployment cannot start naming the release in between
+  // (the deployer checks that its releases exist in the same turn as it takes the lock).
   const release = releases.get(app, id)
   if (!release) throw problem('RELEASE_NOT_FOUND', `App "${app}" has no release "${id}"; list them with GET /v1/apps/${app}/releases.`)
-  if ((await currentReleaseId(paths, app)) === id) {
+  if (current === id) {
     throw problem('RELEASE_IS_CURRENT', `Release "${id}" is the current release of "${app}"; deploy or roll back to another release before deleting it.`)
+  }
+  if (deployments.inUse(app).has(id)) {
+    throw problem('RELEASE_IS_CURRENT', `Release "${id}" is named by a deployment of "${app}" that has not finished; wait for it (GET /v1/apps/${app}/deployments) and delete it then.`, { deployment: deployments.lockedBy(app) })
   }
   // Row first: from here on the release is not listed, so a crash mid-removal leaves only debris the sweep clears.
   releases.delete(app, id)

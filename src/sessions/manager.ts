@@ -7,11 +7,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
-import { currentReleaseId } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
-import type { AppStore } from '../store/apps.js'
+import type { AppStore } from '../apps/store.js'
+import { currentReleaseId } from '../releases/current.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
+import type { CommandResult } from '../supervision/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
 import { AttachViewer, ConsoleHub, consolePipe, consoleTaken } from './attach.js'
 import { Recorder } from './recorder.js'
@@ -395,6 +396,19 @@ export class SessionManager {
         log.warn({ app, session: r.id, err }, 'could not remove an old session recording')
       }
     }
+  }
+
+  /**
+   * One expression through `bin/APP rpc` on the running node, audited (the expression, truncated; never its
+   * output, which may hold data). A non-zero exit is an answer, not an error: the caller shows the output.
+   */
+  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<CommandResult> {
+    const { paths, supervisor, apps, events } = this.deps
+    const current = await currentReleaseId(paths, app)
+    if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
+    const r = await supervisor.command(app, current, apps.settings(app).commands.rpc, [expr], timeoutMs)
+    events?.record({ app, actor, action: 'rpc', outcome: r.code === 0 ? 'ok' : 'error', detail: { expr: expr.slice(0, 500), code: r.code, timedOut: r.timedOut } })
+    return r
   }
 
   private withLive(r: SessionRecord): SessionInfo {

@@ -1,6 +1,7 @@
 // Deployments (and rollbacks) with their steps, and the per-app lock that allows one at a time.
 // Every state change is written before the work it announces starts, so a restarted agent knows where it stopped.
 
+import { problem } from '../errors.js'
 import type { Database } from './db.js'
 import { now } from './db.js'
 
@@ -64,12 +65,6 @@ function toDeployment(r: Row): Deployment {
   }
 }
 
-export class LockedError extends Error {
-  constructor(readonly holder: string) {
-    super(`locked by ${holder}`)
-  }
-}
-
 export class DeploymentStore {
   constructor(
     private readonly db: Database,
@@ -77,12 +72,14 @@ export class DeploymentStore {
     readonly owner: string,
   ) {}
 
-  /** Creates the deployment and takes the app's lock in one transaction; throws LockedError when held. */
+  /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
   create(d: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
     const full: Deployment = { ...d, state: 'pending', reason: null, steps: [], createdAt: now(), finishedAt: null }
     this.db.transaction(() => {
       const held = this.db.prepare('SELECT deployment FROM locks WHERE app = ?').get(d.app) as { deployment: string } | undefined
-      if (held) throw new LockedError(held.deployment)
+      if (held) {
+        throw problem('DEPLOYMENT_IN_PROGRESS', `App "${d.app}" is busy with deployment ${held.deployment}; wait for it (GET /v1/apps/${d.app}/deployments/${held.deployment}) and try again.`, { deployment: held.deployment })
+      }
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
       this.db
         .prepare(
@@ -125,6 +122,12 @@ export class DeploymentStore {
   /** Deployments left unfinished by an earlier agent process. */
   unfinished(): Deployment[] {
     return (this.db.prepare(`SELECT * FROM deployments WHERE state NOT IN ('succeeded','failed','rolled_back') ORDER BY seq`).all() as Row[]).map(toDeployment)
+  }
+
+  /** Releases that unfinished deployments of the app name, as target or as the one to go back to. */
+  inUse(app: string): Set<string> {
+    const rows = this.db.prepare(`SELECT release_id, previous_id FROM deployments WHERE app = ? AND state NOT IN ('succeeded','failed','rolled_back')`).all(app) as { release_id: string; previous_id: string | null }[]
+    return new Set(rows.flatMap((r) => [r.release_id, r.previous_id].filter((x): x is string => x !== null)))
   }
 
   lockedBy(app: string): string | null {

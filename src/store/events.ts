@@ -1,32 +1,90 @@
-// The audit trail: who did what to which app, when, with what outcome. Append-only.
+// The audit trail: who did what to which app, when, with what outcome. Append-only, and the one typed
+// vocabulary of actions and outcomes that the app log, metrics and webhooks subscribe to.
 // Callers must pass details that are safe to show any reader of the app: never tokens or env values.
 
+import type { Logger } from 'pino'
 import type { Database } from './db.js'
 import { now } from './db.js'
+import type { Deployment, DeploymentState } from './deployments.js'
+
+export type AuditAction =
+  | Deployment['kind']
+  | 'release.upload'
+  | 'release.delete'
+  | 'node.start'
+  | 'node.exit'
+  | 'node.restart'
+  | 'node.errored'
+  | 'node.unhealthy'
+  | 'settings.update'
+  | 'env.replace'
+  | 'rpc'
+  | 'session.open'
+  | 'session.end'
+  | 'webhook.create'
+  | 'token.create'
+
+/** ok/error for single actions; a deployment's final state for deployments, rollbacks and operations. */
+export type AuditOutcome = 'ok' | 'error' | Extract<DeploymentState, 'succeeded' | 'failed' | 'rolled_back'>
+
+export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create']
 
 export interface AuditEvent {
   seq: number
   app: string | null
   at: string
   actor: string | null
-  action: string
-  outcome: 'ok' | 'error' | string
+  action: AuditAction
+  outcome: AuditOutcome
   detail: Record<string, unknown> | null
 }
 
+/** What subscribers get for every event that names an app; `line` is the form of the app's own log file. */
+export interface RecordedEvent {
+  app: string
+  at: string
+  actor: string | null
+  action: AuditAction
+  outcome: AuditOutcome
+  detail: Record<string, unknown> | null
+  line: string
+}
+
+export type EventListener = (e: RecordedEvent) => void
+
 export class EventStore {
-  /** Told about every event with an app: the app's own log file, the metrics. */
-  readonly listeners: ((e: { app: string; at: string; action: string; outcome: string; detail: Record<string, unknown> | null; line: string }) => void)[] = []
+  private readonly listeners: EventListener[] = []
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly log?: Logger,
+  ) {}
 
-  record(e: { app?: string | null; actor?: string | null; action: string; outcome: string; detail?: Record<string, unknown> }): void {
+  /** Tells `listener` about every event with an app, after it is stored; returns the unsubscribe. */
+  subscribe(listener: EventListener): () => void {
+    this.listeners.push(listener)
+    return () => {
+      const i = this.listeners.indexOf(listener)
+      if (i >= 0) this.listeners.splice(i, 1)
+    }
+  }
+
+  record(e: { app?: string | null; actor?: string | null; action: AuditAction; outcome: AuditOutcome; detail?: Record<string, unknown> }): void {
     const at = now()
     const detail = e.detail ? JSON.stringify(e.detail) : null
     this.db.prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)').run(e.app ?? null, at, e.actor ?? null, e.action, e.outcome, detail)
     if (!e.app) return
     const line = `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${detail ? ` ${detail}` : ''}`
-    for (const l of this.listeners) l({ app: e.app, at, action: e.action, outcome: e.outcome, detail: e.detail ?? null, line })
+    const event: RecordedEvent = { app: e.app, at, actor: e.actor ?? null, action: e.action, outcome: e.outcome, detail: e.detail ?? null, line }
+    // The event is stored: a subscriber that fails (a full disk for the app log, a webhook bug) must not
+    // turn the domain call that recorded it into a failure, nor keep the other subscribers from hearing it.
+    for (const l of this.listeners) {
+      try {
+        l(event)
+      } catch (err) {
+        this.log?.error({ err, action: e.action, app: e.app }, 'an audit event subscriber failed')
+      }
+    }
   }
 
   list(app: string, limit = 100): AuditEvent[] {

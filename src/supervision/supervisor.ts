@@ -1,13 +1,16 @@
-// Runs each app's node and keeps it running: start under run_erl (own session, so it outlives the agent and
-// has a console to attach to), graceful stop, liveness, restart with backoff, and re-adoption after restarts.
+// Runs each app's node: start under run_erl (own session, so it outlives the agent and has a console to
+// attach to), graceful stop, verification, liveness, and re-adoption after agent restarts. It reports a death
+// it did not ask for as a `crash` event; what to do about it is the crash policy's (deploy/crash-policy.ts).
 
 import { spawn, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import type { AppSettings } from '../deploy/settings.js'
+import type { AppSettings } from '../apps/settings.js'
+import type { AppStore, NodeRecord } from '../apps/store.js'
+import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
-import type { AppStore, NodeRecord } from '../store/apps.js'
 import type { EventStore } from '../store/events.js'
 import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult } from './proc.js'
 
@@ -30,9 +33,8 @@ export interface SupervisorDeps {
   apps: AppStore
   events: EventStore
   log: Logger
-  /** epmd port for every node berth runs (ERL_EPMD_PORT). */
+  /** epmd port for every node berth runs (ERL_EPMD_PORT); tests isolate epmd this way. */
   epmdPort: number
-  /** Extra environment for nodes (tests isolate epmd this way). */
 }
 
 interface Live {
@@ -49,15 +51,18 @@ interface Live {
   poll: NodeJS.Timeout | null
 }
 
-/** Hook for the crash policy (restart/backoff/rollback), installed by whoever owns that policy. */
-export type CrashHandler = (app: string, why: string) => void
+export interface SupervisorEvents {
+  /** A node that should have been running died without being asked to. */
+  crash: [app: string, why: string]
+}
 
-export class Supervisor {
+export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly live = new Map<string, Live>()
   private readonly extra = new Map<string, NodeState>()
-  onCrash: CrashHandler = () => {}
 
-  constructor(private readonly deps: SupervisorDeps) {}
+  constructor(private readonly deps: SupervisorDeps) {
+    super()
+  }
 
   releaseDir(app: string, release: string): string {
     return this.deps.paths.release(app, release)
@@ -132,7 +137,7 @@ export class Supervisor {
 
   /** Starts the release's node under run_erl. The node must not be running. */
   async start(app: string, release: string, settings: AppSettings): Promise<void> {
-    if (this.live.has(app)) throw new Error(`node of ${app} is already running`)
+    if (this.live.has(app)) throw problem('ALREADY_RUNNING', `The node of "${app}" is already running; stop it first.`)
     const { paths, apps, log } = this.deps
     const dir = this.releaseDir(app, release)
     const pipeDir = path.join(paths.shared(app), 'pipe')
@@ -188,7 +193,11 @@ export class Supervisor {
     if (!expected && rec?.desired === 'running') {
       this.extra.set(l.app, 'crashed')
       this.deps.events.record({ app: l.app, actor: 'berth', action: 'node.exit', outcome: 'error', detail: { release: l.release, why } })
-      this.onCrash(l.app, why)
+      try {
+        this.emit('crash', l.app, why)
+      } catch (err) {
+        this.deps.log.error({ err, app: l.app }, 'the crash handler failed')
+      }
     } else {
       this.extra.set(l.app, 'stopped')
     }
@@ -235,25 +244,29 @@ export class Supervisor {
       }
       if ((await this.waitExit(app, sig === 'SIGTERM' ? 5000 : 10_000)) !== null) return
     }
-    throw new Error(`node of ${app} (pid ${l.pid}) did not exit after SIGKILL`)
+    throw problem('NODE_STOP_FAILED', `The node of "${app}" (pid ${l.pid}) did not exit after SIGKILL; it may be stuck in the kernel (D state): check \`ps -o stat -p ${l.pid}\`.`, { pid: l.pid })
   }
 
   /**
    * The node answers: `bin/APP pid` succeeds, then the health URL (if any) answers 2xx, then it stays up for
-   * the stable window. Throws an Error whose message is the reason, for the deployment record.
+   * the stable window. Throws a problem whose message is the reason, for the deployment record; `signal`
+   * ends the wait early (berth is shutting down) with ABORTED.
    */
   async verify(app: string, settings: AppSettings, signal?: AbortSignal): Promise<string> {
     const l = this.live.get(app)
-    if (!l) throw new Error('the node is not running')
+    if (!l) throw problem('NODE_NOT_RUNNING', 'the node is not running')
+    const aborted = () => {
+      if (signal?.aborted) throw problem('ABORTED', 'verification was aborted: berth is shutting down')
+    }
     const deadline = Date.now() + settings.bootTimeoutMs
     const notes: string[] = []
     const died = () => !this.live.has(app) || this.live.get(app) !== l
     let answered = false
     while (!answered) {
-      if (died()) throw new Error(`the node exited during boot (${await l.exited})`)
-      if (Date.now() > deadline) throw new Error(`the node did not answer \`bin/${app} ${settings.commands.pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)`)
-      if (signal?.aborted) throw new Error('aborted')
-      const r = await this.command(app, l.release, settings.commands.pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())))
+      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})`)
+      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${settings.commands.pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)`)
+      aborted()
+      const r = await this.command(app, l.release, settings.commands.pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
       if (r.code === 0) {
         answered = true
         notes.push(`node answered (beam pid ${r.output.trim()}) after ${Date.now() - l.startedAt} ms`)
@@ -262,10 +275,11 @@ export class Supervisor {
     if (settings.healthUrl) {
       let last = ''
       for (;;) {
-        if (died()) throw new Error(`the node exited before ${settings.healthUrl} answered (${await l.exited})`)
-        if (Date.now() > deadline) throw new Error(`${settings.healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
+        if (died()) throw problem('NODE_EXITED', `the node exited before ${settings.healthUrl} answered (${await l.exited})`)
+        if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${settings.healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
+        aborted()
         try {
-          const res = await fetch(settings.healthUrl, { signal: AbortSignal.timeout(2000) })
+          const res = await fetch(settings.healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000) })
           await res.body?.cancel()
           if (res.status >= 200 && res.status < 300) break
           last = `HTTP ${res.status}`
@@ -278,10 +292,11 @@ export class Supervisor {
     }
     const stableUntil = Date.now() + settings.stableWindowMs
     while (Date.now() < stableUntil) {
-      if (died()) throw new Error(`the node exited during the stable window (${await l.exited})`)
+      if (died()) throw problem('NODE_EXITED', `the node exited during the stable window (${await l.exited})`)
+      aborted()
       await sleep(Math.min(100, Math.max(0, stableUntil - Date.now())))
     }
-    if (died()) throw new Error(`the node exited during the stable window (${await l.exited})`)
+    if (died()) throw problem('NODE_EXITED', `the node exited during the stable window (${await l.exited})`)
     l.state = 'running'
     notes.push(`stayed up for the stable window (${settings.stableWindowMs} ms)`)
     return notes.join('\n')

@@ -41,16 +41,18 @@ export class Webhooks {
   private timer: NodeJS.Timeout | null = null
   private sending = false
 
+  private readonly unsubscribe: () => void
+
   constructor(
     private readonly db: Database,
-    events: EventStore,
+    private readonly events: EventStore,
     private readonly log: Logger,
     private readonly backoffMs = 1000,
   ) {
-    events.listeners.push((e) => this.enqueue(e.app, e.action, { app: e.app, at: e.at, action: e.action, outcome: e.outcome, detail: e.detail }))
+    this.unsubscribe = events.subscribe((e) => this.enqueue(e.app, e.action, { app: e.app, at: e.at, action: e.action, outcome: e.outcome, detail: e.detail }))
   }
 
-  create(input: { app?: string | null; url: string; events?: string[] }): { webhook: Webhook; secret: string } {
+  create(input: { app?: string | null; url: string; events?: string[] }, actor: string | null): { webhook: Webhook; secret: string } {
     let u: URL
     try {
       u = new URL(input.url)
@@ -63,6 +65,7 @@ export class Webhooks {
     const webhook: Webhook = { id: crypto.randomBytes(6).toString('hex'), app: input.app ?? null, url: u.toString(), events, createdAt: now() }
     const secret = crypto.randomBytes(24).toString('base64url')
     this.db.prepare('INSERT INTO webhooks (id, app, url, secret, events, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(webhook.id, webhook.app, webhook.url, secret, events.join(','), webhook.createdAt)
+    this.events.record({ app: webhook.app, actor, action: 'webhook.create', outcome: 'ok', detail: { id: webhook.id, url: webhook.url } })
     return { webhook, secret }
   }
 
@@ -111,6 +114,7 @@ export class Webhooks {
   }
 
   close(): void {
+    this.unsubscribe()
     if (this.timer) clearTimeout(this.timer)
     this.timer = null
   }

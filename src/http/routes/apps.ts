@@ -1,78 +1,69 @@
-// Routes about apps as a whole: list, status, settings, environment (names only on the way out), audit events.
+// Routes about apps as a whole: list, status, settings, environment (names only on the way out), logs and
+// audit events. Changes are audited by the domain (apps/store.ts), not here.
 
 import type { FastifyInstance } from 'fastify'
 import { allowsApp } from '../../auth/tokens.js'
-import { validateEnv } from '../../deploy/settings.js'
-import { currentReleaseId } from '../../intake/cleanup.js'
-import { APP_NAME } from '../../paths.js'
 import { problem } from '../../errors.js'
-import type { RouteContext } from '../app.js'
-import { answer, requireApp } from './deployments.js'
-import { follow, tail, type LogSource } from '../../supervision/logs.js'
-
-type AppParams = { app: string }
+import { APP_NAME } from '../../paths.js'
+import { currentReleaseId } from '../../releases/current.js'
+import { requireApp } from '../../releases/lookup.js'
+import { follow, tail } from '../../supervision/logs.js'
+import type { RouteContext } from '../context.js'
+import { actor, answerDeployment } from '../reply.js'
 
 export default async function appRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services } = ctx
-  const { releases } = services
+  const { releases, apps } = services
   ctx.route(app, 'listApps', async (request) => ({
     apps: releases.apps().filter((a) => allowsApp(request.token!, a.name)),
   }))
 
   ctx.route(app, 'getApp', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
+    const { app: name } = request.params
+    requireApp(releases, name)
     const node = services.supervisor.status(name)
     const last = services.deployments.list(name, 20).find((d) => d.kind === 'deploy' || d.kind === 'rollback') ?? null
     return {
       name,
       current: await currentReleaseId(services.paths, name),
-      node: { ...node, health: services.policy.healthOf(name) },
+      node: { ...node, health: services.health.healthOf(name) },
       lastDeployment: last,
     }
   })
 
   ctx.route(app, 'getSettings', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
-    return services.apps.settings(name)
+    requireApp(releases, request.params.app)
+    return apps.settings(request.params.app)
   })
 
   ctx.route(app, 'putSettings', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
-    const patch = request.body as Record<string, unknown>
-    const settings = services.apps.saveSettings(name, patch)
-    services.events.record({ app: name, actor: request.token?.name, action: 'settings.update', outcome: 'ok', detail: { changed: Object.keys(patch) } })
-    return settings
+    const { app: name } = request.params
+    requireApp(releases, name)
+    return apps.saveSettings(name, request.body as Record<string, unknown>, actor(request))
   })
 
   ctx.route(app, 'getEnv', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
-    return { names: Object.keys(services.apps.env(name)).sort() }
+    requireApp(releases, request.params.app)
+    return { names: Object.keys(apps.env(request.params.app)).sort() }
   })
 
   ctx.route(app, 'putEnv', async (request, reply) => {
-    const { app: name } = request.params as AppParams
+    const { app: name } = request.params
     if (!APP_NAME.test(name)) throw problem('INVALID_APP_NAME', `App name "${name}" must match ${APP_NAME.source}.`)
-    const env = validateEnv(request.body)
-    services.releases.ensureApp(name)
-    services.apps.setEnv(name, env)
-    // Names only: values are secrets and never reach the audit trail or the logs.
-    services.events.record({ app: name, actor: request.token?.name, action: 'env.replace', outcome: 'ok', detail: { names: Object.keys(env).sort() } })
-    if ((request.query as { restart?: boolean }).restart && services.supervisor.isUp(name)) {
-      const d = await services.deployer.operate(name, 'restart', request.token?.name ?? null)
-      await answer(services, request, reply, d, true)
+    releases.ensureApp(name)
+    const names = apps.replaceEnv(name, request.body, actor(request))
+    if (request.query.restart && services.supervisor.isUp(name)) {
+      const d = await services.deployer.operate(name, 'restart', actor(request))
+      await answerDeployment(services, request, reply, d, true)
       if (reply.sent) return reply
     }
-    return { names: Object.keys(env).sort() }
+    return { names }
   })
 
   ctx.route(app, 'getLogs', async (request, reply) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
-    const q = request.query as { lines?: number; follow?: boolean; source?: LogSource }
+    const { app: name } = request.params
+    requireApp(releases, name)
+    const q = request.query
     const dir = services.paths.log(name)
     const source = q.source ?? 'console'
     const head = tail(dir, source, q.lines ?? 100)
@@ -91,8 +82,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
   })
 
   ctx.route(app, 'listEvents', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
-    return { events: services.events.list(name, (request.query as { limit?: number }).limit ?? 100) }
+    requireApp(releases, request.params.app)
+    return { events: services.events.list(request.params.app, request.query.limit ?? 100) }
   })
 }

@@ -1,7 +1,7 @@
 // Routes about the agent itself: liveness and the API document.
 
 import type { FastifyInstance } from 'fastify'
-import type { RouteContext } from '../app.js'
+import type { RouteContext } from '../context.js'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { createMetrics } from '../metrics.js'

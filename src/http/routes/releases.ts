@@ -1,40 +1,19 @@
 // Routes for releases: upload (raw or multipart body), list, show, delete. The work is in intake/.
 
 import multipart from '@fastify/multipart'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { currentReleaseId, deleteRelease } from '../../intake/cleanup.js'
-import { expectedSha256 } from '../../intake/digest.js'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem } from '../../errors.js'
-import type { Release } from '../../store/releases.js'
+import { deleteRelease } from '../../intake/cleanup.js'
+import { expectedSha256 } from '../../intake/digest.js'
+import { currentReleaseId } from '../../releases/current.js'
+import { requireApp, resolveRelease } from '../../releases/lookup.js'
 import type { Services } from '../../services.js'
-import type { RouteContext } from '../app.js'
-import { RELEASE_ID } from '../../paths.js'
-import { answer } from './deployments.js'
+import type { RouteContext, RouteTypes } from '../context.js'
+import { actor, answerDeployment, releaseView } from '../reply.js'
 
-type AppParams = { app: string }
-type ReleaseParams = { app: string; id: string }
+type UploadRequest = FastifyRequest<RouteTypes<'uploadRelease'>> | FastifyRequest<RouteTypes<'uploadReleasePut'>>
 
-export function releaseView(r: Release, currentId: string | null) {
-  return { ...r, current: r.id === currentId }
-}
-
-/** Finds a release by id, or by a bare version when exactly one release has it. */
-export function resolveRelease(services: Services, app: string, ref: string): Release {
-  const byId = RELEASE_ID.test(ref) ? services.releases.get(app, ref) : null
-  if (byId) return byId
-  const byVersion = services.releases.byVersion(app, ref)
-  if (byVersion.length === 1) return byVersion[0]!
-  if (byVersion.length > 1) {
-    throw problem('RELEASE_AMBIGUOUS_VERSION', `Version "${ref}" names ${byVersion.length} releases of "${app}" (${byVersion.map((r) => r.id).join(', ')}); use a release id.`)
-  }
-  throw problem('RELEASE_NOT_FOUND', `App "${app}" has no release "${ref}"; list them with GET /v1/apps/${app}/releases.`)
-}
-
-function requireApp(services: Services, app: string): void {
-  if (!services.releases.appExists(app)) throw problem('APP_NOT_FOUND', `There is no app "${app}"; an app is created by its first upload.`)
-}
-
-async function upload(services: Services, request: FastifyRequest<{ Params: AppParams; Querystring: { sha256?: string } }>) {
+async function upload(services: Services, request: UploadRequest) {
   const multipartBody = request.isMultipart()
   const sha256 = expectedSha256(request.query.sha256, request.headers['content-digest'] as string | undefined, multipartBody)
   let body: AsyncIterable<Buffer>
@@ -57,7 +36,7 @@ async function upload(services: Services, request: FastifyRequest<{ Params: AppP
     body,
     sha256,
     declaredLength: !multipartBody && length ? Number(length) : null,
-    actor: request.token?.name ?? null,
+    actor: actor(request),
     signal: services.shutdown.signal,
   })
 }
@@ -70,11 +49,10 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
     scoped.removeAllContentTypeParsers()
     await scoped.register(multipart, { limits: { fileSize: services.config.limits.maxUploadBytes } })
     scoped.addContentTypeParser('*', (_request, _payload, done) => done(null))
-    const handler = async (request: FastifyRequest, reply: import('fastify').FastifyReply) => {
-      const req = request as FastifyRequest<{ Params: AppParams; Querystring: { sha256?: string } }>
+    const handler = async (request: UploadRequest, reply: FastifyReply) => {
       let result
       try {
-        result = await upload(services, req)
+        result = await upload(services, request)
       } catch (err) {
         // The client may still be sending a refused body; closing is cheaper than reading it to the end.
         reply.header('connection', 'close')
@@ -82,10 +60,10 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
       }
       const { release, created } = result
       if (created) reply.code(201).header('location', `/v1/apps/${release.app}/releases/${release.id}`)
-      if ((req.query as { deploy?: boolean }).deploy) {
+      if (request.query.deploy) {
         // ?deploy=true: the answer is the release with its finished deployment (a failed one is a 422 problem).
-        const d = await services.deployer.deploy(release.app, release, request.token?.name ?? null)
-        const done = await answer(services, request, reply, d, true)
+        const d = await services.deployer.deploy(release.app, release, actor(request))
+        const done = await answerDeployment(services, request, reply, d, true)
         if (reply.sent) return reply
         return { ...releaseView(release, await currentReleaseId(services.paths, release.app)), deployment: done }
       }
@@ -96,23 +74,23 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
   })
 
   ctx.route(app, 'listReleases', async (request) => {
-    const { app: name } = request.params as AppParams
-    requireApp(services, name)
+    const { app: name } = request.params
+    requireApp(services.releases, name)
     const current = await currentReleaseId(services.paths, name)
     return { releases: services.releases.list(name).map((r) => releaseView(r, current)) }
   })
 
   ctx.route(app, 'getRelease', async (request) => {
-    const { app: name, id } = request.params as ReleaseParams
-    requireApp(services, name)
-    return releaseView(resolveRelease(services, name, id), await currentReleaseId(services.paths, name))
+    const { app: name, id } = request.params
+    requireApp(services.releases, name)
+    return releaseView(resolveRelease(services.releases, name, id), await currentReleaseId(services.paths, name))
   })
 
   ctx.route(app, 'deleteRelease', async (request) => {
-    const { app: name, id } = request.params as ReleaseParams
-    requireApp(services, name)
-    const release = resolveRelease(services, name, id)
-    const deleted = await deleteRelease(services, name, release.id, request.token?.name ?? null)
+    const { app: name, id } = request.params
+    requireApp(services.releases, name)
+    const release = resolveRelease(services.releases, name, id)
+    const deleted = await deleteRelease(services, name, release.id, actor(request))
     return releaseView(deleted, null)
   })
 }

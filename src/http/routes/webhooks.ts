@@ -1,26 +1,26 @@
 // Routes for webhooks (admin): create (the signing secret is shown once), list, delete, delivery history.
+// The deliveries and their audit live in src/webhooks.
 
 import type { FastifyInstance } from 'fastify'
 import { problem } from '../../errors.js'
-import type { RouteContext } from '../app.js'
+import type { RouteContext } from '../context.js'
+import { actor } from '../reply.js'
 
 export default async function webhookRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { webhooks } = ctx.services
   ctx.route(app, 'createWebhook', async (request, reply) => {
-    const body = request.body as { url: string; app?: string | null; events?: string[] }
-    const { webhook, secret } = webhooks.create(body)
-    ctx.services.events.record({ app: webhook.app, actor: request.token?.name, action: 'webhook.create', outcome: 'ok', detail: { id: webhook.id, url: webhook.url } })
+    const { webhook, secret } = webhooks.create(request.body, actor(request))
     reply.code(201)
     return { ...webhook, secret }
   })
   ctx.route(app, 'listWebhooks', async () => ({ webhooks: webhooks.list() }))
   ctx.route(app, 'deleteWebhook', async (request, reply) => {
-    const { id } = request.params as { id: string }
+    const { id } = request.params
     if (!webhooks.delete(id)) throw problem('WEBHOOK_NOT_FOUND', `There is no webhook "${id}".`)
     return reply.code(204).send()
   })
   ctx.route(app, 'listDeliveries', async (request) => {
-    const { id } = request.params as { id: string }
+    const { id } = request.params
     if (!webhooks.list().some((w) => w.id === id)) throw problem('WEBHOOK_NOT_FOUND', `There is no webhook "${id}".`)
     return { deliveries: webhooks.deliveries(id) }
   })

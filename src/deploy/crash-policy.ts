@@ -1,14 +1,15 @@
 // The crash policy: what happens when a node dies that should be running. Restart with exponential backoff,
-// give up after too many crashes in a window (app errored), and roll back when the loop began soon after a deploy.
+// give up after too many crashes in a window (app errored), and roll back when the loop began soon after a
+// deploy. It coordinates the supervisor and the deployer, so it sits beside the deployer, above supervision.
 
 import type { Logger } from 'pino'
-import type { Deployer } from '../deploy/deployer.js'
-import { currentReleaseId } from '../intake/cleanup.js'
+import type { AppStore } from '../apps/store.js'
 import type { Paths } from '../paths.js'
-import type { AppStore } from '../store/apps.js'
+import { currentReleaseId } from '../releases/current.js'
 import type { DeploymentStore } from '../store/deployments.js'
 import type { EventStore } from '../store/events.js'
-import type { Supervisor } from './supervisor.js'
+import type { Supervisor } from '../supervision/supervisor.js'
+import type { Deployer } from './deployer.js'
 
 export interface PolicyDeps {
   paths: Paths
@@ -20,74 +21,18 @@ export interface PolicyDeps {
   log: Logger
 }
 
-export interface HealthInfo {
-  url: string
-  ok: boolean | null
-  consecutiveFailures: number
-  lastCheckAt: string | null
-  lastError: string | null
-}
-
 export class CrashPolicy {
   private readonly crashes = new Map<string, number[]>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
-  private readonly health = new Map<string, HealthInfo & { checking: boolean; lastCheck: number }>()
-  private readonly healthTimer: NodeJS.Timeout
+  private readonly unsubscribe: (() => void)[] = []
 
   constructor(private readonly deps: PolicyDeps) {
-    deps.supervisor.onCrash = (app, why) => this.crashed(app, why)
-    this.healthTimer = setInterval(() => this.pollHealth(), 500)
-    this.healthTimer.unref()
-  }
-
-  healthOf(app: string): HealthInfo | null {
-    const h = this.health.get(app)
-    if (!h) return null
-    const { checking: _c, lastCheck: _l, ...info } = h
-    return info
-  }
-
-  /**
-   * Health over time: a running node's health URL is polled every healthIntervalMs; healthFailures failures
-   * in a row kill the node, which then goes through the crash policy like any other death.
-   */
-  private pollHealth(): void {
-    const { apps, supervisor, deployments, log, events } = this.deps
-    for (const rec of apps.nodes()) {
-      const app = rec.app
-      const settings = apps.settings(app)
-      if (!settings.healthUrl || supervisor.state(app) !== 'running' || deployments.lockedBy(app)) continue
-      let h = this.health.get(app)
-      if (!h || h.url !== settings.healthUrl) {
-        h = { url: settings.healthUrl, ok: null, consecutiveFailures: 0, lastCheckAt: null, lastError: null, checking: false, lastCheck: Date.now() }
-        this.health.set(app, h)
-      }
-      if (h.checking || Date.now() - h.lastCheck < settings.healthIntervalMs) continue
-      h.checking = true
-      h.lastCheck = Date.now()
-      const entry = h
-      void fetch(settings.healthUrl, { signal: AbortSignal.timeout(Math.min(5000, settings.healthIntervalMs)) })
-        .then(async (res) => {
-          await res.body?.cancel()
-          if (res.status < 200 || res.status >= 300) throw new Error(`HTTP ${res.status}`)
-          Object.assign(entry, { ok: true, consecutiveFailures: 0, lastError: null })
-        })
-        .catch((err: Error) => {
-          entry.ok = false
-          entry.consecutiveFailures++
-          entry.lastError = err.message
-          if (entry.consecutiveFailures >= settings.healthFailures && supervisor.state(app) === 'running') {
-            log.warn({ app, failures: entry.consecutiveFailures, error: err.message }, 'health check failing: killing the node')
-            events.record({ app, actor: 'berth', action: 'node.unhealthy', outcome: 'error', detail: { url: entry.url, failures: entry.consecutiveFailures, error: err.message } })
-            entry.consecutiveFailures = 0
-            supervisor.kill(app)
-          }
-        })
-        .finally(() => {
-          entry.checking = false
-          entry.lastCheckAt = new Date().toISOString()
-        })
-    }
+    const onCrash = (app: string, why: string) => this.crashed(app, why)
+    // A deliberate deploy or start gives the app a fresh budget.
+    const onSettled = (app: string) => this.reset(app)
+    deps.supervisor.on('crash', onCrash)
+    deps.deployer.on('settled', onSettled)
+    this.unsubscribe.push(() => deps.supervisor.off('crash', onCrash), () => deps.deployer.off('settled', onSettled))
   }
 
   /** Crash times inside the window; older ones no longer count, which is the "reset after a stable period". */
@@ -165,7 +110,7 @@ export class CrashPolicy {
   }
 
   close(): void {
-    clearInterval(this.healthTimer)
+    for (const off of this.unsubscribe.splice(0)) off()
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }

@@ -1,8 +1,10 @@
-// Per-app settings, environment and supervised-node records. The environment holds secrets: callers
-// get values only to build a child's environment; everything shown to users is names.
+// Per-app settings, environment and supervised-node records, and the audit of changes to them. The
+// environment holds secrets: callers get values only to build a child's environment; users see names.
 
-import type { Database } from './db.js'
-import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from '../deploy/settings.js'
+import type { Database } from '../store/db.js'
+import type { EventStore } from '../store/events.js'
+import { validateEnv } from './env.js'
+import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
 export interface NodeRecord {
   app: string
@@ -16,7 +18,10 @@ export interface NodeRecord {
 }
 
 export class AppStore {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly events: EventStore,
+  ) {}
 
   settings(app: string): AppSettings {
     const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
@@ -24,7 +29,7 @@ export class AppStore {
   }
 
   /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
-  saveSettings(app: string, patch: Record<string, unknown>): AppSettings {
+  saveSettings(app: string, patch: Record<string, unknown>, actor: string | null): AppSettings {
     const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string }
     const stored = JSON.parse(row.settings) as Record<string, unknown>
     // Nested groups (restart, commands) merge key by key too: fields not given keep their value.
@@ -34,6 +39,7 @@ export class AppStore {
     }
     const merged = mergeSettings(DEFAULT_SETTINGS, stored)
     this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
+    this.events.record({ app, actor, action: 'settings.update', outcome: 'ok', detail: { changed: Object.keys(patch) } })
     return merged
   }
 
@@ -42,8 +48,14 @@ export class AppStore {
     return row ? (JSON.parse(row.env) as Record<string, string>) : {}
   }
 
-  setEnv(app: string, env: Record<string, string>): void {
+  /** Validates and replaces the whole environment; answers the names. The app row must exist. */
+  replaceEnv(app: string, input: unknown, actor: string | null): string[] {
+    const env = validateEnv(input)
+    const names = Object.keys(env).sort()
     this.db.prepare('UPDATE apps SET env = ? WHERE name = ?').run(JSON.stringify(env), app)
+    // Names only: values are secrets and never reach the audit trail or the logs.
+    this.events.record({ app, actor, action: 'env.replace', outcome: 'ok', detail: { names } })
+    return names
   }
 
   node(app: string): NodeRecord | null {

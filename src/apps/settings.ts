@@ -1,5 +1,5 @@
-// Per-app settings: their defaults, validation, and the commands a release answers to (Mix by default;
-// Distillery/rebar3 releases name them differently, hence the command map).
+// Per-app settings: their defaults, validation and merge, and the commands a release answers to (Mix by
+// default; Distillery/rebar3 releases name them differently, hence the command map). Below store and deploy.
 
 import { problem } from '../errors.js'
 
@@ -102,7 +102,7 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
       case 'commands': {
         if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting commands must be an object.')
         for (const [c, name] of Object.entries(v as Record<string, unknown>)) {
-          if (!(c in next.commands)) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${Object.keys(next.commands).join(', ')}.`)
+          if (!Object.hasOwn(next.commands, c)) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${Object.keys(next.commands).join(', ')}.`)
           if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground".`)
           next.commands[c as keyof CommandMap] = name
         }
@@ -112,7 +112,7 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
         if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting restart must be an object.')
         const r = v as Record<string, unknown>
         for (const [rk, rv] of Object.entries(r)) {
-          if (!(rk in next.restart)) throw problem('VALIDATION_FAILED', `Unknown restart setting "${rk}".`)
+          if (!Object.hasOwn(next.restart, rk)) throw problem('VALIDATION_FAILED', `Unknown restart setting "${rk}".`)
           next.restart[rk as keyof AppSettings['restart']] = num(rv, `restart.${rk}`, rk === 'maxRestarts' ? 1 : 0, 24 * 3600_000)
         }
         break
@@ -122,25 +122,4 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
     }
   }
   return next
-}
-
-/** Elixir module prefix of an OTP app name: my_app -> MyApp. */
-export function moduleName(app: string): string {
-  return app.split('_').map((w) => (w ? w[0]!.toUpperCase() + w.slice(1) : '')).join('')
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
-/** Names berth sets itself; an app may not override them. */
-const RESERVED = /^(RELEASE_TMP|ERL_CRASH_DUMP|RELEASE_ROOT|ERL_EPMD_ADDRESS|BERTH_.*)$/
-
-export function validateEnv(env: unknown): Record<string, string> {
-  if (!env || typeof env !== 'object' || Array.isArray(env)) throw problem('VALIDATION_FAILED', 'The environment must be a JSON object of strings.')
-  const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(env as Record<string, unknown>)) {
-    if (!ENV_NAME.test(k)) throw problem('VALIDATION_FAILED', `Environment name "${k.slice(0, 60)}" is not a valid variable name.`)
-    if (RESERVED.test(k)) throw problem('VALIDATION_FAILED', `Environment name "${k}" is set by berth itself.`)
-    if (typeof v !== 'string' || v.includes('\0') || v.length > 65536) throw problem('VALIDATION_FAILED', `Environment value of ${k} must be a string without NUL bytes (at most 64 KiB).`)
-    out[k] = v
-  }
-  return out
 }

@@ -1,0 +1,31 @@
+// Which releases retention deletes after a successful deployment: a pure choice over the catalogue, so that
+// the rule can be read and tested on its own. The deployer does the deleting.
+
+export interface RetentionInput {
+  /** Every recorded release of the app, newest upload first. */
+  newestFirst: string[]
+  current: string | null
+  /** Releases of succeeded deployments, newest first (may repeat). */
+  succeededNewestFirst: string[]
+  /** Releases any deployment tried. */
+  attempted: Set<string>
+  /** Releases an unfinished deployment names (as target or previous): never deleted. */
+  inUse: Set<string>
+  keep: number
+}
+
+/**
+ * Keeps current, the newest `keep` releases that deployed successfully, and anything in use. Deletes older
+ * successes, and releases whose deployments all failed that are older than current. Releases never deployed
+ * stay: they were uploaded for a reason.
+ */
+export function chooseRetired(input: RetentionInput): string[] {
+  const succeeded = [...new Set(input.succeededNewestFirst)]
+  const keep = new Set([input.current, ...succeeded.slice(0, input.keep), ...input.inUse])
+  const currentIndex = input.current ? input.newestFirst.indexOf(input.current) : -1
+  return input.newestFirst.filter((id, i) => {
+    if (keep.has(id)) return false
+    if (succeeded.includes(id)) return true
+    return input.attempted.has(id) && currentIndex >= 0 && i > currentIndex
+  })
+}

@@ -1,0 +1,45 @@
+// What every route module gets: the services, the API document, the auth limiter, and `route()`, which
+// registers an operation of openapi.yaml with its handler typed from the same document (api-types.ts).
+
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteHandlerMethod } from 'fastify'
+import type { WebSocket } from 'ws'
+import type { Services } from '../services.js'
+import type { operations } from './api-types.js'
+import type { FailureLimiter } from './auth.js'
+import type { ApiDocument } from './openapi.js'
+
+export type OperationId = keyof operations
+
+type Op<K extends OperationId> = operations[K]
+type PathOf<O> = O extends { parameters: { path: infer P } } ? (P extends undefined ? unknown : P) : unknown
+type QueryOf<O> = O extends { parameters: { query?: infer Q } } ? (undefined extends Q ? NonNullable<Q> | Record<string, never> : Q) : unknown
+type BodyOf<O> = O extends { requestBody: { content: { 'application/json': infer B } } }
+  ? B
+  : O extends { requestBody?: { content: { 'application/json': infer B } } }
+    ? B | undefined
+    : unknown
+
+/** Params, Querystring and Body of one operation, as Fastify's route generics. */
+export interface RouteTypes<K extends OperationId> {
+  Params: PathOf<Op<K>>
+  Querystring: QueryOf<Op<K>>
+  Body: BodyOf<Op<K>>
+}
+
+export type Handler<K extends OperationId> = RouteHandlerMethod<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, RouteTypes<K>>
+export type SocketHandler<K extends OperationId> = (socket: WebSocket, request: FastifyRequest<RouteTypes<K>>) => void
+
+export interface RouteExtra {
+  bodyLimit?: number
+  onRequest?: onRequestHookHandler
+}
+
+export interface RouteContext {
+  services: Services
+  api: ApiDocument
+  limiter: FailureLimiter
+  /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */
+  route<K extends OperationId>(app: FastifyInstance, operationId: K, handler: Handler<K>, extra?: RouteExtra): void
+  /** The same for a websocket operation: `onRequest` runs before the upgrade. */
+  socketRoute<K extends OperationId>(app: FastifyInstance, operationId: K, handler: SocketHandler<K>, extra: RouteExtra): void
+}

@@ -1,0 +1,29 @@
+// Which release is current: `apps/APP/current` read, and switched atomically (a fresh symlink renamed over
+// the old one, then the directory synced). The one place that knows how `current` is stored.
+
+import crypto from 'node:crypto'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { fsyncDir } from '../fsutil.js'
+import { RELEASE_ID, type Paths } from '../paths.js'
+
+/** The id `apps/APP/current` points at, or null when the app has never been deployed. */
+export async function currentReleaseId(paths: Paths, app: string): Promise<string | null> {
+  const target = await fs.readlink(paths.current(app)).catch(() => null)
+  if (!target) return null
+  const id = path.basename(target)
+  return RELEASE_ID.test(id) ? id : null
+}
+
+/** Replaces apps/APP/current atomically: rename(2) never leaves a moment without a `current`. */
+export async function switchCurrent(paths: Paths, app: string, release: string): Promise<void> {
+  const tmp = path.join(paths.app(app), `.current-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  await fs.symlink(`releases/${release}`, tmp)
+  try {
+    await fs.rename(tmp, paths.current(app))
+  } catch (err) {
+    await fs.rm(tmp, { force: true })
+    throw err
+  }
+  await fsyncDir(paths.app(app))
+}
