@@ -553,8 +553,16 @@ export function onInterrupt(prog, cleanup) {
  * @property {() => string} output the last 16 KiB of its stdout and stderr
  * @property {() => boolean} running
  * @property {() => Promise<void>} stop SIGTERM, then SIGKILL after 10 s; removes the data dir if startBerth made it
- * @property {() => void} kill SIGKILL now (synchronous, for process.on('exit'))
+ * @property {() => void} kill SIGKILL now (synchronous, for process.on('exit'); a daemon still running when this
+ *   process exits gets it anyway)
  */
+
+/**
+ * Every daemon started here and not yet stopped: an exit in the middle of a start (Ctrl+C) must not leave one running.
+ * @type {Set<Berth>}
+ */
+const daemons = new Set()
+let exitHook = false
 
 /**
  * Runs `node BERTHROOT/bin/berth.js serve` on 127.0.0.1:port with BERTH_LOG_LEVEL=warn and waits (up to 30 s)
@@ -566,6 +574,8 @@ export function onInterrupt(prog, cleanup) {
  * @returns {Promise<Berth>}
  */
 export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, nodeOptions = '', cpuProf = null } = {}) {
+  if (!exitHook) process.on('exit', () => daemons.forEach((d) => d.kill()))
+  exitHook = true
   const ownsDir = !dataDir
   const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'))
   fs.mkdirSync(dir, { recursive: true })
@@ -618,9 +628,11 @@ export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, no
           await exited
         }
       }
+      daemons.delete(b)
       if (ownsDir) rmTreeSync(dir)
     },
   }
+  daemons.add(b)
   const tokenFile = path.join(dir, 'initial-admin-token')
   const deadline = Date.now() + 30_000
   try {
