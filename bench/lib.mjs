@@ -326,8 +326,13 @@ export function request(to, method, urlPath, { json, file, body, headers = {}, t
 // ---------------------------------------------------------------------------------------------------------------
 // /proc readings (Linux)
 
-/** Clock ticks per second of /proc/PID/stat times. */
-export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
+/** @type {number | undefined} */
+let clkTck
+/** Clock ticks per second of /proc/PID/stat times; asked on first use, so that importing this forks nothing. */
+function clockTicks() {
+  clkTck ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
+  return clkTck
+}
 
 /** The fields of /proc/PID/stat after the command name (state is [0], ppid [1], utime [11], stime [12]). @param {number | 'self'} pid */
 function statFields(pid) {
@@ -339,7 +344,7 @@ function statFields(pid) {
 export function procCpuSeconds(pid) {
   try {
     const f = statFields(pid)
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+    return (Number(f[11]) + Number(f[12])) / clockTicks()
   } catch {
     return NaN
   }
