@@ -37,16 +37,14 @@
 import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import fsp from 'node:fs/promises'
-import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import {
+  FIXTURES, REPO, fmt, freePorts, killGroup, killProcessesNaming, mdTable, median, onInterrupt, parseCli, percentile,
+  procCpuSeconds, request, rmTreeSync, signed, sleep, startBerth,
+} from './lib.mjs'
 
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const REPO = path.resolve(HERE, '..')
-const FIXTURES = path.join(REPO, 'test', '.fixtures')
 const APP = 'hello'
 /** berth's verify: `bin/APP pid`, sleep 200 ms on failure; then GET healthUrl, sleep 200 ms on failure. */
 const PID_POLL_S = '0.2'
@@ -58,84 +56,24 @@ const RUN_TIMEOUT_MS = 180_000
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-function parseArgs(argv) {
-  const opts = { runs: 5, json: null, cpuProf: null, berthRoot: REPO, keep: false, nodeOptions: '', probe: false }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
-    const value = () => {
-      const v = inline ?? argv[++i]
-      if (v === undefined) usage(`${flag} needs a value`)
-      return v
-    }
-    switch (flag) {
-      case '--runs': {
-        const n = Number(value())
-        if (!Number.isInteger(n) || n < 1) usage('--runs must be a whole number >= 1')
-        opts.runs = n
-        break
-      }
-      case '--json': opts.json = path.resolve(value()); break
-      case '--cpu-prof': opts.cpuProf = path.resolve(value()); break
-      case '--berth-root': opts.berthRoot = path.resolve(value()); break
-      case '--node-options': opts.nodeOptions = value(); break
-      case '--keep': opts.keep = true; break
-      case '--probe': opts.probe = true; break
-      case '-h': case '--help': usage(null); break
-      default: usage(`unknown option ${a}`)
-    }
-  }
-  return opts
+const OPTIONS = {
+  '--runs': { key: 'runs', type: 'int', min: 1 },
+  '--json': { key: 'json', type: 'path' },
+  '--cpu-prof': { key: 'cpuProf', type: 'path' },
+  '--berth-root': { key: 'berthRoot', type: 'path' },
+  '--node-options': { key: 'nodeOptions', type: 'string' },
+  '--keep': { key: 'keep' },
+  '--probe': { key: 'probe' },
 }
-
-function usage(err) {
-  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 14).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')
-  if (err) process.stderr.write(`deploy.mjs: ${err}\n\n`)
-  process.stderr.write(text + '\n')
-  process.exit(err ? 2 : 0)
-}
+const DEFAULTS = { runs: 5, json: null, cpuProf: null, berthRoot: REPO, keep: false, nodeOptions: '', probe: false }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
 const log = (...a) => process.stderr.write(a.join(' ') + '\n')
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6
-const fmt = (n, d = 0) => (n == null || Number.isNaN(n) ? '–' : n.toFixed(d))
-const signed = (n, d = 0) => (n == null || Number.isNaN(n) ? '–' : `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(d)}`)
-
-function sorted(xs) {
-  return xs.filter((x) => x != null && !Number.isNaN(x)).sort((a, b) => a - b)
-}
-function median(xs) {
-  const s = sorted(xs)
-  if (s.length === 0) return NaN
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-/** Nearest-rank percentile: with 5 runs p90 is the slowest run. */
-function pct(xs, p) {
-  const s = sorted(xs)
-  if (s.length === 0) return NaN
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
-}
-
-function freePort(avoid = new Set()) {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => (avoid.has(port) || port === 4369 ? freePort(avoid).then(resolve, reject) : resolve(port)))
-    })
-  })
-}
-
-async function ports(n) {
-  const got = new Set()
-  while (got.size < n) got.add(await freePort(got))
-  return [...got]
-}
+/** User+system CPU ms of a process so far (all threads). */
+const procCpuMs = (pid) => procCpuSeconds(pid) * 1000
 
 function canConnect(port) {
   return new Promise((resolve) => {
@@ -145,119 +83,20 @@ function canConnect(port) {
   })
 }
 
-/** Plain GET on loopback without keep-alive; resolves { status, text } or rejects. */
-function httpGet(url, timeoutMs = 2000) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => (text += d))
-      res.on('end', () => resolve({ status: res.statusCode, text }))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-  })
-}
-
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
-/** User+system CPU ms of a process so far (all threads). */
-function procCpuMs(pid) {
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const x = f.slice(f.lastIndexOf(')') + 2).split(' ')
-    return ((Number(x[11]) + Number(x[12])) / CLK_TCK) * 1000
-  } catch {
-    return NaN
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Everything we start, and how it is cleaned up
 
 const state = { root: null, daemon: null, shells: new Set(), keep: false, cleaned: false }
 
-/** Live (non-zombie) processes other than this one whose command line or environment names the temp root. */
-function ourProcesses(root) {
-  const out = []
-  const marker = `DEPLOY_BENCH_ROOT=${root}`
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue
-      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8')
-      let hit = cmd.includes(root)
-      if (!hit) {
-        try {
-          hit = fs.readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(marker)
-        } catch {}
-      }
-      if (hit) out.push({ pid: Number(name), cmd: cmd.replaceAll('\0', ' ').trim() })
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return out
-}
-
-function killOurProcesses(root) {
-  let n = 0
-  for (let round = 0; round < 5; round++) {
-    const procs = ourProcesses(root)
-    if (procs.length === 0) break
-    for (const p of procs) {
-      try {
-        process.kill(p.pid, 'SIGKILL')
-        n++
-      } catch {}
-    }
-    // A short synchronous pause so that forks in flight show up in the next round.
-    spawnSync('sleep', ['0.1'])
-  }
-  return n
-}
-
-function rmTreeSync(p) {
-  try {
-    fs.rmSync(p, { recursive: true, force: true })
-  } catch {
-    spawnSync('chmod', ['-R', 'u+w', p])
-    fs.rmSync(p, { recursive: true, force: true })
-  }
-}
-
-async function stopDaemon() {
-  const d = state.daemon
-  if (!d) return
-  if (d.child.exitCode === null && d.child.signalCode === null) {
-    d.child.kill('SIGTERM')
-    const done = await Promise.race([d.exited, sleep(10_000).then(() => null)])
-    if (!done) {
-      log(`berth (pid ${d.pid}) did not exit within 10 s of SIGTERM: SIGKILL${d.cpuProf ? ' (no CPU profile is written)' : ''}`)
-      d.child.kill('SIGKILL')
-      await d.exited
-    }
-  }
-  state.daemon = null
-}
-
 /** Idempotent; the synchronous part also runs from process.on('exit'). */
 function cleanupSync() {
   if (state.cleaned) return
   state.cleaned = true
-  for (const c of state.shells) {
-    try {
-      process.kill(-c.pid, 'SIGKILL')
-    } catch {}
-  }
-  if (state.daemon && state.daemon.child.exitCode === null) {
-    try {
-      state.daemon.child.kill('SIGKILL')
-    } catch {}
-  }
+  for (const c of state.shells) killGroup(c.pid)
+  state.daemon?.kill()
   if (state.root) {
-    const n = killOurProcesses(state.root)
+    // Every process whose command line or environment names the temp root: BEAM, run_erl, epmd, shells.
+    const n = killProcessesNaming(state.root, { env: `DEPLOY_BENCH_ROOT=${state.root}` })
     if (n > 0) log(`cleanup: killed ${n} process(es) left under ${state.root}`)
     if (!state.keep) rmTreeSync(state.root)
     else log(`kept ${state.root}`)
@@ -265,27 +104,13 @@ function cleanupSync() {
 }
 
 async function cleanup() {
-  for (const c of state.shells) {
-    try {
-      process.kill(-c.pid, 'SIGKILL')
-    } catch {}
-  }
-  await stopDaemon().catch(() => {})
+  for (const c of state.shells) killGroup(c.pid)
+  await state.daemon?.stop().catch(() => {})
+  state.daemon = null
   cleanupSync()
 }
 
-let interrupted = false
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    if (interrupted) {
-      cleanupSync()
-      process.exit(130)
-    }
-    interrupted = true
-    log(`\n${sig}: stopping the daemon and every node, cleaning up …`)
-    cleanup().finally(() => process.exit(130))
-  })
-}
+const signals = onInterrupt('deploy.mjs', cleanup)
 process.on('exit', cleanupSync)
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -351,15 +176,7 @@ function probeWindow(root, from, to) {
 }
 
 async function startDaemon(opts, root, listenPort, epmdPort) {
-  const dataDir = path.join(root, 'berth-data')
-  await fsp.mkdir(dataDir, { recursive: true })
-  const env = {
-    ...process.env,
-    BERTH_DATA_DIR: dataDir,
-    BERTH_LISTEN: `127.0.0.1:${listenPort}`,
-    BERTH_EPMD_PORT: String(epmdPort),
-    BERTH_LOG_LEVEL: 'warn',
-  }
+  const env = { BERTH_EPMD_PORT: String(epmdPort) }
   const nodeOptions = [opts.nodeOptions]
   if (opts.probe) {
     const file = path.join(root, 'probe.cjs')
@@ -367,70 +184,20 @@ async function startDaemon(opts, root, listenPort, epmdPort) {
     nodeOptions.push(`--require ${file}`)
     env.DEPLOY_BENCH_PROBE_OUT = path.join(root, 'probe.jsonl')
   }
-  if (nodeOptions.join('').trim()) env.NODE_OPTIONS = nodeOptions.join(' ').trim()
-  else delete env.NODE_OPTIONS
-  const execArgs = []
-  if (opts.cpuProf) {
-    await fsp.mkdir(opts.cpuProf, { recursive: true })
-    execArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=berth-deploy-${Date.now()}.cpuprofile`)
-  }
-  const child = spawn(process.execPath, [...execArgs, path.join(opts.berthRoot, 'bin', 'berth.js'), 'serve'], { cwd: opts.berthRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  const keep = (d) => (output = (output + d).slice(-16384))
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  const d = { child, pid: child.pid, port: listenPort, dataDir, exited, output: () => output, token: null, cpuProf: !!opts.cpuProf }
-  state.daemon = d
-  const deadline = Date.now() + 30_000
-  const tokenFile = path.join(dataDir, 'initial-admin-token')
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`berth exited at start:\n${output}`)
-    if (Date.now() > deadline) throw new Error(`berth did not become ready in 30 s:\n${output}`)
-    if (fs.existsSync(tokenFile)) {
-      const t = fs.readFileSync(tokenFile, 'utf8').trim()
-      if (t && (await canConnect(listenPort))) {
-        d.token = t
-        break
-      }
-    }
-    await sleep(50)
-  }
-  return d
+  state.daemon = await startBerth({
+    berthRoot: opts.berthRoot,
+    dataDir: path.join(root, 'berth-data'),
+    port: listenPort,
+    env,
+    nodeOptions: nodeOptions.join(' '),
+    cpuProf: opts.cpuProf ? { dir: opts.cpuProf, name: `berth-deploy-${Date.now()}.cpuprofile` } : null,
+  })
+  return state.daemon
 }
 
 /** One API call; body is an object (sent as JSON) or a file path (streamed raw). */
 function api(d, method, urlPath, body = null) {
-  return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${d.token}` }
-    let payload = null
-    if (typeof body === 'string') {
-      headers['content-type'] = 'application/octet-stream'
-      headers['content-length'] = String(fs.statSync(body).size)
-    } else if (body) {
-      payload = Buffer.from(JSON.stringify(body))
-      headers['content-type'] = 'application/json'
-      headers['content-length'] = String(payload.length)
-    }
-    const req = http.request({ host: '127.0.0.1', port: d.port, method, path: urlPath, agent: false, headers, timeout: RUN_TIMEOUT_MS })
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer in ${RUN_TIMEOUT_MS} ms`)))
-    req.on('error', reject)
-    req.on('response', (res) => {
-      const chunks = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('error', reject)
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let json = null
-        try {
-          json = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode, text, json })
-      })
-    })
-    if (typeof body === 'string') fs.createReadStream(body).on('error', (e) => req.destroy(e)).pipe(req)
-    else req.end(payload)
-  })
+  return request(d, method, urlPath, typeof body === 'string' ? { file: body, timeoutMs: RUN_TIMEOUT_MS } : { json: body ?? undefined, timeoutMs: RUN_TIMEOUT_MS })
 }
 
 async function must(resP, want, what) {
@@ -534,9 +301,7 @@ async function byHandDeploy(ctx, rel, prev) {
   })
   child.stderr.on('data', (d) => (err += d))
   const timer = setTimeout(() => {
-    try {
-      process.kill(-child.pid, 'SIGKILL')
-    } catch {}
+    killGroup(child.pid)
   }, RUN_TIMEOUT_MS)
   const { code, signal } = await new Promise((resolve, reject) => {
     child.on('error', reject)
@@ -569,7 +334,7 @@ async function byHandDeploy(ctx, rel, prev) {
 }
 
 async function checkServes(port, version, who) {
-  const r = await httpGet(`http://127.0.0.1:${port}/`).catch((e) => ({ status: 0, text: e.message }))
+  const r = await request({ port }, 'GET', '/', { timeoutMs: 2000 }).catch((e) => ({ status: 0, text: e.message }))
   if (r.status !== 200 || r.text.trim() !== `hello ${version}`) throw new Error(`${who}: GET / on port ${port} answered ${r.status} ${JSON.stringify(r.text)}, expected "hello ${version}"`)
 }
 
@@ -612,10 +377,6 @@ function machine(root) {
 // ---------------------------------------------------------------------------------------------------------------
 // Report
 
-function mdTable(head, rows) {
-  return [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
-}
-
 function report(r) {
   const B = r.berth.map((x) => x.ms)
   const H = r.byHand.map((x) => x.ms)
@@ -628,14 +389,14 @@ function report(r) {
   const Bf = r.berth.map(fixed)
   const pairedF = r.berth.map((x, i) => fixed(x) - fixed(r.byHand[i]))
   const overheadFixed = median(Bf) - median(Hf)
-  const row = (name, xs) => [name, String(xs.length), fmt(median(xs)), fmt(pct(xs, 90)), fmt(Math.min(...xs)), fmt(Math.max(...xs))]
+  const row = (name, xs) => [name, String(xs.length), fmt(median(xs)), fmt(percentile(xs, 90)), fmt(Math.min(...xs)), fmt(Math.max(...xs))]
   const summary = mdTable(['deploy (replaces the running node)', 'runs', 'median ms', 'p90 ms', 'min ms', 'max ms'], [
     row('by hand (`sh -c`)', H),
     row('berth `deployments?wait=true`', B),
-    ['berth − by hand, paired per run', String(paired.length), signed(median(paired)), signed(pct(paired, 90)), signed(Math.min(...paired)), signed(Math.max(...paired))],
+    ['berth − by hand, paired per run', String(paired.length), signed(median(paired)), signed(percentile(paired, 90)), signed(Math.min(...paired)), signed(Math.max(...paired))],
     row('by hand, without the two polling waits', Hf),
     row('berth, without the two polling waits', Bf),
-    ['berth − by hand without the waits, paired', String(pairedF.length), signed(median(pairedF)), signed(pct(pairedF, 90)), signed(Math.min(...pairedF)), signed(Math.max(...pairedF))],
+    ['berth − by hand without the waits, paired', String(pairedF.length), signed(median(pairedF)), signed(percentile(pairedF, 90)), signed(Math.min(...pairedF)), signed(Math.max(...pairedF))],
   ])
 
   const ph = (side, k) => r[side].map((x) => x.phases[k])
@@ -670,7 +431,7 @@ function report(r) {
   )
   const stepStats = mdTable(
     ['berth step', 'median ms', 'p90 ms'],
-    stepNames.map((s) => [s, fmt(median(r.berth.map((b) => b.steps[s]?.ms))), fmt(pct(r.berth.map((b) => b.steps[s]?.ms), 90))]),
+    stepNames.map((s) => [s, fmt(median(r.berth.map((b) => b.steps[s]?.ms))), fmt(percentile(r.berth.map((b) => b.steps[s]?.ms), 90))]),
   )
   const first = mdTable(['first deploy on a fresh app (warm-up, n=1, no node to stop)', 'by hand ms', 'berth ms', 'berth − by hand'], [
     ['v1', fmt(r.warmup.byHand.ms), fmt(r.warmup.berth.ms), signed(r.warmup.berth.ms - r.warmup.byHand.ms)],
@@ -690,7 +451,7 @@ function report(r) {
 // ---------------------------------------------------------------------------------------------------------------
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2))
+  const opts = parseCli('deploy.mjs', import.meta.url, OPTIONS, DEFAULTS)
   state.keep = opts.keep
   if (!fs.existsSync(path.join(opts.berthRoot, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${opts.berthRoot}/dist is missing: run \`npm run build\` first`)
   for (const tool of ['tar', 'setsid', 'curl']) {
@@ -699,7 +460,7 @@ async function main() {
   const rels = loadFixtures()
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-deploy-'))
   state.root = root
-  const [listenPort, epmdPort, berthHttpPort, baseHttpPort] = await ports(4)
+  const [listenPort, epmdPort, berthHttpPort, baseHttpPort] = await freePorts(4)
   const m = machine(root)
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB.toFixed(1)} GiB RAM, kernel ${m.kernel}, node ${m.node}, temp dir on ${m.fs}`)
   log(`load:    ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}${os.loadavg()[0] > 0.5 ? '  (something else is running: figures will be noisy)' : ''}`)
@@ -832,10 +593,10 @@ async function main() {
 
 main()
   .catch((err) => {
-    if (interrupted) return
+    if (signals.interrupted) return
     log(`\ndeploy.mjs: ${err.stack ?? err}`)
     process.exitCode = 1
   })
   .finally(async () => {
-    if (!interrupted) await cleanup()
+    if (!signals.interrupted) await cleanup()
   })

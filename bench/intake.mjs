@@ -24,80 +24,39 @@ import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
-import http from 'node:http'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import { fileURLToPath } from 'node:url'
+import {
+  FIXTURES, GiB, MiB, REPO, fmt, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
+  rssSampler, sleep, startBerth,
+} from './lib.mjs'
 
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const REPO = path.resolve(HERE, '..')
-const WORK = path.join(HERE, '.work')
-const FIXTURE = path.join(REPO, 'test', '.fixtures', 'v1.tar.gz')
-const MiB = 1024 * 1024
-const GiB = 1024 * MiB
+const WORK = path.join(REPO, 'bench', '.work')
+const FIXTURE = path.join(FIXTURES, 'v1.tar.gz')
 // Bump when the synthetic layout or content changes, so cached tarballs are rebuilt.
 const GENERATOR = 'g2'
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-function parseArgs(argv) {
-  const opts = { sizeMb: 400, runs: null, cases: ['fixture', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, json: null }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
-    const value = () => {
-      const v = inline ?? argv[++i]
-      if (v === undefined) usage(`${flag} needs a value`)
-      return v
-    }
-    const num = (min) => {
-      const n = Number(value())
-      if (!Number.isFinite(n) || n < min) usage(`${flag} must be a number >= ${min}`)
-      return n
-    }
-    switch (flag) {
-      case '--size-mb': opts.sizeMb = Math.round(num(1)); break
-      case '--runs': opts.runs = Math.round(num(1)); break
-      case '--ratio': opts.ratio = num(1.1); break
-      case '--cases': {
-        opts.cases = value().split(',').map((s) => s.trim()).filter(Boolean)
-        for (const c of opts.cases) if (c !== 'fixture' && c !== 'synthetic') usage(`unknown case "${c}"`)
-        break
-      }
-      case '--cpu-prof': opts.cpuProf = path.resolve(value()); break
-      case '--node-options': opts.nodeOptions = value(); break
-      case '--berth-root': opts.berthRoot = path.resolve(value()); break
-      case '--json': opts.json = path.resolve(value()); break
-      case '-h': case '--help': usage(null); break
-      default: usage(`unknown option ${a}`)
-    }
-  }
-  return opts
+const OPTIONS = {
+  '--size-mb': { key: 'sizeMb', type: 'int', min: 1 },
+  '--runs': { key: 'runs', type: 'int', min: 1 },
+  '--cases': { key: 'cases', type: 'list', choices: ['fixture', 'synthetic'] },
+  '--ratio': { key: 'ratio', type: 'number', min: 1.1 },
+  '--cpu-prof': { key: 'cpuProf', type: 'path' },
+  '--node-options': { key: 'nodeOptions', type: 'string' },
+  '--berth-root': { key: 'berthRoot', type: 'path' },
+  '--json': { key: 'json', type: 'path' },
 }
-
-function usage(err) {
-  const text = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')
-  if (err) process.stderr.write(`intake.mjs: ${err}\n\n`)
-  process.stderr.write(text + '\n')
-  process.exit(err ? 2 : 0)
-}
+const DEFAULTS = { sizeMb: 400, runs: null, cases: ['fixture', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, json: null }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
 const log = (...a) => process.stderr.write(a.join(' ') + '\n')
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const mb = (bytes) => bytes / MiB
-const fmt = (n, d = 2) => (n == null || Number.isNaN(n) ? '–' : n.toFixed(d))
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 function seconds(startNs) {
   return Number(process.hrtime.bigint() - startNs) / 1e9
@@ -115,22 +74,13 @@ function prng(seed) {
   }
 }
 
-/** Removes a tree even when it was made read-only (berth's releases are 0555). */
-async function rmTree(p) {
+/** Cleanup must go on past a tree it cannot remove. */
+function rmQuietly(p) {
   try {
-    await fsp.rm(p, { recursive: true, force: true })
-    return
-  } catch (err) {
-    if (err.code !== 'EACCES' && err.code !== 'EPERM') throw err
+    rmTreeSync(p)
+  } catch {
+    // left for the next run's cleanup
   }
-  const chmodAll = async (d) => {
-    const st = await fsp.lstat(d).catch(() => null)
-    if (!st?.isDirectory()) return
-    await fsp.chmod(d, 0o700)
-    for (const n of await fsp.readdir(d)) await chmodAll(path.join(d, n))
-  }
-  await chmodAll(p)
-  await fsp.rm(p, { recursive: true, force: true })
 }
 
 function syncAll() {
@@ -141,66 +91,6 @@ function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts })
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`)
   return r.stdout
-}
-
-/** VmRSS and VmHWM of a process, in bytes; null when it is gone. */
-function procMem(pid) {
-  let text
-  try {
-    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-  } catch {
-    return null
-  }
-  const get = (k) => {
-    const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)
-    return m ? Number(m[1]) * 1024 : null
-  }
-  return { rss: get('VmRSS'), hwm: get('VmHWM') }
-}
-
-/** User+system CPU seconds of a process (all its threads) so far. */
-function procCpu(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-  } catch {
-    return NaN
-  }
-}
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
-
-/** Samples VmRSS every `everyMs` until stopped; returns the peak seen. */
-function rssSampler(pid, everyMs = 20) {
-  let peak = 0
-  let samples = 0
-  const take = () => {
-    const m = procMem(pid)
-    if (m?.rss != null) {
-      samples++
-      if (m.rss > peak) peak = m.rss
-    }
-  }
-  take()
-  const timer = setInterval(take, everyMs)
-  return {
-    stop() {
-      clearInterval(timer)
-      take()
-      return { peak, samples }
-    },
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -305,7 +195,7 @@ async function syntheticTarball(sizeMb, ratio) {
   log(`synthetic: generating ~${fmt(mb(unpackedTarget), 0)} MiB of files (text gzips ${fmt(textRatio, 1)}x, ${fmt(randomShare * 100, 0)}% random blocks) …`)
 
   const tree = path.join(WORK, `${key}.gen-${process.pid}`)
-  await rmTree(tree)
+  rmTreeSync(tree)
   const ctx = { rand, pool, randomShare, block: Buffer.alloc(64 * 1024) }
   const files = []
   const add = (rel, size, mode = 0o644) => {
@@ -362,7 +252,7 @@ async function syntheticTarball(sizeMb, ratio) {
   run('tar', ['czf', tmp, '-C', tree, 'bin', 'erts-13.1.5', 'lib', 'releases'])
   const size = fs.statSync(tmp).size
   fs.renameSync(tmp, out)
-  await rmTree(tree)
+  rmTreeSync(tree)
   const meta = { size, files: files.length, unpackedBytes, ratio: unpackedBytes / size, textRatio, randomShare, generatedIn: seconds(started) }
   fs.writeFileSync(metaFile, JSON.stringify(meta, null, 2))
   log(`synthetic: ${path.relative(REPO, out)} is ${fmt(mb(size), 0)} MiB (${fmt(meta.ratio, 2)}x), built in ${fmt(meta.generatedIn, 0)} s`)
@@ -399,7 +289,7 @@ async function baseline(file, withSync) {
     const cpu = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN
     return { wall, cpu }
   } finally {
-    await rmTree(dir)
+    rmTreeSync(dir)
   }
 }
 
@@ -446,117 +336,50 @@ async function measureComponents(file) {
 const current = { daemon: null, dataDirs: new Set(), children: new Set() }
 
 async function startDaemon(name, limits, opts) {
-  const dataDir = await fsp.mkdtemp(path.join(WORK, `intake-data-${name.replace(/\W+/g, '_')}-`))
+  const tag = name.replace(/\W+/g, '_')
+  const dataDir = await fsp.mkdtemp(path.join(WORK, `intake-data-${tag}-`))
   current.dataDirs.add(dataDir)
-  const port = await freePort()
-  const env = {
-    ...process.env,
-    BERTH_DATA_DIR: dataDir,
-    BERTH_LISTEN: `127.0.0.1:${port}`,
-    BERTH_LOG_LEVEL: 'warn',
-    BERTH_MAX_UPLOAD_BYTES: String(limits.upload),
-    BERTH_MAX_UNPACKED_BYTES: String(limits.unpacked),
-    BERTH_MAX_FILES: String(limits.files),
-    BERTH_UPLOAD_IDLE_MS: '300000',
-  }
-  if (opts.nodeOptions) env.NODE_OPTIONS = opts.nodeOptions
-  else delete env.NODE_OPTIONS
-  const execArgs = []
-  if (opts.cpuProf) {
-    // --cpu-prof is refused in NODE_OPTIONS, so it goes on the command line; the profile is written at exit.
-    await fsp.mkdir(opts.cpuProf, { recursive: true })
-    execArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=berth-${name.replace(/\W+/g, '_')}-${Date.now()}.cpuprofile`)
-  }
-  const child = spawn(process.execPath, [...execArgs, path.join(opts.berthRoot, 'bin', 'berth.js'), 'serve'], { cwd: opts.berthRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  const keep = (d) => {
-    output = (output + d).slice(-16384)
-  }
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  const daemon = { child, pid: child.pid, port, dataDir, exited, output: () => output, token: null }
+  const daemon = await startBerth({
+    berthRoot: opts.berthRoot,
+    dataDir,
+    env: {
+      BERTH_MAX_UPLOAD_BYTES: String(limits.upload),
+      BERTH_MAX_UNPACKED_BYTES: String(limits.unpacked),
+      BERTH_MAX_FILES: String(limits.files),
+      BERTH_UPLOAD_IDLE_MS: '300000',
+    },
+    nodeOptions: opts.nodeOptions,
+    cpuProf: opts.cpuProf ? { dir: opts.cpuProf, name: `berth-${tag}-${Date.now()}.cpuprofile` } : null,
+  })
   current.daemon = daemon
-
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`berth exited at start:\n${output}`)
-    if (Date.now() > deadline) throw new Error(`berth did not become ready in 30 s:\n${output}`)
-    const tokenFile = path.join(dataDir, 'initial-admin-token')
-    if (fs.existsSync(tokenFile)) {
-      const res = await request(daemon, 'GET', '/healthz').catch(() => null)
-      if (res?.status === 200) {
-        daemon.token = fs.readFileSync(tokenFile, 'utf8').trim()
-        if (daemon.token) break
-      }
-    }
-    await sleep(50)
-  }
   return daemon
 }
 
 async function stopDaemon(daemon) {
   if (!daemon) return
-  if (daemon.child.exitCode === null && daemon.child.signalCode === null) {
-    daemon.child.kill('SIGTERM')
-    const done = await Promise.race([daemon.exited, sleep(10_000).then(() => null)])
-    if (!done) {
-      daemon.child.kill('SIGKILL')
-      await daemon.exited
-    }
-  }
+  await daemon.stop()
   if (current.daemon === daemon) current.daemon = null
-  await rmTree(daemon.dataDir)
+  rmTreeSync(daemon.dataDir)
   current.dataDirs.delete(daemon.dataDir)
-}
-
-function request(daemon, method, urlPath, { body = null, headers = {} } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: daemon.port, method, path: urlPath, agent: false, headers: {
-      ...(daemon.token ? { authorization: `Bearer ${daemon.token}` } : {}),
-      ...headers,
-    } })
-    req.on('error', reject)
-    req.on('response', (res) => {
-      const chunks = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('error', reject)
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let json = null
-        try {
-          json = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode, text, json })
-      })
-    })
-    if (body) {
-      body.on('error', (err) => req.destroy(err))
-      body.pipe(req)
-    } else req.end()
-  })
 }
 
 /** One timed upload: streams the file, waits for the 201; returns wall seconds, peak RSS and the release. */
 async function berthUpload(daemon, file) {
   syncAll()
   const size = fs.statSync(file).size
-  const sampler = rssSampler(daemon.pid, 20)
-  const cpu0 = procCpu(daemon.pid)
+  const sampler = rssSampler(() => procMem(daemon.pid)?.rss, 20)
+  const cpu0 = procCpuSeconds(daemon.pid)
   const client0 = process.cpuUsage()
   const started = process.hrtime.bigint()
   let res
   try {
-    res = await request(daemon, 'POST', '/v1/apps/hello/releases', {
-      body: fs.createReadStream(file),
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-    })
+    res = await request(daemon, 'POST', '/v1/apps/hello/releases', { file })
   } catch (err) {
     sampler.stop() // its interval would keep this process alive
     throw err
   }
   const wall = seconds(started)
-  const cpu = procCpu(daemon.pid) - cpu0
+  const cpu = procCpuSeconds(daemon.pid) - cpu0
   const c = process.cpuUsage(client0)
   const clientCpu = (c.user + c.system) / 1e6
   const { peak, samples } = sampler.stop()
@@ -616,7 +439,7 @@ async function runCase(name, file, runs, opts) {
     log(`   after: RSS ${fmt(mb(after.rss), 1)} MiB, VmHWM ${fmt(mb(after.hwm), 1)} MiB`)
     return result
   } catch (err) {
-    if (!interrupted) {
+    if (!signals.interrupted) {
       const c = daemon.child
       const state = c.exitCode !== null || c.signalCode !== null ? `exited (code ${c.exitCode}, signal ${c.signalCode})` : 'still running'
       log(`   daemon ${daemon.pid} ${state}; output (tail):\n${daemon.output()}`)
@@ -650,10 +473,6 @@ function machine() {
     disk: df.pop(),
     fsType,
   }
-}
-
-function mdTable(head, rows) {
-  return [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
 function tables(results) {
@@ -700,25 +519,17 @@ function tables(results) {
 async function cleanup() {
   for (const c of current.children) c.kill('SIGKILL')
   if (current.daemon) await stopDaemon(current.daemon).catch(() => {})
-  for (const d of current.dataDirs) await rmTree(d).catch(() => {})
+  for (const d of current.dataDirs) rmQuietly(d)
   for (const n of fs.existsSync(WORK) ? fs.readdirSync(WORK) : []) {
     // Only our own debris (other benchmarks share bench/.work): intake-* scratch, never the cached tarballs.
-    if (/^intake-(baseline-|data-)|^intake-synthetic-.*\.(gen|tar\.gz\.tmp)-\d+$/.test(n)) await rmTree(path.join(WORK, n)).catch(() => {})
+    if (/^intake-(baseline-|data-)|^intake-synthetic-.*\.(gen|tar\.gz\.tmp)-\d+$/.test(n)) rmQuietly(path.join(WORK, n))
   }
 }
 
-let interrupted = false
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130)
-    interrupted = true
-    log(`\n${sig}: stopping the daemon and cleaning up …`)
-    cleanup().finally(() => process.exit(130))
-  })
-}
+const signals = onInterrupt('intake.mjs', cleanup)
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2))
+  const opts = parseCli('intake.mjs', import.meta.url, OPTIONS, DEFAULTS)
   if (!fs.existsSync(path.join(opts.berthRoot, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${opts.berthRoot}/dist is missing: run \`npm run build\` first`)
   await fsp.mkdir(WORK, { recursive: true })
   await cleanup() // debris of an interrupted earlier run
@@ -759,7 +570,7 @@ main()
     process.exitCode = 1
   })
   .finally(async () => {
-    if (interrupted) return
+    if (signals.interrupted) return
     await cleanup()
     process.exit() // nothing left to wait for (a stray timer must not keep the benchmark alive)
   })

@@ -55,6 +55,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import zlib from 'node:zlib'
+import { MiB, freePort, onInterrupt, parseCli, percentiles, rssSampler, schedstat, sleep } from './lib.mjs'
 
 const APP = 'hello'
 const RSS_SAMPLE_MS = 50
@@ -62,58 +63,29 @@ const UPLOAD_RETRIES = 3
 const CONSOLE_TIMEOUT_MS = 120_000
 const GET_TIMEOUT_MS = 30_000
 const OVERALL_TIMEOUT_MS = 600_000
-const MiB = 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-function parseArgs(argv) {
-  const o = { uploads: 50, consoles: 20, connections: 32, duration: 20, json: null }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const next = () => {
-      const v = argv[++i]
-      if (v === undefined) usage(`${a} needs a value`)
-      return v
-    }
-    const int = (v, min) => {
-      const n = Number(v)
-      if (!Number.isInteger(n) || n < min) usage(`${a} needs a whole number >= ${min}, got ${v}`)
-      return n
-    }
-    if (a === '--uploads') o.uploads = int(next(), 0)
-    else if (a === '--consoles') o.consoles = int(next(), 0)
-    else if (a === '--connections') o.connections = int(next(), 1)
-    else if (a === '--duration') o.duration = int(next(), 1)
-    else if (a === '--json') o.json = path.resolve(next())
-    else if (a === '-h' || a === '--help') usage()
-    else usage(`unknown option ${a}`)
-  }
-  return o
+const OPTIONS = {
+  '--uploads': { key: 'uploads', type: 'int', min: 0 },
+  '--consoles': { key: 'consoles', type: 'int', min: 0 },
+  '--connections': { key: 'connections', type: 'int', min: 1 },
+  '--duration': { key: 'duration', type: 'int', min: 1 },
+  '--json': { key: 'json', type: 'path' },
 }
-
-function usage(err) {
-  if (err) console.error(`bench/load: ${err}`)
-  console.error('usage: node bench/load.mjs [--uploads N] [--consoles N] [--connections N] [--duration S] [--json FILE]')
-  process.exit(err ? 2 : 0)
-}
+const DEFAULTS = { uploads: 50, consoles: 20, connections: 32, duration: 20, json: null }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const mib = (b) => `${(b / MiB).toFixed(1)} MiB`
 const ms = (v) => (v == null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`)
 
-/** Nearest-rank percentile of an ascending Float64Array. */
-function pct(sorted, q) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
-}
-
+/** Latency figures: nearest-rank percentiles (bench/lib.mjs), max = p100. */
 function summary(values) {
-  const s = Float64Array.from(values).sort()
-  return { n: s.length, p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), max: s.length ? s[s.length - 1] : NaN }
+  const [p50, p90, p99, max] = percentiles(values, [50, 90, 99, 100])
+  return { n: values.length, p50, p90, p99, max }
 }
 
 function bump(counts, key) {
@@ -140,19 +112,6 @@ function tree(root) {
   }
   walk('')
   return out
-}
-
-/**
- * The main thread's (the daemon's event loop's) time on a CPU and time spent runnable but waiting for one, in
- * seconds, from /proc/self/task/PID/schedstat (Linux); null elsewhere. Tells a busy loop from a starved one.
- */
-function mainThreadSched() {
-  try {
-    const [run, wait] = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').trim().split(' ').map(Number)
-    return { run: run / 1e9, wait: wait / 1e9 }
-  } catch {
-    return null
-  }
 }
 
 function compareTrees(ref, got) {
@@ -370,8 +329,8 @@ async function runConsoles(WebSocket, base, token, n) {
 // Main
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2))
-  const { startDaemon, freePort } = await import('../dist/test/helpers/daemon.js')
+  const opts = parseCli('bench/load', import.meta.url, OPTIONS, DEFAULTS)
+  const { startDaemon } = await import('../dist/test/helpers/daemon.js')
   const { call, upload } = await import('../dist/test/helpers/http.js')
   const { fixture } = await import('../dist/test/helpers/fixtures.js')
   const { default: WebSocket } = await import('ws')
@@ -389,10 +348,7 @@ async function main() {
     })()
     return stopping
   }
-  process.once('SIGINT', () => {
-    console.error('\nbench/load: interrupted, cleaning up')
-    cleanup().finally(() => process.exit(130))
-  })
+  onInterrupt('bench/load', cleanup)
 
   try {
     // ---- set-up (untimed)
@@ -424,21 +380,13 @@ async function main() {
     global.gc?.()
     await sleep(500)
     const baselineRss = process.memoryUsage().rss
-    let peakRss = baselineRss
-    let peakAt = 0
-    const rssSamples = []
     const loopDelay = monitorEventLoopDelay({ resolution: 10 })
     const t0 = performance.now()
-    const sampler = setInterval(() => {
-      const rss = process.memoryUsage().rss
-      rssSamples.push(rss)
-      if (rss > peakRss) {
-        peakRss = rss
-        peakAt = performance.now() - t0
-      }
-    }, RSS_SAMPLE_MS)
+    const sampler = rssSampler(() => process.memoryUsage().rss, RSS_SAMPLE_MS)
     loopDelay.enable()
-    const sched0 = mainThreadSched()
+    // The main thread is the daemon's event loop: its time on a CPU and runnable but waiting for one tells a
+    // busy loop from a starved one.
+    const sched0 = schedstat('self', process.pid)
     const load0 = os.loadavg()
     log(`\nload: ${opts.uploads} uploads, ${opts.consoles} consoles, GET load ${opts.connections} connections for ${opts.duration} s, all at once`)
 
@@ -454,10 +402,12 @@ async function main() {
     const [gets, ups, cons] = await Promise.race([phases, overall])
     clearTimeout(overallTimer)
     const loadMs = performance.now() - t0
-    clearInterval(sampler)
+    const rss = sampler.stop()
+    const peakRss = Math.max(baselineRss, rss.peak)
+    const peakAt = rss.peak > baselineRss ? rss.peakAtMs : 0
     loopDelay.disable()
-    const sched1 = mainThreadSched()
-    const sched = sched0 && sched1 ? { runS: sched1.run - sched0.run, waitS: sched1.wait - sched0.wait } : null
+    const sched1 = schedstat('self', process.pid)
+    const sched = sched0 && sched1 ? { runS: (sched1.runMs - sched0.runMs) / 1000, waitS: (sched1.waitMs - sched0.waitMs) / 1000 } : null
     const load1 = os.loadavg()
 
     // ---- checks
@@ -559,7 +509,7 @@ async function main() {
       log(`  ${conOk.length}/${opts.consoles} ok [${fmtCounts(conBy)}]; time-to-42 p50 ${ms(to42.p50)}, p99 ${ms(to42.p99)}, max ${ms(to42.max)} (prompt p50 ${ms(prompt.p50)}, p99 ${ms(prompt.p99)})`)
     }
     log(`\nmemory (RSS of this process = daemon + load generator; BEAM processes not included), sampled every ${RSS_SAMPLE_MS} ms`)
-    log(`  before load ${mib(baselineRss)}, peak ${mib(peakRss)} at ${(peakAt / 1000).toFixed(1)} s (+${mib(peakRss - baselineRss)}), after load ${mib(rssSamples.at(-1) ?? baselineRss)}`)
+    log(`  before load ${mib(baselineRss)}, peak ${mib(peakRss)} at ${(peakAt / 1000).toFixed(1)} s (+${mib(peakRss - baselineRss)}), after load ${mib(rss.last)}`)
     log(`  daemon event-loop delay: p50 ${ms(ld.p50)}, p99 ${ms(ld.p99)}, max ${ms(ld.max)}`)
     if (sched) log(`  daemon main thread over ${(loadMs / 1000).toFixed(1)} s: ${sched.runS.toFixed(1)} s on a CPU, ${sched.waitS.toFixed(1)} s runnable but waiting for a CPU (host load average ${load0[0].toFixed(1)} → ${load1[0].toFixed(1)} on ${os.cpus().length} CPUs)`)
     log(`\nchecks (${(checkMs / 1000).toFixed(1)} s)`)
@@ -575,7 +525,7 @@ async function main() {
         get: { elapsedMs: gets.elapsedMs, requests: getTotal, rps: getRps, sockets: gets.sockets, latency: getAll, perPath, timeline: gets.timeline },
         uploads: { wallMs: ups.wallMs, attempts: ups.attempts, finals: finalsBy, accepted: okUploads.length, bytes: upBytes, latency: upOk, each: ups.finals },
         consoles: { byOutcome: conBy, to42, prompt, each: cons.results },
-        memory: { baselineRss, peakRss, peakAtMs: peakAt, afterRss: rssSamples.at(-1), samples: rssSamples.length },
+        memory: { baselineRss, peakRss, peakAtMs: peakAt, afterRss: rss.last, samples: rss.samples },
         eventLoopDelayMs: ld,
         checks,
         failures,

@@ -50,6 +50,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import pty from 'node-pty'
 import WebSocket from 'ws'
+import {
+  descendants, fmt as fmtDigits, freePort, killGroup, killProcessesNaming, median, onInterrupt, parseCli, percentile,
+  procCpuSeconds, processesNaming, rssSampler, schedstat, signal, sleep, textTable,
+} from './lib.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const REPO = path.resolve(HERE, '..')
@@ -65,67 +69,28 @@ const STALL_MS = 60_000
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-function parseArgs(argv) {
-  const o = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, recording: true, json: null }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const next = () => {
-      const v = argv[++i]
-      if (v === undefined) usage(`${a} needs a value`)
-      return v
-    }
-    const int = (v) => {
-      const n = Number(String(v).replaceAll('_', ''))
-      if (!Number.isInteger(n) || n < 1) usage(`${a} needs a whole number ≥ 1, got ${v}`)
-      return n
-    }
-    if (a === '--runs') o.runs = int(next())
-    else if (a === '--keys') o.keys = int(next())
-    else if (a === '--bytes') o.bytes = int(next())
-    else if (a === '--json') o.json = next()
-    else if (a === '--no-bulk') o.bulk = false
-    else if (a === '--no-recording') o.recording = false
-    else if (a === '-h' || a === '--help') usage()
-    else usage(`unknown option ${a}`)
-  }
-  return o
+const OPTIONS = {
+  '--runs': { key: 'runs', type: 'int', min: 1 },
+  '--keys': { key: 'keys', type: 'int', min: 1 },
+  '--bytes': { key: 'bytes', type: 'int', min: 1 },
+  '--no-bulk': { key: 'bulk', value: false },
+  '--no-recording': { key: 'recording', value: false },
+  '--json': { key: 'json', type: 'string' },
 }
+const DEFAULTS = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, recording: true, json: null }
 
-function usage(err) {
-  if (err) console.error(`bench/terminal: ${err}`)
-  console.error('usage: node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--no-recording] [--json FILE]')
-  process.exit(err ? 2 : 0)
-}
-
-const opts = parseArgs(process.argv.slice(2))
+const opts = parseCli('bench/terminal', import.meta.url, OPTIONS, DEFAULTS)
 if (!fs.existsSync(path.join(DIST, 'test', 'helpers', 'daemon.js'))) {
   console.error('bench/terminal: dist/ is missing; run `npm run build` first.')
   process.exit(2)
 }
 const imp = (rel) => import(pathToFileURL(path.join(DIST, rel)).href)
-const { startDaemon, freePort, processesUnder, killProcessesUnder } = await imp('test/helpers/daemon.js')
+const { startDaemon } = await imp('test/helpers/daemon.js')
 const { fixture } = await imp('test/helpers/fixtures.js')
 const { call, upload } = await imp('test/helpers/http.js')
 const { TerminalSession } = await imp('src/sessions/terminal.js')
 const { Recorder } = await imp('src/sessions/recorder.js')
 
-// ---------------------------------------------------------------------------------------------------------------
-// Small statistics
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-function quantile(xs, q) {
-  if (xs.length === 0) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  // nearest rank: p99 of 200 samples is the 198th, i.e. the third largest
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]
-}
-const median = (xs) => {
-  const v = xs.filter((x) => Number.isFinite(x))
-  if (v.length === 0) return NaN
-  const s = [...v].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const MiB = 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -311,10 +276,10 @@ async function openDirect(d) {
   await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
   term.close = async () => {
     const tree = [p.pid, ...descendants(p.pid)]
-    kill(-p.pid, 'SIGHUP')
+    killGroup(p.pid, 'SIGHUP')
     await Promise.race([exited, sleep(2000)])
-    kill(-p.pid, 'SIGKILL')
-    for (const pid of tree) kill(pid, 'SIGKILL')
+    killGroup(p.pid, 'SIGKILL')
+    for (const pid of tree) signal(pid, 'SIGKILL')
     await Promise.race([exited, sleep(2000)])
     try {
       p.destroy?.()
@@ -325,73 +290,34 @@ async function openDirect(d) {
   return term
 }
 
-function kill(pid, sig) {
-  try {
-    process.kill(pid, sig)
-  } catch {
-    // gone
-  }
-}
-
-/** Every process below pid, from /proc (helpers such as erl_child_setup may leave the pty's process group). */
-function descendants(root) {
-  const children = new Map()
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (!children.has(ppid)) children.set(ppid, [])
-      children.get(ppid).push(Number(name))
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = []
-  const todo = [root]
-  while (todo.length) for (const c of children.get(todo.pop()) ?? []) out.push(c), todo.push(c)
-  return out
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Measurements
 
-const CLK_TCK = 100 // Linux USER_HZ
 /** CPU seconds (user + system) used so far by these processes and their descendants, from /proc. */
 function treeCpu(roots) {
-  let ticks = 0
-  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) {
-    try {
-      const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(f[11]) + Number(f[12])
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return ticks / CLK_TCK
+  let secs = 0
+  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) secs += procCpuSeconds(pid) || 0
+  return secs
 }
 
 /** Time (ms) the threads of these processes and their descendants spent runnable but waiting for a CPU. */
 function treeRunQueueMs(roots) {
-  let ns = 0
+  let ms = 0
   for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) {
+    let tids = []
     try {
-      for (const tid of fs.readdirSync(`/proc/${pid}/task`)) ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1])
+      tids = fs.readdirSync(`/proc/${pid}/task`)
     } catch {
       // gone meanwhile
     }
+    for (const tid of tids) ms += schedstat(pid, Number(tid))?.waitMs ?? 0
   }
-  return ns / 1e6
+  return ms
 }
 
 /** Time this process's main thread (the event loop) spent runnable but waiting for a CPU, in ms. */
 function runQueueMs() {
-  try {
-    return Number(fs.readFileSync('/proc/self/schedstat', 'utf8').split(' ')[1]) / 1e6
-  } catch {
-    return NaN
-  }
+  return schedstat('self')?.waitMs ?? NaN
 }
 
 /**
@@ -442,8 +368,9 @@ async function echo(terms, order, keys) {
   }
   for (const side of order) {
     const { rtts, split } = res[side]
-    out[side] = { median: quantile(rtts, 0.5), p99: quantile(rtts, 0.99), over2ms: rtts.filter((x) => x > 2).length, rtts }
-    if (side === 'berth') out[side].split = { toPty: quantile(split.toPty, 0.5), program: quantile(split.program, 0.5), toClient: quantile(split.toClient, 0.5) }
+    // "median" here is the nearest-rank p50, a measured round trip (the lower middle one for an even count)
+    out[side] = { median: percentile(rtts, 50), p99: percentile(rtts, 99), over2ms: rtts.filter((x) => x > 2).length, rtts }
+    if (side === 'berth') out[side].split = { toPty: percentile(split.toPty, 50), program: percentile(split.program, 50), toClient: percentile(split.toClient, 50) }
   }
   out.berth.ping = await pings(terms.berth.ws, keys)
   return out
@@ -459,7 +386,7 @@ async function pings(ws, n) {
     const t1 = await pong
     if (i >= 0) rtts.push(t1 - t0)
   }
-  return { median: quantile(rtts, 0.5), p99: quantile(rtts, 0.99) }
+  return { median: percentile(rtts, 50), p99: percentile(rtts, 99) }
 }
 
 /** Runs expr (which prints a lot) and times it until the marker printed after it arrives. */
@@ -467,8 +394,8 @@ async function throughput(term, expr, appBeam) {
   Object.assign(flow, { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] })
   Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
   const rss0 = process.memoryUsage().rss
+  const sampler = rssSampler(() => process.memoryUsage().rss, RSS_SAMPLE_MS)
   let peak = rss0
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), RSS_SAMPLE_MS)
   let received = 0
   let chunks = 0
   let tail = ''
@@ -518,14 +445,13 @@ async function throughput(term, expr, appBeam) {
     t1 = await done
   } finally {
     clearInterval(watchdog)
-    clearInterval(sampler)
+    peak = Math.max(peak, sampler.stop().peak)
   }
   const cpu = process.cpuUsage(cpu0)
   const ms = t1 - t0
   const shellCpu = treeCpu([term.pid]) - shell0
   const appCpu = treeCpu([appBeam]) - app0
   const wait = { node: runQueueMs() - wait0.node, beams: treeRunQueueMs([term.pid, appBeam]) - wait0.beams }
-  peak = Math.max(peak, process.memoryUsage().rss)
   const r = {
     bytes: received,
     secs: ms / 1000,
@@ -568,10 +494,10 @@ async function cleanup() {
     if (d) {
       const dir = d.dataDir
       await d.stop().catch((err) => console.error('bench/terminal: stopping berth failed:', err))
-      const left = processesUnder(dir)
+      const left = processesNaming(dir)
       if (left.length) {
         console.error(`bench/terminal: ${left.length} process(es) left under ${dir}; killing them:\n${left.map((p) => `  ${p.pid} ${p.cmd.slice(0, 120)}`).join('\n')}`)
-        killProcessesUnder(dir)
+        killProcessesNaming(dir)
       }
       results.leftovers = left.length
       d = null
@@ -579,12 +505,7 @@ async function cleanup() {
   })()
   return cleaning
 }
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    console.error(`\nbench/terminal: ${sig}, cleaning up`)
-    void cleanup().finally(() => process.exit(130))
-  })
-}
+onInterrupt('bench/terminal', cleanup)
 
 async function open(side) {
   const t = side === 'berth' ? await openBerth(d) : await openDirect(d)
@@ -665,7 +586,7 @@ function log(line) {
 if (results.runs.length > 0) {
   const runs = results.runs
   const m = (f) => median(runs.map(f))
-  const fmt = (x, dp = 2) => (Number.isFinite(x) ? x.toFixed(dp) : '–')
+  const fmt = (x, dp = 2) => fmtDigits(x, dp)
   const rows = []
   const row = (metric, berth = '', direct = '', ratio = '', target = '', ok) => rows.push([metric, berth, direct, ratio, target, ok === undefined ? '' : ok ? 'ok' : 'MISSED'])
   const sep = () => rows.push(null)
@@ -705,17 +626,12 @@ if (results.runs.length > 0) {
     row('  berth time paused (ms)', fmt(m((r) => r.out[o.key].berth.flow.pausedMs), 0))
   }
 
-  const head = ['metric', 'berth', 'direct', 'ratio', 'target', '']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.filter(Boolean).map((r) => String(r[i]).length)))
-  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd()
   const { machine } = results
   console.log(`\nberth terminal benchmark — ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB.toFixed(0)} GiB, Node ${machine.node}`)
   if (!opts.recording) console.log('DIAGNOSTIC RUN: --no-recording, berth\'s recorder was disabled (not what berth does)')
   console.log(`load average (1 min) before: ${machine.loadBefore[0].toFixed(1)}${machine.loadBefore[0] > machine.nproc * 0.75 ? ' — the machine was busy before the benchmark started; figures are noisy' : ''}; after each run (includes this benchmark's own BEAMs): ${runs.map((r) => r.load1.toFixed(1)).join(', ')}`)
   console.log(`median of ${runs.length} run(s); per run and side ${opts.keys} keystrokes (interleaved) and ${opts.bytes} bytes of output; ratio = berth/direct per run, median over runs`)
-  console.log(line(head))
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
-  for (const r of rows) console.log(r ? line(r) : '')
+  console.log(textTable(['metric', 'berth', 'direct', 'ratio', 'target', ''], rows))
   console.log(`\n* RSS of this one process: berth runs in-process, so the berth figure includes the daemon, its websocket`)
   console.log(`  server and the client; the direct side runs in the same process with the idle daemon resident.`)
   console.log(`TCP_NODELAY on berth's websocket: client ${results.noDelay?.client}, server ${results.noDelay?.server}`)
