@@ -18,7 +18,7 @@ import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentSto
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
-import type { Supervisor } from '../supervision/supervisor.js'
+import type { NodeControl } from '../supervision/supervisor.js'
 import { chooseRetired } from './retention.js'
 
 const FINAL_STATES = new Set<DeploymentState>(FINAL)
@@ -31,8 +31,8 @@ export interface DeployerDeps {
   deployments: DeploymentStore
   apps: AppStore
   events: EventStore
-  supervisor: Supervisor
-  health: HealthMonitor
+  supervisor: NodeControl
+  health: Pick<HealthMonitor, 'verified'>
   log: Logger
 }
 

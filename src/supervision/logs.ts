@@ -53,6 +53,8 @@ const TAIL_READ = 1024 * 1024
 
 /** The last `lines` lines across the source's files, newest last. */
 export function tail(dir: string, source: LogSource, lines: number): string[] {
+  // slice(-0) would be the whole window: no lines asked for is no lines.
+  if (lines <= 0) return []
   const out: string[] = []
   for (const file of logFiles(dir, source).reverse()) {
     const fd = fs.openSync(file, 'r')

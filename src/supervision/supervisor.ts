@@ -344,6 +344,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 }
 
+/** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
+export type NodeControl = Pick<Supervisor, 'command' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+
 function readComm(pid: number): string {
   try {
     return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
