@@ -180,7 +180,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     }
     try {
       await this.switchStartVerify(d, release.id, settings, signal)
-      this.deps.apps.saveNode({ ...this.deps.apps.node(d.app)!, restarts: 0 })
+      const rec = this.deps.apps.node(d.app)
+      if (rec) this.deps.apps.saveNode({ ...rec, restarts: 0 })
       await this.retain(d.app, settings)
     } catch (err) {
       if (signal.aborted) return

@@ -1,4 +1,4 @@
-// Routes about the agent itself: liveness and the API document.
+// Routes about the agent itself: liveness, metrics, the API document and its rendered reference (/docs).
 
 import type { FastifyInstance } from 'fastify'
 import type { RouteContext } from '../context.js'
