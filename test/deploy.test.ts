@@ -128,6 +128,23 @@ describe('deploy', () => {
     assert.equal(await get('/'), 'hello 0.2.0\n')
   })
 
+  test('DELETE of a release an unfinished deployment names is refused (409), as target and as previous', async () => {
+    // migrate_hang holds the deployment in `migrating` until its 4 s timeout: the window a DELETE once used.
+    const started = await deploy(ids.migrate_hang!, { wait: false })
+    assert.equal(started.status, 202, started.text)
+    const previous = started.body.previous as string
+    for (const id of [ids.migrate_hang!, previous]) {
+      const del = await call(`${d.url}/v1/apps/hello/releases/${id}`, { method: 'DELETE', token: d.adminToken })
+      assert.equal(del.status, 409, `${id}: ${del.text}`)
+      assert.equal(del.body.code, 'RELEASE_IS_CURRENT')
+      assert.ok(fs.existsSync(path.join(d.dataDir, 'apps', 'hello', 'releases', id, 'bin', 'hello')), 'its files are all there')
+    }
+    const done = await waitDeployment(started.body.id)
+    assert.equal(done.state, 'failed')
+    assert.equal(current(), previous, 'current still names a complete release')
+    assert.equal(await get('/'), `hello ${previous.split('-')[0]}\n`)
+  })
+
   test('two concurrent deploys: one runs, the other gets 409 naming it', async () => {
     const [a, b] = await Promise.all([deploy(ids.v1!, { wait: false }), deploy(ids.v1!, { wait: false })])
     const statuses = [a.status, b.status].sort()
@@ -196,7 +213,8 @@ describe('rollback', () => {
     const count = (labels: string) => Number(new RegExp(`^berth_deployments_total\\{${labels}\\} (\\d+)`, 'm').exec(res.text)?.[1] ?? 0)
     assert.ok(count('app="hello",kind="deploy",outcome="succeeded"') >= 3, res.text.slice(0, 500))
     assert.equal(count('app="hello",kind="deploy",outcome="rolled_back"'), 1)
-    assert.equal(count('app="hello",kind="deploy",outcome="failed"'), 2)
+    // migrate_fail, migrate_hang, and migrate_hang again in the DELETE-while-migrating test.
+    assert.equal(count('app="hello",kind="deploy",outcome="failed"'), 3)
     assert.match(res.text, /berth_deployment_step_duration_seconds_count\{step="migrating"\} \d+/)
     assert.match(res.text, /berth_app_state\{app="hello",state="running"\} 1/)
     assert.match(res.text, /berth_uploads_total\{app="hello",outcome="ok"\} 5/)
