@@ -12,7 +12,7 @@ import type { AppStore, NodeRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
-import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult } from './proc.js'
+import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult, type ProcInfo } from './proc.js'
 
 export type NodeState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff' | 'errored'
 
@@ -49,6 +49,8 @@ interface Live {
   exited: Promise<string>
   onExit: (why: string) => void
   poll: NodeJS.Timeout | null
+  /** Cached by beamOf(). */
+  beam: ProcInfo | null
 }
 
 export interface SupervisorEvents {
@@ -106,7 +108,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const l = this.live.get(app)
     const rec = this.deps.apps.node(app)
     const state: NodeState = l?.state ?? this.extra.get(app) ?? 'stopped'
-    const beam = l ? (descendants(l.pid).find((p) => p.state !== 'Z' && fs.existsSync(`/proc/${p.pid}`) && readComm(p.pid).startsWith('beam')) ?? null) : null
+    const beam = l ? this.beamOf(l) : null
     return {
       state,
       release: l?.release ?? rec?.releaseId ?? null,
@@ -119,7 +121,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** The node's state without the /proc walk that status() does for the BEAM pid (cheap enough to poll). */
+  /**
+   * The BEAM under run_erl. Walking /proc costs a read of every process's stat file, so the answer is kept
+   * (pid and start time) and only looked for again once that process is gone, e.g. before the BEAM exists.
+   */
+  private beamOf(l: Live): ProcInfo | null {
+    if (l.beam && isSameProcess(l.beam.pid, l.beam.startTicks)) return l.beam
+    l.beam = descendants(l.pid).find((p) => p.state !== 'Z' && readComm(p.pid).startsWith('beam')) ?? null
+    return l.beam
+  }
+
+  /** The node's state alone: no /proc reads at all (cheap enough to poll). */
   state(app: string): NodeState {
     return this.live.get(app)?.state ?? this.extra.get(app) ?? 'stopped'
   }
@@ -167,7 +179,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null): Live {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null }
+    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {
