@@ -5,6 +5,7 @@ import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { TokenStore } from './auth/tokens.js'
 import type { Config } from './config.js'
+import { problem } from './errors.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
@@ -44,10 +45,28 @@ export interface Services {
   close(): void
 }
 
-export async function ensureDataDir(paths: Paths): Promise<void> {
+export async function ensureDataDir(paths: Paths, log: Logger): Promise<void> {
   await fs.mkdir(paths.dataDir, { recursive: true, mode: 0o750 })
+  await secureDataDir(paths.dataDir, log)
   await fs.mkdir(paths.apps, { recursive: true, mode: 0o755 })
   await fs.mkdir(paths.uploads, { recursive: true, mode: 0o700 })
+}
+
+/**
+ * The data directory is the only barrier between other local users and every release's cookie
+ * (releases/COOKIE is 0444 inside a 0555 tree), so a directory made before berth (mkdir with umask 022,
+ * an old StateDirectoryMode) must lose its group-write and world bits; mkdir's mode applies only on creation.
+ */
+async function secureDataDir(dir: string, log: Logger): Promise<void> {
+  const mode = (await fs.stat(dir)).mode & 0o777
+  if ((mode & 0o027) === 0) return
+  const wanted = mode & 0o750
+  try {
+    await fs.chmod(dir, wanted)
+  } catch (err) {
+    throw problem('DATA_DIR_EXPOSED', `The data directory ${dir} is mode ${mode.toString(8)}, so other local users can read the releases' Erlang cookies, and berth cannot change it (${(err as NodeJS.ErrnoException).code}); run \`chmod ${wanted.toString(8)} ${dir}\` as its owner (or chown it to berth's user) and start berth again.`)
+  }
+  log.warn({ dir, was: mode.toString(8), now: wanted.toString(8) }, 'the data directory was open to other local users: changed its mode')
 }
 
 /** Opens only the database and token store: what `berth token ...` needs next to a running daemon. */
@@ -60,7 +79,7 @@ export async function openTokenStore(config: Config, log: Logger): Promise<{ db:
 
 export async function createServices(config: Config, log: Logger): Promise<Services> {
   const paths = new Paths(config.dataDir)
-  await ensureDataDir(paths)
+  await ensureDataDir(paths, log)
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
   const releases = new ReleaseStore(db)

@@ -3,6 +3,7 @@
 // parseArgs and has --help; errors are one sentence on stderr, usage errors exit 2, refusals exit 1.
 
 import { ConfigError } from '../config.js'
+import { isBerthError } from '../errors.js'
 import { UsageError } from './usage.js'
 import { ApiError } from './client.js'
 
@@ -78,6 +79,11 @@ export async function main(argv: string[]): Promise<number> {
     // What the server refused (or why it could not be reached): its sentence and the code scripts match on.
     if (err instanceof ApiError) {
       process.stderr.write(`berth: ${err.detail} (${err.code})\n`)
+      return 1
+    }
+    // What berth itself refused at start (an unreadable database, an exposed data directory): same shape.
+    if (isBerthError(err)) {
+      process.stderr.write(`berth: ${err.message} (${err.code})\n`)
       return 1
     }
     throw err
