@@ -14,6 +14,7 @@ import { LockedError, type Deployment, type DeploymentStore, type StepName } fro
 import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { Supervisor } from '../supervision/supervisor.js'
+import { recordDeployed } from './history.js'
 import { moduleName, type AppSettings } from './settings.js'
 
 export interface DeployerDeps {
@@ -83,8 +84,11 @@ export class Deployer {
         d.state = 'failed'
         d.reason ??= `berth failed: ${err.message}`
       })
-      .then(() => {
+      .then(async () => {
         this.deps.deployments.finish(d)
+        if (d.state === 'succeeded' && (d.kind === 'deploy' || d.kind === 'rollback')) {
+          await recordDeployed(this.deps.paths, d.app, d.release, d.finishedAt!).catch((err) => log.warn({ err }, 'could not record the deployment in deployed.json'))
+        }
         const steps = d.steps.filter((s) => s.endedAt).map((s) => ({ name: s.name, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt) }))
         const durationMs = Date.parse(d.finishedAt ?? new Date().toISOString()) - Date.parse(d.createdAt)
         this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
