@@ -9,6 +9,7 @@ import { problem } from './errors.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
+import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { openDatabase, type Database } from './store/db.js'
 import { EventStore } from './store/events.js'
@@ -133,13 +134,34 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   }
 }
 
+/**
+ * A release directory without a row is a complete release (intake names it only once it is complete): record
+ * it again. Automatic, because it only adds rows and is exactly what `berth import` does, while refusing to
+ * start would leave the nodes unsupervised until someone ran that by hand.
+ */
+async function rebuildCatalogue(s: Services): Promise<void> {
+  const before = s.releases.apps().reduce((n, a) => n + a.releases, 0)
+  const result = await importReleases(s, 'berth')
+  const imported = result.flatMap((a) => a.entries.filter((e) => e.outcome === 'imported').map((e) => `${a.app}/${e.entry}`))
+  for (const a of result) {
+    for (const e of a.entries.filter((x) => x.outcome === 'failed')) s.log.error({ app: a.app, entry: e.entry, why: e.note }, 'a directory under releases/ could not be re-imported; it was left as it is')
+  }
+  if (before === 0 && imported.length > 0) {
+    s.log.warn(
+      { releases: imported, created: result.filter((a) => a.created).map((a) => a.app) },
+      'berth.db held no releases while apps/ holds release directories (the database was lost or replaced): re-imported them from disk. Tokens, app settings, environments and deployment history were in the database: set them again',
+    )
+  }
+}
+
 /** Start-up duties of the daemon (not of the CLI): clear debris and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
+  await rebuildCatalogue(s)
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()
-  const { dead, adopted } = s.supervisor.adopt()
+  const { dead, adopted } = s.supervisor.adopt(s.releases.apps().map((a) => a.name))
   // The app must run the release current names: restart what died while berth was down, or runs something else.
   for (const rec of [...dead, ...adopted]) {
     const current = await currentReleaseId(s.paths, rec.app)
@@ -153,6 +175,12 @@ export async function prepareDaemon(s: Services): Promise<void> {
     } catch (err) {
       s.log.error({ app: rec.app, err }, 'could not start node at agent start')
     }
+  }
+  for (const { name } of s.releases.apps()) {
+    if (s.apps.node(name) || !(await currentReleaseId(s.paths, name))) continue
+    // No record of a node and none found running: its environment may have been lost with the database, and a
+    // node started without it could do harm (wrong database, no secrets). An operator starts it.
+    s.log.warn({ app: name }, `the app has a current release but no node record and no node runs; not starting it: check its environment (berth env ${name} list), then start it (POST /v1/apps/${name}/start)`)
   }
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })
