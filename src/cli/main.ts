@@ -15,6 +15,8 @@ commands:
                                 create a token; prints only the token
   token list [--json]           list tokens (never their secrets)
   token revoke NAME             revoke a token
+  import [--json]               rebuild the release catalogue in berth.db from the release
+                                directories on disk (after the database was lost or damaged)
 
 client commands (talk to a running berth):
   deploy FILE --app APP [--no-deploy]
@@ -31,7 +33,7 @@ client commands (talk to a running berth):
                                 show or change the app's settings (restart.maxRestarts=3)
   console APP [--attach]        remote IEx (or the node's own console) in this terminal
 
-serve and token take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
+serve, token and import take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
 --token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN) and --json. Every command takes
 --help.
 `
@@ -46,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).serveCommand(rest)
       case 'token':
         return await (await import('./token.js')).tokenCommand(rest)
+      case 'import':
+        return await (await import('./import.js')).importCommand(rest)
       case 'console':
         return await (await import('./console.js')).consoleCommand(rest)
       case 'deploy':
