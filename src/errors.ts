@@ -83,6 +83,8 @@ export const catalogue = {
   RELEASE_MULTIPLE_APPS: [422, 'The archive holds more than one release'],
 
   // server side
+  DATABASE_UNREADABLE: [500, 'berth.db is not a readable database'],
+  DATA_DIR_EXPOSED: [500, 'The data directory is readable by other users'],
   INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
   INTERNAL: [500, 'Internal error'],
   API_DOCUMENT_INVALID: [500, 'openapi.yaml does not describe the routes correctly'],

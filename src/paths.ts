@@ -24,6 +24,8 @@ export class Paths {
     return path.join(this.releases(app), id)
   }
   current(app: string): string { return path.join(this.app(app), 'current') }
+  /** Releases that deployed successfully, kept outside the database (see deploy/history.ts). */
+  deployed(app: string): string { return path.join(this.app(app), 'deployed.json') }
   shared(app: string): string { return path.join(this.app(app), 'shared') }
   log(app: string): string { return path.join(this.app(app), 'log') }
 }

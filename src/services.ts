@@ -9,9 +9,11 @@ import { TokenStore } from './auth/tokens.js'
 import type { Config } from './config.js'
 import { CrashPolicy } from './deploy/crash-policy.js'
 import { Deployer } from './deploy/deployer.js'
+import { problem } from './errors.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
+import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
@@ -45,10 +47,28 @@ export interface Services {
   close(): void
 }
 
-export async function ensureDataDir(paths: Paths): Promise<void> {
+export async function ensureDataDir(paths: Paths, log: Logger): Promise<void> {
   await fs.mkdir(paths.dataDir, { recursive: true, mode: 0o750 })
+  await secureDataDir(paths.dataDir, log)
   await fs.mkdir(paths.apps, { recursive: true, mode: 0o755 })
   await fs.mkdir(paths.uploads, { recursive: true, mode: 0o700 })
+}
+
+/**
+ * The data directory is the only barrier between other local users and every release's cookie
+ * (releases/COOKIE is 0444 inside a 0555 tree), so a directory made before berth (mkdir with umask 022,
+ * an old StateDirectoryMode) must lose its group-write and world bits; mkdir's mode applies only on creation.
+ */
+async function secureDataDir(dir: string, log: Logger): Promise<void> {
+  const mode = (await fs.stat(dir)).mode & 0o777
+  if ((mode & 0o027) === 0) return
+  const wanted = mode & 0o750
+  try {
+    await fs.chmod(dir, wanted)
+  } catch (err) {
+    throw problem('DATA_DIR_EXPOSED', `The data directory ${dir} is mode ${mode.toString(8)}, so other local users can read the releases' Erlang cookies, and berth cannot change it (${(err as NodeJS.ErrnoException).code}); run \`chmod ${wanted.toString(8)} ${dir}\` as its owner (or chown it to berth's user) and start berth again.`)
+  }
+  log.warn({ dir, was: mode.toString(8), now: wanted.toString(8) }, 'the data directory was open to other local users: changed its mode')
 }
 
 /** Opens only the database and token store: what `berth token ...` needs next to a running daemon. */
@@ -61,7 +81,7 @@ export async function openTokenStore(config: Config, log: Logger): Promise<{ db:
 
 export async function createServices(config: Config, log: Logger): Promise<Services> {
   const paths = new Paths(config.dataDir)
-  await ensureDataDir(paths)
+  await ensureDataDir(paths, log)
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
   const releases = new ReleaseStore(db)
@@ -117,9 +137,30 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   }
 }
 
-/** Start-up duties of the daemon (not of the CLI): clear debris, recover, and make sure someone can log in. */
+/**
+ * A release directory without a row is a complete release (intake names it only once it is complete): record
+ * it again. Automatic, because it only adds rows and is exactly what `berth import` does, while refusing to
+ * start would leave the nodes unsupervised until someone ran that by hand.
+ */
+async function rebuildCatalogue(s: Services): Promise<void> {
+  const before = s.releases.apps().reduce((n, a) => n + a.releases, 0)
+  const result = await importReleases(s, 'berth')
+  const imported = result.flatMap((a) => a.entries.filter((e) => e.outcome === 'imported').map((e) => `${a.app}/${e.entry}`))
+  for (const a of result) {
+    for (const e of a.entries.filter((x) => x.outcome === 'failed')) s.log.error({ app: a.app, entry: e.entry, why: e.note }, 'a directory under releases/ could not be re-imported; it was left as it is')
+  }
+  if (before === 0 && imported.length > 0) {
+    s.log.warn(
+      { releases: imported, created: result.filter((a) => a.created).map((a) => a.app) },
+      'berth.db held no releases while apps/ holds release directories (the database was lost or replaced): re-imported them from disk. Tokens, app settings, environments and deployment history were in the database: set them again',
+    )
+  }
+}
+
+/** Start-up duties of the daemon (not of the CLI): clear debris, rebuild, recover, and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
+  await rebuildCatalogue(s)
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()

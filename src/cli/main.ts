@@ -3,6 +3,7 @@
 // parseArgs and has --help; errors are one sentence on stderr, usage errors exit 2, refusals exit 1.
 
 import { ConfigError } from '../config.js'
+import { isBerthError } from '../errors.js'
 import { UsageError } from './usage.js'
 import { ApiError } from './client.js'
 
@@ -14,6 +15,8 @@ commands:
                                 create a token; prints only the token
   token list [--json]           list tokens (never their secrets)
   token revoke NAME             revoke a token
+  import [--json]               rebuild the release catalogue in berth.db from the release
+                                directories on disk (after the database was lost or damaged)
 
 client commands (talk to a running berth):
   deploy FILE --app APP [--no-deploy]
@@ -30,7 +33,7 @@ client commands (talk to a running berth):
                                 show or change the app's settings (restart.maxRestarts=3)
   console APP [--attach]        remote IEx (or the node's own console) in this terminal
 
-serve and token take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
+serve, token and import take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
 --token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN) and --json. Every command takes
 --help.
 `
@@ -45,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).serveCommand(rest)
       case 'token':
         return await (await import('./token.js')).tokenCommand(rest)
+      case 'import':
+        return await (await import('./import.js')).importCommand(rest)
       case 'console':
         return await (await import('./console.js')).consoleCommand(rest)
       case 'deploy':
@@ -78,6 +83,11 @@ export async function main(argv: string[]): Promise<number> {
     // What the server refused (or why it could not be reached): its sentence and the code scripts match on.
     if (err instanceof ApiError) {
       process.stderr.write(`berth: ${err.detail} (${err.code})\n`)
+      return 1
+    }
+    // What berth itself refused at start (an unreadable database, an exposed data directory): same shape.
+    if (isBerthError(err)) {
+      process.stderr.write(`berth: ${err.message} (${err.code})\n`)
       return 1
     }
     throw err

@@ -14,6 +14,7 @@ import { deleteRelease } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations, moduleName } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
+import { recordDeployed } from '../releases/history.js'
 import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
@@ -96,7 +97,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         d.state = 'failed'
         d.reason ??= isBerthError(err) ? err.message : `berth failed: ${err.message}`
       })
-      .then(() => {
+      .then(async () => {
         this.running.delete(d.id)
         if (abort.signal.aborted && !FINAL_STATES.has(d.state)) {
           // Left for the next start's recovery (see shutdown); the reason says where it stopped.
@@ -106,10 +107,13 @@ export class Deployer extends EventEmitter<DeployerEvents> {
           return d
         }
         if (!FINAL_STATES.has(d.state)) {
-          d.state = 'failed'
           d.reason ??= `berth ended the ${d.kind} in ${d.state} without a final state`
+          d.state = 'failed'
         }
         this.deps.deployments.finish(d)
+        if (d.state === 'succeeded' && (d.kind === 'deploy' || d.kind === 'rollback')) {
+          await recordDeployed(this.deps.paths, d.app, d.release, d.finishedAt!).catch((err) => log.warn({ err }, 'could not record the deployment in deployed.json'))
+        }
         const steps = d.steps.filter((s) => s.endedAt).map((s) => ({ name: s.name, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt) }))
         const durationMs = Date.parse(d.finishedAt ?? new Date().toISOString()) - Date.parse(d.createdAt)
         this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state as AuditOutcome, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
@@ -370,7 +374,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       log.warn({ app: d.app, deployment: d.id, step }, 'resolved deployment interrupted by an agent restart')
       fixed.push(d)
     }
-    const { dead, adopted } = supervisor.adopt()
+    // Apps without a node record too: a node whose record went with a lost database is found and adopted.
+    const { dead, adopted } = supervisor.adopt(releases.apps().map((a) => a.name))
     for (const rec of [...dead, ...adopted]) {
       const current = await currentReleaseId(paths, rec.app)
       const running = adopted.includes(rec)
@@ -387,6 +392,12 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       } catch (err) {
         log.error({ app: rec.app, err }, 'could not bring the node to its desired state at agent start')
       }
+    }
+    for (const { name } of releases.apps()) {
+      if (apps.node(name) || !(await currentReleaseId(paths, name))) continue
+      // No record of a node and none found running: its environment may have been lost with the database, and a
+      // node started without it could do harm (wrong database, no secrets). An operator starts it.
+      log.warn({ app: name }, `the app has a current release but no node record and no node runs; not starting it: check its environment (berth env ${name} list), then start it (POST /v1/apps/${name}/start)`)
     }
     return fixed
   }

@@ -7,11 +7,12 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import type { Limits } from '../config.js'
 import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
-import { abortable, fsyncDir, removeTree } from '../fsutil.js'
+import { abortable, exists, fsyncDir, removeTree } from '../fsutil.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import { inspectRelease } from './inspect.js'
+import { addMetadata, METADATA_FILE, writeMetadata } from './metadata.js'
 import { SafeUnpacker } from './unpack.js'
 
 export interface IntakeDeps {
@@ -164,20 +165,31 @@ export class Intake {
   }
 
   private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
-    const { paths, releases, events } = this.deps
+    const { paths, releases, events, log } = this.deps
     const existing = releases.bySha(req.app, meta.sha256)
     if (existing) return { release: existing, created: false }
 
     const id = `${meta.version}-${meta.sha256.slice(0, 12)}`
-    const releasesDir = paths.releases(req.app)
     const dest = paths.release(req.app, id)
+    const recorded = releases.get(req.app, id)
+    if (recorded) {
+      // Re-imported from a directory without metadata, so only the id's 12 hex digits of its checksum were
+      // known: these bytes are that release. Complete its record (and its directory's) instead of replacing it.
+      if (recorded.sha256.length === 64) throw problem('INTERNAL', `Release ${id} already exists with another sha256 (${recorded.sha256}); two different tarballs share the id's 48 bits of checksum. Rebuild the release (any change gives it another id) and upload again.`)
+      releases.setChecksum(req.app, id, meta.sha256, meta.size)
+      const release = releases.get(req.app, id)!
+      await addMetadata(dest, release).catch((err) => log.warn({ app: req.app, release: id, err }, `could not add ${METADATA_FILE}`))
+      return { release, created: false }
+    }
+    const releasesDir = paths.releases(req.app)
     await fs.mkdir(releasesDir, { recursive: true, mode: 0o755 })
-    // A directory without a row is debris of a crash between rename and insert: never listed, safe to replace.
-    await removeTree(dest)
-    await makeReadOnly(root, false)
-    await fs.rename(root, dest)
-    await fs.chmod(dest, 0o555)
-    await fsyncDir(releasesDir)
+    if (await exists(dest)) {
+      // A directory of this name with no row is one the catalogue rebuild could not read as a release. It may
+      // still be someone's: keep it under another name rather than delete it.
+      const aside = `${dest}.unrecorded-${Date.now()}`
+      await fs.rename(dest, aside)
+      log.warn({ app: req.app, release: id, kept: aside }, 'a directory with this release id but no record was in the way: moved it aside')
+    }
     const release: Release = {
       id,
       app: req.app,
@@ -189,6 +201,12 @@ export class Intake {
       uploadedAt: new Date().toISOString(),
       uploadedBy: req.actor ?? null,
     }
+    // The tree describes itself before it gets its name: a directory under releases/ is always complete.
+    await writeMetadata(root, release)
+    await makeReadOnly(root, false)
+    await fs.rename(root, dest)
+    await fs.chmod(dest, 0o555)
+    await fsyncDir(releasesDir)
     releases.insert(release)
     events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size } })
     return { release, created: true }

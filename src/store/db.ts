@@ -2,10 +2,12 @@
 // The daemon and the `berth token` CLI open the same file concurrently; WAL plus a busy timeout make that safe.
 
 import fs from 'node:fs'
+import path from 'node:path'
 import Sqlite from 'better-sqlite3'
 import type { Database } from 'better-sqlite3'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
+import { problem } from '../errors.js'
 import { migrate } from './migrator.js'
 
 export type { Database }
@@ -16,7 +18,12 @@ export function openDatabase(file: string, log: Logger, migrationsDir = MIGRATIO
   // Token hashes and the audit trail are nobody else's business; the -wal/-shm files inherit this mode.
   fs.closeSync(fs.openSync(file, 'a', 0o600))
   fs.chmodSync(file, 0o600)
-  const db = new Sqlite(file)
+  let db: Database
+  try {
+    db = new Sqlite(file)
+  } catch (err) {
+    throw unreadable(file, err)
+  }
   try {
     db.pragma('journal_mode = WAL')
     // FULL: a release or deployment recorded as done must still be recorded after power loss.
@@ -27,8 +34,25 @@ export function openDatabase(file: string, log: Logger, migrationsDir = MIGRATIO
     return db
   } catch (err) {
     db.close()
-    throw err
+    throw unreadable(file, err)
   }
+}
+
+/**
+ * A file that is not a database (or a damaged one) is never replaced: it may be salvageable, and nothing
+ * on disk depends on it (releases describe themselves). The sentence names the way back.
+ */
+function unreadable(file: string, err: unknown): unknown {
+  const e = err as { code?: string; cause?: { code?: string } } | null
+  const code = e?.code ?? e?.cause?.code
+  if (code !== 'SQLITE_NOTADB' && code !== 'SQLITE_CORRUPT' && code !== 'SQLITE_CANTOPEN') return err
+  const dataDir = path.dirname(file)
+  return problem(
+    'DATABASE_UNREADABLE',
+    `${file} is not a readable SQLite database (${(err as Error).message}); berth changed nothing, and the releases under ${path.join(dataDir, 'apps')} are untouched. Keep the file for salvage and move it aside with its -wal and -shm files (mv ${file} ${file}.damaged), then run \`berth import --data-dir ${dataDir}\` to rebuild the catalogue from the release directories (or start berth once the file is aside: it does the same). Tokens, app settings and environments were in that file: set them again.`,
+    {},
+    err,
+  )
 }
 
 export function now(): string {

@@ -91,6 +91,23 @@ export class DeploymentStore {
     return full
   }
 
+  /**
+   * Records a deployment that happened before the database was rebuilt from disk (see intake/reimport.ts):
+   * final, without steps, its reason saying where the fact comes from. Takes no lock.
+   */
+  recordImported(d: { id: string; app: string; release: string; at: string; reason: string; actor: string }): void {
+    this.db
+      .prepare(
+        `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, reason, warnings, steps, actor, created_at, finished_at)
+         VALUES (?, ?, 'deploy', ?, NULL, 'succeeded', ?, '[]', '[]', ?, ?, ?)`,
+      )
+      .run(d.id, d.app, d.release, d.reason, d.actor, d.at, d.at)
+  }
+
+  count(app: string): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM deployments WHERE app = ?').get(app) as { n: number }).n
+  }
+
   save(d: Deployment): void {
     this.db
       .prepare('UPDATE deployments SET state = ?, reason = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')

@@ -97,6 +97,11 @@ export class ReleaseStore {
     return new Set((this.db.prepare('SELECT id FROM releases WHERE app = ?').all(app) as { id: string }[]).map((r) => r.id))
   }
 
+  /** Completes a release re-imported without its checksum, once the same bytes have been uploaded again. */
+  setChecksum(app: string, id: string, sha256: string, size: number): void {
+    this.db.prepare('UPDATE releases SET sha256 = ?, size = ? WHERE app = ? AND id = ?').run(sha256, size, app, id)
+  }
+
   delete(app: string, id: string): boolean {
     return this.db.prepare('DELETE FROM releases WHERE app = ? AND id = ?').run(app, id).changes > 0
   }

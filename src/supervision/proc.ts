@@ -54,6 +54,35 @@ export function descendants(pid: number): ProcInfo[] {
   return out
 }
 
+/**
+ * The run_erl processes of this user whose pipe directory is `pipeDir` (its first argument), with their
+ * command lines: how berth finds a node it started but has no record of (its database was lost or replaced).
+ * A run_erl that has forked but not yet exec'd its child has the same command line; only the topmost counts.
+ */
+export function findRunErl(pipeDir: string): { info: ProcInfo; argv: string[] }[] {
+  const found: { info: ProcInfo; argv: string[] }[] = []
+  const uid = process.getuid?.()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')
+      if (argv[1] !== `${pipeDir}/` || !argv[0]!.endsWith('run_erl')) continue
+      if (uid !== undefined && fs.statSync(`/proc/${name}`).uid !== uid) continue
+      const info = procInfo(Number(name))
+      if (info && info.state !== 'Z' && info.state !== 'X') found.push({ info, argv })
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found.filter((f) => !found.some((o) => o.info.pid === f.info.ppid))
+}
+
+/** When a process started, from its start ticks and the boot time (the clock tick is 100 Hz on Linux). */
+export function startedAt(startTicks: number): Date | null {
+  const btime = /^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))
+  return btime ? new Date((Number(btime[1]) + startTicks / 100) * 1000) : null
+}
+
 export function signal(pid: number, sig: NodeJS.Signals): boolean {
   try {
     process.kill(pid, sig)

@@ -10,9 +10,9 @@ import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
-import type { Paths } from '../paths.js'
+import { RELEASE_ID, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
-import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult, type ProcInfo } from './proc.js'
+import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
 export type NodeState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff' | 'errored'
 
@@ -326,22 +326,45 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const p of [...descendants(l.pid).reverse(), procInfo(l.pid)].filter((x) => x !== null)) signal(p.pid, 'SIGKILL')
   }
 
-  /** After an agent restart: re-adopt nodes that still run (same pid, same start time); report the others. */
-  adopt(): { adopted: NodeRecord[]; dead: NodeRecord[] } {
+  /**
+   * After an agent restart: re-adopt nodes that still run (same pid, same start time); report the others.
+   * For each app in `apps` whose recorded node is gone (or that has no record: berth.db was lost or replaced),
+   * a run_erl berth started on the app's console pipe is looked for and adopted: starting a second node next
+   * to it would fight it for its port and node name, and stopping it would cost the app its uptime.
+   */
+  adopt(apps: string[] = []): { adopted: NodeRecord[]; dead: NodeRecord[] } {
     const adopted: NodeRecord[] = []
     const dead: NodeRecord[] = []
-    for (const rec of this.deps.apps.nodes()) {
-      if (rec.pid !== null && isSameProcess(rec.pid, rec.startTicks)) {
+    const records = new Map(this.deps.apps.nodes().map((r) => [r.app, r]))
+    for (const app of new Set([...records.keys(), ...apps])) {
+      const rec = records.get(app) ?? null
+      if (rec && rec.pid !== null && isSameProcess(rec.pid, rec.startTicks)) {
         const l = this.track(rec.app, rec.releaseId, rec.pid, rec.startTicks ?? 0, null)
         l.state = 'running'
         l.startedAt = rec.startedAt ? Date.parse(rec.startedAt) : Date.now()
         adopted.push(rec)
         this.deps.log.info({ app: rec.app, nodePid: rec.pid, release: rec.releaseId }, 're-adopted running node')
-      } else if (rec.desired === 'running') {
+        continue
+      }
+      const orphan = this.findUnrecorded(app)
+      if (orphan) {
+        const found: NodeRecord = { app, releaseId: orphan.release, pid: orphan.pid, startTicks: orphan.startTicks, desired: 'running', startedAt: orphan.startedAt, restarts: rec?.restarts ?? 0, lastExit: rec?.lastExit ?? null }
+        this.deps.apps.saveNode(found)
+        const l = this.track(app, found.releaseId, orphan.pid, orphan.startTicks, null)
+        l.state = 'running'
+        l.startedAt = orphan.startedAt ? Date.parse(orphan.startedAt) : Date.now()
+        adopted.push(found)
+        this.deps.log.warn({ app, nodePid: orphan.pid, release: orphan.release }, 're-adopted a running node berth had no record of')
+      } else if (rec?.desired === 'running') {
         dead.push(rec)
       }
     }
     return { adopted, dead }
+  }
+
+  /** A node running on the app's console pipe, found from its run_erl command line (see findUnrecordedNode). */
+  findUnrecorded(app: string): UnrecordedNode | null {
+    return findUnrecordedNode(this.deps.paths, app)
   }
 
   /** Stops watching (agent shutdown); the nodes keep running. */
@@ -358,6 +381,26 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
 /** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
 export type NodeControl = Pick<Supervisor, 'command' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+
+export interface UnrecordedNode {
+  pid: number
+  startTicks: number
+  release: string
+  startedAt: string | null
+}
+
+/**
+ * The node berth runs for `app`, found without the database: a run_erl on the app's console pipe whose
+ * command (`exec "…/releases/ID/bin/APP" …`) names a release. Used by adoption and by `berth import`.
+ */
+export function findUnrecordedNode(paths: Paths, app: string): UnrecordedNode | null {
+  for (const { info, argv } of findRunErl(path.join(paths.shared(app), 'pipe'))) {
+    const release = /\/releases\/([^/"]+)\/bin\//.exec(argv[3] ?? '')?.[1]
+    if (!release || !RELEASE_ID.test(release)) continue
+    return { pid: info.pid, startTicks: info.startTicks, release, startedAt: startedAt(info.startTicks)?.toISOString() ?? null }
+  }
+  return null
+}
 
 function readComm(pid: number): string {
   try {
