@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
 import { loadConfig } from '../src/config.js'
 import { loadApiDocument } from '../src/http/openapi.js'
+import { ownOrigins } from '../src/http/origins.js'
 import { runCli, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call } from './helpers/http.js'
@@ -70,6 +71,68 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
       }
     })
   }
+})
+
+describe('websocket Origin (DNS rebinding)', () => {
+  /** The upgrade's HTTP status when refused, else the close code (4404/4409 here: the origin check passed). */
+  function wsAnswer(url: string, headers: Record<string, string>): Promise<{ status: number; code?: string }> {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(url, { headers })
+      ws.on('unexpected-response', (_q, res) => {
+        let body = ''
+        res.on('data', (c) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode!, code: (JSON.parse(body || '{}') as { code?: string }).code }))
+      })
+      ws.on('close', (code) => resolve({ status: code }))
+      ws.on('error', () => {})
+    })
+  }
+
+  test('an Origin that matches a spoofed Host is refused; the listen address and localhost are berth\'s own', async () => {
+    const d = await startDaemon()
+    try {
+      const port = new URL(d.url).port
+      const url = `${d.url.replace('http', 'ws')}/v1/apps/hello/remote`
+      const auth = { authorization: `Bearer ${d.adminToken}` }
+      // A page on http://evil.example:PORT whose name was rebound to 127.0.0.1: the browser sends both.
+      const rebound = await wsAnswer(url, { ...auth, host: `evil.example:${port}`, origin: `http://evil.example:${port}` })
+      assert.deepEqual(rebound, { status: 403, code: 'ORIGIN_NOT_ALLOWED' })
+      assert.deepEqual(await wsAnswer(url, { ...auth, origin: 'http://127.0.0.2:' + port }), { status: 403, code: 'ORIGIN_NOT_ALLOWED' })
+      assert.deepEqual(await wsAnswer(url, { ...auth, origin: `https://127.0.0.1:${port}` }), { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, 'the scheme is part of the origin')
+      for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`]) {
+        const own = await wsAnswer(url, { ...auth, host: `evil.example:${port}`, origin })
+        assert.ok(own.status >= 4000, `${origin} got past the origin check (then ${own.status}: hello has no node)`)
+      }
+    } finally {
+      await d.stop()
+    }
+  })
+
+  test('BERTH_PUBLIC_URL replaces the listen address as berth\'s own origin', async () => {
+    const d = await startDaemon({ BERTH_PUBLIC_URL: 'https://berth.example.com/', BERTH_ALLOWED_ORIGINS: 'https://ops.example.com' })
+    try {
+      const port = new URL(d.url).port
+      const url = `${d.url.replace('http', 'ws')}/v1/apps/hello/remote`
+      const auth = { authorization: `Bearer ${d.adminToken}` }
+      assert.ok((await wsAnswer(url, { ...auth, origin: 'https://berth.example.com' })).status >= 4000)
+      assert.ok((await wsAnswer(url, { ...auth, origin: 'https://ops.example.com' })).status >= 4000)
+      assert.equal((await wsAnswer(url, { ...auth, origin: `http://127.0.0.1:${port}` })).status, 403)
+      assert.equal((await wsAnswer(url, { ...auth, host: 'berth.example.org', origin: 'https://berth.example.org' })).status, 403)
+    } finally {
+      await d.stop()
+    }
+  })
+
+  test('default origins of loopback, [::1], wildcard and TLS listen addresses', () => {
+    assert.deepEqual(ownOrigins({ address: '127.0.0.1', port: 4100 }, false), ['http://127.0.0.1:4100', 'http://localhost:4100'])
+    assert.deepEqual(ownOrigins({ address: '::ffff:127.0.0.1', port: 4100 }, false), ['http://127.0.0.1:4100', 'http://localhost:4100'])
+    assert.deepEqual(ownOrigins({ address: '::1', port: 4100 }, true), ['https://[::1]:4100', 'https://localhost:4100'])
+    assert.deepEqual(ownOrigins({ address: '10.1.2.3', port: 443 }, true), ['https://10.1.2.3'], 'the default port is not part of an origin')
+    assert.deepEqual(ownOrigins({ address: 'fe80::1', port: 4100 }, true), ['https://[fe80::1]:4100'])
+    assert.deepEqual(loadConfig({ BERTH_PUBLIC_URL: 'https://Berth.Example.com:443/console, http://10.0.0.5:4100' }).consoles.publicOrigins, ['https://berth.example.com', 'http://10.0.0.5:4100'])
+    assert.throws(() => loadConfig({ BERTH_PUBLIC_URL: 'berth.example.com' }), /BERTH_PUBLIC_URL/)
+    assert.throws(() => loadConfig({ BERTH_PUBLIC_URL: 'ftp://berth.example.com' }), /BERTH_PUBLIC_URL/)
+  })
 })
 
 describe('secrets stay out of the logs', () => {
