@@ -21,11 +21,17 @@ const SCOPES = ['read', 'deploy', 'operate', 'console'] as const
 const SAMPLE: Record<string, string> = { app: 'hello', id: '0.1.0-000000000000', name: 'xterm.js' }
 const json = { 'content-type': 'application/json' }
 
+type Op = ReturnType<typeof loadApiDocument>['operations'] extends Map<string, infer O> ? O : never
+
 describe('auth everywhere (generated from openapi.yaml)', () => {
   let d: TestDaemon
+  /** Webhooks an unlimited admin made: one for "other", one for every app. */
+  let foreign: { other: string; all: string }
   before(async () => {
     d = await startDaemon({ BERTH_AUTH_FAILURES_PER_MINUTE: '1000000' })
-    await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+    for (const app of ['hello', 'other']) await call(`${d.url}/v1/apps/${app}/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+    const hook = async (app: string | null) => (await call(`${d.url}/v1/webhooks`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ url: 'http://127.0.0.1:9/', app, events: ['env.'] }) })).body.id as string
+    foreign = { other: await hook('other'), all: await hook(null) }
   })
   after(async () => d.stop())
 
@@ -39,21 +45,27 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
     })
   }
 
-  const ops = [...loadApiDocument().operations.values()].filter((o) => o.scope !== null)
+  const doc = loadApiDocument()
+  const isWs = (op: Op) => (doc.doc.paths as Record<string, Record<string, Record<string, unknown>>>)[op.path]![op.method.toLowerCase()]!['x-websocket'] === true
+  const urlOf = (op: Op, values: Record<string, string> = {}) => `${d.url}${op.path.replace(/\{([^}]+)\}/g, (_m, k: string) => values[k] ?? SAMPLE[k] ?? 'x')}`
+  const ops = [...doc.operations.values()].filter((o) => o.scope !== null)
   for (const op of ops) {
     test(`${op.method} ${op.path} (${op.scope})`, async () => {
-      const url = `${d.url}${op.path.replace(/\{([^}]+)\}/g, (_m, k: string) => SAMPLE[k] ?? 'x')}`
+      const url = urlOf(op)
       const lacking = d.token(`lacking-${op.operationId}`, op.scope === 'admin' ? [...SCOPES] : SCOPES.filter((s) => s !== op.scope))
       const otherApp = d.token(`other-${op.operationId}`, ['admin'], ['other'])
+      // The route's own scope, limited to another app: the app limit holds without admin too.
+      const scopedOther = d.token(`scoped-other-${op.operationId}`, [op.scope!], ['other'])
       const bad = 'berth_0123456789abcdef_' + 'Z'.repeat(43)
-      const isWs = (loadApiDocument().doc.paths as Record<string, Record<string, Record<string, unknown>>>)[op.path]![op.method.toLowerCase()]!['x-websocket'] === true
-      if (isWs) {
+      if (isWs(op)) {
         const wsUrl = url.replace('http', 'ws')
         assert.equal(await wsStatus(wsUrl, {}, bad), 4401, 'bad token in the auth frame')
         assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${bad}` }), 401)
         assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${lacking}` }), 403)
         assert.equal(await wsStatus(wsUrl, {}, lacking), 4403, 'scope checked for frame auth too')
         assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${otherApp}` }), 403)
+        assert.equal(await wsStatus(wsUrl, { authorization: `Bearer ${scopedOther}` }), 403)
+        assert.equal(await wsStatus(wsUrl, {}, scopedOther), 4403, 'app limit checked for frame auth too')
         return
       }
       const send = (token?: string) => call(url, { method: op.method, token, headers: json, body: ['POST', 'PUT'].includes(op.method) ? '{}' : undefined })
@@ -64,11 +76,84 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
       const scope = await send(lacking)
       assert.equal(scope.status, 403, scope.text)
       assert.equal(scope.body.code, 'FORBIDDEN_SCOPE')
-      if (op.path.includes('{app}')) {
-        const app = await send(otherApp)
+      for (const limited of [otherApp, scopedOther]) {
+        if (!op.path.includes('{app}')) continue
+        const app = await send(limited)
         assert.equal(app.status, 403, app.text)
         assert.equal(app.body.code, 'FORBIDDEN_APP')
       }
+    })
+  }
+
+  /**
+   * Routes without {app} in their path cannot be refused by the app parameter: each one filters what a token
+   * limited to "hello" sees, or refuses it. A new route without {app} fails here until it says which.
+   */
+  const APP_LIMITED: Record<string, (op: Op, token: string) => Promise<void>> = {
+    async listApps(op, token) {
+      const res = await call(urlOf(op), { token })
+      assert.deepEqual(res.body.apps.map((a: { name: string }) => a.name), ['hello'])
+    },
+    async getMetrics(op, token) {
+      const text = (await call(urlOf(op), { token })).text
+      assert.match(text, /berth_app_state\{app="hello",state="stopped"\} 1/)
+      assert.ok(!/app="other"/.test(text), 'no series of another app')
+      assert.ok(!/^berth_deployment_step_duration_seconds|^berth_uploads_in_flight/m.test(text), 'no series summed over every app')
+      assert.match(text, /^berth_process_cpu_seconds_total/m, 'the agent\'s own process metrics stay')
+      const all = (await call(urlOf(op), { token: d.adminToken })).text
+      assert.match(all, /app="other"/, 'an unlimited token sees every app')
+    },
+    async createWebhook(op, token) {
+      const create = (body: Record<string, unknown>) => call(urlOf(op), { method: 'POST', token, headers: json, body: JSON.stringify({ url: 'http://127.0.0.1:9/', events: ['env.'], ...body }) })
+      for (const body of [{}, { app: null }, { app: 'other' }]) {
+        const res = await create(body)
+        assert.equal(res.status, 403, `${JSON.stringify(body)}: ${res.text}`)
+        assert.equal(res.body.code, 'FORBIDDEN_APP')
+      }
+      const own = await create({ app: 'hello' })
+      assert.equal(own.status, 201, own.text)
+      // Events of another app never reach the hook; its own do.
+      await call(`${d.url}/v1/apps/other/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+      await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+      const deliveries = await call(`${d.url}/v1/webhooks/${own.body.id}/deliveries`, { token })
+      assert.deepEqual(deliveries.body.deliveries.map((x: { event: string }) => x.event), ['env.replace'])
+      const stored = d.server.services.db.prepare('SELECT payload FROM webhook_deliveries WHERE webhook_id = ?').all(own.body.id) as { payload: string }[]
+      assert.deepEqual(stored.map((r) => JSON.parse(r.payload).app), ['hello'])
+    },
+    async listWebhooks(op, token) {
+      const own = await call(`${d.url}/v1/webhooks`, { method: 'POST', token, headers: json, body: JSON.stringify({ url: 'http://127.0.0.1:9/', app: 'hello' }) })
+      const listed = (await call(urlOf(op), { token })).body.webhooks as { id: string; app: string | null }[]
+      assert.ok(listed.some((w) => w.id === own.body.id))
+      assert.deepEqual([...new Set(listed.map((w) => w.app))], ['hello'])
+      const everything = (await call(urlOf(op), { token: d.adminToken })).body.webhooks as { id: string }[]
+      assert.ok(everything.some((w) => w.id === foreign.other) && everything.some((w) => w.id === foreign.all))
+    },
+    async deleteWebhook(op, token) {
+      for (const id of [foreign.other, foreign.all]) {
+        const res = await call(urlOf(op, { id }), { method: 'DELETE', token })
+        assert.equal(res.status, 404, res.text)
+        assert.equal(res.body.code, 'WEBHOOK_NOT_FOUND')
+      }
+      const ids = ((await call(`${d.url}/v1/webhooks`, { token: d.adminToken })).body.webhooks as { id: string }[]).map((w) => w.id)
+      assert.ok(ids.includes(foreign.other) && ids.includes(foreign.all), 'the hooks of others are still there')
+      const own = await call(`${d.url}/v1/webhooks`, { method: 'POST', token, headers: json, body: JSON.stringify({ url: 'http://127.0.0.1:9/', app: 'hello' }) })
+      assert.equal((await call(urlOf(op, { id: own.body.id }), { method: 'DELETE', token })).status, 204)
+    },
+    async listDeliveries(op, token) {
+      for (const id of [foreign.other, foreign.all]) {
+        const res = await call(urlOf(op, { id }), { token })
+        assert.equal(res.status, 404, res.text)
+        assert.equal(res.body.code, 'WEBHOOK_NOT_FOUND')
+      }
+      assert.equal((await call(urlOf(op, { id: foreign.other }), { token: d.adminToken })).status, 200)
+    },
+  }
+
+  for (const op of ops.filter((o) => !o.path.includes('{app}'))) {
+    test(`${op.method} ${op.path} with a token limited to one app`, async () => {
+      const scenario = APP_LIMITED[op.operationId]
+      assert.ok(scenario, `${op.operationId} has no {app} in its path: add to APP_LIMITED how it filters or refuses app-limited tokens`)
+      await scenario(op, d.token(`hello-only-${op.operationId}`, [op.scope!], ['hello']))
     })
   }
 })
