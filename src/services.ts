@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { TokenStore } from './auth/tokens.js'
+import { TokenWatch } from './auth/watch.js'
 import type { Config } from './config.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
@@ -29,6 +30,8 @@ export interface Services {
   paths: Paths
   db: Database
   tokens: TokenStore
+  /** Ends a token's consoles, log streams and uploads when it is revoked or expires. */
+  tokenWatch: TokenWatch
   releases: ReleaseStore
   events: EventStore
   intake: Intake
@@ -63,6 +66,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   await ensureDataDir(paths)
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
+  const tokenWatch = new TokenWatch(tokens, log)
   const releases = new ReleaseStore(db)
   const events = new EventStore(db)
   const appLog = new AppLog((app) => paths.log(app))
@@ -82,6 +86,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     apps,
     log,
     events,
+    tokenWatch,
     maxPerApp: config.consoles.maxPerApp,
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
@@ -100,6 +105,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     paths,
     db,
     tokens,
+    tokenWatch,
     releases,
     events,
     intake,
@@ -107,6 +113,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      tokenWatch.close()
       webhooks.close()
       supervisor.detach()
       db.close()

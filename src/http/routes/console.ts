@@ -79,13 +79,15 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
             const sink = {
               write: (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d, { binary: true }),
               bufferedAmount: () => socket.bufferedAmount,
-              exit: (code: number | null, reason: string) => {
+              exit: (code: number | null, reason: string, ended?: BerthError) => {
+                // The token was revoked or expired: 4401 and the reason, like a refused token.
+                if (ended) return closeWith(socket, ended)
                 if (socket.readyState !== socket.OPEN) return
                 socket.send(JSON.stringify({ type: 'exit', code, reason }))
                 socket.close(1000, reason.slice(0, 120))
               },
             }
-            const s = kind === 'remote' ? await services.sessions.openRemote(name, token.name, size, sink) : await services.sessions.openAttach(name, token.name, size, sink)
+            const s = kind === 'remote' ? await services.sessions.openRemote(name, token, size, sink) : await services.sessions.openAttach(name, token, size, sink)
             session = s
             if (closed) await s.close('client closed')
           } catch (err) {
