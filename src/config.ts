@@ -36,7 +36,15 @@ export interface Config {
   maxConnections: number
   /** Failed authentications per client address and minute before requests from it get 429. */
   authFailuresPerMinute: number
-  consoles: { allowedOrigins: string[]; idleMs: number; maxPerApp: number; keepRecordings: number }
+  consoles: {
+    /** berth's own origins (BERTH_PUBLIC_URL); empty: those of the address a client connected to. */
+    publicOrigins: string[]
+    /** Other page origins that may open consoles. */
+    allowedOrigins: string[]
+    idleMs: number
+    maxPerApp: number
+    keepRecordings: number
+  }
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
   limits: Limits
@@ -62,6 +70,7 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_CONCURRENT_UPLOADS', flag: 'max-concurrent-uploads', help: 'uploads at once (default 4)' },
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
   { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
+  { env: 'BERTH_PUBLIC_URL', flag: 'public-url', help: "URL(s) operators open berth at, comma separated (default: the listen address); a console page's Origin must match" },
   { env: 'BERTH_ALLOWED_ORIGINS', flag: 'allowed-origins', help: 'other page origins that may open consoles, comma separated' },
   { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
   { env: 'BERTH_MAX_SESSIONS_PER_APP', flag: 'max-sessions-per-app', help: 'concurrent console sessions per app (default 5)' },
@@ -90,6 +99,22 @@ export function parseListen(raw: string): { host: string; port: number } {
   const port = Number(m[3])
   if (port > 65535) throw new ConfigError(`BERTH_LISTEN port must be at most 65535, got ${port}`)
   return { host: (m[1] ?? m[2])!, port }
+}
+
+/** Comma separated http(s) URLs (or origins) to their origins, lower case and without default ports. */
+function parseOrigins(name: string, raw: string | undefined): string[] {
+  const out: string[] = []
+  for (const item of (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    let u: URL | null = null
+    try {
+      u = new URL(item)
+    } catch {
+      // reported below
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new ConfigError(`${name} must list http:// or https:// URLs such as https://berth.example.com, got "${item}"`)
+    out.push(u.origin)
+  }
+  return [...new Set(out)]
 }
 
 function parseStepPause(raw: string | undefined): Config['testStepPause'] {
@@ -146,7 +171,8 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     consoles: {
-      allowedOrigins: (get('BERTH_ALLOWED_ORIGINS') ?? '').split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean),
+      publicOrigins: parseOrigins('BERTH_PUBLIC_URL', get('BERTH_PUBLIC_URL')),
+      allowedOrigins: parseOrigins('BERTH_ALLOWED_ORIGINS', get('BERTH_ALLOWED_ORIGINS')),
       idleMs: num('BERTH_CONSOLE_IDLE_MS', 15 * 60_000, 0),
       maxPerApp: num('BERTH_MAX_SESSIONS_PER_APP', 5, 1, 1000),
       keepRecordings: num('BERTH_KEEP_RECORDINGS', 100, 1, 100_000),

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { AppStore } from './apps/store.js'
 import { TokenStore } from './auth/tokens.js'
+import { TokenWatch } from './auth/watch.js'
 import type { Config } from './config.js'
 import { CrashPolicy } from './deploy/crash-policy.js'
 import { Deployer } from './deploy/deployer.js'
@@ -31,6 +32,8 @@ export interface Services {
   paths: Paths
   db: Database
   tokens: TokenStore
+  /** Ends a token's consoles, log streams and uploads when it is revoked or expires. */
+  tokenWatch: TokenWatch
   releases: ReleaseStore
   events: EventStore
   intake: Intake
@@ -84,6 +87,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   await ensureDataDir(paths, log)
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
+  const tokenWatch = new TokenWatch(tokens, log)
   const releases = new ReleaseStore(db)
   const events = new EventStore(db, log)
   const appLog = new AppLog((app) => paths.log(app))
@@ -103,6 +107,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     apps,
     log,
     events,
+    tokenWatch,
     maxPerApp: config.consoles.maxPerApp,
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
@@ -122,6 +127,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     paths,
     db,
     tokens,
+    tokenWatch,
     releases,
     events,
     intake,
@@ -129,6 +135,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      tokenWatch.close()
       health.close()
       webhooks.close()
       supervisor.detach()

@@ -9,7 +9,8 @@ import path from 'node:path'
 import readline from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import pty from 'node-pty'
-import { isBerthError } from '../src/errors.js'
+import { isBerthError, type BerthError } from '../src/errors.js'
+import { TokenWatch } from '../src/auth/watch.js'
 import { SessionManager, type Session, type SessionManagerDeps } from '../src/sessions/manager.js'
 import { Recorder } from '../src/sessions/recorder.js'
 import { HIGH_WATER_MARK, type TerminalSink } from '../src/sessions/terminal.js'
@@ -30,7 +31,7 @@ let ptmxBefore: number
 class Sink implements TerminalSink {
   buffered = 0
   bytes = 0
-  exits: { code: number | null; reason: string }[] = []
+  exits: { code: number | null; reason: string; ended?: string }[] = []
   private readonly chunks: Buffer[] = []
   private readonly hash = crypto.createHash('sha256')
   tail = ''
@@ -48,8 +49,8 @@ class Sink implements TerminalSink {
     return this.buffered
   }
 
-  exit(code: number | null, reason: string): void {
-    this.exits.push({ code, reason })
+  exit(code: number | null, reason: string, ended?: BerthError): void {
+    this.exits.push(ended ? { code, reason, ended: ended.code } : { code, reason })
   }
 
   text(from = 0): string {
@@ -311,6 +312,54 @@ describe('console attach', () => {
     assert.equal(m.get(APP, vb.id)?.endReason, 'detached')
     const cast = await readCast(m.recordingPath(APP, va.id)!)
     assert.equal(cast.output, a.text())
+  })
+})
+
+describe('tokens', () => {
+  test('a session opened with a token ends at once when the token is revoked or expires; a dead token opens none', async () => {
+    const { tokens, log } = d.server.services
+    const watch = new TokenWatch(tokens, log, 50)
+    const mt = manager({ tokenWatch: watch })
+    const waitExit = async (sink: Sink, ms: number) => {
+      for (const end = Date.now() + ms; sink.exits.length === 0 && Date.now() < end; ) await sleep(5)
+    }
+    try {
+      const { info } = tokens.create({ name: 'sess-revoke', scopes: ['console'] })
+      const sink = new Sink()
+      const s = await mt.openRemote(APP, info, { cols: 80, rows: 24 }, sink)
+      await sink.until(PROMPT)
+      assert.equal(s.actor, 'sess-revoke')
+      assert.equal(watch.size, 1)
+      const procs = tree(s.pid)
+      tokens.revoke('sess-revoke')
+      const t0 = Date.now()
+      await waitExit(sink, 2000)
+      assert.ok(Date.now() - t0 < 1000, `the sink heard of the revocation after ${Date.now() - t0} ms`)
+      assert.deepEqual(sink.exits, [{ code: null, reason: 'token revoked', ended: 'UNAUTHORIZED' }])
+      await s.ended
+      await assertGone(procs, s.pid)
+      assert.equal(sink.exits.length, 1, 'told once')
+      assert.equal(mt.get(APP, s.id)?.endReason, 'token revoked')
+      assert.equal(watch.size, 0, 'the hold was released')
+      assert.ok(await served())
+      const before = mt.list(APP).length
+      await assert.rejects(mt.openRemote(APP, info, { cols: 80, rows: 24 }, new Sink()), (err: unknown) => isBerthError(err) && err.code === 'UNAUTHORIZED' && /was revoked/.test(err.message))
+      assert.equal(mt.list(APP).length, before, 'no session was recorded for a revoked token')
+
+      const brief = tokens.create({ name: 'sess-expire', scopes: ['console'], lifetimeMs: 3000 }).info
+      const viewer = new Sink()
+      const a = await mt.openAttach(APP, brief, { cols: 80, rows: 24 }, viewer)
+      await waitExit(viewer, 6000)
+      const late = Date.now() - Date.parse(brief.expiresAt!)
+      assert.ok(late >= 0 && late < 1000, `ended ${late} ms after the expiry`)
+      assert.deepEqual(viewer.exits, [{ code: null, reason: 'token expired', ended: 'UNAUTHORIZED' }])
+      await a.ended
+      assert.equal(mt.get(APP, a.id)?.endReason, 'token expired')
+      assert.equal(mt.active(APP), 0)
+    } finally {
+      await mt.closeAll()
+      watch.close()
+    }
   })
 })
 

@@ -1,9 +1,10 @@
-// Bearer tokens: creation, listing, revocation and verification against the `tokens` table.
+// Bearer tokens: creation, listing, revocation, expiry and verification against the `tokens` table.
 // A token is `berth_<id>_<secret>`; only sha256(secret) is stored, and secrets are compared in constant time.
 
 import crypto from 'node:crypto'
 import type { Database } from '../store/db.js'
 import { now } from '../store/db.js'
+import { problem, type BerthError } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 
 export const SCOPES = ['read', 'deploy', 'operate', 'console', 'admin'] as const
@@ -19,7 +20,12 @@ export interface TokenInfo {
   apps: string[] | null
   createdAt: string
   lastUsedAt: string | null
+  /** null: never expires */
+  expiresAt: string | null
 }
+
+/** Why a token stopped being valid, for whoever held something open with it. */
+export type TokenEnd = { reason: 'token revoked' | 'token expired'; problem: BerthError }
 
 interface Row {
   id: string
@@ -29,6 +35,7 @@ interface Row {
   apps: string | null
   created_at: string
   last_used_at: string | null
+  expires_at: string | null
 }
 
 export class TokenInputError extends Error {
@@ -51,7 +58,30 @@ function toInfo(r: Row): TokenInfo {
     apps: r.apps === null ? null : r.apps.split(','),
     createdAt: r.created_at,
     lastUsedAt: r.last_used_at,
+    expiresAt: r.expires_at,
   }
+}
+
+const UNITS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
+const MAX_LIFETIME_MS = 3650 * UNITS.d
+
+/** `--expires 30d`: a whole number and one of s, m, h, d; returns milliseconds. */
+export function parseLifetime(raw: string): number {
+  const m = /^(\d{1,7})([smhd])$/.exec(raw.trim())
+  const ms = m ? Number(m[1]) * UNITS[m[2] as keyof typeof UNITS] : 0
+  if (!m || ms < 1000 || ms > MAX_LIFETIME_MS) throw new TokenInputError(`--expires must be a whole number of s, m, h or d between 1s and 3650d (e.g. 30d or 12h), got "${raw}"`)
+  return ms
+}
+
+export function isExpired(token: Pick<TokenInfo, 'expiresAt'>, at = Date.now()): boolean {
+  return token.expiresAt !== null && Date.parse(token.expiresAt) <= at
+}
+
+/** The problem of a token that was valid when something was opened with it and no longer is. */
+export function tokenEnded(token: TokenInfo, why: 'revoked' | 'expired'): TokenEnd {
+  return why === 'revoked'
+    ? { reason: 'token revoked', problem: problem('UNAUTHORIZED', `Token "${token.name}" was revoked; what it had open was closed. Authenticate again with a valid token.`) }
+    : { reason: 'token expired', problem: problem('UNAUTHORIZED', `Token "${token.name}" expired at ${token.expiresAt}; what it had open was closed. Create a new token with \`berth token create\`.`) }
 }
 
 export function parseScopes(raw: string): Scope[] {
@@ -81,7 +111,7 @@ export class TokenStore {
   }
 
   /** Creates a token and returns it in clear, once; only its hash is kept. */
-  create(input: { name: string; scopes: Scope[]; apps?: string[] | null }): { token: string; info: TokenInfo } {
+  create(input: { name: string; scopes: Scope[]; apps?: string[] | null; lifetimeMs?: number | null }): { token: string; info: TokenInfo } {
     if (!TOKEN_NAME.test(input.name)) throw new TokenInputError(`token name "${input.name}" must be 1-64 letters, digits, ".", "_" or "-"`)
     const apps = input.apps && input.apps.length > 0 ? [...new Set(input.apps)] : null
     for (const a of apps ?? []) {
@@ -97,10 +127,11 @@ export class TokenStore {
       apps: apps ? apps.join(',') : null,
       created_at: now(),
       last_used_at: null,
+      expires_at: input.lifetimeMs ? new Date(Date.now() + input.lifetimeMs).toISOString() : null,
     }
     try {
       this.db
-        .prepare('INSERT INTO tokens (id, name, secret_hash, scopes, apps, created_at) VALUES (@id, @name, @secret_hash, @scopes, @apps, @created_at)')
+        .prepare('INSERT INTO tokens (id, name, secret_hash, scopes, apps, created_at, expires_at) VALUES (@id, @name, @secret_hash, @scopes, @apps, @created_at, @expires_at)')
         .run(row)
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new TokenInputError(`a token named "${input.name}" already exists; revoke it first or pick another name`)
@@ -117,17 +148,34 @@ export class TokenStore {
     return this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes > 0
   }
 
-  /** Returns the token's info when `presented` is a live token, otherwise null. Never throws on bad input. */
-  verify(presented: string): TokenInfo | null {
+  /**
+   * The token's info when `presented` is a live token; otherwise throws UNAUTHORIZED, saying "expired" only
+   * to someone who holds the secret. Never throws anything else on bad input.
+   */
+  verify(presented: string, at = Date.now()): TokenInfo {
     const m = TOKEN.exec(presented)
-    if (!m) return null
-    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as Row | undefined
+    const row = m ? (this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as Row | undefined) : undefined
     // Hash even when the id is unknown so that both paths cost the same.
-    const presentedHash = hash(m[2]!)
+    const presentedHash = hash(m?.[2] ?? '')
     const stored = row?.secret_hash ?? Buffer.alloc(presentedHash.length)
-    if (!crypto.timingSafeEqual(presentedHash, stored) || !row) return null
+    if (!m || !crypto.timingSafeEqual(presentedHash, stored) || !row) {
+      throw problem('UNAUTHORIZED', 'The bearer token is not valid (revoked, mistyped or from another berth).')
+    }
+    const info = toInfo(row)
+    if (isExpired(info, at)) throw problem('UNAUTHORIZED', `Token "${info.name}" expired at ${info.expiresAt}; create a new one with \`berth token create\`.`)
     this.touch(row.id)
-    return toInfo(row)
+    return info
+  }
+
+  /** Of the given token ids, those that still exist, with their expiry: what the watch polls. */
+  present(ids: readonly string[]): Map<string, string | null> {
+    const out = new Map<string, string | null>()
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500)
+      const rows = this.db.prepare(`SELECT id, expires_at FROM tokens WHERE id IN (${chunk.map(() => '?').join(',')})`).all(...chunk) as { id: string; expires_at: string | null }[]
+      for (const r of rows) out.set(r.id, r.expires_at)
+    }
+    return out
   }
 
   private touch(id: string): void {

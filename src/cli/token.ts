@@ -3,18 +3,20 @@
 
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { parseScopes, TokenInputError } from '../auth/tokens.js'
+import { isExpired, parseLifetime, parseScopes, TokenInputError } from '../auth/tokens.js'
 import { loadConfig } from '../config.js'
 import { openTokenStore } from '../services.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage:
-  berth token create --name NAME --scopes S1,S2 [--app APP]... [--data-dir DIR]
+  berth token create --name NAME --scopes S1,S2 [--app APP]... [--expires 30d] [--data-dir DIR]
   berth token list [--json] [--data-dir DIR]
   berth token revoke NAME [--data-dir DIR]
 
 Scopes: read, deploy, operate, console, admin (admin implies all). --app limits the token to an app
-(repeat it for several); without it the token works for every app.
+(repeat it for several); without it the token works for every app. --expires ends the token after that
+long (s, m, h or d, e.g. 12h or 30d): it is then refused like a revoked one. Revoking or expiring a token
+also closes what it has open (consoles, log streams, uploads) within a second.
 `
 
 export async function tokenCommand(argv: string[]): Promise<number> {
@@ -27,6 +29,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
       scopes: { type: 'string' },
       app: { type: 'string', multiple: true },
       json: { type: 'boolean' },
+      expires: { type: 'string' },
     },
     allowPositionals: true,
     strict: true,
@@ -46,7 +49,8 @@ export async function tokenCommand(argv: string[]): Promise<number> {
         if (!values.name) throw new UsageError('token create needs --name NAME')
         if (!values.scopes) throw new UsageError('token create needs --scopes (e.g. --scopes read,deploy)')
         const apps = (values.app ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean)
-        const { token } = tokens.create({ name: values.name, scopes: parseScopes(values.scopes), apps })
+        const lifetimeMs = values.expires === undefined ? null : parseLifetime(values.expires)
+        const { token } = tokens.create({ name: values.name, scopes: parseScopes(values.scopes), apps, lifetimeMs })
         process.stdout.write(`${token}\n`)
         return 0
       }
@@ -56,7 +60,8 @@ export async function tokenCommand(argv: string[]): Promise<number> {
           process.stdout.write(`${JSON.stringify(list, null, 2)}\n`)
           return 0
         }
-        const rows = [['NAME', 'SCOPES', 'APPS', 'CREATED', 'LAST USED'], ...list.map((t) => [t.name, t.scopes.join(','), t.apps?.join(',') ?? '*', t.createdAt, t.lastUsedAt ?? '-'])]
+        const expiry = (t: (typeof list)[number]) => (t.expiresAt === null ? 'never' : isExpired(t) ? `${t.expiresAt} (expired)` : t.expiresAt)
+        const rows = [['NAME', 'SCOPES', 'APPS', 'CREATED', 'EXPIRES', 'LAST USED'], ...list.map((t) => [t.name, t.scopes.join(','), t.apps?.join(',') ?? '*', t.createdAt, expiry(t), t.lastUsedAt ?? '-'])]
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
         for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`)
         return 0

@@ -45,7 +45,10 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Deployments by outcome, deployment and step durations, node restarts and exits, app state, console sessions, uploads (bytes, outcomes, in flight), and process metrics.
+         * @description Deployments by outcome, deployment and step durations, node restarts and exits, app state, console
+         *     sessions, uploads (bytes, outcomes, in flight), and process metrics. A token limited to some apps gets
+         *     only the series of those apps and the process metrics; series summed over every app (step durations,
+         *     uploads in flight) are left out for it.
          */
         get: operations["getMetrics"];
         put?: never;
@@ -116,7 +119,8 @@ export interface paths {
          *     (`curl -X POST -T app.tar.gz`, `--data-binary @app.tar.gz`; any content type but multipart) or as
          *     the `release` field of a multipart form (`-F release=@app.tar.gz`). The body is hashed and unpacked
          *     while it streams; name and version come from the content. The tarball must be a release of `{app}`.
-         *     The same bytes again answer `200` with the existing release.
+         *     The same bytes again answer `200` with the existing release. An upload whose token is revoked or
+         *     expires while the body streams is abandoned (`401`, nothing kept).
          */
         post: operations["uploadRelease"];
         delete?: never;
@@ -364,7 +368,8 @@ export interface paths {
          * Recent log lines; ?follow=true streams new ones
          * @description `source=console` (default) is the node's own console output (run_erl's rotated `erlang.log.N`);
          *     `source=berth` is berth's per-app lines (deployments, restarts, health). With `follow=true` the answer
-         *     is a stream of plain text that keeps going across node restarts until the client disconnects.
+         *     is a stream of plain text that keeps going across node restarts until the client disconnects; it ends
+         *     within a second when the token is revoked or expires.
          */
         get: operations["getLogs"];
         put?: never;
@@ -414,7 +419,10 @@ export interface paths {
          *     send `Authorization: Bearer` on the upgrade instead), `{"type":"resize","cols":120,"rows":40}`, and from
          *     the server `{"type":"exit","code":0,"reason":"..."}` before it closes, or `{"type":"error","code":...,
          *     "detail":...}` followed by a close with code 4000 + the HTTP status of the refusal (4401, 4403, 4409,
-         *     4429). A browser's `Origin` must be berth's own or listed in `BERTH_ALLOWED_ORIGINS` (403 otherwise).
+         *     4429). A browser's `Origin` must be berth's own (`BERTH_PUBLIC_URL`, default the listen address) or listed in
+         *     `BERTH_ALLOWED_ORIGINS` (403 otherwise). When the session's token is revoked or expires, berth sends the
+         *     error frame (`UNAUTHORIZED`) and closes with 4401 within a second; the session's `endReason` is
+         *     `token revoked` or `token expired`.
          *     Every session is recorded (who, when, bytes, exit) with its output as an asciicast v2 file.
          */
         get: operations["remoteConsole"];
@@ -446,7 +454,10 @@ export interface paths {
          *     send `Authorization: Bearer` on the upgrade instead), `{"type":"resize","cols":120,"rows":40}`, and from
          *     the server `{"type":"exit","code":0,"reason":"..."}` before it closes, or `{"type":"error","code":...,
          *     "detail":...}` followed by a close with code 4000 + the HTTP status of the refusal (4401, 4403, 4409,
-         *     4429). A browser's `Origin` must be berth's own or listed in `BERTH_ALLOWED_ORIGINS` (403 otherwise).
+         *     4429). A browser's `Origin` must be berth's own (`BERTH_PUBLIC_URL`, default the listen address) or listed in
+         *     `BERTH_ALLOWED_ORIGINS` (403 otherwise). When the session's token is revoked or expires, berth sends the
+         *     error frame (`UNAUTHORIZED`) and closes with 4401 within a second; the session's `endReason` is
+         *     `token revoked` or `token expired`.
          *     Every session is recorded (who, when, bytes, exit) with its output as an asciicast v2 file.
          */
         get: operations["attachConsole"];
@@ -566,7 +577,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List webhooks (without secrets) */
+        /**
+         * List webhooks (without secrets)
+         * @description A token limited to some apps sees only the hooks of those apps.
+         */
         get: operations["listWebhooks"];
         put?: never;
         /**
@@ -575,6 +589,8 @@ export interface paths {
          *     `X-Berth-Signature: sha256=HEX` (HMAC-SHA256 of the body with the webhook's secret, shown only in this
          *     answer). Failed deliveries are retried with exponential backoff (6 attempts). `events` are action
          *     names or prefixes ending in "." (default: deploy, rollback, start, stop, restart, node.).
+         *     A token limited to some apps must name one of them in `app`; a hook for every app (`app` omitted or
+         *     null) needs an unlimited token (`403 FORBIDDEN_APP` otherwise).
          */
         post: operations["createWebhook"];
         delete?: never;
@@ -595,7 +611,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove a webhook */
+        /**
+         * Remove a webhook
+         * @description The hooks a token may not see (another app's, or every app's for an app-limited token) answer `404`.
+         */
         delete: operations["deleteWebhook"];
         options?: never;
         head?: never;
@@ -611,7 +630,10 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Delivery history of a webhook, newest first */
+        /**
+         * Delivery history of a webhook, newest first
+         * @description The hooks a token may not see (another app's, or every app's for an app-limited token) answer `404`.
+         */
         get: operations["listDeliveries"];
         put?: never;
         post?: never;
@@ -788,8 +810,9 @@ export interface components {
             app: string;
             /** @description From releases/start_erl.data. */
             version: string;
+            /** @description sha256 of the uploaded bytes (64 hex). Only the id's 12 hex digits for a release that `berth import` recorded from a directory an older berth unpacked, until the same tarball is uploaded again. */
             sha256: string;
-            /** @description Bytes uploaded. */
+            /** @description Bytes uploaded (0 when unknown, as for sha256). */
             size: number;
             unpackedBytes: number;
             files: number;

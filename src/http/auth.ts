@@ -47,10 +47,13 @@ export function authorize(tokens: TokenStore, limiter: FailureLimiter, req: { ip
   const wait = limiter.blocked(req.ip)
   if (wait > 0) throw problem('AUTH_RATE_LIMITED', `Too many failed authentication attempts from ${req.ip}; wait ${wait} s.`, { retryAfter: wait })
   const presented = bearer(req.headers.authorization as string | undefined)
-  const token = presented ? tokens.verify(presented) : null
-  if (!token) {
+  let token: TokenInfo
+  try {
+    if (!presented) throw problem('UNAUTHORIZED', 'Send a token: Authorization: Bearer TOKEN (create one with `berth token create`).')
+    token = tokens.verify(presented)
+  } catch (err) {
     limiter.fail(req.ip)
-    throw problem('UNAUTHORIZED', presented ? 'The bearer token is not valid (revoked, mistyped or from another berth).' : 'Send a token: Authorization: Bearer TOKEN (create one with `berth token create`).')
+    throw err
   }
   if (!hasScope(token, scope)) {
     throw problem('FORBIDDEN_SCOPE', `Token "${token.name}" lacks the "${scope}" scope needed here; it has ${token.scopes.join(', ')}.`, { scope })

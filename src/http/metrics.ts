@@ -1,11 +1,21 @@
 // Prometheus metrics, derived from berth's audit events (so the domain knows nothing of prom-client) plus
 // gauges read at scrape time: deployments by outcome and duration, step durations, node restarts, app state,
-// console sessions, upload bytes and failures, and the process metrics of prom-client.
+// console sessions, upload bytes and failures, and the process metrics of prom-client. A token limited to
+// some apps gets only those apps' series and the agent's own process metrics, none summed over every app.
 
 import client from 'prom-client'
 import type { Services } from '../services.js'
 
-export function createMetrics(services: Services): client.Registry {
+export interface Metrics {
+  contentType: string
+  /** The exposition text; `apps` (null: every app) keeps only series labelled with those apps. */
+  render(apps: readonly string[] | null): Promise<string>
+}
+
+/** Series summed over every app, which a token limited to some apps may not see either. */
+const ACROSS_APPS = new Set(['berth_deployment_step_duration_seconds', 'berth_uploads_in_flight'])
+
+export function createMetrics(services: Services): Metrics {
   const registry = new client.Registry()
   client.collectDefaultMetrics({ register: registry, prefix: 'berth_' })
   const deployments = new client.Counter({ name: 'berth_deployments_total', help: 'Deployments, rollbacks and operations by outcome', labelNames: ['app', 'kind', 'outcome'], registers: [registry] })
@@ -73,5 +83,27 @@ export function createMetrics(services: Services): client.Registry {
       this.set(services.intake.inFlight)
     },
   })
-  return registry
+  return {
+    contentType: registry.contentType,
+    async render(apps) {
+      const text = await registry.metrics()
+      return apps === null ? text : onlyApps(text, apps)
+    },
+  }
+}
+
+/** Drops the families in ACROSS_APPS and every sample labelled with an app outside `apps`. */
+function onlyApps(text: string, apps: readonly string[]): string {
+  const out: string[] = []
+  let family = ''
+  for (const line of text.split('\n')) {
+    const head = /^# (?:HELP|TYPE) (\S+)/.exec(line)
+    if (head) family = head[1]!
+    if (ACROSS_APPS.has(family)) continue
+    // App names match APP_NAME ([a-z0-9_]), so the label value needs no unescaping.
+    const app = head ? undefined : /[{,]app="([^"]*)"/.exec(line)?.[1]
+    if (app !== undefined && !apps.includes(app)) continue
+    out.push(line)
+  }
+  return out.join('\n')
 }

@@ -44,7 +44,9 @@ export function serveTerminal(socket: WebSocket, deps: TerminalSocketDeps): void
     // whether the buffered amount is back under its low-water mark (public API instead of the raw socket).
     write: (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d, { binary: true }, () => session?.drained()),
     bufferedAmount: () => socket.bufferedAmount,
-    exit: (code: number | null, reason: string) => {
+    exit: (code: number | null, reason: string, ended?: BerthError) => {
+      // The token was revoked or expired: 4401 and the reason, like a refused token.
+      if (ended) return closeWith(socket, ended)
       if (socket.readyState !== socket.OPEN) return
       socket.send(JSON.stringify({ type: 'exit', code, reason }))
       socket.close(1000, reason.slice(0, 120))

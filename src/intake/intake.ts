@@ -31,7 +31,7 @@ export interface UploadRequest {
   /** Content-Length when the client sent one; refused early when over the limit. */
   declaredLength?: number | null
   actor?: string | null
-  /** Aborts the upload (graceful shutdown, client gone). */
+  /** Aborts the upload (graceful shutdown, client gone); a BerthError reason is what the uploader is told. */
   signal?: AbortSignal
 }
 
@@ -122,7 +122,8 @@ export class Intake {
       clearTimeout(timer)
       timer = setTimeout(() => stop(problem('UPLOAD_TIMEOUT', `No data arrived for ${limits.uploadIdleMs} ms; the upload was abandoned. Check the network and upload again.`)), limits.uploadIdleMs)
     }
-    const onAbort = () => stop(problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
+    // The signal's reason says why when it is one of ours (the uploader's token was revoked); else shutdown.
+    const onAbort = () => stop(isBerthError(req.signal?.reason) ? req.signal.reason : problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
     req.signal?.addEventListener('abort', onAbort, { once: true })
     if (req.signal?.aborted) onAbort()
     try {

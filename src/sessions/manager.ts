@@ -1,11 +1,14 @@
 // Console sessions of apps: opens remote shells (`bin/APP remote` in a pty) and attachments to the node's own
 // console, caps them per app, records each one (a row in SQLite, output in an asciicast file) and prunes old
-// recordings. Knows nothing of websockets: the adapter hands in a TerminalSink and drives the Session it gets.
+// recordings, and ends a session whose token is revoked or expires. Knows nothing of websockets: the adapter
+// hands in a TerminalSink and drives the Session it gets.
 
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import type { TokenEnd, TokenInfo } from '../auth/tokens.js'
+import type { TokenWatch } from '../auth/watch.js'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { AppStore } from '../apps/store.js'
@@ -35,10 +38,19 @@ export interface SessionManagerDeps {
   retention: { maxRecordings: number }
   /** When given, opening and closing a session is written to the audit trail. */
   events?: EventStore
+  /** When given, a session opened with a token ends as soon as the token is revoked or expires. */
+  tokenWatch?: TokenWatch
   /** Size cap of one recording (default 50 MiB). */
   recordingMaxBytes?: number
   /** Between SIGHUP and SIGKILL when a session is closed (default 2 s). */
   hangupGraceMs?: number
+}
+
+/** Who opens a session: the token (its name is the actor; the session lives only as long as it is valid), or a bare name. */
+export type Opener = TokenInfo | string
+
+function actorOf(who: Opener): string {
+  return typeof who === 'string' ? who : who.name
 }
 
 export interface TerminalSize {
@@ -86,6 +98,10 @@ interface Live {
   done: Promise<void>
   /** Remote shells only: called when the node they talk to is no longer running. */
   nodeDown?: () => void
+  /** Set when the opener's token was revoked or expired: input is dropped from then on. */
+  endedBy?: TokenEnd
+  /** Lets go of the opener's token in the watch. */
+  unhold: () => void
 }
 
 const RECORDING = /^sessions\/[0-9a-z-]+\.cast$/
@@ -113,7 +129,7 @@ export class SessionManager {
   }
 
   /** A new `bin/APP remote` shell: a hidden node connected to the app's node by distribution. */
-  async openRemote(app: string, actor: string, size: TerminalSize, sink: TerminalSink): Promise<Session> {
+  async openRemote(app: string, who: Opener, size: TerminalSize, sink: TerminalSink): Promise<Session> {
     checkSize(size.cols, size.rows)
     const release = await this.admit(app)
     try {
@@ -126,7 +142,7 @@ export class SessionManager {
       } catch {
         throw problem('RELEASE_INVALID', `Release ${release} of "${app}" has no executable bin/${app}; deploy a complete release.`)
       }
-      const { entry, tee } = this.begin(app, 'remote', actor, release, size, sink)
+      const { entry, tee } = this.begin(app, 'remote', who, release, size, sink)
       let term: TerminalSession
       try {
         term = new TerminalSession({ file, args: [apps.settings(app).commands.remote], cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
@@ -146,10 +162,12 @@ export class SessionManager {
         id: entry.record.id,
         app,
         kind: 'remote',
-        actor,
+        actor: actorOf(who),
         pid: term.pid,
         ended: entry.done,
-        input: (data) => term.input(data),
+        input: (data) => {
+          if (!entry.endedBy) term.input(data)
+        },
         resize: (cols, rows) => {
           term.resize(cols, rows)
           entry.recorder?.resize(cols, rows)
@@ -172,7 +190,7 @@ export class SessionManager {
    * A viewer of the node's own console (the IEx under run_erl). Viewers share one to_erl per app (run_erl
    * serves only one); Ctrl+C and Ctrl+G are stripped, Ctrl+D detaches the viewer. See attach.ts.
    */
-  async openAttach(app: string, actor: string, size: TerminalSize, sink: TerminalSink): Promise<Session> {
+  async openAttach(app: string, who: Opener, size: TerminalSize, sink: TerminalSink): Promise<Session> {
     checkSize(size.cols, size.rows)
     const release = await this.admit(app)
     try {
@@ -191,7 +209,7 @@ export class SessionManager {
       }
       let opened: ReturnType<SessionManager['begin']>
       try {
-        opened = this.begin(app, 'attach', actor, release, size, sink)
+        opened = this.begin(app, 'attach', who, release, size, sink)
       } catch (err) {
         if (first) void hub.close('failed to start')
         throw err
@@ -204,10 +222,12 @@ export class SessionManager {
         id: entry.record.id,
         app,
         kind: 'attach',
-        actor,
+        actor: actorOf(who),
         pid: hubPid,
         ended: entry.done,
-        input: (data) => viewer.input(data),
+        input: (data) => {
+          if (!entry.endedBy) viewer.input(data)
+        },
         resize: (cols, rows) => {
           viewer.resize(cols, rows)
           entry.recorder?.resize(cols, rows)
@@ -328,8 +348,28 @@ export class SessionManager {
   }
 
   /** The row, the recording and a sink that tees output into the recording and completes both at exit. */
-  private begin(app: string, kind: SessionKind, actor: string, release: string, size: TerminalSize, sink: TerminalSink): { entry: Live; tee: TerminalSink } {
-    const { paths, log, events, recordingMaxBytes } = this.deps
+  private begin(app: string, kind: SessionKind, who: Opener, release: string, size: TerminalSize, sink: TerminalSink): { entry: Live; tee: TerminalSink } {
+    const { paths, log, events, recordingMaxBytes, tokenWatch } = this.deps
+    const actor = actorOf(who)
+    let entry: Live | null = null
+    // The sink hears of the end once: at the token's end (at once), or when the session is over.
+    let told = false
+    const tell = (code: number | null, reason: string) => {
+      if (told) return
+      told = true
+      sink.exit(code, reason, entry?.endedBy?.problem)
+    }
+    // First, before anything is recorded or started: the token may have been revoked since it was checked.
+    const unhold =
+      typeof who !== 'string' && tokenWatch
+        ? tokenWatch.hold(who, (end) => {
+            if (!entry) return
+            entry.endedBy = end
+            tell(null, end.reason)
+            // The processes follow within the hangup grace; input is dropped meanwhile.
+            void entry.handle?.close(end.reason)
+          })
+        : () => {}
     const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
     const rel = `sessions/${id}.cast`
     let recorder: Recorder | null = null
@@ -341,11 +381,18 @@ export class SessionManager {
       log.warn({ app, session: id, err }, 'cannot record console session; it runs unrecorded')
     }
     const record: SessionRecord = { id, app, kind, actor, release, startedAt: now(), endedAt: null, endReason: null, exitCode: null, bytesIn: 0, bytesOut: 0, recording: recorder ? rel : null }
-    this.store.insert(record)
+    try {
+      this.store.insert(record)
+    } catch (err) {
+      unhold()
+      void recorder?.close()
+      throw err
+    }
     let resolveDone!: () => void
     const done = new Promise<void>((resolve) => (resolveDone = resolve))
-    const entry: Live = { record, recorder, handle: null, counters: () => ({ bytesIn: 0, bytesOut: 0 }), done }
-    this.live.set(id, entry)
+    const live: Live = { record, recorder, handle: null, counters: () => ({ bytesIn: 0, bytesOut: 0 }), done, unhold }
+    entry = live
+    this.live.set(id, live)
     events?.record({ app, actor, action: 'session.open', outcome: 'ok', detail: { session: id, kind, release } })
     log.info({ app, session: id, kind, actor }, 'console session opened')
     const tee: TerminalSink = {
@@ -356,16 +403,16 @@ export class SessionManager {
       // A recording that cannot keep up slows the session down like a slow client does.
       bufferedAmount: () => sink.bufferedAmount() + (recorder?.pending ?? 0),
       exit: (code, reason) => {
-        void this.finish(entry, code, reason).finally(() => {
+        void this.finish(live, code, reason).finally(() => {
           try {
-            sink.exit(code, reason)
+            tell(code, reason)
           } finally {
             resolveDone()
           }
         })
       },
     }
-    return { entry, tee }
+    return { entry: live, tee }
   }
 
   private async finish(entry: Live, code: number | null, reason: string): Promise<void> {
@@ -380,6 +427,7 @@ export class SessionManager {
     } catch (err) {
       log.error({ app, session: id, err }, 'could not complete the console session record')
     } finally {
+      entry.unhold()
       this.live.delete(id)
     }
     await this.prune(app)

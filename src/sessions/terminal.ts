@@ -3,7 +3,7 @@
 // and a close that hangs up the whole process tree and releases the pty's file descriptor.
 
 import pty from 'node-pty'
-import { problem } from '../errors.js'
+import { problem, type BerthError } from '../errors.js'
 import { descendants, isSameProcess, procInfo, signal, signalGroup, sleep, type ProcInfo } from '../supervision/proc.js'
 
 /** Where a terminal's output goes: the websocket adapter (and the recorder behind it) implement this. */
@@ -11,8 +11,11 @@ export interface TerminalSink {
   write(data: Buffer): void
   /** Bytes written but not yet sent on (e.g. WebSocket#bufferedAmount): drives pause/resume of the pty. */
   bufferedAmount(): number
-  /** Called once, when the session is over; `code` is null when the process was ended by a signal. */
-  exit(code: number | null, reason: string): void
+  /**
+   * Called once, when the session is over; `code` is null when the process was ended by a signal. `ended` is
+   * given when the session was ended because its caller lost the right to it (token revoked or expired).
+   */
+  exit(code: number | null, reason: string, ended?: BerthError): void
 }
 
 export interface TerminalOptions {

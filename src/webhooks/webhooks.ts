@@ -1,5 +1,6 @@
 // Webhooks: matching audit events become deliveries (stored first, so a restart loses none), sent as JSON
 // signed with HMAC-SHA256 in X-Berth-Signature, retried with exponential backoff, history kept per hook.
+// Callers limited to some apps (`apps`, null: every app) see and manage only the hooks of those apps.
 
 import crypto from 'node:crypto'
 import type { Logger } from 'pino'
@@ -33,6 +34,10 @@ export const DEFAULT_EVENTS = ['deploy', 'rollback', 'start', 'stop', 'restart',
 const MAX_ATTEMPTS = 6
 const TIMEOUT_MS = 10_000
 
+function visible(h: Webhook, apps: readonly string[] | null): boolean {
+  return apps === null || (h.app !== null && apps.includes(h.app))
+}
+
 export function sign(secret: string, body: string): string {
   return `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`
 }
@@ -52,7 +57,7 @@ export class Webhooks {
     this.unsubscribe = events.subscribe((e) => this.enqueue(e.app, e.action, { app: e.app, at: e.at, action: e.action, outcome: e.outcome, detail: e.detail }))
   }
 
-  create(input: { app?: string | null; url: string; events?: string[] }, actor: string | null): { webhook: Webhook; secret: string } {
+  create(input: { app?: string | null; url: string; events?: string[] }, actor: string | null, apps: readonly string[] | null = null): { webhook: Webhook; secret: string } {
     let u: URL
     try {
       u = new URL(input.url)
@@ -61,6 +66,9 @@ export class Webhooks {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw problem('VALIDATION_FAILED', 'Webhook urls must be http:// or https://.')
     if (input.app && !APP_NAME.test(input.app)) throw problem('INVALID_APP_NAME', `App name "${input.app}" is not valid.`)
+    // A hook for every app would carry other apps' events to someone who may not see them.
+    if (apps !== null && !input.app) throw problem('FORBIDDEN_APP', `This token is limited to ${apps.join(', ')}; give the webhook an "app" among them (a hook for every app needs an unlimited token).`)
+    if (apps !== null && !apps.includes(input.app!)) throw problem('FORBIDDEN_APP', `This token is limited to ${apps.join(', ')} and may not add webhooks for "${input.app}".`)
     const events = input.events && input.events.length > 0 ? input.events : DEFAULT_EVENTS
     const webhook: Webhook = { id: crypto.randomBytes(6).toString('hex'), app: input.app ?? null, url: u.toString(), events, createdAt: now() }
     const secret = crypto.randomBytes(24).toString('base64url')
@@ -69,7 +77,17 @@ export class Webhooks {
     return { webhook, secret }
   }
 
-  list(): Webhook[] {
+  /** The hooks visible with `apps`: all of them for null, else only hooks of those apps (not every-app hooks). */
+  list(apps: readonly string[] | null = null): Webhook[] {
+    return this.all().filter((h) => visible(h, apps))
+  }
+
+  /** The hook, or null when there is none or it is not visible with `apps` (so a limited token learns nothing). */
+  get(id: string, apps: readonly string[] | null = null): Webhook | null {
+    return this.all().find((h) => h.id === id && visible(h, apps)) ?? null
+  }
+
+  private all(): Webhook[] {
     return (this.db.prepare('SELECT * FROM webhooks ORDER BY created_at').all() as Record<string, string | null>[]).map((r) => ({
       id: r.id!,
       app: r.app,
@@ -79,7 +97,8 @@ export class Webhooks {
     }))
   }
 
-  delete(id: string): boolean {
+  delete(id: string, apps: readonly string[] | null = null): boolean {
+    if (!this.get(id, apps)) return false
     return this.db.prepare('DELETE FROM webhooks WHERE id = ?').run(id).changes > 0
   }
 
@@ -98,7 +117,7 @@ export class Webhooks {
   }
 
   private enqueue(app: string, action: string, payload: Record<string, unknown>): void {
-    const hooks = this.list().filter((h) => (h.app === null || h.app === app) && h.events.some((e) => action === e || (e.endsWith('.') && action.startsWith(e))))
+    const hooks = this.all().filter((h) => (h.app === null || h.app === app) && h.events.some((e) => action === e || (e.endsWith('.') && action.startsWith(e))))
     if (hooks.length === 0) return
     const insert = this.db.prepare('INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
     for (const h of hooks) {

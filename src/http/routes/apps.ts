@@ -69,10 +69,13 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     const head = tail(dir, source, q.lines ?? 100)
     reply.type('text/plain; charset=utf-8')
     if (!q.follow) return head.length ? `${head.join('\n')}\n` : ''
-    // A stream that outlives node restarts (it follows the files, not the process) until the client leaves.
+    // A stream that outlives node restarts (it follows the files, not the process) until the client leaves,
+    // berth shuts down, or the token is revoked or expires.
     const gone = new AbortController()
+    const unhold = services.tokenWatch.hold(request.token!, () => gone.abort())
     request.raw.on('close', () => gone.abort())
     services.shutdown.signal.addEventListener('abort', () => gone.abort(), { once: true })
+    gone.signal.addEventListener('abort', unhold, { once: true })
     const stream = follow(dir, source, gone.signal)
     if (head.length) stream.unshift(Buffer.from(`${head.join('\n')}\n`))
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')

@@ -8,7 +8,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem } from '../../errors.js'
 import { requireApp } from '../../releases/lookup.js'
 import { authorize } from '../auth.js'
+import type { Config } from '../../config.js'
 import type { RouteContext } from '../context.js'
+import { originAllowed, ownOrigins } from '../origins.js'
 import { actor } from '../reply.js'
 import { serveTerminal } from '../terminal-socket.js'
 
@@ -33,12 +35,13 @@ export const CONSOLE_CSP = "default-src 'none'; script-src 'self'; style-src 'se
  * Cross-site websocket hijacking guard: a browser always sends Origin, and it must be berth's own (or allowed).
  * Clients without Origin (curl, the CLI) are not browsers and must authenticate anyway.
  */
-export function checkOrigin(request: FastifyRequest, allowed: string[]): void {
+export function checkOrigin(request: FastifyRequest, consoles: Config['consoles']): void {
   const origin = request.headers.origin
   if (!origin) return
-  const own = `${request.protocol}://${request.headers.host}`
-  if (origin === own || allowed.includes(origin)) return
-  throw problem('ORIGIN_NOT_ALLOWED', `Pages from ${origin.slice(0, 100)} may not open consoles on this berth; open the console from ${own}/console/APP or add the origin to BERTH_ALLOWED_ORIGINS.`)
+  const socket = request.raw.socket as import('node:net').Socket & { encrypted?: boolean }
+  const own = consoles.publicOrigins.length > 0 ? consoles.publicOrigins : ownOrigins({ address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, socket.encrypted === true)
+  if (originAllowed(origin, own, consoles.allowedOrigins)) return
+  throw problem('ORIGIN_NOT_ALLOWED', `Pages from ${origin.slice(0, 100)} may not open consoles on this berth; open the console from ${own[0] ?? 'berth'}/console/APP, or name the page's origin in BERTH_PUBLIC_URL (berth's own address) or BERTH_ALLOWED_ORIGINS.`)
 }
 
 export default async function consoleRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
@@ -57,14 +60,14 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
           authorize: (token) => authorize(services.tokens, limiter, { ip: request.ip, headers: { authorization: `Bearer ${token}` }, app: name }, 'console'),
           open: async (token, size, sink) => {
             requireApp(releases, name)
-            return kind === 'remote' ? sessions.openRemote(name, token.name, size, sink) : sessions.openAttach(name, token.name, size, sink)
+            return kind === 'remote' ? sessions.openRemote(name, token, size, sink) : sessions.openAttach(name, token, size, sink)
           },
           logError: (err) => request.log.error({ err }, 'console session failed to start'),
         })
       },
       {
         onRequest: async (request: FastifyRequest) => {
-          checkOrigin(request, config.consoles.allowedOrigins)
+          checkOrigin(request, config.consoles)
           // With a header (CLI, scripts) the token is checked before the upgrade; browsers send it as a frame.
           if (request.headers.authorization) {
             request.token = authorize(services.tokens, limiter, { ip: request.ip, headers: request.headers, app: (request.params as { app: string }).app }, 'console')

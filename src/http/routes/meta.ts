@@ -10,8 +10,8 @@ export const VERSION = '0.1.0'
 
 export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services, api } = ctx
-  const registry = createMetrics(services)
-  ctx.route(app, 'getMetrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+  const metrics = createMetrics(services)
+  ctx.route(app, 'getMetrics', async (request, reply) => reply.type(metrics.contentType).send(await metrics.render(request.token!.apps)))
 
   // The API reference rendered from openapi.yaml by swagger-ui, from its own package: no CDN, no validator.
   await app.register(swagger, { mode: 'static', specification: { document: api.doc as never } })

@@ -31,14 +31,21 @@ async function upload(services: Services, request: UploadRequest) {
     body = request.raw
   }
   const length = request.headers['content-length']
-  return services.intake.upload({
-    app: request.params.app,
-    body,
-    sha256,
-    declaredLength: !multipartBody && length ? Number(length) : null,
-    actor: actor(request),
-    signal: services.shutdown.signal,
-  })
+  // An upload lasts as long as its body takes to arrive; a token revoked or expired meanwhile ends it.
+  const revoked = new AbortController()
+  const unhold = services.tokenWatch.hold(request.token!, (end) => revoked.abort(end.problem))
+  try {
+    return await services.intake.upload({
+      app: request.params.app,
+      body,
+      sha256,
+      declaredLength: !multipartBody && length ? Number(length) : null,
+      actor: actor(request),
+      signal: AbortSignal.any([services.shutdown.signal, revoked.signal]),
+    })
+  } finally {
+    unhold()
+  }
 }
 
 export default async function releaseRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
