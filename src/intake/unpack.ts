@@ -1,5 +1,5 @@
-// Streaming, strict unpacking of an uploaded release into a fresh staging directory.
-// Owns every rule about what a tar entry may be: paths, types, links, modes, counts, sizes and gzip expansion.
+// Streaming, strict unpacking of an uploaded release into a fresh staging directory: drives tar's Parser,
+// writes only what entry-rules admits, and owns the file modes, the durability and the gzip layer.
 
 import fs from 'node:fs/promises'
 import { constants } from 'node:fs'
@@ -8,6 +8,7 @@ import zlib from 'node:zlib'
 import { Parser, type ReadEntry } from 'tar'
 import { BerthError, problem } from '../errors.js'
 import { abortable } from '../fsutil.js'
+import { EntryRules, expansionProblem } from './entry-rules.js'
 
 export interface UnpackLimits {
   maxUnpackedBytes: number
@@ -28,10 +29,6 @@ export interface UnpackStats {
   tarBytes: number
 }
 
-type Kind = 'dir' | 'file' | 'symlink'
-
-const NAME_MAX = 255
-const PATH_MAX = 4095
 // Durability without stalling the pipeline: files are fsynced behind the extraction, this many at a time.
 const FSYNC_IN_FLIGHT = 16
 const SNIFF_BYTES = 512
@@ -42,8 +39,7 @@ const SNIFF_BYTES = 512
  * rejects with a BerthError naming the entry. The caller owns `root` and removes it on failure.
  */
 export class SafeUnpacker {
-  private readonly nodes = new Map<string, Kind>()
-  private readonly links = new Map<string, string>()
+  private readonly rules: EntryRules
   private readonly madeDirs = new Set<string>([''])
   private readonly syncs: Promise<void>[] = []
   private sniffed: Buffer | null = Buffer.alloc(0)
@@ -65,6 +61,7 @@ export class SafeUnpacker {
     private readonly root: string,
     private readonly limits: UnpackLimits,
   ) {
+    this.rules = new EntryRules(limits)
     // brotli/zstd off: we sniff the format ourselves and feed the parser plain tar.
     this.parser = new Parser({ strict: true, brotli: false, zstd: false } as ConstructorParameters<typeof Parser>[0])
     this.parser.on('entry', (entry: ReadEntry) => this.onEntry(entry))
@@ -95,7 +92,8 @@ export class SafeUnpacker {
     await abortable(this.parserDone, this.failed.signal)
     await abortable(this.pending, this.failed.signal)
     if (this.failure) throw this.failure
-    this.checkAllLinks()
+    this.rules.finish()
+    this.stats.entries = this.rules.entries
     await Promise.all(this.syncs)
     await this.syncDirs()
     return this.stats
@@ -171,12 +169,9 @@ export class SafeUnpacker {
     if (this.failure) return
     this.stats.tarBytes += d.length
     this.tail = d.length >= 1024 ? d.subarray(d.length - 1024) : Buffer.concat([this.tail, d]).subarray(-1024)
-    if (this.gunzip && this.stats.tarBytes > this.limits.ratioGraceBytes && this.stats.tarBytes > this.compressedIn * this.limits.maxGzipRatio) {
-      this.fail(problem('GZIP_RATIO_EXCEEDED', `The archive expands more than ${this.limits.maxGzipRatio}x (${this.stats.tarBytes} bytes from ${this.compressedIn}); this looks like a gzip bomb and was refused.`, { limit: this.limits.maxGzipRatio }))
-      return
-    }
-    if (this.stats.tarBytes > this.limits.maxUnpackedBytes + 64 * 1024 * 1024) {
-      this.fail(problem('TAR_TOO_LARGE', `The archive unpacks to more than ${this.limits.maxUnpackedBytes} bytes (BERTH_MAX_UNPACKED_BYTES).`, { limit: this.limits.maxUnpackedBytes }))
+    const over = expansionProblem(this.stats.tarBytes, this.gunzip ? this.compressedIn : null, this.limits)
+    if (over) {
+      this.fail(over)
       return
     }
     this.parserWritable = this.parser.write(d) && this.parserWritable
@@ -220,67 +215,31 @@ export class SafeUnpacker {
       entry.resume()
       return
     }
-    const rel = this.checkPath(entry.path, entry.path)
-    if (rel === '') {
-      // "./" itself: nothing to create.
-      entry.resume()
-      return
-    }
-    const type = entry.type
-    if (++this.stats.entries > this.limits.maxFiles) {
-      throw problem('TAR_TOO_MANY_FILES', `The archive has more than ${this.limits.maxFiles} entries (BERTH_MAX_FILES).`, { limit: this.limits.maxFiles })
-    }
-    this.checkParents(rel, entry.path)
-    const existing = this.nodes.get(rel)
-    const target = path.join(this.root, rel)
-    switch (type) {
-      case 'Directory':
-        if (existing && existing !== 'dir') throw duplicate(entry.path)
-        this.nodes.set(rel, 'dir')
-        await this.mkdirs(rel)
-        entry.resume()
+    const plan = this.rules.admit({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.size ?? 0 })
+    const target = plan.kind === 'none' ? '' : path.join(this.root, plan.rel)
+    switch (plan.kind) {
+      case 'none':
+        break
+      case 'dir':
+        await this.mkdirs(plan.rel)
+        break
+      case 'file':
+        await this.writeFile(entry, plan.rel, target)
         return
-      case 'File':
-      case 'OldFile':
-      case 'ContiguousFile':
-        if (existing) throw duplicate(entry.path)
-        await this.writeFile(entry, rel, target)
-        return
-      case 'SymbolicLink': {
-        if (existing) throw duplicate(entry.path)
-        const linkTarget = (entry.linkpath ?? '').normalize('NFC')
-        this.nodes.set(rel, 'symlink')
-        this.links.set(rel, linkTarget)
-        this.checkLink(rel, entry.path)
-        await this.mkdirs(path.posix.dirname(rel))
-        await fs.symlink(linkTarget, target)
-        entry.resume()
-        return
-      }
-      case 'Link': {
-        if (existing) throw duplicate(entry.path)
-        const from = this.checkPath(entry.linkpath ?? '', entry.path, 'TAR_LINK_ESCAPE')
-        if (this.nodes.get(from) !== 'file') {
-          throw problem('TAR_LINK_ESCAPE', `Tar entry "${entry.path}" is a hard link to "${entry.linkpath}", which is not a regular file earlier in the archive; only hard links to files inside the release are allowed.`, { entry: entry.path })
-        }
-        this.nodes.set(rel, 'file')
-        await this.mkdirs(path.posix.dirname(rel))
-        await fs.link(path.join(this.root, from), target)
+      case 'symlink':
+        await this.mkdirs(path.posix.dirname(plan.rel))
+        await fs.symlink(plan.target, target)
+        break
+      case 'hardlink':
+        await this.mkdirs(path.posix.dirname(plan.rel))
+        await fs.link(path.join(this.root, plan.from), target)
         this.stats.files++
-        entry.resume()
-        return
-      }
-      default:
-        throw problem('TAR_FORBIDDEN_TYPE', `Tar entry "${entry.path}" is a ${describeType(type)}; a release may contain only files, directories and links inside it.`, { entry: entry.path, type })
+        break
     }
+    entry.resume()
   }
 
   private async writeFile(entry: ReadEntry, rel: string, target: string): Promise<void> {
-    const size = entry.size ?? 0
-    if (this.stats.bytes + size > this.limits.maxUnpackedBytes) {
-      throw problem('TAR_TOO_LARGE', `Tar entry "${entry.path}" (${size} bytes) takes the release past ${this.limits.maxUnpackedBytes} unpacked bytes (BERTH_MAX_UNPACKED_BYTES).`, { entry: entry.path, limit: this.limits.maxUnpackedBytes })
-    }
-    this.nodes.set(rel, 'file')
     await this.mkdirs(path.posix.dirname(rel))
     // setuid/setgid/sticky and group/world write are dropped; the file is born read-only (the fd still writes).
     const mode = (((entry.mode ?? 0o644) & 0o555) | 0o400)
@@ -290,6 +249,7 @@ export class SafeUnpacker {
     const copy = (async () => {
       for await (const chunk of entry as AsyncIterable<Buffer>) {
         if (this.failure) break
+        this.rules.addBytes(entry.path, chunk.length)
         written += chunk.length
         await fh.write(chunk)
       }
@@ -344,99 +304,6 @@ export class SafeUnpacker {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     this.madeDirs.add(rel)
-    if (!this.nodes.has(rel)) {
-      this.nodes.set(rel, 'dir')
-    }
-  }
-
-  /** Validates a path from the archive and returns it normalised (NFC, no "." parts, no trailing slash). */
-  private checkPath(raw: string, entryName: string, code: 'TAR_UNSAFE_PATH' | 'TAR_LINK_ESCAPE' = 'TAR_UNSAFE_PATH'): string {
-    const why =
-      raw.includes('\0') ? 'contains a NUL byte'
-      : raw.startsWith('/') ? 'is absolute'
-      : /^[A-Za-z]:/.test(raw) ? 'starts with a drive letter'
-      : raw.includes('\\') ? 'contains a backslash'
-      : null
-    if (why) throw problem(code, `Tar entry "${entryName}" ${code === 'TAR_LINK_ESCAPE' ? `links to "${raw}", which` : ''} ${why}; release paths must be relative.`.replace('  ', ' '), { entry: entryName })
-    const parts = raw.normalize('NFC').split('/').filter((p) => p !== '' && p !== '.')
-    if (parts.includes('..')) {
-      throw problem(code, `Tar entry "${entryName}" ${code === 'TAR_LINK_ESCAPE' ? `links to "${raw}", which uses` : 'uses'} "..": paths may not leave the release.`, { entry: entryName })
-    }
-    if (parts.length > this.limits.maxPathDepth) {
-      throw problem('TAR_PATH_TOO_DEEP', `Tar entry "${entryName}" is ${parts.length} levels deep; the limit is ${this.limits.maxPathDepth} (BERTH_MAX_PATH_DEPTH).`, { entry: entryName, limit: this.limits.maxPathDepth })
-    }
-    const joined = parts.join('/')
-    if (Buffer.byteLength(joined) > PATH_MAX || parts.some((p) => Buffer.byteLength(p) > NAME_MAX)) {
-      throw problem('TAR_PATH_TOO_LONG', `Tar entry "${entryName.slice(0, 120)}…" has a name longer than ${NAME_MAX} bytes or a path longer than ${PATH_MAX}.`, { entry: entryName.slice(0, 300) })
-    }
-    return joined
-  }
-
-  private checkParents(rel: string, entryName: string): void {
-    const parts = rel.split('/')
-    for (let i = 1; i < parts.length; i++) {
-      const prefix = parts.slice(0, i).join('/')
-      const kind = this.nodes.get(prefix)
-      if (kind === 'symlink') {
-        throw problem('TAR_PATH_THROUGH_LINK', `Tar entry "${entryName}" would be written through the symbolic link "${prefix}"; refused because links may point anywhere.`, { entry: entryName })
-      }
-      if (kind === 'file') {
-        throw problem('TAR_INVALID', `Tar entry "${entryName}" is inside "${prefix}", which is a file.`, { entry: entryName })
-      }
-    }
-  }
-
-  /**
-   * Resolves a symlink the way the kernel would, following links made earlier in this archive, and refuses
-   * it when the result leaves the release. Lexical checks alone miss `a -> b/..` where b is itself a link.
-   */
-  private checkLink(rel: string, entryName: string): void {
-    const target = this.links.get(rel)!
-    if (target === '' || target.startsWith('/')) {
-      throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}"; links must be relative and stay inside the release.`, { entry: entryName })
-    }
-    const resolved = rel.split('/').slice(0, -1)
-    const todo = target.split('/')
-    let hops = 0
-    while (todo.length > 0) {
-      const part = todo.shift()!
-      if (part === '' || part === '.') continue
-      if (part === '..') {
-        if (resolved.length === 0) {
-          throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}", which resolves outside the release.`, { entry: entryName })
-        }
-        resolved.pop()
-        continue
-      }
-      const here = [...resolved, part].join('/')
-      const next = this.links.get(here)
-      if (next === undefined) {
-        resolved.push(part)
-        continue
-      }
-      if (++hops > 40 || next.startsWith('/')) {
-        throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}", which resolves through "${here}" to a path outside the release.`, { entry: entryName })
-      }
-      todo.unshift(...next.split('/'))
-    }
-  }
-
-  /** Links made later can change where earlier ones resolve, so every link is checked again at the end. */
-  private checkAllLinks(): void {
-    for (const rel of this.links.keys()) this.checkLink(rel, rel)
-  }
-}
-
-function duplicate(name: string): BerthError {
-  return problem('TAR_DUPLICATE_ENTRY', `Tar entry "${name}" appears more than once (or collides with another name after Unicode normalisation); a later entry could replace an earlier one, so the archive is refused.`, { entry: name })
-}
-
-function describeType(type: string): string {
-  switch (type) {
-    case 'CharacterDevice': return 'character device'
-    case 'BlockDevice': return 'block device'
-    case 'FIFO': return 'named pipe (FIFO)'
-    default: return `"${type}" entry`
   }
 }
 
