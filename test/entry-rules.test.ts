@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { EntryRules, entryKind, expansionProblem, normalisePath, resolveSymlink, type EntryHead } from '../src/intake/entry-rules.js'
+import { EntryRules, entryKind, expansionProblem, normalisePath, releaseRootOf, resolveSymlink, type EntryHead } from '../src/intake/entry-rules.js'
 
 const limits = { maxUnpackedBytes: 1000, maxFiles: 10, maxPathDepth: 4 }
 
@@ -122,6 +122,42 @@ describe('symlinks', () => {
   test('a link made later that changes where an earlier one resolves is caught at the end', () => {
     const r = rules(symlink('a', 'x/y/..'), symlink('x/y', '..'))
     refuses(() => r.finish(), 'TAR_LINK_ESCAPE', 'a')
+  })
+})
+
+describe('the release root', () => {
+  const release = (prefix: string) => [file(`${prefix}bin/hello`), file(`${prefix}releases/0.1.0/hello.rel`)]
+
+  test('is the archive root, or its one top-level directory when that holds releases/', () => {
+    const root = (...entries: EntryHead[]) => {
+      const r = rules(...entries)
+      return releaseRootOf(r.nodes, r.top)
+    }
+    assert.equal(root(...release('')), '')
+    assert.equal(root(...release('W/')), 'W')
+    assert.equal(root(file('W/bin/hello')), '', 'no releases/ inside: not a wrapper')
+    assert.equal(root(...release('W/'), file('other')), '', 'something beside it: not a wrapper')
+    assert.equal(root(file('releases/releases/x')), '', 'releases/ at the top wins')
+    assert.equal(root(...release('W/'), symlink('W2', 'W')), '')
+  })
+
+  test('bounds every symlink once the wrapper is known, including ones made before it was', () => {
+    const early = rules(symlink('W/up', '..'), ...release('W/'))
+    refuses(() => early.finish(), 'TAR_LINK_ESCAPE', 'W/up')
+    refuses(() => rules(...release('W/'), symlink('W/bin/x', '../../W/bin/hello')).finish(), 'TAR_LINK_ESCAPE', 'W/bin/x')
+    refuses(() => rules(...release('W/'), symlink('W/lib/up', '..'), symlink('W/esc', 'lib/up/..')).finish(), 'TAR_LINK_ESCAPE', 'W/esc')
+    const fine = rules(...release('W/'), symlink('W/lib/up', '..'), symlink('W/lib/soft', '../bin/hello'), { path: 'W/lib/hard', type: 'Link', linkpath: 'W/bin/hello', size: 0 })
+    assert.equal(fine.finish(), 'W')
+    assert.equal(resolveSymlink(fine.symlinks, 'W/lib/soft', 'W'), 'W/bin/hello')
+  })
+
+  test('without a wrapper the same links are measured from the archive root', () => {
+    assert.equal(rules(...release(''), symlink('lib/x', '../bin/hello')).finish(), '')
+    refuses(() => rules(...release(''), symlink('lib/x', '../../bin/hello')).finish(), 'TAR_LINK_ESCAPE')
+  })
+
+  test('a symlink that is itself outside the release root is refused', () => {
+    refuses(() => resolveSymlink(new Map([['X/l', 'a']]), 'X/l', 'W'), 'TAR_LINK_ESCAPE', 'X/l')
   })
 })
 

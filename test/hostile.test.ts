@@ -29,6 +29,12 @@ function withSkeleton(...extra: Entry[]): Buffer {
   return tgz([...releaseSkeleton(), ...extra])
 }
 
+/** A release inside one wrapper directory, as `tar czf hello.tgz hello-0.1.0/` makes it: W is the release root. */
+const W = 'hello-0.1.0'
+function wrapped(before: Entry[], after: Entry[] = []): Buffer {
+  return tgz([...before, ...releaseSkeleton().map((e) => ({ ...e, path: `${W}/${e.path}` })), ...after])
+}
+
 async function refused(daemon: TestDaemon, body: Buffer, code: string, entry?: string): Promise<void> {
   const res = await upload(daemon.url, 'hello', body, { token: daemon.adminToken })
   assert.equal(res.headers.get('content-type'), 'application/problem+json', res.text)
@@ -92,6 +98,28 @@ const cases: [string, () => Buffer, string, string?][] = [
     'RELEASE_MULTIPLE_APPS',
   ],
   ['not a release at all', () => tgz([{ path: 'README.md', body: 'hello' }, { path: 'src/main.c', body: 'int main(){}' }]), 'RELEASE_INVALID'],
+  // Links are checked against the release root: with a wrapper, that is the wrapper, not the archive root,
+  // whose parent after the move is apps/APP/releases/ with the sibling releases in it.
+  ['wrapped: a symlink up to the archive root', () => wrapped([], [{ path: `${W}/lib/up`, type: 'SymbolicLink', linkpath: '../..' }]), 'TAR_LINK_ESCAPE', `${W}/lib/up`],
+  ['wrapped: a symlink into a sibling release', () => wrapped([], [{ path: `${W}/bin/sib`, type: 'SymbolicLink', linkpath: '../../hello-0.0.9-0123456789ab/bin/hello' }]), 'TAR_LINK_ESCAPE'],
+  ['wrapped: a symlink out and back in by the wrapper name', () => wrapped([], [{ path: `${W}/bin/x`, type: 'SymbolicLink', linkpath: `../../${W}/bin/hello` }]), 'TAR_LINK_ESCAPE'],
+  ['wrapped: the escaping link comes before the wrapper is known', () => wrapped([{ path: `${W}/up`, type: 'SymbolicLink', linkpath: '..' }]), 'TAR_LINK_ESCAPE', `${W}/up`],
+  [
+    'wrapped: a symlink that climbs out through another link',
+    () => wrapped([], [{ path: `${W}/lib/up`, type: 'SymbolicLink', linkpath: '..' }, { path: `${W}/esc`, type: 'SymbolicLink', linkpath: 'lib/up/..' }]),
+    'TAR_LINK_ESCAPE',
+    `${W}/esc`,
+  ],
+  [
+    'wrapped: a link made later moves an earlier one out',
+    () => wrapped([{ path: `${W}/a`, type: 'SymbolicLink', linkpath: 'x/y/..' }], [{ path: `${W}/x/y`, type: 'SymbolicLink', linkpath: '..' }]),
+    'TAR_LINK_ESCAPE',
+  ],
+  [
+    'wrapped: a hard link through a directory symlink that leaves the wrapper',
+    () => wrapped([], [{ path: `${W}/d`, type: 'SymbolicLink', linkpath: '..' }, { path: `${W}/h`, type: 'Link', linkpath: `${W}/d/${W}/bin/hello` }]),
+    'TAR_LINK_ESCAPE',
+  ],
   ['two wrapping directories', () => tgz(releaseSkeleton().map((e) => ({ ...e, path: `a/b/${e.path}` }))), 'RELEASE_INVALID'],
 ]
 
@@ -130,11 +158,21 @@ describe('what is accepted, and how it is sanitised', () => {
     await call(`${d.url}/v1/apps/hello/releases/${res.body.id}`, { method: 'DELETE', token: d.adminToken })
   })
 
-  test('one wrapping directory is looked through; a plain (uncompressed) tar is accepted', async () => {
-    const wrapped = await upload(d.url, 'hello', tgz(releaseSkeleton('hello', '1.0.0').map((e) => ({ ...e, path: `hello-1.0.0/${e.path}` }))), { token: d.adminToken })
+  test('one wrapping directory is looked through, links inside it kept; a plain (uncompressed) tar is accepted', async () => {
+    const W1 = 'hello-1.0.0'
+    const inner: Entry[] = [
+      { path: `${W1}/lib/soft`, type: 'SymbolicLink', linkpath: '../bin/hello' },
+      { path: `${W1}/lib/up`, type: 'SymbolicLink', linkpath: '..' },
+      { path: `${W1}/lib/hard`, type: 'Link', linkpath: `${W1}/bin/hello` },
+    ]
+    const wrapped = await upload(d.url, 'hello', tgz([...releaseSkeleton('hello', '1.0.0').map((e) => ({ ...e, path: `${W1}/${e.path}` })), ...inner]), { token: d.adminToken })
     assert.equal(wrapped.status, 201, wrapped.text)
     assert.equal(wrapped.body.version, '1.0.0')
-    assert.ok(fs.existsSync(path.join(d.dataDir, 'apps', 'hello', 'releases', wrapped.body.id, 'bin', 'hello')))
+    const dir = path.join(d.dataDir, 'apps', 'hello', 'releases', wrapped.body.id)
+    assert.ok(fs.existsSync(path.join(dir, 'bin', 'hello')))
+    assert.equal(fs.readlinkSync(path.join(dir, 'lib/soft')), '../bin/hello')
+    assert.equal(fs.realpathSync(path.join(dir, 'lib/up')), fs.realpathSync(dir))
+    assert.equal(fs.statSync(path.join(dir, 'lib/hard')).ino, fs.statSync(path.join(dir, 'bin/hello')).ino)
     const plain = await upload(d.url, 'hello', tarBytes(releaseSkeleton('hello', '1.0.1')), { token: d.adminToken })
     assert.equal(plain.status, 201, plain.text)
     assert.equal(plain.body.version, '1.0.1')

@@ -211,7 +211,7 @@ export class EntryRules {
    * returns that root. Links made later can also change where earlier ones resolve.
    */
   finish(): string {
-    const root = ''
+    const root = releaseRootOf(this.nodes, this.top)
     for (const rel of this.symlinks.keys()) resolveSymlink(this.symlinks, rel, root)
     for (const [rel, from] of this.hardlinks) {
       if (!inside(from, root)) {

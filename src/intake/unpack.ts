@@ -27,6 +27,8 @@ export interface UnpackStats {
   bytes: number
   /** Bytes of the tar stream (decompressed). */
   tarBytes: number
+  /** The directory, relative to the unpack root, that holds the release: '' or the one wrapper directory. */
+  releaseRoot: string
 }
 
 // Durability without stalling the pipeline: files are fsynced behind the extraction, this many at a time.
@@ -51,7 +53,7 @@ export class SafeUnpacker {
   private pending: Promise<void> = Promise.resolve()
   private parserDone: Promise<void>
   private compressedIn = 0
-  private stats: UnpackStats = { format: 'tar', entries: 0, files: 0, bytes: 0, tarBytes: 0 }
+  private stats: UnpackStats = { format: 'tar', entries: 0, files: 0, bytes: 0, tarBytes: 0, releaseRoot: '' }
   private openHandle: fs.FileHandle | null = null
   private currentEntry: ReadEntry | null = null
   /** The last 1 KiB of tar bytes: two zero blocks there mean the archive was complete. */
@@ -92,7 +94,7 @@ export class SafeUnpacker {
     await abortable(this.parserDone, this.failed.signal)
     await abortable(this.pending, this.failed.signal)
     if (this.failure) throw this.failure
-    this.rules.finish()
+    this.stats.releaseRoot = this.rules.finish()
     this.stats.entries = this.rules.entries
     await Promise.all(this.syncs)
     await this.syncDirs()
