@@ -88,6 +88,65 @@ function describeType(type: string): string {
 }
 
 /**
+ * An entry tar's Parser would skip rather than hand over: a vendor or unknown type (GNU sparse 'S', Solaris
+ * ACL 'A', tape volume 'V', ...) or a pax or long-name header too big for it. Skipped means another tar
+ * would read something berth never checked, so it is refused.
+ */
+export function skippedEntryProblem(entry: { path: string; type: string; size: number; meta: boolean }): BerthError {
+  if (entry.meta) {
+    return problem('TAR_FORBIDDEN_TYPE', `Tar entry "${entry.path}" is a ${entry.type} header of ${entry.size} bytes, too large to read; it would be skipped, so the archive is refused.`, { entry: entry.path, type: entry.type })
+  }
+  return forbiddenType(entry.path, entry.type)
+}
+
+/** Pax keys that make a regular-looking entry something else: GNU and star sparse files. */
+const SPARSE_KEY = /^(GNU\.sparse\.|SCHILY\.realsize$|SCHILY\.sparse)/
+
+/** What a global pax header ('g', e.g. the commit id `git archive` writes) may set for every later entry. */
+const GLOBAL_HARMLESS = new Set(['comment', 'charset', 'hdrcharset', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'uname', 'gname'])
+
+/** The keys of pax records ("LEN key=value\n", LEN counting itself), or null when one is malformed. */
+export function paxKeys(body: Buffer): string[] | null {
+  const keys: string[] = []
+  let pos = 0
+  while (pos < body.length) {
+    if (body[pos] === 0 && body.subarray(pos).every((b) => b === 0)) break
+    const space = body.indexOf(0x20, pos)
+    const digits = space < 0 ? '' : body.toString('latin1', pos, space)
+    const len = /^[1-9]\d{0,8}$/.test(digits) ? Number(digits) : NaN
+    if (!(len > space - pos + 1) || pos + len > body.length || body[pos + len - 1] !== 0x0a) return null
+    const record = body.toString('utf8', space + 1, pos + len - 1)
+    const eq = record.indexOf('=')
+    if (eq <= 0) return null
+    keys.push(record.slice(0, eq))
+    pos += len
+  }
+  return keys
+}
+
+/**
+ * Checks the records of a pax header before tar applies them. A global header that sets path, linkpath
+ * or size changes every later entry, and tar implementations disagree on how (node-tar ignores a global
+ * path but applies a global linkpath). Sparse keys turn a file's body into a sparse map that node-tar
+ * would write out as content. A malformed record is dropped by node-tar and refused by GNU tar.
+ */
+export function paxHeaderProblem(kind: 'x' | 'g', body: Buffer, name: string): BerthError | null {
+  const keys = paxKeys(body)
+  if (keys === null) {
+    return problem('TAR_INVALID', `The pax header "${name}" has a malformed record; tar implementations would read it differently.`, { entry: name })
+  }
+  const sparse = keys.find((k) => SPARSE_KEY.test(k))
+  if (sparse) {
+    return problem('TAR_FORBIDDEN_TYPE', `The archive has a sparse file (pax key "${sparse}"); tar would unpack its sparse map as file content. Build the tarball without --sparse.`, { entry: name, type: 'SparseFile' })
+  }
+  const global = kind === 'g' ? keys.find((k) => !GLOBAL_HARMLESS.has(k)) : undefined
+  if (global) {
+    return problem('TAR_FORBIDDEN_TYPE', `The archive has a global pax header that sets "${global}" for every later entry; a release may not carry one.`, { entry: name, type: 'GlobalExtendedHeader' })
+  }
+  return null
+}
+
+/**
  * The directory that becomes the release: the archive root, or its one top-level directory when that holds
  * releases/ and the root does not. The same rule as inspect's findRoot, read from the entries instead of the disk.
  */

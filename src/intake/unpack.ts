@@ -4,11 +4,11 @@
 import fs from 'node:fs/promises'
 import { constants } from 'node:fs'
 import path from 'node:path'
-import zlib from 'node:zlib'
 import { Parser, type ReadEntry } from 'tar'
 import { BerthError, problem } from '../errors.js'
 import { abortable } from '../fsutil.js'
-import { EntryRules, expansionProblem } from './entry-rules.js'
+import { EntryRules, expansionProblem, skippedEntryProblem } from './entry-rules.js'
+import { compressionOf, GzipMember, isZeros, TarFramer } from './layers.js'
 
 export interface UnpackLimits {
   maxUnpackedBytes: number
@@ -44,29 +44,33 @@ export class SafeUnpacker {
   private readonly rules: EntryRules
   private readonly madeDirs = new Set<string>([''])
   private readonly syncs: Promise<void>[] = []
+  /** The first bytes of the upload, until the format is known. */
   private sniffed: Buffer | null = Buffer.alloc(0)
-  private gunzip: zlib.Gunzip | null = null
+  /** The first bytes out of the gzip layer, until they are known not to be another compression layer. */
+  private tarHead: Buffer | null = null
+  private gzip: GzipMember | null = null
+  private readonly framer = new TarFramer()
   private readonly parser: Parser
   private failure: Error | null = null
   /** Aborted with the failure: every wait of the pipeline ends on it. */
   private readonly failed = new AbortController()
   private pending: Promise<void> = Promise.resolve()
   private parserDone: Promise<void>
-  private compressedIn = 0
   private stats: UnpackStats = { format: 'tar', entries: 0, files: 0, bytes: 0, tarBytes: 0, releaseRoot: '' }
   private openHandle: fs.FileHandle | null = null
   private currentEntry: ReadEntry | null = null
-  /** The last 1 KiB of tar bytes: two zero blocks there mean the archive was complete. */
-  private tail: Buffer = Buffer.alloc(0)
 
   constructor(
     private readonly root: string,
     private readonly limits: UnpackLimits,
   ) {
     this.rules = new EntryRules(limits)
-    // brotli/zstd off: we sniff the format ourselves and feed the parser plain tar.
+    // The Parser gunzips by itself when its input starts with gzip magic; berth makes sure it never does
+    // (see onTar), and brotli/zstd are off, so it parses the plain tar it is given.
     this.parser = new Parser({ strict: true, brotli: false, zstd: false } as ConstructorParameters<typeof Parser>[0])
     this.parser.on('entry', (entry: ReadEntry) => this.onEntry(entry))
+    // The Parser skips what it cannot use; berth refuses it, since another tar would unpack it.
+    this.parser.on('ignoredEntry', (entry: ReadEntry) => this.fail(skippedEntryProblem({ path: entry.path, type: entry.type, size: entry.size ?? 0, meta: entry.meta })))
     this.parser.on('error', (err: Error & { code?: string }) => this.fail(tarError(err)))
     this.parserDone = new Promise((resolve) => this.parser.on('end', () => resolve()))
   }
@@ -94,6 +98,12 @@ export class SafeUnpacker {
     await abortable(this.parserDone, this.failed.signal)
     await abortable(this.pending, this.failed.signal)
     if (this.failure) throw this.failure
+    if (!this.framer.ended) {
+      throw problem('TAR_TRUNCATED', 'The tar archive has no end-of-archive marker (two zero blocks): it was cut short between entries; upload the complete tarball.')
+    }
+    if (this.framer.unread > 0) {
+      throw problem('TAR_INVALID', `The tar archive has ${this.framer.unread} entries that the tar parser did not read; tar readers would disagree about its content.`)
+    }
     this.stats.releaseRoot = this.rules.finish()
     this.stats.entries = this.rules.entries
     await Promise.all(this.syncs)
@@ -113,7 +123,7 @@ export class SafeUnpacker {
     if (this.failure) return
     this.failure = err
     this.failed.abort(err)
-    this.gunzip?.destroy()
+    this.gzip?.destroy()
     this.parser.abort(err)
     // The entry being written would otherwise wait forever for bytes the aborted parser will never send.
     this.currentEntry?.destroy()
@@ -121,21 +131,15 @@ export class SafeUnpacker {
 
   /** Decides the format from the first bytes and sets up the decompressor; returns the bytes to feed. */
   private start(head: Buffer): Buffer {
-    if (head[0] === 0x1f && head[1] === 0x8b) {
+    const compression = compressionOf(head)
+    if (compression === 'gzip') {
       this.stats.format = 'tar.gz'
-      this.gunzip = zlib.createGunzip({ chunkSize: 64 * 1024 })
-      this.gunzip.on('error', (err: NodeJS.ErrnoException) => {
-        // zlib reads what follows a gzip member as the next member's header; our sniff already checked the
-        // first header, so "incorrect header check" means bytes after a complete member.
-        if (this.tarComplete() || err.message === 'incorrect header check') this.fail(problem('TARBALL_TRAILING_DATA', 'The upload has data after the end of the tar archive; upload the tarball alone.'))
-        else if (err.code === 'Z_BUF_ERROR') this.fail(problem('GZIP_TRUNCATED', 'The gzip stream ends before its end marker: the file was cut short; upload the complete tarball.'))
-        else this.fail(problem('GZIP_CORRUPT', `The gzip stream is corrupt (${err.message}); rebuild the tarball and upload it again.`))
-      })
-      this.gunzip.on('data', (d: Buffer) => this.onTar(d))
+      this.gzip = new GzipMember((d) => this.onTar(d), (err) => this.fail(err))
+      this.tarHead = Buffer.alloc(0)
       return head
     }
     if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return head
-    const what = head.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) ? 'a zip file' : head.subarray(0, 3).toString('latin1') === 'BZh' ? 'a bzip2 file' : 'not gzip or tar'
+    const what = compression ? `a ${compression} file` : 'not gzip or tar'
     throw this.failNow(problem('NOT_A_TARBALL', `The upload is ${what}; send the .tar.gz that \`mix release\` writes (steps: [:assemble, :tar]).`))
   }
 
@@ -145,13 +149,12 @@ export class SafeUnpacker {
   }
 
   private async feed(chunk: Buffer): Promise<void> {
-    if (!this.gunzip) {
-      this.onTar(chunk)
-      if (!this.parserWritable) await this.parserDrain()
+    if (this.gzip) {
+      await this.gzip.write(chunk)
       return
     }
-    this.compressedIn += chunk.length
-    if (!this.gunzip.write(chunk)) await new Promise<void>((resolve) => this.gunzip!.once('drain', resolve))
+    this.onTar(chunk)
+    if (!this.parserWritable) await this.parserDrain()
   }
 
   private parserWritable = true
@@ -163,46 +166,76 @@ export class SafeUnpacker {
     }))
   }
 
-  private tarComplete(): boolean {
-    return this.stats.tarBytes % 512 === 0 && this.tail.length === 1024 && this.tail.every((b) => b === 0)
-  }
-
+  /** Takes tar bytes (out of the gzip layer, or the upload itself) and counts them against the limits. */
   private onTar(d: Buffer): void {
     if (this.failure) return
     this.stats.tarBytes += d.length
-    this.tail = d.length >= 1024 ? d.subarray(d.length - 1024) : Buffer.concat([this.tail, d]).subarray(-1024)
-    const over = expansionProblem(this.stats.tarBytes, this.gunzip ? this.compressedIn : null, this.limits)
+    const over = expansionProblem(this.stats.tarBytes, this.gzip ? this.gzip.bytesIn : null, this.limits)
     if (over) {
       this.fail(over)
       return
     }
-    this.parserWritable = this.parser.write(d) && this.parserWritable
-    if (!this.parserWritable && this.gunzip && !this.gunzip.isPaused()) {
-      this.gunzip.pause()
-      void this.parserDrain().then(() => this.gunzip?.resume())
+    if (this.tarHead) {
+      this.tarHead = Buffer.concat([this.tarHead, d])
+      if (this.tarHead.length < SNIFF_BYTES) return
+      d = this.tarHead
+      this.tarHead = null
+      if (this.nested(d)) return
+    }
+    this.frame(d)
+  }
+
+  /**
+   * Refuses a second compression layer: the Parser would undo a gzip one by itself, behind the ratio limit
+   * and the free-space estimate, and the others are no tar either.
+   */
+  private nested(head: Buffer): boolean {
+    const inner = compressionOf(head)
+    if (!inner) return false
+    this.fail(problem('TARBALL_NESTED_COMPRESSION', `The gzip stream holds ${inner} data instead of a tar archive: the tarball is compressed twice. Compress the tar once, as \`mix release\` does.`, { inner }))
+    return true
+  }
+
+  /** Hands the Parser the archive up to its end marker; after it only zero padding may follow. */
+  private frame(d: Buffer): void {
+    let n: number
+    try {
+      n = this.framer.take(d)
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    if (n < d.length && !isZeros(d.subarray(n))) {
+      this.fail(problem('TARBALL_TRAILING_DATA', `The tar archive has data after its end-of-archive marker (at byte ${this.framer.offset}), which tar would ignore; upload the tarball alone, as \`mix release\` writes it.`))
+      return
+    }
+    if (n === 0) return
+    this.parserWritable = this.parser.write(n === d.length ? d : d.subarray(0, n)) && this.parserWritable
+    if (!this.parserWritable && this.gzip && !this.gzip.isPaused()) {
+      this.gzip.pause()
+      void this.parserDrain().then(() => this.gzip?.resume())
     }
   }
 
   private async finishInput(): Promise<void> {
-    if (!this.gunzip) {
-      this.parser.end()
-      return
-    }
-    const gz = this.gunzip
-    await new Promise<void>((resolve) => {
-      gz.once('end', resolve)
-      gz.end()
-    })
+    if (this.gzip) await this.gzip.end()
     if (this.failure) return
-    // zlib stops at the end of the gzip member and silently drops what follows; we refuse it instead.
-    if (gz.bytesWritten < this.compressedIn) {
-      this.fail(problem('TARBALL_TRAILING_DATA', `The upload has ${this.compressedIn - gz.bytesWritten} bytes after the end of the gzip stream; upload the tarball alone.`))
-      return
+    if (this.tarHead) {
+      const head = this.tarHead
+      this.tarHead = null
+      if (this.nested(head)) return
+      this.frame(head)
     }
     this.parser.end()
   }
 
   private onEntry(entry: ReadEntry): void {
+    const framed = this.framer.nextEntrySize()
+    if (framed !== (entry.header.size ?? 0)) {
+      this.fail(problem('TAR_INVALID', `Tar entry "${entry.path}" is ${entry.header.size} bytes by its pax header but ${framed} by its tar header; tar readers would split the archive differently.`, { entry: entry.path }))
+      entry.resume()
+      return
+    }
     // Entries arrive one at a time: the parser emits the next only after this one has ended.
     const job = this.pending.then(() => this.handle(entry))
     this.pending = job.catch((err: Error) => {
