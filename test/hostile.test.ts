@@ -105,6 +105,7 @@ const cases: [string, () => Buffer, string, string?][] = [
   ['a multi-volume continuation', () => withSkeleton({ path: 'lib/rest', type: 'ContinuationFile', body: 'rest of a file' }), 'TAR_FORBIDDEN_TYPE'],
   ['an unknown type with a body', () => withSkeleton({ path: 'lib/odd', typeflag: 'Z', body: Buffer.alloc(2000, 0x41) }), 'TAR_FORBIDDEN_TYPE', 'lib/odd'],
   ['an unknown lowercase vendor type', () => withSkeleton({ path: 'lib/vendor', typeflag: 'q' }), 'TAR_FORBIDDEN_TYPE'],
+  ['an old GNU \'N\' long-name header', () => withSkeleton({ path: '././@LongLink', typeflag: 'N', body: 'lib/renamed\0' }, { path: 'lib/short', body: 'x' }), 'TAR_FORBIDDEN_TYPE'],
   ['a GNU dump directory', () => withSkeleton({ path: 'lib/dump', type: 'GNUDumpDir', body: 'Yfile\0\0' }), 'TAR_FORBIDDEN_TYPE'],
   [
     'a GNU sparse file in pax format 1.0',

@@ -129,6 +129,7 @@ describe('tar framing', () => {
     assert.equal(run([{ path: 'a', body: 'x', pax: { 'GNU.sparse.major': '1' } }]), 'TAR_FORBIDDEN_TYPE')
     assert.equal(run([{ path: 'a', body: 'x', pax: { comment: 'c'.repeat(1024 * 1024) } }]), 'TAR_FORBIDDEN_TYPE')
     assert.equal(run([{ path: 'a', body: 'x', pax: { path: 'b'.repeat(300) } }]), undefined)
+    assert.equal(run([{ path: '././@LongLink', typeflag: 'N', body: 'x' }, { path: 'a', body: 'x' }]), 'TAR_FORBIDDEN_TYPE')
   })
 })
 

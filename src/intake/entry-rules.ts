@@ -1,5 +1,5 @@
 // What a tar entry may be, decided from its header fields and what the archive has made so far, with no I/O:
-// path safety, the type allow-list, links resolved against the release root, and the count and size limits.
+// path safety, the type allow-list and pax records, links resolved against the release root, and the limits.
 
 import { type BerthError, problem } from '../errors.js'
 
@@ -83,6 +83,7 @@ function describeType(type: string): string {
     case 'FIFO': return 'named pipe (FIFO)'
     case 'SparseFile': return 'GNU sparse file'
     case 'Unsupported': return 'entry of a type tar does not know'
+    case 'OldGnuLongPath': return "old GNU 'N' header, which tar readers disagree on"
     default: return `"${type}" entry`
   }
 }
@@ -103,7 +104,7 @@ export function skippedEntryProblem(entry: { path: string; type: string; size: n
 const SPARSE_KEY = /^(GNU\.sparse\.|SCHILY\.realsize$|SCHILY\.sparse)/
 
 /** What a global pax header ('g', e.g. the commit id `git archive` writes) may set for every later entry. */
-const GLOBAL_HARMLESS = new Set(['comment', 'charset', 'hdrcharset', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'uname', 'gname'])
+const GLOBAL_HARMLESS = new Set(['comment', 'charset', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'uname', 'gname'])
 
 /** The keys of pax records ("LEN key=value\n", LEN counting itself), or null when one is malformed. */
 export function paxKeys(body: Buffer): string[] | null {

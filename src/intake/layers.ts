@@ -4,7 +4,7 @@
 import zlib from 'node:zlib'
 import { Header } from 'tar'
 import { type BerthError, problem } from '../errors.js'
-import { paxHeaderProblem, skippedEntryProblem } from './entry-rules.js'
+import { forbiddenType, paxHeaderProblem, skippedEntryProblem } from './entry-rules.js'
 
 /** Magic numbers of the compressors tar (or a user) might reach for; brotli has none. */
 const MAGIC: [string, number[]][] = [
@@ -125,6 +125,8 @@ export class TarFramer {
       this.sizes.push(size)
       return
     }
+    // GNU tar reads 'N' as a multi-volume rename list, node-tar as the next entry's long name.
+    if (h.type === 'OldGnuLongPath') throw forbiddenType(h.path ?? '', h.type)
     if (size > MAX_META_BYTES) throw skippedEntryProblem({ path: h.path ?? '', type: h.type, size, meta: true })
     const kind = PAX_KIND[h.type]
     if (kind && size > 0) this.meta = { kind, name: h.path ?? '', size, parts: [], have: 0 }

@@ -1,5 +1,5 @@
-// Streaming, strict unpacking of an uploaded release into a fresh staging directory: drives tar's Parser,
-// writes only what entry-rules admits, and owns the file modes, the durability and the gzip layer.
+// Streaming, strict unpacking of an uploaded release into a fresh staging directory: passes the upload
+// through the layers' checks to tar's Parser, writes only what entry-rules admits, owns modes and fsyncs.
 
 import fs from 'node:fs/promises'
 import { constants } from 'node:fs'
@@ -250,7 +250,7 @@ export class SafeUnpacker {
       entry.resume()
       return
     }
-    const plan = this.rules.admit({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.size ?? 0 })
+    const plan = this.rules.admit({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.header.size ?? 0 })
     const target = plan.kind === 'none' ? '' : path.join(this.root, plan.rel)
     switch (plan.kind) {
       case 'none':
