@@ -63,6 +63,7 @@ export const catalogue = {
   GZIP_TRUNCATED: [422, 'The gzip stream ends early'],
   GZIP_RATIO_EXCEEDED: [413, 'The archive expands too much'],
   TARBALL_TRAILING_DATA: [422, 'The upload has data after the archive'],
+  TARBALL_NESTED_COMPRESSION: [422, 'The archive is compressed twice'],
   TAR_INVALID: [422, 'The tar archive is malformed'],
   TAR_TRUNCATED: [422, 'The tar archive ends early'],
 

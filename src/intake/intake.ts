@@ -72,6 +72,10 @@ export class Intake {
         throw problem('CHECKSUM_MISMATCH', `The upload's sha256 is ${sha256} but ${req.sha256} was expected; the file was damaged in transit or the wrong file was sent.`, { expected: req.sha256, actual: sha256 })
       }
       const identity = await inspectRelease(path.join(staging, 'tree'), req.app)
+      // Links were checked against the release root the unpacker chose; a release from any other root is refused.
+      if (identity.root !== path.join(staging, 'tree', stats.releaseRoot)) {
+        throw problem('RELEASE_INVALID', `The release directory "${path.relative(path.join(staging, 'tree'), identity.root)}" is not the one its links were checked against; upload the tarball \`mix release\` writes.`)
+      }
       const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, unpackedBytes: stats.bytes, files: stats.files })
       log.info({ app: req.app, release: result.release.id, created: result.created, bytes: size, unpackedBytes: stats.bytes, files: stats.files, ms: Date.now() - started }, result.created ? 'release stored' : 'release already present')
       return result

@@ -1,13 +1,14 @@
-// Streaming, strict unpacking of an uploaded release into a fresh staging directory.
-// Owns every rule about what a tar entry may be: paths, types, links, modes, counts, sizes and gzip expansion.
+// Streaming, strict unpacking of an uploaded release into a fresh staging directory: passes the upload
+// through the layers' checks to tar's Parser, writes only what entry-rules admits, owns modes and fsyncs.
 
 import fs from 'node:fs/promises'
 import { constants } from 'node:fs'
 import path from 'node:path'
-import zlib from 'node:zlib'
 import { Parser, type ReadEntry } from 'tar'
 import { BerthError, problem } from '../errors.js'
 import { abortable } from '../fsutil.js'
+import { EntryRules, expansionProblem, skippedEntryProblem } from './entry-rules.js'
+import { compressionOf, GzipMember, isZeros, TarFramer } from './layers.js'
 
 export interface UnpackLimits {
   maxUnpackedBytes: number
@@ -26,12 +27,10 @@ export interface UnpackStats {
   bytes: number
   /** Bytes of the tar stream (decompressed). */
   tarBytes: number
+  /** The directory, relative to the unpack root, that holds the release: '' or the one wrapper directory. */
+  releaseRoot: string
 }
 
-type Kind = 'dir' | 'file' | 'symlink'
-
-const NAME_MAX = 255
-const PATH_MAX = 4095
 // Durability without stalling the pipeline: files are fsynced behind the extraction, this many at a time.
 const FSYNC_IN_FLIGHT = 16
 const SNIFF_BYTES = 512
@@ -42,32 +41,36 @@ const SNIFF_BYTES = 512
  * rejects with a BerthError naming the entry. The caller owns `root` and removes it on failure.
  */
 export class SafeUnpacker {
-  private readonly nodes = new Map<string, Kind>()
-  private readonly links = new Map<string, string>()
+  private readonly rules: EntryRules
   private readonly madeDirs = new Set<string>([''])
   private readonly syncs: Promise<void>[] = []
+  /** The first bytes of the upload, until the format is known. */
   private sniffed: Buffer | null = Buffer.alloc(0)
-  private gunzip: zlib.Gunzip | null = null
+  /** The first bytes out of the gzip layer, until they are known not to be another compression layer. */
+  private tarHead: Buffer | null = null
+  private gzip: GzipMember | null = null
+  private readonly framer = new TarFramer()
   private readonly parser: Parser
   private failure: Error | null = null
   /** Aborted with the failure: every wait of the pipeline ends on it. */
   private readonly failed = new AbortController()
   private pending: Promise<void> = Promise.resolve()
   private parserDone: Promise<void>
-  private compressedIn = 0
-  private stats: UnpackStats = { format: 'tar', entries: 0, files: 0, bytes: 0, tarBytes: 0 }
+  private stats: UnpackStats = { format: 'tar', entries: 0, files: 0, bytes: 0, tarBytes: 0, releaseRoot: '' }
   private openHandle: fs.FileHandle | null = null
   private currentEntry: ReadEntry | null = null
-  /** The last 1 KiB of tar bytes: two zero blocks there mean the archive was complete. */
-  private tail: Buffer = Buffer.alloc(0)
 
   constructor(
     private readonly root: string,
     private readonly limits: UnpackLimits,
   ) {
-    // brotli/zstd off: we sniff the format ourselves and feed the parser plain tar.
+    this.rules = new EntryRules(limits)
+    // The Parser gunzips by itself when its input starts with gzip magic; berth makes sure it never does
+    // (see onTar), and brotli/zstd are off, so it parses the plain tar it is given.
     this.parser = new Parser({ strict: true, brotli: false, zstd: false } as ConstructorParameters<typeof Parser>[0])
     this.parser.on('entry', (entry: ReadEntry) => this.onEntry(entry))
+    // The Parser skips what it cannot use; berth refuses it, since another tar would unpack it.
+    this.parser.on('ignoredEntry', (entry: ReadEntry) => this.fail(skippedEntryProblem({ path: entry.path, type: entry.type, size: entry.size ?? 0, meta: entry.meta })))
     this.parser.on('error', (err: Error & { code?: string }) => this.fail(tarError(err)))
     this.parserDone = new Promise((resolve) => this.parser.on('end', () => resolve()))
   }
@@ -95,7 +98,14 @@ export class SafeUnpacker {
     await abortable(this.parserDone, this.failed.signal)
     await abortable(this.pending, this.failed.signal)
     if (this.failure) throw this.failure
-    this.checkAllLinks()
+    if (!this.framer.ended) {
+      throw problem('TAR_TRUNCATED', 'The tar archive has no end-of-archive marker (two zero blocks): it was cut short between entries; upload the complete tarball.')
+    }
+    if (this.framer.unread > 0) {
+      throw problem('TAR_INVALID', `The tar archive has ${this.framer.unread} entries that the tar parser did not read; tar readers would disagree about its content.`)
+    }
+    this.stats.releaseRoot = this.rules.finish()
+    this.stats.entries = this.rules.entries
     await Promise.all(this.syncs)
     await this.syncDirs()
     return this.stats
@@ -113,7 +123,7 @@ export class SafeUnpacker {
     if (this.failure) return
     this.failure = err
     this.failed.abort(err)
-    this.gunzip?.destroy()
+    this.gzip?.destroy()
     this.parser.abort(err)
     // The entry being written would otherwise wait forever for bytes the aborted parser will never send.
     this.currentEntry?.destroy()
@@ -121,21 +131,15 @@ export class SafeUnpacker {
 
   /** Decides the format from the first bytes and sets up the decompressor; returns the bytes to feed. */
   private start(head: Buffer): Buffer {
-    if (head[0] === 0x1f && head[1] === 0x8b) {
+    const compression = compressionOf(head)
+    if (compression === 'gzip') {
       this.stats.format = 'tar.gz'
-      this.gunzip = zlib.createGunzip({ chunkSize: 64 * 1024 })
-      this.gunzip.on('error', (err: NodeJS.ErrnoException) => {
-        // zlib reads what follows a gzip member as the next member's header; our sniff already checked the
-        // first header, so "incorrect header check" means bytes after a complete member.
-        if (this.tarComplete() || err.message === 'incorrect header check') this.fail(problem('TARBALL_TRAILING_DATA', 'The upload has data after the end of the tar archive; upload the tarball alone.'))
-        else if (err.code === 'Z_BUF_ERROR') this.fail(problem('GZIP_TRUNCATED', 'The gzip stream ends before its end marker: the file was cut short; upload the complete tarball.'))
-        else this.fail(problem('GZIP_CORRUPT', `The gzip stream is corrupt (${err.message}); rebuild the tarball and upload it again.`))
-      })
-      this.gunzip.on('data', (d: Buffer) => this.onTar(d))
+      this.gzip = new GzipMember((d) => this.onTar(d), (err) => this.fail(err))
+      this.tarHead = Buffer.alloc(0)
       return head
     }
     if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return head
-    const what = head.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) ? 'a zip file' : head.subarray(0, 3).toString('latin1') === 'BZh' ? 'a bzip2 file' : 'not gzip or tar'
+    const what = compression ? `a ${compression} file` : 'not gzip or tar'
     throw this.failNow(problem('NOT_A_TARBALL', `The upload is ${what}; send the .tar.gz that \`mix release\` writes (steps: [:assemble, :tar]).`))
   }
 
@@ -145,13 +149,12 @@ export class SafeUnpacker {
   }
 
   private async feed(chunk: Buffer): Promise<void> {
-    if (!this.gunzip) {
-      this.onTar(chunk)
-      if (!this.parserWritable) await this.parserDrain()
+    if (this.gzip) {
+      await this.gzip.write(chunk)
       return
     }
-    this.compressedIn += chunk.length
-    if (!this.gunzip.write(chunk)) await new Promise<void>((resolve) => this.gunzip!.once('drain', resolve))
+    this.onTar(chunk)
+    if (!this.parserWritable) await this.parserDrain()
   }
 
   private parserWritable = true
@@ -163,49 +166,76 @@ export class SafeUnpacker {
     }))
   }
 
-  private tarComplete(): boolean {
-    return this.stats.tarBytes % 512 === 0 && this.tail.length === 1024 && this.tail.every((b) => b === 0)
-  }
-
+  /** Takes tar bytes (out of the gzip layer, or the upload itself) and counts them against the limits. */
   private onTar(d: Buffer): void {
     if (this.failure) return
     this.stats.tarBytes += d.length
-    this.tail = d.length >= 1024 ? d.subarray(d.length - 1024) : Buffer.concat([this.tail, d]).subarray(-1024)
-    if (this.gunzip && this.stats.tarBytes > this.limits.ratioGraceBytes && this.stats.tarBytes > this.compressedIn * this.limits.maxGzipRatio) {
-      this.fail(problem('GZIP_RATIO_EXCEEDED', `The archive expands more than ${this.limits.maxGzipRatio}x (${this.stats.tarBytes} bytes from ${this.compressedIn}); this looks like a gzip bomb and was refused.`, { limit: this.limits.maxGzipRatio }))
+    const over = expansionProblem(this.stats.tarBytes, this.gzip ? this.gzip.bytesIn : null, this.limits)
+    if (over) {
+      this.fail(over)
       return
     }
-    if (this.stats.tarBytes > this.limits.maxUnpackedBytes + 64 * 1024 * 1024) {
-      this.fail(problem('TAR_TOO_LARGE', `The archive unpacks to more than ${this.limits.maxUnpackedBytes} bytes (BERTH_MAX_UNPACKED_BYTES).`, { limit: this.limits.maxUnpackedBytes }))
+    if (this.tarHead) {
+      this.tarHead = Buffer.concat([this.tarHead, d])
+      if (this.tarHead.length < SNIFF_BYTES) return
+      d = this.tarHead
+      this.tarHead = null
+      if (this.nested(d)) return
+    }
+    this.frame(d)
+  }
+
+  /**
+   * Refuses a second compression layer: the Parser would undo a gzip one by itself, behind the ratio limit
+   * and the free-space estimate, and the others are no tar either.
+   */
+  private nested(head: Buffer): boolean {
+    const inner = compressionOf(head)
+    if (!inner) return false
+    this.fail(problem('TARBALL_NESTED_COMPRESSION', `The gzip stream holds ${inner} data instead of a tar archive: the tarball is compressed twice. Compress the tar once, as \`mix release\` does.`, { inner }))
+    return true
+  }
+
+  /** Hands the Parser the archive up to its end marker; after it only zero padding may follow. */
+  private frame(d: Buffer): void {
+    let n: number
+    try {
+      n = this.framer.take(d)
+    } catch (err) {
+      this.fail(err as Error)
       return
     }
-    this.parserWritable = this.parser.write(d) && this.parserWritable
-    if (!this.parserWritable && this.gunzip && !this.gunzip.isPaused()) {
-      this.gunzip.pause()
-      void this.parserDrain().then(() => this.gunzip?.resume())
+    if (n < d.length && !isZeros(d.subarray(n))) {
+      this.fail(problem('TARBALL_TRAILING_DATA', `The tar archive has data after its end-of-archive marker (at byte ${this.framer.offset}), which tar would ignore; upload the tarball alone, as \`mix release\` writes it.`))
+      return
+    }
+    if (n === 0) return
+    this.parserWritable = this.parser.write(n === d.length ? d : d.subarray(0, n)) && this.parserWritable
+    if (!this.parserWritable && this.gzip && !this.gzip.isPaused()) {
+      this.gzip.pause()
+      void this.parserDrain().then(() => this.gzip?.resume())
     }
   }
 
   private async finishInput(): Promise<void> {
-    if (!this.gunzip) {
-      this.parser.end()
-      return
-    }
-    const gz = this.gunzip
-    await new Promise<void>((resolve) => {
-      gz.once('end', resolve)
-      gz.end()
-    })
+    if (this.gzip) await this.gzip.end()
     if (this.failure) return
-    // zlib stops at the end of the gzip member and silently drops what follows; we refuse it instead.
-    if (gz.bytesWritten < this.compressedIn) {
-      this.fail(problem('TARBALL_TRAILING_DATA', `The upload has ${this.compressedIn - gz.bytesWritten} bytes after the end of the gzip stream; upload the tarball alone.`))
-      return
+    if (this.tarHead) {
+      const head = this.tarHead
+      this.tarHead = null
+      if (this.nested(head)) return
+      this.frame(head)
     }
     this.parser.end()
   }
 
   private onEntry(entry: ReadEntry): void {
+    const framed = this.framer.nextEntrySize()
+    if (framed !== (entry.header.size ?? 0)) {
+      this.fail(problem('TAR_INVALID', `Tar entry "${entry.path}" is ${entry.header.size} bytes by its pax header but ${framed} by its tar header; tar readers would split the archive differently.`, { entry: entry.path }))
+      entry.resume()
+      return
+    }
     // Entries arrive one at a time: the parser emits the next only after this one has ended.
     const job = this.pending.then(() => this.handle(entry))
     this.pending = job.catch((err: Error) => {
@@ -220,67 +250,31 @@ export class SafeUnpacker {
       entry.resume()
       return
     }
-    const rel = this.checkPath(entry.path, entry.path)
-    if (rel === '') {
-      // "./" itself: nothing to create.
-      entry.resume()
-      return
-    }
-    const type = entry.type
-    if (++this.stats.entries > this.limits.maxFiles) {
-      throw problem('TAR_TOO_MANY_FILES', `The archive has more than ${this.limits.maxFiles} entries (BERTH_MAX_FILES).`, { limit: this.limits.maxFiles })
-    }
-    this.checkParents(rel, entry.path)
-    const existing = this.nodes.get(rel)
-    const target = path.join(this.root, rel)
-    switch (type) {
-      case 'Directory':
-        if (existing && existing !== 'dir') throw duplicate(entry.path)
-        this.nodes.set(rel, 'dir')
-        await this.mkdirs(rel)
-        entry.resume()
+    const plan = this.rules.admit({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.header.size ?? 0 })
+    const target = plan.kind === 'none' ? '' : path.join(this.root, plan.rel)
+    switch (plan.kind) {
+      case 'none':
+        break
+      case 'dir':
+        await this.mkdirs(plan.rel)
+        break
+      case 'file':
+        await this.writeFile(entry, plan.rel, target)
         return
-      case 'File':
-      case 'OldFile':
-      case 'ContiguousFile':
-        if (existing) throw duplicate(entry.path)
-        await this.writeFile(entry, rel, target)
-        return
-      case 'SymbolicLink': {
-        if (existing) throw duplicate(entry.path)
-        const linkTarget = (entry.linkpath ?? '').normalize('NFC')
-        this.nodes.set(rel, 'symlink')
-        this.links.set(rel, linkTarget)
-        this.checkLink(rel, entry.path)
-        await this.mkdirs(path.posix.dirname(rel))
-        await fs.symlink(linkTarget, target)
-        entry.resume()
-        return
-      }
-      case 'Link': {
-        if (existing) throw duplicate(entry.path)
-        const from = this.checkPath(entry.linkpath ?? '', entry.path, 'TAR_LINK_ESCAPE')
-        if (this.nodes.get(from) !== 'file') {
-          throw problem('TAR_LINK_ESCAPE', `Tar entry "${entry.path}" is a hard link to "${entry.linkpath}", which is not a regular file earlier in the archive; only hard links to files inside the release are allowed.`, { entry: entry.path })
-        }
-        this.nodes.set(rel, 'file')
-        await this.mkdirs(path.posix.dirname(rel))
-        await fs.link(path.join(this.root, from), target)
+      case 'symlink':
+        await this.mkdirs(path.posix.dirname(plan.rel))
+        await fs.symlink(plan.target, target)
+        break
+      case 'hardlink':
+        await this.mkdirs(path.posix.dirname(plan.rel))
+        await fs.link(path.join(this.root, plan.from), target)
         this.stats.files++
-        entry.resume()
-        return
-      }
-      default:
-        throw problem('TAR_FORBIDDEN_TYPE', `Tar entry "${entry.path}" is a ${describeType(type)}; a release may contain only files, directories and links inside it.`, { entry: entry.path, type })
+        break
     }
+    entry.resume()
   }
 
   private async writeFile(entry: ReadEntry, rel: string, target: string): Promise<void> {
-    const size = entry.size ?? 0
-    if (this.stats.bytes + size > this.limits.maxUnpackedBytes) {
-      throw problem('TAR_TOO_LARGE', `Tar entry "${entry.path}" (${size} bytes) takes the release past ${this.limits.maxUnpackedBytes} unpacked bytes (BERTH_MAX_UNPACKED_BYTES).`, { entry: entry.path, limit: this.limits.maxUnpackedBytes })
-    }
-    this.nodes.set(rel, 'file')
     await this.mkdirs(path.posix.dirname(rel))
     // setuid/setgid/sticky and group/world write are dropped; the file is born read-only (the fd still writes).
     const mode = (((entry.mode ?? 0o644) & 0o555) | 0o400)
@@ -290,6 +284,7 @@ export class SafeUnpacker {
     const copy = (async () => {
       for await (const chunk of entry as AsyncIterable<Buffer>) {
         if (this.failure) break
+        this.rules.addBytes(entry.path, chunk.length)
         written += chunk.length
         await fh.write(chunk)
       }
@@ -344,99 +339,6 @@ export class SafeUnpacker {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     this.madeDirs.add(rel)
-    if (!this.nodes.has(rel)) {
-      this.nodes.set(rel, 'dir')
-    }
-  }
-
-  /** Validates a path from the archive and returns it normalised (NFC, no "." parts, no trailing slash). */
-  private checkPath(raw: string, entryName: string, code: 'TAR_UNSAFE_PATH' | 'TAR_LINK_ESCAPE' = 'TAR_UNSAFE_PATH'): string {
-    const why =
-      raw.includes('\0') ? 'contains a NUL byte'
-      : raw.startsWith('/') ? 'is absolute'
-      : /^[A-Za-z]:/.test(raw) ? 'starts with a drive letter'
-      : raw.includes('\\') ? 'contains a backslash'
-      : null
-    if (why) throw problem(code, `Tar entry "${entryName}" ${code === 'TAR_LINK_ESCAPE' ? `links to "${raw}", which` : ''} ${why}; release paths must be relative.`.replace('  ', ' '), { entry: entryName })
-    const parts = raw.normalize('NFC').split('/').filter((p) => p !== '' && p !== '.')
-    if (parts.includes('..')) {
-      throw problem(code, `Tar entry "${entryName}" ${code === 'TAR_LINK_ESCAPE' ? `links to "${raw}", which uses` : 'uses'} "..": paths may not leave the release.`, { entry: entryName })
-    }
-    if (parts.length > this.limits.maxPathDepth) {
-      throw problem('TAR_PATH_TOO_DEEP', `Tar entry "${entryName}" is ${parts.length} levels deep; the limit is ${this.limits.maxPathDepth} (BERTH_MAX_PATH_DEPTH).`, { entry: entryName, limit: this.limits.maxPathDepth })
-    }
-    const joined = parts.join('/')
-    if (Buffer.byteLength(joined) > PATH_MAX || parts.some((p) => Buffer.byteLength(p) > NAME_MAX)) {
-      throw problem('TAR_PATH_TOO_LONG', `Tar entry "${entryName.slice(0, 120)}…" has a name longer than ${NAME_MAX} bytes or a path longer than ${PATH_MAX}.`, { entry: entryName.slice(0, 300) })
-    }
-    return joined
-  }
-
-  private checkParents(rel: string, entryName: string): void {
-    const parts = rel.split('/')
-    for (let i = 1; i < parts.length; i++) {
-      const prefix = parts.slice(0, i).join('/')
-      const kind = this.nodes.get(prefix)
-      if (kind === 'symlink') {
-        throw problem('TAR_PATH_THROUGH_LINK', `Tar entry "${entryName}" would be written through the symbolic link "${prefix}"; refused because links may point anywhere.`, { entry: entryName })
-      }
-      if (kind === 'file') {
-        throw problem('TAR_INVALID', `Tar entry "${entryName}" is inside "${prefix}", which is a file.`, { entry: entryName })
-      }
-    }
-  }
-
-  /**
-   * Resolves a symlink the way the kernel would, following links made earlier in this archive, and refuses
-   * it when the result leaves the release. Lexical checks alone miss `a -> b/..` where b is itself a link.
-   */
-  private checkLink(rel: string, entryName: string): void {
-    const target = this.links.get(rel)!
-    if (target === '' || target.startsWith('/')) {
-      throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}"; links must be relative and stay inside the release.`, { entry: entryName })
-    }
-    const resolved = rel.split('/').slice(0, -1)
-    const todo = target.split('/')
-    let hops = 0
-    while (todo.length > 0) {
-      const part = todo.shift()!
-      if (part === '' || part === '.') continue
-      if (part === '..') {
-        if (resolved.length === 0) {
-          throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}", which resolves outside the release.`, { entry: entryName })
-        }
-        resolved.pop()
-        continue
-      }
-      const here = [...resolved, part].join('/')
-      const next = this.links.get(here)
-      if (next === undefined) {
-        resolved.push(part)
-        continue
-      }
-      if (++hops > 40 || next.startsWith('/')) {
-        throw problem('TAR_LINK_ESCAPE', `Tar entry "${entryName}" is a symbolic link to "${target}", which resolves through "${here}" to a path outside the release.`, { entry: entryName })
-      }
-      todo.unshift(...next.split('/'))
-    }
-  }
-
-  /** Links made later can change where earlier ones resolve, so every link is checked again at the end. */
-  private checkAllLinks(): void {
-    for (const rel of this.links.keys()) this.checkLink(rel, rel)
-  }
-}
-
-function duplicate(name: string): BerthError {
-  return problem('TAR_DUPLICATE_ENTRY', `Tar entry "${name}" appears more than once (or collides with another name after Unicode normalisation); a later entry could replace an earlier one, so the archive is refused.`, { entry: name })
-}
-
-function describeType(type: string): string {
-  switch (type) {
-    case 'CharacterDevice': return 'character device'
-    case 'BlockDevice': return 'block device'
-    case 'FIFO': return 'named pipe (FIFO)'
-    default: return `"${type}" entry`
   }
 }
 
