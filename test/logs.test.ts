@@ -8,7 +8,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { cleanConsoleLine, consoleMarker, LineReader } from '../src/supervision/log-lines.js'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -155,6 +155,19 @@ test('format=json with follow: the head, then each new line as it is written, st
   } finally {
     req.destroy()
   }
+})
+
+test('berth logs --json prints JSON lines; plain berth logs the clean lines', async () => {
+  await consolePrint('cli-marker')
+  const env = { BERTH_URL: d.url, BERTH_TOKEN: d.adminToken }
+  const json = await runCli(['logs', 'hello', '--json', '--lines', '5'], env)
+  assert.equal(json.code, 0, json.stderr)
+  const entries = jsonLines(json.stdout)
+  assert.equal(entries.at(-1)!.line, 'cli-marker')
+  const text = await runCli(['logs', 'hello', '--lines', '1'], env)
+  assert.equal(text.stdout, 'cli-marker\n')
+  const both = await runCli(['logs', 'hello', '--json', '--raw'], env)
+  assert.equal(both.code, 2)
 })
 
 test('a health URL that keeps failing counts as crashes: restarted, then errored', async () => {
