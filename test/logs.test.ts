@@ -1,6 +1,7 @@
 // Logs and health over time, with a real node: the console log rotates at the configured size, tail and
 // follow read it (follow keeps streaming across a node restart) as the app's clean lines or as JSON lines
-// with timestamps, and a failing health URL counts as a crash. Also what cleaning takes off a console line.
+// with timestamps, and a failing health URL counts as a crash. Also: what the cleaning takes off a console
+// line, and which HTTP requests the daemon's own log records at info.
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -8,7 +9,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { cleanConsoleLine, consoleMarker, LineReader } from '../src/supervision/log-lines.js'
-import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -224,3 +225,44 @@ describe('what cleaning takes off a console line (lines as run_erl wrote them un
   })
 })
 
+describe('request logging', () => {
+  test('at info, reads are not logged and changes are, without the query string; at debug, reads are too', async () => {
+    const requests = (out: string) =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.msg === 'request completed' || e.msg === 'incoming request')
+    for (const level of ['info', 'debug']) {
+      const dataDir = tempDir()
+      const daemon = await spawnDaemon(dataDir, { BERTH_LOG_LEVEL: level })
+      try {
+        const admin = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+        for (let i = 0; i < 5; i++) assert.equal((await call(`${daemon.url}/healthz?probe=q-secret`)).status, 200)
+        await call(`${daemon.url}/v1/apps`, { token: admin })
+        const put = await call(`${daemon.url}/v1/apps/hello/env?restart=false`, { method: 'PUT', token: admin, headers: json, body: JSON.stringify({ SECRET_KEY_BASE: 'kb-logged-never' }) })
+        assert.equal(put.status, 200, put.text)
+        await daemon.stop()
+        const out = daemon.output()
+        const logged = requests(out)
+        assert.ok(!out.includes('q-secret') && !out.includes('kb-logged-never') && !out.includes(admin.slice(23)))
+        const puts = logged.filter((e) => e.method === 'PUT')
+        assert.equal(puts.length, 1, JSON.stringify(logged))
+        assert.equal(puts[0].level, 30, 'a change is logged at info')
+        assert.equal(puts[0].url, '/v1/apps/hello/env')
+        assert.equal(puts[0].statusCode, 200)
+        assert.equal(typeof puts[0].responseTime, 'number')
+        assert.ok(puts[0].reqId, 'with the request id')
+        const gets = logged.filter((e) => e.method === 'GET')
+        if (level === 'info') assert.deepEqual(gets, [], 'no GET at info')
+        else {
+          assert.equal(gets.length, 6, JSON.stringify(logged))
+          assert.ok(gets.every((e) => e.level === 20 && !e.url.includes('?')))
+        }
+      } finally {
+        await daemon.stop()
+        fs.rmSync(dataDir, { recursive: true, force: true })
+      }
+    }
+  })
+})
