@@ -368,8 +368,24 @@ export interface paths {
          * Recent log lines; ?follow=true streams new ones
          * @description `source=console` (default) is the node's own console output (run_erl's rotated `erlang.log.N`);
          *     `source=berth` is berth's per-app lines (deployments, restarts, health). With `follow=true` the answer
-         *     is a stream of plain text that keeps going across node restarts until the client disconnects; it ends
-         *     within a second when the token is revoked or expires.
+         *     is a stream that keeps going across node restarts until the client disconnects; it ends within a
+         *     second when the token is revoked or expires. `lines` of the past come first.
+         *
+         *     `format=text` (default) gives the app's own lines: the node runs under run_erl with an IEx (or Eshell)
+         *     console for `attach`, and berth takes off what that console adds — prompts such as `iex(app@host)3> `
+         *     and `...(app@host)3> ` at the start or end of a line, carriage returns, colours and other escape
+         *     sequences, echoed control keys — and leaves out blank lines and run_erl's own `=====` marker lines.
+         *     Text inside a line (an app line that mentions `iex(`) is kept. What an operator types in `attach` is
+         *     echoed by the console and shows as a line too. `source=berth` lines are clean already and come as
+         *     they are.
+         *
+         *     `format=json` gives newline-delimited JSON (`application/x-ndjson`, one `LogLine` object per line,
+         *     each line a complete JSON text) for Vector, Loki, Fluent Bit or journald. run_erl writes no time per
+         *     line, so `at` says when the line was written as precisely as berth knows, and `clock` says how it was
+         *     found (see `LogLine`).
+         *
+         *     `format=raw` gives the files' bytes as run_erl and berth wrote them (the files on disk are never
+         *     rewritten), for forensics.
          */
         get: operations["getLogs"];
         put?: never;
@@ -769,6 +785,29 @@ export interface components {
             detail: {
                 [key: string]: unknown;
             } | null;
+        };
+        /** @description One line of `GET /v1/apps/{app}/logs?format=json`, alone on its line of the answer. */
+        LogLine: {
+            /**
+             * Format: date-time
+             * @description When the line was written, in UTC, as precisely as `clock` says:
+             *     `line`: the time is in the line itself (every `source=berth` line), to the millisecond;
+             *     `read`: the time berth read the line while following (`follow=true`), normally within 0.25 s of
+             *     its being written;
+             *     `marker`: run_erl's latest timestamp before the line, which it writes when the node starts, when
+             *     the log rotates and before output that follows a minute of silence: the line was written at or
+             *     after `at` (to the second), within the burst of output that began then;
+             *     `file`: no marker was found (a file not written by run_erl): the file's modification time, so the
+             *     line was written at or before `at`.
+             */
+            at: string;
+            /** @enum {string} */
+            source: "console" | "berth";
+            app: string;
+            /** @description The clean line (as `format=text` gives it; for `source=berth` without its leading time). */
+            line: string;
+            /** @enum {string} */
+            clock: "line" | "read" | "marker" | "file";
         };
         Session: {
             id: string;
@@ -1580,9 +1619,12 @@ export interface operations {
     getLogs: {
         parameters: {
             query?: {
+                /** @description How many lines of the past (default 100). With `format=text` or `json` they are counted after cleaning. */
                 lines?: number;
                 follow?: boolean;
                 source?: "console" | "berth";
+                /** @description `text` (default): the app's clean lines; `json`: newline-delimited JSON `LogLine`s; `raw`: the bytes as written. */
+                format?: "text" | "json" | "raw";
             };
             header?: never;
             path: {
@@ -1593,15 +1635,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Log lines (text/plain); streamed when following. */
+            /** @description Log lines; streamed when following. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "text/plain": string;
+                    "application/x-ndjson": components["schemas"]["LogLine"];
                 };
             };
+            400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];

@@ -1,11 +1,14 @@
 // The app's logs on disk: the node's console (run_erl's erlang.log.N, rotated by run_erl itself) and berth's
-// own per-app lines (berth.log, rotated here by size with a total cap). Tail and follow read them back.
+// own per-app lines (berth.log, rotated here by size with a total cap). Tail and follow read them back, as the
+// app's clean lines (text), JSON lines with timestamps (json), or the bytes as written (raw).
 
 import fs from 'node:fs'
 import path from 'node:path'
 import { Readable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
+import { headMarker, LineReader, type LogEntry, type LogSource } from './log-lines.js'
 
-export type LogSource = 'console' | 'berth'
+export type { LogEntry, LogSource } from './log-lines.js'
 
 /** berth's per-app log: one line per event, rotated at maxBytes, at most `generations` old files. */
 export class AppLog {
@@ -49,37 +52,170 @@ export function logFiles(dir: string, source: LogSource): string[] {
     .map((x) => x.f)
 }
 
-const TAIL_READ = 1024 * 1024
+/**
+ * `text`: the app's own lines (console lines cleaned, see log-lines.ts; berth.log as it is); `json`: one
+ * LogEntry per line (newline-delimited JSON); `raw`: the files' bytes, prompts and run_erl markers included.
+ * The files on disk are never rewritten: the raw form stays there for forensics.
+ */
+export type LogFormat = 'text' | 'json' | 'raw'
 
-/** The last `lines` lines across the source's files, newest last. */
-export function tail(dir: string, source: LogSource, lines: number): string[] {
+export const LOG_CONTENT_TYPES: Record<LogFormat, string> = {
+  text: 'text/plain; charset=utf-8',
+  json: 'application/x-ndjson; charset=utf-8',
+  raw: 'text/plain; charset=utf-8',
+}
+
+export interface LogQuery {
+  app: string
+  source: LogSource
+  format: LogFormat
+  /** How many lines of the past come first (at most; fewer when the files hold fewer). */
+  lines: number
+}
+
+const TAIL_READ = 1024 * 1024
+/** Enough for run_erl's `\n=====\n===== LOGGING STARTED <time>\n=====\n` with a long custom time format. */
+const HEAD_READ = 512
+
+/** Whether a format is the file's lines as they are: raw always, and text of berth.log, which is clean. */
+function verbatim(q: LogQuery): boolean {
+  return q.format === 'raw' || (q.format === 'text' && q.source === 'berth')
+}
+
+function formatEntry(e: LogEntry, format: LogFormat): string {
+  return format === 'json' ? `${JSON.stringify(e)}\n` : `${e.line}\n`
+}
+
+interface Window {
+  /** Complete lines of the file's last TAIL_READ bytes (a cut first line is dropped), the last one maybe unfinished. */
+  lines: string[]
+  /** The file's first bytes when the window does not reach them. */
+  head: string | null
+  mtime: Date
+}
+
+function readWindow(file: string): Window {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const st = fs.fstatSync(fd)
+    const len = Math.min(st.size, TAIL_READ)
+    const buf = Buffer.alloc(len)
+    fs.readSync(fd, buf, 0, len, st.size - len)
+    const lines = buf.toString('utf8').split('\n')
+    if (lines.at(-1) === '') lines.pop()
+    let head: string | null = null
+    if (len < st.size) {
+      lines.shift()
+      const h = Buffer.alloc(Math.min(HEAD_READ, st.size))
+      fs.readSync(fd, h, 0, h.length, 0)
+      head = h.toString('utf8')
+    }
+    return { lines, head, mtime: st.mtime }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** The last `lines` lines across the source's files as written, newest last. */
+export function tailRaw(dir: string, source: LogSource, lines: number): string[] {
   // slice(-0) would be the whole window: no lines asked for is no lines.
   if (lines <= 0) return []
   const out: string[] = []
   for (const file of logFiles(dir, source).reverse()) {
-    const fd = fs.openSync(file, 'r')
-    try {
-      const size = fs.fstatSync(fd).size
-      const len = Math.min(size, TAIL_READ)
-      const buf = Buffer.alloc(len)
-      fs.readSync(fd, buf, 0, len, size - len)
-      const got = buf.toString('utf8').split('\n')
-      if (got.at(-1) === '') got.pop()
-      if (len < size) got.shift() // first line is partial
-      out.unshift(...got.slice(-(lines - out.length)))
-    } finally {
-      fs.closeSync(fd)
-    }
+    out.unshift(...readWindow(file).lines.slice(-(lines - out.length)))
     if (out.length >= lines) break
   }
   return out.slice(-lines)
 }
 
 /**
- * A stream of what is appended to the source from now on, across rotations and node restarts (the newest
- * file is re-checked on each poll). Pull-based: it only reads when the consumer wants more.
+ * The app's last `lines` lines across the source's files, newest last. A console line is stamped with run_erl's
+ * latest marker before it (the window's own, else the LOGGING STARTED at the top of its file).
  */
-export function follow(dir: string, source: LogSource, signal: AbortSignal, pollMs = 250): Readable {
+export function tailEntries(dir: string, app: string, source: LogSource, lines: number): LogEntry[] {
+  if (lines <= 0) return []
+  const out: LogEntry[] = []
+  for (const file of logFiles(dir, source).reverse()) {
+    const w = readWindow(file)
+    const reader = new LineReader(app, source, 'marker', w.mtime, w.head === null ? null : headMarker(w.head))
+    const got = w.lines.map((raw) => reader.entry(raw)).filter((e): e is LogEntry => e !== null)
+    out.unshift(...got.slice(-(lines - out.length)))
+    if (out.length >= lines) break
+  }
+  return out.slice(-lines)
+}
+
+/** The last lines of a source in the query's format, as one answer. */
+export function readLog(dir: string, q: LogQuery): string {
+  if (verbatim(q)) {
+    const got = tailRaw(dir, q.source, q.lines)
+    return got.length ? `${got.join('\n')}\n` : ''
+  }
+  return tailEntries(dir, q.app, q.source, q.lines)
+    .map((e) => formatEntry(e, q.format))
+    .join('')
+}
+
+/** Turns the bytes a follower reads into what it sends. `idle` is called after a poll that found nothing new. */
+interface Converter {
+  chunk(file: string, buf: Buffer, restarted: boolean): Buffer
+  idle(): Buffer
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * Lines, stamped with the time they were read. Each file keeps its unfinished last line until the newline
+ * comes; a quiet poll (or output moving on to the next file at rotation) lets it out as it is, so that
+ * text without a newline is not held back forever.
+ */
+function entryConverter(q: LogQuery): Converter {
+  const reader = new LineReader(q.app, q.source, 'read', new Date())
+  const files = new Map<string, { decoder: StringDecoder; pending: string }>()
+  let last: string | null = null
+  const flush = (name: string | null): string => {
+    const f = name === null ? undefined : files.get(name)
+    if (!f?.pending) return ''
+    const e = reader.entry(f.pending)
+    f.pending = ''
+    return e ? formatEntry(e, q.format) : ''
+  }
+  return {
+    chunk(file, buf, restarted) {
+      let out = last !== file ? flush(last) : ''
+      last = file
+      let f = files.get(file)
+      if (!f || restarted) files.set(file, (f = { decoder: new StringDecoder('utf8'), pending: '' }))
+      const parts = (f.pending + f.decoder.write(buf)).split('\n')
+      f.pending = parts.pop()!
+      for (const raw of parts) {
+        const e = reader.entry(raw)
+        if (e) out += formatEntry(e, q.format)
+      }
+      return out ? Buffer.from(out) : EMPTY
+    },
+    idle() {
+      const out = [...files.keys()].map(flush).join('')
+      return out ? Buffer.from(out) : EMPTY
+    },
+  }
+}
+
+const rawConverter: Converter = { chunk: (_file, buf) => buf, idle: () => EMPTY }
+
+/**
+ * The last `q.lines` lines, then what is appended from now on, across rotations and node restarts (the
+ * newest file is re-checked on each poll), in the query's format. Pull-based: it only reads when the
+ * consumer wants more.
+ */
+export function followLog(dir: string, q: LogQuery, signal: AbortSignal, pollMs = 250): Readable {
+  const head = readLog(dir, q)
+  const stream = poller(dir, q.source, signal, pollMs, verbatim(q) ? rawConverter : entryConverter(q))
+  if (head) stream.unshift(Buffer.from(head))
+  return stream
+}
+
+function poller(dir: string, source: LogSource, signal: AbortSignal, pollMs: number, convert: Converter): Readable {
   const offsets = new Map<string, number>()
   for (const f of logFiles(dir, source)) offsets.set(f, fs.statSync(f).size)
   let timer: NodeJS.Timeout | null = null
@@ -89,11 +225,18 @@ export function follow(dir: string, source: LogSource, signal: AbortSignal, poll
       const poll = () => {
         timer = null
         if (signal.aborted) return void stream.push(null)
+        let read = false
         let pushed = false
+        const send = (out: Buffer) => {
+          if (!out.length) return true
+          pushed = true
+          return stream.push(out)
+        }
         for (const f of logFiles(dir, source)) {
           const size = fs.statSync(f, { throwIfNoEntry: false })?.size ?? 0
           let from = offsets.get(f) ?? 0
-          if (size < from) from = 0 // truncated or reused by rotation
+          const restarted = size < from // truncated or reused by rotation
+          if (restarted) from = 0
           if (size > from) {
             const len = Math.min(size - from, 256 * 1024)
             const buf = Buffer.alloc(len)
@@ -104,10 +247,11 @@ export function follow(dir: string, source: LogSource, signal: AbortSignal, poll
               fs.closeSync(fd)
             }
             offsets.set(f, from + len)
-            pushed = true
-            if (!stream.push(buf)) return
+            read = true
+            if (!send(convert.chunk(f, buf, restarted))) return
           } else offsets.set(f, size)
         }
+        if (!read && !send(convert.idle())) return
         if (!pushed) timer = setTimeout(poll, pollMs)
       }
       poll()

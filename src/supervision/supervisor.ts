@@ -88,6 +88,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
+      // run_erl writes no time per line; it stamps the log when it opens a file and, with this, before output
+      // that follows a minute of silence. In ISO 8601 UTC, so that logs.ts can date console lines from them.
+      RUN_ERL_LOG_ACTIVITY_MINUTES: '1',
+      RUN_ERL_LOG_ALIVE_FORMAT: '%Y-%m-%dT%H:%M:%SZ',
+      RUN_ERL_LOG_ALIVE_IN_UTC: '1',
     }
   }
 

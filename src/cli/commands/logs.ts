@@ -1,26 +1,29 @@
-// `berth logs APP [-f]`: the node's console output (or berth's lines about the app), copied to stdout as it
-// streams, with backpressure so a slow pipe (| less) slows the download instead of growing memory.
+// `berth logs APP [-f] [--json]`: the node's console output (or berth's lines about the app), copied to stdout
+// as it streams, with backpressure so a slow pipe (| less) slows the download instead of growing memory.
 
 import { pipeline } from 'node:stream/promises'
 import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, helped, SERVER_HELP } from './common.js'
 import { parseArgs } from 'node:util'
 
-const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth]
+const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth] [--json | --raw]
 
 Prints the last N lines (default 100, at most 10000) of APP's logs; -f (--follow) keeps printing new lines,
 across node restarts, until Ctrl+C. --source console (default) is the node's own console output;
 --source berth is what berth logged about the app (deployments, restarts, health checks).
-The output is plain text (there is no --json).
+
+The output is the app's own lines, without the console's prompts (iex(app@host)1>), carriage returns,
+colours or run_erl's ===== markers. --json prints one JSON object per line instead (at, source, app, line,
+clock: newline-delimited JSON for Vector, Loki or journald; "clock" says how precise "at" is, see
+openapi.yaml). --raw prints the log files' bytes as the node's console wrote them.
 
 ${SERVER_HELP}
 `
 
 export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { json: _json, ...options } = COMMON_OPTIONS
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { ...options, follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' }, source: { type: 'string' } },
+    options: { ...COMMON_OPTIONS, follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' }, source: { type: 'string' }, raw: { type: 'boolean' } },
     allowPositionals: true,
     strict: true,
   })
@@ -36,6 +39,9 @@ export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = proce
     if (values.source !== 'console' && values.source !== 'berth') throw new UsageError(`--source is console or berth, not "${values.source}"`)
     query.set('source', values.source)
   }
+  if (values.json && values.raw) throw new UsageError('--json and --raw are two different outputs: pick one')
+  if (values.json) query.set('format', 'json')
+  if (values.raw) query.set('format', 'raw')
   if (values.follow) query.set('follow', 'true')
   const res = await client(values, env).stream(appPath(app, `/logs${query.size ? `?${query}` : ''}`))
   try {

@@ -7,7 +7,7 @@ import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
 import { currentReleaseId } from '../../releases/current.js'
 import { requireApp } from '../../releases/lookup.js'
-import { follow, tail } from '../../supervision/logs.js'
+import { followLog, LOG_CONTENT_TYPES, readLog, type LogQuery } from '../../supervision/logs.js'
 import type { RouteContext } from '../context.js'
 import { actor, answerDeployment } from '../reply.js'
 
@@ -65,10 +65,9 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     requireApp(releases, name)
     const q = request.query
     const dir = services.paths.log(name)
-    const source = q.source ?? 'console'
-    const head = tail(dir, source, q.lines ?? 100)
-    reply.type('text/plain; charset=utf-8')
-    if (!q.follow) return head.length ? `${head.join('\n')}\n` : ''
+    const query: LogQuery = { app: name, source: q.source ?? 'console', format: q.format ?? 'text', lines: q.lines ?? 100 }
+    reply.type(LOG_CONTENT_TYPES[query.format])
+    if (!q.follow) return readLog(dir, query)
     // A stream that outlives node restarts (it follows the files, not the process) until the client leaves,
     // berth shuts down, or the token is revoked or expires.
     const gone = new AbortController()
@@ -76,8 +75,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     request.raw.on('close', () => gone.abort())
     services.shutdown.signal.addEventListener('abort', () => gone.abort(), { once: true })
     gone.signal.addEventListener('abort', unhold, { once: true })
-    const stream = follow(dir, source, gone.signal)
-    if (head.length) stream.unshift(Buffer.from(`${head.join('\n')}\n`))
+    const stream = followLog(dir, query, gone.signal)
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
     // Headers go out at once, so a client can tell "waiting for lines" from "server hung".
     reply.raw.once('pipe', () => reply.raw.flushHeaders())
