@@ -51,10 +51,11 @@ function editScript(a: string[], b: string[]): Op[] {
         ops.push({ kind: ' ', line: am[i]! })
         i++
         j++
-      } else if (j < m && (i === n || lcs[i * w + j + 1]! >= lcs[(i + 1) * w + j]!)) {
-        ops.push({ kind: '+', line: bm[j++]! })
-      } else {
+      } else if (i < n && (j === m || lcs[(i + 1) * w + j]! >= lcs[i * w + j + 1]!)) {
+        // Removals before additions on a tie, as diff(1) prints them.
         ops.push({ kind: '-', line: am[i++]! })
+      } else {
+        ops.push({ kind: '+', line: bm[j++]! })
       }
     }
   }
