@@ -8,6 +8,7 @@ import type { HealthInfo } from '../supervision/health.js'
 // without loading any server module (or SQLite's native addon) into the CLI at run time.
 export type { Deployment, Step } from '../store/deployments.js'
 import type { Deployment } from '../store/deployments.js'
+export type { Plan } from '../deploy/plan.js'
 
 export type Release = StoredRelease & { current: boolean }
 

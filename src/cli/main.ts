@@ -22,6 +22,9 @@ client commands (talk to a running berth):
   deploy FILE --app APP [--no-deploy]
                                 upload a release with progress, deploy it and follow the steps
   deploy --release ID --app APP deploy a release uploaded before
+  deploy ... --dry-run          what the deploy would do, changing nothing (like plan)
+  plan APP RELEASE              the plan of deploying RELEASE: steps, migrations, config diffs,
+                                ERTS/OTP change, what would stop it; changes nothing
   rollback APP [--to ID]        roll back (to the previous good release, or ID) and follow it
   status [APP]                  apps and their nodes, or one app in detail
   releases APP                  an app's releases, the current one marked
@@ -54,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./console.js')).consoleCommand(rest)
       case 'deploy':
         return await (await import('./commands/deploy.js')).deployCommand(rest)
+      case 'plan':
+        return await (await import('./commands/plan.js')).planCommand(rest)
       case 'rollback':
         return await (await import('./commands/deploy.js')).rollbackCommand(rest)
       case 'status':

@@ -194,6 +194,12 @@ export interface paths {
          *     stops the old node, starts the new one under run_erl and verifies it (answers `bin/APP pid`, the
          *     health URL answers 2xx, stays up for the stable window). A failure after the switch rolls back
          *     automatically. One deployment per app at a time: a second one gets `409 DEPLOYMENT_IN_PROGRESS`.
+         *
+         *     With `?dryRun=true` nothing happens: no deployment is recorded, no lock is taken, `current` and the
+         *     node are untouched. The answer is `200` with the plan (`Plan`): the steps that would run, the migrate
+         *     expression (or why there is none), the Ecto migrations the release adds and those `current` has that
+         *     it lacks, which of vm.args, sys.config, env.sh and runtime.exs differ (with a short diff), a change of
+         *     ERTS or OTP, the command map, and what would make the deploy fail now (`blockers`).
          */
         post: operations["createDeployment"];
         delete?: never;
@@ -710,6 +716,80 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
+        };
+        /** @description What deploying `release` over `current` would do; see createDeployment with dryRun=true. */
+        Plan: {
+            /** @constant */
+            dryRun: true;
+            app: string;
+            release: string;
+            version: string;
+            /** @description The current release, null when this would be the first deploy. */
+            current: string | null;
+            firstDeploy: boolean;
+            /** @description The release is current and its node runs: a deploy would migrate again and restart it. */
+            alreadyCurrent: boolean;
+            node: {
+                state: string;
+                release: string | null;
+                pid: number | null;
+            };
+            /** @description The release kind (mix, relx, distillery), when berth has recorded one. */
+            kind?: string;
+            steps: {
+                /** @enum {string} */
+                name: "migrating" | "switching" | "starting" | "verifying" | "rollback";
+                /** @enum {string} */
+                runs: "always" | "skipped" | "on-failure";
+                detail: string;
+            }[];
+            migrate: {
+                /** @description What `bin/APP eval` would run from the new release. */
+                expr: string | null;
+                /** @description Why no migration would run, when expr is null. */
+                reason: string | null;
+            };
+            /** @description Ecto migration files (priv/repo/migrations/*.exs). */
+            migrations: {
+                /** @description The release has them, current does not. */
+                added: string[];
+                /** @description Current has them, the release does not (not undone by a deploy). */
+                missing: string[];
+            };
+            /** @description The config files that differ between current and the release. */
+            config: {
+                /** @enum {string} */
+                file: "vm.args" | "sys.config" | "env.sh" | "runtime.exs";
+                from: string | null;
+                to: string | null;
+                /** @enum {string} */
+                change: "added" | "removed" | "changed";
+                /** @description Unified diff (at most 60 lines); null for files too large to compare. */
+                diff: string | null;
+                truncated: boolean;
+            }[];
+            erts: components["schemas"]["VersionChange"];
+            otp: components["schemas"]["VersionChange"];
+            /** @description The command map the deploy would use (from the settings). */
+            commands: {
+                start: string;
+                eval: string;
+                rpc: string;
+                remote: string;
+                stop: string;
+                pid: string;
+            };
+            /** @description What would make the deploy be refused or fail now, with the code it would answer. */
+            blockers: {
+                code: string;
+                message: string;
+            }[];
+            warnings: string[];
+        };
+        VersionChange: {
+            from: string | null;
+            to: string | null;
+            changed: boolean;
         };
         NodeStatus: {
             /** @enum {string} */
@@ -1260,6 +1340,8 @@ export interface operations {
             query?: {
                 /** @description Answer when the work has finished (`200`, or a `422` problem carrying the deployment when it failed or was rolled back) instead of `202` at once. */
                 wait?: components["parameters"]["Wait"];
+                /** @description Answer the plan of this deploy (`200`, a `Plan`) and change nothing. */
+                dryRun?: boolean;
             };
             header?: never;
             path: {
@@ -1277,13 +1359,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description (wait=true) The deployment succeeded. */
+            /** @description (wait=true) The deployment succeeded; (dryRun=true) the plan. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Deployment"];
+                    "application/json": components["schemas"]["Deployment"] | components["schemas"]["Plan"];
                 };
             };
             /** @description The deployment started; poll the Location. */

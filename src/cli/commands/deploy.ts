@@ -8,9 +8,10 @@ import { FINAL_STATES, type Deployment, type Release, type Step } from '../api.j
 import { between, bytes, duration, rate } from '../format.js'
 import { UsageError } from '../usage.js'
 import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { fetchPlan, formatPlan } from './plan.js'
 
-const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy]
-       berth deploy --release ID --app APP
+const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy | --dry-run]
+       berth deploy --release ID --app APP [--dry-run]
 
 Uploads FILE (the .tar.gz that \`mix release\` writes) to APP with its sha256, so a file that changes or
 is damaged on the way is refused and nothing is kept, then deploys it and follows the deployment: each
@@ -20,6 +21,8 @@ Exits 0 when the deployment succeeded, 1 when it failed or was rolled back (with
   --app APP        the app (its name must match the release inside the tarball)
   --no-deploy      only upload; deploy later with --release ID
   --release ID     deploy a release uploaded before (an id, or a version naming one release)
+  --dry-run        print what the deploy would do and change nothing (like berth plan); with FILE
+                   the release is uploaded first. Exits 1 when something would stop the deploy.
 
 Progress: on a terminal one updating line; otherwise a line per quarter (or every 2 s) and a summary.
 With --json, progress goes to stderr and stdout gets the release with its finished deployment under
@@ -43,7 +46,7 @@ const POLL_MS = 250
 const UNREACHABLE_GRACE_MS = 30_000
 
 export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' } })
+  const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' }, 'dry-run': { type: 'boolean' } })
   if (helped(values, DEPLOY_HELP)) return 0
   const app = appArg(values.app, 'berth deploy FILE --app APP')
   const json = !!values.json
@@ -53,9 +56,17 @@ export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = pro
   if (positionals.length > 1) throw new UsageError(`deploy takes one file, got ${positionals.length}`)
   if (values.release && file) throw new UsageError('give either FILE or --release ID, not both')
   if (values.release && values['no-deploy']) throw new UsageError('--no-deploy uploads a file; with --release there is nothing to upload')
+  if (values['dry-run'] && values['no-deploy']) throw new UsageError('--dry-run and --no-deploy: choose one')
   const api = client(values, env)
+  const dryRun = async (release: string): Promise<number> => {
+    const plan = await fetchPlan(api, app, release)
+    if (json) printJson(plan)
+    else out.write(formatPlan(plan))
+    return plan.blockers.length === 0 ? 0 : 1
+  }
 
   if (typeof values.release === 'string') {
+    if (values['dry-run']) return dryRun(values.release)
     const done = await startAndFollow(api, app, 'deployments', { release: values.release }, out)
     if (json) printJson(done)
     return done.state === 'succeeded' ? 0 : 1
@@ -77,6 +88,7 @@ export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = pro
     if (json) printJson(release)
     return 0
   }
+  if (values['dry-run']) return dryRun(release.id)
   const done = await startAndFollow(api, app, 'deployments', { release: release.id }, out)
   if (json) printJson({ ...release, current: done.state === 'succeeded', deployment: done })
   return done.state === 'succeeded' ? 0 : 1

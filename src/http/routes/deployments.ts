@@ -1,7 +1,8 @@
 // Routes for deployments, rollbacks and operating the node: validate, call the deployer, answer (see reply.ts
-// for ?wait=true). The state machine itself is in src/deploy.
+// for ?wait=true). The state machine itself is in src/deploy, the dry run's plan in src/deploy/plan.ts.
 
 import type { FastifyInstance } from 'fastify'
+import { planDeploy } from '../../deploy/plan.js'
 import { problem } from '../../errors.js'
 import { requireApp, resolveRelease } from '../../releases/lookup.js'
 import type { RouteContext } from '../context.js'
@@ -15,6 +16,7 @@ export default async function deploymentRoutes(app: FastifyInstance, ctx: RouteC
     const { app: name } = request.params
     requireApp(releases, name)
     const release = resolveRelease(releases, name, request.body.release)
+    if (request.query.dryRun) return planDeploy(services, name, release)
     const d = await deployer.deploy(name, release, actor(request))
     return answerDeployment(services, request, reply, d, request.query.wait)
   })

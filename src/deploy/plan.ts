@@ -1,0 +1,181 @@
+// The dry run of a deploy: what deploying a release over `current` would do (steps, migrate expression, Ecto
+// migrations, config diffs, ERTS/OTP change, command map) and what would stop it. Reads only; changes nothing.
+
+import type { AppSettings, CommandMap } from '../apps/settings.js'
+import type { AppStore } from '../apps/store.js'
+import type { ErrorCode } from '../errors.js'
+import type { Paths } from '../paths.js'
+import { ectoMigrations } from '../releases/content.js'
+import { currentReleaseId } from '../releases/current.js'
+import { CONFIG_FILES, configFile, ertsVersion, otpVersion, type ConfigFile } from '../releases/layout.js'
+import { unifiedDiff } from '../releases/line-diff.js'
+import type { DeploymentStore, StepName } from '../store/deployments.js'
+import type { Release, ReleaseStore } from '../store/releases.js'
+import type { Supervisor } from '../supervision/supervisor.js'
+import type { Deployer } from './deployer.js'
+
+export interface PlanDeps {
+  paths: Paths
+  releases: ReleaseStore
+  deployments: Pick<DeploymentStore, 'lockedBy'>
+  apps: Pick<AppStore, 'settings'>
+  supervisor: Pick<Supervisor, 'status' | 'isUp'>
+  deployer: Pick<Deployer, 'migrateExpr'>
+}
+
+export interface PlanStep {
+  name: StepName
+  /** always: runs on every deploy; skipped: the deploy records it as skipped; on-failure: only after a failed start or verify. */
+  runs: 'always' | 'skipped' | 'on-failure'
+  detail: string
+}
+
+export interface ConfigChange {
+  file: ConfigFile
+  /** Path inside each release (releases/VSN/FILE), null where that release has no such file. */
+  from: string | null
+  to: string | null
+  change: 'added' | 'removed' | 'changed'
+  /** Unified diff, bounded; null when a file is too large to compare by content. */
+  diff: string | null
+  truncated: boolean
+}
+
+export interface VersionChange {
+  from: string | null
+  to: string | null
+  changed: boolean
+}
+
+export interface Plan {
+  dryRun: true
+  app: string
+  release: string
+  version: string
+  current: string | null
+  firstDeploy: boolean
+  /** The target is current and its node runs: a deploy would run its migration again and restart the node. */
+  alreadyCurrent: boolean
+  node: { state: string; release: string | null; pid: number | null }
+  kind?: string
+  steps: PlanStep[]
+  migrate: { expr: string | null; reason: string | null }
+  migrations: { added: string[]; missing: string[] }
+  config: ConfigChange[]
+  erts: VersionChange
+  otp: VersionChange
+  commands: CommandMap
+  /** What would make the deploy fail or be refused right now, with the code the deploy would answer. */
+  blockers: { code: ErrorCode; message: string }[]
+  warnings: string[]
+}
+
+/** Why a release gets no migration step; the deployer's migrateExpr has already answered null. */
+function noMigrationReason(app: string, release: Release, settings: AppSettings): string {
+  if (settings.migrateExpr !== null) return 'migrations are turned off on purpose: the migrateExpr setting is ""'
+  return `release ${release.id} has no Release module with migrate/0 that berth can find, and the app has no migrateExpr setting: no migration would run (set one with PUT /v1/apps/${app}/settings)`
+}
+
+function versionChange(from: string | null, to: string | null, hasCurrent: boolean): VersionChange {
+  return { from, to, changed: hasCurrent && from !== to }
+}
+
+function compareConfig(currentDir: string, currentVersion: string, targetDir: string, targetVersion: string): ConfigChange[] {
+  const changes: ConfigChange[] = []
+  for (const file of CONFIG_FILES) {
+    const a = configFile(currentDir, currentVersion, file)
+    const b = configFile(targetDir, targetVersion, file)
+    if (!a && !b) continue
+    const change = !a ? 'added' : !b ? 'removed' : 'changed'
+    if (a && b && a.text !== null && b.text !== null && a.text === b.text) continue
+    if (a && b && (a.text === null || b.text === null)) {
+      if (a.size === b.size) continue
+      changes.push({ file, from: a.path, to: b.path, change, diff: null, truncated: false })
+      continue
+    }
+    const d = unifiedDiff(a?.text ?? '', b?.text ?? '', { from: a ? `current/${a.path}` : '/dev/null', to: b ? `target/${b.path}` : '/dev/null' })
+    changes.push({ file, from: a?.path ?? null, to: b?.path ?? null, change, diff: d?.text ?? null, truncated: d?.truncated ?? false })
+  }
+  return changes
+}
+
+/** The plan for deploying `release` of `app` now. */
+export async function planDeploy(deps: PlanDeps, app: string, release: Release): Promise<Plan> {
+  const { paths, releases, supervisor } = deps
+  const settings = deps.apps.settings(app)
+  const currentId = await currentReleaseId(paths, app)
+  const current = currentId ? releases.get(app, currentId) : null
+  const targetDir = paths.release(app, release.id)
+  const currentDir = currentId ? paths.release(app, currentId) : null
+  const node = supervisor.status(app)
+  const up = supervisor.isUp(app)
+  const alreadyCurrent = currentId === release.id && up
+  const cmd = settings.commands
+
+  const expr = deps.deployer.migrateExpr(app, release, settings)
+  const migrate = { expr, reason: expr ? null : noMigrationReason(app, release, settings) }
+
+  const targetMigrations = ectoMigrations(targetDir, app)
+  const currentMigrations = currentDir ? ectoMigrations(currentDir, app) : []
+  const had = new Set(currentMigrations)
+  const has = new Set(targetMigrations)
+  const migrations = { added: targetMigrations.filter((m) => !had.has(m)), missing: currentMigrations.filter((m) => !has.has(m)) }
+
+  const targetErts = ertsVersion(targetDir)
+  const currentErts = currentDir ? ertsVersion(currentDir) : null
+  const currentVersion = current?.version ?? null
+  const erts = versionChange(currentErts, targetErts, !!currentDir)
+  const otp = versionChange(currentDir && currentVersion ? otpVersion(currentDir, currentVersion, currentErts) : null, otpVersion(targetDir, release.version, targetErts), !!currentDir)
+  const config = currentDir && currentVersion ? compareConfig(currentDir, currentVersion, targetDir, release.version) : []
+
+  const running = up ? `the node running ${node.release ?? 'an unknown release'}${node.pid ? ` (pid ${node.pid})` : ''}` : null
+  const verify = [`the node answers bin/${app} ${cmd.pid}`, settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null, `it stays up for ${settings.stableWindowMs} ms`].filter(Boolean).join(', ')
+  const steps: PlanStep[] = [
+    expr
+      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms); a failure ends the deploy with current and the node untouched` }
+      : { name: 'migrating', runs: 'skipped', detail: migrate.reason! },
+    { name: 'switching', runs: 'always', detail: `current -> releases/${release.id}${currentId ? ` (was releases/${currentId})` : ' (first deploy: there is no current yet)'}` },
+    { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${app} ${cmd.stop}, then ` : ''}start bin/${app} ${cmd.start} under run_erl (boot timeout ${settings.bootTimeoutMs} ms)` },
+    { name: 'verifying', runs: 'always', detail: verify },
+    {
+      name: 'rollback',
+      runs: 'on-failure',
+      detail: currentId && current ? `if starting or verifying fails: current -> releases/${currentId} and its node started again` : 'if starting or verifying fails: there is no previous release, so the node is stopped',
+    },
+  ]
+
+  const blockers: Plan['blockers'] = []
+  const lock = deps.deployments.lockedBy(app)
+  if (lock) blockers.push({ code: 'DEPLOYMENT_IN_PROGRESS', message: `deployment ${lock} of "${app}" is in progress; a deploy now would be refused` })
+
+  const warnings: string[] = []
+  if (!currentId) warnings.push(`first deploy: "${app}" has no current release, so a failure cannot roll back to one`)
+  if (alreadyCurrent) warnings.push(`release ${release.id} is already current and running: deploying it again ${expr ? 'runs its migration again and ' : ''}restarts the node`)
+  if (migrations.missing.length > 0) {
+    warnings.push(`release ${currentId} has database migrations that ${release.id} lacks: ${migrations.missing.join(', ')}. A deploy does not undo them; check that the schema is compatible`)
+  }
+  if (erts.changed) warnings.push(`the runtime changes: ERTS ${erts.from ?? 'unknown'} -> ${erts.to ?? 'unknown'}${otp.changed ? ` (OTP ${otp.from ?? 'unknown'} -> ${otp.to ?? 'unknown'})` : ''}`)
+
+  // Release kinds are recorded by intake where supported; a release without one has none to report.
+  const kind = 'kind' in release && typeof release.kind === 'string' ? { kind: release.kind } : {}
+  return {
+    dryRun: true,
+    app,
+    release: release.id,
+    version: release.version,
+    current: currentId,
+    firstDeploy: !currentId,
+    alreadyCurrent,
+    node: { state: node.state, release: node.release, pid: node.pid },
+    ...kind,
+    steps,
+    migrate,
+    migrations,
+    config,
+    erts,
+    otp,
+    commands: { ...cmd },
+    blockers,
+    warnings,
+  }
+}
