@@ -102,7 +102,12 @@ function jsonLines(text: string): { at: string; source: string; app: string; lin
 test('the tail holds the app\'s own lines: no prompt, no carriage return, no run_erl marker; raw keeps them', async () => {
   await consolePrint('clean-marker-1')
   await consolePrint('a line that mentions iex(other@host)2> in the middle')
-  const res = await call(`${d.url}/v1/apps/hello/logs?lines=200`, { token: d.adminToken })
+  // rpc returns once the node has written to its console pipe; run_erl writes the log file a moment later.
+  let res = await call(`${d.url}/v1/apps/hello/logs?lines=200`, { token: d.adminToken })
+  for (let i = 0; i < 50 && !res.text.includes('mentions iex('); i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    res = await call(`${d.url}/v1/apps/hello/logs?lines=200`, { token: d.adminToken })
+  }
   assert.equal(res.status, 200)
   assert.match(res.headers.get('content-type')!, /^text\/plain/)
   assert.match(res.text, /^hello 0\.1\.0 booted on port \d+$/m, 'the line the fixture prints at boot, as it printed it')
