@@ -123,7 +123,7 @@ describe('berth client commands', () => {
     const back = await cli(['rollback', 'hello', '--to', '0.1.0'])
     assert.equal(back.code, 0, back.stdout + back.stderr)
     assert.match(back.stdout, /^rolling back hello to 0\.1\.0-/m)
-    assert.match(back.stdout, /^migrating \.\.\. skipped$/m)
+    assert.match(back.stdout, /^reverting_migrations \.\.\. skipped$/m)
     assert.match(back.stdout, /^warning: .*20240101000000_add_things\.exs/m)
     assert.equal(await appAnswer(), 'hello 0.1.0\n')
   })

@@ -643,8 +643,14 @@ export interface components {
             [key: string]: unknown;
         };
         Step: {
-            /** @enum {string} */
-            name: "migrating" | "switching" | "starting" | "verifying" | "rollback";
+            /**
+             * @description What the step does. A deploy: migrating, switching, starting, verifying, and rollback when a failed
+             *     start puts the previous release back. A rollback: reverting_migrations (the rollbackExpr setting,
+             *     skipped unless runRollbackExpr), then as a deploy. stop: stopping; start: starting, verifying;
+             *     restart: stopping, starting, verifying.
+             * @enum {string}
+             */
+            name: "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "rollback";
             /** @enum {string} */
             state: "running" | "ok" | "failed" | "skipped";
             /** Format: date-time */
@@ -662,8 +668,11 @@ export interface components {
             release: string;
             /** @description What current pointed at when it began. */
             previous: string | null;
-            /** @enum {string} */
-            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "succeeded" | "failed" | "rolled_back";
+            /**
+             * @description While it runs, the name of the step under way (a rollback step leaves the state as it was).
+             * @enum {string}
+             */
+            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "succeeded" | "failed" | "rolled_back";
             reason: string | null;
             warnings: string[];
             steps: components["schemas"]["Step"][];

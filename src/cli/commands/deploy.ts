@@ -33,7 +33,8 @@ const ROLLBACK_HELP = `usage: berth rollback APP [--to ID] [--run-rollback-expr]
 Rolls APP back to the release --to names (an id, or a version naming one release), or without --to to
 the last release that succeeded before the current one, and follows it like berth deploy. Migrations do
 not run; migrations the target lacks are printed as warnings. --run-rollback-expr runs the app's
-rollbackExpr setting first. Exits 0 when the rollback succeeded, 1 otherwise.
+rollbackExpr setting first (step reverting_migrations, shown as skipped without it), then the steps of a
+deploy. Exits 0 when the rollback succeeded, 1 otherwise.
 
 ${CONNECTION_HELP}
 `
