@@ -6,6 +6,7 @@ import pino from 'pino'
 import { parseScopes, TokenInputError } from '../auth/tokens.js'
 import { loadConfig } from '../config.js'
 import { openTokenStore } from '../services.js'
+import type { Command } from './commands/common.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage:
@@ -17,20 +18,19 @@ Scopes: read, deploy, operate, console, admin (admin implies all). --app limits 
 (repeat it for several); without it the token works for every app.
 `
 
-export async function tokenCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      'data-dir': { type: 'string' },
-      name: { type: 'string' },
-      scopes: { type: 'string' },
-      app: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-    },
-    allowPositionals: true,
-    strict: true,
-  })
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  'data-dir': { type: 'string' },
+  name: { type: 'string' },
+  scopes: { type: 'string' },
+  app: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+} as const
+
+export const command: Command = { help: HELP, options: OPTIONS, run: tokenCommand }
+
+async function tokenCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
   const [sub, ...args] = positionals
   if (values.help || !sub) {
     process.stdout.write(HELP)

@@ -340,14 +340,23 @@ export interface paths {
         get: operations["getEnv"];
         /**
          * Replace the app's environment
-         * @description A JSON object of strings; creates the app. Takes effect at the next start; `?restart=true` restarts now. Values are never logged or shown.
+         * @description A JSON object of strings; every variable not in it is removed (to change single variables use `PATCH`). Creates the app. Takes effect at the next start; `?restart=true` restarts now. Values are never logged or shown.
          */
         put: operations["putEnv"];
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Set and unset single variables of the app's environment
+         * @description Merges into the stored environment on the server, since values are never returned and a client
+         *     cannot rebuild the whole object: `set` adds or replaces those variables, `unset` removes those names
+         *     (a name that is not set is no error), every other variable keeps its value. Validated like `PUT`;
+         *     a name may not be both set and unset. Creates the app. Takes effect at the next start;
+         *     `?restart=true` restarts now. Values are never logged or shown; the audit event `env.update` names
+         *     what was set and removed.
+         */
+        patch: operations["patchEnv"];
         trace?: never;
     };
     "/v1/apps/{app}/logs": {
@@ -1560,6 +1569,60 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+        };
+    };
+    patchEnv: {
+        parameters: {
+            query?: {
+                restart?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The OTP application name of the release (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "set": {
+                 *         "PORT": "4000"
+                 *       },
+                 *       "unset": [
+                 *         "OLD_FLAG"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Variables to add or replace. */
+                    set?: {
+                        [key: string]: string;
+                    };
+                    /** @description Names to remove. */
+                    unset?: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description The names now set, and those that `unset` removed (names it gave that were not set are not listed). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        names: string[];
+                        removed: string[];
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
         };
     };

@@ -7,7 +7,7 @@ import { ApiError, type BerthClient, type UploadProgress } from '../client.js'
 import { FINAL_STATES, type Deployment, type Release, type Step } from '../api.js'
 import { between, bytes, duration, rate } from '../format.js'
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
 const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy]
        berth deploy --release ID --app APP
@@ -43,8 +43,14 @@ const POLL_MS = 250
 // A berth restarting mid-deployment is down for a moment; the deployment then ends "agent restarted".
 const UNREACHABLE_GRACE_MS = 30_000
 
-export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' } })
+const DEPLOY_OPTIONS = { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' } } as const
+const ROLLBACK_OPTIONS = { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } } as const
+
+export const deploy: Command = { help: DEPLOY_HELP, options: { ...COMMON_OPTIONS, ...DEPLOY_OPTIONS }, run: deployCommand }
+export const rollback: Command = { help: ROLLBACK_HELP, options: { ...COMMON_OPTIONS, ...ROLLBACK_OPTIONS }, run: rollbackCommand }
+
+async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, DEPLOY_OPTIONS)
   if (helped(values, DEPLOY_HELP)) return 0
   const app = appArg(values.app, 'berth deploy FILE --app APP')
   const json = !!values.json
@@ -83,8 +89,8 @@ export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = pro
   return done.state === 'succeeded' ? 0 : 1
 }
 
-export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } })
+async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, ROLLBACK_OPTIONS)
   if (helped(values, ROLLBACK_HELP)) return 0
   const app = appArg(positionals[0], 'berth rollback APP [--to ID]')
   if (positionals.length > 1) throw new UsageError(`rollback takes one app, got ${positionals.join(' ')}`)
@@ -98,10 +104,10 @@ export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = p
   return done.state === 'succeeded' ? 0 : 1
 }
 
-async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
+/** Starts a deployment, rollback or operation (POST to `route`) and follows it until it ends. */
+export async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback' | 'start' | 'stop' | 'restart', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
   const started = await api.request<Deployment>('POST', appPath(app, `/${route}`), body)
-  const verb = started.kind === 'rollback' ? 'rolling back' : 'deploying'
-  out.write(`${verb} ${app} to ${started.release}${started.previous ? ` (from ${started.previous})` : ''}, deployment ${started.id}\n`)
+  out.write(`${announce(started)}\n`)
   // Ctrl+C stops following, not the deployment: say so, since the server carries on without us.
   const onInterrupt = () => {
     out.write(`\nstopped following; deployment ${started.id} goes on (berth status ${app})\n`)
@@ -154,6 +160,20 @@ export async function follow(api: BerthClient, first: Deployment, out: NodeJS.Wr
   if (dep.state === 'succeeded') out.write(`succeeded: ${dep.app} runs ${dep.release}${took === null ? '' : ` (${duration(took)})`}\n`)
   else out.write(`${dep.state}: ${dep.reason ?? 'no reason given'}\n`)
   return dep
+}
+
+function announce(d: Deployment): string {
+  const from = d.previous ? ` (from ${d.previous})` : ''
+  switch (d.kind) {
+    case 'deploy':
+      return `deploying ${d.app} to ${d.release}${from}, deployment ${d.id}`
+    case 'rollback':
+      return `rolling back ${d.app} to ${d.release}${from}, deployment ${d.id}`
+    case 'stop':
+      return `stopping ${d.app}, operation ${d.id}`
+    default:
+      return `${d.kind === 'start' ? 'starting' : 'restarting'} ${d.app} on ${d.release}, operation ${d.id}`
+  }
 }
 
 function stepResult(step: Step): string {
