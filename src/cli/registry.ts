@@ -45,6 +45,7 @@ export const LOCAL_COMMANDS: CommandName[] = ['serve', 'token']
 export type Reach = CommandName | `${CommandName} ${string}` | { page: string } | { alias: OperationId }
 
 export const OPERATIONS: Record<OperationId, Reach> = {
+  getRoot: { page: '/' },
   healthz: 'health',
   getOpenApi: 'openapi',
   getMetrics: 'metrics',

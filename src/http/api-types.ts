@@ -2,6 +2,27 @@
 // Do not edit: change openapi.yaml and run `node scripts/gen-api-types.mjs`; a test checks they agree.
 
 export interface paths {
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where to go from here
+         * @description Until berth has a dashboard: a browser (`Accept: text/html`) gets a small page linking the API
+         *     reference, the web console and the CLI; anything else gets the same pointers as JSON. Names no apps.
+         */
+        get: operations["getRoot"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -851,6 +872,41 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    getRoot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pointers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        name: "berth";
+                        version: string;
+                        /** @description The rendered API reference. */
+                        docs: string;
+                        /** @description This document. */
+                        openapi: string;
+                        /** @description The API's first resource: the apps (needs a token). */
+                        api: string;
+                        /** @description The web terminal of an app, `{app}` replaced by its name. */
+                        console: string;
+                        /** @description Liveness, without a token. */
+                        health: string;
+                    };
+                    "text/html": string;
+                };
+            };
+        };
+    };
     healthz: {
         parameters: {
             query?: never;
