@@ -18,7 +18,7 @@ export const catalogue = {
   RELEASE_IS_CURRENT: [409, 'The release is in use'],
   SHUTTING_DOWN: [503, 'berth is shutting down'],
   DEPLOYMENT_NOT_FOUND: [404, 'No such deployment'],
-  DEPLOYMENT_IN_PROGRESS: [409, 'Another deployment of this app is in progress'],
+  DEPLOYMENT_IN_PROGRESS: [409, 'Another deployment or operation of this app is in progress'],
   NO_ROLLBACK_TARGET: [409, 'There is no release to roll back to'],
   ROLLBACK_TO_CURRENT: [409, 'That release is already current'],
   NOT_DEPLOYED: [409, 'The app has no current release'],

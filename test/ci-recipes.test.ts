@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import YAML from 'yaml'
@@ -14,22 +15,44 @@ import { call } from './helpers/http.js'
 let d: TestDaemon
 let port: number
 const json = { 'content-type': 'application/json' }
+const projects: string[] = []
 
-/** The shell text from the curl invocation to the end of its step, exactly as the recipe has it. */
-function curlOf(recipe: string): string {
+/**
+ * The shell of the recipe's deploy step exactly as written: from the first line that reads _build (which
+ * tarball to send) to the end of the step, the curl invocation.
+ */
+function deployShellOf(recipe: string): string {
   const doc = YAML.parse(fs.readFileSync(path.join(REPO, 'docs', 'ci', recipe), 'utf8'))
-  const scripts: string[] = recipe.startsWith('github')
-    ? Object.values(doc.jobs as Record<string, { steps: { run?: string }[] }>).flatMap((j) => j.steps.map((s) => s.run ?? ''))
+  const lines: string[] = recipe.startsWith('github')
+    ? Object.values(doc.jobs as Record<string, { steps: { run?: string }[] }>).flatMap((j) => j.steps.find((s) => s.run?.includes('curl '))?.run?.split('\n') ?? [])
     : Object.values(doc as Record<string, { script?: string[] }>).flatMap((j) => j.script ?? [])
-  const step = scripts.find((s) => s.includes('curl '))
-  assert.ok(step, `${recipe} has a curl step`)
-  return step!.slice(step!.indexOf('curl '))
+  const from = lines.findIndex((l) => l.includes('_build'))
+  assert.ok(from >= 0 && lines.slice(from).some((l) => l.includes('curl ')), `${recipe} picks a tarball from _build and deploys it with curl`)
+  return lines.slice(from).join('\n')
+}
+
+/**
+ * A project directory as `mix release` leaves it on a CI runner with a cached _build: the release just
+ * assembled (`rel/hello`, its start_erl.data naming `version`) with its tarball, next to the tarballs of
+ * earlier builds. The older ones are releases that crash on boot: sending one of them fails the deploy.
+ */
+async function project(version: string, tarball: string): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-ci-project-'))
+  const prod = path.join(dir, '_build', 'prod')
+  fs.mkdirSync(path.join(prod, 'rel', 'hello', 'releases'), { recursive: true })
+  fs.writeFileSync(path.join(prod, 'rel', 'hello', 'releases', 'start_erl.data'), `13.1.5 ${version}`)
+  const stale = (await fixture('crash_on_boot')).tarball
+  for (const old of ['0.0.1', '0.0.2', '0.0.3', '0.0.9', '0.0.10']) fs.copyFileSync(stale, path.join(prod, `hello-${old}.tar.gz`))
+  fs.copyFileSync(tarball, path.join(prod, `hello-${version}.tar.gz`))
+  projects.push(dir)
+  return dir
 }
 
 /** Runs asynchronously: the berth under test lives in this process and must keep serving. */
-function runRecipe(recipe: string, tarball: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn('bash', ['-euo', 'pipefail', '-c', curlOf(recipe)], {
-    env: { ...process.env, TARBALL: tarball, APP: 'hello', BERTH_URL: d.url, BERTH_TOKEN: d.token(`ci-${recipe}-${Date.now()}`, ['deploy'], ['hello']) },
+function runRecipe(recipe: string, cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn('bash', ['-euo', 'pipefail', '-c', deployShellOf(recipe)], {
+    cwd,
+    env: { ...process.env, APP: 'hello', BERTH_URL: d.url, BERTH_TOKEN: d.token(`ci-${recipe}-${Date.now()}`, ['deploy'], ['hello']) },
   })
   let stdout = ''
   let stderr = ''
@@ -49,25 +72,26 @@ before(async () => {
   await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 500 }) })
 })
 after(async () => {
+  for (const p of projects) fs.rmSync(p, { recursive: true, force: true })
   await d.stop()
   assert.deepEqual(processesUnder(d.dataDir), [])
 })
 
-test('the GitHub Actions recipe deploys the fixture release', async () => {
-  const r = await runRecipe('github-actions.yml', (await fixture('v1')).tarball)
+test('the GitHub Actions recipe deploys the tarball just built, among the older ones of a cached _build', async () => {
+  const r = await runRecipe('github-actions.yml', await project('0.1.0', (await fixture('v1')).tarball))
   assert.equal(r.status, 0, r.stdout + r.stderr)
   assert.equal(JSON.parse(r.stdout).deployment.state, 'succeeded')
   assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.1.0\n')
 })
 
-test('the GitLab CI recipe deploys the fixture release', async () => {
-  const r = await runRecipe('gitlab-ci.yml', (await fixture('v2')).tarball)
+test('the GitLab CI recipe deploys the tarball just built, among the older ones of a cached _build', async () => {
+  const r = await runRecipe('gitlab-ci.yml', await project('0.2.0', (await fixture('v2')).tarball))
   assert.equal(r.status, 0, r.stdout + r.stderr)
   assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.2.0\n')
 })
 
 test('a deployment that is rolled back fails the job, with the reason printed', async () => {
-  const r = await runRecipe('github-actions.yml', (await fixture('crash_on_boot')).tarball)
+  const r = await runRecipe('github-actions.yml', await project('0.3.0', (await fixture('crash_on_boot')).tarball))
   assert.notEqual(r.status, 0)
   const problem = JSON.parse(r.stdout)
   assert.equal(problem.code, 'DEPLOYMENT_ROLLED_BACK')

@@ -70,6 +70,10 @@ describe('deploy', () => {
     const app = await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })
     assert.equal(app.body.node.state, 'running')
     assert.equal(app.body.current, ids.v1)
+    // The verify step checked the health URL: that is the first health check, not "not checked yet".
+    assert.equal(app.body.node.health?.ok, true, JSON.stringify(app.body.node.health))
+    assert.equal(app.body.node.health.url, `http://127.0.0.1:${port}/health`)
+    assert.ok(Date.parse(app.body.node.health.lastCheckAt) >= Date.parse(res.body.createdAt))
     assert.ok(app.body.node.beamPid > 0)
     assert.ok(fs.existsSync(`/proc/${app.body.node.beamPid}`))
     // The node writes only into the app's own directories, never into the read-only release.
@@ -222,14 +226,47 @@ describe('rollback', () => {
     assert.equal((await call(`${d.url}/metrics`)).status, 401)
   })
 
-  test('stop and start the node', async () => {
-    const stop = await call(`${d.url}/v1/apps/hello/stop?wait=true`, { method: 'POST', token: d.adminToken })
-    assert.equal(stop.status, 200, stop.text)
+  test('stop, start and restart: steps named after what they do, a start during a stop refused', async () => {
+    const stopping = await call(`${d.url}/v1/apps/hello/stop`, { method: 'POST', token: d.adminToken })
+    assert.equal(stopping.status, 202, stopping.text)
+    // The node is still up while it stops: the answer is that a stop is under way, not "already running".
+    const early = await call(`${d.url}/v1/apps/hello/start`, { method: 'POST', token: d.adminToken })
+    assert.equal(early.status, 409, early.text)
+    assert.equal(early.body.code, 'DEPLOYMENT_IN_PROGRESS')
+    assert.equal(early.body.kind, 'stop')
+    assert.equal(early.body.deployment, stopping.body.id)
+    assert.match(early.body.detail, /busy with a stop of the node/)
+    const stopped = await until('stop finished', async () => {
+      const dep = (await call(`${d.url}/v1/apps/hello/deployments/${stopping.body.id}`, { token: d.adminToken })).body
+      return dep.finishedAt ? dep : null
+    })
+    assert.equal(stopped.state, 'succeeded')
+    assert.deepEqual(stopped.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`), ['stopping:ok'])
     const app = await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })
     assert.equal(app.body.node.state, 'stopped')
+    assert.match(app.body.node.lastExit, /stopped by stop \((exited with code \d+|killed by SIG\w+)\)$/)
     await assert.rejects(fetch(`http://127.0.0.1:${port}/`))
     const start = await call(`${d.url}/v1/apps/hello/start?wait=true`, { method: 'POST', token: d.adminToken })
     assert.equal(start.status, 200, start.text)
+    assert.deepEqual(start.body.steps.map((s: { name: string }) => s.name), ['starting', 'verifying'])
+    assert.equal(await get('/'), 'hello 0.2.0\n')
+    const restart = await call(`${d.url}/v1/apps/hello/restart?wait=true`, { method: 'POST', token: d.adminToken })
+    assert.equal(restart.status, 200, restart.text)
+    assert.deepEqual(restart.body.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`), ['stopping:ok', 'starting:ok', 'verifying:ok'])
+    const after = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.node
+    assert.equal(after.state, 'running')
+    assert.equal(after.restarts, 0, 'an asked-for restart is not a crash restart')
+    assert.match(after.lastExit, /stopped by restart \(/, 'the restart shows as asked for, not as a bare exit code')
     assert.equal(await get('/'), 'hello 0.2.0\n')
   })
 })
+
+async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new assert.AssertionError({ message: `timed out waiting for ${what}` })
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}

@@ -35,6 +35,8 @@ class FakeNode implements NodeControl {
   onCommand: (command: string, args: string[], signal?: AbortSignal) => Promise<CommandResult> = async () => ({ code: 0, signal: null, output: 'ok', timedOut: false, ms: 1 })
   /** Verification waits on this when set (to hold a deployment inside `verifying`). */
   holdVerify: Promise<void> | null = null
+  /** A stop waits on this when set; the node counts as up until it resolves, like a real one. */
+  holdStop: Promise<void> | null = null
 
   async command(_app: string, release: string, command: string, args: string[], _timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.calls.push(`command ${release} ${command} ${args.join(' ')}`)
@@ -46,6 +48,7 @@ class FakeNode implements NodeControl {
   }
   async stop(): Promise<void> {
     this.calls.push('stop')
+    if (this.holdStop) await this.holdStop
     if (this.failStop) throw new TypeError('stuck in D state')
     this.running = null
   }
@@ -179,6 +182,41 @@ test('one deployment per app at a time: the second is refused with the holder na
   await assert.rejects(d.deploy('hello', v1, 'ci'), (err: unknown) => isBerthError(err) && err.code === 'DEPLOYMENT_IN_PROGRESS' && err.extra.deployment === first.id)
   release()
   assert.equal((await settle(d, first)).state, 'succeeded')
+})
+
+test('a start during a stop is refused naming the stop, not answered "already running"', async () => {
+  const { deployer: d } = deployer()
+  const v1 = addRelease(V1)
+  await settle(d, await d.deploy('hello', v1, 'ci'))
+  let stopped!: () => void
+  node.holdStop = new Promise((r) => (stopped = r))
+  const stop = await d.operate('hello', 'stop', 'oncall')
+  await assert.rejects(d.operate('hello', 'start', 'oncall'), (err: unknown) => isBerthError(err) && err.code === 'DEPLOYMENT_IN_PROGRESS' && err.extra.kind === 'stop' && err.extra.deployment === stop.id && /busy with a stop of the node/.test(err.message))
+  stopped()
+  const done = await settle(d, stop)
+  assert.deepEqual(done.steps.map((s) => `${s.name}:${s.state}`), ['stopping:ok'])
+  node.holdStop = null
+  await settle(d, await d.operate('hello', 'start', 'oncall'))
+  const restart = await settle(d, await d.operate('hello', 'restart', 'oncall'))
+  assert.deepEqual(restart.steps.map((s) => `${s.name}:${s.state}`), ['stopping:ok', 'starting:ok', 'verifying:ok'])
+})
+
+test('a rollback runs the rollback expression under its own step, from the release being left', async () => {
+  const { deployer: d } = deployer()
+  const v1 = addRelease(V1)
+  const v2 = addRelease(V2)
+  await settle(d, await d.deploy('hello', v1, 'ci'))
+  await settle(d, await d.deploy('hello', v2, 'ci'))
+  apps.saveSettings('hello', { rollbackExpr: 'Hello.Release.rollback("VERSION")' }, 'test')
+  node.calls = []
+  const plain = await settle(d, await d.rollback('hello', v1, 'oncall'))
+  assert.deepEqual(plain.steps.map((s) => `${s.name}:${s.state}`), ['reverting_migrations:skipped', 'switching:ok', 'starting:ok', 'verifying:ok'])
+  await settle(d, await d.deploy('hello', v2, 'ci'))
+  node.calls = []
+  const done = await settle(d, await d.rollback('hello', v1, 'oncall', { runRollbackExpr: true }))
+  assert.equal(done.state, 'succeeded', done.reason ?? '')
+  assert.deepEqual(done.steps.map((s) => `${s.name}:${s.state}`), ['reverting_migrations:ok', 'switching:ok', 'starting:ok', 'verifying:ok'])
+  assert.equal(node.calls[0], `command ${V2} eval Hello.Release.rollback("0.1.0")`)
 })
 
 test('a release an unfinished deployment names cannot be deleted, as target or as previous', async () => {

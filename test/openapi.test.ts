@@ -23,7 +23,7 @@ test('every route is in openapi.yaml and every operation has a route', () => {
   const documented = new Set([...api.operations.values()].map((o) => `${o.method} ${o.url}`))
   // Fastify adds HEAD for every GET on its own; those are not operations. swagger-ui's asset routes under
   // /docs (the page's scripts and a copy of this document) belong to the documented GET /docs page.
-  const docsAssets = new Set(['/docs/', '/docs/static/*', '/docs/static/index.html', '/docs/static/swagger-initializer.js', '/docs/json', '/docs/yaml'])
+  const docsAssets = new Set(['/docs/', '/docs/static/*', '/docs/static/index.html', '/docs/static/swagger-initializer.js', '/docs/json', '/docs/yaml', '/docs/static/theme/berth.svg'])
   const served = new Set(d.server.app.berthRoutes.filter((r) => r.method !== 'HEAD' && !docsAssets.has(r.url)).map((r) => `${r.method} ${r.url}`))
   assert.deepEqual([...served].filter((r) => !documented.has(r)), [], 'routes missing from openapi.yaml')
   assert.deepEqual([...documented].filter((r) => !served.has(r)), [], 'operations without a route')
@@ -32,7 +32,7 @@ test('every route is in openapi.yaml and every operation has a route', () => {
 test('every operation either needs a scope or says security: []', () => {
   for (const op of loadApiDocument().operations.values()) {
     // The console page and its assets are public: the page asks for a token and sends it over the websocket.
-    if (op.scope === null) assert.ok(['/healthz', '/openapi.yaml', '/docs', '/console/{app}', '/assets/{name}'].includes(op.path), `${op.operationId} is unauthenticated`)
+    if (op.scope === null) assert.ok(['/', '/healthz', '/openapi.yaml', '/docs', '/console/{app}', '/assets/{name}'].includes(op.path), `${op.operationId} is unauthenticated`)
     else assert.ok(['read', 'deploy', 'operate', 'console', 'admin'].includes(op.scope), op.operationId)
   }
 })
@@ -57,6 +57,17 @@ test('documented problem statuses exist in the error catalogue', () => {
   }
 })
 
+test('GET / points at the reference, the console and the API: JSON for scripts, a page for browsers', async () => {
+  const json = await call(`${d.url}/`)
+  assert.equal(json.status, 200)
+  assert.deepEqual(json.body, { name: 'berth', version: json.body.version, docs: '/docs', openapi: '/openapi.yaml', api: '/v1/apps', console: '/console/{app}', health: '/healthz' })
+  const page = await call(`${d.url}/`, { headers: { accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' } })
+  assert.equal(page.status, 200)
+  assert.match(page.headers.get('content-type')!, /^text\/html/)
+  assert.match(page.headers.get('content-security-policy')!, /default-src 'none'/)
+  for (const href of ['/docs', '/openapi.yaml', '/console/hello', '/healthz']) assert.ok(page.text.includes(`href="${href}"`), href)
+})
+
 test('/docs renders the document in headless Chromium without errors or external requests', async (t) => {
   if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
   const { chromium } = await import('playwright-core')
@@ -72,6 +83,12 @@ test('/docs renders the document in headless Chromium without errors or external
     await page.waitForSelector('.opblock-summary-path', { timeout: 20_000 })
     const paths = await page.$$eval('.opblock-summary-path', (els) => els.map((e) => e.textContent?.replace(/\u200b/g, '')))
     assert.ok(paths.includes('/v1/apps/{app}/releases'), paths.join(' '))
+    // berth's own page: its title and icon, no swagger-ui top bar (Fastify's logo, the "Explore" box).
+    assert.equal(await page.title(), 'berth API reference')
+    assert.equal(await page.$('.topbar'), null)
+    assert.equal(await page.getByText('Explore', { exact: true }).count(), 0)
+    assert.match((await page.textContent('.info .title')) ?? '', /^berth/)
+    assert.match((await page.getAttribute('link[rel=icon]', 'href')) ?? '', /\/docs\/static\/theme\/berth\.svg$/)
     assert.deepEqual(errors, [])
     assert.deepEqual(external, [])
   } finally {

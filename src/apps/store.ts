@@ -3,7 +3,7 @@
 
 import type { Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
-import { validateEnv } from './env.js'
+import { validateEnv, validateEnvChange } from './env.js'
 import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
 export interface NodeRecord {
@@ -56,6 +56,25 @@ export class AppStore {
     // Names only: values are secrets and never reach the audit trail or the logs.
     this.events.record({ app, actor, action: 'env.replace', outcome: 'ok', detail: { names } })
     return names
+  }
+
+  /**
+   * Sets and unsets single variables, keeping the others: the merge happens here because values never
+   * leave the server. Answers the names now set and those actually removed. The app row must exist.
+   */
+  mergeEnv(app: string, change: { set?: unknown; unset?: unknown }, actor: string | null): { names: string[]; removed: string[] } {
+    const { set, unset } = validateEnvChange(change)
+    const result = this.db.transaction(() => {
+      const env = this.env(app)
+      const removed = unset.filter((n) => Object.hasOwn(env, n)).sort()
+      for (const n of unset) delete env[n]
+      Object.assign(env, set)
+      this.db.prepare('UPDATE apps SET env = ? WHERE name = ?').run(JSON.stringify(env), app)
+      return { names: Object.keys(env).sort(), removed }
+    }).immediate()
+    // Names only, as for replaceEnv.
+    this.events.record({ app, actor, action: 'env.update', outcome: 'ok', detail: { set: Object.keys(set).sort(), removed: result.removed } })
+    return result
   }
 
   node(app: string): NodeRecord | null {

@@ -29,3 +29,17 @@ export interface AppSummary {
   createdAt: string
   releases: number
 }
+
+export type { AuditEvent as Event } from '../store/events.js'
+export type { SessionRecord } from '../store/sessions.js'
+export type { Delivery, Webhook } from '../webhooks/webhooks.js'
+import type { SessionRecord } from '../store/sessions.js'
+
+export type Session = SessionRecord & { active: boolean }
+
+export interface RpcResult {
+  code: number | null
+  output: string
+  timedOut: boolean
+  ms: number
+}

@@ -93,9 +93,9 @@ export class BerthClient {
     return { status: res.statusCode!, body, sentMs: sentMs || elapsedMs, elapsedMs }
   }
 
-  /** A text answer as a stream (logs, possibly followed); a refusal throws ApiError before anything is read. */
-  async stream(path: string): Promise<http.IncomingMessage> {
-    const res = await this.#send('GET', path, { accept: 'text/plain' }, 0, (req) => req.end())
+  /** A non-JSON answer as a stream (logs, possibly followed; recordings); a refusal throws ApiError before anything is read. */
+  async stream(path: string, accept = 'text/plain'): Promise<http.IncomingMessage> {
+    const res = await this.#send('GET', path, { accept }, 0, (req) => req.end())
     if ((res.statusCode ?? 0) >= 400) await readJson(res)
     return res
   }
@@ -104,7 +104,8 @@ export class BerthClient {
     const url = new URL(this.baseUrl + path)
     const transport = url.protocol === 'https:' ? https : http
     return new Promise((resolve, reject) => {
-      const req = transport.request(url, { method, headers: { ...headers, authorization: `Bearer ${this.#token}`, 'user-agent': 'berth-cli' } })
+      const auth = this.#token ? { authorization: `Bearer ${this.#token}` } : {}
+      const req = transport.request(url, { method, headers: { ...headers, ...auth, 'user-agent': 'berth-cli' } })
       let answered = false
       req.on('response', (res) => {
         answered = true

@@ -3,6 +3,7 @@
 
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
+import type { Command } from './commands/common.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage: berth console APP [--attach] [--url URL] [--token TOKEN]
@@ -10,15 +11,20 @@ const HELP = `usage: berth console APP [--attach] [--url URL] [--token TOKEN]
 Opens a remote IEx shell on APP's running node (bin/APP remote), or with --attach the node's own console
 (Ctrl+C and Ctrl+G are blocked there; Ctrl+D detaches). The server and token come from --url/--token or
 BERTH_URL/BERTH_TOKEN (default http://127.0.0.1:4100). The token needs the "console" scope.
+Leave a remote shell with Ctrl+G then q. A terminal that reports no size is taken as 80x24.
 `
 
-export async function consoleCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { help: { type: 'boolean', short: 'h' }, attach: { type: 'boolean' }, url: { type: 'string' }, token: { type: 'string' } },
-    allowPositionals: true,
-    strict: true,
-  })
+const OPTIONS = { help: { type: 'boolean', short: 'h' }, attach: { type: 'boolean' }, url: { type: 'string' }, token: { type: 'string' } } as const
+
+export const command: Command = { help: HELP, options: OPTIONS, run: consoleCommand }
+
+/** A pty that was never given a size (some CI runners, `script` without a terminal) reports 0 or nothing. */
+export function terminalSize(out: { columns?: number; rows?: number }): { cols: number; rows: number } {
+  return { cols: out.columns || 80, rows: out.rows || 24 }
+}
+
+async function consoleCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
   if (values.help) {
     process.stdout.write(HELP)
     return 0
@@ -44,7 +50,7 @@ function runConsole(url: string, token: string): Promise<number> {
     stdin.pause()
   }
   const resize = () => {
-    if (ws.readyState === WebSocket.OPEN && stdout.isTTY) ws.send(JSON.stringify({ type: 'resize', cols: stdout.columns, rows: stdout.rows }))
+    if (ws.readyState === WebSocket.OPEN && stdout.isTTY) ws.send(JSON.stringify({ type: 'resize', ...terminalSize(stdout) }))
   }
   return new Promise((resolve) => {
     ws.on('unexpected-response', (_req, res) => {

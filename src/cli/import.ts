@@ -14,6 +14,7 @@ import { DeploymentStore } from '../store/deployments.js'
 import { EventStore } from '../store/events.js'
 import { ReleaseStore } from '../store/releases.js'
 import { findUnrecordedNode } from '../supervision/supervisor.js'
+import type { Command } from './commands/common.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage: berth import [--data-dir DIR] [--json]
@@ -28,13 +29,12 @@ If berth.db is not a database, move it aside first (mv berth.db berth.db.damaged
 Tokens, app settings and environments lived only in the database: set them again afterwards.
 `
 
+const OPTIONS = { help: { type: 'boolean', short: 'h' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } } as const
+
+export const command: Command = { help: HELP, options: OPTIONS, run: importCommand }
+
 export async function importCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { help: { type: 'boolean', short: 'h' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  })
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
   if (values.help) {
     process.stdout.write(HELP)
     return 0

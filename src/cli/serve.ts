@@ -4,22 +4,19 @@ import { parseArgs } from 'node:util'
 import { loadConfig, OPTIONS } from '../config.js'
 import { createLogger } from '../log.js'
 import { runDaemon } from '../http/server.js'
+import type { Command } from './commands/common.js'
 
 export function serveHelp(): string {
   const lines = OPTIONS.map((o) => `  --${o.flag.padEnd(24)} ${o.env.padEnd(30)} ${o.help}`)
   return `usage: berth serve [options]\n\nEach option can also be set by its environment variable (flags win):\n\n${lines.join('\n')}\n`
 }
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
-    },
-    strict: true,
-    allowPositionals: false,
-  })
+const FLAGS = { help: { type: 'boolean', short: 'h' }, ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])) } as const
+
+export const command: Command = { help: serveHelp(), options: FLAGS, run: serveCommand }
+
+async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false })
   if (values.help) {
     process.stdout.write(serveHelp())
     return 0

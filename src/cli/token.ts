@@ -6,6 +6,7 @@ import pino from 'pino'
 import { isExpired, parseLifetime, parseScopes, TokenInputError } from '../auth/tokens.js'
 import { loadConfig } from '../config.js'
 import { openTokenStore } from '../services.js'
+import type { Command } from './commands/common.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage:
@@ -19,21 +20,20 @@ long (s, m, h or d, e.g. 12h or 30d): it is then refused like a revoked one. Rev
 also closes what it has open (consoles, log streams, uploads) within a second.
 `
 
-export async function tokenCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      'data-dir': { type: 'string' },
-      name: { type: 'string' },
-      scopes: { type: 'string' },
-      app: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-      expires: { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
-  })
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  'data-dir': { type: 'string' },
+  name: { type: 'string' },
+  scopes: { type: 'string' },
+  app: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  expires: { type: 'string' },
+} as const
+
+export const command: Command = { help: HELP, options: OPTIONS, run: tokenCommand }
+
+async function tokenCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
   const [sub, ...args] = positionals
   if (values.help || !sub) {
     process.stdout.write(HELP)

@@ -15,7 +15,7 @@ import type { Paths } from '../paths.js'
 import { ectoMigrations, moduleName } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
-import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
+import { BEFORE_SWITCH, FINAL, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
@@ -140,7 +140,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       Object.assign(s, { state: out === null ? 'skipped' : 'ok', output: out ?? '', endedAt: new Date().toISOString() })
     } catch (err) {
       Object.assign(s, { state: 'failed', output: err instanceof StepFailed && err.output ? err.output : (err as Error).message, endedAt: new Date().toISOString() })
-      if (signal.aborted && STEPS.indexOf(name as (typeof STEPS)[number]) > 0) d.reason = `berth shut down during ${name}`
+      if (signal.aborted && !BEFORE_SWITCH.has(name)) d.reason = `berth shut down during ${name}`
       this.deps.deployments.save(d)
       throw err
     }
@@ -201,7 +201,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       return `current -> releases/${release}`
     })
     await this.step(d, 'starting', signal, async () => {
-      await supervisor.stop(d.app, settings, { desired: 'running' })
+      await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
       await supervisor.start(d.app, release, settings)
       return `started ${release} under run_erl`
     })
@@ -219,7 +219,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   /** Stops the node after a failed boot, and says in the reason whether that worked. */
   private async stopAfterFailure(app: string, settings: AppSettings): Promise<string> {
     try {
-      await this.deps.supervisor.stop(app, settings)
+      await this.deps.supervisor.stop(app, settings, { cause: 'stopped after it failed verification' })
       return 'the node is stopped'
     } catch (err) {
       this.deps.log.error({ app, err }, 'could not stop the node after a failed deployment')
@@ -238,7 +238,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     try {
       await this.step(d, 'rollback', signal, async () => {
         await switchCurrent(this.deps.paths, d.app, d.previous!)
-        await supervisor.stop(d.app, settings, { desired: 'running' })
+        await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by the rollback to ${d.previous}` })
         await supervisor.start(d.app, d.previous!, settings)
         const verified = await this.verify(d.app, { ...settings, stableWindowMs: 0 }, signal)
         return `current -> releases/${d.previous}\n${verified}`
@@ -282,7 +282,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const { apps } = this.deps
     const settings = apps.settings(d.app)
     try {
-      await this.step(d, 'migrating', signal, async () => {
+      await this.step(d, 'reverting_migrations', signal, async () => {
         if (!opts.runRollbackExpr) return null
         if (!settings.rollbackExpr || !d.previous) throw problem('ROLLBACK_EXPR_MISSING', 'runRollbackExpr was asked for, but the app has no rollbackExpr setting')
         // The expression runs from the release being left: it is the one that knows its own migrations.
@@ -317,15 +317,25 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     }
   }
 
-  /** Start/stop/restart of the current release, outside a deployment; takes the same lock. */
+  /**
+   * Start/stop/restart of the current release, outside a deployment; takes the same lock. The lock is
+   * checked before the node's state: during a stop the node is still up, and "already running" would be false.
+   */
   async operate(app: string, action: 'start' | 'stop' | 'restart', actor: string | null): Promise<Deployment> {
     const current = await currentReleaseId(this.deps.paths, app)
     if (!current && action !== 'stop') throw problem('NOT_DEPLOYED', `App "${app}" has no current release; deploy one first.`)
+    this.deps.deployments.assertIdle(app)
     if (action === 'start' && this.deps.supervisor.isUp(app)) throw problem('ALREADY_RUNNING', `App "${app}" is already running.`)
     return this.begin({ app, kind: action, release: current ?? '-', previous: current, warnings: [], actor }, async (d, signal) => {
       const settings = this.deps.apps.settings(app)
       const { supervisor } = this.deps
-      if (action !== 'start') await this.step(d, 'starting', signal, async () => (await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped' }), 'stopped'))
+      if (action !== 'start') {
+        await this.step(d, 'stopping', signal, async () => {
+          const wasUp = supervisor.isUp(app)
+          await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped', cause: `stopped by ${action}` })
+          return wasUp ? 'stopped' : 'was not running'
+        })
+      }
       if (action !== 'stop') {
         await this.step(d, 'starting', signal, async () => (await supervisor.start(app, current!, settings), `started ${current}`))
         try {
@@ -356,7 +366,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const fixed: Deployment[] = []
     for (const d of deployments.unfinished()) {
       const step = d.steps.at(-1)?.name ?? 'pending'
-      const switched = d.steps.some((s) => s.name !== 'migrating')
+      const switched = d.steps.some((s) => !BEFORE_SWITCH.has(s.name))
       const notes = [`agent restarted during ${step}`]
       const cur = await currentReleaseId(paths, d.app)
       if ((d.kind === 'deploy' || d.kind === 'rollback') && switched && d.previous && releases.get(d.app, d.previous)) {
@@ -381,7 +391,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       const running = adopted.includes(rec)
       try {
         if (!current || rec.desired === 'stopped') {
-          if (running) await supervisor.stop(rec.app, apps.settings(rec.app))
+          if (running) await supervisor.stop(rec.app, apps.settings(rec.app), { cause: 'stopped at agent start (asked to stay stopped)' })
         } else if (!running) {
           await this.operate(rec.app, 'start', 'berth')
           log.info({ app: rec.app, release: current }, 'node was down at agent start: starting it')

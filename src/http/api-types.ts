@@ -2,6 +2,27 @@
 // Do not edit: change openapi.yaml and run `node scripts/gen-api-types.mjs`; a test checks they agree.
 
 export interface paths {
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where to go from here
+         * @description Until berth has a dashboard: a browser (`Accept: text/html`) gets a small page linking the API
+         *     reference, the web console and the CLI; anything else gets the same pointers as JSON. Names no apps.
+         */
+        get: operations["getRoot"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -350,14 +371,23 @@ export interface paths {
         get: operations["getEnv"];
         /**
          * Replace the app's environment
-         * @description A JSON object of strings; creates the app. Takes effect at the next start; `?restart=true` restarts now. Values are never logged or shown.
+         * @description A JSON object of strings; every variable not in it is removed (to change single variables use `PATCH`). Creates the app. Takes effect at the next start; `?restart=true` restarts now. Values are never logged or shown.
          */
         put: operations["putEnv"];
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Set and unset single variables of the app's environment
+         * @description Merges into the stored environment on the server, since values are never returned and a client
+         *     cannot rebuild the whole object: `set` adds or replaces those variables, `unset` removes those names
+         *     (a name that is not set is no error), every other variable keeps its value. Validated like `PUT`;
+         *     a name may not be both set and unset. Creates the app. Takes effect at the next start;
+         *     `?restart=true` restarts now. Values are never logged or shown; the audit event `env.update` names
+         *     what was set and removed.
+         */
+        patch: operations["patchEnv"];
         trace?: never;
     };
     "/v1/apps/{app}/logs": {
@@ -687,8 +717,14 @@ export interface components {
             [key: string]: unknown;
         };
         Step: {
-            /** @enum {string} */
-            name: "migrating" | "switching" | "starting" | "verifying" | "rollback";
+            /**
+             * @description What the step does. A deploy: migrating, switching, starting, verifying, and rollback when a failed
+             *     start puts the previous release back. A rollback: reverting_migrations (the rollbackExpr setting,
+             *     skipped unless runRollbackExpr), then as a deploy. stop: stopping; start: starting, verifying;
+             *     restart: stopping, starting, verifying.
+             * @enum {string}
+             */
+            name: "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "rollback";
             /** @enum {string} */
             state: "running" | "ok" | "failed" | "skipped";
             /** Format: date-time */
@@ -706,8 +742,11 @@ export interface components {
             release: string;
             /** @description What current pointed at when it began. */
             previous: string | null;
-            /** @enum {string} */
-            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "succeeded" | "failed" | "rolled_back";
+            /**
+             * @description While it runs, the name of the step under way (a rollback step leaves the state as it was).
+             * @enum {string}
+             */
+            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "succeeded" | "failed" | "rolled_back";
             reason: string | null;
             warnings: string[];
             steps: components["schemas"]["Step"][];
@@ -975,6 +1014,41 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    getRoot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pointers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        name: "berth";
+                        version: string;
+                        /** @description The rendered API reference. */
+                        docs: string;
+                        /** @description This document. */
+                        openapi: string;
+                        /** @description The API's first resource: the apps (needs a token). */
+                        api: string;
+                        /** @description The web terminal of an app, `{app}` replaced by its name. */
+                        console: string;
+                        /** @description Liveness, without a token. */
+                        health: string;
+                    };
+                    "text/html": string;
+                };
+            };
+        };
+    };
     healthz: {
         parameters: {
             query?: never;
@@ -1695,6 +1769,60 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+        };
+    };
+    patchEnv: {
+        parameters: {
+            query?: {
+                restart?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The OTP application name of the release (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "set": {
+                 *         "PORT": "4000"
+                 *       },
+                 *       "unset": [
+                 *         "OLD_FLAG"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Variables to add or replace. */
+                    set?: {
+                        [key: string]: string;
+                    };
+                    /** @description Names to remove. */
+                    unset?: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description The names now set, and those that `unset` removed (names it gave that were not set are not listed). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        names: string[];
+                        removed: string[];
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
         };
     };

@@ -5,9 +5,18 @@ import { problem } from '../errors.js'
 import type { Database } from './db.js'
 import { now } from './db.js'
 
+/** A deploy's steps in order. */
 export const STEPS = ['migrating', 'switching', 'starting', 'verifying'] as const
-export type StepName = (typeof STEPS)[number] | 'rollback'
-export type DeploymentState = 'pending' | (typeof STEPS)[number] | 'succeeded' | 'failed' | 'rolled_back'
+/**
+ * Every step name, each saying what it does: a rollback's `reverting_migrations` runs the rollbackExpr
+ * setting, `stopping` stops the node (stop, restart), and `rollback` puts the previous release back after
+ * a failed start. While a step runs it is also the deployment's state, except `rollback`.
+ */
+export const STEP_NAMES = [...STEPS, 'reverting_migrations', 'stopping', 'rollback'] as const
+export type StepName = (typeof STEP_NAMES)[number]
+/** Steps that change nothing of current or the node: a deployment interrupted in one has nothing to put back. */
+export const BEFORE_SWITCH: ReadonlySet<StepName> = new Set(['migrating', 'reverting_migrations'])
+export type DeploymentState = 'pending' | Exclude<StepName, 'rollback'> | 'succeeded' | 'failed' | 'rolled_back'
 export const FINAL: DeploymentState[] = ['succeeded', 'failed', 'rolled_back']
 
 export interface Step {
@@ -76,10 +85,7 @@ export class DeploymentStore {
   create(d: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
     const full: Deployment = { ...d, state: 'pending', reason: null, steps: [], createdAt: now(), finishedAt: null }
     this.db.transaction(() => {
-      const held = this.db.prepare('SELECT deployment FROM locks WHERE app = ?').get(d.app) as { deployment: string } | undefined
-      if (held) {
-        throw problem('DEPLOYMENT_IN_PROGRESS', `App "${d.app}" is busy with deployment ${held.deployment}; wait for it (GET /v1/apps/${d.app}/deployments/${held.deployment}) and try again.`, { deployment: held.deployment })
-      }
+      this.assertIdle(d.app)
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
       this.db
         .prepare(
@@ -145,6 +151,15 @@ export class DeploymentStore {
   inUse(app: string): Set<string> {
     const rows = this.db.prepare(`SELECT release_id, previous_id FROM deployments WHERE app = ? AND state NOT IN ('succeeded','failed','rolled_back')`).all(app) as { release_id: string; previous_id: string | null }[]
     return new Set(rows.flatMap((r) => [r.release_id, r.previous_id].filter((x): x is string => x !== null)))
+  }
+
+  /** DEPLOYMENT_IN_PROGRESS naming what holds the app's lock (a deploy, a stop, ...), when anything does. */
+  assertIdle(app: string): void {
+    const held = this.lockedBy(app)
+    if (!held) return
+    const kind = this.get(app, held)?.kind ?? 'deployment'
+    const what = kind === 'deploy' || kind === 'rollback' ? `a ${kind}` : `a ${kind} of the node`
+    throw problem('DEPLOYMENT_IN_PROGRESS', `App "${app}" is busy with ${what} (${held}); wait for it (GET /v1/apps/${app}/deployments/${held}) and try again.`, { deployment: held, kind })
   }
 
   lockedBy(app: string): string | null {

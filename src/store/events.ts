@@ -19,6 +19,7 @@ export type AuditAction =
   | 'node.unhealthy'
   | 'settings.update'
   | 'env.replace'
+  | 'env.update'
   | 'rpc'
   | 'session.open'
   | 'session.end'
@@ -28,7 +29,7 @@ export type AuditAction =
 /** ok/error for single actions; a deployment's final state for deployments, rollbacks and operations. */
 export type AuditOutcome = 'ok' | 'error' | Extract<DeploymentState, 'succeeded' | 'failed' | 'rolled_back'>
 
-export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create']
+export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create']
 
 export interface AuditEvent {
   seq: number

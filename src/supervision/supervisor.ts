@@ -51,6 +51,8 @@ interface Live {
   poll: NodeJS.Timeout | null
   /** Cached by beamOf(). */
   beam: ProcInfo | null
+  /** Why berth is stopping it, for the node record's lastExit; null while nobody asked it to stop. */
+  stopCause: string | null
 }
 
 export interface SupervisorEvents {
@@ -184,7 +186,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null): Live {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null }
+    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, stopCause: null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {
@@ -204,7 +206,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.live.delete(l.app)
     const rec = this.deps.apps.node(l.app)
     const expected = l.state === 'stopping'
-    if (rec) this.deps.apps.saveNode({ ...rec, pid: null, startTicks: null, lastExit: `${new Date().toISOString()} ${why}` })
+    // An asked-for exit says so: "exited with code 1" alone reads like a crash after every restart.
+    const exit = expected ? `${l.stopCause ?? 'stopped by berth'} (${why})` : why
+    if (rec) this.deps.apps.saveNode({ ...rec, pid: null, startTicks: null, lastExit: `${new Date().toISOString()} ${exit}` })
     this.deps.log[expected ? 'info' : 'warn']({ app: l.app, release: l.release, nodePid: l.pid, why }, expected ? 'node stopped' : 'node exited unexpectedly')
     l.onExit(why)
     if (!expected && rec?.desired === 'running') {
@@ -238,7 +242,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * Stops the node gracefully: `bin/APP stop` (from the release that started it: each build has its own
    * cookie), then SIGTERM and finally SIGKILL to run_erl's group and the BEAM's, each after a timeout.
    */
-  async stop(app: string, settings: AppSettings, opts: { desired?: 'stopped' | 'running' } = {}): Promise<void> {
+  async stop(app: string, settings: AppSettings, opts: { desired?: 'stopped' | 'running'; cause?: string } = {}): Promise<void> {
     const rec = this.deps.apps.node(app)
     if (rec && opts.desired !== 'running') this.deps.apps.saveNode({ ...rec, desired: 'stopped' })
     const l = this.live.get(app)
@@ -247,6 +251,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       return
     }
     l.state = 'stopping'
+    l.stopCause = opts.cause ?? null
     const { log } = this.deps
     const tree = () => [l.pid, ...descendants(l.pid).map((p) => p.pid)]
     const stopRun = await this.command(app, l.release, settings.commands.stop, [], Math.min(settings.stopTimeoutMs, 10_000))

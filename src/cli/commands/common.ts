@@ -19,18 +19,29 @@ export const COMMON_OPTIONS = {
   json: { type: 'boolean' },
 } as const
 
-type Options = NonNullable<ParseArgsConfig['options']>
+export type Options = NonNullable<ParseArgsConfig['options']>
+
+/**
+ * One `berth` command: its help, the options it parses (test/cli-commands.test.ts checks that the help
+ * names every one) and its work. Exit codes: 0 done, 1 refused or failed, 2 wrong arguments.
+ */
+export interface Command {
+  help: string
+  options: Options
+  run(argv: string[], env?: NodeJS.ProcessEnv): Promise<number>
+}
 
 /** parseArgs with the common flags added; strict, positionals allowed. */
 export function parse<O extends Options>(argv: string[], options: O) {
   return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true })
 }
 
-export function client(values: { url?: string | boolean; token?: string | boolean }, env: NodeJS.ProcessEnv): BerthClient {
+/** The client for the flags; `anonymous` for the routes that need no token (/healthz, /openapi.yaml). */
+export function client(values: { url?: string | boolean; token?: string | boolean }, env: NodeJS.ProcessEnv, opts: { anonymous?: boolean } = {}): BerthClient {
   const { url, token } = connection({ url: str(values.url), token: str(values.token) }, env)
-  if (!token) throw new UsageError('no token: pass --token or set BERTH_TOKEN (berth token create prints one)')
+  if (!token && !opts.anonymous) throw new UsageError('no token: pass --token or set BERTH_TOKEN (berth token create prints one)')
   if (!/^https?:\/\/[^/]+/.test(url)) throw new UsageError(`--url must be an http:// or https:// URL, not "${url}"`)
-  return new BerthClient(url, token)
+  return new BerthClient(url, token ?? '')
 }
 
 function str(v: string | boolean | undefined): string | undefined {

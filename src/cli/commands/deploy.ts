@@ -7,7 +7,7 @@ import { ApiError, type BerthClient, type UploadProgress } from '../client.js'
 import { FINAL_STATES, type Deployment, type Release, type Step } from '../api.js'
 import { between, bytes, duration, rate } from '../format.js'
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 import { fetchPlan, formatPlan } from './plan.js'
 
 const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy | --dry-run]
@@ -36,7 +36,8 @@ const ROLLBACK_HELP = `usage: berth rollback APP [--to ID] [--run-rollback-expr]
 Rolls APP back to the release --to names (an id, or a version naming one release), or without --to to
 the last release that succeeded before the current one, and follows it like berth deploy. Migrations do
 not run; migrations the target lacks are printed as warnings. --run-rollback-expr runs the app's
-rollbackExpr setting first. Exits 0 when the rollback succeeded, 1 otherwise.
+rollbackExpr setting first (step reverting_migrations, shown as skipped without it), then the steps of a
+deploy. Exits 0 when the rollback succeeded, 1 otherwise.
 
 ${CONNECTION_HELP}
 `
@@ -45,8 +46,14 @@ const POLL_MS = 250
 // A berth restarting mid-deployment is down for a moment; the deployment then ends "agent restarted".
 const UNREACHABLE_GRACE_MS = 30_000
 
-export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' }, 'dry-run': { type: 'boolean' } })
+const DEPLOY_OPTIONS = { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const
+const ROLLBACK_OPTIONS = { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } } as const
+
+export const deploy: Command = { help: DEPLOY_HELP, options: { ...COMMON_OPTIONS, ...DEPLOY_OPTIONS }, run: deployCommand }
+export const rollback: Command = { help: ROLLBACK_HELP, options: { ...COMMON_OPTIONS, ...ROLLBACK_OPTIONS }, run: rollbackCommand }
+
+async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, DEPLOY_OPTIONS)
   if (helped(values, DEPLOY_HELP)) return 0
   const app = appArg(values.app, 'berth deploy FILE --app APP')
   const json = !!values.json
@@ -94,8 +101,8 @@ export async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = pro
   return done.state === 'succeeded' ? 0 : 1
 }
 
-export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } })
+async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { values, positionals } = parse(argv, ROLLBACK_OPTIONS)
   if (helped(values, ROLLBACK_HELP)) return 0
   const app = appArg(positionals[0], 'berth rollback APP [--to ID]')
   if (positionals.length > 1) throw new UsageError(`rollback takes one app, got ${positionals.join(' ')}`)
@@ -109,10 +116,10 @@ export async function rollbackCommand(argv: string[], env: NodeJS.ProcessEnv = p
   return done.state === 'succeeded' ? 0 : 1
 }
 
-async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
+/** Starts a deployment, rollback or operation (POST to `route`) and follows it until it ends. */
+export async function startAndFollow(api: BerthClient, app: string, route: 'deployments' | 'rollback' | 'start' | 'stop' | 'restart', body: unknown, out: NodeJS.WriteStream): Promise<Deployment> {
   const started = await api.request<Deployment>('POST', appPath(app, `/${route}`), body)
-  const verb = started.kind === 'rollback' ? 'rolling back' : 'deploying'
-  out.write(`${verb} ${app} to ${started.release}${started.previous ? ` (from ${started.previous})` : ''}, deployment ${started.id}\n`)
+  out.write(`${announce(started)}\n`)
   // Ctrl+C stops following, not the deployment: say so, since the server carries on without us.
   const onInterrupt = () => {
     out.write(`\nstopped following; deployment ${started.id} goes on (berth status ${app})\n`)
@@ -165,6 +172,20 @@ export async function follow(api: BerthClient, first: Deployment, out: NodeJS.Wr
   if (dep.state === 'succeeded') out.write(`succeeded: ${dep.app} runs ${dep.release}${took === null ? '' : ` (${duration(took)})`}\n`)
   else out.write(`${dep.state}: ${dep.reason ?? 'no reason given'}\n`)
   return dep
+}
+
+function announce(d: Deployment): string {
+  const from = d.previous ? ` (from ${d.previous})` : ''
+  switch (d.kind) {
+    case 'deploy':
+      return `deploying ${d.app} to ${d.release}${from}, deployment ${d.id}`
+    case 'rollback':
+      return `rolling back ${d.app} to ${d.release}${from}, deployment ${d.id}`
+    case 'stop':
+      return `stopping ${d.app}, operation ${d.id}`
+    default:
+      return `${d.kind === 'start' ? 'starting' : 'restarting'} ${d.app} on ${d.release}, operation ${d.id}`
+  }
 }
 
 function stepResult(step: Step): string {

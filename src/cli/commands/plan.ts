@@ -4,7 +4,7 @@
 import type { BerthClient } from '../client.js'
 import type { Plan } from '../api.js'
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
 const PLAN_HELP = `usage: berth plan APP RELEASE
 
@@ -16,6 +16,8 @@ and what would make the deploy fail now. Exits 0 when nothing would stop the dep
 
 ${CONNECTION_HELP}
 `
+
+export const command: Command = { help: PLAN_HELP, options: { ...COMMON_OPTIONS }, run: planCommand }
 
 export async function planCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { values, positionals } = parse(argv, {})

@@ -2,7 +2,7 @@
 // and changed as dotted keys (restart.maxRestarts=3) with JSON values, so what `get` prints `set` takes back.
 
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
 const HELP = `usage: berth settings APP [get [KEY...]]
        berth settings APP set KEY=VALUE...
@@ -27,7 +27,9 @@ ${CONNECTION_HELP}
 
 type Settings = Record<string, unknown>
 
-export async function settingsCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export const command: Command = { help: HELP, options: COMMON_OPTIONS, run: settingsCommand }
+
+async function settingsCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { values, positionals } = parse(argv, {})
   if (helped(values, HELP)) return 0
   const app = appArg(positionals[0], 'berth settings APP [get | set KEY=VALUE...]')

@@ -3,7 +3,7 @@
 import type { App, AppSummary } from '../api.js'
 import { details, duration, table, when } from '../format.js'
 import { UsageError } from '../usage.js'
-import { appArg, appPath, client, CONNECTION_HELP, helped, parse, printJson } from './common.js'
+import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
 const HELP = `usage: berth status [APP]
 
@@ -15,7 +15,9 @@ restarts, last exit, health check and last deployment.
 ${CONNECTION_HELP}
 `
 
-export async function statusCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export const command: Command = { help: HELP, options: COMMON_OPTIONS, run: statusCommand }
+
+async function statusCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const { values, positionals } = parse(argv, {})
   if (helped(values, HELP)) return 0
   if (positionals.length > 1) throw new UsageError(`status takes at most one app, got ${positionals.join(' ')}`)

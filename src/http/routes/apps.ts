@@ -1,7 +1,7 @@
 // Routes about apps as a whole: list, status, settings, environment (names only on the way out), logs and
 // audit events. Changes are audited by the domain (apps/store.ts), not here.
 
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { allowsApp } from '../../auth/tokens.js'
 import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
@@ -14,6 +14,20 @@ import { actor, answerDeployment } from '../reply.js'
 export default async function appRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services } = ctx
   const { releases, apps } = services
+  /** PUT and PATCH of the environment create the app: it is set before the first upload. */
+  const ensureApp = (name: string) => {
+    if (!APP_NAME.test(name)) throw problem('INVALID_APP_NAME', `App name "${name}" must match ${APP_NAME.source}.`)
+    releases.ensureApp(name)
+  }
+
+  /** ?restart=true after an environment change: restarts a running node and waits; true when a failure was answered. */
+  const restartIfAsked = async (request: FastifyRequest<{ Querystring: { restart?: boolean } }>, reply: FastifyReply, name: string): Promise<boolean> => {
+    if (!request.query.restart || !services.supervisor.isUp(name)) return false
+    const d = await services.deployer.operate(name, 'restart', actor(request))
+    await answerDeployment(services, request, reply, d, true)
+    return reply.sent
+  }
+
   ctx.route(app, 'listApps', async (request) => ({
     apps: releases.apps().filter((a) => allowsApp(request.token!, a.name)),
   }))
@@ -49,15 +63,18 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
 
   ctx.route(app, 'putEnv', async (request, reply) => {
     const { app: name } = request.params
-    if (!APP_NAME.test(name)) throw problem('INVALID_APP_NAME', `App name "${name}" must match ${APP_NAME.source}.`)
-    releases.ensureApp(name)
+    ensureApp(name)
     const names = apps.replaceEnv(name, request.body, actor(request))
-    if (request.query.restart && services.supervisor.isUp(name)) {
-      const d = await services.deployer.operate(name, 'restart', actor(request))
-      await answerDeployment(services, request, reply, d, true)
-      if (reply.sent) return reply
-    }
+    if (await restartIfAsked(request, reply, name)) return reply
     return { names }
+  })
+
+  ctx.route(app, 'patchEnv', async (request, reply) => {
+    const { app: name } = request.params
+    ensureApp(name)
+    const answer = apps.mergeEnv(name, request.body, actor(request))
+    if (await restartIfAsked(request, reply, name)) return reply
+    return answer
   })
 
   ctx.route(app, 'getLogs', async (request, reply) => {
