@@ -14,8 +14,13 @@ export interface CommandMap {
 }
 
 export interface AppSettings {
-  /** Expression for `bin/APP eval`; null: the default (App.Release.migrate() when that module exists). "" disables. */
+  /**
+   * Expression for `bin/APP eval`; null: the default, the release's own *.Release module that exports
+   * migrate/0 (found from its metadata, see releases/content.ts). "" says the app has no migrations.
+   */
   migrateExpr: string | null
+  /** A deploy in which no migration would run, unless migrateExpr is "", fails before anything changes. */
+  requireMigration: boolean
   migrateTimeoutMs: number
   /** Expression to run on rollback when the request asks for it, e.g. "Hello.Release.rollback(\"VERSION\")"; VERSION is replaced. */
   rollbackExpr: string | null
@@ -45,6 +50,7 @@ export interface AppSettings {
 
 export const DEFAULT_SETTINGS: AppSettings = {
   migrateExpr: null,
+  requireMigration: false,
   migrateTimeoutMs: 5 * 60_000,
   rollbackExpr: null,
   healthUrl: null,
@@ -82,6 +88,10 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
     switch (k) {
       case 'migrateExpr': next.migrateExpr = str(v, k); break
       case 'rollbackExpr': next.rollbackExpr = str(v, k); break
+      case 'requireMigration':
+        if (typeof v !== 'boolean') throw problem('VALIDATION_FAILED', 'Setting requireMigration must be true or false.')
+        next.requireMigration = v
+        break
       case 'healthUrl': {
         const u = str(v, k)
         if (u !== null && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(u)) {

@@ -665,6 +665,9 @@ export interface components {
             /** @enum {string} */
             state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "succeeded" | "failed" | "rolled_back";
             reason: string | null;
+            /** @description The error code (as in problem bodies) of what made it fail, e.g. MIGRATION_REQUIRED, NODE_EXITED; null when it did not fail. */
+            reasonCode: string | null;
+            /** @description What went through but needs a look, e.g. a deploy in which no migration ran although none was disabled on purpose. */
             warnings: string[];
             steps: components["schemas"]["Step"][];
             actor: string | null;
@@ -700,8 +703,10 @@ export interface components {
             lastDeployment: null | components["schemas"]["Deployment"];
         };
         Settings: {
-            /** @description null: App.Release.migrate() when the release has it; "" disables. */
+            /** @description Expression for the release's eval command. null (the default): `Mod.migrate()` for the release's own module named `*.Release` that exports `migrate/0`, found from the release's metadata (its .rel file, the .app files of its top-level applications and the modules' export tables), not from the app's name; when there is none the deploy carries a warning. `""` says the app has no migrations: no step, no warning. */
             migrateExpr?: string | null;
+            /** @description When true, a deploy in which no migration would run fails at the migrating step, before current or the node change (reasonCode MIGRATION_REQUIRED). `migrateExpr: ""` still lets it through. Default false. */
+            requireMigration?: boolean;
             migrateTimeoutMs?: number;
             rollbackExpr?: string | null;
             /** @description http:// URL on loopback that must answer 2xx. */

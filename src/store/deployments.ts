@@ -26,6 +26,8 @@ export interface Deployment {
   previous: string | null
   state: DeploymentState
   reason: string | null
+  /** The catalogue code (errors.ts) of what made it fail, e.g. MIGRATION_REQUIRED; null otherwise. */
+  reasonCode: string | null
   warnings: string[]
   steps: Step[]
   actor: string | null
@@ -41,6 +43,7 @@ interface Row {
   previous_id: string | null
   state: DeploymentState
   reason: string | null
+  reason_code: string | null
   warnings: string
   steps: string
   actor: string | null
@@ -57,6 +60,7 @@ function toDeployment(r: Row): Deployment {
     previous: r.previous_id,
     state: r.state,
     reason: r.reason,
+    reasonCode: r.reason_code,
     warnings: JSON.parse(r.warnings) as string[],
     steps: JSON.parse(r.steps) as Step[],
     actor: r.actor,
@@ -73,8 +77,8 @@ export class DeploymentStore {
   ) {}
 
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
-  create(d: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
-    const full: Deployment = { ...d, state: 'pending', reason: null, steps: [], createdAt: now(), finishedAt: null }
+  create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
+    const full: Deployment = { ...d, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
     this.db.transaction(() => {
       const held = this.db.prepare('SELECT deployment FROM locks WHERE app = ?').get(d.app) as { deployment: string } | undefined
       if (held) {
@@ -93,8 +97,8 @@ export class DeploymentStore {
 
   save(d: Deployment): void {
     this.db
-      .prepare('UPDATE deployments SET state = ?, reason = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
-      .run(d.state, d.reason, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
+      .prepare('UPDATE deployments SET state = ?, reason = ?, reason_code = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
+      .run(d.state, d.reason, d.reasonCode, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
   }
 
   /** Final state and lock release in one transaction. */
