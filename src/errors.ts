@@ -45,6 +45,7 @@ export const catalogue = {
   BOOT_TIMEOUT: [422, 'The node did not answer within the boot timeout'],
   HEALTH_CHECK_FAILED: [422, 'The health check did not answer 2xx'],
   NODE_STOP_FAILED: [500, 'The node did not stop'],
+  COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],
   ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
   // upload transport

@@ -1,17 +1,8 @@
-// Per-app settings: their defaults, validation and merge, and the commands a release answers to (Mix by
-// default; Distillery/rebar3 releases name them differently, hence the command map). Below store and deploy.
+// Per-app settings: their defaults, validation and merge, including overrides of the command names a
+// release answers to (each kind of release has its own defaults, see releases/kinds.ts). Below deploy.
 
 import { problem } from '../errors.js'
-
-export interface CommandMap {
-  /** Foreground start with a console, run under run_erl. */
-  start: string
-  eval: string
-  rpc: string
-  remote: string
-  stop: string
-  pid: string
-}
+import { COMMAND_ROLES, type CommandMap } from '../releases/kinds.js'
 
 export interface AppSettings {
   /**
@@ -35,7 +26,8 @@ export interface AppSettings {
   /** run_erl rotates the console log at this size, keeping this many files (applies from the next start). */
   consoleLogMaxBytes: number
   consoleLogGenerations: number
-  commands: CommandMap
+  /** Overrides of the release kind's command names, e.g. {"start": "foreground"}; roles not named keep the kind's. */
+  commands: Partial<CommandMap>
   restart: {
     /** First backoff delay; doubles up to maxDelayMs. */
     initialDelayMs: number
@@ -62,7 +54,7 @@ export const DEFAULT_SETTINGS: AppSettings = {
   keepReleases: 5,
   consoleLogMaxBytes: 10 * 1024 * 1024,
   consoleLogGenerations: 5,
-  commands: { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' },
+  commands: {},
   restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
 }
 
@@ -112,9 +104,12 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
       case 'commands': {
         if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting commands must be an object.')
         for (const [c, name] of Object.entries(v as Record<string, unknown>)) {
-          if (!Object.hasOwn(next.commands, c)) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${Object.keys(next.commands).join(', ')}.`)
-          if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground".`)
-          next.commands[c as keyof CommandMap] = name
+          const role = COMMAND_ROLES.find((r) => r === c)
+          if (!role) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${COMMAND_ROLES.join(', ')}.`)
+          // null puts the release kind's own name back.
+          if (name === null) delete next.commands[role]
+          else if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground", or null for the release kind's default.`)
+          else next.commands[role] = name
         }
         break
       }

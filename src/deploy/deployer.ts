@@ -12,6 +12,7 @@ import { deleteRelease } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations, findMigrationModule } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
+import { detectKind, KINDS, resolveCommands } from '../releases/kinds.js'
 import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
@@ -174,6 +175,11 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       if (settings.migrateExpr.trim() === '') return { expr: null, source: 'disabled', note: 'migrateExpr is "": the app has no migrations' }
       return { expr: settings.migrateExpr, source: 'setting', note: 'the migrateExpr setting' }
     }
+    // A kind without an eval before start (relx) runs none unless the commands setting gives it one.
+    const kind = release.kind ?? detectKind(this.deps.paths.release(app, release.id), app, release.version)
+    if (resolveCommands(kind, settings.commands).eval === null) {
+      return { expr: null, source: 'none', note: `${KINDS[kind].missing.eval ?? `a ${KINDS[kind].label} has no eval command`}: berth runs no migration for it unless the commands.eval and migrateExpr settings name one (or the application migrates when it starts)` }
+    }
     const found = findMigrationModule(this.deps.paths.release(app, release.id), app, release.version)
     if (!found.chosen) return { expr: null, source: 'none', note: found.note }
     return { expr: `${found.chosen.module}.migrate()`, source: 'release', note: found.note }
@@ -191,12 +197,14 @@ export class Deployer extends EventEmitter<DeployerEvents> {
 
   /** Runs `bin/APP eval EXPR` from a release as a step's work; a failure carries the eval's output. */
   private async evalStep(d: Deployment, release: string, expr: string, settings: AppSettings, signal: AbortSignal, failCode: 'MIGRATION_FAILED' | 'ROLLBACK_EXPR_FAILED', note?: string): Promise<string> {
-    const r = await this.deps.supervisor.command(d.app, release, settings.commands.eval, [expr], settings.migrateTimeoutMs, signal)
-    const head = `${note ? `# ${note}\n` : ''}$ bin/${d.app} ${settings.commands.eval} ${JSON.stringify(expr)}\n`
+    const { supervisor } = this.deps
+    const evalCommand = supervisor.commandFor(d.app, release, settings, 'eval')
+    const r = await supervisor.command(d.app, release, evalCommand, [expr], settings.migrateTimeoutMs, signal)
+    const head = `${note ? `# ${note}\n` : ''}$ bin/${d.app} ${evalCommand} ${JSON.stringify(expr)}\n`
     const what = failCode === 'MIGRATION_FAILED' ? 'migration' : 'rollback expression'
     if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)
     if (r.timedOut) throw new StepFailed(failCode === 'MIGRATION_FAILED' ? 'MIGRATION_TIMEOUT' : failCode, `${what} timed out after ${settings.migrateTimeoutMs} ms and was killed`, `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]`)
-    if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}`, `${head}${r.output}`)
+    if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}${supervisor.commandHint(d.app, release, settings, 'eval')}`, `${head}${r.output}`)
     return `${head}${r.output}`
   }
 

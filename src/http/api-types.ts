@@ -722,13 +722,19 @@ export interface components {
             /** @description run_erl rotates the console log at this size (from the next start). */
             consoleLogMaxBytes?: number;
             consoleLogGenerations?: number;
+            /** @description Overrides of the bin/APP subcommands berth uses; a command not named here is the default of the release's kind (Mix: start_iex, eval, rpc, remote, stop, pid; relx: console, none, eval, remote_console, stop, pid; Distillery: console, eval, rpc, remote_console, stop, pid). `null` puts the kind's default back. A role the kind has no command for (relx has no eval before start) fails with COMMAND_UNSUPPORTED unless set here. */
             commands?: {
-                start?: string;
-                eval?: string;
-                rpc?: string;
-                remote?: string;
-                stop?: string;
-                pid?: string;
+                /** @description Starts the node in the foreground with a console, under run_erl. */
+                start?: string | null;
+                /** @description Evaluates the migrate expression in a fresh node before the release starts. */
+                eval?: string | null;
+                /** @description Evaluates an expression on the running node. */
+                rpc?: string | null;
+                /** @description A remote shell connected to the running node. */
+                remote?: string | null;
+                stop?: string | null;
+                /** @description Prints the running node's OS pid (the boot check). */
+                pid?: string | null;
             };
             restart?: {
                 initialDelayMs?: number;
@@ -802,6 +808,11 @@ export interface components {
             uploadedAt: string;
             /** @description Name of the token that uploaded it. */
             uploadedBy: string | null;
+            /**
+             * @description What built it, from its start script and layout: a Mix release, a relx (rebar3) release, a Distillery 2.x release, or unknown (run with Mix's command names). It picks the default command names; the app's `commands` setting overrides them.
+             * @enum {string|null}
+             */
+            kind: "mix" | "relx" | "distillery" | "unknown" | null;
             /** @description Whether `apps/APP/current` points at it. */
             current: boolean;
             deployment?: components["schemas"]["Deployment"];

@@ -10,7 +10,7 @@ import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
 import { abortable, fsyncDir, removeTree } from '../fsutil.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
-import type { Release, ReleaseStore } from '../store/releases.js'
+import type { Release, ReleaseKind, ReleaseStore } from '../store/releases.js'
 import { inspectRelease } from './inspect.js'
 import { SafeUnpacker } from './unpack.js'
 
@@ -71,7 +71,7 @@ export class Intake {
         throw problem('CHECKSUM_MISMATCH', `The upload's sha256 is ${sha256} but ${req.sha256} was expected; the file was damaged in transit or the wrong file was sent.`, { expected: req.sha256, actual: sha256 })
       }
       const identity = await inspectRelease(path.join(staging, 'tree'), req.app)
-      const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, unpackedBytes: stats.bytes, files: stats.files })
+      const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, kind: identity.kind, unpackedBytes: stats.bytes, files: stats.files })
       log.info({ app: req.app, release: result.release.id, created: result.created, bytes: size, unpackedBytes: stats.bytes, files: stats.files, ms: Date.now() - started }, result.created ? 'release stored' : 'release already present')
       return result
     } catch (err) {
@@ -152,7 +152,7 @@ export class Intake {
     }
   }
 
-  private async finish(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+  private async finish(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; kind: ReleaseKind; unpackedBytes: number; files: number }): Promise<UploadResult> {
     const prev = this.finishing.get(req.app) ?? Promise.resolve()
     const job = prev.catch(() => {}).then(() => this.moveIntoPlace(req, root, meta))
     this.finishing.set(req.app, job)
@@ -163,7 +163,7 @@ export class Intake {
     }
   }
 
-  private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+  private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; kind: ReleaseKind; unpackedBytes: number; files: number }): Promise<UploadResult> {
     const { paths, releases, events } = this.deps
     const existing = releases.bySha(req.app, meta.sha256)
     if (existing) return { release: existing, created: false }
@@ -188,9 +188,10 @@ export class Intake {
       files: meta.files,
       uploadedAt: new Date().toISOString(),
       uploadedBy: req.actor ?? null,
+      kind: meta.kind,
     }
     releases.insert(release)
-    events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size } })
+    events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size, kind: meta.kind } })
     return { release, created: true }
   }
 }

@@ -126,10 +126,11 @@ export class SessionManager {
       } catch {
         throw problem('RELEASE_INVALID', `Release ${release} of "${app}" has no executable bin/${app}; deploy a complete release.`)
       }
+      const command = supervisor.commandFor(app, release, apps.settings(app), 'remote')
       const { entry, tee } = this.begin(app, 'remote', actor, release, size, sink)
       let term: TerminalSession
       try {
-        term = new TerminalSession({ file, args: [apps.settings(app).commands.remote], cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
+        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
       } catch (err) {
         await this.finish(entry, null, 'failed to start')
         throw err
@@ -406,7 +407,7 @@ export class SessionManager {
     const { paths, supervisor, apps, events } = this.deps
     const current = await currentReleaseId(paths, app)
     if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
-    const r = await supervisor.command(app, current, apps.settings(app).commands.rpc, [expr], timeoutMs)
+    const r = await supervisor.command(app, current, supervisor.commandFor(app, current, apps.settings(app), 'rpc'), [expr], timeoutMs)
     events?.record({ app, actor, action: 'rpc', outcome: r.code === 0 ? 'ok' : 'error', detail: { expr: expr.slice(0, 500), code: r.code, timedOut: r.timedOut } })
     return r
   }

@@ -11,6 +11,7 @@ import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
+import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult } from './proc.js'
 
@@ -35,6 +36,8 @@ export interface SupervisorDeps {
   log: Logger
   /** epmd port for every node berth runs (ERL_EPMD_PORT); tests isolate epmd this way. */
   epmdPort: number
+  /** What built a release (its row's kind, or detected from its directory): picks the command names. */
+  kindOf(app: string, release: string): ReleaseKind
 }
 
 interface Live {
@@ -95,6 +98,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app)]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
   }
 
+  /**
+   * The bin/APP subcommand that does `role` for this release: the app's commands setting, else the default
+   * of the release's kind; COMMAND_UNSUPPORTED when the kind has none (relx has no eval before start).
+   */
+  commandFor(app: string, release: string, settings: AppSettings, role: CommandRole): string {
+    return commandFor(this.deps.kindOf(app, release), settings.commands, role, app)
+  }
+
+  /** For an error after `role` failed: a sentence when its name is not a command of this kind, else ''. */
+  commandHint(app: string, release: string, settings: AppSettings, role: CommandRole): string {
+    const kind = this.deps.kindOf(app, release)
+    const name = settings.commands[role]
+    return name ? unknownCommandHint(kind, name, app, role) : ''
+  }
+
   /** Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ensureAppDirs(app)
@@ -147,7 +165,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     fs.mkdirSync(pipeDir, { mode: 0o750 })
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
-    const command = `exec "${path.join(dir, 'bin', app)}" ${settings.commands.start}`
+    const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
     const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
@@ -232,7 +250,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     l.state = 'stopping'
     const { log } = this.deps
     const tree = () => [l.pid, ...descendants(l.pid).map((p) => p.pid)]
-    const stopRun = await this.command(app, l.release, settings.commands.stop, [], Math.min(settings.stopTimeoutMs, 10_000))
+    const stopRun = await this.command(app, l.release, this.commandFor(app, l.release, settings, 'stop'), [], Math.min(settings.stopTimeoutMs, 10_000))
     if (stopRun.code !== 0) log.warn({ app, code: stopRun.code }, 'bin/APP stop failed; signalling the node')
     if ((await this.waitExit(app, settings.stopTimeoutMs)) !== null) return
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
@@ -261,12 +279,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const deadline = Date.now() + settings.bootTimeoutMs
     const notes: string[] = []
     const died = () => !this.live.has(app) || this.live.get(app) !== l
+    const pid = this.commandFor(app, l.release, settings, 'pid')
     let answered = false
     while (!answered) {
-      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})`)
-      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${settings.commands.pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)`)
+      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
+      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
       aborted()
-      const r = await this.command(app, l.release, settings.commands.pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
+      const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
       if (r.code === 0) {
         answered = true
         notes.push(`node answered (beam pid ${r.output.trim()}) after ${Date.now() - l.startedAt} ms`)
@@ -345,7 +364,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 }
 
 /** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
-export type NodeControl = Pick<Supervisor, 'command' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHint' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
 
 function readComm(pid: number): string {
   try {
