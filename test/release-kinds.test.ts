@@ -222,7 +222,25 @@ describe('a relx release', () => {
     const res = await post('/v1/apps/relx_hello/rpc', { expr: 'erlang:list_to_atom("pong").' })
     assert.equal(res.status, 200, res.text)
     assert.equal(res.body.code, 0)
+    assert.equal(res.body.error, null)
     assert.equal(res.body.output.trim(), 'pong')
+  })
+
+  test('an rpc that answers {badrpc, …} or fails to evaluate is a failure, not code 0', async () => {
+    const badrpc = await post('/v1/apps/relx_hello/rpc', { expr: 'rpc:call(nonode@nohost, erlang, node, []).' })
+    assert.equal(badrpc.status, 200, badrpc.text)
+    assert.match(badrpc.body.output, /^\{badrpc, ?nodedown\}/)
+    assert.equal(badrpc.body.code, 1)
+    assert.match(badrpc.body.error, /answered \{badrpc, ?nodedown\}/)
+    const raised = await post('/v1/apps/relx_hello/rpc', { expr: 'erlang:error(boom).' })
+    assert.equal(raised.body.code, 1)
+    assert.match(raised.body.error, /failed on the node.*boom/s)
+    const mix = await post('/v1/apps/myapp/rpc', { expr: 'raise "boom"' })
+    assert.equal(mix.body.code, 1)
+    assert.match(mix.body.error, /exited with code 1/)
+    const events = (await call(`${d.url}/v1/apps/relx_hello/events`, { token: d.adminToken })).body.events
+    const rpcs = events.filter((e: { action: string }) => e.action === 'rpc').map((e: { outcome: string }) => e.outcome)
+    assert.deepEqual(rpcs.slice(0, 3), ['error', 'error', 'ok'], 'the audit trail records them as errors (newest first)')
   })
 
   test('requireMigration refuses a redeploy before anything changes: current and the node are untouched', async () => {

@@ -12,7 +12,7 @@ import { deleteRelease } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations, findMigrationModule } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
-import { detectKind, KINDS, resolveCommands } from '../releases/kinds.js'
+import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/kinds.js'
 import { FINAL, STEPS, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
@@ -205,6 +205,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)
     if (r.timedOut) throw new StepFailed(failCode === 'MIGRATION_FAILED' ? 'MIGRATION_TIMEOUT' : failCode, `${what} timed out after ${settings.migrateTimeoutMs} ms and was killed`, `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]`)
     if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}${supervisor.commandHint(d.app, release, settings, 'eval')}`, `${head}${r.output}`)
+    const answer = failedAnswer(r.output)
+    if (answer) throw new StepFailed(failCode, `${what} failed although ${evalCommand} exited 0: ${answer}`, `${head}${r.output}`)
     return `${head}${r.output}`
   }
 

@@ -1697,14 +1697,17 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The command ran (check `code`). */
+            /** @description The command ran; `code` is 0 only when the expression ran and answered (otherwise `error` says why). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
+                        /** @description 0 when the expression ran and answered. Otherwise the command's exit code, or 1 when it exited 0 but answered `{badrpc, …}` or an evaluation error (relx's eval and rpc do that); null when it was killed at the timeout. */
                         code: number | null;
+                        /** @description Why it failed (timed out, exit code, {badrpc, …}); null when it did not. */
+                        error: string | null;
                         output: string;
                         timedOut: boolean;
                         ms: number;

@@ -109,3 +109,15 @@ export function unknownCommandHint(kind: ReleaseKind, name: string, app: string,
   if (known.length === 0 || known.includes(name)) return ''
   return `; "${name}" is not a command of bin/${app} in a ${label} (it has ${known.join(', ')}): check the commands.${role} setting`
 }
+
+/**
+ * Why a command that exited 0 still failed, or null: relx's eval (erl_call) and rpc print `{badrpc, Reason}`
+ * or `{error, "*** ..."}` and exit 0 when the call failed on the node; Distillery prints `{:badrpc, ...}`.
+ */
+export function failedAnswer(output: string): string | null {
+  const answer = output.trim()
+  const shown = answer.length > 300 ? `${answer.slice(0, 300)}…` : answer
+  if (/^\{:?badrpc,/.test(answer)) return `the node answered ${shown}: the call failed on the node or did not reach it`
+  if (/^\{error, ?"\*\*\* /.test(answer)) return `the expression failed on the node: ${shown}`
+  return null
+}

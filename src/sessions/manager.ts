@@ -10,6 +10,7 @@ import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { AppStore } from '../apps/store.js'
 import { currentReleaseId } from '../releases/current.js'
+import { failedAnswer } from '../releases/kinds.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import type { CommandResult } from '../supervision/proc.js'
@@ -72,6 +73,11 @@ export interface SessionStats {
   pauses: number
   /** Console output not delivered to a slow viewer (attach) or not recorded (disk too slow). */
   skippedBytes: number
+}
+
+/** An rpc's outcome: `code` 0 only when the expression ran and answered; otherwise `error` says why. */
+export interface RpcResult extends CommandResult {
+  error: string | null
 }
 
 export interface SessionInfo extends SessionRecord {
@@ -400,16 +406,24 @@ export class SessionManager {
   }
 
   /**
-   * One expression through `bin/APP rpc` on the running node, audited (the expression, truncated; never its
-   * output, which may hold data). A non-zero exit is an answer, not an error: the caller shows the output.
+   * One expression through the release's rpc command on the running node, audited (the expression,
+   * truncated; never its output, which may hold data). A failure is an answer, not an error: `code` is
+   * non-zero and `error` says why, also when the command exited 0 but answered {badrpc, …} (relx).
    */
-  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<CommandResult> {
+  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<RpcResult> {
     const { paths, supervisor, apps, events } = this.deps
     const current = await currentReleaseId(paths, app)
     if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
-    const r = await supervisor.command(app, current, supervisor.commandFor(app, current, apps.settings(app), 'rpc'), [expr], timeoutMs)
-    events?.record({ app, actor, action: 'rpc', outcome: r.code === 0 ? 'ok' : 'error', detail: { expr: expr.slice(0, 500), code: r.code, timedOut: r.timedOut } })
-    return r
+    const settings = apps.settings(app)
+    const command = supervisor.commandFor(app, current, settings, 'rpc')
+    const r = await supervisor.command(app, current, command, [expr], timeoutMs)
+    let error: string | null = null
+    if (r.timedOut) error = `bin/${app} ${command} did not answer within ${timeoutMs} ms and was killed`
+    else if (r.code !== 0) error = `bin/${app} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, current, settings, 'rpc')}`
+    else error = failedAnswer(r.output)
+    const code = r.code === 0 && error ? 1 : r.code
+    events?.record({ app, actor, action: 'rpc', outcome: error ? 'error' : 'ok', detail: { expr: expr.slice(0, 500), code, timedOut: r.timedOut } })
+    return { ...r, code, error }
   }
 
   private withLive(r: SessionRecord): SessionInfo {
