@@ -49,11 +49,15 @@ async function served(app: string): Promise<string> {
   return res.text()
 }
 
+/** The user's own ERL_AFLAGS, given to myapp: kept, but unable to move distribution off loopback. */
+const USER_AFLAGS = '-berth_user_flag kept -kernel inet_dist_use_interface {10,1,2,3}'
+
 async function setUp(app: string, name: FixtureName): Promise<void> {
   const port = await freePort()
   const dir = path.join(d.dataDir, `${app}-marker`)
   fs.mkdirSync(dir)
-  assert.equal((await put(`/v1/apps/${app}/env`, { PORT: String(port), MARKER_DIR: dir })).status, 200)
+  const env = { PORT: String(port), MARKER_DIR: dir, ...(app === 'myapp' ? { ERL_AFLAGS: USER_AFLAGS } : {}) }
+  assert.equal((await put(`/v1/apps/${app}/env`, env)).status, 200)
   const settings = await put(`/v1/apps/${app}/settings`, { stableWindowMs: 500, bootTimeoutMs: 60_000, healthUrl: `http://127.0.0.1:${port}/` })
   assert.equal(settings.status, 200, settings.text)
   const up = await upload(d.url, app, fs.readFileSync((await fixture(name)).tarball), { token: d.adminToken })
@@ -136,6 +140,14 @@ describe('migrations found from the release, not from the app name', () => {
     assert.deepEqual(marker('storefront'), ['shop migrated 2.0.0'])
     assert.deepEqual(res.body.warnings, [])
     assert.equal(await served('storefront'), 'shop 2.0.0\n')
+  })
+})
+
+describe('the environment', () => {
+  test("the app's ERL_AFLAGS are merged with berth's, not replaced; distribution stays on loopback", async () => {
+    const res = await post('/v1/apps/myapp/rpc', { expr: 'IO.inspect({:init.get_argument(:berth_user_flag), Application.get_env(:kernel, :inet_dist_use_interface)})' })
+    assert.equal(res.body.code, 0, res.text)
+    assert.equal(res.body.output.trim(), "{{:ok, [['kept']]}, {127, 0, 0, 1}}")
   })
 })
 

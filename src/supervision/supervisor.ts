@@ -75,17 +75,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   nodeEnv(app: string): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
+    const env = this.deps.apps.env(app)
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
       HOME: paths.shared(app),
-      ...this.deps.apps.env(app),
+      ...env,
       RELEASE_TMP: path.join(paths.shared(app), 'tmp'),
       ERL_CRASH_DUMP: path.join(paths.log(app), 'erl_crash.dump'),
       // Distribution and epmd on loopback only: the cookie is the only guard, so the port must not be reachable.
       ERL_EPMD_ADDRESS: '127.0.0.1',
       ERL_EPMD_PORT: String(this.deps.epmdPort),
-      ERL_AFLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+      // The app's own ERL_AFLAGS are kept, after berth's: for a repeated -kernel parameter the first one
+      // wins, so an app cannot move distribution off loopback by accident.
+      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
