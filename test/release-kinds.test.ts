@@ -184,6 +184,9 @@ describe('a relx release', () => {
     assert.equal(res.body.warnings.length, 1)
     assert.match(res.body.warnings[0], /^no migration ran for .*relx's eval talks to the running node.*set migrateExpr to ""/)
     assert.equal(await served('relx_hello'), 'relx_hello 0.3.0\n')
+    // relx fills vm.args.src and sys.config.src at every run; the release directory stays as uploaded.
+    const relDir = path.join(d.dataDir, 'apps', 'relx_hello', 'releases', apps.relx_hello!.release, 'releases', '0.3.0')
+    assert.deepEqual(fs.readdirSync(relDir).sort(), ['no_dot_erlang.boot', 'relx_hello.rel', 'start.boot', 'start_clean.boot', 'sys.config.src', 'vm.args.src'])
     await until('the webhook delivery', () => hooks.some((h) => h.detail.deployment === res.body.id))
     const hook = hooks.find((h) => h.detail.deployment === res.body.id)!
     assert.deepEqual(hook.detail.warnings, res.body.warnings, 'webhooks get the warnings')

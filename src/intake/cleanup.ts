@@ -38,6 +38,8 @@ export async function deleteRelease(
   await fs.chmod(dir, 0o755).catch(() => {})
   await fs.rename(dir, trash).catch(() => {})
   await removeTree(trash)
+  // The vm.args/sys.config relx filled in for this release (see Supervisor.nodeEnv).
+  await removeTree(path.join(paths.shared(app), 'tmp', 'relx', id)).catch(() => {})
   events.record({ app, actor, action: 'release.delete', outcome: 'ok', detail: { release: id } })
   log.info({ app, release: id }, 'release deleted')
   return release

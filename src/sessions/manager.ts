@@ -136,7 +136,7 @@ export class SessionManager {
       const { entry, tee } = this.begin(app, 'remote', actor, release, size, sink)
       let term: TerminalSession
       try {
-        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
+        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: supervisor.nodeEnv(app, release), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
       } catch (err) {
         await this.finish(entry, null, 'failed to start')
         throw err

@@ -71,11 +71,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.deps.paths.release(app, release)
   }
 
-  /** The environment a node and every command run for the app get: the app's env plus berth's own settings. */
-  nodeEnv(app: string): NodeJS.ProcessEnv {
+  /**
+   * The environment a node and every command run for the app get: the app's env plus berth's own settings.
+   * With `release`, relx's start script writes the vm.args and sys.config it fills from vm.args.src and
+   * sys.config.src (at every run) into a directory of that release's own under shared/tmp, not into the
+   * read-only release; per release, because an old and a new release's commands run side by side.
+   */
+  nodeEnv(app: string, release?: string): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
     const env = this.deps.apps.env(app)
+    let relxOut: Record<string, string> = {}
+    if (release) {
+      const dir = path.join(paths.shared(app), 'tmp', 'relx', path.basename(this.releaseDir(app, release)))
+      fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
+      relxOut = { RELX_OUT_FILE_PATH: dir }
+    }
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
@@ -92,6 +103,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
+      ...relxOut,
     }
   }
 
@@ -120,7 +132,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ensureAppDirs(app)
     const dir = this.releaseDir(app, release)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app), timeoutMs, signal })
+    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app, release), timeoutMs, signal })
   }
 
   status(app: string): NodeStatus {
@@ -170,7 +182,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
     const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, release), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
