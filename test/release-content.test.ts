@@ -1,6 +1,6 @@
 // Reading a release's own metadata: the Erlang terms of .rel and .app files, the export tables of .beam
-// files (as compilers write them, compressed, and with OTP 28's long-atom table), and the choice of the
-// migration module in real releases built from the fixture projects.
+// files (as compilers write them, compressed, and with OTP 28's long-atom table), the choice of the
+// migration module in real releases built from the fixture projects, and the release's kind.
 
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -8,9 +8,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import { after, before, describe, test } from 'node:test'
+import { DEFAULT_SETTINGS, mergeSettings } from '../src/apps/settings.js'
 import { isBerthError } from '../src/errors.js'
 import { beamExports } from '../src/releases/beam.js'
 import { ectoMigrations, findMigrationModule, releaseApps } from '../src/releases/content.js'
+import { commandFor, detectKind, failedAnswer, resolveCommands, unknownCommandHint } from '../src/releases/kinds.js'
 import { Atom, parseTerms, prop, Tuple } from '../src/releases/terms.js'
 import { tempDir } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
@@ -151,5 +153,55 @@ describe('the migration module of a release', () => {
   test('Ecto migrations are found in the top-level application, whatever the release is called', () => {
     assert.deepEqual(ectoMigrations(dirs.v2!, 'hello'), ['20240101000000_add_things.exs'])
     assert.deepEqual(ectoMigrations(dirs.storefront!, 'storefront'), [])
+  })
+})
+
+describe('release kinds', () => {
+  test('Mix and relx releases are told apart by their start scripts', () => {
+    assert.equal(detectKind(dirs.v2!, 'hello', '0.2.0'), 'mix')
+    assert.equal(detectKind(dirs.storefront!, 'storefront', '2.0.0'), 'mix')
+    assert.equal(detectKind(dirs.relx!, 'relx_hello', '0.3.0'), 'relx')
+  })
+
+  test('a Distillery 2 layout (releases/VSN/libexec, bin/NAME execing NAME.sh) and an unknown script', () => {
+    const dist = path.join(root, 'distillery')
+    fs.mkdirSync(path.join(dist, 'releases', '1.0.0', 'libexec'), { recursive: true })
+    fs.mkdirSync(path.join(dist, 'bin'))
+    fs.writeFileSync(path.join(dist, 'bin', 'shop'), '#!/bin/sh\nexec "$RELEASES_DIR/$REL_VSN/$REL_NAME.sh" "$@"\n')
+    fs.writeFileSync(path.join(dist, 'releases', '1.0.0', 'shop.sh'), '#!/usr/bin/env bash\n')
+    assert.equal(detectKind(dist, 'shop', '1.0.0'), 'distillery')
+    fs.rmSync(path.join(dist, 'releases', '1.0.0', 'libexec'), { recursive: true })
+    assert.equal(detectKind(dist, 'shop', '1.0.0'), 'distillery', 'NAME.sh alone is enough')
+    fs.writeFileSync(path.join(dist, 'bin', 'other'), '#!/bin/sh\nexec erl "$@"\n')
+    assert.equal(detectKind(dist, 'other', '1.0.0'), 'unknown')
+    assert.equal(detectKind(dist, 'missing', '1.0.0'), 'unknown')
+  })
+
+  test("each kind's commands, overrides on top, and the words for a command a kind lacks", () => {
+    assert.deepEqual(resolveCommands('mix', {}), { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' })
+    assert.deepEqual(resolveCommands('relx', { start: 'foreground' }), { start: 'foreground', eval: null, rpc: 'eval', remote: 'remote_console', stop: 'stop', pid: 'pid' })
+    assert.equal(commandFor('distillery', {}, 'eval', 'shop'), 'eval')
+    assert.throws(() => commandFor('relx', {}, 'eval', 'relx_hello'), (err: unknown) => isBerthError(err) && err.code === 'COMMAND_UNSUPPORTED' && /running node.*commands\.eval.*bin\/relx_hello/.test(err.message))
+    assert.equal(commandFor('relx', { eval: 'migrate' }, 'eval', 'relx_hello'), 'migrate')
+    assert.match(unknownCommandHint('relx', 'foregrond', 'relx_hello', 'start'), /"foregrond" is not a command of bin\/relx_hello in a relx \(rebar3\) release \(it has foreground, console/)
+    assert.equal(unknownCommandHint('relx', 'foreground', 'relx_hello', 'start'), '')
+    assert.equal(unknownCommandHint('distillery', 'my_custom', 'shop', 'eval'), '', 'Distillery custom commands are never refused')
+  })
+
+  test('the commands setting holds overrides only; null puts the default back', () => {
+    const set = mergeSettings(DEFAULT_SETTINGS, { commands: { start: 'foreground', pid: 'pid' } })
+    assert.deepEqual(set.commands, { start: 'foreground', pid: 'pid' })
+    assert.deepEqual(mergeSettings(set, { commands: { start: null } }).commands, { pid: 'pid' })
+    assert.throws(() => mergeSettings(DEFAULT_SETTINGS, { commands: { boot: 'x' } }), /Unknown command "boot"/)
+    assert.throws(() => mergeSettings(DEFAULT_SETTINGS, { requireMigration: 'yes' }), /requireMigration must be true or false/)
+  })
+
+  test('an answer of {badrpc, …} or an evaluation error is a failure; an ordinary answer is not', () => {
+    assert.match(failedAnswer('{badrpc, nodedown}\n')!, /answered \{badrpc, nodedown\}/)
+    assert.match(failedAnswer('{:badrpc, :timeout}')!, /badrpc/)
+    assert.match(failedAnswer(`{error, "*** eval: {'EXIT',{boom,[]}}"}`)!, /failed on the node/)
+    assert.equal(failedAnswer('{error, not_found}'), null, 'an expression may return an error tuple')
+    assert.equal(failedAnswer('ok\n'), null)
+    assert.equal(failedAnswer(''), null)
   })
 })
