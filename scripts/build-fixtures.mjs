@@ -1,19 +1,23 @@
 #!/usr/bin/env node
-// Builds the Elixir release tarballs used by berth's test suite from the
-// fixture Mix project in test/fixtures/hello.
+// Builds the release tarballs used by berth's test suite from the fixture
+// projects in test/fixtures/: the Mix project hello (in several variants),
+// Mix projects that do not follow berth's own naming (myapp: app :myapp with
+// modules MyApp.*; shop: app :shop released as `storefront`), and the rebar3
+// project relx_hello (`rebar3 as prod tar`).
 //
 //   node scripts/build-fixtures.mjs [--force]
 //
 // Output dir: $BERTH_FIXTURES_OUT (default <repo>/test/.fixtures):
 //   <variant>.tar.gz     release tarball per variant
-//   manifest.json        { sourceHash, variants: { v1: { tarball, app, version, sha256, size }, ... } }
-//   src-<variant>/       fresh copy of the Mix project the variant was built in
-//   logs/<variant>.log   mix output
-//   .mix/ .hex/          MIX_HOME / HEX_HOME (nothing is written to $HOME)
+//   manifest.json        { variants: { v1: { tarball, app, version, sha256, size, sourceHash }, ... } }
+//   src-<variant>/       fresh copy of the project the variant was built in
+//   logs/<variant>.log   mix / rebar3 output
+//   .mix/ .hex/ .rebar3/ MIX_HOME / HEX_HOME / rebar3's HOME (nothing is written to $HOME)
 //
-// If manifest.json carries the current source hash and every tarball exists,
-// prints "fixtures up to date" and exits 0 without touching anything.
-// No npm dependencies; requires `mix` (Elixir) on PATH. No hex needed.
+// Each variant carries the hash of its project's sources and of this script:
+// only variants whose hash changed (or whose tarball is missing) are rebuilt,
+// and when none did it prints "fixtures up to date" and touches nothing.
+// No npm dependencies; requires `mix` (Elixir) and `rebar3` on PATH. No hex needed.
 //
 // Can also be imported: `import { buildFixtures } from './build-fixtures.mjs'`
 // resolves to the manifest object.
@@ -27,8 +31,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SCRIPT), '..');
-const FIXTURE_SRC = path.join(REPO, 'test', 'fixtures', 'hello');
-const APP = 'hello';
+const FIXTURES = path.join(REPO, 'test', 'fixtures');
 const CONCURRENCY = 2;
 
 // Ecto-style migration file shipped only by v2 (plain text, no Ecto dep).
@@ -48,17 +51,23 @@ end
 `,
 };
 
+const hello = (version, mode, extra = {}) => ({ project: 'hello', tool: 'mix', app: 'hello', version, mode, ...extra });
+
+// `app` is the release name (bin/APP, the tarball's name); `version` must match the project's.
 export const VARIANTS = {
-  v1: { version: '0.1.0', mode: 'ok' },
-  v2: { version: '0.2.0', mode: 'ok', extraFiles: [V2_MIGRATION] },
-  crash_on_boot: { version: '0.3.0', mode: 'crash_on_boot' },
-  crash_after_boot: { version: '0.3.1', mode: 'crash_after_boot' },
-  migrate_fail: { version: '0.4.0', mode: 'migrate_fail' },
-  migrate_hang: { version: '0.5.0', mode: 'migrate_hang' },
+  v1: hello('0.1.0', 'ok'),
+  v2: hello('0.2.0', 'ok', { extraFiles: [V2_MIGRATION] }),
+  crash_on_boot: hello('0.3.0', 'crash_on_boot'),
+  crash_after_boot: hello('0.3.1', 'crash_after_boot'),
+  migrate_fail: hello('0.4.0', 'migrate_fail'),
+  migrate_hang: hello('0.5.0', 'migrate_hang'),
+  myapp: { project: 'myapp', tool: 'mix', app: 'myapp', version: '1.0.0' },
+  storefront: { project: 'shop', tool: 'mix', app: 'storefront', version: '2.0.0' },
+  relx: { project: 'relx_hello', tool: 'rebar3', app: 'relx_hello', version: '0.3.0' },
 };
 
 // Paths inside the fixture dir that are build artefacts, not source.
-const IGNORED = new Set(['_build', 'deps', '.elixir_ls', 'erl_crash.dump', 'cover', 'doc']);
+const IGNORED = new Set(['_build', 'deps', '.elixir_ls', 'erl_crash.dump', 'rebar3.crashdump', 'cover', 'doc']);
 
 function defaultOut() {
   return path.resolve(process.env.BERTH_FIXTURES_OUT || path.join(REPO, 'test', '.fixtures'));
@@ -76,12 +85,14 @@ async function listFiles(dir, rel = '') {
   return out.sort();
 }
 
-export async function computeSourceHash() {
+/** Hash of one fixture project's sources and of this script (which holds the variants' specs). */
+export async function computeSourceHash(project) {
+  const dir = path.join(FIXTURES, project);
   const h = createHash('sha256');
-  h.update('berth-fixtures-v1\0');
-  for (const rel of await listFiles(FIXTURE_SRC)) {
+  h.update(`berth-fixtures-v2\0${project}\0`);
+  for (const rel of await listFiles(dir)) {
     h.update(`file\0${rel}\0`);
-    h.update(await fs.readFile(path.join(FIXTURE_SRC, rel)));
+    h.update(await fs.readFile(path.join(dir, rel)));
     h.update('\0');
   }
   h.update('script\0');
@@ -106,20 +117,19 @@ async function readManifest(out) {
   }
 }
 
-async function isUpToDate(out, hash) {
+/** The manifest's entries that are still good, and the names of the variants to (re)build. */
+async function staleVariants(out, hashes) {
   const m = await readManifest(out);
-  if (!m || m.sourceHash !== hash || !m.variants) return null;
-  for (const name of Object.keys(VARIANTS)) {
-    const v = m.variants[name];
-    if (!v || v.tarball !== path.join(out, `${name}.tar.gz`)) return null;
-    try {
-      const st = await fs.stat(v.tarball);
-      if (st.size !== v.size) return null;
-    } catch {
-      return null;
-    }
+  const good = {};
+  const stale = [];
+  for (const [name, spec] of Object.entries(VARIANTS)) {
+    const v = m?.variants?.[name];
+    let ok = !!v && v.sourceHash === hashes[spec.project] && v.tarball === path.join(out, `${name}.tar.gz`);
+    if (ok) ok = await fs.stat(v.tarball).then((st) => st.size === v.size, () => false);
+    if (ok) good[name] = v;
+    else stale.push(name);
   }
-  return m;
+  return { good, stale };
 }
 
 function findOnPath(cmd) {
@@ -208,11 +218,42 @@ function run(cmd, args, opts, logFile) {
   });
 }
 
-async function buildVariant(out, name, spec, mixPath) {
+function cleanEnv() {
+  const env = { ...process.env };
+  for (const k of ['MIX_TARGET', 'MIX_BUILD_PATH', 'MIX_BUILD_ROOT', 'MIX_DEPS_PATH', 'MIX_PROJECT', 'MIX_EXS', 'MIX_LOCKFILE', 'ERL_LIBS', 'RELEASE_NAME', 'RELEASE_VSN', 'REBAR_CONFIG', 'REBAR_PROFILE']) {
+    delete env[k];
+  }
+  return env;
+}
+
+/** How each tool builds a release tarball, and where it leaves it. */
+const TOOLS = {
+  mix: {
+    args: () => ['release', '--overwrite'],
+    env: (out, spec) => ({
+      MIX_ENV: 'prod',
+      MIX_HOME: path.join(out, '.mix'),
+      HEX_HOME: path.join(out, '.hex'),
+      HEX_OFFLINE: '1',
+      MIX_QUIET: '0',
+      ...(spec.project === 'hello' ? { HELLO_VSN: spec.version, HELLO_MODE: spec.mode } : {}),
+    }),
+    tarball: (src, spec) => path.join(src, '_build', 'prod', `${spec.app}-${spec.version}.tar.gz`),
+  },
+  rebar3: {
+    args: () => ['as', 'prod', 'tar'],
+    // rebar3 keeps its cache and global config under HOME; give it one of ours.
+    env: (out) => ({ HOME: path.join(out, '.rebar3'), REBAR_CACHE_DIR: path.join(out, '.rebar3', 'cache'), REBAR_COLOR: 'none' }),
+    tarball: (src, spec) => path.join(src, '_build', 'prod', 'rel', spec.app, `${spec.app}-${spec.version}.tar.gz`),
+  },
+};
+
+async function buildVariant(out, name, spec, toolPaths, sourceHash) {
   const started = Date.now();
+  const tool = TOOLS[spec.tool];
   const src = path.join(out, `src-${name}`);
   await fs.rm(src, { recursive: true, force: true });
-  await fs.cp(FIXTURE_SRC, src, {
+  await fs.cp(path.join(FIXTURES, spec.project), src, {
     recursive: true,
     filter: (p) => !IGNORED.has(path.basename(p)),
   });
@@ -222,32 +263,19 @@ async function buildVariant(out, name, spec, mixPath) {
     await fs.writeFile(dest, f.content);
   }
 
-  const env = { ...process.env };
-  for (const k of ['MIX_TARGET', 'MIX_BUILD_PATH', 'MIX_BUILD_ROOT', 'MIX_DEPS_PATH', 'MIX_PROJECT', 'MIX_EXS', 'MIX_LOCKFILE', 'ERL_LIBS', 'RELEASE_NAME', 'RELEASE_VSN']) {
-    delete env[k];
-  }
-  Object.assign(env, {
-    MIX_ENV: 'prod',
-    MIX_HOME: path.join(out, '.mix'),
-    HEX_HOME: path.join(out, '.hex'),
-    HEX_OFFLINE: '1',
-    MIX_QUIET: '0',
-    HELLO_VSN: spec.version,
-    HELLO_MODE: spec.mode,
-  });
-
+  const env = { ...cleanEnv(), ...tool.env(out, spec) };
   const logFile = path.join(out, 'logs', `${name}.log`);
-  const res = await run(mixPath, ['release', '--overwrite'], { cwd: src, env }, logFile);
+  const res = await run(toolPaths[spec.tool], tool.args(), { cwd: src, env }, logFile);
   if (res.code !== 0) {
     const tail = res.output.split('\n').slice(-30).join('\n');
     throw new Error(
-      `mix release failed for variant ${name} (exit ${res.code ?? res.signal}); log: ${logFile}\n${tail}`,
+      `${spec.tool} failed for variant ${name} (exit ${res.code ?? res.signal}); log: ${logFile}\n${tail}`,
     );
   }
 
-  const built = path.join(src, '_build', 'prod', `${APP}-${spec.version}.tar.gz`);
+  const built = tool.tarball(src, spec);
   if (!(await exists(built))) {
-    throw new Error(`mix release for ${name} did not produce ${built}; log: ${logFile}`);
+    throw new Error(`${spec.tool} for ${name} did not produce ${built}; log: ${logFile}`);
   }
   const tarball = path.join(out, `${name}.tar.gz`);
   const tmp = `${tarball}.tmp-${process.pid}`;
@@ -256,14 +284,15 @@ async function buildVariant(out, name, spec, mixPath) {
   const st = await fs.stat(tarball);
   const entry = {
     tarball,
-    app: APP,
+    app: spec.app,
     version: spec.version,
-    mode: spec.mode,
+    ...(spec.mode ? { mode: spec.mode } : {}),
     sha256: await sha256File(tarball),
     size: st.size,
+    sourceHash,
   };
   const secs = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`built ${name} (${APP} ${spec.version}, mode ${spec.mode}) in ${secs}s -> ${tarball} (${st.size} bytes)`);
+  console.log(`built ${name} (${spec.app} ${spec.version}${spec.mode ? `, mode ${spec.mode}` : ''}) in ${secs}s -> ${tarball} (${st.size} bytes)`);
   return entry;
 }
 
@@ -286,53 +315,55 @@ async function pool(items, limit, fn) {
   return results;
 }
 
+async function projectHashes() {
+  const hashes = {};
+  for (const project of new Set(Object.values(VARIANTS).map((v) => v.project))) hashes[project] = await computeSourceHash(project);
+  return hashes;
+}
+
 export async function buildFixtures({ out = defaultOut(), force = false } = {}) {
   out = path.resolve(out);
   await fs.mkdir(out, { recursive: true });
-  const hash = await computeSourceHash();
+  const hashes = await projectHashes();
 
   if (!force) {
-    const m = await isUpToDate(out, hash);
-    if (m) {
+    const { good, stale } = await staleVariants(out, hashes);
+    if (stale.length === 0) {
       console.log('fixtures up to date');
-      return m;
+      return { variants: good };
     }
   }
 
   const release = await acquireLock(out);
   try {
     // Someone else may have built them while we waited for the lock.
-    if (!force) {
-      const m = await isUpToDate(out, hash);
-      if (m) {
-        console.log('fixtures up to date');
-        return m;
+    const { good, stale } = force ? { good: {}, stale: Object.keys(VARIANTS) } : await staleVariants(out, hashes);
+    if (stale.length === 0) {
+      console.log('fixtures up to date');
+      return { variants: good };
+    }
+
+    const toolPaths = {};
+    for (const tool of new Set(stale.map((n) => VARIANTS[n].tool))) {
+      toolPaths[tool] = await findOnPath(tool);
+      if (!toolPaths[tool]) {
+        const what = tool === 'mix' ? '`mix` (Elixir >= 1.14 / OTP >= 25)' : '`rebar3` (apt-get install rebar3)';
+        throw Object.assign(new Error(`build-fixtures: ${what} not found on PATH; it builds the ${stale.filter((n) => VARIANTS[n].tool === tool).join(', ')} fixtures`), { exitCode: 2 });
       }
     }
 
-    const mixPath = await findOnPath('mix');
-    if (!mixPath) {
-      throw Object.assign(
-        new Error('build-fixtures: `mix` (Elixir) not found on PATH; install Elixir >= 1.14 / OTP >= 25 to build the test fixtures'),
-        { exitCode: 2 },
-      );
-    }
-
-    await fs.rm(path.join(out, 'manifest.json'), { force: true });
     await fs.mkdir(path.join(out, 'logs'), { recursive: true });
-    await fs.mkdir(path.join(out, '.mix'), { recursive: true });
-    await fs.mkdir(path.join(out, '.hex'), { recursive: true });
+    for (const d of ['.mix', '.hex', '.rebar3']) await fs.mkdir(path.join(out, d), { recursive: true });
 
     const started = Date.now();
-    const names = Object.keys(VARIANTS);
-    const entries = await pool(names, CONCURRENCY, (name) => buildVariant(out, name, VARIANTS[name], mixPath));
-    const manifest = { sourceHash: hash, variants: {} };
-    names.forEach((n, i) => (manifest.variants[n] = entries[i]));
+    const entries = await pool(stale, CONCURRENCY, (name) => buildVariant(out, name, VARIANTS[name], toolPaths, hashes[VARIANTS[name].project]));
+    const manifest = { variants: { ...good } };
+    stale.forEach((n, i) => (manifest.variants[n] = entries[i]));
 
     const mf = path.join(out, 'manifest.json');
     await fs.writeFile(`${mf}.tmp-${process.pid}`, JSON.stringify(manifest, null, 2) + '\n');
     await fs.rename(`${mf}.tmp-${process.pid}`, mf);
-    console.log(`all ${names.length} fixtures built in ${((Date.now() - started) / 1000).toFixed(1)}s -> ${mf}`);
+    console.log(`${stale.length} of ${Object.keys(VARIANTS).length} fixtures built in ${((Date.now() - started) / 1000).toFixed(1)}s -> ${mf}`);
     return manifest;
   } finally {
     await release();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite, from a fresh machine: installs what the tests need (Elixir and Chromium via apt-get
-// when missing), compiles, builds each fixture release once, then runs every test file with node:test.
+// The whole test suite, from a fresh machine: installs what the tests need (Elixir, rebar3 and Chromium via
+// apt-get when missing), compiles, builds each fixture release once, then runs every test file with node:test.
 
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -32,6 +32,8 @@ function aptInstall(packages) {
 
 const missing = []
 if (!have('mix')) missing.push('elixir', 'erlang-dev')
+// The relx fixture release is built with `rebar3 as prod tar`.
+if (!have('rebar3')) missing.push('rebar3')
 // The web terminal test drives Debian's Chromium with playwright-core (no browser download).
 if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium')
 if (missing.length > 0) {

@@ -38,12 +38,14 @@ export const catalogue = {
   // deployment steps and the node (a deployment records these as its reason; clients see them in it)
   MIGRATION_FAILED: [422, 'The migration failed'],
   MIGRATION_TIMEOUT: [422, 'The migration timed out'],
+  MIGRATION_REQUIRED: [422, 'No migration would run, and the app requires one'],
   ROLLBACK_EXPR_MISSING: [409, 'No rollback expression is configured'],
   ROLLBACK_EXPR_FAILED: [422, 'The rollback expression failed'],
   NODE_EXITED: [422, 'The node exited while it was being verified'],
   BOOT_TIMEOUT: [422, 'The node did not answer within the boot timeout'],
   HEALTH_CHECK_FAILED: [422, 'The health check did not answer 2xx'],
   NODE_STOP_FAILED: [500, 'The node did not stop'],
+  COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],
   ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
   // upload transport

@@ -16,6 +16,7 @@ import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
+import { detectKind, type ReleaseKind } from './releases/kinds.js'
 import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
 import { DeploymentStore } from './store/deployments.js'
@@ -96,7 +97,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const apps = new AppStore(db, events)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
-  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort })
+  // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
+  const kindOf = (app: string, id: string): ReleaseKind => {
+    const r = releases.get(app, id)
+    return r?.kind ?? detectKind(paths.release(app, id), app, r?.version ?? '')
+  }
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
@@ -168,6 +174,7 @@ async function rebuildCatalogue(s: Services): Promise<void> {
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   await rebuildCatalogue(s)
+  for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), r.app, r.version))
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()

@@ -239,7 +239,7 @@ describe('berth client commands', () => {
     const one = await cli(['deployments', 'hello', v2.id])
     assert.equal(one.code, 0, one.stderr)
     assert.match(one.stdout, /^state +succeeded$/m)
-    assert.match(one.stdout, /^  migrating \.\.\. ok \([\d.]+ s\)\n {6}\$ bin\/hello eval "Hello\.Release\.migrate\(\)"\n {6}migrated 0\.2\.0$/m)
+    assert.match(one.stdout, /^  migrating \.\.\. ok \([\d.]+ s\)\n {6}# found Hello\.Release\.migrate\/0 \(application hello\) in the release's metadata\n {6}\$ bin\/hello eval "Hello\.Release\.migrate\(\)"\n {6}migrated 0\.2\.0$/m)
     const missing = await cli(['deployments', 'hello', '20000101000000-abcdef'])
     assert.equal(missing.code, 1)
     assert.match(missing.stderr, /\(DEPLOYMENT_NOT_FOUND\)/)

@@ -63,6 +63,12 @@ class FakeNode implements NodeControl {
     if (this.running && this.failVerify.has(this.running)) throw new TypeError(`${this.running} exited during boot`)
     return 'verified'
   }
+  commandFor(_app: string, _release: string, settings: AppSettings, role: 'eval' | 'start' | 'stop' | 'pid' | 'rpc' | 'remote'): string {
+    return settings.commands[role] ?? { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' }[role]
+  }
+  commandHint(): string {
+    return ''
+  }
   isUp(): boolean {
     return this.running !== null
   }
@@ -87,7 +93,7 @@ function deployer(owner = 'test-owner'): { deployer: Deployer; deployments: Depl
 }
 
 function addRelease(id: string): Release {
-  const rel: Release = { id, app: 'hello', version: id.split('-')[0]!, sha256: id.padEnd(64, '0'), size: 1, unpackedBytes: 1, files: 1, uploadedAt: new Date().toISOString(), uploadedBy: null }
+  const rel: Release = { id, app: 'hello', version: id.split('-')[0]!, sha256: id.padEnd(64, '0'), size: 1, unpackedBytes: 1, files: 1, uploadedAt: new Date().toISOString(), uploadedBy: null, kind: 'mix' }
   fs.mkdirSync(paths.release('hello', id), { recursive: true })
   releases.insert(rel)
   return rel

@@ -15,10 +15,10 @@ test('a patch changes only the fields it names, and never the defaults object', 
   const next = mergeSettings(DEFAULT_SETTINGS, { stableWindowMs: 0, commands: { start: 'foreground' }, restart: { maxRestarts: 2 } })
   assert.equal(next.stableWindowMs, 0)
   assert.equal(next.commands.start, 'foreground')
-  assert.equal(next.commands.eval, DEFAULT_SETTINGS.commands.eval)
+  assert.equal(next.commands.eval, undefined, 'commands holds overrides only: eval keeps the release kind\'s default')
   assert.equal(next.restart.maxRestarts, 2)
   assert.equal(next.restart.windowMs, DEFAULT_SETTINGS.restart.windowMs)
-  assert.equal(DEFAULT_SETTINGS.commands.start, 'start_iex')
+  assert.deepEqual(DEFAULT_SETTINGS.commands, {})
   assert.equal(DEFAULT_SETTINGS.restart.maxRestarts, 5)
 })
 

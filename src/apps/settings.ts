@@ -1,21 +1,17 @@
-// Per-app settings: their defaults, validation and merge, and the commands a release answers to (Mix by
-// default; Distillery/rebar3 releases name them differently, hence the command map). Below store and deploy.
+// Per-app settings: their defaults, validation and merge, including overrides of the command names a
+// release answers to (each kind of release has its own defaults, see releases/kinds.ts). Below deploy.
 
 import { problem } from '../errors.js'
-
-export interface CommandMap {
-  /** Foreground start with a console, run under run_erl. */
-  start: string
-  eval: string
-  rpc: string
-  remote: string
-  stop: string
-  pid: string
-}
+import { COMMAND_ROLES, type CommandMap } from '../releases/kinds.js'
 
 export interface AppSettings {
-  /** Expression for `bin/APP eval`; null: the default (App.Release.migrate() when that module exists). "" disables. */
+  /**
+   * Expression for `bin/APP eval`; null: the default, the release's own *.Release module that exports
+   * migrate/0 (found from its metadata, see releases/content.ts). "" says the app has no migrations.
+   */
   migrateExpr: string | null
+  /** A deploy in which no migration would run, unless migrateExpr is "", fails before anything changes. */
+  requireMigration: boolean
   migrateTimeoutMs: number
   /** Expression to run on rollback when the request asks for it, e.g. "Hello.Release.rollback(\"VERSION\")"; VERSION is replaced. */
   rollbackExpr: string | null
@@ -30,7 +26,8 @@ export interface AppSettings {
   /** run_erl rotates the console log at this size, keeping this many files (applies from the next start). */
   consoleLogMaxBytes: number
   consoleLogGenerations: number
-  commands: CommandMap
+  /** Overrides of the release kind's command names, e.g. {"start": "foreground"}; roles not named keep the kind's. */
+  commands: Partial<CommandMap>
   restart: {
     /** First backoff delay; doubles up to maxDelayMs. */
     initialDelayMs: number
@@ -45,6 +42,7 @@ export interface AppSettings {
 
 export const DEFAULT_SETTINGS: AppSettings = {
   migrateExpr: null,
+  requireMigration: false,
   migrateTimeoutMs: 5 * 60_000,
   rollbackExpr: null,
   healthUrl: null,
@@ -56,7 +54,7 @@ export const DEFAULT_SETTINGS: AppSettings = {
   keepReleases: 5,
   consoleLogMaxBytes: 10 * 1024 * 1024,
   consoleLogGenerations: 5,
-  commands: { start: 'start_iex', eval: 'eval', rpc: 'rpc', remote: 'remote', stop: 'stop', pid: 'pid' },
+  commands: {},
   restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
 }
 
@@ -82,6 +80,10 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
     switch (k) {
       case 'migrateExpr': next.migrateExpr = str(v, k); break
       case 'rollbackExpr': next.rollbackExpr = str(v, k); break
+      case 'requireMigration':
+        if (typeof v !== 'boolean') throw problem('VALIDATION_FAILED', 'Setting requireMigration must be true or false.')
+        next.requireMigration = v
+        break
       case 'healthUrl': {
         const u = str(v, k)
         if (u !== null && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(u)) {
@@ -102,9 +104,12 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
       case 'commands': {
         if (!v || typeof v !== 'object') throw problem('VALIDATION_FAILED', 'Setting commands must be an object.')
         for (const [c, name] of Object.entries(v as Record<string, unknown>)) {
-          if (!Object.hasOwn(next.commands, c)) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${Object.keys(next.commands).join(', ')}.`)
-          if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground".`)
-          next.commands[c as keyof CommandMap] = name
+          const role = COMMAND_ROLES.find((r) => r === c)
+          if (!role) throw problem('VALIDATION_FAILED', `Unknown command "${c}"; known: ${COMMAND_ROLES.join(', ')}.`)
+          // null puts the release kind's own name back.
+          if (name === null) delete next.commands[role]
+          else if (typeof name !== 'string' || !COMMAND.test(name)) throw problem('VALIDATION_FAILED', `Command ${c} must be a bin/APP subcommand name like "foreground", or null for the release kind's default.`)
+          else next.commands[role] = name
         }
         break
       }

@@ -4,18 +4,17 @@
 
 import crypto from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import fs from 'node:fs'
-import path from 'node:path'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore } from '../apps/store.js'
 import { isBerthError, problem, StepFailed } from '../errors.js'
 import { deleteRelease } from '../intake/cleanup.js'
 import type { Paths } from '../paths.js'
-import { ectoMigrations, moduleName } from '../releases/content.js'
+import { ectoMigrations, findMigrationModule } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
 import { BEFORE_SWITCH, FINAL, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
+import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/kinds.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
@@ -23,6 +22,26 @@ import type { NodeControl } from '../supervision/supervisor.js'
 import { chooseRetired } from './retention.js'
 
 const FINAL_STATES = new Set<DeploymentState>(FINAL)
+
+/** The catalogue code a failure is recorded with (reasonCode); anything unexpected is INTERNAL. */
+function codeOf(err: unknown): string {
+  return isBerthError(err) ? err.code : 'INTERNAL'
+}
+
+/** Which migration a deploy runs (expr null: none) and where that comes from. */
+export interface MigrationChoice {
+  expr: string | null
+  /**
+   * setting: migrateExpr; disabled: migrateExpr is "" (the app says it has none, so nothing is said about
+   * their absence); release: found in the release's metadata; none: nothing found.
+   */
+  source: 'setting' | 'disabled' | 'release' | 'none'
+  /** What the expression is, or why there is none, in words for the step output and warnings. */
+  note: string
+}
+
+/** What a step's work answers: its output, null when it was skipped, or a skip with the reason why. */
+type StepOutcome = string | null | { skipped: string }
 
 export interface DeployerDeps {
   /** Test hook: a pause at the start of one step (see Config.testStepPause). */
@@ -81,7 +100,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     await Promise.allSettled(jobs.map((j) => j.job))
   }
 
-  private begin(input: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt' | 'id'>, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
+  private begin(input: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'id'>, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
     const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
     // Checked in the same synchronous turn as the insert: a DELETE of the release cannot slip in between.
     for (const r of [input.release, input.previous]) {
@@ -96,6 +115,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         if (!isBerthError(err)) log.error({ err }, `${d.kind} crashed`)
         d.state = 'failed'
         d.reason ??= isBerthError(err) ? err.message : `berth failed: ${err.message}`
+        d.reasonCode ??= codeOf(err)
       })
       .then(async () => {
         this.running.delete(d.id)
@@ -116,7 +136,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         }
         const steps = d.steps.filter((s) => s.endedAt).map((s) => ({ name: s.name, ms: Date.parse(s.endedAt!) - Date.parse(s.startedAt) }))
         const durationMs = Date.parse(d.finishedAt ?? new Date().toISOString()) - Date.parse(d.createdAt)
-        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state as AuditOutcome, detail: { deployment: d.id, release: d.release, reason: d.reason, durationMs, steps } })
+        // Webhooks get this detail: the warnings (e.g. no migration ran) travel with the outcome.
+        this.deps.events.record({ app: d.app, actor: d.actor, action: d.kind, outcome: d.state as AuditOutcome, detail: { deployment: d.id, release: d.release, reason: d.reason, reasonCode: d.reasonCode, warnings: d.warnings, durationMs, steps } })
         log.info({ state: d.state, reason: d.reason }, `${d.kind} finished`)
         this.emit('settled', d.app)
         return d
@@ -126,7 +147,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /** Runs one step: recorded as running before it starts, with its output and end time after. */
-  private async step(d: Deployment, name: StepName, signal: AbortSignal, fn: () => Promise<string | null>): Promise<void> {
+  private async step(d: Deployment, name: StepName, signal: AbortSignal, fn: () => Promise<StepOutcome>): Promise<void> {
     if (signal.aborted) throw problem('ABORTED', `berth is shutting down; ${name} did not start`)
     const step = { name, state: 'running' as const, startedAt: new Date().toISOString(), endedAt: null as string | null, output: '' }
     d.steps.push(step)
@@ -137,7 +158,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     if (pause && pause.step === name) await new Promise((r) => setTimeout(r, pause.ms))
     try {
       const out = await fn()
-      Object.assign(s, { state: out === null ? 'skipped' : 'ok', output: out ?? '', endedAt: new Date().toISOString() })
+      const skipped = out === null || typeof out === 'object'
+      Object.assign(s, { state: skipped ? 'skipped' : 'ok', output: out === null ? '' : typeof out === 'object' ? out.skipped : out, endedAt: new Date().toISOString() })
     } catch (err) {
       Object.assign(s, { state: 'failed', output: err instanceof StepFailed && err.output ? err.output : (err as Error).message, endedAt: new Date().toISOString() })
       if (signal.aborted && !BEFORE_SWITCH.has(name)) d.reason = `berth shut down during ${name}`
@@ -147,12 +169,29 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     this.deps.deployments.save(d)
   }
 
-  /** The migrate expression for a release: settings override; default App.Release.migrate() when the module exists. */
+  /**
+   * The migration a deploy of `release` runs: the migrateExpr setting when there is one, otherwise
+   * Mod.migrate() for the release's own *.Release module exporting migrate/0, read from the release's
+   * metadata (releases/VSN/NAME.rel, the .app files and the .beam export tables), never from berth's app name.
+   */
+  migration(app: string, release: Release, settings: AppSettings): MigrationChoice {
+    if (settings.migrateExpr !== null) {
+      if (settings.migrateExpr.trim() === '') return { expr: null, source: 'disabled', note: 'migrateExpr is "": the app has no migrations' }
+      return { expr: settings.migrateExpr, source: 'setting', note: 'the migrateExpr setting' }
+    }
+    // A kind without an eval before start (relx) runs none unless the commands setting gives it one.
+    const kind = release.kind ?? detectKind(this.deps.paths.release(app, release.id), app, release.version)
+    if (resolveCommands(kind, settings.commands).eval === null) {
+      return { expr: null, source: 'none', note: `${KINDS[kind].missing.eval ?? `a ${KINDS[kind].label} has no eval command`}: berth runs no migration for it unless the commands.eval and migrateExpr settings name one (or the application migrates when it starts)` }
+    }
+    const found = findMigrationModule(this.deps.paths.release(app, release.id), app, release.version)
+    if (!found.chosen) return { expr: null, source: 'none', note: found.note }
+    return { expr: `${found.chosen.module}.migrate()`, source: 'release', note: found.note }
+  }
+
+  /** The migrate expression alone (null: no migration step). */
   migrateExpr(app: string, release: Release, settings: AppSettings): string | null {
-    if (settings.migrateExpr !== null) return settings.migrateExpr.trim() === '' ? null : settings.migrateExpr
-    const mod = moduleName(app)
-    const beam = path.join(this.deps.paths.release(app, release.id), 'lib', `${app}-${release.version}`, 'ebin', `Elixir.${mod}.Release.beam`)
-    return fs.existsSync(beam) ? `${mod}.Release.migrate()` : null
+    return this.migration(app, release, settings).expr
   }
 
   async deploy(app: string, release: Release, actor: string | null): Promise<Deployment> {
@@ -161,25 +200,39 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /** Runs `bin/APP eval EXPR` from a release as a step's work; a failure carries the eval's output. */
-  private async evalStep(d: Deployment, release: string, expr: string, settings: AppSettings, signal: AbortSignal, failCode: 'MIGRATION_FAILED' | 'ROLLBACK_EXPR_FAILED'): Promise<string> {
-    const r = await this.deps.supervisor.command(d.app, release, settings.commands.eval, [expr], settings.migrateTimeoutMs, signal)
-    const head = `$ bin/${d.app} ${settings.commands.eval} ${JSON.stringify(expr)}\n`
+  private async evalStep(d: Deployment, release: string, expr: string, settings: AppSettings, signal: AbortSignal, failCode: 'MIGRATION_FAILED' | 'ROLLBACK_EXPR_FAILED', note?: string): Promise<string> {
+    const { supervisor } = this.deps
+    const evalCommand = supervisor.commandFor(d.app, release, settings, 'eval')
+    const r = await supervisor.command(d.app, release, evalCommand, [expr], settings.migrateTimeoutMs, signal)
+    const head = `${note ? `# ${note}\n` : ''}$ bin/${d.app} ${evalCommand} ${JSON.stringify(expr)}\n`
     const what = failCode === 'MIGRATION_FAILED' ? 'migration' : 'rollback expression'
     if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)
     if (r.timedOut) throw new StepFailed(failCode === 'MIGRATION_FAILED' ? 'MIGRATION_TIMEOUT' : failCode, `${what} timed out after ${settings.migrateTimeoutMs} ms and was killed`, `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]`)
-    if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}`, `${head}${r.output}`)
+    if (r.code !== 0) throw new StepFailed(failCode, `${what} exited with code ${r.code ?? r.signal}${supervisor.commandHint(d.app, release, settings, 'eval')}`, `${head}${r.output}`)
+    const answer = failedAnswer(r.output)
+    if (answer) throw new StepFailed(failCode, `${what} failed although ${evalCommand} exited 0: ${answer}`, `${head}${r.output}`)
     return `${head}${r.output}`
   }
 
   private async runDeploy(d: Deployment, release: Release, signal: AbortSignal): Promise<void> {
     const { apps } = this.deps
     const settings = apps.settings(d.app)
-    const expr = this.migrateExpr(d.app, release, settings)
+    const choice = this.migration(d.app, release, settings)
     try {
-      await this.step(d, 'migrating', signal, async () => (expr ? this.evalStep(d, release.id, expr, settings, signal, 'MIGRATION_FAILED') : null))
+      await this.step(d, 'migrating', signal, async () => {
+        if (choice.expr) return this.evalStep(d, release.id, choice.expr, settings, signal, 'MIGRATION_FAILED', choice.source === 'release' ? choice.note : undefined)
+        if (choice.source === 'disabled') return { skipped: choice.note }
+        // Nothing migrates and nobody said that is fine: a green deploy must not hide that.
+        if (settings.requireMigration) {
+          throw new StepFailed('MIGRATION_REQUIRED', `no migration would run (${choice.note}) and the app's requireMigration setting is on; set migrateExpr to the expression that migrates, or to "" if the app has no migrations`, `no migration step: ${choice.note}\nrequireMigration is on: the deploy stops here`)
+        }
+        d.warnings.push(`no migration ran for ${release.id}: ${choice.note}. If the app has no migrations, set migrateExpr to "" to say so; set migrateExpr to the expression that migrates otherwise; requireMigration: true makes such a deploy fail instead.`)
+        return { skipped: `no migration step: ${choice.note}` }
+      })
     } catch (err) {
       d.state = 'failed'
       d.reason = `${(err as Error).message}; current release and running node are untouched`
+      d.reasonCode = codeOf(err)
       return
     }
     try {
@@ -189,7 +242,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       await this.retain(d.app, settings)
     } catch (err) {
       if (signal.aborted) return
-      await this.autoRollback(d, settings, (err as Error).message, signal)
+      await this.autoRollback(d, settings, err, signal)
     }
   }
 
@@ -228,8 +281,10 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /** Puts the previous release back after a failed start/verify; ends the deployment rolled_back (or failed without one). */
-  private async autoRollback(d: Deployment, settings: AppSettings, why: string, signal: AbortSignal): Promise<void> {
+  private async autoRollback(d: Deployment, settings: AppSettings, err: unknown, signal: AbortSignal): Promise<void> {
     const { supervisor } = this.deps
+    const why = (err as Error).message
+    d.reasonCode = codeOf(err)
     if (!d.previous) {
       d.state = 'failed'
       d.reason = `${why}; there is no previous release to roll back to, ${await this.stopAfterFailure(d.app, settings)}`
@@ -245,10 +300,10 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       })
       d.state = 'rolled_back'
       d.reason = `${why}; rolled back to ${d.previous}`
-    } catch (err) {
+    } catch (again) {
       if (signal.aborted) return
       d.state = 'failed'
-      d.reason = `${why}; the rollback to ${d.previous} failed too: ${(err as Error).message}`
+      d.reason = `${why}; the rollback to ${d.previous} failed too: ${(again as Error).message}`
     }
   }
 
@@ -291,13 +346,14 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     } catch (err) {
       d.state = 'failed'
       d.reason = `${(err as Error).message}; nothing was changed`
+      d.reasonCode = codeOf(err)
       return
     }
     try {
       await this.switchStartVerify(d, target.id, settings, signal)
     } catch (err) {
       if (signal.aborted) return
-      await this.autoRollback(d, settings, (err as Error).message, signal)
+      await this.autoRollback(d, settings, err, signal)
     }
   }
 
@@ -345,6 +401,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
           // A node that failed its verification is not left in `starting` with nobody watching it.
           d.state = 'failed'
           d.reason = `${(err as Error).message}; ${await this.stopAfterFailure(app, settings)}`
+          d.reasonCode = codeOf(err)
           return
         }
       }

@@ -1,7 +1,7 @@
 // The dry run of a deploy: what deploying a release over `current` would do (steps, migrate expression, Ecto
 // migrations, config diffs, ERTS/OTP change, command map) and what would stop it. Reads only; changes nothing.
 
-import type { AppSettings, CommandMap } from '../apps/settings.js'
+import { detectKind, resolveCommands, type KindCommands } from '../releases/kinds.js'
 import type { AppStore } from '../apps/store.js'
 import type { ErrorCode } from '../errors.js'
 import type { Paths } from '../paths.js'
@@ -20,7 +20,7 @@ export interface PlanDeps {
   deployments: Pick<DeploymentStore, 'lockedBy'>
   apps: Pick<AppStore, 'settings'>
   supervisor: Pick<Supervisor, 'status' | 'isUp'>
-  deployer: Pick<Deployer, 'migrateExpr'>
+  deployer: Pick<Deployer, 'migration'>
 }
 
 export interface PlanStep {
@@ -64,18 +64,13 @@ export interface Plan {
   config: ConfigChange[]
   erts: VersionChange
   otp: VersionChange
-  commands: CommandMap
+  commands: KindCommands
   /** What would make the deploy fail or be refused right now, with the code the deploy would answer. */
   blockers: { code: ErrorCode; message: string }[]
   warnings: string[]
 }
 
 /** Why a release gets no migration step; the deployer's migrateExpr has already answered null. */
-function noMigrationReason(app: string, release: Release, settings: AppSettings): string {
-  if (settings.migrateExpr !== null) return 'migrations are turned off on purpose: the migrateExpr setting is ""'
-  return `release ${release.id} has no Release module with migrate/0 that berth can find, and the app has no migrateExpr setting: no migration would run (set one with PUT /v1/apps/${app}/settings)`
-}
-
 function versionChange(from: string | null, to: string | null, hasCurrent: boolean): VersionChange {
   return { from, to, changed: hasCurrent && from !== to }
 }
@@ -110,10 +105,12 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
   const node = supervisor.status(app)
   const up = supervisor.isUp(app)
   const alreadyCurrent = currentId === release.id && up
-  const cmd = settings.commands
+  const releaseKind = release.kind ?? detectKind(targetDir, app, release.version)
+  const cmd = resolveCommands(releaseKind, settings.commands)
 
-  const expr = deps.deployer.migrateExpr(app, release, settings)
-  const migrate = { expr, reason: expr ? null : noMigrationReason(app, release, settings) }
+  // The deployer's own choice, with its reason: the plan says exactly what the deploy would do.
+  const choice = deps.deployer.migration(app, release, settings)
+  const migrate = { expr: choice.expr, reason: choice.expr ? null : choice.note }
 
   const targetMigrations = ectoMigrations(targetDir, app)
   const currentMigrations = currentDir ? ectoMigrations(currentDir, app) : []
@@ -131,8 +128,8 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
   const running = up ? `the node running ${node.release ?? 'an unknown release'}${node.pid ? ` (pid ${node.pid})` : ''}` : null
   const verify = [`the node answers bin/${app} ${cmd.pid}`, settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null, `it stays up for ${settings.stableWindowMs} ms`].filter(Boolean).join(', ')
   const steps: PlanStep[] = [
-    expr
-      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms); a failure ends the deploy with current and the node untouched` }
+    choice.expr
+      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(choice.expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms); a failure ends the deploy with current and the node untouched` }
       : { name: 'migrating', runs: 'skipped', detail: migrate.reason! },
     { name: 'switching', runs: 'always', detail: `current -> releases/${release.id}${currentId ? ` (was releases/${currentId})` : ' (first deploy: there is no current yet)'}` },
     { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${app} ${cmd.stop}, then ` : ''}start bin/${app} ${cmd.start} under run_erl (boot timeout ${settings.bootTimeoutMs} ms)` },
@@ -145,19 +142,23 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
   ]
 
   const blockers: Plan['blockers'] = []
+  const warnings: string[] = []
   const lock = deps.deployments.lockedBy(app)
+  if (!choice.expr && choice.source !== 'disabled') {
+    if (settings.requireMigration) blockers.push({ code: 'MIGRATION_REQUIRED', message: `no migration would run (${choice.note}) and the requireMigration setting is on: the deploy would fail before anything changes` })
+    else warnings.push(`no migration would run: ${choice.note}; the deploy would succeed with a warning (requireMigration: true makes it fail)`)
+  }
   if (lock) blockers.push({ code: 'DEPLOYMENT_IN_PROGRESS', message: `deployment ${lock} of "${app}" is in progress; a deploy now would be refused` })
 
-  const warnings: string[] = []
   if (!currentId) warnings.push(`first deploy: "${app}" has no current release, so a failure cannot roll back to one`)
-  if (alreadyCurrent) warnings.push(`release ${release.id} is already current and running: deploying it again ${expr ? 'runs its migration again and ' : ''}restarts the node`)
+  if (alreadyCurrent) warnings.push(`release ${release.id} is already current and running: deploying it again ${choice.expr ? 'runs its migration again and ' : ''}restarts the node`)
   if (migrations.missing.length > 0) {
     warnings.push(`release ${currentId} has database migrations that ${release.id} lacks: ${migrations.missing.join(', ')}. A deploy does not undo them; check that the schema is compatible`)
   }
   if (erts.changed) warnings.push(`the runtime changes: ERTS ${erts.from ?? 'unknown'} -> ${erts.to ?? 'unknown'}${otp.changed ? ` (OTP ${otp.from ?? 'unknown'} -> ${otp.to ?? 'unknown'})` : ''}`)
 
-  // Release kinds are recorded by intake where supported; a release without one has none to report.
-  const kind = 'kind' in release && typeof release.kind === 'string' ? { kind: release.kind } : {}
+  // Recorded by intake; detected from the tree for a release uploaded before berth recorded kinds.
+  const kind = { kind: releaseKind }
   return {
     dryRun: true,
     app,

@@ -748,6 +748,9 @@ export interface components {
              */
             state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "succeeded" | "failed" | "rolled_back";
             reason: string | null;
+            /** @description The error code (as in problem bodies) of what made it fail, e.g. MIGRATION_REQUIRED, NODE_EXITED; null when it did not fail. */
+            reasonCode: string | null;
+            /** @description What went through but needs a look, e.g. a deploy in which no migration ran although none was disabled on purpose. */
             warnings: string[];
             steps: components["schemas"]["Step"][];
             actor: string | null;
@@ -857,8 +860,10 @@ export interface components {
             lastDeployment: null | components["schemas"]["Deployment"];
         };
         Settings: {
-            /** @description null: App.Release.migrate() when the release has it; "" disables. */
+            /** @description Expression for the release's eval command. null (the default): `Mod.migrate()` for the release's own module named `*.Release` that exports `migrate/0`, found from the release's metadata (its .rel file, the .app files of its top-level applications and the modules' export tables), not from the app's name; when there is none the deploy carries a warning. `""` says the app has no migrations: no step, no warning. */
             migrateExpr?: string | null;
+            /** @description When true, a deploy in which no migration would run fails at the migrating step, before current or the node change (reasonCode MIGRATION_REQUIRED). `migrateExpr: ""` still lets it through. Default false. */
+            requireMigration?: boolean;
             migrateTimeoutMs?: number;
             rollbackExpr?: string | null;
             /** @description http:// URL on loopback that must answer 2xx. */
@@ -874,13 +879,19 @@ export interface components {
             /** @description run_erl rotates the console log at this size (from the next start). */
             consoleLogMaxBytes?: number;
             consoleLogGenerations?: number;
+            /** @description Overrides of the bin/APP subcommands berth uses; a command not named here is the default of the release's kind (Mix: start_iex, eval, rpc, remote, stop, pid; relx: console, none, eval, remote_console, stop, pid; Distillery: console, eval, rpc, remote_console, stop, pid). `null` puts the kind's default back. A role the kind has no command for (relx has no eval before start) fails with COMMAND_UNSUPPORTED unless set here. */
             commands?: {
-                start?: string;
-                eval?: string;
-                rpc?: string;
-                remote?: string;
-                stop?: string;
-                pid?: string;
+                /** @description Starts the node in the foreground with a console, under run_erl. */
+                start?: string | null;
+                /** @description Evaluates the migrate expression in a fresh node before the release starts. */
+                eval?: string | null;
+                /** @description Evaluates an expression on the running node. */
+                rpc?: string | null;
+                /** @description A remote shell connected to the running node. */
+                remote?: string | null;
+                stop?: string | null;
+                /** @description Prints the running node's OS pid (the boot check). */
+                pid?: string | null;
             };
             restart?: {
                 initialDelayMs?: number;
@@ -978,6 +989,11 @@ export interface components {
             uploadedAt: string;
             /** @description Name of the token that uploaded it. */
             uploadedBy: string | null;
+            /**
+             * @description What built it, from its start script and layout: a Mix release, a relx (rebar3) release, a Distillery 2.x release, or unknown (run with Mix's command names). It picks the default command names; the app's `commands` setting overrides them.
+             * @enum {string|null}
+             */
+            kind: "mix" | "relx" | "distillery" | "unknown" | null;
             /** @description Whether `apps/APP/current` points at it. */
             current: boolean;
             deployment?: components["schemas"]["Deployment"];
@@ -1958,14 +1974,17 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The command ran (check `code`). */
+            /** @description The command ran; `code` is 0 only when the expression ran and answered (otherwise `error` says why). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
+                        /** @description 0 when the expression ran and answered. Otherwise the command's exit code, or 1 when it exited 0 but answered `{badrpc, …}` or an evaluation error (relx's eval and rpc do that); null when it was killed at the timeout. */
                         code: number | null;
+                        /** @description Why it failed (timed out, exit code, {badrpc, …}); null when it did not. */
+                        error: string | null;
                         output: string;
                         timedOut: boolean;
                         ms: number;

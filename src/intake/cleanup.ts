@@ -47,6 +47,8 @@ export async function deleteRelease(
   releases.delete(app, id)
   if (moved) await fsyncDir(paths.releases(app))
   await removeTree(doomed)
+  // The vm.args/sys.config relx filled in for this release (see Supervisor.nodeEnv).
+  await removeTree(path.join(paths.shared(app), 'tmp', 'relx', id)).catch(() => {})
   events.record({ app, actor, action: 'release.delete', outcome: 'ok', detail: { release: id } })
   log.info({ app, release: id }, 'release deleted')
   return release

@@ -5,6 +5,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { problem } from '../errors.js'
 import { APP_NAME, VERSION } from '../paths.js'
+import { detectKind, type ReleaseKind } from '../releases/kinds.js'
 
 export interface ReleaseIdentity {
   /** Directory holding bin/, releases/ (the staging root or its only subdirectory). */
@@ -12,6 +13,8 @@ export interface ReleaseIdentity {
   name: string
   version: string
   ertsVersion: string | null
+  /** What built it (Mix, relx, Distillery), from its start script and layout. */
+  kind: ReleaseKind
 }
 
 async function isDir(p: string): Promise<boolean> {
@@ -86,5 +89,5 @@ export async function inspectRelease(staging: string, expectedApp: string): Prom
   if (name !== expectedApp) {
     throw problem('RELEASE_NAME_MISMATCH', `The tarball is a release of "${name}", but it was uploaded to app "${expectedApp}"; upload it to /v1/apps/${name}/releases.`, { release: name, app: expectedApp })
   }
-  return { root, name, version, ertsVersion: start?.erts ?? null }
+  return { root, name, version, ertsVersion: start?.erts ?? null, kind: detectKind(root, name, version) }
 }

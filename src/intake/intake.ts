@@ -10,7 +10,7 @@ import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
 import { abortable, exists, fsyncDir, removeTree } from '../fsutil.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
-import type { Release, ReleaseStore } from '../store/releases.js'
+import type { Release, ReleaseKind, ReleaseStore } from '../store/releases.js'
 import { inspectRelease } from './inspect.js'
 import { addMetadata, METADATA_FILE, writeMetadata } from './metadata.js'
 import { SafeUnpacker } from './unpack.js'
@@ -76,7 +76,7 @@ export class Intake {
       if (identity.root !== path.join(staging, 'tree', stats.releaseRoot)) {
         throw problem('RELEASE_INVALID', `The release directory "${path.relative(path.join(staging, 'tree'), identity.root)}" is not the one its links were checked against; upload the tarball \`mix release\` writes.`)
       }
-      const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, unpackedBytes: stats.bytes, files: stats.files })
+      const result = await this.finish(req, identity.root, { sha256, size, version: identity.version, kind: identity.kind, unpackedBytes: stats.bytes, files: stats.files })
       log.info({ app: req.app, release: result.release.id, created: result.created, bytes: size, unpackedBytes: stats.bytes, files: stats.files, ms: Date.now() - started }, result.created ? 'release stored' : 'release already present')
       return result
     } catch (err) {
@@ -158,7 +158,7 @@ export class Intake {
     }
   }
 
-  private async finish(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+  private async finish(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; kind: ReleaseKind; unpackedBytes: number; files: number }): Promise<UploadResult> {
     const prev = this.finishing.get(req.app) ?? Promise.resolve()
     const job = prev.catch(() => {}).then(() => this.moveIntoPlace(req, root, meta))
     this.finishing.set(req.app, job)
@@ -169,7 +169,7 @@ export class Intake {
     }
   }
 
-  private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; unpackedBytes: number; files: number }): Promise<UploadResult> {
+  private async moveIntoPlace(req: UploadRequest, root: string, meta: { sha256: string; size: number; version: string; kind: ReleaseKind; unpackedBytes: number; files: number }): Promise<UploadResult> {
     const { paths, releases, events, log } = this.deps
     const existing = releases.bySha(req.app, meta.sha256)
     if (existing) return { release: existing, created: false }
@@ -205,6 +205,7 @@ export class Intake {
       files: meta.files,
       uploadedAt: new Date().toISOString(),
       uploadedBy: req.actor ?? null,
+      kind: meta.kind,
     }
     // The tree describes itself before it gets its name: a directory under releases/ is always complete.
     await writeMetadata(root, release)
@@ -213,7 +214,7 @@ export class Intake {
     await fs.chmod(dest, 0o555)
     await fsyncDir(releasesDir)
     releases.insert(release)
-    events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size } })
+    events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size, kind: meta.kind } })
     return { release, created: true }
   }
 }

@@ -5,7 +5,8 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { exists, fsyncDir, removeTree, writeNewFile } from '../fsutil.js'
 import { VERSION } from '../paths.js'
-import type { Release } from '../store/releases.js'
+import { detectKind, KINDS } from '../releases/kinds.js'
+import type { Release, ReleaseKind } from '../store/releases.js'
 
 export const METADATA_FILE = '.berth-release.json'
 
@@ -68,6 +69,8 @@ export async function readMetadata(dir: string, app: string, id: string): Promis
     unpackedBytes: m.unpackedBytes as number,
     files: m.files as number,
     uploadedAt: new Date(Date.parse(m.uploadedAt as string)).toISOString(),
+    // Older metadata files have no kind: it is read from the tree, as for a new upload.
+    kind: typeof m.kind === 'string' && Object.hasOwn(KINDS, m.kind) ? (m.kind as ReleaseKind) : detectKind(dir, app, m.version as string),
     uploadedBy: m.uploadedBy as string | null,
   }
 }

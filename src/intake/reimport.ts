@@ -13,6 +13,7 @@ import type { DeploymentStore } from '../store/deployments.js'
 import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import { currentReleaseId } from '../releases/current.js'
+import { detectKind } from '../releases/kinds.js'
 import { inspectRelease } from './inspect.js'
 import { METADATA_FILE, readMetadata } from './metadata.js'
 
@@ -153,7 +154,7 @@ async function describeTree(dir: string, app: string, id: string): Promise<Relea
   }
   await walk(dir)
   const uploadedAt = (await fs.stat(dir)).mtime.toISOString()
-  return { id, app, version, sha256: id.slice(-12), size: 0, unpackedBytes: bytes, files, uploadedAt, uploadedBy: null }
+  return { id, app, version, sha256: id.slice(-12), size: 0, unpackedBytes: bytes, files, uploadedAt, uploadedBy: null, kind: detectKind(dir, app, version) }
 }
 
 async function isDir(p: string): Promise<boolean> {

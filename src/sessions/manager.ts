@@ -13,6 +13,7 @@ import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { AppStore } from '../apps/store.js'
 import { currentReleaseId } from '../releases/current.js'
+import { failedAnswer } from '../releases/kinds.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import type { CommandResult } from '../supervision/proc.js'
@@ -86,6 +87,11 @@ export interface SessionStats {
   skippedBytes: number
 }
 
+/** An rpc's outcome: `code` 0 only when the expression ran and answered; otherwise `error` says why. */
+export interface RpcResult extends CommandResult {
+  error: string | null
+}
+
 export interface SessionInfo extends SessionRecord {
   active: boolean
 }
@@ -142,10 +148,11 @@ export class SessionManager {
       } catch {
         throw problem('RELEASE_INVALID', `Release ${release} of "${app}" has no executable bin/${app}; deploy a complete release.`)
       }
+      const command = supervisor.commandFor(app, release, apps.settings(app), 'remote')
       const { entry, tee } = this.begin(app, 'remote', who, release, size, sink)
       let term: TerminalSession
       try {
-        term = new TerminalSession({ file, args: [apps.settings(app).commands.remote], cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
+        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: supervisor.nodeEnv(app, release), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
       } catch (err) {
         await this.finish(entry, null, 'failed to start')
         throw err
@@ -447,16 +454,24 @@ export class SessionManager {
   }
 
   /**
-   * One expression through `bin/APP rpc` on the running node, audited (the expression, truncated; never its
-   * output, which may hold data). A non-zero exit is an answer, not an error: the caller shows the output.
+   * One expression through the release's rpc command on the running node, audited (the expression,
+   * truncated; never its output, which may hold data). A failure is an answer, not an error: `code` is
+   * non-zero and `error` says why, also when the command exited 0 but answered {badrpc, …} (relx).
    */
-  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<CommandResult> {
+  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<RpcResult> {
     const { paths, supervisor, apps, events } = this.deps
     const current = await currentReleaseId(paths, app)
     if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
-    const r = await supervisor.command(app, current, apps.settings(app).commands.rpc, [expr], timeoutMs)
-    events?.record({ app, actor, action: 'rpc', outcome: r.code === 0 ? 'ok' : 'error', detail: { expr: expr.slice(0, 500), code: r.code, timedOut: r.timedOut } })
-    return r
+    const settings = apps.settings(app)
+    const command = supervisor.commandFor(app, current, settings, 'rpc')
+    const r = await supervisor.command(app, current, command, [expr], timeoutMs)
+    let error: string | null = null
+    if (r.timedOut) error = `bin/${app} ${command} did not answer within ${timeoutMs} ms and was killed`
+    else if (r.code !== 0) error = `bin/${app} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, current, settings, 'rpc')}`
+    else error = failedAnswer(r.output)
+    const code = r.code === 0 && error ? 1 : r.code
+    events?.record({ app, actor, action: 'rpc', outcome: error ? 'error' : 'ok', detail: { expr: expr.slice(0, 500), code, timedOut: r.timedOut } })
+    return { ...r, code, error }
   }
 
   private withLive(r: SessionRecord): SessionInfo {

@@ -35,6 +35,8 @@ export interface Deployment {
   previous: string | null
   state: DeploymentState
   reason: string | null
+  /** The catalogue code (errors.ts) of what made it fail, e.g. MIGRATION_REQUIRED; null otherwise. */
+  reasonCode: string | null
   warnings: string[]
   steps: Step[]
   actor: string | null
@@ -50,6 +52,7 @@ interface Row {
   previous_id: string | null
   state: DeploymentState
   reason: string | null
+  reason_code: string | null
   warnings: string
   steps: string
   actor: string | null
@@ -66,6 +69,7 @@ function toDeployment(r: Row): Deployment {
     previous: r.previous_id,
     state: r.state,
     reason: r.reason,
+    reasonCode: r.reason_code,
     warnings: JSON.parse(r.warnings) as string[],
     steps: JSON.parse(r.steps) as Step[],
     actor: r.actor,
@@ -82,8 +86,8 @@ export class DeploymentStore {
   ) {}
 
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
-  create(d: Omit<Deployment, 'state' | 'reason' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
-    const full: Deployment = { ...d, state: 'pending', reason: null, steps: [], createdAt: now(), finishedAt: null }
+  create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
+    const full: Deployment = { ...d, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
     this.db.transaction(() => {
       this.assertIdle(d.app)
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
@@ -116,8 +120,8 @@ export class DeploymentStore {
 
   save(d: Deployment): void {
     this.db
-      .prepare('UPDATE deployments SET state = ?, reason = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
-      .run(d.state, d.reason, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
+      .prepare('UPDATE deployments SET state = ?, reason = ?, reason_code = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
+      .run(d.state, d.reason, d.reasonCode, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
   }
 
   /** Final state and lock release in one transaction. */

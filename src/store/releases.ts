@@ -4,6 +4,9 @@
 import type { Database } from './db.js'
 import { now } from './db.js'
 
+/** What built a release (see releases/kinds.ts); null for a row from before berth recorded it. */
+export type ReleaseKind = 'mix' | 'relx' | 'distillery' | 'unknown'
+
 export interface Release {
   id: string
   app: string
@@ -14,6 +17,7 @@ export interface Release {
   files: number
   uploadedAt: string
   uploadedBy: string | null
+  kind: ReleaseKind | null
 }
 
 interface Row {
@@ -26,6 +30,7 @@ interface Row {
   files: number
   uploaded_at: string
   uploaded_by: string | null
+  kind: ReleaseKind | null
 }
 
 function toRelease(r: Row): Release {
@@ -39,6 +44,7 @@ function toRelease(r: Row): Release {
     files: r.files,
     uploadedAt: r.uploaded_at,
     uploadedBy: r.uploaded_by,
+    kind: r.kind,
   }
 }
 
@@ -66,8 +72,8 @@ export class ReleaseStore {
       this.ensureApp(rel.app)
       this.db
         .prepare(
-          `INSERT INTO releases (app, id, version, sha256, size, unpacked_bytes, files, uploaded_at, uploaded_by, seq)
-           VALUES (@app, @id, @version, @sha256, @size, @unpackedBytes, @files, @uploadedAt, @uploadedBy,
+          `INSERT INTO releases (app, id, version, sha256, size, unpacked_bytes, files, uploaded_at, uploaded_by, kind, seq)
+           VALUES (@app, @id, @version, @sha256, @size, @unpackedBytes, @files, @uploadedAt, @uploadedBy, @kind,
                    (SELECT coalesce(max(seq), 0) + 1 FROM releases))`,
         )
         .run(rel)
@@ -100,6 +106,15 @@ export class ReleaseStore {
   /** Completes a release re-imported without its checksum, once the same bytes have been uploaded again. */
   setChecksum(app: string, id: string, sha256: string, size: number): void {
     this.db.prepare('UPDATE releases SET sha256 = ?, size = ? WHERE app = ? AND id = ?').run(sha256, size, app, id)
+  }
+
+  /** Rows uploaded before berth recorded the kind. */
+  withoutKind(): { app: string; id: string; version: string }[] {
+    return this.db.prepare('SELECT app, id, version FROM releases WHERE kind IS NULL').all() as { app: string; id: string; version: string }[]
+  }
+
+  setKind(app: string, id: string, kind: ReleaseKind): void {
+    this.db.prepare('UPDATE releases SET kind = ? WHERE app = ? AND id = ?').run(kind, app, id)
   }
 
   delete(app: string, id: string): boolean {

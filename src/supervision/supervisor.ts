@@ -11,6 +11,7 @@ import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
 import { RELEASE_ID, type Paths } from '../paths.js'
+import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
@@ -35,6 +36,8 @@ export interface SupervisorDeps {
   log: Logger
   /** epmd port for every node berth runs (ERL_EPMD_PORT); tests isolate epmd this way. */
   epmdPort: number
+  /** What built a release (its row's kind, or detected from its directory): picks the command names. */
+  kindOf(app: string, release: string): ReleaseKind
 }
 
 interface Live {
@@ -72,21 +75,35 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.deps.paths.release(app, release)
   }
 
-  /** The environment a node and every command run for the app get: the app's env plus berth's own settings. */
-  nodeEnv(app: string): NodeJS.ProcessEnv {
+  /**
+   * The environment a node and every command run for the app get: the app's env plus berth's own settings.
+   * With `release`, relx's start script writes the vm.args and sys.config it fills from vm.args.src and
+   * sys.config.src (at every run) into a directory of that release's own under shared/tmp, not into the
+   * read-only release; per release, because an old and a new release's commands run side by side.
+   */
+  nodeEnv(app: string, release?: string): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
+    const env = this.deps.apps.env(app)
+    let relxOut: Record<string, string> = {}
+    if (release) {
+      const dir = path.join(paths.shared(app), 'tmp', 'relx', path.basename(this.releaseDir(app, release)))
+      fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
+      relxOut = { RELX_OUT_FILE_PATH: dir }
+    }
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
       HOME: paths.shared(app),
-      ...this.deps.apps.env(app),
+      ...env,
       RELEASE_TMP: path.join(paths.shared(app), 'tmp'),
       ERL_CRASH_DUMP: path.join(paths.log(app), 'erl_crash.dump'),
       // Distribution and epmd on loopback only: the cookie is the only guard, so the port must not be reachable.
       ERL_EPMD_ADDRESS: '127.0.0.1',
       ERL_EPMD_PORT: String(this.deps.epmdPort),
-      ERL_AFLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+      // The app's own ERL_AFLAGS are kept, after berth's: for a repeated -kernel parameter the first one
+      // wins, so an app cannot move distribution off loopback by accident.
+      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
@@ -95,6 +112,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       RUN_ERL_LOG_ACTIVITY_MINUTES: '1',
       RUN_ERL_LOG_ALIVE_FORMAT: '%Y-%m-%dT%H:%M:%SZ',
       RUN_ERL_LOG_ALIVE_IN_UTC: '1',
+      ...relxOut,
     }
   }
 
@@ -104,11 +122,26 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app)]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
   }
 
+  /**
+   * The bin/APP subcommand that does `role` for this release: the app's commands setting, else the default
+   * of the release's kind; COMMAND_UNSUPPORTED when the kind has none (relx has no eval before start).
+   */
+  commandFor(app: string, release: string, settings: AppSettings, role: CommandRole): string {
+    return commandFor(this.deps.kindOf(app, release), settings.commands, role, app)
+  }
+
+  /** For an error after `role` failed: a sentence when its name is not a command of this kind, else ''. */
+  commandHint(app: string, release: string, settings: AppSettings, role: CommandRole): string {
+    const kind = this.deps.kindOf(app, release)
+    const name = settings.commands[role]
+    return name ? unknownCommandHint(kind, name, app, role) : ''
+  }
+
   /** Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ensureAppDirs(app)
     const dir = this.releaseDir(app, release)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app), timeoutMs, signal })
+    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app, release), timeoutMs, signal })
   }
 
   status(app: string): NodeStatus {
@@ -166,9 +199,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     fs.mkdirSync(pipeDir, { mode: 0o750 })
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
-    const command = `exec "${path.join(dir, 'bin', app)}" ${settings.commands.start}`
+    const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, release), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
@@ -254,7 +287,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     l.stopCause = opts.cause ?? null
     const { log } = this.deps
     const tree = () => [l.pid, ...descendants(l.pid).map((p) => p.pid)]
-    const stopRun = await this.command(app, l.release, settings.commands.stop, [], Math.min(settings.stopTimeoutMs, 10_000))
+    const stopRun = await this.command(app, l.release, this.commandFor(app, l.release, settings, 'stop'), [], Math.min(settings.stopTimeoutMs, 10_000))
     if (stopRun.code !== 0) log.warn({ app, code: stopRun.code }, 'bin/APP stop failed; signalling the node')
     if ((await this.waitExit(app, settings.stopTimeoutMs)) !== null) return
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
@@ -283,12 +316,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const deadline = Date.now() + settings.bootTimeoutMs
     const notes: string[] = []
     const died = () => !this.live.has(app) || this.live.get(app) !== l
+    const pid = this.commandFor(app, l.release, settings, 'pid')
     let answered = false
     while (!answered) {
-      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})`)
-      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${settings.commands.pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)`)
+      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
+      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
       aborted()
-      const r = await this.command(app, l.release, settings.commands.pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
+      const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
       if (r.code === 0) {
         answered = true
         notes.push(`node answered (beam pid ${r.output.trim()}) after ${Date.now() - l.startedAt} ms`)
@@ -390,7 +424,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 }
 
 /** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
-export type NodeControl = Pick<Supervisor, 'command' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHint' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
 
 export interface UnrecordedNode {
   pid: number

@@ -1,4 +1,4 @@
-// Fixture releases built from test/fixtures/hello by scripts/build-fixtures.mjs, once per test run
+// Fixture releases built from the projects in test/fixtures by scripts/build-fixtures.mjs, once per test run
 // (the runner builds them first; a test file run alone builds them on demand, under the script's lock).
 
 import fs from 'node:fs'
@@ -19,7 +19,10 @@ type Manifest = { variants: Record<string, Fixture> }
 
 let manifest: Manifest | null = null
 
-export async function fixture(name: 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'migrate_fail' | 'migrate_hang'): Promise<Fixture> {
+/** hello's variants; myapp (app :myapp, modules MyApp.*), storefront (app :shop released as storefront), relx (rebar3). */
+export type FixtureName = 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'migrate_fail' | 'migrate_hang' | 'myapp' | 'storefront' | 'relx'
+
+export async function fixture(name: FixtureName): Promise<Fixture> {
   if (!manifest) {
     const out = process.env.BERTH_FIXTURES_OUT ?? path.join(REPO, 'test', '.fixtures')
     const file = path.join(out, 'manifest.json')

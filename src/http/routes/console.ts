@@ -81,7 +81,7 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
     const { app: name } = request.params
     requireApp(releases, name)
     const r = await sessions.rpc(name, request.body.expr, request.body.timeoutMs ?? 30_000, actor(request))
-    return { code: r.code, output: r.output, timedOut: r.timedOut, ms: r.ms }
+    return { code: r.code, error: r.error, output: r.output, timedOut: r.timedOut, ms: r.ms }
   })
 
   ctx.route(app, 'listSessions', async (request) => {
