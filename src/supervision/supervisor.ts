@@ -9,6 +9,7 @@ import type { AppSettings } from '../deploy/settings.js'
 import type { Paths } from '../paths.js'
 import type { AppStore, NodeRecord } from '../store/apps.js'
 import type { EventStore } from '../store/events.js'
+import { CommandLedger } from './ledger.js'
 import { descendants, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, type CommandResult } from './proc.js'
 
 export type NodeState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff' | 'errored'
@@ -56,8 +57,11 @@ export class Supervisor {
   private readonly live = new Map<string, Live>()
   private readonly extra = new Map<string, NodeState>()
   onCrash: CrashHandler = () => {}
+  private readonly ledger: CommandLedger
 
-  constructor(private readonly deps: SupervisorDeps) {}
+  constructor(private readonly deps: SupervisorDeps) {
+    this.ledger = new CommandLedger(deps.paths.run, deps.log)
+  }
 
   releaseDir(app: string, release: string): string {
     return this.deps.paths.release(app, release)
@@ -90,11 +94,21 @@ export class Supervisor {
     for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app)]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
   }
 
-  /** Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. */
+  /**
+   * Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. Each is a BEAM of its own that
+   * must not outlive berth: it dies with berth where setpriv can arrange that, and is on the ledger regardless.
+   */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ensureAppDirs(app)
     const dir = this.releaseDir(app, release)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app), timeoutMs, signal })
+    return runCommand(path.join(dir, 'bin', app), [command, ...args], {
+      cwd: this.deps.paths.shared(app),
+      env: this.nodeEnv(app),
+      timeoutMs,
+      signal,
+      dieWithBerth: true,
+      recorder: { app, ledger: this.ledger },
+    })
   }
 
   status(app: string): NodeStatus {
@@ -299,8 +313,13 @@ export class Supervisor {
     for (const p of [...descendants(l.pid).reverse(), procInfo(l.pid)].filter((x) => x !== null)) signal(p.pid, 'SIGKILL')
   }
 
-  /** After an agent restart: re-adopt nodes that still run (same pid, same start time); report the others. */
+  /**
+   * After an agent restart: end the commands an earlier berth left running (a migration must not go on behind
+   * the back of the deployment that was resolved as failed), re-adopt nodes that still run (same pid, same
+   * start time), and report the others.
+   */
   adopt(): { adopted: NodeRecord[]; dead: NodeRecord[] } {
+    this.ledger.sweep()
     const adopted: NodeRecord[] = []
     const dead: NodeRecord[] = []
     for (const rec of this.deps.apps.nodes()) {
