@@ -311,6 +311,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const port = await freePort()
   const epmdPort = await freePort()
   const violations: Violation[] = []
+  let kills = 0
   const phases: Record<string, number> = {}
   let berthNo = 0
   const live: { berth: Berth | null } = { berth: null }
@@ -349,7 +350,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const releases = async (): Promise<{ id: string; version: string; current: boolean }[]> => must(await api(b, 'GET', `/v1/apps/${APP}/releases`), 200).body.releases
     const deployments = async (): Promise<Deployment[]> => must(await api(b, 'GET', `/v1/apps/${APP}/deployments`), 200).body.deployments
 
-    let kills = 0
     for (let i = 1; kills < opts.kills; i++) {
       const iterStart = new Date()
       const found: Violation[] = []
@@ -516,7 +516,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (left) violate('recovery', 'no orphan after kill', `still running 2 s after kill -9 of berth in recovery: ${left.map(describeProc).join(', ')}`)
       }
 
-      await newBerth()
+      try {
+        await newBerth()
+      } catch (err) {
+        // berth must always come back; without it nothing else can be checked, so the run ends here.
+        const tail = fs.readFileSync(path.join(logDir, `berth-${String(berthNo).padStart(3, '0')}.log`), 'utf8').trim().split('\n').slice(-5).join(' | ')
+        violate(statusAtKill.join('+') || 'idle', 'berth starts again after kill -9', `${(err as Error).message}: ${tail.slice(0, 600)}`)
+        violations.push(...found)
+        log(`kill ${kills}/${opts.kills} (iteration ${i}, seed ${opts.seed}) ${scenario}: berth did not start again; the run ends here`)
+        break
+      }
       // Right after the restart (its sweep and recovery ran before it listened).
       const leftUploads = fs.readdirSync(path.join(dataDir, 'uploads'))
       if (leftUploads.length > 0) violate('?', 'uploads/ empty after restart', leftUploads.join(', '))
@@ -587,7 +596,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     for (const entry of fs.readdirSync(work)) if (path.join(work, entry) !== opts.logDir) fs.rmSync(path.join(work, entry), { recursive: true, force: true })
     if (fs.readdirSync(work).length === 0) fs.rmSync(work, { recursive: true, force: true })
   }
-  const result = { seed: opts.seed, kills: opts.kills, phases, violations, ms: Date.now() - started, logDir, workDir: work }
+  const result = { seed: opts.seed, kills, phases, violations, ms: Date.now() - started, logDir, workDir: work }
   log(summary(result))
   for (const v of violations) log(`  seed ${v.seed} iteration ${v.iteration} [${v.phase}] ${v.invariant}: ${v.detail}${v.known ? ` [known: ${v.known.split(':')[0]}]` : ''}`)
   return result
