@@ -10,6 +10,7 @@ import WebSocket from 'ws'
 import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture, REPO } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
 
 let d: TestDaemon
 let port: number
@@ -49,14 +50,6 @@ function connect(kind: 'remote' | 'attach', opts: { token?: string; origin?: str
       resolve({ ws, out: () => Buffer.concat(chunks).toString(), bytes: () => total, control, closed, send: (t) => ws.send(Buffer.from(t)) })
     })
   })
-}
-
-async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 before(async () => {

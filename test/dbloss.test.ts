@@ -12,18 +12,9 @@ import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, temp
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { releaseSkeleton, tgz } from './helpers/tar.js'
+import { until } from './helpers/wait.js'
 
 const json = { 'content-type': 'application/json' }
-
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn().catch(() => null)
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
 /** Every entry under dir, without following links: type, mode, size, content hash or link target. */
 function treeDigest(dir: string): Map<string, string> {

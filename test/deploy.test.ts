@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
 
 let d: TestDaemon
 let port: number
@@ -261,12 +262,3 @@ describe('rollback', () => {
   })
 })
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > deadline) throw new assert.AssertionError({ message: `timed out waiting for ${what}` })
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}

@@ -12,21 +12,13 @@ import { cleanConsoleLine, consoleMarker, LineReader } from '../src/supervision/
 import { freePort, processesUnder, runCli, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
 
 let d: TestDaemon
 let port: number
 let release: string
 const json = { 'content-type': 'application/json' }
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => null)
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 150))
-  }
-}
 
 /** Writes to the node's own console (the `user` device is what run_erl captures). */
 async function consolePrint(text: string): Promise<void> {

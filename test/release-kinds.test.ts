@@ -12,6 +12,7 @@ import WebSocket from 'ws'
 import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
 import { call, upload, type Answer } from './helpers/http.js'
+import { until } from './helpers/wait.js'
 
 let d: TestDaemon
 const json = { 'content-type': 'application/json' }
@@ -79,13 +80,6 @@ async function terminal(app: string, kind: 'remote' | 'attach'): Promise<{ ws: W
   return { ws, out: () => Buffer.concat(chunks).toString(), send: (t) => ws.send(Buffer.from(t)), closed }
 }
 
-async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 async function node(app: string): Promise<{ state: string; pid: number | null }> {
   return (await call(`${d.url}/v1/apps/${app}`, { token: d.adminToken })).body.node

@@ -11,6 +11,7 @@ import WebSocket from 'ws'
 import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
 
 const json = { 'content-type': 'application/json' }
 let dataDir: string
@@ -37,13 +38,6 @@ after(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true })
 })
 
-async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 interface Opened {
   /** When it was seen to end, in Date.now() ms. */

@@ -8,16 +8,7 @@ import { after, describe, test } from 'node:test'
 import { freePort, killProcessesUnder, processesUnder, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
-
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn().catch(() => null)
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
+import { until } from './helpers/wait.js'
 
 async function setup(base: string, token: string, port: number, appData: string, extraSettings: Record<string, unknown> = {}) {
   const json = { 'content-type': 'application/json' }

@@ -1,8 +1,10 @@
 // Process primitives for everything berth runs: identity of a pid across agent restarts (start time from
 // /proc), process-tree lookup, group kills, and one-shot commands with a timeout and bounded output.
 
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
+import type { CommandRecorder } from './ledger.js'
 
 export interface ProcInfo {
   pid: number
@@ -120,14 +122,38 @@ export interface CommandResult {
 
 const OUTPUT_CAP = 64 * 1024
 
+let setpriv: string | null | undefined
+
+/**
+ * util-linux's setpriv when it can set a parent-death signal here, else null. Checked once by running it:
+ * `setpriv --pdeathsig` is missing from old util-linux and from busybox systems.
+ */
+export function pdeathsigWrapper(): string | null {
+  if (setpriv === undefined) {
+    setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => spawnSync(f, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0) ?? null
+  }
+  return setpriv
+}
+
 /**
  * Runs a command in its own process group with a timeout after which the whole group is killed.
  * Keeps the last 64 KiB of combined stdout/stderr (migration logs can be long; the end says why it failed).
+ * With `dieWithBerth`, the command gets SIGKILL the moment berth dies (PR_SET_PDEATHSIG through setpriv;
+ * the flag survives the exec chain bin/APP → erlexec → beam.smp, which keeps the pid), so a kill -9 of berth
+ * cannot leave a migration BEAM behind; `recorder` notes it on disk for the restart's sweep as a second line.
  */
-export function runCommand(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal }): Promise<CommandResult> {
+export function runCommand(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal; dieWithBerth?: boolean; recorder?: { app: string; ledger: CommandRecorder } },
+): Promise<CommandResult> {
   const started = Date.now()
+  const wrapper = opts.dieWithBerth ? pdeathsigWrapper() : null
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const [file, argv] = wrapper ? [wrapper, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args]
+    const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const recorded = child.pid
+    if (recorded && opts.recorder) opts.recorder.ledger.started(recorded, opts.recorder.app, path.basename(cmd) + (args[0] ? ` ${args[0]}` : ''))
     let output = ''
     let timedOut = false
     const take = (d: Buffer) => {
@@ -146,6 +172,7 @@ export function runCommand(cmd: string, args: string[], opts: { cwd: string; env
     opts.signal?.addEventListener('abort', kill, { once: true })
     child.on('error', (err) => {
       clearTimeout(timer)
+      if (recorded && opts.recorder) opts.recorder.ledger.ended(recorded)
       resolve({ code: null, signal: null, output: `${output}\n${err.message}`, timedOut, ms: Date.now() - started })
     })
     child.on('close', (code, sig) => {
@@ -153,6 +180,7 @@ export function runCommand(cmd: string, args: string[], opts: { cwd: string; env
       opts.signal?.removeEventListener('abort', kill)
       // The command may have left children in its group (an eval that spawned a port program).
       if (child.pid) signalGroup(child.pid, 'SIGKILL')
+      if (recorded && opts.recorder) opts.recorder.ledger.ended(recorded)
       resolve({ code, signal: sig, output: output.length > OUTPUT_CAP ? output.slice(-OUTPUT_CAP) : output, timedOut, ms: Date.now() - started })
     })
   })

@@ -13,6 +13,7 @@ import { problem } from '../errors.js'
 import { RELEASE_ID, type Paths } from '../paths.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
+import { CommandLedger } from './ledger.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
 export type NodeState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff' | 'errored'
@@ -66,9 +67,11 @@ export interface SupervisorEvents {
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly live = new Map<string, Live>()
   private readonly extra = new Map<string, NodeState>()
+  private readonly ledger: CommandLedger
 
   constructor(private readonly deps: SupervisorDeps) {
     super()
+    this.ledger = new CommandLedger(deps.paths.run, deps.log)
   }
 
   releaseDir(app: string, release: string): string {
@@ -137,11 +140,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return name ? unknownCommandHint(kind, name, app, role) : ''
   }
 
-  /** Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. */
+  /**
+   * Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. Each is a BEAM of its own that
+   * must not outlive berth: it dies with berth where setpriv can arrange that, and is on the ledger regardless.
+   */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ensureAppDirs(app)
     const dir = this.releaseDir(app, release)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], { cwd: this.deps.paths.shared(app), env: this.nodeEnv(app, release), timeoutMs, signal })
+    return runCommand(path.join(dir, 'bin', app), [command, ...args], {
+      cwd: this.deps.paths.shared(app),
+      env: this.nodeEnv(app, release),
+      timeoutMs,
+      signal,
+      dieWithBerth: true,
+      recorder: { app, ledger: this.ledger },
+    })
   }
 
   status(app: string): NodeStatus {
@@ -377,6 +390,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * to it would fight it for its port and node name, and stopping it would cost the app its uptime.
    */
   adopt(apps: string[] = []): { adopted: NodeRecord[]; dead: NodeRecord[] } {
+    // Commands an earlier berth left running (a migration must not go on behind the back of the deployment
+    // that recovery resolved as failed): ended first.
+    this.ledger.sweep()
     const adopted: NodeRecord[] = []
     const dead: NodeRecord[] = []
     const records = new Map(this.deps.apps.nodes().map((r) => [r.app, r]))

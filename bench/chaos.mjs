@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Chaos run (issue 12): kill -9 berth at random moments of random work, restart it, check the invariants.
+//
+//   npm run build && node bench/chaos.mjs [--kills N] [--seed S] [--big-mb M] [--settle-ms MS] [--logs DIR] [--json FILE]
+//
+//   --kills N       kills (default 200; env BERTH_CHAOS_KILLS)
+//   --seed S        PRNG seed (default random; env BERTH_CHAOS_SEED): the same seed replays the same work and moments
+//   --big-mb M      random padding of each large upload, MiB (default 24)
+//   --settle-ms MS  how long berth gets after each restart before every invariant must hold (default 30000)
+//   --scenarios A,B only these kinds of work (names as printed per kill, e.g. "console,deploy good")
+//   --logs DIR      keep every berth's log there (default: a temp dir, removed at the end)
+//   --json FILE     also write the result (phases, violations) as JSON
+//
+// The harness is test/helpers/chaos.ts (shared with test/chaos.test.ts, the short run in the suite). It prints the
+// seed, one line per kill (the work, the moment, the phase it hit), and at the end one line:
+// "N kills, M distinct phases, V invariant violations", then each violation with its seed and iteration.
+// Exit code 1 when there were violations. Every process it starts is killed at the end, also on Ctrl+C.
+
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const REPO = path.resolve(HERE, '..')
+
+const args = process.argv.slice(2)
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? args[i + 1] : fallback
+}
+const kills = Number(opt('kills', process.env.BERTH_CHAOS_KILLS ?? 200))
+const seed = Number(opt('seed', process.env.BERTH_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31)))
+const bigUploadMb = Number(opt('big-mb', 24))
+const settleMs = Number(opt('settle-ms', 30_000))
+const logDir = opt('logs', undefined)
+const json = opt('json', undefined)
+const scenarios = opt('scenarios', undefined)?.split(',')
+
+const { runChaos } = await import(pathToFileURL(path.join(REPO, 'dist', 'test', 'helpers', 'chaos.js')).href)
+// Ctrl+C: exit through process.exit so the harness's exit hook kills what it started.
+process.on('SIGINT', () => process.exit(130))
+process.on('SIGTERM', () => process.exit(143))
+
+const load = () => os.loadavg().map((x) => x.toFixed(2)).join(' ')
+console.log(`load average before: ${load()} (${os.cpus().length} CPUs)`)
+const result = await runChaos({ kills, seed, bigUploadMb, settleMs, logDir, scenarios, log: (line) => console.log(line) })
+console.log(`load average after: ${load()}; ${(result.ms / 1000).toFixed(0)} s, ${(result.ms / 1000 / kills).toFixed(1)} s per kill`)
+console.log('phases:', Object.entries(result.phases).sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p} ${n}`).join(', '))
+if (json) fs.writeFileSync(json, JSON.stringify({ ...result, load: os.loadavg() }, null, 2))
+process.exitCode = result.violations.length > 0 ? 1 : 0
