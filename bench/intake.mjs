@@ -30,6 +30,7 @@ import zlib from 'node:zlib'
 import {
   FIXTURES, GiB, MiB, REPO, fmt, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
   rssSampler, sleep, startBerth,
+  prng,
 } from './lib.mjs'
 
 const WORK = path.join(REPO, 'bench', '.work')
@@ -60,18 +61,6 @@ const mb = (bytes) => bytes / MiB
 
 function seconds(startNs) {
   return Number(process.hrtime.bigint() - startNs) / 1e9
-}
-
-/** mulberry32: a small seeded PRNG so the synthetic layout is the same for the same size. */
-function prng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Cleanup must go on past a tree it cannot remove. */

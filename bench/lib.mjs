@@ -160,6 +160,23 @@ export function sortedFinite(xs) {
   return Float64Array.from(v).sort()
 }
 
+/**
+ * mulberry32: a small seeded PRNG, so that the same seed gives the same synthetic layout (intake) or the same
+ * work and kill moments (chaos). Returns numbers in [0, 1).
+ * @param {number} seed
+ * @returns {() => number}
+ */
+export function prng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 /** The middle value; with an even count, the mean of the two middle values. @param {Iterable<unknown>} xs */
 export function median(xs) {
   const s = sortedFinite(xs)

@@ -14,6 +14,9 @@ import WebSocket from 'ws'
 import { freePort, killProcessesUnder, processesUnder, tempDir } from './daemon.js'
 import { fixture, REPO } from './fixtures.js'
 
+// The seeded PRNG the benchmarks use too, loaded from the source bench/lib.mjs as test/bench-lib.test.ts does.
+const { prng }: typeof import('../../bench/lib.mjs') = await import(new URL('../../../bench/lib.mjs', import.meta.url).href)
+
 const APP = 'hello'
 const FINAL = ['succeeded', 'failed', 'rolled_back']
 const VARIANTS = ['v1', 'v2', 'crash_on_boot', 'crash_after_boot', 'migrate_fail', 'migrate_hang'] as const
@@ -93,17 +96,6 @@ function settings(port: number) {
   }
 }
 
-/** mulberry32: small, seedable, good enough to pick work and moments. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
