@@ -189,11 +189,6 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     return { expr: `${found.chosen.module}.migrate()`, source: 'release', note: found.note }
   }
 
-  /** The migrate expression alone (null: no migration step). */
-  migrateExpr(app: string, release: Release, settings: AppSettings): string | null {
-    return this.migration(app, release, settings).expr
-  }
-
   async deploy(app: string, release: Release, actor: string | null): Promise<Deployment> {
     const previous = await currentReleaseId(this.deps.paths, app)
     return this.begin({ app, kind: 'deploy', release: release.id, previous, warnings: [], actor }, (d, signal) => this.runDeploy(d, release, signal))

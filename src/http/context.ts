@@ -12,7 +12,8 @@ export type OperationId = keyof operations
 
 type Op<K extends OperationId> = operations[K]
 type PathOf<O> = O extends { parameters: { path: infer P } } ? (P extends undefined ? unknown : P) : unknown
-type QueryOf<O> = O extends { parameters: { query?: infer Q } } ? (undefined extends Q ? NonNullable<Q> | Record<string, never> : Q) : unknown
+// Fastify always hands a query object (empty when there is none), so optional query parameters are just fields.
+type QueryOf<O> = O extends { parameters: { query?: infer Q } } ? NonNullable<Q> : unknown
 type BodyOf<O> = O extends { requestBody: { content: { 'application/json': infer B } } }
   ? B
   : O extends { requestBody?: { content: { 'application/json': infer B } } }
