@@ -196,6 +196,44 @@ describe('recordings', () => {
 })
 
 describe('web terminal', () => {
+  test('in headless Chromium: a second Connect and switching remote ↔ attach each give a live terminal', async (t) => {
+    if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
+    const { chromium } = await import('playwright-core')
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    try {
+      const page = await browser.newPage({ viewport: { width: 1000, height: 600 } })
+      const errors: string[] = []
+      page.on('pageerror', (e) => errors.push(String(e)))
+      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()))
+      await page.goto(`${d.url}/console/hello`)
+      await page.fill('#token', d.adminToken)
+      const rows = () => page.evaluate(() => document.querySelector('.xterm-rows')?.textContent ?? '')
+      // Each round types an expression whose value appears nowhere in the input, so only a live socket shows it.
+      const round = async (kind: 'remote' | 'attach', n: number) => {
+        await page.check(`input[name=kind][value=${kind}]`)
+        await page.click('#go')
+        await page.waitForFunction((k) => document.getElementById('status')?.textContent === `connected (${k})`, kind, { timeout: 20_000 })
+        if (kind === 'remote') await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent?.includes('iex('), null, { timeout: 20_000 })
+        else {
+          await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent?.includes('Ctrl+D'), null, { timeout: 20_000 })
+          await page.keyboard.press('Enter')
+        }
+        await page.keyboard.type(`${n} * 1000 + 7\n`)
+        await page.waitForFunction((v) => document.querySelector('.xterm-rows')?.textContent?.includes(v), String(n * 1000 + 7), { timeout: 20_000 })
+        assert.equal(await page.textContent('#status'), `connected (${kind})`)
+      }
+      await round('remote', 1)
+      await round('remote', 2)
+      await round('attach', 3)
+      await round('remote', 4)
+      await round('attach', 5)
+      assert.ok((await rows()).includes('5007'))
+      assert.deepEqual(errors, [])
+    } finally {
+      await browser.close()
+    }
+  })
+
   test('in headless Chromium: authenticate, type 1+41, see 42 (screenshot kept)', async (t) => {
     if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
     const { chromium } = await import('playwright-core')

@@ -32,35 +32,54 @@
     sendResize()
   })
 
-  $('connect').addEventListener('submit', function (ev) {
-    ev.preventDefault()
-    var token = tokenInput.value.trim()
+  // Each socket's handlers act on that socket only: a replaced socket closes late (after the next one is
+  // created), and its onclose must neither clear the live socket nor overwrite the status of the new one.
+  function connect(token, kind) {
     sessionStorage.setItem('berth-token', token)
-    var kind = document.querySelector('input[name=kind]:checked').value
-    if (ws) ws.close(1000, 'reconnect')
+    var old = ws
+    ws = null
+    if (old) old.close(1000, 'reconnect')
     term.reset()
     status('connecting…')
-    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/apps/' + encodeURIComponent(app) + '/' + kind)
-    ws.binaryType = 'arraybuffer'
-    ws.onopen = function () {
-      ws.send(JSON.stringify({ type: 'auth', token: token }))
+    var sock = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/apps/' + encodeURIComponent(app) + '/' + kind)
+    sock.binaryType = 'arraybuffer'
+    ws = sock
+    var ended = false
+    sock.onopen = function () {
+      if (ws !== sock) return
+      sock.send(JSON.stringify({ type: 'auth', token: token }))
       sendResize()
       status('connected (' + kind + ')')
       term.focus()
     }
-    ws.onmessage = function (ev) {
+    sock.onmessage = function (ev) {
+      if (ws !== sock) return
       if (typeof ev.data === 'string') {
         var msg = JSON.parse(ev.data)
-        if (msg.type === 'exit') status('session ended (exit code ' + msg.code + ')')
-        if (msg.type === 'error') status(msg.code + ': ' + msg.detail, true)
+        if (msg.type === 'exit') { ended = true; status('session ended (exit code ' + msg.code + ')') }
+        if (msg.type === 'error') { ended = true; status(msg.code + ': ' + msg.detail, true) }
         return
       }
       term.write(new Uint8Array(ev.data))
     }
-    ws.onclose = function (ev) {
-      if (ev.code >= 4000) status('refused: ' + (ev.reason || ev.code), true)
-      else if (!/ended|error/.test($('status').textContent)) status('disconnected' + (ev.reason ? ': ' + ev.reason : ''), ev.code !== 1000)
+    sock.onclose = function (ev) {
+      if (ws !== sock) return
       ws = null
+      if (ev.code >= 4000) status('refused: ' + (ev.reason || ev.code), true)
+      else if (!ended) status('disconnected' + (ev.reason ? ': ' + ev.reason : ''), ev.code !== 1000)
     }
+  }
+
+  $('connect').addEventListener('submit', function (ev) {
+    ev.preventDefault()
+    connect(tokenInput.value.trim(), document.querySelector('input[name=kind]:checked').value)
   })
+
+  // Opened from the dashboard as /console/APP#remote or #attach: the tab inherited the dashboard's
+  // sessionStorage (window.open from the same origin copies it), so it connects at once, signed in.
+  var wanted = location.hash.slice(1)
+  if (tokenInput.value && (wanted === 'remote' || wanted === 'attach')) {
+    document.querySelector('input[name=kind][value=' + wanted + ']').checked = true
+    connect(tokenInput.value, wanted)
+  }
 })()
