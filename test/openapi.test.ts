@@ -57,15 +57,16 @@ test('documented problem statuses exist in the error catalogue', () => {
   }
 })
 
-test('GET / points at the reference, the console and the API: JSON for scripts, a page for browsers', async () => {
+test('GET / is the dashboard for browsers and points at the reference and the API as JSON for scripts', async () => {
   const json = await call(`${d.url}/`)
   assert.equal(json.status, 200)
   assert.deepEqual(json.body, { name: 'berth', version: json.body.version, docs: '/docs', openapi: '/openapi.yaml', api: '/v1/apps', console: '/console/{app}', health: '/healthz' })
   const page = await call(`${d.url}/`, { headers: { accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' } })
   assert.equal(page.status, 200)
   assert.match(page.headers.get('content-type')!, /^text\/html/)
-  assert.match(page.headers.get('content-security-policy')!, /default-src 'none'/)
-  for (const href of ['/docs', '/openapi.yaml', '/console/hello', '/healthz']) assert.ok(page.text.includes(`href="${href}"`), href)
+  assert.match(page.headers.get('content-security-policy')!, /default-src 'none'; script-src 'self';/)
+  assert.ok(page.text.includes('src="/assets/dashboard.js"'), 'the dashboard module')
+  for (const href of ['/docs', '/openapi.yaml', '/healthz']) assert.ok(page.text.includes(`href="${href}"`), href)
 })
 
 test('/docs renders the document in headless Chromium without errors or external requests', async (t) => {

@@ -47,6 +47,8 @@ configuration and audit:
   settings APP [get [KEY...] | set KEY=VALUE...]
                                 show or change the app's settings (restart.maxRestarts=3)
   events APP [--limit N]        the audit trail: who did what, when
+  events --follow [APP]         the audit events of every app (or APP) as they happen
+  whoami                        the token in use: its name, scopes and apps
   webhooks list | create --target URL | delete ID | deliveries ID
                                 signed event notifications
 

@@ -32,6 +32,7 @@ export const COMMANDS = {
   health: async () => (await import('./commands/meta.js')).health,
   metrics: async () => (await import('./commands/meta.js')).metrics,
   openapi: async () => (await import('./commands/meta.js')).openapi,
+  whoami: async () => (await import('./commands/meta.js')).whoami,
 } satisfies Record<string, () => Promise<Command | Bare>>
 
 export type CommandName = keyof typeof COMMANDS
@@ -89,4 +90,6 @@ export const OPERATIONS: Record<OperationId, Reach> = {
   listWebhooks: 'webhooks list',
   deleteWebhook: 'webhooks delete ID',
   listDeliveries: 'webhooks deliveries ID',
+  whoami: 'whoami',
+  streamEvents: 'events --follow',
 }

@@ -19,6 +19,7 @@ import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
 import type { NodeControl } from '../supervision/supervisor.js'
+import { previousGoodRelease } from './plan.js'
 import { chooseRetired } from './retention.js'
 
 const FINAL_STATES = new Set<DeploymentState>(FINAL)
@@ -306,12 +307,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   async rollback(app: string, to: Release | null, actor: string | null, opts: { runRollbackExpr?: boolean } = {}): Promise<Deployment> {
     const { paths, deployments, releases } = this.deps
     const current = await currentReleaseId(paths, app)
-    let target = to
-    if (!target) {
-      const id = deployments.succeededReleases(app).find((r) => r !== current && releases.get(app, r))
-      if (!id) throw problem('NO_ROLLBACK_TARGET', `App "${app}" has no earlier release that deployed successfully; name one with {"to": ID}.`)
-      target = releases.get(app, id)!
-    }
+    const target = to ?? previousGoodRelease({ deployments, releases }, app, current)
     if (target.id === current && this.deps.supervisor.isUp(app)) {
       throw problem('ROLLBACK_TO_CURRENT', `Release ${target.id} is already current and running.`)
     }

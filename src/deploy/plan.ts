@@ -3,7 +3,7 @@
 
 import { detectKind, resolveCommands, type KindCommands } from '../releases/kinds.js'
 import type { AppStore } from '../apps/store.js'
-import type { ErrorCode } from '../errors.js'
+import { problem, type ErrorCode } from '../errors.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations } from '../releases/content.js'
 import { currentReleaseId } from '../releases/current.js'
@@ -17,7 +17,7 @@ import type { Deployer } from './deployer.js'
 export interface PlanDeps {
   paths: Paths
   releases: ReleaseStore
-  deployments: Pick<DeploymentStore, 'lockedBy'>
+  deployments: Pick<DeploymentStore, 'lockedBy' | 'succeededReleases'>
   apps: Pick<AppStore, 'settings'>
   supervisor: Pick<Supervisor, 'status' | 'isUp'>
   deployer: Pick<Deployer, 'migration'>
@@ -176,6 +176,38 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
     erts,
     otp,
     commands: { ...cmd },
+    blockers,
+    warnings,
+  }
+}
+
+/** What a rollback without `to` goes back to: the newest release that deployed successfully and is not current. */
+export function previousGoodRelease(deps: Pick<PlanDeps, 'releases'> & { deployments: Pick<DeploymentStore, 'succeededReleases'> }, app: string, current: string | null): Release {
+  const id = deps.deployments.succeededReleases(app).find((r) => r !== current && deps.releases.get(app, r))
+  if (!id) throw problem('NO_ROLLBACK_TARGET', `App "${app}" has no earlier release that deployed successfully; name one with {"to": ID}.`)
+  return deps.releases.get(app, id)!
+}
+
+/**
+ * The plan of a rollback to `to` (or the previous good release): a deploy's plan of the target without its
+ * migration, since a rollback runs none, and with the rollback expression step when it was asked for.
+ */
+export async function planRollback(deps: PlanDeps, app: string, to: Release | null, opts: { runRollbackExpr?: boolean } = {}): Promise<Plan> {
+  const currentId = await currentReleaseId(deps.paths, app)
+  const target = to ?? previousGoodRelease(deps, app, currentId)
+  const plan = await planDeploy(deps, app, target)
+  const settings = deps.apps.settings(app)
+  const revert: PlanStep = opts.runRollbackExpr
+    ? { name: 'reverting_migrations', runs: 'always', detail: settings.rollbackExpr ? `bin/${app} ${plan.commands.eval} ${JSON.stringify(settings.rollbackExpr.replaceAll('VERSION', target.version))} from releases/${currentId}` : 'runRollbackExpr is asked for but the app has no rollbackExpr setting: the rollback would fail before anything changes' }
+    : { name: 'reverting_migrations', runs: 'skipped', detail: 'not asked for (runRollbackExpr)' }
+  const blockers = plan.blockers.filter((b) => b.code !== 'MIGRATION_REQUIRED')
+  if (opts.runRollbackExpr && !settings.rollbackExpr) blockers.push({ code: 'ROLLBACK_EXPR_MISSING', message: 'runRollbackExpr is asked for, but the app has no rollbackExpr setting' })
+  if (plan.alreadyCurrent) blockers.push({ code: 'ROLLBACK_TO_CURRENT', message: `release ${target.id} is already current and running` })
+  const warnings = plan.warnings.filter((w) => !w.startsWith('no migration would run') && !w.startsWith(`release ${target.id} is already current`))
+  return {
+    ...plan,
+    steps: [revert, ...plan.steps.filter((s) => s.name !== 'migrating')],
+    migrate: { expr: null, reason: 'a rollback runs no migrations' },
     blockers,
     warnings,
   }

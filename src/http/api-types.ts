@@ -10,9 +10,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Where to go from here
-         * @description Until berth has a dashboard: a browser (`Accept: text/html`) gets a small page linking the API
-         *     reference, the web console and the CLI; anything else gets the same pointers as JSON. Names no apps.
+         * The operator dashboard (browsers), or where to go from here (JSON)
+         * @description A browser (`Accept: text/html`) gets the operator dashboard: a page served by berth itself (plain
+         *     modules from `/assets`, strict Content-Security-Policy, nothing from other hosts) that asks for a
+         *     token, keeps it in the tab's `sessionStorage` only, and shows the apps that token may see, with the
+         *     actions its scopes allow. Anything else gets pointers as JSON. Neither names an app without a token.
          */
         get: operations["getRoot"];
         put?: never;
@@ -268,6 +270,10 @@ export interface paths {
          *     the release being left has Ecto migrations (`priv/repo/migrations/*.exs`) the target lacks, they are
          *     listed in `warnings`; `runRollbackExpr: true` runs the app's `rollbackExpr` setting first (VERSION is
          *     replaced by the target's version).
+         *
+         *     With `?dryRun=true` nothing happens: the answer is `200` with the `Plan` of the rollback (the target
+         *     it would pick, the Ecto migrations current has that the target lacks, config and runtime changes,
+         *     `blockers` and `warnings`), so that a confirmation can show the warnings before anything changes.
          */
         post: operations["rollback"];
         delete?: never;
@@ -612,7 +618,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Scripts and styles of the web terminal */
+        /** Scripts and styles of the web terminal and the dashboard */
         get: operations["consoleAsset"];
         put?: never;
         post?: never;
@@ -687,6 +693,54 @@ export interface paths {
          * @description The hooks a token may not see (another app's, or every app's for an app-limited token) answer `404`.
          */
         get: operations["listDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The token making the request
+         * @description Its name, scopes, the apps it is limited to (null for every app) and its expiry; never the secret. What the dashboard shows after sign-in.
+         */
+        get: operations["whoami"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live audit events of every app the token may see (server-sent events)
+         * @description A `text/event-stream` that stays open: one `event: audit` per audit event of an app the token may see
+         *     (the fields of `Event` but `seq`, as JSON in `data:`), from the moment the stream opens; `?app=` keeps
+         *     one app. A `: keepalive` comment every 15 seconds keeps proxies from closing an idle stream. It is
+         *     for dashboards: read with `fetch` and the `Authorization` header (tokens never travel in URLs, so
+         *     not with `EventSource`), and read the current state from the other routes after (re)connecting.
+         *
+         *     A client that stops reading is not buffered for: once 1 MiB waits for it, the stream ends with an
+         *     `event: overflow` (when it still fits) and the client reconnects. The stream ends with
+         *     `event: end` when the token is revoked or expires, and when berth shuts down.
+         */
+        get: operations["streamEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1507,6 +1561,8 @@ export interface operations {
             query?: {
                 /** @description Answer when the work has finished (`200`, or a `422` problem carrying the deployment when it failed or was rolled back) instead of `202` at once. */
                 wait?: components["parameters"]["Wait"];
+                /** @description Answer the plan of this rollback (`200`, a `Plan`) and change nothing. */
+                dryRun?: boolean;
             };
             header?: never;
             path: {
@@ -1524,13 +1580,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description (wait=true) The rollback succeeded. */
+            /** @description (wait=true) The rollback succeeded; (dryRun=true) the plan. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Deployment"];
+                    "application/json": components["schemas"]["Deployment"] | components["schemas"]["Plan"];
                 };
             };
             /** @description The rollback started. */
@@ -2082,7 +2138,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css";
+                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css" | "dashboard.js" | "dashboard.css";
             };
             cookie?: never;
         };
@@ -2219,6 +2275,66 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+        };
+    };
+    whoami: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The token. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The public part of the token (`berth_ID_...`). */
+                        id: string;
+                        name: string;
+                        scopes: ("read" | "deploy" | "operate" | "console" | "admin")[];
+                        /** @description The apps it may act on; null: every app. */
+                        apps: string[] | null;
+                        /** Format: date-time */
+                        createdAt: string;
+                        /** Format: date-time */
+                        lastUsedAt: string | null;
+                        /** Format: date-time */
+                        expiresAt: string | null;
+                    };
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                /** @description Only this app's events (`403 FORBIDDEN_APP` for an app the token may not see). */
+                app?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
         };
     };
 }

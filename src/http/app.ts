@@ -11,6 +11,7 @@ import { loadApiDocument } from './openapi.js'
 import { errorHandler, sendProblem } from './problem.js'
 import appRoutes from './routes/apps.js'
 import consoleRoutes from './routes/console.js'
+import dashboardRoutes from './routes/dashboard.js'
 import deploymentRoutes from './routes/deployments.js'
 import metaRoutes from './routes/meta.js'
 import releaseRoutes from './routes/releases.js'
@@ -77,6 +78,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(deploymentRoutes, ctx)
   await app.register(consoleRoutes, ctx)
   await app.register(webhookRoutes, ctx)
+  await app.register(dashboardRoutes, ctx)
   return app
 }
 

@@ -1,5 +1,6 @@
-// `berth health`, `berth metrics`, `berth openapi`: the agent itself. health needs no token, so a probe or
-// an install script can check that berth answers; metrics and the API document print as served.
+// `berth health`, `berth metrics`, `berth openapi`, `berth whoami`: the agent itself and the token in use.
+// health needs no token, so a probe or an install script can check that berth answers; metrics and the API
+// document print as served.
 
 import { parseArgs } from 'node:util'
 import { pipeline } from 'node:stream/promises'
@@ -29,6 +30,14 @@ Prints the API document this berth serves (openapi.yaml, OpenAPI 3.1), e.g. to g
 lint it. Needs no token. The output is YAML (there is no --json).
 
 ${SERVER_HELP}
+`
+
+const WHOAMI_HELP = `usage: berth whoami
+
+Prints the token in use as berth sees it (GET /v1/token): its name, scopes, the apps it is limited to
+and when it expires; never its secret. Needs the read scope.
+
+${CONNECTION_HELP}
 `
 
 const { json: _json, ...TEXT_OPTIONS } = COMMON_OPTIONS
@@ -69,3 +78,24 @@ function text(name: string, help: string, path: string, anonymous: boolean): Com
 
 export const metrics = text('metrics', METRICS_HELP, '/metrics', false)
 export const openapi = text('openapi', OPENAPI_HELP, '/openapi.yaml', true)
+
+interface TokenView {
+  name: string
+  scopes: string[]
+  apps: string[] | null
+  expiresAt: string | null
+}
+
+export const whoami: Command = {
+  help: WHOAMI_HELP,
+  options: COMMON_OPTIONS,
+  run: async (argv, env = process.env) => {
+    const { values, positionals } = parse(argv, {})
+    if (helped(values, WHOAMI_HELP)) return 0
+    if (positionals.length) throw new UsageError(`whoami takes no arguments, got ${positionals.join(' ')}`)
+    const t = await client(values, env).request<TokenView>('GET', '/v1/token')
+    if (values.json) printJson(t)
+    else process.stdout.write(`${t.name}\nscopes:  ${t.scopes.join(', ')}\napps:    ${t.apps ? t.apps.join(', ') : 'every app'}\nexpires: ${t.expiresAt ?? 'never'}\n`)
+    return 0
+  },
+}

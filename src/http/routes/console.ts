@@ -23,6 +23,8 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   'addon-fit.js': { file: path.join(MODULES, '@xterm/addon-fit/lib/addon-fit.js'), type: 'text/javascript; charset=utf-8' },
   'console.js': { file: path.join(ASSETS_DIR, 'console.js'), type: 'text/javascript; charset=utf-8' },
   'console.css': { file: path.join(ASSETS_DIR, 'console.css'), type: 'text/css; charset=utf-8' },
+  'dashboard.js': { file: path.join(ASSETS_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard.css': { file: path.join(ASSETS_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
 }
 
 /**

@@ -2,7 +2,7 @@
 // for ?wait=true). The state machine itself is in src/deploy, the dry run's plan in src/deploy/plan.ts.
 
 import type { FastifyInstance } from 'fastify'
-import { planDeploy } from '../../deploy/plan.js'
+import { planDeploy, planRollback } from '../../deploy/plan.js'
 import { problem } from '../../errors.js'
 import { requireApp, resolveRelease } from '../../releases/lookup.js'
 import type { RouteContext } from '../context.js'
@@ -39,6 +39,7 @@ export default async function deploymentRoutes(app: FastifyInstance, ctx: RouteC
     requireApp(releases, name)
     const body = request.body ?? {}
     const to = body.to ? resolveRelease(releases, name, body.to) : null
+    if (request.query.dryRun) return planRollback(services, name, to, { runRollbackExpr: body.runRollbackExpr })
     const d = await deployer.rollback(name, to, actor(request), { runRollbackExpr: body.runRollbackExpr })
     return answerDeployment(services, request, reply, d, request.query.wait)
   })

@@ -1,6 +1,8 @@
-// Routes about the agent itself: the front page (/), liveness, metrics, the API document and its rendered
-// reference (/docs).
+// Routes about the agent itself: the front page (/: the operator dashboard for browsers, pointers as JSON
+// otherwise), liveness, metrics, the API document and its rendered reference (/docs).
 
+import fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import type { RouteContext } from '../context.js'
 import swagger from '@fastify/swagger'
@@ -12,7 +14,7 @@ export const VERSION = '0.1.0'
 /** berth's mark: a berth (a boat's place at the quay) drawn as a "b" over water; favicon of the pages. */
 const ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1f3a5f"/><path d="M10 6v16h7a5 5 0 0 0 0-10h-4" fill="none" stroke="#fff" stroke-width="3"/><path d="M5 27c3-2 5-2 8 0s5 2 8 0 5-2 6 0" fill="none" stroke="#7fb3e0" stroke-width="2"/></svg>`
 
-/** What / points at until a dashboard exists: no app names, nothing that needs a token to know. */
+/** What / answers a client that does not ask for HTML: no app names, nothing that needs a token to know. */
 export const FRONT = {
   name: 'berth',
   version: VERSION,
@@ -23,25 +25,13 @@ export const FRONT = {
   health: '/healthz',
 }
 
-const FRONT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const DASHBOARD_HTML = fileURLToPath(new URL('../../../../src/http/assets/dashboard.html', import.meta.url))
 
-function frontPage(): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>berth</title>
-<link rel="icon" type="image/svg+xml" href="data:image/svg+xml;base64,${Buffer.from(ICON).toString('base64')}">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#1f2933}code{background:#eef2f6;padding:0 .2em}</style>
-</head><body>
-<h1>berth ${VERSION}</h1>
-<p>An on-host release manager for Elixir/Erlang apps.</p>
-<ul>
-<li><a href="/docs">API reference</a> (or <a href="/openapi.yaml">openapi.yaml</a>); the API is under <code>/v1</code> and needs a token (<code>berth token create</code>).</li>
-<li>Web console of an app: <code>/console/APP</code>, e.g. <a href="/console/hello">/console/hello</a>.</li>
-<li>From a terminal: <code>berth status</code>, <code>berth deploy FILE --app APP</code>, <code>berth --help</code>.</li>
-<li>Liveness: <a href="/healthz">/healthz</a>.</li>
-</ul>
-</body></html>
-`
-}
+/**
+ * The dashboard's scripts, styles and API calls come from berth alone, and no other site may frame it.
+ * Inline styles are allowed for xterm.js (the recording player), which writes its cell metrics at run time.
+ */
+export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services, api } = ctx
@@ -61,13 +51,16 @@ export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext
     staticCSP: "default-src 'self'; base-uri 'none'; font-src 'self' data:; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'; connect-src 'self'",
     // The plugin's own routes carry the static assets of the page; /docs itself is documented in openapi.yaml.
   })
-  const page = frontPage()
+  const icon = `data:image/svg+xml;base64,${Buffer.from(ICON).toString('base64')}`
   ctx.route(app, 'getRoot', async (request, reply) => {
-    // A browser asks for HTML first; curl and scripts get the same pointers as JSON.
+    // A browser asks for HTML first; curl and scripts get pointers as JSON.
     const html = /text\/html/.test(request.headers.accept ?? '')
     reply.header('vary', 'accept')
     if (!html) return FRONT
-    return reply.type('text/html; charset=utf-8').header('content-security-policy', FRONT_CSP).header('x-frame-options', 'DENY').send(page)
+    // Read per request (a few KiB), so that the daemon keeps nothing of a page it may never serve.
+    const page = fs.readFileSync(DASHBOARD_HTML, 'utf8').replace('{{ICON}}', icon).replace('{{VERSION}}', VERSION)
+    reply.type('text/html; charset=utf-8').header('content-security-policy', DASHBOARD_CSP).header('x-frame-options', 'DENY')
+    return reply.header('referrer-policy', 'no-referrer').header('cache-control', 'no-store').send(page)
   })
   ctx.route(app, 'healthz', async () => {
     services.db.prepare('SELECT 1').get()
