@@ -203,7 +203,11 @@ export async function planRollback(deps: PlanDeps, app: string, to: Release | nu
   const blockers = plan.blockers.filter((b) => b.code !== 'MIGRATION_REQUIRED')
   if (opts.runRollbackExpr && !settings.rollbackExpr) blockers.push({ code: 'ROLLBACK_EXPR_MISSING', message: 'runRollbackExpr is asked for, but the app has no rollbackExpr setting' })
   if (plan.alreadyCurrent) blockers.push({ code: 'ROLLBACK_TO_CURRENT', message: `release ${target.id} is already current and running` })
-  const warnings = plan.warnings.filter((w) => !w.startsWith('no migration would run') && !w.startsWith(`release ${target.id} is already current`))
+  // The deploy's warnings about migrations and re-deploying current do not apply; the rollback's own replace them.
+  const warnings = plan.warnings.filter((w) => !w.startsWith('no migration would run') && !w.startsWith(`release ${target.id} is already current`) && !w.startsWith(`release ${currentId} has database migrations`))
+  if (plan.migrations.missing.length > 0) {
+    warnings.unshift(`release ${currentId} ran database migrations that ${target.id} does not have: ${plan.migrations.missing.join(', ')}. A rollback does not undo them unless asked to (runRollbackExpr with a rollbackExpr setting); check that the schema is compatible`)
+  }
   return {
     ...plan,
     steps: [revert, ...plan.steps.filter((s) => s.name !== 'migrating')],

@@ -833,8 +833,11 @@ export interface components {
             /** @description The release kind (mix, relx, distillery), when berth has recorded one. */
             kind?: string;
             steps: {
-                /** @enum {string} */
-                name: "migrating" | "switching" | "starting" | "verifying" | "rollback";
+                /**
+                 * @description reverting_migrations only in the plan of a rollback, which has no migrating step.
+                 * @enum {string}
+                 */
+                name: "migrating" | "switching" | "starting" | "verifying" | "rollback" | "reverting_migrations";
                 /** @enum {string} */
                 runs: "always" | "skipped" | "on-failure";
                 detail: string;

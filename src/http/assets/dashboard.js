@@ -27,6 +27,11 @@ function h(tag, attrs, ...children) {
   return el
 }
 
+/** replaceChildren that skips null and false (the DOM method would show them as the text "null"). */
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false))
+}
+
 function ago(iso) {
   if (!iso) return '-'
   const ms = Date.now() - Date.parse(iso)
@@ -117,7 +122,7 @@ function signOut(message) {
   stopLive()
   stopPageWork()
   $('me').hidden = true
-  $('view').replaceChildren()
+  fill($('view'))
   $('token').value = ''
   $('signin').hidden = false
   $('signin-error').textContent = message ?? ''
@@ -286,7 +291,7 @@ async function renderOverview() {
   const loaded = await Promise.all(apps.map((a) => loadApp(a.name).catch((err) => ({ name: a.name, error: err }))))
   if (state.route?.name !== 'overview') return
   document.title = 'berth'
-  $('view').replaceChildren(
+  fill($('view'),
     h('h1', null, 'Apps'),
     loaded.length === 0 ? h('p', { class: 'empty' }, 'No apps yet: upload a release (berth deploy FILE --app APP).') : null,
     h('div', { id: 'apps', class: 'cards' }, loaded.map((a) => (a.error ? h('article', { class: 'app-card', dataset: { app: a.name } }, h('h2', null, a.name), h('p', { class: 'error' }, a.error.message)) : appCard(a)))),
@@ -377,7 +382,7 @@ function openConsole(app, kind) {
 function ask(title, body, okLabel) {
   const dialog = $('confirm')
   $('confirm-title').textContent = title
-  $('confirm-body').replaceChildren(...body)
+  fill($('confirm-body'), body)
   $('confirm-ok').textContent = okLabel
   $('confirm-ok').disabled = false
   dialog.returnValue = ''
@@ -450,7 +455,7 @@ function followDeployment(app, d) {
     const done = !!dep.finishedAt
     box.className = done ? `done ${dep.state}` : 'running'
     box.dataset.state = dep.state
-    box.replaceChildren(
+    fill(box,
       h('h2', null, `${dep.kind} ${dep.release}: `, h('span', { class: 'progress-state' }, dep.state.replace('_', ' '))),
       dep.warnings.length ? h('ul', { class: 'plan-warnings' }, dep.warnings.map((w) => h('li', null, w))) : null,
       stepsList(dep, true),
@@ -492,7 +497,8 @@ async function renderAppPage(app, { keep = false } = {}) {
     api(appPath(app, '/events?limit=50')),
     api(appPath(app, '/env')),
     api(appPath(app, '/settings')),
-    api(appPath(app, '/sessions')),
+    // Sessions and their recordings are console matters: a read-only token does not see them.
+    may('console') ? api(appPath(app, '/sessions')) : null,
   ])
   if (state.route?.name !== 'app' || state.route.app !== app) return
   document.title = `${app} · berth`
@@ -504,7 +510,7 @@ async function renderAppPage(app, { keep = false } = {}) {
   const keptProgress = keep ? $('progress') : null
   const keptReplay = keep ? $('replay') : null
   const warn = warnings(s)
-  $('view').replaceChildren(
+  fill($('view'),
     keptProgress,
     h('p', null, h('a', { href: '#/' }, '← all apps')),
     h('h1', null, app, warn.map((w) => h('span', { class: 'badge warn' }, w))),
@@ -527,18 +533,29 @@ async function renderAppPage(app, { keep = false } = {}) {
         stepsList(d, false))))) : h('p', { class: 'empty' }, 'No deployments yet.')),
     h('section', { id: 'events', class: 'panel' }, h('h2', null, 'Audit trail'), table(['when', 'who', 'action', 'outcome', 'detail'], events.events.map((e) => ({
       class: e.outcome === 'error' || e.outcome === 'failed' ? 'bad' : '',
-      cells: [ago(e.at), e.actor ?? 'berth', e.action, e.outcome, e.detail ? h('code', null, JSON.stringify(e.detail)) : ''],
+      cells: [ago(e.at), e.actor ?? 'berth', e.action, e.outcome, e.detail ? h('code', { title: JSON.stringify(e.detail) }, summary(e.detail)) : ''],
     })))),
     h('section', { id: 'env', class: 'panel' }, h('h2', null, 'Environment'), h('p', { class: 'hint' }, 'Names only: berth never shows the values.'), env.names.length ? h('ul', { class: 'env-names' }, env.names.map((n) => h('li', null, h('code', null, n)))) : h('p', { class: 'empty' }, 'No variables.')),
     h('section', { id: 'settings', class: 'panel' }, h('h2', null, 'Settings'), h('pre', null, JSON.stringify(settings, null, 2))),
     keptLogs ?? logsSection(app),
-    h('section', { id: 'sessions', class: 'panel' }, h('h2', null, 'Console sessions'), table(['started', 'who', 'kind', 'release', 'ended', 'output', ''], sessions.sessions.slice(0, 30).map((x) => ({
+    h('section', { id: 'sessions', class: 'panel' }, h('h2', null, 'Console sessions'), !sessions ? h('p', { class: 'hint' }, 'Console sessions need a token with the console scope.') : table(['started', 'who', 'kind', 'release', 'ended', 'output', ''], sessions.sessions.slice(0, 30).map((x) => ({
       dataset: { session: x.id },
       cells: [ago(x.startedAt), x.actor ?? '-', x.kind, x.release ?? '-', x.active ? h('span', { class: 'badge' }, 'active') : x.endedAt ? `${ago(x.endedAt)}${x.endReason ? ` (${x.endReason})` : ''}` : '-', bytes(x.bytesOut),
         x.recording && !x.active ? h('button', { class: 'replay', onclick: () => replay(app, x) }, 'Replay') : ''],
     }))), keptReplay),
   )
   if (!keptLogs) startLogs(app)
+}
+
+/** An event's detail as key=value pairs with long values cut (the whole of it is in the cell's title). */
+function summary(detail) {
+  return Object.entries(detail)
+    .filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0))
+    .map(([k, v]) => {
+      const text = typeof v === 'string' ? v : JSON.stringify(v)
+      return `${k}=${text.length > 80 ? `${text.slice(0, 77)}...` : text}`
+    })
+    .join(' ')
 }
 
 function table(head, rows) {
@@ -605,7 +622,9 @@ async function replay(app, session) {
   let i = 0
   let last = 0
   // Real timing, with pauses longer than half a second cut short: a session idle for minutes replays in seconds.
+  let disposed = false
   const next = () => {
+    if (disposed) return
     while (i < events.length && events[i][1] !== 'o') i++
     if (i >= events.length) {
       $('replay-state').textContent = 'done'
@@ -614,10 +633,10 @@ async function replay(app, session) {
     const [t, , data] = events[i++]
     const wait = Math.min(Math.max(0, t - last), 0.5) * 1000
     last = t
-    timer = setTimeout(() => { term.write(data); next() }, wait)
+    timer = setTimeout(() => term.write(data, next), wait)
   }
   next()
-  state.replay = { dispose: () => { clearTimeout(timer); term.dispose(); holder.remove() } }
+  state.replay = { dispose: () => { disposed = true; clearTimeout(timer); term.dispose(); holder.remove() } }
 }
 
 // ---- start ----

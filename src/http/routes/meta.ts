@@ -58,7 +58,7 @@ export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext
     reply.header('vary', 'accept')
     if (!html) return FRONT
     // Read per request (a few KiB), so that the daemon keeps nothing of a page it may never serve.
-    const page = fs.readFileSync(DASHBOARD_HTML, 'utf8').replace('{{ICON}}', icon).replace('{{VERSION}}', VERSION)
+    const page = fs.readFileSync(DASHBOARD_HTML, 'utf8').replaceAll('{{ICON}}', icon).replace('{{VERSION}}', VERSION)
     reply.type('text/html; charset=utf-8').header('content-security-policy', DASHBOARD_CSP).header('x-frame-options', 'DENY')
     return reply.header('referrer-policy', 'no-referrer').header('cache-control', 'no-store').send(page)
   })

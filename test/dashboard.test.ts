@@ -1,0 +1,407 @@
+// The operator dashboard in a real headless Chromium against a real berth with real releases: sign-in,
+// what each token sees, a rollback from the page that ends with the earlier release serving, live steps,
+// live updates and logs, the console opened signed in, recordings; plus the event stream and the API the
+// page adds. Every page records errors and every request that would leave berth's origin (none may).
+
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import http from 'node:http'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { fixture, REPO } from './helpers/fixtures.js'
+import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
+
+let d: TestDaemon
+let port: number
+let v1: string
+let v2: string
+let browser: Browser | null = null
+const json = { 'content-type': 'application/json' }
+const SECRET = 's3cret-value-never-shown'
+const ARTIFACTS = path.join(REPO, 'test', '.artifacts')
+const HAVE_CHROMIUM = fs.existsSync('/usr/bin/chromium')
+
+before(async () => {
+  d = await startDaemon({ BERTH_MAX_SESSIONS_PER_APP: '20' })
+  port = await freePort()
+  await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port), DASH_SECRET: SECRET }) })
+  await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300 }) })
+  for (const name of ['v1', 'v2'] as const) {
+    const res = await upload(d.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token: d.adminToken, query: 'deploy=true' })
+    assert.equal(res.body.deployment?.state, 'succeeded', res.text)
+    if (name === 'v1') v1 = res.body.id
+    else v2 = res.body.id
+  }
+  // A second app, so that app limits have something to hide.
+  await call(`${d.url}/v1/apps/other/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+  fs.mkdirSync(ARTIFACTS, { recursive: true })
+  if (HAVE_CHROMIUM) {
+    const { chromium } = await import('playwright-core')
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+  }
+})
+
+after(async () => {
+  await browser?.close()
+  await d.stop()
+  assert.deepEqual(processesUnder(d.dataDir), [])
+})
+
+async function serves(): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${port}/`)).text()
+}
+
+interface Tab {
+  context: BrowserContext
+  page: Page
+  errors: string[]
+  external: string[]
+  close(): Promise<void>
+}
+
+/** A fresh browser context (its own sessionStorage) whose pages report errors and off-origin requests. */
+async function open(opts: { width?: number; height?: number } = {}): Promise<Tab> {
+  const context = await browser!.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 } })
+  const origin = new URL(d.url).origin
+  const errors: string[] = []
+  const external: string[] = []
+  // Route interception sees every request a page makes; anything not for berth is recorded and refused.
+  await context.route('**/*', (route) => {
+    const url = route.request().url()
+    if (new URL(url).origin === origin) return route.continue()
+    external.push(url)
+    return route.abort()
+  })
+  const watch = (page: Page) => {
+    page.on('pageerror', (e) => errors.push(String(e)))
+    // Chromium logs every failed load as a console error without its URL; the response event names it.
+    // A refused token (401) is an answer the sign-in test expects.
+    page.on('console', (m) => m.type() === 'error' && !/^Failed to load resource: the server responded/.test(m.text()) && errors.push(m.text()))
+    page.on('response', (r) => r.status() >= 400 && r.status() !== 401 && errors.push(`${r.status()} ${r.request().method()} ${r.url()}`))
+  }
+  context.on('page', watch)
+  const page = await context.newPage()
+  await page.goto(`${d.url}/`)
+  return {
+    context,
+    page,
+    errors,
+    external,
+    close: async () => {
+      await context.close()
+      assert.deepEqual(errors, [], 'no page error')
+      assert.deepEqual(external, [], 'no request leaves the origin')
+    },
+  }
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.fill('#token', token)
+  await page.click('#signin-go')
+  await page.waitForSelector('#me:not([hidden])', { timeout: 10_000 })
+}
+
+describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium not installed' }, () => {
+  test('GET / is the page with a strict CSP; sign-in with a bad token fails, a good one shows name, scopes and apps; sign-out forgets it', async () => {
+    const tab = await open()
+    const { page } = tab
+    const res = await page.reload()
+    assert.match(res!.headers()['content-security-policy']!, /default-src 'none'; script-src 'self';/)
+    await page.fill('#token', 'berth_0123456789abcdef_' + 'A'.repeat(43))
+    await page.click('#signin-go')
+    await page.waitForFunction(() => /Sign-in failed/.test(document.getElementById('signin-error')?.textContent ?? ''))
+    assert.equal(await page.isVisible('#me'), false)
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('berth-token')), null)
+    assert.equal(await page.locator('.app-card').count(), 0)
+
+    await signIn(page, d.adminToken)
+    assert.equal(await page.textContent('#me-name'), 'initial-admin')
+    assert.equal(await page.textContent('#me-scopes'), 'admin')
+    assert.equal(await page.textContent('#me-apps'), 'every app')
+    await page.waitForSelector('.app-card[data-app=hello]')
+    // The token is in this tab's sessionStorage and nowhere else a page could leak it from.
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('berth-token')), d.adminToken)
+    assert.equal(await page.evaluate(() => localStorage.length), 0)
+    assert.equal(await page.evaluate(() => document.cookie), '')
+    assert.deepEqual(await tab.context.cookies(), [])
+    assert.ok(!page.url().includes('berth_'))
+    // A reload keeps the tab signed in.
+    await page.reload()
+    await page.waitForSelector('.app-card[data-app=hello]')
+    await page.click('#signout')
+    await page.waitForSelector('#signin:not([hidden])')
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('berth-token')), null)
+    assert.equal(await page.locator('.app-card').count(), 0)
+    await tab.close()
+  })
+
+  test('the overview shows each app with its current and earlier releases, node and last deployment (laptop and phone width)', async () => {
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    const card = page.locator('.app-card[data-app=hello]')
+    await card.waitFor()
+    assert.match((await card.locator('.current-release').textContent())!, new RegExp(`0\\.2\\.0 \\(${v2}\\)`))
+    assert.match((await card.locator('.earlier-releases').textContent())!, new RegExp(v1))
+    assert.match((await card.textContent())!, /running/)
+    assert.match((await card.locator('.last-deployment').textContent())!, /deploy of .* succeeded, .* by initial-admin/)
+    assert.equal(await page.locator('.app-card[data-app=other]').count(), 1)
+    assert.ok((await card.locator('button.action').count()) > 0, 'an admin sees actions')
+    assert.doesNotMatch((await page.innerText('#view'))!, /\b(null|undefined|NaN)\b/, 'nothing unrendered shows')
+    await page.waitForSelector('#live.live')
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-overview.png') })
+    fs.mkdirSync(path.join(REPO, 'docs'), { recursive: true })
+    await page.screenshot({ path: path.join(REPO, 'docs', 'dashboard.png') })
+
+    await page.setViewportSize({ width: 390, height: 844 })
+    await page.waitForTimeout(100)
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling at phone width')
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true })
+    await page.click('.app-card[data-app=hello] h2 a')
+    await page.waitForSelector('#releases tr[data-release]')
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the app page fits a phone too')
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-app-phone.png'), fullPage: true })
+    await tab.close()
+  })
+
+  test('a read-only token sees no action buttons; an app-limited token sees only its app', async () => {
+    const reader = d.token('dash-reader', ['read'])
+    const tab = await open()
+    await signIn(tab.page, reader)
+    await tab.page.waitForSelector('.app-card[data-app=hello]')
+    assert.equal(await tab.page.textContent('#me-scopes'), 'read')
+    assert.equal(await tab.page.locator('button.action').count(), 0)
+    await tab.page.click('.app-card[data-app=hello] h2 a')
+    await tab.page.waitForSelector('#releases tr[data-release]')
+    assert.equal(await tab.page.locator('#view button.action').count(), 0, 'no actions on the app page either')
+    assert.match((await tab.page.textContent('#sessions'))!, /console scope/)
+    await tab.close()
+
+    const limited = d.token('dash-hello-only', ['read', 'operate'], ['hello'])
+    const tab2 = await open()
+    await signIn(tab2.page, limited)
+    await tab2.page.waitForSelector('.app-card[data-app=hello]')
+    assert.equal(await tab2.page.textContent('#me-apps'), 'apps: hello')
+    assert.deepEqual(await tab2.page.$$eval('.app-card', (els) => els.map((e) => (e as HTMLElement).dataset.app)), ['hello'])
+    // operate but not console or deploy: roll back and restart, no console, no deploy.
+    const card = tab2.page.locator('.app-card[data-app=hello]')
+    assert.equal(await card.locator('button.rollback').count(), 1)
+    assert.equal(await card.locator('button.console').count(), 0)
+    await tab2.close()
+  })
+
+  test('a rollback from the page: migration warnings first, steps appear live, the earlier release serves, the logs follow', async () => {
+    assert.equal(await serves(), 'hello 0.2.0\n')
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.goto(`${d.url}/#/apps/hello`)
+    await page.waitForSelector('#releases tr[data-release]')
+    await page.selectOption('#logs-source', 'berth')
+    await page.waitForFunction(() => /deploy succeeded/.test(document.getElementById('logs')?.textContent ?? ''))
+    const logsBefore = (await page.textContent('#logs'))!
+    assert.ok(!/rollback succeeded/.test(logsBefore))
+
+    await page.click('#status button.rollback')
+    await page.waitForSelector('#confirm[open]')
+    assert.match((await page.textContent('#confirm-title'))!, /Roll back hello to 0\.1\.0\?/)
+    assert.match((await page.textContent('#confirm .plan-warnings'))!, /20240101000000_add_things/)
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-rollback-confirm.png') })
+    // Watch every state the progress panel shows, to tell steps shown live from an answer drawn once at the end.
+    await page.evaluate(() => {
+      const seen: string[] = []
+      ;(window as unknown as { seen: string[] }).seen = seen
+      new MutationObserver(() => {
+        const p = document.getElementById('progress')
+        const s = p?.dataset.state
+        const running = [...(p?.querySelectorAll('.step.running .step-name') ?? [])].map((e) => e.textContent).join(',')
+        const key = `${s}:${running}`
+        if (s && seen[seen.length - 1] !== key) seen.push(key)
+      }).observe(document.body, { subtree: true, childList: true, attributes: true })
+    })
+    await page.click('#confirm-ok')
+    await page.waitForSelector('#progress[data-state=succeeded]', { timeout: 60_000 })
+    const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen)
+    assert.ok(seen.some((s) => /:(switching|starting|verifying)/.test(s)), `a step was shown running: ${seen.join(' ')}`)
+    assert.equal(seen[seen.length - 1], 'succeeded:')
+    const steps = await page.$$eval('#progress .step', (els) => els.map((e) => `${(e as HTMLElement).dataset.step}=${e.querySelector('.step-state')?.textContent}`))
+    assert.deepEqual(steps.filter((s) => !s.startsWith('reverting_migrations')), ['switching=ok', 'starting=ok', 'verifying=ok'])
+    // Checked against the app itself, not against berth's word for it.
+    assert.equal(await serves(), 'hello 0.1.0\n')
+    await page.waitForFunction((id) => document.querySelector('#status .current-release')?.textContent?.includes(id), v1)
+    // The followed log got the rollback's lines while the page was open.
+    await page.waitForFunction(() => /rollback succeeded by initial-admin/.test(document.getElementById('logs')?.textContent ?? ''), null, { timeout: 10_000 })
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-rollback-done.png'), fullPage: true })
+
+    // The console's own log follows too: a line the node prints shows up without reloading.
+    await page.selectOption('#logs-source', 'console')
+    await page.waitForFunction(() => (document.getElementById('logs-state')?.textContent ?? '').startsWith('following'))
+    await page.waitForTimeout(500)
+    const rpc = await call(`${d.url}/v1/apps/hello/rpc`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ expr: 'IO.puts(:user, "dash-" <> "marker")' }) })
+    assert.equal(rpc.status, 200, rpc.text)
+    await page.waitForFunction(() => /dash-marker/.test(document.getElementById('logs')?.textContent ?? ''), null, { timeout: 10_000 })
+    await tab.close()
+  })
+
+  test('the overview updates live from the event stream when another client acts', async () => {
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.waitForSelector('#live.live')
+    const card = page.locator('.app-card[data-app=hello]')
+    await card.waitFor()
+    const before = (await card.locator('.current-release').textContent())!
+    const target = before.includes(v1) ? v2 : v1
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1))
+    const res = await call(`${d.url}/v1/apps/hello/rollback?wait=true`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ to: target }) })
+    assert.equal(res.status, 200, res.text)
+    // Polling (the fallback) runs every 5 s; the stream brings the change well before that.
+    await page.waitForFunction((id) => document.querySelector('.app-card[data-app=hello] .current-release')?.textContent?.includes(id), target, { timeout: 3000 })
+    assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 1, 'without a reload')
+    await tab.close()
+  })
+
+  test('the app page: releases, deployments with steps and output, audit trail, env names without values, settings', async () => {
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.goto(`${d.url}/#/apps/hello`)
+    await page.waitForSelector('#releases tr[data-release]')
+    const rows = await page.$$eval('#releases tr[data-release]', (els) => els.map((e) => ({ id: (e as HTMLElement).dataset.release, current: e.classList.contains('current'), text: e.textContent })))
+    assert.deepEqual(rows.map((r) => r.id).sort(), [v1, v2].sort())
+    assert.equal(rows.filter((r) => r.current).length, 1)
+    for (const r of rows) assert.match(r.text!, /MiB.*ago.*initial-admin/)
+    assert.ok((await page.locator('#deployments li.deployment').count()) >= 3)
+    await page.click('#deployments li.deployment:last-child summary')
+    const first = (await page.textContent('#deployments li.deployment:last-child'))!
+    assert.match(first, /migrating/)
+    assert.match(first, /switching/)
+    assert.match((await page.textContent('#events'))!, /release\.upload/)
+    assert.deepEqual(await page.$$eval('#env .env-names li', (els) => els.map((e) => e.textContent)), ['DASH_SECRET', 'PORT'])
+    assert.ok(!(await page.content()).includes(SECRET), 'no env value anywhere on the page')
+    assert.match((await page.textContent('#settings'))!, /"stableWindowMs": 300/)
+    await tab.close()
+  })
+
+  test('the console opens from the dashboard signed in, and its recording replays on the app page', async () => {
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.goto(`${d.url}/#/apps/hello`)
+    await page.waitForSelector('#releases tr[data-release]')
+    const [popup] = await Promise.all([tab.context.waitForEvent('page'), page.click('#status button.console')])
+    await popup.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent?.includes('iex('), null, { timeout: 30_000 })
+    assert.ok(!popup.url().includes('berth_'), 'the token is not in the console URL')
+    assert.equal(await popup.evaluate(() => sessionStorage.getItem('berth-token')), d.adminToken)
+    await popup.keyboard.type('String.duplicate("ab", 3)\n')
+    await popup.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent?.includes('"ababab"'), null, { timeout: 20_000 })
+    await popup.screenshot({ path: path.join(ARTIFACTS, 'dashboard-console.png') })
+    await popup.close()
+    // The session's end is an audit event: the page's sessions table gets the replay button by itself.
+    const replay = page.locator('#sessions tr[data-session] button.replay').first()
+    await replay.waitFor({ timeout: 15_000 })
+    await replay.click()
+    await page.waitForFunction(() => document.getElementById('replay-state')?.textContent === 'done', null, { timeout: 20_000 })
+    await page.waitForFunction(() => document.querySelector('#replay .xterm-rows')?.textContent?.includes('"ababab"'), null, { timeout: 5000 })
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-replay.png'), fullPage: true })
+    await tab.close()
+  })
+})
+
+/** Reads a server-sent event stream with a raw socket, so a test can stop reading at will. */
+function sse(pathAndQuery: string, token: string): Promise<{ res: http.IncomingMessage; events(): { type: string; data: Record<string, unknown> }[]; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${d.url}${pathAndQuery}`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => (text += c))
+      const ended = new Promise<void>((r) => res.on('close', () => r()))
+      const events = () =>
+        text
+          .split('\n\n')
+          .map((b) => ({ type: /^event: (.*)$/m.exec(b)?.[1], data: /^data: (.*)$/m.exec(b)?.[1] }))
+          .filter((e): e is { type: string; data: string } => !!e.type && !!e.data)
+          .map((e) => ({ type: e.type, data: JSON.parse(e.data) as Record<string, unknown> }))
+      resolve({ res, events, ended })
+    })
+    req.on('error', reject)
+  })
+}
+
+describe('the API the dashboard uses', () => {
+  test('GET /v1/token shows the token (never its secret); berth whoami prints it', async () => {
+    const t = d.token('dash-whoami', ['read', 'deploy'], ['hello'])
+    const res = await call(`${d.url}/v1/token`, { token: t })
+    assert.equal(res.status, 200)
+    assert.deepEqual({ name: res.body.name, scopes: res.body.scopes, apps: res.body.apps }, { name: 'dash-whoami', scopes: ['read', 'deploy'], apps: ['hello'] })
+    assert.ok(!res.text.includes(t.split('_')[2]!), 'no secret in the answer')
+    assert.equal((await call(`${d.url}/v1/token`)).status, 401)
+    const { runCli } = await import('./helpers/daemon.js')
+    const cli = await runCli(['whoami', '--url', d.url, '--token', t])
+    assert.equal(cli.code, 0, cli.stderr)
+    assert.match(cli.stdout, /^dash-whoami\nscopes: +read, deploy\napps: +hello\n/)
+  })
+
+  test('rollback?dryRun=true answers the plan with the migration warning and changes nothing', async () => {
+    const current = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.current
+    const other = current === v1 ? v2 : v1
+    const before = (await call(`${d.url}/v1/apps/hello/deployments`, { token: d.adminToken })).body.deployments.length
+    const operator = d.token('dash-operator', ['operate'])
+    const res = await call(`${d.url}/v1/apps/hello/rollback?dryRun=true`, { method: 'POST', token: operator, headers: json, body: JSON.stringify({ to: other }) })
+    assert.equal(res.status, 200, res.text)
+    assert.equal(res.body.dryRun, true)
+    assert.equal(res.body.release, other)
+    assert.equal(res.body.migrate.expr, null)
+    assert.ok(!res.body.steps.some((s: { name: string }) => s.name === 'migrating'), 'a rollback runs no migration')
+    // v2 adds a migration v1 lacks: going back to v1 warns about it, going forward to v2 does not.
+    if (other === v1) {
+      assert.equal(res.body.migrations.missing.length, 1)
+      assert.match(res.body.warnings.join('\n'), /20240101000000_add_things.*A rollback does not undo them/)
+    } else assert.deepEqual(res.body.migrations.missing, [])
+    const toCurrent = await call(`${d.url}/v1/apps/hello/rollback?dryRun=true`, { method: 'POST', token: operator, headers: json, body: JSON.stringify({ to: current }) })
+    assert.deepEqual(toCurrent.body.blockers.map((b: { code: string }) => b.code), ['ROLLBACK_TO_CURRENT'])
+    assert.equal((await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.current, current)
+    assert.equal((await call(`${d.url}/v1/apps/hello/deployments`, { token: d.adminToken })).body.deployments.length, before)
+  })
+
+  test('GET /v1/events streams the audit events of the token\'s apps only', async () => {
+    const limited = d.token('dash-sse-hello', ['read'], ['hello'])
+    const s = await sse('/v1/events', limited)
+    assert.equal(s.res.statusCode, 200)
+    assert.match(s.res.headers['content-type']!, /^text\/event-stream/)
+    const all = await sse('/v1/events?app=other', d.adminToken)
+    d.server.services.events.record({ app: 'other', actor: 'test', action: 'settings.update', outcome: 'ok', detail: { marker: 'o1' } })
+    d.server.services.events.record({ app: 'hello', actor: 'test', action: 'settings.update', outcome: 'ok', detail: { marker: 'h1' } })
+    await until('hello event', () => s.events().some((e) => e.data.detail && (e.data.detail as { marker?: string }).marker === 'h1'))
+    await until('other event', () => all.events().length > 0)
+    assert.deepEqual(s.events().map((e) => (e.data.detail as { marker: string }).marker), ['h1'], 'the app-limited token hears nothing of other')
+    assert.deepEqual(all.events().map((e) => (e.data.detail as { marker: string }).marker), ['o1'], '?app= keeps one app')
+    assert.equal((await call(`${d.url}/v1/events?app=other`, { token: limited })).status, 403)
+    s.res.destroy()
+    all.res.destroy()
+  })
+
+  test('a revoked token ends its event stream; a client that stops reading is dropped, not buffered for', async () => {
+    const t = d.token('dash-sse-revoke', ['read'])
+    const s = await sse('/v1/events', t)
+    const { tokens } = d.server.services
+    tokens.revoke('dash-sse-revoke')
+    await s.ended
+    assert.deepEqual(s.events().at(-1), { type: 'end', data: { reason: 'token revoked' } })
+
+    const slow = await sse('/v1/events', d.adminToken)
+    slow.res.pause()
+    // ~20 MB of events against a reader that takes none: more than the socket buffers and the 1 MiB limit.
+    const detail = { filler: 'x'.repeat(4000) }
+    let sent = 0
+    for (; sent < 5000; sent++) d.server.services.events.record({ app: 'hello', actor: 'test', action: 'settings.update', outcome: 'ok', detail })
+    slow.res.resume()
+    await slow.ended
+    const got = slow.events()
+    assert.equal(got.at(-1)?.type, 'overflow')
+    assert.ok(got.length < sent, `the slow client got ${got.length} of ${sent}`)
+  })
+})
