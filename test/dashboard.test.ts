@@ -178,6 +178,11 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     await tab.page.waitForSelector('#releases tr[data-release]')
     assert.equal(await tab.page.locator('#view button.action').count(), 0, 'no actions on the app page either')
     assert.match((await tab.page.textContent('#sessions'))!, /console scope/)
+    // Revoking the token (as `berth token revoke` does) ends the page's event stream and signs the tab out.
+    d.server.services.tokens.revoke('dash-reader')
+    await tab.page.waitForSelector('#signin:not([hidden])', { timeout: 5000 })
+    assert.match((await tab.page.textContent('#signin-error'))!, /revoked or expired/)
+    assert.equal(await tab.page.evaluate(() => sessionStorage.getItem('berth-token')), null)
     await tab.close()
 
     const limited = d.token('dash-hello-only', ['read', 'operate'], ['hello'])
@@ -283,6 +288,18 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     assert.deepEqual(await page.$$eval('#env .env-names li', (els) => els.map((e) => e.textContent)), ['DASH_SECRET', 'PORT'])
     assert.ok(!(await page.content()).includes(SECRET), 'no env value anywhere on the page')
     assert.match((await page.textContent('#settings'))!, /"stableWindowMs": 300/)
+
+    // Restart from the page: a confirmation, then the operation's steps to the end, the node up again.
+    const pid = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.node.beamPid
+    await page.click('#status button.restart')
+    await page.waitForSelector('#confirm[open]')
+    await page.click('#confirm-ok')
+    await page.waitForSelector('#progress[data-state=succeeded]', { timeout: 60_000 })
+    assert.deepEqual(await page.$$eval('#progress .step', (els) => els.map((e) => (e as HTMLElement).dataset.step)), ['stopping', 'starting', 'verifying'])
+    const after = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.node
+    assert.equal(after.state, 'running')
+    assert.notEqual(after.beamPid, pid)
+    assert.match(await serves(), /^hello 0\.[12]\.0\n$/)
     await tab.close()
   })
 
@@ -343,6 +360,22 @@ describe('the API the dashboard uses', () => {
     const cli = await runCli(['whoami', '--url', d.url, '--token', t])
     assert.equal(cli.code, 0, cli.stderr)
     assert.match(cli.stdout, /^dash-whoami\nscopes: +read, deploy\napps: +hello\n/)
+  })
+
+  test('berth events --follow prints the events as they happen', async () => {
+    const { spawn } = await import('node:child_process')
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'berth.js'), 'events', '--follow', 'hello', '--json', '--url', d.url, '--token', d.adminToken], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (c) => (out += c))
+    try {
+      // The stream is open once berth holds the token for it.
+      await until('stream open', () => d.server.services.tokenWatch.size > 0)
+      d.server.services.events.record({ app: 'hello', actor: 'test', action: 'settings.update', outcome: 'ok', detail: { marker: 'cli' } })
+      await until('line printed', () => out.includes('"marker":"cli"'))
+      assert.equal(JSON.parse(out.trim().split('\n')[0]!).action, 'settings.update')
+    } finally {
+      child.kill()
+    }
   })
 
   test('rollback?dryRun=true answers the plan with the migration warning and changes nothing', async () => {
