@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import Sqlite from 'better-sqlite3'
 import pino from 'pino'
 import { openDatabase } from '../src/store/db.js'
+import { EventStore } from '../src/store/events.js'
 import { tempDir } from './helpers/daemon.js'
 
 const log = pino({ level: 'silent' })
@@ -48,4 +49,24 @@ test('a gap in the numbering is refused', () => {
   fs.writeFileSync(path.join(dir, '003-c.sql'), 'SELECT 1;')
   assert.throws(() => openDatabase(path.join(dir, 'x.db'), log, dir), /003-c\.sql is out of sequence/)
   fs.rmSync(dir, { recursive: true })
+})
+
+test('an audit subscriber that unsubscribes while hearing an event does not make the next one miss it', () => {
+  const dir = tempDir()
+  try {
+    const db = openDatabase(path.join(dir, 'berth.db'), log)
+    const events = new EventStore(db, log)
+    const heard: string[] = []
+    const off = events.subscribe(() => {
+      heard.push('first')
+      off()
+    })
+    events.subscribe(() => heard.push('second'))
+    events.record({ app: 'hello', action: 'rpc', outcome: 'ok' })
+    events.record({ app: 'hello', action: 'rpc', outcome: 'ok' })
+    assert.deepEqual(heard, ['first', 'second', 'second'])
+    db.close()
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 })

@@ -80,7 +80,9 @@ export class EventStore {
     const event: RecordedEvent = { app: e.app, at, actor: e.actor ?? null, action: e.action, outcome: e.outcome, detail: e.detail ?? null, line }
     // The event is stored: a subscriber that fails (a full disk for the app log, a webhook bug) must not
     // turn the domain call that recorded it into a failure, nor keep the other subscribers from hearing it.
-    for (const l of this.listeners) {
+    // A snapshot: a subscriber may unsubscribe while it hears the event (an event stream dropping a slow
+    // client does), and splicing the live array would skip the subscriber after it.
+    for (const l of [...this.listeners]) {
       try {
         l(event)
       } catch (err) {
