@@ -289,6 +289,17 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     assert.ok(!(await page.content()).includes(SECRET), 'no env value anywhere on the page')
     assert.match((await page.textContent('#settings'))!, /"stableWindowMs": 300/)
 
+    // Deploying an uploaded release asks first, with its plan (its migration step); cancelling changes nothing.
+    const current = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.current
+    await page.click('#releases tr:not(.current) button.deploy')
+    await page.waitForSelector('#confirm[open]')
+    assert.match((await page.textContent('#confirm-title'))!, /^Deploy 0\.[12]\.0-\w+ to hello\?$/)
+    assert.match((await page.textContent('#confirm-body'))!, /migrating/)
+    await page.click('#confirm-cancel')
+    await page.waitForFunction(() => !(document.getElementById('confirm') as HTMLDialogElement).open)
+    assert.equal((await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.current, current)
+    assert.equal(await page.locator('#progress').count(), 0)
+
     // Restart from the page: a confirmation, then the operation's steps to the end, the node up again.
     const pid = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body.node.beamPid
     await page.click('#status button.restart')
@@ -368,10 +379,11 @@ describe('the API the dashboard uses', () => {
     let out = ''
     child.stdout.on('data', (c) => (out += c))
     try {
-      // The stream is open once berth holds the token for it.
-      await until('stream open', () => d.server.services.tokenWatch.size > 0)
-      d.server.services.events.record({ app: 'hello', actor: 'test', action: 'settings.update', outcome: 'ok', detail: { marker: 'cli' } })
-      await until('line printed', () => out.includes('"marker":"cli"'))
+      // Events recorded before the stream opens are not sent (it is live only): record until one arrives.
+      await until('line printed', () => {
+        d.server.services.events.record({ app: 'hello', actor: 'test', action: 'settings.update', outcome: 'ok', detail: { marker: 'cli' } })
+        return out.includes('"marker":"cli"')
+      })
       assert.equal(JSON.parse(out.trim().split('\n')[0]!).action, 'settings.update')
     } finally {
       child.kill()

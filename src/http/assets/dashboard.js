@@ -509,6 +509,8 @@ async function renderAppPage(app, { keep = false } = {}) {
   const keptLogs = keep ? $('logs-section') : null
   const keptProgress = keep ? $('progress') : null
   const keptReplay = keep ? $('replay') : null
+  // A re-render after an event must not fold the deployments the operator opened.
+  const opened = new Set(keep ? [...document.querySelectorAll('#deployments li.deployment > details[open]')].map((e) => e.parentElement.dataset.deployment) : [])
   const warn = warnings(s)
   fill($('view'),
     keptProgress,
@@ -526,7 +528,7 @@ async function renderAppPage(app, { keep = false } = {}) {
           !r.current && may('deploy') ? h('button', { class: 'action deploy', onclick: () => confirmDeploy(app, r.id) }, 'Deploy') : null)],
     })))),
     h('section', { id: 'deployments', class: 'panel' }, h('h2', null, 'Deployments'), deployments.deployments.length ? h('ul', { class: 'deployments' }, deployments.deployments.slice(0, 30).map((d) =>
-      h('li', { class: `deployment ${d.state}`, dataset: { deployment: d.id } }, h('details', null,
+      h('li', { class: `deployment ${d.state}`, dataset: { deployment: d.id } }, h('details', { open: opened.has(d.id) },
         h('summary', null, h('strong', null, d.kind), ` ${d.release} `, h('span', { class: `state ${d.state}` }, d.state.replace('_', ' ')), ` · ${ago(d.createdAt)} by ${d.actor ?? 'berth'}`, d.finishedAt ? ` · took ${duration(Date.parse(d.finishedAt) - Date.parse(d.createdAt))}` : ''),
         d.reason ? h('p', { class: 'error' }, d.reason) : null,
         d.warnings.length ? h('ul', { class: 'plan-warnings' }, d.warnings.map((w) => h('li', null, w))) : null,
