@@ -449,4 +449,23 @@ describe('the API the dashboard uses', () => {
     assert.equal(got.at(-1)?.type, 'overflow')
     assert.ok(got.length < sent, `the slow client got ${got.length} of ${sent}`)
   })
+
+  test('closing berth ends open event streams at once instead of waiting for them', async () => {
+    const small = await startDaemon({ BERTH_SHUTDOWN_GRACE_MS: '30000' })
+    let stopped = false
+    try {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${small.url}/v1/events`, { headers: { authorization: `Bearer ${small.adminToken}` } }, resolve).on('error', reject))
+      let text = ''
+      res.on('data', (c: Buffer) => (text += c))
+      const closed = new Promise<void>((r) => res.on('close', () => r()))
+      const t0 = Date.now()
+      await small.stop()
+      stopped = true
+      await closed
+      assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`)
+      assert.match(text, /event: end\ndata: \{"reason":"berth is shutting down"\}/)
+    } finally {
+      if (!stopped) await small.stop()
+    }
+  })
 })

@@ -14,6 +14,12 @@ export const MAX_BUFFERED_BYTES = 1024 * 1024
 
 export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services } = ctx
+  // Streams never end by themselves: closing berth ends them first, or it would wait out its grace period.
+  const streams = new Set<() => void>()
+  app.addHook('preClose', (done) => {
+    for (const end of [...streams]) end()
+    done()
+  })
 
   ctx.route(app, 'whoami', async (request) => {
     const t = request.token!
@@ -48,8 +54,10 @@ export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteCo
     const keepalive = setInterval(() => send(': keepalive\n\n'), KEEPALIVE_MS)
     const onShutdown = () => finish('end', 'berth is shutting down')
     services.shutdown.signal.addEventListener('abort', onShutdown, { once: true })
+    streams.add(onShutdown)
     const cleanup = () => {
       done = true
+      streams.delete(onShutdown)
       clearInterval(keepalive)
       unsubscribe()
       unhold()
