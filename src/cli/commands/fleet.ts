@@ -5,7 +5,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import { parseArgs } from 'node:util'
 import { problem } from '../../errors.js'
-import type { FollowOptions } from '../../fleet/agent.js'
+import { DEFAULT_FOLLOW, type FollowOptions } from '../../fleet/agent.js'
 import { hostTokens, parseFleet, type Fleet, type FleetOverrides } from '../../fleet/file.js'
 import { deployFleet, rollbackFleet, type HostResult, type RolloutEvent, type RolloutResult } from '../../fleet/rollout.js'
 import { fleetStatus, type FleetStatus } from '../../fleet/status.js'
@@ -64,7 +64,7 @@ export const command: Command = { help: HELP, options: OPTIONS, run: fleetComman
 /** How the CLI follows each host's deployment; a test may shorten the grace with BERTH_FLEET_UNREACHABLE_MS. */
 function followOptions(env: NodeJS.ProcessEnv): FollowOptions {
   const grace = Number(env.BERTH_FLEET_UNREACHABLE_MS)
-  return { pollMs: 250, unreachableMs: Number.isFinite(grace) && grace > 0 ? grace : 30_000 }
+  return { ...DEFAULT_FOLLOW, ...(Number.isFinite(grace) && grace > 0 ? { unreachableMs: grace } : {}) }
 }
 
 async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
