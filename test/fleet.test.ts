@@ -141,7 +141,7 @@ test('a release that crashes on boot fails on the canary: it is put back and no 
   const r = await run(['deploy', await tarball('crash_on_boot'), '--fleet', fleetFile, '--json'])
   assert.equal(r.code, 1, r.stdout + r.stderr)
   assert.equal(r.result.halted.host, 'h1')
-  assert.match(r.stderr, /halted at h1: /)
+  assert.match(r.stderr, /halted at h1 \([A-Z_]+\); no further host is touched/)
   assert.deepEqual(r.result.hosts.map((h: any) => h.outcome), ['rolled_back', 'not_deployed', 'not_deployed', 'not_deployed'])
   assert.deepEqual(await currents(), [ids.v2, ids.v2, ids.v2, ids.v2])
   assert.equal(await answers(hosts[0]!), 'hello 0.2.0\n')
@@ -169,7 +169,8 @@ test('a host that fails later halts the rollout: the hosts moved go back, the ho
     assert.equal(await answers(h), 'hello 0.2.0\n')
   }
   assert.equal((await deploymentsOf(h4!)).length, h4Before, 'h4 was never deployed')
-  assert.match(r.stderr, /halted at h3: migration exited/)
+  assert.match(r.stderr, /halted at h3 \(MIGRATION_FAILED\)/)
+  assert.match(r.result.halted.reason, /^migration exited with code 1/)
 })
 
 test('a rollout interrupted by killing the CLI is resumed by running it again', async () => {

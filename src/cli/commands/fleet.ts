@@ -5,13 +5,13 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import { parseArgs } from 'node:util'
 import { problem } from '../../errors.js'
-import { DEFAULT_FOLLOW, type FollowOptions } from '../../fleet/agent.js'
+import { DEFAULT_FOLLOW, type Deployment, type FollowOptions } from '../../fleet/agent.js'
 import { hostTokens, parseFleet, type Fleet, type FleetOverrides } from '../../fleet/file.js'
 import { deployFleet, rollbackFleet, type HostResult, type RolloutEvent, type RolloutResult } from '../../fleet/rollout.js'
 import { fleetStatus, type FleetStatus } from '../../fleet/status.js'
 import { ROLLOUT_ID } from '../../paths.js'
 import { HttpAgent } from '../fleet-agent.js'
-import { bytes, table, when } from '../format.js'
+import { between, bytes, duration, table, when } from '../format.js'
 import { UsageError } from '../usage.js'
 import { printJson, type Command } from './common.js'
 
@@ -109,6 +109,12 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
   }
 
   const onEvent = progress(out, fleet)
+  // Ctrl+C leaves each agent to finish the deployment it runs; the same command again resumes from there.
+  const onInterrupt = () => {
+    out.write(`\ninterrupted: deployments already started go on in their agents; run the same command again to resume (berth fleet status --fleet ${values.fleet})\n`)
+    process.exit(130)
+  }
+  process.once('SIGINT', onInterrupt)
   let r: RolloutResult
   if (sub === 'deploy') {
     const file = args[0]!
@@ -118,6 +124,7 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
   } else {
     r = await rollbackFleet({ fleet, agents, to: values.to, rollout: values.rollout, follow: followOptions(env), onEvent })
   }
+  process.off('SIGINT', onInterrupt)
   if (json) printJson(r)
   else out.write(formatSummary(r))
   return r.ok ? 0 : 1
@@ -133,20 +140,28 @@ function loadFleet(file: string, overrides: FleetOverrides): Fleet {
   return parseFleet(text, file, overrides)
 }
 
-/** One line per event: uploads at each quarter, each host's deployment start, steps and end, the halt. */
+/**
+ * One line per event: a host's upload progress at most every 2 s (a quick one shows only its end), each
+ * host's deployment as it starts, each of its steps as it ends, its outcome, the halt and the putting back.
+ */
 function progress(out: NodeJS.WritableStream, fleet: Fleet): (e: RolloutEvent) => void {
-  const quarters = new Map<string, number>()
-  const steps = new Map<string, string>()
+  const lastDrawn = new Map<string, number>()
+  const shownSteps = new Map<string, number>()
+  const latest = new Map<string, Deployment>()
   const width = Math.max(...fleet.hosts.map((h) => h.name.length))
   const line = (host: string, text: string) => out.write(`${host.padEnd(width)}  ${text}\n`)
+  const started = Date.now()
+  const took = (d: Deployment | undefined) => {
+    const ms = d ? between(d.createdAt, d.finishedAt) : null
+    return ms === null ? '' : ` in ${duration(ms)}`
+  }
   return (e) => {
     switch (e.type) {
       case 'upload': {
-        const q = e.total > 0 ? Math.floor((e.sent / e.total) * 4) : 4
-        if (q > (quarters.get(e.host) ?? 0) && q < 4) {
-          quarters.set(e.host, q)
-          line(e.host, `upload ${q * 25}% of ${bytes(e.total)}`)
-        }
+        const now = Date.now()
+        if (e.sent >= e.total || now - (lastDrawn.get(e.host) ?? started) < 2000) break
+        lastDrawn.set(e.host, now)
+        line(e.host, `upload ${Math.floor((e.sent / Math.max(e.total, 1)) * 100)}% of ${bytes(e.total)}`)
         break
       }
       case 'uploaded':
@@ -158,21 +173,26 @@ function progress(out: NodeJS.WritableStream, fleet: Fleet): (e: RolloutEvent) =
         break
       }
       case 'start':
-        steps.set(e.host, '')
+        shownSteps.set(e.host, 0)
+        latest.set(e.host, e.deployment)
         line(e.host, `${e.deployment.kind === 'deploy' ? 'deploying' : e.deployment.kind === 'stop' ? 'stopping' : 'rolling back to'} ${e.deployment.release}${e.deployment.kind === 'deploy' && !e.migrate ? ' without migrating' : ''} (deployment ${e.deployment.id})`)
         break
       case 'step': {
-        const s = e.deployment.steps.at(-1)
-        const key = s ? `${s.name}:${s.state}` : ''
-        if (s && key !== steps.get(e.host) && s.state !== 'running') line(e.host, `  ${s.name} ${s.state}`)
-        steps.set(e.host, key)
+        latest.set(e.host, e.deployment)
+        const steps = e.deployment.steps
+        let i = shownSteps.get(e.host) ?? 0
+        for (; i < steps.length && steps[i]!.state !== 'running'; i++) {
+          const ms = between(steps[i]!.startedAt, steps[i]!.endedAt)
+          line(e.host, `  ${steps[i]!.name} ${steps[i]!.state}${ms === null || steps[i]!.state === 'skipped' ? '' : ` (${duration(ms)})`}`)
+        }
+        shownSteps.set(e.host, i)
         break
       }
       case 'end':
-        line(e.host, `${e.result.outcome}${e.result.reason ? `: ${e.result.reason}` : ''}`)
+        line(e.host, `${e.result.outcome}${e.result.outcome === 'done' ? took(latest.get(e.host)) : ''}${e.result.reason ? `: ${e.result.reason}` : ''}`)
         break
       case 'halt':
-        out.write(`halted at ${e.halt.host}: ${e.halt.reason} (${e.halt.code}); no further host is touched\n`)
+        out.write(`halted at ${e.halt.host} (${e.halt.code}); no further host is touched\n`)
         break
       case 'put-back':
         line(e.host, e.to ? `putting back ${e.to}` : 'stopping the node (it ran no release before)')
