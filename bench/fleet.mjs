@@ -4,7 +4,7 @@
 //
 //   npm run build && node bench/fleet.mjs [--hosts 4,8] [--batches 1,2,all] [--runs N] [--json FILE] [--keep]
 //
-//   --hosts LIST    fleet sizes (default 4,8); as many agents as the largest are started
+//   --hosts LIST    fleet sizes (default 4,8); one agent more than the largest is started
 //   --batches LIST  batch sizes, a number or `all` (default 1,2,all); canary 1 and migrate: once always
 //   --runs N        timed rollouts of each size and batch (default 1); v1 and v2 alternate
 //   --json FILE     also write every run (phases, each host's deployment time) as JSON
@@ -28,7 +28,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { FIXTURES, REPO, fmt, freePorts, killProcessesNaming, mdTable, median, onInterrupt, parseCli, request, rmTreeSync, sleep, startBerth } from './lib.mjs'
+import { BenchError, FIXTURES, REPO, fmt, freePorts, killProcessesNaming, mdTable, median, onInterrupt, parseCli, request, rmTreeSync, sleep, startBerth } from './lib.mjs'
 
 const OPTIONS = {
   '--hosts': { key: 'hosts', type: 'list' },
@@ -39,8 +39,13 @@ const OPTIONS = {
 }
 const opts = parseCli('bench/fleet', import.meta.url, OPTIONS, { hosts: ['4', '8'], batches: ['1', '2', 'all'], runs: 1, json: null, keep: false })
 const sizes = opts.hosts.map(Number)
-if (sizes.some((n) => !Number.isInteger(n) || n < 2)) throw new Error('--hosts: each size must be a whole number of at least 2')
-for (const b of opts.batches) if (b !== 'all' && !(Number(b) >= 1)) throw new Error(`--batches: "${b}" is neither a number nor all`)
+/** @param {string} why */
+const wrong = (why) => {
+  process.stderr.write(`bench/fleet: ${why}\n`)
+  process.exit(2)
+}
+if (sizes.some((n) => !Number.isInteger(n) || n < 2)) wrong('--hosts: each size must be a whole number of at least 2')
+for (const b of opts.batches) if (b !== 'all' && !(Number(b) >= 1)) wrong(`--batches: "${b}" is neither a number nor all`)
 
 const dist = (p) => import(pathToFileURL(path.join(REPO, 'dist', 'src', p)).href)
 const { deployFleet } = await dist('fleet/rollout.js')
@@ -77,7 +82,7 @@ async function setUp(n) {
       ['/settings', { stableWindowMs: 0, bootTimeoutMs: 120_000, migrateTimeoutMs: 60_000, healthUrl: `http://127.0.0.1:${app}/health` }],
     ]) {
       const r = await request(a, 'PUT', `/v1/apps/hello${p}`, { json: body })
-      if (r.status !== 200) throw new Error(`agent ${i + 1} PUT ${p}: ${r.text}`)
+      if (r.status !== 200) throw new BenchError('SETUP_FAILED', `agent ${i + 1} PUT ${p}: ${r.text}`)
     }
     process.stderr.write(`agent ${i + 1} of ${n} up on ${a.url}\n`)
   }
@@ -92,7 +97,7 @@ async function rollout(n, batch, release) {
   let tPlan = NaN
   const r = await deployFleet({ fleet, agents: clients, file: release.tarball, sha256: release.sha256 ?? sha256(release.tarball), follow: DEFAULT_FOLLOW, onEvent: (e) => e.type === 'plan' && (tPlan = performance.now()) })
   const tEnd = performance.now()
-  if (!r.ok) throw new Error(`the rollout halted: ${JSON.stringify(r.halted)}`)
+  if (!r.ok) throw new BenchError('ROLLOUT_HALTED', `the rollout halted: ${JSON.stringify(r.halted)}`)
   const byHost = new Map()
   for (const [i, h] of r.hosts.entries()) {
     const d = (await request(agents[i], 'GET', `/v1/apps/hello/deployments/${h.deployment}`)).json
@@ -112,7 +117,7 @@ async function singleDeploy() {
   const t0 = performance.now()
   const r = await request(extra, 'POST', '/v1/apps/hello/deployments?wait=true', { json: { release: up.json.id } })
   const wall = performance.now() - t0
-  if (r.json?.state !== 'succeeded') throw new Error(`single deploy: ${r.text}`)
+  if (r.json?.state !== 'succeeded') throw new BenchError('DEPLOY_FAILED', `single deploy: ${r.text}`)
   return { wallMs: wall, agentMs: ms(r.json) }
 }
 
