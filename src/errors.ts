@@ -85,6 +85,10 @@ export const catalogue = {
   RELEASE_NAME_MISMATCH: [422, 'The release is for another app'],
   RELEASE_MULTIPLE_APPS: [422, 'The archive holds more than one release'],
 
+  // fleet rollouts (the CLI's conductor, src/fleet): what it refuses before touching any host
+  FLEET_FILE_INVALID: [400, 'The fleet file is not valid'],
+  FLEET_TOKEN_MISSING: [400, 'A host of the fleet has no token'],
+
   // server side
   DATABASE_UNREADABLE: [500, 'berth.db is not a readable database'],
   DATA_DIR_EXPOSED: [500, 'The data directory is readable by other users'],

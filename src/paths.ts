@@ -8,6 +8,8 @@ export const APP_NAME = /^[a-z][a-z0-9_]{0,63}$/
 /** A release id is VERSION-12HEX; versions are restricted to characters that are safe in paths and URLs. */
 export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/
 export const RELEASE_ID = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}-[0-9a-f]{12}$/
+/** A fleet rollout's id (openapi.yaml RolloutId): a short token, safe in logs, URLs and file names. */
+export const ROLLOUT_ID = /^[A-Za-z0-9._-]{1,64}$/
 
 export class Paths {
   constructor(readonly dataDir: string) {}

@@ -98,3 +98,46 @@ test('a deployment that is rolled back fails the job, with the reason printed', 
   assert.match(problem.detail, /rolled back/)
   assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.2.0\n')
 })
+
+/** The fleet recipes' shell as written: from the line that reads _build to the `berth fleet deploy` line. */
+function fleetShellOf(recipe: string): string {
+  const doc = YAML.parse(fs.readFileSync(path.join(REPO, 'docs', 'ci', recipe), 'utf8'))
+  const lines: string[] = recipe.startsWith('github')
+    ? Object.values(doc.jobs as Record<string, { steps: { run?: string }[] }>).flatMap((j) => j.steps.find((s) => s.run?.includes('berth fleet deploy'))?.run?.split('\n') ?? [])
+    : Object.values(doc as Record<string, { script?: string[] }>).flatMap((j) => (j.script?.some((l) => l.includes('berth fleet deploy')) ? j.script : []))
+  const from = lines.findIndex((l) => l.includes('_build'))
+  assert.ok(from >= 0 && lines.slice(from).some((l) => l.includes('berth fleet deploy')), `${recipe} picks a tarball from _build and runs berth fleet deploy`)
+  return lines.slice(from).join('\n')
+}
+
+test('the fleet recipes (GitHub Actions, GitLab CI) roll the tarball just built over two hosts with berth fleet deploy', async () => {
+  const d2 = await startDaemon()
+  try {
+    const port2 = await freePort()
+    await call(`${d2.url}/v1/apps/hello/env`, { method: 'PUT', token: d2.adminToken, headers: json, body: JSON.stringify({ PORT: String(port2) }) })
+    await call(`${d2.url}/v1/apps/hello/settings`, { method: 'PUT', token: d2.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 500 }) })
+    // `berth` on PATH is this checkout, as `npm install --global` of it would give.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-ci-bin-'))
+    projects.push(bin)
+    fs.writeFileSync(path.join(bin, 'berth'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(REPO, 'bin', 'berth.js')}" "$@"\n`, { mode: 0o755 })
+    const tokens = { BERTH_TOKEN_WEB1: d.token(`fleet-ci-${Date.now()}`, ['read', 'deploy', 'operate'], ['hello']), BERTH_TOKEN_WEB2: d2.token('fleet-ci', ['read', 'deploy', 'operate'], ['hello']) }
+    for (const [recipe, fx] of [['github-actions-fleet.yml', 'v1'], ['gitlab-ci-fleet.yml', 'v2']] as const) {
+      const f = await fixture(fx)
+      const dir = await project(f.version, f.tarball)
+      fs.mkdirSync(path.join(dir, 'deploy'))
+      fs.writeFileSync(path.join(dir, 'deploy', 'fleet.yml'), `app: hello\nhosts:\n  - { name: web-1, url: "${d.url}", tokenEnv: BERTH_TOKEN_WEB1 }\n  - { name: web-2, url: "${d2.url}", tokenEnv: BERTH_TOKEN_WEB2 }\n`)
+      const child = spawn('bash', ['-euo', 'pipefail', '-c', fleetShellOf(recipe)], { cwd: dir, env: { ...process.env, ...tokens, APP: 'hello', PATH: `${bin}:${process.env.PATH}` } })
+      let out = ''
+      child.stdout.on('data', (c) => (out += c))
+      child.stderr.on('data', (c) => (out += c))
+      const status = await new Promise<number | null>((resolve) => child.on('close', resolve))
+      assert.equal(status, 0, `${recipe}: ${out}`)
+      assert.match(out, /succeeded on every host/)
+      for (const p of [port, port2]) assert.equal(await (await fetch(`http://127.0.0.1:${p}/`)).text(), `hello ${f.version}\n`)
+      for (const t of Object.values(tokens)) assert.ok(!out.includes(t), 'no token in the job log')
+    }
+  } finally {
+    await d2.stop()
+    assert.deepEqual(processesUnder(d2.dataDir), [])
+  }
+})

@@ -30,6 +30,8 @@ releases and deployments:
   releases APP [show ID | delete ID]
                                 an app's releases, the current one marked; one of them; delete one
   deployments APP [ID]          deployment history, or one deployment with its steps and output
+  fleet deploy TARBALL --fleet FILE | fleet status --fleet FILE | fleet rollback --fleet FILE
+                                roll a release over many hosts: canary, batches, halt and put back
 
 the node:
   status [APP]                  apps and their nodes, or one app in detail

@@ -29,6 +29,7 @@ export const COMMANDS = {
   console: async () => (await import('./console.js')).command,
   sessions: async () => (await import('./commands/sessions.js')).command,
   webhooks: async () => (await import('./commands/webhooks.js')).command,
+  fleet: async () => (await import('./commands/fleet.js')).command,
   health: async () => (await import('./commands/meta.js')).health,
   metrics: async () => (await import('./commands/meta.js')).metrics,
   openapi: async () => (await import('./commands/meta.js')).openapi,
@@ -50,6 +51,7 @@ export type Reach = CommandName | `${CommandName} ${string}` | { page: string } 
 /** Commands that reach an operation another command is listed for, in another mode of it. */
 export const ALSO_REACHES: Partial<Record<CommandName, { operation: OperationId; how: string }>> = {
   plan: { operation: 'createDeployment', how: 'with ?dryRun=true: the plan, nothing changed' },
+  fleet: { operation: 'createDeployment', how: 'on every host of a fleet file: canary first, then batches, halting on the first failure' },
 }
 
 export const OPERATIONS: Record<OperationId, Reach> = {

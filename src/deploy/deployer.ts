@@ -41,6 +41,15 @@ export interface MigrationChoice {
   note: string
 }
 
+export interface DeployOptions {
+  /** false: the migrating step is recorded as skipped, with MIGRATE_FALSE as its output and a warning. */
+  migrate?: boolean
+  rollout?: string | null
+}
+
+/** The migrating step's output when the caller asked for no migration. */
+export const MIGRATE_FALSE = 'migrate: false requested'
+
 /** What a step's work answers: its output, null when it was skipped, or a skip with the reason why. */
 type StepOutcome = string | null | { skipped: string }
 
@@ -101,7 +110,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     await Promise.allSettled(jobs.map((j) => j.job))
   }
 
-  private begin(input: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'id'>, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
+  private begin(input: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'id' | 'rollout'> & { rollout?: string | null }, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
     const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
     // Checked in the same synchronous turn as the insert: a DELETE of the release cannot slip in between.
     for (const r of [input.release, input.previous]) {
@@ -190,9 +199,10 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     return { expr: `${found.chosen.module}.migrate()`, source: 'release', note: found.note }
   }
 
-  async deploy(app: string, release: Release, actor: string | null): Promise<Deployment> {
+  /** `migrate: false` skips the migration (a fleet runs it on one host only); `rollout` tags the deployment. */
+  async deploy(app: string, release: Release, actor: string | null, opts: DeployOptions = {}): Promise<Deployment> {
     const previous = await currentReleaseId(this.deps.paths, app)
-    return this.begin({ app, kind: 'deploy', release: release.id, previous, warnings: [], actor }, (d, signal) => this.runDeploy(d, release, signal))
+    return this.begin({ app, kind: 'deploy', release: release.id, previous, warnings: [], actor, rollout: opts.rollout ?? null }, (d, signal) => this.runDeploy(d, release, signal, opts.migrate !== false))
   }
 
   /** Runs `bin/APP eval EXPR` from a release as a step's work; a failure carries the eval's output. */
@@ -210,12 +220,17 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     return `${head}${r.output}`
   }
 
-  private async runDeploy(d: Deployment, release: Release, signal: AbortSignal): Promise<void> {
+  private async runDeploy(d: Deployment, release: Release, signal: AbortSignal, migrate: boolean): Promise<void> {
     const { apps } = this.deps
     const settings = apps.settings(d.app)
     const choice = this.migration(d.app, release, settings)
     try {
       await this.step(d, 'migrating', signal, async () => {
+        // Asked for by the caller (requireMigration does not refuse it), but never silent.
+        if (!migrate) {
+          d.warnings.push(`no migration ran for ${release.id}: migrate: false requested${d.rollout ? ` by rollout ${d.rollout}` : ''}${choice.expr ? ` (${choice.expr} was not run)` : ''}`)
+          return { skipped: MIGRATE_FALSE }
+        }
         if (choice.expr) return this.evalStep(d, release.id, choice.expr, settings, signal, 'MIGRATION_FAILED', choice.source === 'release' ? choice.note : undefined)
         if (choice.source === 'disabled') return { skipped: choice.note }
         // Nothing migrates and nobody said that is fine: a green deploy must not hide that.
@@ -304,7 +319,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /** Rollback to `to`, or to the last release that succeeded before the current one. No migrations run. */
-  async rollback(app: string, to: Release | null, actor: string | null, opts: { runRollbackExpr?: boolean } = {}): Promise<Deployment> {
+  async rollback(app: string, to: Release | null, actor: string | null, opts: { runRollbackExpr?: boolean; rollout?: string | null } = {}): Promise<Deployment> {
     const { paths, deployments, releases } = this.deps
     const current = await currentReleaseId(paths, app)
     const target = to ?? previousGoodRelease({ deployments, releases }, app, current)
@@ -321,7 +336,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       }
     }
     const t = target
-    return this.begin({ app, kind: 'rollback', release: t.id, previous: current, warnings, actor }, (d, signal) => this.runRollback(d, t, opts, signal))
+    return this.begin({ app, kind: 'rollback', release: t.id, previous: current, warnings, actor, rollout: opts.rollout ?? null }, (d, signal) => this.runRollback(d, t, opts, signal))
   }
 
   private async runRollback(d: Deployment, target: Release, opts: { runRollbackExpr?: boolean }, signal: AbortSignal): Promise<void> {

@@ -12,7 +12,7 @@ import { unifiedDiff } from '../releases/line-diff.js'
 import type { DeploymentStore, StepName } from '../store/deployments.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import type { Deployer } from './deployer.js'
+import { MIGRATE_FALSE, type Deployer } from './deployer.js'
 
 export interface PlanDeps {
   paths: Paths
@@ -94,8 +94,8 @@ function compareConfig(currentDir: string, currentVersion: string, targetDir: st
   return changes
 }
 
-/** The plan for deploying `release` of `app` now. */
-export async function planDeploy(deps: PlanDeps, app: string, release: Release): Promise<Plan> {
+/** The plan for deploying `release` of `app` now; `migrate: false` as the deploy itself would take it. */
+export async function planDeploy(deps: PlanDeps, app: string, release: Release, opts: { migrate?: boolean } = {}): Promise<Plan> {
   const { paths, releases, supervisor } = deps
   const settings = deps.apps.settings(app)
   const currentId = await currentReleaseId(paths, app)
@@ -109,8 +109,10 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
   const cmd = resolveCommands(releaseKind, settings.commands)
 
   // The deployer's own choice, with its reason: the plan says exactly what the deploy would do.
-  const choice = deps.deployer.migration(app, release, settings)
-  const migrate = { expr: choice.expr, reason: choice.expr ? null : choice.note }
+  const found = deps.deployer.migration(app, release, settings)
+  const skipMigration = opts.migrate === false
+  const choice = skipMigration ? { ...found, expr: null } : found
+  const migrate = { expr: choice.expr, reason: skipMigration ? `${MIGRATE_FALSE}${found.expr ? `: ${found.expr} would not run` : ''}` : choice.expr ? null : choice.note }
 
   const targetMigrations = ectoMigrations(targetDir, app)
   const currentMigrations = currentDir ? ectoMigrations(currentDir, app) : []
@@ -144,7 +146,9 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release):
   const blockers: Plan['blockers'] = []
   const warnings: string[] = []
   const lock = deps.deployments.lockedBy(app)
-  if (!choice.expr && choice.source !== 'disabled') {
+  if (skipMigration) {
+    warnings.push(`no migration would run: ${migrate.reason}; the deploy records the migrating step as skipped, with a warning`)
+  } else if (!choice.expr && choice.source !== 'disabled') {
     if (settings.requireMigration) blockers.push({ code: 'MIGRATION_REQUIRED', message: `no migration would run (${choice.note}) and the requireMigration setting is on: the deploy would fail before anything changes` })
     else warnings.push(`no migration would run: ${choice.note}; the deploy would succeed with a warning (requireMigration: true makes it fail)`)
   }

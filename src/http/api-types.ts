@@ -808,11 +808,15 @@ export interface components {
             warnings: string[];
             steps: components["schemas"]["Step"][];
             actor: string | null;
+            /** @description The fleet rollout (berth fleet deploy) this deployment is part of; null outside one. */
+            rollout: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             finishedAt: string | null;
         };
+        /** @description The id of a fleet rollout, given by the caller and stored on the deployment; 1 to 64 letters, digits, `.`, `_` or `-`. */
+        RolloutId: string;
         /** @description What deploying `release` over `current` would do; see createDeployment with dryRun=true. */
         Plan: {
             /** @constant */
@@ -1456,7 +1460,10 @@ export interface operations {
     };
     listDeployments: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only the deployments of this fleet rollout. */
+                rollout?: components["schemas"]["RolloutId"];
+            };
             header?: never;
             path: {
                 /** @description The OTP application name of the release (`bin/APP`). */
@@ -1502,6 +1509,13 @@ export interface operations {
                 "application/json": {
                     /** @description A release id, or a version that names exactly one release. */
                     release: string;
+                    /**
+                     * @description false: run no migration (a fleet rollout runs it on one host only). The migrating step is
+                     *     recorded as skipped with the output `migrate: false requested`, and the deployment carries a
+                     *     warning; the requireMigration setting does not refuse it. Default true.
+                     */
+                    migrate?: boolean;
+                    rollout?: components["schemas"]["RolloutId"];
                 };
             };
         };
@@ -1579,6 +1593,7 @@ export interface operations {
                 "application/json": {
                     to?: string;
                     runRollbackExpr?: boolean;
+                    rollout?: components["schemas"]["RolloutId"];
                 };
             };
         };

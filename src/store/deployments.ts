@@ -40,6 +40,8 @@ export interface Deployment {
   warnings: string[]
   steps: Step[]
   actor: string | null
+  /** The fleet rollout this deployment is part of (see src/fleet), null outside one. */
+  rollout: string | null
   createdAt: string
   finishedAt: string | null
 }
@@ -56,6 +58,7 @@ interface Row {
   warnings: string
   steps: string
   actor: string | null
+  rollout: string | null
   created_at: string
   finished_at: string | null
 }
@@ -73,6 +76,7 @@ function toDeployment(r: Row): Deployment {
     warnings: JSON.parse(r.warnings) as string[],
     steps: JSON.parse(r.steps) as Step[],
     actor: r.actor,
+    rollout: r.rollout ?? null,
     createdAt: r.created_at,
     finishedAt: r.finished_at,
   }
@@ -86,17 +90,17 @@ export class DeploymentStore {
   ) {}
 
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
-  create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt'>): Deployment {
-    const full: Deployment = { ...d, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
+  create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'rollout'> & { rollout?: string | null }): Deployment {
+    const full: Deployment = { ...d, rollout: d.rollout ?? null, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
     this.db.transaction(() => {
       this.assertIdle(d.app)
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
       this.db
         .prepare(
-          `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, warnings, steps, actor, created_at)
-           VALUES (?, ?, ?, ?, ?, 'pending', ?, '[]', ?, ?)`,
+          `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, warnings, steps, actor, rollout, created_at)
+           VALUES (?, ?, ?, ?, ?, 'pending', ?, '[]', ?, ?, ?)`,
         )
-        .run(d.id, d.app, d.kind, d.release, d.previous, JSON.stringify(d.warnings), d.actor, full.createdAt)
+        .run(d.id, d.app, d.kind, d.release, d.previous, JSON.stringify(d.warnings), d.actor, full.rollout, full.createdAt)
     }).immediate()
     return full
   }
@@ -138,7 +142,10 @@ export class DeploymentStore {
     return r ? toDeployment(r) : null
   }
 
-  list(app: string, limit = 50): Deployment[] {
+  list(app: string, limit = 50, rollout?: string): Deployment[] {
+    if (rollout !== undefined) {
+      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map(toDeployment)
+    }
     return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)
   }
 

@@ -61,6 +61,7 @@ function deploymentDetails(d: Deployment): string {
     ['started', `${when(d.createdAt)}${d.actor ? ` by ${d.actor}` : ''}`],
     ['took', took === null ? '- (not finished)' : duration(took)],
   ]
+  if (d.rollout) pairs.push(['rollout', `${d.rollout} (berth fleet)`])
   for (const w of d.warnings) pairs.push(['warning', w])
   let text = details(pairs)
   text += `\nsteps:\n`

@@ -15,15 +15,16 @@ export default async function deploymentRoutes(app: FastifyInstance, ctx: RouteC
   ctx.route(app, 'createDeployment', async (request, reply) => {
     const { app: name } = request.params
     requireApp(releases, name)
+    const { migrate, rollout } = request.body
     const release = resolveRelease(releases, name, request.body.release)
-    if (request.query.dryRun) return planDeploy(services, name, release)
-    const d = await deployer.deploy(name, release, actor(request))
+    if (request.query.dryRun) return planDeploy(services, name, release, { migrate })
+    const d = await deployer.deploy(name, release, actor(request), { migrate, rollout })
     return answerDeployment(services, request, reply, d, request.query.wait)
   })
 
   ctx.route(app, 'listDeployments', async (request) => {
     requireApp(releases, request.params.app)
-    return { deployments: deployments.list(request.params.app) }
+    return { deployments: deployments.list(request.params.app, 50, request.query.rollout) }
   })
 
   ctx.route(app, 'getDeployment', async (request) => {
@@ -40,7 +41,7 @@ export default async function deploymentRoutes(app: FastifyInstance, ctx: RouteC
     const body = request.body ?? {}
     const to = body.to ? resolveRelease(releases, name, body.to) : null
     if (request.query.dryRun) return planRollback(services, name, to, { runRollbackExpr: body.runRollbackExpr })
-    const d = await deployer.rollback(name, to, actor(request), { runRollbackExpr: body.runRollbackExpr })
+    const d = await deployer.rollback(name, to, actor(request), { runRollbackExpr: body.runRollbackExpr, rollout: body.rollout })
     return answerDeployment(services, request, reply, d, request.query.wait)
   })
 
