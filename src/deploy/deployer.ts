@@ -19,7 +19,6 @@ import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
 import type { NodeControl } from '../supervision/supervisor.js'
-import { previousGoodRelease } from './plan.js'
 import { chooseRetired } from './retention.js'
 
 const FINAL_STATES = new Set<DeploymentState>(FINAL)
@@ -474,4 +473,11 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     }
     return fixed
   }
+}
+
+/** What a rollback without `to` goes back to: the newest release that deployed successfully and is not current. */
+export function previousGoodRelease(deps: { releases: Pick<ReleaseStore, 'get'>; deployments: Pick<DeploymentStore, 'succeededReleases'> }, app: string, current: string | null): Release {
+  const id = deps.deployments.succeededReleases(app).find((r) => r !== current && deps.releases.get(app, r))
+  if (!id) throw problem('NO_ROLLBACK_TARGET', `App "${app}" has no earlier release that deployed successfully; name one with {"to": ID}.`)
+  return deps.releases.get(app, id)!
 }

@@ -3,7 +3,7 @@
 
 import { detectKind, resolveCommands, type KindCommands } from '../releases/kinds.js'
 import type { AppStore } from '../apps/store.js'
-import { problem, type ErrorCode } from '../errors.js'
+import type { ErrorCode } from '../errors.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations } from '../releases/content.js'
 import { currentReleaseId } from '../releases/current.js'
@@ -12,7 +12,7 @@ import { unifiedDiff } from '../releases/line-diff.js'
 import type { DeploymentStore, StepName } from '../store/deployments.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import { MIGRATE_FALSE, type Deployer } from './deployer.js'
+import { MIGRATE_FALSE, previousGoodRelease, type Deployer } from './deployer.js'
 
 export interface PlanDeps {
   paths: Paths
@@ -183,13 +183,6 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
     blockers,
     warnings,
   }
-}
-
-/** What a rollback without `to` goes back to: the newest release that deployed successfully and is not current. */
-export function previousGoodRelease(deps: Pick<PlanDeps, 'releases'> & { deployments: Pick<DeploymentStore, 'succeededReleases'> }, app: string, current: string | null): Release {
-  const id = deps.deployments.succeededReleases(app).find((r) => r !== current && deps.releases.get(app, r))
-  if (!id) throw problem('NO_ROLLBACK_TARGET', `App "${app}" has no earlier release that deployed successfully; name one with {"to": ID}.`)
-  return deps.releases.get(app, id)!
 }
 
 /**
