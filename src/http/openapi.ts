@@ -103,8 +103,26 @@ function buildSchema(doc: Json, rawParams: Json[], op: Json): Operation['schema'
   for (const [code, r] of Object.entries((op.responses ?? {}) as Record<string, Json>)) {
     if (!code.startsWith('2')) continue
     const body = ((deref(doc, r) as Json).content as Json | undefined)?.['application/json'] as Json | undefined
-    if (body?.schema) responses[code] = deref(doc, body.schema) as Json
+    if (body?.schema) responses[code] = nullableTypes(deref(doc, body.schema)) as Json
   }
   if (Object.keys(responses).length > 0) schema.response = responses
   return schema
+}
+
+/**
+ * `oneOf: [{type: null}, S]` as `S` with `type: [S.type, null]`, for response schemas only. The two say the
+ * same, but fast-json-stringify serializes a oneOf by running Ajv over the value on every answer (the whole
+ * last deployment of GET /v1/apps/{app}, date-time formats included), and a type list by a typeof check.
+ */
+export function nullableTypes(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(nullableTypes)
+  if (!value || typeof value !== 'object') return value
+  const out = Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, nullableTypes(v)])) as Json
+  const alts = out.oneOf ?? out.anyOf
+  if (!Array.isArray(alts) || alts.length !== 2) return out
+  const isNull = (x: unknown) => (x as Json | null)?.type === 'null' && Object.keys(x as Json).length === 1
+  const other = alts.find((x) => !isNull(x)) as Json | undefined
+  if (!other || !alts.some(isNull) || typeof other.type !== 'string') return out
+  const { oneOf: _o, anyOf: _a, ...rest } = out
+  return { ...rest, ...other, type: [other.type, 'null'] }
 }
