@@ -6,12 +6,14 @@
 //
 //   --size-mb N     compressed size of the synthetic release in MiB (default 400); cached in bench/.work/
 //   --runs N        timed runs per case (default 5 for the fixture, 3 for the synthetic release)
-//   --cases LIST    which cases to run: fixture, synthetic (default both)
+//   --cases LIST    which cases to run: fixture, realsize, synthetic (default all three)
 //   --ratio R       target compression ratio of the synthetic release (default 3)
 //   --cpu-prof DIR  run the daemon with `node --cpu-prof --cpu-prof-dir=DIR` (profiles are written when it stops)
 //   --node-options S  NODE_OPTIONS for the daemon (e.g. "--require ./probe.cjs")
 //   --berth-root D  run the berth found in D (D/bin/berth.js, D/dist) instead of this checkout, e.g. a copy
 //                   with an experimental change, to compare builds (default: the repository)
+//   --compare D     also run the berth in D (a second daemon), its uploads interleaved with the others', so
+//                   that an older and a newer build meet the same machine; reported as "berth B"
 //   --json FILE     also write the raw results as JSON
 //
 // Each case gets a fresh daemon (own data dir under bench/.work/, free loopback port, raised limits,
@@ -44,14 +46,15 @@ const GENERATOR = 'g2'
 const OPTIONS = {
   '--size-mb': { key: 'sizeMb', type: 'int', min: 1 },
   '--runs': { key: 'runs', type: 'int', min: 1 },
-  '--cases': { key: 'cases', type: 'list', choices: ['fixture', 'synthetic'] },
+  '--cases': { key: 'cases', type: 'list', choices: ['fixture', 'realsize', 'synthetic'] },
   '--ratio': { key: 'ratio', type: 'number', min: 1.1 },
   '--cpu-prof': { key: 'cpuProf', type: 'path' },
   '--node-options': { key: 'nodeOptions', type: 'string' },
   '--berth-root': { key: 'berthRoot', type: 'path' },
+  '--compare': { key: 'compare', type: 'path' },
   '--json': { key: 'json', type: 'path' },
 }
-const DEFAULTS = { sizeMb: 400, runs: null, cases: ['fixture', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, json: null }
+const DEFAULTS = { sizeMb: 400, runs: null, cases: ['fixture', 'realsize', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, compare: null, json: null }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
@@ -249,6 +252,54 @@ async function syntheticTarball(sizeMb, ratio) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Real-size release
+
+/**
+ * The fixture release plus every OTP and Elixir library on this machine that it lacks (their ebin/ and
+ * priv/ directories as installed), tarred with `tar czf` like the synthetic one: what a Phoenix app with its
+ * dependencies looks like, in size and in number of files, from real .beam files. Cached in bench/.work/.
+ */
+function realSizeTarball() {
+  const otp = run('erl', ['-noshell', '-eval', 'io:format("~s", [code:lib_dir()]), halt().']).trim()
+  const elixir = path.dirname(run('elixir', ['-e', 'IO.write(:code.lib_dir(:elixir))']).trim())
+  const libs = []
+  for (const root of [otp, elixir]) {
+    for (const n of fs.readdirSync(root).sort()) {
+      if (fs.existsSync(path.join(root, n, 'ebin'))) libs.push(path.join(root, n))
+    }
+  }
+  const key = crypto.createHash('sha256').update(fs.readFileSync(FIXTURE)).update(libs.join('\n')).digest('hex').slice(0, 12)
+  const out = path.join(WORK, `intake-realsize-${key}.tar.gz`)
+  if (fs.existsSync(out)) {
+    log(`real-size: reusing ${path.relative(REPO, out)}`)
+    return { file: out }
+  }
+  const tree = path.join(WORK, `intake-realsize-${key}.gen-${process.pid}`)
+  rmTreeSync(tree)
+  fs.mkdirSync(tree, { recursive: true })
+  run('tar', ['xzf', FIXTURE, '-C', tree])
+  const have = new Set(fs.readdirSync(path.join(tree, 'lib')).map((n) => n.replace(/-[^-]*$/, '')))
+  let added = 0
+  for (const lib of libs) {
+    const base = path.basename(lib)
+    const name = base.replace(/-[^-]*$/, '')
+    if (have.has(name)) continue
+    // Elixir's own libraries are installed without a version in their directory name; a release has one.
+    const dir = path.join(tree, 'lib', base.includes('-') ? base : `${base}-0.0.0`)
+    for (const sub of ['ebin', 'priv']) {
+      if (fs.existsSync(path.join(lib, sub))) fs.cpSync(path.join(lib, sub), path.join(dir, sub), { recursive: true, dereference: true })
+    }
+    added++
+  }
+  const tmp = `${out}.tmp-${process.pid}`
+  run('tar', ['czf', tmp, '-C', tree, ...fs.readdirSync(tree).sort()])
+  fs.renameSync(tmp, out)
+  rmTreeSync(tree)
+  log(`real-size: ${path.relative(REPO, out)}: the fixture plus ${added} libraries, ${fmt(mb(fs.statSync(out).size), 1)} MiB`)
+  return { file: out }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Baselines
 
 async function baseline(file, withSync) {
@@ -256,9 +307,11 @@ async function baseline(file, withSync) {
   try {
     syncAll()
     // `times` (a shell builtin) prints the CPU time of the shell and of its children: user and system.
-    const script = withSync
-      ? 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && sync -f "$2" && times'
-      : 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && times'
+    const script = withSync === 'floor'
+      ? 'gzip -dc "$1" >/dev/null && times'
+      : withSync
+        ? 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && sync -f "$2" && times'
+        : 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && times'
     const started = process.hrtime.bigint()
     const out = await new Promise((resolve, reject) => {
       const child = spawn('sh', ['-c', script, 'sh', file, dir], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -388,6 +441,7 @@ async function runCase(name, file, runs, opts) {
   const limits = { upload: size + GiB, unpacked: Math.max(4 * GiB, size * 20), files: 1_000_000 }
   const build = buildId(opts.berthRoot)
   const daemon = await startDaemon(name, limits, opts)
+  const daemonB = opts.compare ? await startDaemon(`${name} B`, limits, { ...opts, berthRoot: opts.compare, cpuProf: null }) : null
   try {
     await sleep(500)
     const idle = procMem(daemon.pid)
@@ -397,6 +451,7 @@ async function runCase(name, file, runs, opts) {
     const b0 = await baseline(file, false)
     const s0 = await baseline(file, true)
     const w0 = await berthUpload(daemon, file)
+    if (daemonB) await berthUpload(daemonB, file)
     log(`   warm-up: baseline ${fmt(b0.wall, 3)} s, baseline+sync ${fmt(s0.wall, 3)} s, berth ${fmt(w0.wall, 3)} s (peak RSS ${fmt(mb(w0.peakRss), 1)} MiB)`)
 
     const components = await measureComponents(file)
@@ -404,14 +459,24 @@ async function runCase(name, file, runs, opts) {
 
     const result = {
       name, file, size, runs, build, load: os.loadavg()[0], idleRss: idle.rss, components,
-      baseline: [], baselineCpu: [], baselineSync: [], berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
+      baseline: [], baselineCpu: [], baselineSync: [], floor: [], berthB: [], berthBCpu: [], buildB: opts.compare ? buildId(opts.compare) : null, berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
       warmup: { baseline: b0.wall, baselineSync: s0.wall, berth: w0.wall, peakRss: w0.peakRss },
       release: w0.release,
     }
     for (let i = 0; i < runs; i++) {
       const b = await baseline(file, false)
       const s = await baseline(file, true)
+      const f = await baseline(file, 'floor')
+      // Alternate which build goes first.
+      const uB = daemonB && i % 2 === 0 ? await berthUpload(daemonB, file) : null
       const u = await berthUpload(daemon, file)
+      const uB2 = daemonB && i % 2 === 1 ? await berthUpload(daemonB, file) : uB
+      if (uB2) {
+        result.berthB.push(uB2.wall)
+        result.berthBCpu.push(uB2.cpu)
+        log(`   run ${i + 1}/${runs}: berth B ${fmt(uB2.wall, 3)} s (cpu ${fmt(uB2.cpu, 2)} s)`)
+      }
+      result.floor.push(f.wall)
       result.baseline.push(b.wall)
       result.baselineCpu.push(b.cpu)
       result.baselineSync.push(s.wall)
@@ -419,7 +484,7 @@ async function runCase(name, file, runs, opts) {
       result.berthCpu.push(u.cpu)
       result.clientCpu.push(u.clientCpu)
       result.berthPeakRss.push(u.peakRss)
-      log(`   run ${i + 1}/${runs}: baseline ${fmt(b.wall, 3)} s (cpu ${fmt(b.cpu, 2)} s), baseline+sync ${fmt(s.wall, 3)} s, berth ${fmt(u.wall, 3)} s (cpu ${fmt(u.cpu, 2)} s, ${fmt(mb(size) / u.wall, 0)} MiB/s, peak RSS ${fmt(mb(u.peakRss), 1)} MiB, ${u.samples} samples)`)
+      log(`   run ${i + 1}/${runs}: baseline ${fmt(b.wall, 3)} s (cpu ${fmt(b.cpu, 2)} s), baseline+sync ${fmt(s.wall, 3)} s, gzip -dc ${fmt(f.wall, 3)} s, berth ${fmt(u.wall, 3)} s (cpu ${fmt(u.cpu, 2)} s, ${fmt(mb(size) / u.wall, 0)} MiB/s, peak RSS ${fmt(mb(u.peakRss), 1)} MiB, ${u.samples} samples)`)
     }
     await sleep(500)
     const after = procMem(daemon.pid)
@@ -436,6 +501,7 @@ async function runCase(name, file, runs, opts) {
     throw err
   } finally {
     await stopDaemon(daemon)
+    if (daemonB) await stopDaemon(daemonB)
   }
 }
 
@@ -466,20 +532,25 @@ function machine() {
 
 function tables(results) {
   const time = mdTable(
-    ['case', 'tarball MiB', 'unpacked MiB / files', 'baseline s', 'baseline+sync s', 'berth s', 'berth / baseline', 'berth / (baseline+sync)', 'peak RSS MiB'],
+    ['case', 'tarball MiB', 'unpacked MiB / files', 'baseline s', 'baseline+sync s', 'gzip -dc s', 'berth s', 'berth / baseline', 'berth / (baseline+sync)', 'berth / gzip -dc', 'per-run berth / (baseline+sync)', 'peak RSS MiB'],
     results.map((r) => {
       const b = median(r.baseline)
       const s = median(r.baselineSync)
+      const f = median(r.floor)
       const u = median(r.berth)
+      const perRun = r.berth.map((x, i) => x / r.baselineSync[i])
       return [
         `${r.name} (n=${r.runs})`,
         fmt(mb(r.size), 1),
         `${fmt(mb(r.release.unpackedBytes), 0)} / ${r.release.files}`,
         fmt(b, 3),
         fmt(s, 3),
+        fmt(f, 3),
         fmt(u, 3),
         fmt(u / b, 2),
         fmt(u / s, 2),
+        fmt(u / f, 2),
+        `${fmt(Math.min(...perRun), 2)}–${fmt(Math.max(...perRun), 2)}`,
         fmt(mb(Math.max(r.warmup.peakRss, ...r.berthPeakRss)), 1),
       ]
     }),
@@ -498,9 +569,20 @@ function tables(results) {
       fmt(mb(r.afterRss), 1),
     ]),
   )
+  const compared = results.filter((r) => r.berthB.length > 0)
+  const ab = compared.length === 0 ? '' : '\n\n' + mdTable(
+    ['case', 'berth s', 'berth B s', 'berth / (baseline+sync), per run', 'berth B / (baseline+sync), per run', 'berth CPU s', 'berth B CPU s'],
+    compared.map((r) => {
+      const per = (xs) => {
+        const q = xs.map((x, i) => x / r.baselineSync[i])
+        return `${fmt(Math.min(...q), 2)}–${fmt(Math.max(...q), 2)} (median ${fmt(median(q), 2)})`
+      }
+      return [r.name, fmt(median(r.berth), 3), fmt(median(r.berthB), 3), per(r.berth), per(r.berthB), fmt(median(r.berthCpu), 2), fmt(median(r.berthBCpu), 2)]
+    }),
+  ) + `\n\nberth B: ${compared[0].buildB}`
   const names = Object.keys(results[0].components)
   const parts = mdTable(['case', ...names.map((n) => `${n} s`)], results.map((r) => [r.name, ...names.map((n) => fmt(r.components[n], 2))]))
-  return `${time}\n\n${detail}\n\nEach piece alone (one run, warm file):\n\n${parts}`
+  return `${time}${ab}\n\n${detail}\n\nEach piece alone (one run, warm file):\n\n${parts}`
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -511,7 +593,7 @@ async function cleanup() {
   for (const d of current.dataDirs) rmQuietly(d)
   for (const n of fs.existsSync(WORK) ? fs.readdirSync(WORK) : []) {
     // Only our own debris (other benchmarks share bench/.work): intake-* scratch, never the cached tarballs.
-    if (/^intake-(baseline-|data-)|^intake-synthetic-.*\.(gen|tar\.gz\.tmp)-\d+$/.test(n)) rmQuietly(path.join(WORK, n))
+    if (/^intake-(baseline-|data-)|^intake-(synthetic|realsize)-.*\.(gen|tar\.gz\.tmp)-\d+$/.test(n)) rmQuietly(path.join(WORK, n))
   }
 }
 
@@ -531,6 +613,10 @@ async function main() {
   if (opts.cases.includes('fixture')) {
     if (!fs.existsSync(FIXTURE)) throw new Error(`${FIXTURE} is missing: run \`node scripts/build-fixtures.mjs\``)
     cases.push({ name: 'fixture v1', file: FIXTURE, runs: opts.runs ?? 5 })
+  }
+  if (opts.cases.includes('realsize')) {
+    const real = realSizeTarball()
+    cases.push({ name: 'real-size', file: real.file, runs: opts.runs ?? 5 })
   }
   if (opts.cases.includes('synthetic')) {
     const syn = await syntheticTarball(opts.sizeMb, opts.ratio)

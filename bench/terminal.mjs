@@ -266,7 +266,7 @@ async function openDirect(d) {
   const { supervisor, paths, apps } = d.server.services
   const release = supervisor.status(APP).release
   const file = path.join(supervisor.releaseDir(APP, release), 'bin', APP)
-  const p = pty.spawn(file, [apps.settings(APP).commands.remote], { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null })
+  const p = pty.spawn(file, [apps.settings(APP).commands.remote ?? 'remote'] /* null: the Mix default */, { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null })
   term.pty = p
   term.pid = p.pid
   const exited = new Promise((resolve) => p.onExit(() => resolve()))

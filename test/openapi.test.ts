@@ -11,6 +11,7 @@ import { call } from './helpers/http.js'
 import { REPO } from './helpers/fixtures.js'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
+import YAML from 'yaml'
 
 let d: TestDaemon
 before(async () => {
@@ -117,4 +118,9 @@ test('unknown routes and methods answer with a problem', async () => {
 test('src/http/api-types.ts, which types the route handlers, is generated from this openapi.yaml', () => {
   const r = spawnSync(process.execPath, [path.join(REPO, 'scripts', 'gen-api-types.mjs'), '--check'], { encoding: 'utf8' })
   assert.equal(r.status, 0, r.stderr)
+})
+
+test('the parsed copy berth starts from (src/http/openapi.json) is the YAML document, parsed', () => {
+  const text = fs.readFileSync(OPENAPI_FILE, 'utf8')
+  assert.deepEqual(loadApiDocument().doc, YAML.parse(text))
 })

@@ -8,6 +8,7 @@ import Sqlite from 'better-sqlite3'
 import pino from 'pino'
 import { openDatabase } from '../src/store/db.js'
 import { EventStore } from '../src/store/events.js'
+import { DeploymentStore, type Deployment } from '../src/store/deployments.js'
 import { tempDir } from './helpers/daemon.js'
 
 const log = pino({ level: 'silent' })
@@ -69,4 +70,30 @@ test('an audit subscriber that unsubscribes while hearing an event does not make
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('the last deploy or rollback of an app follows every write, though it is kept between reads', () => {
+  const dir = tempDir()
+  const db = openDatabase(path.join(dir, 'berth.db'), log)
+  db.prepare("INSERT INTO apps (name, created_at) VALUES ('hello', 'now')").run()
+  const store = new DeploymentStore(db, 'me')
+  assert.equal(store.lastRelease('hello'), null)
+  const add = (id: string, kind: Deployment['kind']) => {
+    const d = store.create({ id, app: 'hello', kind, release: `r-${id}`, previous: null, warnings: [], actor: 'test' })
+    d.state = 'succeeded'
+    store.finish(d)
+    return d
+  }
+  add('d1', 'deploy')
+  assert.equal(store.lastRelease('hello')?.id, 'd1')
+  add('d2', 'restart')
+  assert.equal(store.lastRelease('hello')?.id, 'd1', 'a restart is not a release change')
+  const d3 = add('d3', 'rollback')
+  assert.equal(store.lastRelease('hello')?.state, 'succeeded')
+  d3.state = 'failed'
+  store.save(d3)
+  assert.equal(store.lastRelease('hello')?.state, 'failed', 'a save is seen by the next read')
+  assert.throws(() => ((store.lastRelease('hello') as Deployment).state = 'pending'), TypeError, 'what is kept cannot be changed by a caller')
+  db.close()
+  fs.rmSync(dir, { recursive: true })
 })

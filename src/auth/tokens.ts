@@ -101,8 +101,19 @@ export function allowsApp(token: TokenInfo, app: string): boolean {
   return token.apps === null || token.apps.includes(app)
 }
 
+/** Token rows kept between requests at most; beyond it the cache starts over (unknown ids are kept too). */
+const ROWS_KEPT = 1000
+
 export class TokenStore {
   private readonly touched = new Map<string, number>()
+  /**
+   * Rows by token id, as read: every authenticated request needs one. Dropped whenever the database file
+   * changed under another connection (`berth token create/revoke` runs in its own process: SQLite's
+   * data_version tells) and on this store's own writes, so a revocation counts from the next request as it
+   * did when every request read the table.
+   */
+  private readonly rows = new Map<string, Row | null>()
+  private rowsVersion: number | null = null
 
   constructor(private readonly db: Database) {}
 
@@ -129,6 +140,7 @@ export class TokenStore {
       last_used_at: null,
       expires_at: input.lifetimeMs ? new Date(Date.now() + input.lifetimeMs).toISOString() : null,
     }
+    this.rows.clear()
     try {
       this.db
         .prepare('INSERT INTO tokens (id, name, secret_hash, scopes, apps, created_at, expires_at) VALUES (@id, @name, @secret_hash, @scopes, @apps, @created_at, @expires_at)')
@@ -145,6 +157,7 @@ export class TokenStore {
   }
 
   revoke(name: string): boolean {
+    this.rows.clear()
     return this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes > 0
   }
 
@@ -154,7 +167,7 @@ export class TokenStore {
    */
   verify(presented: string, at = Date.now()): TokenInfo {
     const m = TOKEN.exec(presented)
-    const row = m ? (this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as Row | undefined) : undefined
+    const row = m ? this.row(m[1]!) : undefined
     // Hash even when the id is unknown so that both paths cost the same.
     const presentedHash = hash(m?.[2] ?? '')
     const stored = row?.secret_hash ?? Buffer.alloc(presentedHash.length)
@@ -176,6 +189,20 @@ export class TokenStore {
       for (const r of rows) out.set(r.id, r.expires_at)
     }
     return out
+  }
+
+  private row(id: string): Row | undefined {
+    const version = (this.db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version
+    if (version !== this.rowsVersion || this.rows.size >= ROWS_KEPT) {
+      this.rows.clear()
+      this.rowsVersion = version
+    }
+    let row = this.rows.get(id)
+    if (row === undefined) {
+      row = (this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined) ?? null
+      this.rows.set(id, row)
+    }
+    return row ?? undefined
   }
 
   private touch(id: string): void {

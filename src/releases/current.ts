@@ -2,6 +2,7 @@
 // the old one, then the directory synced). The one place that knows how `current` is stored.
 
 import crypto from 'node:crypto'
+import fsSync from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { fsyncDir } from '../fsutil.js'
@@ -11,6 +12,21 @@ import { RELEASE_ID, type Paths } from '../paths.js'
 export async function currentReleaseId(paths: Paths, app: string): Promise<string | null> {
   const target = await fs.readlink(paths.current(app)).catch(() => null)
   if (!target) return null
+  const id = path.basename(target)
+  return RELEASE_ID.test(id) ? id : null
+}
+
+/**
+ * The same, without a thread-pool round trip: readlink of a cached dentry takes microseconds, far less than
+ * the hop, which is what a status poll answered many times a second would mostly spend.
+ */
+export function currentReleaseIdSync(paths: Paths, app: string): string | null {
+  let target: string
+  try {
+    target = fsSync.readlinkSync(paths.current(app))
+  } catch {
+    return null
+  }
   const id = path.basename(target)
   return RELEASE_ID.test(id) ? id : null
 }

@@ -1,6 +1,7 @@
 // Writes one session's terminal output as an asciicast v2 file (https://docs.asciinema.org/manual/asciicast/v2/):
 // a JSON header line, then one JSON array per output chunk or resize. Memory stays bounded whatever the
-// output rate: a slow disk costs a gap in the recording (marked), never an unbounded write buffer.
+// output rate: a slow disk costs a gap in the recording (marked), never an unbounded write buffer. Chunks are
+// only queued on the terminal's output path and turned into lines in batches, off the echo's way.
 //
 // Input is deliberately NOT recorded: an operator may type a password or a token at a prompt that does not
 // echo it, and keystroke timing leaks too. What the program echoes back is output, and is recorded.
@@ -25,6 +26,9 @@ export const RECORDING_MAX_BYTES = 50 * 1024 * 1024
 export const RECORDING_MAX_BUFFERED = 8 * 1024 * 1024
 /** Room kept under maxBytes for the final marker, so the cap is not overshot by it. */
 const MARKER_ROOM = 256
+/** How long output waits to be written with what follows it, and how much makes it go at once. */
+const BATCH_MS = 20
+const BATCH_BYTES = 64 * 1024
 
 export class Recorder {
   readonly file: string
@@ -41,6 +45,11 @@ export class Recorder {
   private skipping = 0
   private failed = false
   private closed: Promise<void> | null = null
+  /** Output chunks and when they came, not yet turned into lines. */
+  private queue: { time: number; data: Buffer }[] = []
+  private queued = 0
+  private timer: NodeJS.Timeout | null = null
+  private immediate: NodeJS.Immediate | null = null
 
   /** Creates the file (it must not exist; mode 0640: recordings show what the operator saw) and writes the header. */
   constructor(opts: RecorderOptions) {
@@ -58,12 +67,14 @@ export class Recorder {
     })
     this.stream.on('drain', () => this.endGap())
     const header = { version: 2, width: opts.cols, height: opts.rows, timestamp: Math.floor(Date.now() / 1000), env: { TERM: 'xterm-256color' }, title: opts.title }
-    this.line(JSON.stringify(header))
+    const first: string[] = []
+    this.line(JSON.stringify(header), first)
+    this.write(first)
   }
 
   /** Bytes handed to the file stream and not yet written: part of the session's backpressure. */
   get pending(): number {
-    return this.stream.writableLength
+    return this.stream.writableLength + this.queued
   }
 
   get bytes(): number {
@@ -72,25 +83,31 @@ export class Recorder {
 
   output(data: Buffer): void {
     if (this.truncated || this.failed || this.closed) return
-    if (this.skipping > 0 || this.stream.writableLength > this.maxBuffered) {
-      if (this.skipping === 0) this.decoder.end() // drop a half character with the rest of the gap
+    if (this.skipping > 0 || this.pending > this.maxBuffered) {
+      if (this.skipping === 0) {
+        this.flush()
+        this.decoder.end() // drop a half character with the rest of the gap
+      }
       this.skipping += data.length
       this.skippedBytes += data.length
       return
     }
-    // The decoder holds back a UTF-8 sequence split across reads until its last byte arrives.
-    const text = this.decoder.write(data)
-    if (text) this.event('o', text)
+    this.queue.push({ time: this.now(), data })
+    this.queued += data.length
+    if (this.queued >= BATCH_BYTES) this.immediate ??= setImmediate(() => this.flush())
+    else this.timer ??= setTimeout(() => this.flush(), BATCH_MS)
   }
 
   resize(cols: number, rows: number): void {
     if (this.truncated || this.failed || this.closed) return
+    this.flush()
     this.event('r', `${cols}x${rows}`)
   }
 
   /** Flushes and closes the file; resolves when it is on disk (or failed). Idempotent. */
   close(): Promise<void> {
     if (this.closed) return this.closed
+    this.flush()
     if (this.skipping > 0) this.endGap()
     else if (!this.truncated && !this.failed) {
       const rest = this.decoder.end()
@@ -104,6 +121,25 @@ export class Recorder {
     return this.closed
   }
 
+  /** Turns the queued chunks into lines, in order, and hands them to the file stream in one write. */
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer)
+    if (this.immediate) clearImmediate(this.immediate)
+    this.timer = null
+    this.immediate = null
+    const queue = this.queue
+    this.queue = []
+    this.queued = 0
+    const lines: string[] = []
+    for (const { time, data } of queue) {
+      if (this.truncated || this.failed) break
+      // The decoder holds back a UTF-8 sequence split across reads until its last byte arrives.
+      const text = this.decoder.write(data)
+      if (text) this.event('o', text, time, lines)
+    }
+    this.write(lines)
+  }
+
   private endGap(): void {
     if (this.skipping === 0 || this.truncated || this.failed) return
     const skipped = this.skipping
@@ -111,20 +147,28 @@ export class Recorder {
     this.event('o', `\r\n[recording truncated: ${skipped} bytes of output skipped, the disk could not keep up]\r\n`)
   }
 
-  private event(kind: 'o' | 'r', data: string): void {
-    const time = Math.round((performance.now() - this.t0) * 1000) / 1e6
-    const line = JSON.stringify([time, kind, data])
-    if (this.written + Buffer.byteLength(line) + 1 > this.maxBytes - MARKER_ROOM) {
-      this.truncated = true
-      this.line(JSON.stringify([time, 'o', `\r\n[recording truncated: size limit of ${this.maxBytes} bytes reached]\r\n`]))
-      return
-    }
-    this.line(line)
+  private now(): number {
+    return Math.round((performance.now() - this.t0) * 1000) / 1e6
   }
 
-  private line(text: string): void {
-    const buf = Buffer.from(`${text}\n`)
-    this.written += buf.length
-    this.stream.write(buf)
+  /** One event line, into `batch` when given (flush writes it), else written now. */
+  private event(kind: 'o' | 'r', data: string, time = this.now(), batch?: string[]): void {
+    const line = JSON.stringify([time, kind, data])
+    const out = batch ?? []
+    if (this.written + Buffer.byteLength(line) + 1 > this.maxBytes - MARKER_ROOM) {
+      this.truncated = true
+      this.line(JSON.stringify([time, 'o', `\r\n[recording truncated: size limit of ${this.maxBytes} bytes reached]\r\n`]), out)
+    } else this.line(line, out)
+    if (!batch) this.write(out)
+  }
+
+  private line(text: string, out: string[]): void {
+    const s = `${text}\n`
+    this.written += Buffer.byteLength(s)
+    out.push(s)
+  }
+
+  private write(lines: string[]): void {
+    if (lines.length > 0) this.stream.write(Buffer.from(lines.join('')))
   }
 }

@@ -31,11 +31,35 @@ export function openDatabase(file: string, log: Logger, migrationsDir = MIGRATIO
     db.pragma('foreign_keys = ON')
     db.pragma('busy_timeout = 5000')
     migrate(db, migrationsDir, log)
+    cachePrepared(db)
     return db
   } catch (err) {
     db.close()
     throw unreadable(file, err)
   }
+}
+
+/** Distinct SQL texts kept prepared; the stores use a few dozen, so a full cache means generated SQL. */
+const PREPARED_MAX = 256
+
+/**
+ * Every store calls `db.prepare(sql)` where it runs the query; compiling the same SQL again on every call was
+ * most of what a status poll cost. Statements are kept per SQL text. That is safe here because nothing
+ * iterates (a statement is never busy when it is handed out again), nothing toggles pluck/raw/expand on a
+ * statement, and SQLite re-prepares a kept statement itself after a schema change.
+ */
+function cachePrepared(db: Database): void {
+  const prepare = db.prepare.bind(db)
+  const kept = new Map<string, ReturnType<Database['prepare']>>()
+  db.prepare = ((sql: string) => {
+    let st = kept.get(sql)
+    if (!st) {
+      if (kept.size >= PREPARED_MAX) kept.clear()
+      st = prepare(sql)
+      kept.set(sql, st)
+    }
+    return st
+  }) as Database['prepare']
 }
 
 /**

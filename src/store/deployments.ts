@@ -82,7 +82,21 @@ function toDeployment(r: Row): Deployment {
   }
 }
 
+function deepFreeze<T>(d: T & { steps: Step[]; warnings: string[] }): Readonly<T> {
+  for (const s of d.steps) Object.freeze(s)
+  Object.freeze(d.steps)
+  Object.freeze(d.warnings)
+  return Object.freeze(d)
+}
+
 export class DeploymentStore {
+  /**
+   * lastRelease per app, frozen, dropped on every write of this store: status polls ask it many times a
+   * second and deployments change a few times a day. Only this process writes deployments (the CLI goes
+   * through the HTTP API; `berth import` runs while no daemon does).
+   */
+  private readonly lastReleaseOf = new Map<string, Readonly<Deployment> | null>()
+
   constructor(
     private readonly db: Database,
     /** This agent process; locks of other owners are stale by definition once we run. */
@@ -92,6 +106,7 @@ export class DeploymentStore {
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
   create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'rollout'> & { rollout?: string | null }): Deployment {
     const full: Deployment = { ...d, rollout: d.rollout ?? null, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
+    this.lastReleaseOf.delete(d.app)
     this.db.transaction(() => {
       this.assertIdle(d.app)
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
@@ -110,6 +125,7 @@ export class DeploymentStore {
    * final, without steps, its reason saying where the fact comes from. Takes no lock.
    */
   recordImported(d: { id: string; app: string; release: string; at: string; reason: string; actor: string }): void {
+    this.lastReleaseOf.delete(d.app)
     this.db
       .prepare(
         `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, reason, warnings, steps, actor, created_at, finished_at)
@@ -123,6 +139,7 @@ export class DeploymentStore {
   }
 
   save(d: Deployment): void {
+    this.lastReleaseOf.delete(d.app)
     this.db
       .prepare('UPDATE deployments SET state = ?, reason = ?, reason_code = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
       .run(d.state, d.reason, d.reasonCode, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
@@ -147,6 +164,23 @@ export class DeploymentStore {
       return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map(toDeployment)
     }
     return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)
+  }
+
+  /**
+   * The newest deploy or rollback among the app's last `within` deployments (starts, stops and restarts are
+   * skipped): one row parsed, not `within`, because status polls ask this on every call.
+   */
+  lastRelease(app: string, within = 20): Readonly<Deployment> | null {
+    const kept = this.lastReleaseOf.get(app)
+    if (kept !== undefined && within === 20) return kept
+    const r = this.db
+      .prepare(
+        `SELECT * FROM deployments WHERE seq = (SELECT max(seq) FROM (SELECT seq, kind FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?) WHERE kind IN ('deploy', 'rollback'))`,
+      )
+      .get(app, within) as Row | undefined
+    const d = r ? deepFreeze(toDeployment(r)) : null
+    if (within === 20) this.lastReleaseOf.set(app, d)
+    return d
   }
 
   last(app: string): Deployment | null {

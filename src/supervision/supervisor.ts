@@ -16,6 +16,9 @@ import type { EventStore } from '../store/events.js'
 import { CommandLedger } from './ledger.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
+/** How long status() trusts a BEAM pid it has seen alive before reading /proc again. */
+const BEAM_RECHECK_MS = 1000
+
 export type NodeState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff' | 'errored'
 
 export interface NodeStatus {
@@ -55,6 +58,8 @@ interface Live {
   poll: NodeJS.Timeout | null
   /** Cached by beamOf(). */
   beam: ProcInfo | null
+  /** When beamOf() last saw that BEAM alive (ms). */
+  beamSeenAt: number
   /** Why berth is stopping it, for the node record's lastExit; null while nobody asked it to stop. */
   stopCause: string | null
 }
@@ -179,8 +184,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * (pid and start time) and only looked for again once that process is gone, e.g. before the BEAM exists.
    */
   private beamOf(l: Live): ProcInfo | null {
-    if (l.beam && isSameProcess(l.beam.pid, l.beam.startTicks)) return l.beam
+    const t = Date.now()
+    // Status polls come many times a second and the read of /proc/PID/stat was most of their cost; a BEAM
+    // that died is reported for at most this long, and run_erl's exit (which follows) ends `live` anyway.
+    if (l.beam && t - l.beamSeenAt < BEAM_RECHECK_MS) return l.beam
+    if (l.beam && isSameProcess(l.beam.pid, l.beam.startTicks)) {
+      l.beamSeenAt = t
+      return l.beam
+    }
     l.beam = descendants(l.pid).find((p) => p.state !== 'Z' && readComm(p.pid).startsWith('beam')) ?? null
+    l.beamSeenAt = t
     return l.beam
   }
 
@@ -232,7 +245,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null): Live {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, stopCause: null }
+    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { allowsApp } from '../../auth/tokens.js'
 import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
-import { currentReleaseId } from '../../releases/current.js'
+import { currentReleaseIdSync } from '../../releases/current.js'
 import { requireApp } from '../../releases/lookup.js'
 import { followLog, LOG_CONTENT_TYPES, readLog, type LogQuery } from '../../supervision/logs.js'
 import type { RouteContext } from '../context.js'
@@ -36,12 +36,11 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     const { app: name } = request.params
     requireApp(releases, name)
     const node = services.supervisor.status(name)
-    const last = services.deployments.list(name, 20).find((d) => d.kind === 'deploy' || d.kind === 'rollback') ?? null
     return {
       name,
-      current: await currentReleaseId(services.paths, name),
+      current: currentReleaseIdSync(services.paths, name),
       node: { ...node, health: services.health.healthOf(name) },
-      lastDeployment: last,
+      lastDeployment: services.deployments.lastRelease(name),
     }
   })
 

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem } from '../../errors.js'
 import { deleteRelease } from '../../intake/cleanup.js'
 import { expectedSha256 } from '../../intake/digest.js'
-import { currentReleaseId } from '../../releases/current.js'
+import { currentReleaseId, currentReleaseIdSync } from '../../releases/current.js'
 import { requireApp, resolveRelease } from '../../releases/lookup.js'
 import type { Services } from '../../services.js'
 import type { RouteContext, RouteTypes } from '../context.js'
@@ -83,14 +83,14 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
   ctx.route(app, 'listReleases', async (request) => {
     const { app: name } = request.params
     requireApp(services.releases, name)
-    const current = await currentReleaseId(services.paths, name)
+    const current = currentReleaseIdSync(services.paths, name)
     return { releases: services.releases.list(name).map((r) => releaseView(r, current)) }
   })
 
   ctx.route(app, 'getRelease', async (request) => {
     const { app: name, id } = request.params
     requireApp(services.releases, name)
-    return releaseView(resolveRelease(services.releases, name, id), await currentReleaseId(services.paths, name))
+    return releaseView(resolveRelease(services.releases, name, id), currentReleaseIdSync(services.paths, name))
   })
 
   ctx.route(app, 'deleteRelease', async (request) => {
