@@ -1,0 +1,201 @@
+// Zero-downtime deploys behind the proxy, with real releases, a real haproxy and a real berth process: a
+// steady keep-alive client and an open websocket through deploys, failed releases, a rollback, kill -9 and
+// SIGTERM of berth. Not one request may fail; traffic moves v1 -> v2 -> v1; the old websocket drains.
+
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import path from 'node:path'
+import { after, test } from 'node:test'
+import WebSocket from 'ws'
+import { freePort, killProcessesUnder, processesUnder, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { fixture } from './helpers/fixtures.js'
+import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
+
+const dataDir = tempDir('berth-zdt-')
+let daemon: ChildDaemon | null = null
+let token = ''
+
+after(async () => {
+  await daemon?.stop('SIGKILL')
+  // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
+  killProcessesUnder(dataDir)
+  await until('every process to exit', () => processesUnder(dataDir).length === 0, 10_000).catch(() => {})
+  assert.deepEqual(processesUnder(dataDir), [], 'no haproxy, BEAM, epmd or run_erl is left behind')
+  fs.rmSync(dataDir, { recursive: true, force: true })
+})
+
+interface Sample {
+  at: number
+  ok: boolean
+  body: string
+}
+
+/** One request after another on one keep-alive connection to the proxy, a few ms apart, until stopped. */
+function steadyClient(port: number): { samples: Sample[]; stop(): Promise<void> } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const samples: Sample[] = []
+  let running = true
+  const once = () =>
+    new Promise<Sample>((resolve) => {
+      const at = Date.now()
+      const req = http.get({ host: '127.0.0.1', port, path: '/', agent, timeout: 5000 }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ at, ok: res.statusCode === 200, body: res.statusCode === 200 ? body.trim() : `HTTP ${res.statusCode} ${body.trim()}` }))
+        res.on('error', (err) => resolve({ at, ok: false, body: err.message }))
+      })
+      req.on('timeout', () => req.destroy(new Error('timeout')))
+      req.on('error', (err) => resolve({ at, ok: false, body: err.message }))
+    })
+  const loop = (async () => {
+    while (running) {
+      samples.push(await once())
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  })()
+  return {
+    samples,
+    stop: async () => {
+      running = false
+      await loop
+      agent.destroy()
+    },
+  }
+}
+
+/** The versions the client saw, in order, with repeats folded: e.g. ['hello 0.1.0', 'hello 0.2.0']. */
+function sequence(samples: Sample[]): string[] {
+  return samples.filter((s) => s.ok).map((s) => s.body).filter((b, i, all) => i === 0 || all[i - 1] !== b)
+}
+
+async function api(method: string, pathname: string, body?: unknown) {
+  return call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
+}
+
+async function start(epmd: string): Promise<void> {
+  daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, BERTH_FIXTURES_OUT: process.env.BERTH_FIXTURES_OUT ?? '' })
+  token ||= fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+}
+
+function epmdNames(epmd: string): string[] {
+  const epmdBin = spawnSync('sh', ['-c', `ls -d ${dataDir}/apps/hello/releases/*/erts-*/bin/epmd | head -1`], { encoding: 'utf8' }).stdout.trim()
+  const r = spawnSync(epmdBin, ['-names'], { env: { ...process.env, ERL_EPMD_PORT: epmd }, encoding: 'utf8' })
+  return [...r.stdout.matchAll(/^name (\S+) at port/gm)].map((m) => m[1]!)
+}
+
+test('deploys, failed releases, a rollback and berth restarts behind the proxy fail no request', { timeout: 300_000 }, async () => {
+  const epmd = String(await freePort())
+  const listen = await freePort()
+  await start(epmd)
+  const appData = path.join(dataDir, 'hello-data')
+  fs.mkdirSync(appData)
+  assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: appData, PORT: '1' })).status, 200)
+  const bad = await api('PUT', '/v1/apps/hello/settings', { proxy: { listen: 'nowhere' } })
+  assert.equal(bad.status, 400)
+  assert.equal(bad.body.code, 'PROXY_SETTING_INVALID')
+  const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, migrateTimeoutMs: 10_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000 } })
+  assert.equal(set.status, 200, set.text)
+  assert.deepEqual(set.body.proxy, { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000, healthPath: '/health' })
+  const ids: Record<string, string> = {}
+  for (const name of ['v1', 'v2', 'crash_on_boot', 'migrate_fail'] as const) {
+    const res = await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })
+    assert.equal(res.status, 201, res.text)
+    ids[name] = res.body.id
+  }
+
+  const first = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })
+  assert.equal(first.body.state, 'succeeded', first.text)
+  // The node got a private port, not the app's PORT=1, and the proxy forwards with the usual headers.
+  const who = await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text()
+  assert.match(who, /^0\.1\.0 hello_a@\S+ port=(\d+) xff=127\.0\.0\.1 xfp=http\n$/)
+  assert.notEqual(Number(/port=(\d+)/.exec(who)![1]), listen)
+
+  const client = steadyClient(listen)
+  const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+  const greeting = await new Promise<string>((resolve, reject) => {
+    ws.once('message', (m) => resolve(String(m)))
+    ws.once('error', reject)
+  })
+  assert.match(greeting, /^hello 0\.1\.0 hello_a@/)
+  let wsClosedAt = 0
+  ws.on('close', () => (wsClosedAt = Date.now()))
+  await until('the client to get going', () => client.samples.length > 20, 10_000)
+
+  // v1 -> v2: the new instance boots in slot b while a serves; the websocket on a stays open through the drain.
+  const deploying = await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })
+  assert.equal(deploying.status, 202, deploying.text)
+  await until('the v2 deploy to drain', async () => (await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)).body.state === 'draining', 60_000)
+  const during = await api('GET', '/v1/apps/hello')
+  assert.equal(during.body.proxy?.draining?.slot, 'a', during.text)
+  assert.ok(during.body.proxy.draining.remainingMs > 0 && during.body.proxy.draining.remainingMs <= 3000, during.text)
+  assert.equal(during.body.proxy.live.slot, 'b')
+  // Two instances at once, apart in every way: names in epmd, ports, pipes and console logs.
+  assert.deepEqual(epmdNames(epmd).sort(), ['hello_a', 'hello_b'])
+  assert.notEqual(during.body.proxy.live.port, during.body.proxy.draining.port)
+  for (const slot of ['a', 'b']) {
+    assert.ok(fs.existsSync(path.join(dataDir, 'apps/hello/instances', slot, 'pipe/erlang.pipe.1.r')), `slot ${slot} has its own pipe`)
+  }
+  assert.match(fs.readFileSync(path.join(dataDir, 'apps/hello/log/a/erlang.log.1'), 'utf8'), /hello 0\.1\.0 booted/)
+  assert.match(fs.readFileSync(path.join(dataDir, 'apps/hello/log/b/erlang.log.1'), 'utf8'), /hello 0\.2\.0 booted/)
+  assert.equal(wsClosedAt, 0, 'the old websocket is open during the drain')
+  const echo = new Promise<string>((resolve) => ws.once('message', (m) => resolve(String(m))))
+  ws.send('still there')
+  assert.equal(await echo, 'still there')
+  await until('the v2 deploy to end', async () => ['succeeded', 'failed', 'rolled_back'].includes((await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)).body.state), 30_000)
+  const v2 = await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)
+  assert.equal(v2.body.state, 'succeeded', v2.text)
+  assert.deepEqual(v2.body.steps.map((s: { name: string }) => s.name), ['migrating', 'switching', 'starting', 'verifying', 'routing', 'draining'])
+  assert.match(v2.body.steps.at(-1).output, /closed 1 connection/)
+  assert.ok(wsClosedAt > 0, 'the old websocket is closed after the drain')
+  const routed = Date.parse(v2.body.steps[4].endedAt)
+  assert.ok(wsClosedAt - routed >= 2500, `the websocket stayed open for the drain (${wsClosedAt - routed} ms)`)
+  assert.deepEqual(epmdNames(epmd), ['hello_b'], 'the old instance is gone from epmd')
+
+  // A release that crashes on boot never gets a request; v2 serves throughout.
+  const crash = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.crash_on_boot })
+  assert.equal(crash.body.deployment.state, 'rolled_back', crash.text)
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
+  // A failing migration changes nothing.
+  const mig = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.migrate_fail })
+  assert.equal(mig.body.deployment.state, 'failed', mig.text)
+  // The rollback goes through the same switch: v2 -> v1.
+  const back = await api('POST', '/v1/apps/hello/rollback?wait=true', { to: ids.v1 })
+  assert.equal(back.body.state, 'succeeded', back.text)
+
+  // berth killed outright, then stopped politely: the proxy and the node keep serving, and are re-adopted.
+  const proxyPid = JSON.parse(fs.readFileSync(path.join(dataDir, 'apps/hello/proxy/state.json'), 'utf8')).pid as number
+  await daemon!.stop('SIGKILL')
+  await new Promise((r) => setTimeout(r, 500))
+  await start(epmd)
+  const adopted = await api('GET', '/v1/apps/hello')
+  assert.equal(adopted.body.node.state, 'running', adopted.text)
+  assert.equal(adopted.body.proxy.pid, proxyPid, 'the proxy was re-adopted, not restarted')
+  assert.equal(await daemon!.stop('SIGTERM'), 0)
+  await new Promise((r) => setTimeout(r, 500))
+  await start(epmd)
+  assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.pid, proxyPid)
+  await new Promise((r) => setTimeout(r, 300))
+
+  await client.stop()
+  const failed = client.samples.filter((s) => !s.ok)
+  if (failed.length > 0) {
+    const ds = (await api('GET', '/v1/apps/hello/deployments')).body.deployments as { kind: string; steps: { name: string; startedAt: string; endedAt: string }[] }[]
+    const when = ds.flatMap((d) => d.steps.map((st) => `${d.kind}/${st.name} ${st.startedAt} ${st.endedAt} ${JSON.stringify((st as unknown as { output: string }).output).slice(0, 300)}`)).join('\n')
+    const log = fs.readFileSync(path.join(dataDir, 'apps/hello/log/haproxy.log'), 'utf8')
+    assert.fail(`${failed.length} of ${client.samples.length} requests failed, at ${failed.map((f) => new Date(f.at).toISOString()).join(', ')}\n${when}\n${log}`)
+  }
+  assert.deepEqual(sequence(client.samples), ['hello 0.1.0', 'hello 0.2.0', 'hello 0.1.0'])
+  ws.terminate()
+
+  // A proxy that dies is started again by berth, and status says so.
+  process.kill(proxyPid, 'SIGKILL')
+  await until('the proxy to be restarted', async () => {
+    const s = (await api('GET', '/v1/apps/hello')).body.proxy
+    return s?.restarts === 1 && s.state === 'running' && s.pid !== proxyPid
+  }, 15_000)
+  assert.equal(await (await fetch(`http://127.0.0.1:${listen}/`)).text(), 'hello 0.1.0\n')
+})
