@@ -9,23 +9,32 @@ import http from 'node:http'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import WebSocket from 'ws'
-import { freePort, killProcessesUnder, processesUnder, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
 
-const dataDir = tempDir('berth-zdt-')
+let dataDir = ''
+const dirs: string[] = []
 let daemon: ChildDaemon | null = null
 let token = ''
 
 after(async () => {
   await daemon?.stop('SIGKILL')
-  // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
-  killProcessesUnder(dataDir)
-  await until('every process to exit', () => processesUnder(dataDir).length === 0, 10_000).catch(() => {})
-  assert.deepEqual(processesUnder(dataDir), [], 'no haproxy, BEAM, epmd or run_erl is left behind')
-  fs.rmSync(dataDir, { recursive: true, force: true })
+  for (const dir of dirs) {
+    // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
+    killProcessesUnder(dir)
+    await until('every process to exit', () => processesUnder(dir).length === 0, 10_000).catch(() => {})
+    assert.deepEqual(processesUnder(dir), [], 'no haproxy, BEAM, epmd or run_erl is left behind')
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
+  }
 })
+
+function freshDataDir(): void {
+  dataDir = tempDir('berth-zdt-')
+  dirs.push(dataDir)
+  token = ''
+}
 
 interface Sample {
   at: number
@@ -76,8 +85,8 @@ async function api(method: string, pathname: string, body?: unknown) {
   return call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
 }
 
-async function start(epmd: string): Promise<void> {
-  daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, BERTH_FIXTURES_OUT: process.env.BERTH_FIXTURES_OUT ?? '' })
+async function start(epmd: string, env: Record<string, string> = {}): Promise<void> {
+  daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, ...env })
   token ||= fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
 }
 
@@ -88,6 +97,7 @@ function epmdNames(epmd: string): string[] {
 }
 
 test('deploys, failed releases, a rollback and berth restarts behind the proxy fail no request', { timeout: 300_000 }, async () => {
+  freshDataDir()
   const epmd = String(await freePort())
   const listen = await freePort()
   await start(epmd)
@@ -178,6 +188,11 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   await new Promise((r) => setTimeout(r, 500))
   await start(epmd)
   assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.pid, proxyPid)
+  // The CLI shows the listener and the live instance.
+  const cli = await runCli(['status', 'hello'], { BERTH_URL: daemon!.url, BERTH_TOKEN: token })
+  assert.equal(cli.code, 0, cli.stderr)
+  assert.match(cli.stdout, new RegExp(`proxy +127\\.0\\.0\\.1:${listen} running \\(haproxy pid ${proxyPid}\\)`))
+  assert.match(cli.stdout, new RegExp(`live +${ids.v1} in slot a on 127\\.0\\.0\\.1:\\d+, pid \\d+`))
   await new Promise((r) => setTimeout(r, 300))
 
   await client.stop()
@@ -198,4 +213,59 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
     return s?.restarts === 1 && s.state === 'running' && s.pid !== proxyPid
   }, 15_000)
   assert.equal(await (await fetch(`http://127.0.0.1:${listen}/`)).text(), 'hello 0.1.0\n')
+  await daemon!.stop('SIGKILL')
+  daemon = null
+})
+
+async function final(id: string) {
+  return until(`deployment ${id} to end`, async () => {
+    const d = (await api('GET', `/v1/apps/hello/deployments/${id}`)).body
+    return ['succeeded', 'failed', 'rolled_back'].includes(d.state) ? d : null
+  }, 60_000)
+}
+
+test('berth killed inside each step of a deploy behind the proxy: one live instance after, no failed request', { timeout: 300_000 }, async () => {
+  freshDataDir()
+  const epmd = String(await freePort())
+  const listen = await freePort()
+  await start(epmd)
+  const ids: Record<string, string> = {}
+  for (const name of ['v1', 'v2'] as const) ids[name] = (await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })).body.id
+  assert.equal((await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 500, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 1000 } })).status, 200)
+  assert.equal((await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })).status, 200)
+  const client = steadyClient(listen)
+
+  // Killed while the new instance is verified: it never took traffic, so it is stopped and v1 stays.
+  await daemon!.stop('SIGKILL')
+  await start(epmd, { BERTH_TEST_STEP_PAUSE: 'verifying:20000' })
+  const d1 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
+  await until('the new instance to boot', () => epmdNames(epmd).length === 2, 30_000)
+  await daemon!.stop('SIGKILL')
+  await start(epmd)
+  const r1 = await final(d1.id)
+  assert.equal(r1.state, 'failed', JSON.stringify(r1))
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v1)
+  await until('the unverified instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_a"]', 30_000)
+  assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.starting, null)
+
+  // Killed after the switch, while the old instance drains: v2 took the traffic, so the deployment is finished.
+  await daemon!.stop('SIGKILL')
+  await start(epmd, { BERTH_TEST_STEP_PAUSE: 'draining:20000' })
+  const d2 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
+  await until('the switch', async () => (await api('GET', `/v1/apps/hello/deployments/${d2.id}`)).body.state === 'draining', 60_000)
+  await daemon!.stop('SIGKILL')
+  await start(epmd)
+  const r2 = await final(d2.id)
+  assert.equal(r2.state, 'succeeded', JSON.stringify(r2))
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
+  await until('the old instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_b"]', 30_000)
+  const app = (await api('GET', '/v1/apps/hello')).body
+  assert.equal(app.proxy.live.release, ids.v2)
+  assert.equal(app.proxy.draining, null)
+
+  await client.stop()
+  assert.deepEqual(client.samples.filter((s) => !s.ok), [], 'no request failed')
+  assert.deepEqual(sequence(client.samples), ['hello 0.1.0', 'hello 0.2.0'])
+  await daemon!.stop('SIGKILL')
+  daemon = null
 })

@@ -46,6 +46,22 @@ export interface ProxyStatus {
   lastExit: string | null
 }
 
+/** One instance behind the proxy, as status shows it. */
+export interface ProxiedInstance {
+  slot: Slot
+  port: number
+  release: string | null
+  pid: number | null
+  startedAt: string | null
+}
+
+/** `proxy` of GET /v1/apps/{app}: the listener and the instances behind it. */
+export interface ProxyView extends ProxyStatus {
+  live: ProxiedInstance | null
+  starting: ProxiedInstance | null
+  draining: (ProxiedInstance & { drainUntil: string; remainingMs: number }) | null
+}
+
 const RUNTIME_TIMEOUT_MS = 2000
 const START_TIMEOUT_MS = 5000
 

@@ -556,7 +556,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const app of new Set([...records.keys(), ...apps])) {
       const rec = records.get(app) ?? null
       if (rec && rec.pid !== null && isSameProcess(rec.pid, rec.startTicks)) {
-        const l = this.track(rec.app, rec.releaseId, rec.pid, rec.startTicks ?? 0, null)
+        const l = this.track(rec.app, rec.releaseId, rec.pid, rec.startTicks ?? 0, null, rec.slot && rec.port ? { slot: rec.slot, port: rec.port } : null)
         l.state = 'running'
         l.startedAt = rec.startedAt ? Date.parse(rec.startedAt) : Date.now()
         adopted.push(rec)

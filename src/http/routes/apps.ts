@@ -8,6 +8,7 @@ import { APP_NAME } from '../../paths.js'
 import { currentReleaseId } from '../../releases/current.js'
 import { requireApp } from '../../releases/lookup.js'
 import { followLog, LOG_CONTENT_TYPES, readLog, type LogQuery } from '../../supervision/logs.js'
+import type { ProxyView } from '../../proxy/proxy.js'
 import type { NodeStatus } from '../../supervision/supervisor.js'
 import type { Services } from '../../services.js'
 import type { RouteContext } from '../context.js'
@@ -110,7 +111,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
 }
 
 /** The listener and the instances behind it; null for an app without the proxy setting and no proxy running. */
-function proxyView(services: Services, name: string, node: NodeStatus) {
+function proxyView(services: Services, name: string, node: NodeStatus): ProxyView | null {
   const status = services.proxy.status(name)
   const settings = services.apps.settings(name)
   if (!status && !settings.proxy) return null
@@ -126,6 +127,6 @@ function proxyView(services: Services, name: string, node: NodeStatus) {
     lastExit: status?.lastExit ?? null,
     live: liveInst && services.supervisor.isUp(name) ? { slot: liveInst.slot, port: liveInst.port, release: node.release, pid: node.pid, startedAt: node.startedAt } : null,
     starting: other?.role === 'starting' ? instance(other) : null,
-    draining: other?.role === 'draining' ? { ...instance(other), drainUntil: other.drainUntil, remainingMs: Math.max(0, Date.parse(other.drainUntil!) - Date.now()) } : null,
+    draining: other?.role === 'draining' ? { ...instance(other), drainUntil: other.drainUntil!, remainingMs: Math.max(0, Date.parse(other.drainUntil!) - Date.now()) } : null,
   }
 }
