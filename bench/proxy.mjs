@@ -7,7 +7,8 @@
 //   --deploys N   v1 <-> v2 deploys under load (default 3)
 //   --json FILE   also write the raw results as JSON
 //
-// One berth (a child process, its own temp data dir and epmd) runs the fixture app hello with
+// One berth (a child process, its own temp data dir and epmd) runs the fixture app hello (asked for keep-alive
+// with x-hello-keep-alive: 1, which it honours on both paths) with
 // proxy {listen: 127.0.0.1:PORT, drainTimeoutMs: 2000}. autocannon 9 drives GET / at 1 and 50 connections,
 // direct to the live instance's private port and through the proxy, alternating, same app, same run.
 // Then, through the proxy at 50 connections, a deploy to the other version: every response is timed and
@@ -20,19 +21,23 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { FIXTURES, fmt, freePort, killProcessesNaming, mdTable, onInterrupt, parseCli, percentile, procMem, request, sleep, startBerth } from './lib.mjs'
 
-const OPTIONS = { duration: 'number', deploys: 'number', json: 'string' }
+const OPTIONS = {
+  '--duration': { key: 'duration', type: 'int', min: 1 },
+  '--deploys': { key: 'deploys', type: 'int', min: 1 },
+  '--json': { key: 'json', type: 'path' },
+}
 const DEFAULTS = { duration: 10, deploys: 3, json: '' }
 
 /** @param {any} b @param {string} method @param {string} p @param {any} [body] */
 async function api(b, method, p, body) {
   const res = await request(b, method, p, typeof body === 'string' ? { file: body, timeoutMs: 120_000 } : { json: body, timeoutMs: 120_000 })
-  return { status: res.status, body: res.body.length ? JSON.parse(res.body.toString()) : null }
+  return { status: res.status, body: res.json }
 }
 
 /** @param {string} url @param {number} connections @param {number} duration */
 function cannon(url, connections, duration, onResponse) {
   return new Promise((resolve, reject) => {
-    const inst = autocannon({ url, connections, duration, pipelining: 1 }, (err, res) => (err ? reject(err) : resolve(res)))
+    const inst = autocannon({ url, connections, duration, pipelining: 1, headers: { 'x-hello-keep-alive': '1' } }, (err, res) => (err ? reject(err) : resolve(res)))
     if (onResponse) inst.on('response', onResponse)
   })
 }

@@ -36,6 +36,8 @@ export function renderConfig(c: ConfigInput): string {
     'global',
     `  stats socket ${c.socket} mode 600 level admin`,
     '  stats timeout 10s',
+    // One thread: on a small host it shares the cores with the BEAM; a second thread mostly adds contention.
+    '  nbthread 1',
     '  log stdout format raw local0 info',
     '',
     'defaults',
