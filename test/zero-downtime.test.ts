@@ -19,7 +19,11 @@ const dirs: string[] = []
 let daemon: ChildDaemon | null = null
 let token = ''
 
+/** Clients and websockets a failed test would leave running (they would hold the test process open). */
+const open: { stop(): unknown }[] = []
+
 after(async () => {
+  for (const o of open) await o.stop()
   await daemon?.stop('SIGKILL')
   for (const dir of dirs) {
     // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
@@ -60,6 +64,7 @@ function steadyClient(port: number): { samples: Sample[]; stop(): Promise<void> 
       req.on('timeout', () => req.destroy(new Error('timeout')))
       req.on('error', (err) => resolve({ at, ok: false, body: err.message }))
     })
+  open.push({ stop: () => (running = false) })
   const loop = (async () => {
     while (running) {
       samples.push(await once())
@@ -126,6 +131,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
 
   const client = steadyClient(listen)
   const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+  open.push({ stop: () => ws.terminate() })
   const greeting = await new Promise<string>((resolve, reject) => {
     ws.once('message', (m) => resolve(String(m)))
     ws.once('error', reject)
@@ -248,20 +254,36 @@ test('berth killed inside each step of a deploy behind the proxy: one live insta
   await until('the unverified instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_a"]', 30_000)
   assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.starting, null)
 
-  // Killed after the switch, while the old instance drains: v2 took the traffic, so the deployment is finished.
+  // Killed after the switch, while the old instance drains: v2 took the traffic, so the deployment is
+  // finished, and the old instance's websocket lives on for the rest of the drain.
+  assert.equal((await api('PUT', '/v1/apps/hello/settings', { proxy: { drainTimeoutMs: 8000 } })).status, 200)
   await daemon!.stop('SIGKILL')
   await start(epmd, { BERTH_TEST_STEP_PAUSE: 'draining:20000' })
+  const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+  open.push({ stop: () => ws.terminate() })
+  assert.match(await new Promise<string>((resolve, reject) => (ws.once('message', (m) => resolve(String(m))), ws.once('error', reject))), /^hello 0\.1\.0 hello_a@/)
+  let wsClosedAt = 0
+  ws.on('close', () => (wsClosedAt = Date.now()))
   const d2 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
   await until('the switch', async () => (await api('GET', `/v1/apps/hello/deployments/${d2.id}`)).body.state === 'draining', 60_000)
+  const routed = Date.parse((await api('GET', `/v1/apps/hello/deployments/${d2.id}`)).body.steps.find((st: { name: string }) => st.name === 'routing').endedAt)
   await daemon!.stop('SIGKILL')
   await start(epmd)
   const r2 = await final(d2.id)
   assert.equal(r2.state, 'succeeded', JSON.stringify(r2))
+  assert.equal(wsClosedAt, 0, 'the old websocket outlives the restart of berth')
+  const echo = new Promise<string>((resolve) => ws.once('message', (m) => resolve(String(m))))
+  ws.send('after the restart')
+  assert.equal(await echo, 'after the restart')
+  await until('the drain to end the old websocket', () => wsClosedAt > 0, 20_000)
+  assert.ok(wsClosedAt - routed >= 7000, `the websocket was kept for the drain (${wsClosedAt - routed} ms)`)
   assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
   await until('the old instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_b"]', 30_000)
-  const app = (await api('GET', '/v1/apps/hello')).body
+  const app = await until('the old instance to leave the status', async () => {
+    const a = (await api('GET', '/v1/apps/hello')).body
+    return a.proxy.draining === null ? a : null
+  }, 10_000)
   assert.equal(app.proxy.live.release, ids.v2)
-  assert.equal(app.proxy.draining, null)
 
   await client.stop()
   assert.deepEqual(client.samples.filter((s) => !s.ok), [], 'no request failed')

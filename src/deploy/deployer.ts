@@ -527,9 +527,9 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /**
-   * At start, after the deployments are resolved and the instances adopted: a second instance belongs to no
-   * deployment any more and is stopped (the live one serves), and each proxy is adopted, or started when it
-   * died with berth, and pointed at the live instance.
+   * At start, after the deployments are resolved and the instances adopted: each proxy is adopted, or started
+   * when it died with berth, and pointed at the live instance; a second instance that was starting belongs to
+   * no deployment any more and is stopped, one that was draining finishes its drain and then stops.
    */
   private async recoverProxies(): Promise<void> {
     const { instances, proxy, releases, apps, supervisor, log } = this.deps
@@ -537,9 +537,18 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     for (const { name } of releases.apps()) {
       const settings = apps.settings(name)
       try {
-        if (instances.standbyOf(name)) await instances.stopStandby(name, settings, 'stopped at agent start: its deployment was resolved')
+        const other = instances.standbyOf(name)
         const live = supervisor.isUp(name) ? instances.liveInstance(name) : null
         if (settings.proxy && (live || proxy.status(name))) await proxy.ensure(name, settings.proxy.listen, live)
+        if (other?.role === 'draining' && live && proxy.isRunning(name)) {
+          // The old instance of a finished switch keeps its connections for the rest of its drain, as if
+          // berth had not restarted; a deployment that starts meanwhile stops it first.
+          void proxy
+            .drain(name, other.slot, Date.parse(other.drainUntil ?? new Date().toISOString()))
+            .catch((err) => log.warn({ app: name, err }, 'the proxy did not answer while the old instance drained'))
+            .then(() => instances.stopStandby(name, settings, 'stopped after its drain'))
+            .catch((err) => log.error({ app: name, err }, 'could not stop the drained instance'))
+        } else if (other) await instances.stopStandby(name, settings, 'stopped at agent start: its deployment was resolved')
       } catch (err) {
         log.error({ app: name, err }, 'could not bring the proxy and instances to their state at agent start')
       }
@@ -569,7 +578,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       const switchedTraffic = this.proxied(apps.settings(d.app)) && d.steps.some((s) => s.name === 'routing') && rec?.releaseId === d.release && !!rec.slot && apps.standby(d.app)?.role !== 'starting'
       if ((d.kind === 'deploy' || d.kind === 'rollback') && switchedTraffic) {
         if (cur !== d.release) await switchCurrent(paths, d.app, d.release)
-        notes.push(`${d.release} had taken the traffic: kept it, and stopped the old instance without the rest of its drain`)
+        notes.push(`${d.release} had taken the traffic: kept it; the old instance finishes its drain and stops`)
         d.state = 'succeeded'
         d.reason = notes.join('; ')
         deployments.finish(d)
