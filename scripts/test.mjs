@@ -36,6 +36,8 @@ if (!have('mix')) missing.push('elixir', 'erlang-dev')
 if (!have('rebar3')) missing.push('rebar3')
 // The web terminal test drives Debian's Chromium with playwright-core (no browser download).
 if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium')
+// The proxy setting (zero-downtime deploys) runs Debian's haproxy in front of the app.
+if (!fs.existsSync('/usr/sbin/haproxy')) missing.push('haproxy')
 if (missing.length > 0) {
   console.log(`test setup: installing ${missing.join(' ')} (apt-get)`)
   aptInstall(missing)

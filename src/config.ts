@@ -45,6 +45,8 @@ export interface Config {
     maxPerApp: number
     keepRecordings: number
   }
+  /** The haproxy executable that fronts apps with the proxy setting on (zero-downtime deploys). */
+  haproxy: string
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
   limits: Limits
@@ -79,6 +81,7 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_CONNECTIONS', flag: 'max-connections', help: 'open client connections at most (default 512)' },
   { env: 'BERTH_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', help: 'first retry delay of webhook deliveries, doubling (default 1000)' },
   { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
+  { env: 'BERTH_HAPROXY', flag: 'haproxy', help: 'haproxy executable for apps with the proxy setting (default /usr/sbin/haproxy)' },
 ] as const
 
 export class ConfigError extends Error {
@@ -167,6 +170,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
+    haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
     maxConnections: num('BERTH_MAX_CONNECTIONS', 512, 1, 1_000_000),
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),

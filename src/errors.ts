@@ -48,6 +48,12 @@ export const catalogue = {
   COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],
   ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
+  // the proxy (zero-downtime deploys): haproxy in front of the app's instances
+  PROXY_SETTING_INVALID: [400, 'The proxy setting is not valid'],
+  PROXY_START_FAILED: [500, 'The proxy did not start'],
+  PROXY_UNREACHABLE: [500, 'The proxy did not answer on its runtime socket'],
+  PROXY_COMMAND_FAILED: [500, 'The proxy refused a runtime command'],
+
   // upload transport
   UPLOAD_EMPTY: [400, 'The upload is empty'],
   UPLOAD_TOO_LARGE: [413, 'The upload is larger than allowed'],

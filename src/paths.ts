@@ -32,6 +32,19 @@ export class Paths {
   deployed(app: string): string { return path.join(this.app(app), 'deployed.json') }
   shared(app: string): string { return path.join(this.app(app), 'shared') }
   log(app: string): string { return path.join(this.app(app), 'log') }
+  /** With the proxy on: one node instance's own pipe and RELEASE_TMP (its console log is under log/SLOT). */
+  instance(app: string, slot: string): string { return path.join(this.app(app), 'instances', checkSlot(slot)) }
+  /** The app's proxy (haproxy): its config, runtime socket and pid record. */
+  proxy(app: string): string { return path.join(this.app(app), 'proxy') }
+}
+
+/** The two places an instance of a proxied app runs in (blue/green): at most two instances at once. */
+export const SLOTS = ['a', 'b'] as const
+export type Slot = (typeof SLOTS)[number]
+
+function checkSlot(slot: string): string {
+  if (!(SLOTS as readonly string[]).includes(slot)) throw problem('INTERNAL', `"${slot.slice(0, 20)}" is not an instance slot`)
+  return slot
 }
 
 function checkApp(app: string): string {

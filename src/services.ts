@@ -16,6 +16,7 @@ import { sweepDebris } from './intake/cleanup.js'
 import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
+import { ProxyManager } from './proxy/proxy.js'
 import { detectKind, type ReleaseKind } from './releases/kinds.js'
 import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
@@ -41,6 +42,8 @@ export interface Services {
   apps: AppStore
   deployments: DeploymentStore
   supervisor: Supervisor
+  /** The haproxy of each app with the proxy setting (zero-downtime deploys). */
+  proxy: ProxyManager
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -104,7 +107,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   }
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
-  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause })
+  const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy })
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
     db,
@@ -127,6 +131,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     apps,
     deployments,
     supervisor,
+    proxy,
     deployer,
     config,
     log,
@@ -145,6 +150,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       health.close()
       webhooks.close()
       supervisor.detach()
+      // The proxies keep forwarding too: restarting berth never touches traffic.
+      proxy.detach()
       db.close()
     },
   }

@@ -1,6 +1,7 @@
 // Per-app settings, environment and supervised-node records, and the audit of changes to them. The
 // environment holds secrets: callers get values only to build a child's environment; users see names.
 
+import type { Slot } from '../paths.js'
 import type { Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { validateEnv, validateEnvChange } from './env.js'
@@ -15,6 +16,22 @@ export interface NodeRecord {
   startedAt: string | null
   restarts: number
   lastExit: string | null
+  /** With the proxy on: the live instance's slot and private port; null (or absent) with the proxy off. */
+  slot?: Slot | null
+  port?: number | null
+}
+
+/** A proxied app's second instance: starting before the switch, or draining after it. */
+export interface StandbyRecord {
+  app: string
+  slot: Slot
+  port: number
+  releaseId: string
+  pid: number | null
+  startTicks: number | null
+  role: 'starting' | 'draining'
+  startedAt: string | null
+  drainUntil: string | null
 }
 
 export class AppStore {
@@ -89,6 +106,8 @@ export class AppStore {
       startedAt: r.started_at as string | null,
       restarts: r.restarts as number,
       lastExit: r.last_exit as string | null,
+      slot: (r.slot as Slot | null) ?? null,
+      port: (r.port as number | null) ?? null,
     }
   }
 
@@ -99,11 +118,58 @@ export class AppStore {
   saveNode(n: NodeRecord): void {
     this.db
       .prepare(
-        `INSERT INTO nodes (app, release_id, pid, start_ticks, desired, started_at, restarts, last_exit)
-         VALUES (@app, @releaseId, @pid, @startTicks, @desired, @startedAt, @restarts, @lastExit)
+        `INSERT INTO nodes (app, release_id, pid, start_ticks, desired, started_at, restarts, last_exit, slot, port)
+         VALUES (@app, @releaseId, @pid, @startTicks, @desired, @startedAt, @restarts, @lastExit, @slot, @port)
          ON CONFLICT(app) DO UPDATE SET release_id = @releaseId, pid = @pid, start_ticks = @startTicks, desired = @desired,
-           started_at = @startedAt, restarts = @restarts, last_exit = @lastExit`,
+           started_at = @startedAt, restarts = @restarts, last_exit = @lastExit, slot = @slot, port = @port`,
       )
-      .run(n)
+      .run({ ...n, slot: n.slot ?? null, port: n.port ?? null })
+  }
+
+  standby(app: string): StandbyRecord | null {
+    const r = this.db.prepare('SELECT * FROM instances WHERE app = ?').get(app) as Record<string, unknown> | undefined
+    if (!r) return null
+    return {
+      app: r.app as string,
+      slot: r.slot as Slot,
+      port: r.port as number,
+      releaseId: r.release_id as string,
+      pid: r.pid as number | null,
+      startTicks: r.start_ticks as number | null,
+      role: r.role as StandbyRecord['role'],
+      startedAt: r.started_at as string | null,
+      drainUntil: r.drain_until as string | null,
+    }
+  }
+
+  standbys(): StandbyRecord[] {
+    return (this.db.prepare('SELECT app FROM instances').all() as { app: string }[]).map((r) => this.standby(r.app)!)
+  }
+
+  saveStandby(s: StandbyRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO instances (app, slot, port, release_id, pid, start_ticks, role, started_at, drain_until)
+         VALUES (@app, @slot, @port, @releaseId, @pid, @startTicks, @role, @startedAt, @drainUntil)
+         ON CONFLICT(app) DO UPDATE SET slot = @slot, port = @port, release_id = @releaseId, pid = @pid, start_ticks = @startTicks,
+           role = @role, started_at = @startedAt, drain_until = @drainUntil`,
+      )
+      .run(s)
+  }
+
+  deleteStandby(app: string): void {
+    this.db.prepare('DELETE FROM instances WHERE app = ?').run(app)
+  }
+
+  /**
+   * The switch, in one transaction: the standby becomes the live instance (the nodes row) and the old live
+   * one, when there is one, becomes the standby that drains until `drainUntil`.
+   */
+  promote(app: string, live: NodeRecord, draining: StandbyRecord | null): void {
+    this.db.transaction(() => {
+      this.saveNode(live)
+      if (draining) this.saveStandby(draining)
+      else this.deleteStandby(app)
+    }).immediate()
   }
 }

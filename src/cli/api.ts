@@ -3,6 +3,7 @@
 import type { Release as StoredRelease } from '../store/releases.js'
 import type { NodeStatus as SupervisorStatus } from '../supervision/supervisor.js'
 import type { HealthInfo } from '../supervision/health.js'
+import type { ProxyView } from '../proxy/proxy.js'
 
 // Type-only imports: the wire shapes are the server's own types (one source of truth, checked by tsc),
 // without loading any server module (or SQLite's native addon) into the CLI at run time.
@@ -22,6 +23,8 @@ export interface App {
   current: string | null
   node: NodeStatus
   lastDeployment: Deployment | null
+  /** With the proxy setting: the listener, the live instance and any starting or draining one. */
+  proxy?: ProxyView | null
 }
 
 export interface AppSummary {

@@ -1,6 +1,7 @@
 // The deployment state machine and the per-app lock: migrate → switch → start → verify, with automatic
 // rollback when the new node fails, explicit rollbacks, operate (start/stop/restart), crash recovery at start
 // and the owner of every running deployment at shutdown (finished within the grace period, or aborted).
+// With the proxy on, the new instance starts next to the live one and takes traffic only once verified.
 
 import crypto from 'node:crypto'
 import { EventEmitter } from 'node:events'
@@ -9,7 +10,8 @@ import type { AppSettings } from '../apps/settings.js'
 import type { AppStore } from '../apps/store.js'
 import { isBerthError, problem, StepFailed } from '../errors.js'
 import { deleteRelease } from '../intake/cleanup.js'
-import type { Paths } from '../paths.js'
+import { SLOTS, type Paths } from '../paths.js'
+import { freeLoopbackPort, type ProxyControl } from '../proxy/proxy.js'
 import { ectoMigrations, findMigrationModule } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
@@ -18,7 +20,7 @@ import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/ki
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
-import type { NodeControl } from '../supervision/supervisor.js'
+import type { InstanceControl, InstanceSpec, NodeControl } from '../supervision/supervisor.js'
 import { chooseRetired } from './retention.js'
 
 const FINAL_STATES = new Set<DeploymentState>(FINAL)
@@ -63,6 +65,9 @@ export interface DeployerDeps {
   supervisor: NodeControl
   health: Pick<HealthMonitor, 'verified'>
   log: Logger
+  /** Zero-downtime deploys (apps with the proxy setting): the second instance and the proxy. */
+  instances?: InstanceControl
+  proxy?: ProxyControl
 }
 
 export interface DeployerEvents {
@@ -77,6 +82,8 @@ interface Running {
 
 export class Deployer extends EventEmitter<DeployerEvents> {
   private readonly running = new Map<string, Running>()
+  /** Deployments whose new instance starts next to the live one: a failure before the switch only drops it. */
+  private readonly sideBySide = new Set<string>()
 
   constructor(private readonly deps: DeployerDeps) {
     super()
@@ -152,6 +159,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         return d
       })
     this.running.set(d.id, { job, abort })
+    void job.finally(() => this.sideBySide.delete(d.id))
     return d
   }
 
@@ -263,13 +271,86 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       await switchCurrent(this.deps.paths, d.app, release)
       return `current -> releases/${release}`
     })
+    if (this.proxied(settings)) return this.proxiedStart(d, release, settings, signal)
     await this.step(d, 'starting', signal, async () => {
       await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
-      await supervisor.start(d.app, release, settings)
+      // The proxy was turned off: its listener goes, and the node listens where the app's env says.
+      if (this.deps.proxy?.status(d.app)) await this.deps.proxy.stop(d.app)
+      await supervisor.start(d.app, release, settings, null)
       return `started ${release} under run_erl`
     })
     await this.step(d, 'verifying', signal, () => this.verify(d.app, settings, signal))
     d.state = 'succeeded'
+  }
+
+  private proxied(settings: AppSettings): settings is AppSettings & { proxy: NonNullable<AppSettings['proxy']> } {
+    return !!settings.proxy && !!this.deps.proxy && !!this.deps.instances
+  }
+
+  /**
+   * Starting behind the proxy. With a proxied live instance up: the new one starts in the other slot, is
+   * verified on its own port, takes the new connections, and the old one drains and stops; the old one is
+   * never touched before the switch. Without one (the first deploy behind the proxy, or the app was down):
+   * the node starts as the live instance, and the proxy sends traffic to it once it is verified.
+   */
+  private async proxiedStart(d: Deployment, release: string, settings: AppSettings & { proxy: NonNullable<AppSettings['proxy']> }, signal: AbortSignal): Promise<void> {
+    const { supervisor } = this.deps
+    const instances = this.deps.instances!
+    const proxy = this.deps.proxy!
+    const live = instances.liveInstance(d.app)
+    if (!live || !supervisor.isUp(d.app)) {
+      const inst: InstanceSpec = { slot: live?.slot ?? 'a', port: await freeLoopbackPort() }
+      await this.step(d, 'starting', signal, async () => {
+        await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
+        await supervisor.start(d.app, release, settings, inst)
+        return `started ${release} under run_erl in slot ${inst.slot} on 127.0.0.1:${inst.port} (no instance was serving)`
+      })
+      await this.step(d, 'verifying', signal, () => this.verify(d.app, settings, signal))
+      await this.step(d, 'routing', signal, async () => {
+        await proxy.ensure(d.app, settings.proxy.listen, inst)
+        return `${settings.proxy.listen} -> slot ${inst.slot} (127.0.0.1:${inst.port})`
+      })
+      d.state = 'succeeded'
+      return
+    }
+    const inst: InstanceSpec = { slot: SLOTS.find((s) => s !== live.slot)!, port: await freeLoopbackPort() }
+    this.sideBySide.add(d.id)
+    await this.step(d, 'starting', signal, async () => {
+      // A second instance left behind (berth died mid-deploy and recovery could not stop it) is not kept.
+      await instances.stopStandby(d.app, settings, 'replaced by a new deployment')
+      await instances.startStandby(d.app, release, settings, inst)
+      return `started ${release} under run_erl in slot ${inst.slot} on 127.0.0.1:${inst.port}; slot ${live.slot} keeps serving`
+    })
+    await this.step(d, 'verifying', signal, () => instances.verifyStandby(d.app, settings, signal))
+    const drainUntil = Date.now() + settings.proxy.drainTimeoutMs
+    await this.step(d, 'routing', signal, async () => {
+      await proxy.ensure(d.app, settings.proxy.listen, live)
+      await proxy.switchTo(d.app, inst)
+      instances.promote(d.app, Date.now() + settings.proxy.drainTimeoutMs)
+      this.sideBySide.delete(d.id)
+      return `${settings.proxy.listen} -> slot ${inst.slot} (127.0.0.1:${inst.port}); slot ${live.slot} drains`
+    })
+    if (settings.healthUrl) this.deps.health.verified(d.app, settings.healthUrl)
+    // The new instance serves from here on: a failed drain is reported, never rolled back.
+    await this.step(d, 'draining', signal, () => this.drainOld(d.app, live, drainUntil, settings, signal)).catch((err) => {
+      if (signal.aborted) throw err
+    })
+    d.state = 'succeeded'
+  }
+
+  /** Lets the old instance's connections finish until drainUntil, closes what is left, then stops it. */
+  private async drainOld(app: string, old: InstanceSpec, drainUntil: number, settings: AppSettings, signal: AbortSignal): Promise<string> {
+    const started = Date.now()
+    let note: string
+    try {
+      const cut = await this.deps.proxy!.drain(app, old.slot, drainUntil, signal)
+      note = cut > 0 ? `closed ${cut} connection(s) still open after the drain timeout` : 'every connection finished'
+    } catch (err) {
+      if (signal.aborted) throw err
+      note = `the proxy did not answer during the drain (${(err as Error).message})`
+    }
+    await this.deps.instances!.stopStandby(app, settings, 'stopped after its drain')
+    return `slot ${old.slot} drained for ${Date.now() - started} ms: ${note}; stopped it`
   }
 
   /** Verifies the node and tells the health monitor that its URL has just been checked. */
@@ -295,6 +376,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const { supervisor } = this.deps
     const why = (err as Error).message
     d.reasonCode = codeOf(err)
+    // The new instance may have died already (a crash on boot): what counts is that it never took traffic.
+    if (this.proxied(settings) && this.sideBySide.delete(d.id)) return this.dropNewInstance(d, settings, why, signal)
     if (!d.previous) {
       d.state = 'failed'
       d.reason = `${why}; there is no previous release to roll back to, ${await this.stopAfterFailure(d.app, settings)}`
@@ -314,6 +397,30 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       if (signal.aborted) return
       d.state = 'failed'
       d.reason = `${why}; the rollback to ${d.previous} failed too: ${(again as Error).message}`
+    }
+  }
+
+  /**
+   * A new instance failed before it took any traffic: it is stopped, current goes back, and the live
+   * instance, which served throughout, is left exactly as it was (the proxy is pointed at it again in case
+   * the switch was under way).
+   */
+  private async dropNewInstance(d: Deployment, settings: AppSettings & { proxy: NonNullable<AppSettings['proxy']> }, why: string, signal: AbortSignal): Promise<void> {
+    const instances = this.deps.instances!
+    try {
+      await this.step(d, 'rollback', signal, async () => {
+        await instances.stopStandby(d.app, settings, 'stopped after it failed verification')
+        if (d.previous) await switchCurrent(this.deps.paths, d.app, d.previous)
+        const live = instances.liveInstance(d.app)
+        if (live) await this.deps.proxy!.ensure(d.app, settings.proxy.listen, live)
+        return `${d.previous ? `current -> releases/${d.previous}\n` : ''}stopped the new instance; the live instance${live ? ` in slot ${live.slot}` : ''} served throughout`
+      })
+      d.state = d.previous ? 'rolled_back' : 'failed'
+      d.reason = d.previous ? `${why}; rolled back to ${d.previous}, which served throughout` : `${why}; the new instance is stopped`
+    } catch (again) {
+      if (signal.aborted) return
+      d.state = 'failed'
+      d.reason = `${why}; putting the previous release back failed: ${(again as Error).message}`
     }
   }
 
@@ -390,6 +497,21 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     return this.begin({ app, kind: action, release: current ?? '-', previous: current, warnings: [], actor }, async (d, signal) => {
       const settings = this.deps.apps.settings(app)
       const { supervisor } = this.deps
+      if (action !== 'stop' && this.proxied(settings)) {
+        // Behind the proxy a restart is a switch to a fresh instance of the same release: no request fails.
+        try {
+          await this.proxiedStart(d, current!, { ...settings, stableWindowMs: Math.min(settings.stableWindowMs, 2000) }, signal)
+        } catch (err) {
+          if (signal.aborted) throw err
+          d.state = 'failed'
+          d.reasonCode = codeOf(err)
+          if (this.sideBySide.delete(d.id)) {
+            await this.deps.instances!.stopStandby(app, settings, 'stopped after it failed verification')
+            d.reason = `${(err as Error).message}; the new instance is stopped and the live one served throughout`
+          } else d.reason = `${(err as Error).message}; ${await this.stopAfterFailure(app, settings)}`
+        }
+        return
+      }
       if (action !== 'start') {
         await this.step(d, 'stopping', signal, async () => {
           const wasUp = supervisor.isUp(app)
@@ -415,6 +537,35 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /**
+   * At start, after the deployments are resolved and the instances adopted: each proxy is adopted, or started
+   * when it died with berth, and pointed at the live instance; a second instance that was starting belongs to
+   * no deployment any more and is stopped, one that was draining finishes its drain and then stops.
+   */
+  private async recoverProxies(): Promise<void> {
+    const { instances, proxy, releases, apps, supervisor, log } = this.deps
+    if (!instances || !proxy) return
+    for (const { name } of releases.apps()) {
+      const settings = apps.settings(name)
+      try {
+        const other = instances.standbyOf(name)
+        const live = supervisor.isUp(name) ? instances.liveInstance(name) : null
+        if (settings.proxy && (live || proxy.status(name))) await proxy.ensure(name, settings.proxy.listen, live)
+        if (other?.role === 'draining' && live && proxy.isRunning(name)) {
+          // The old instance of a finished switch keeps its connections for the rest of its drain, as if
+          // berth had not restarted; a deployment that starts meanwhile stops it first.
+          void proxy
+            .drain(name, other.slot, Date.parse(other.drainUntil ?? new Date().toISOString()))
+            .catch((err) => log.warn({ app: name, err }, 'the proxy did not answer while the old instance drained'))
+            .then(() => instances.stopStandby(name, settings, 'stopped after its drain'))
+            .catch((err) => log.error({ app: name, err }, 'could not stop the drained instance'))
+        } else if (other) await instances.stopStandby(name, settings, 'stopped at agent start: its deployment was resolved')
+      } catch (err) {
+        log.error({ app: name, err }, 'could not bring the proxy and instances to their state at agent start')
+      }
+    }
+  }
+
+  /**
    * Start-up recovery, before anything else uses the lock table. Every deployment an earlier agent left
    * unfinished ends in one defined state: when it got as far as switching, the release it started from is put
    * back as current (an interrupted deployment never leaves an unverified release live). Then the nodes are
@@ -431,6 +582,22 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       const switched = d.steps.some((s) => !BEFORE_SWITCH.has(s.name))
       const notes = [`agent restarted during ${step}`]
       const cur = await currentReleaseId(paths, d.app)
+      const rec = apps.node(d.app)
+      // Behind the proxy, a deployment that got to routing with its instance recorded as live had passed
+      // verification and takes the traffic: finishing it (the old instance is stopped below) is the safe way.
+      const switchedTraffic = this.proxied(apps.settings(d.app)) && d.steps.some((s) => s.name === 'routing') && rec?.releaseId === d.release && !!rec.slot && apps.standby(d.app)?.role !== 'starting'
+      if ((d.kind === 'deploy' || d.kind === 'rollback') && switchedTraffic) {
+        if (cur !== d.release) await switchCurrent(paths, d.app, d.release)
+        notes.push(`${d.release} had taken the traffic: kept it; the old instance finishes its drain and stops`)
+        d.state = 'succeeded'
+        d.reason = notes.join('; ')
+        deployments.finish(d)
+        await recordDeployed(paths, d.app, d.release, d.finishedAt ?? new Date().toISOString()).catch(() => {})
+        this.deps.events.record({ app: d.app, actor: 'berth', action: d.kind, outcome: 'succeeded', detail: { deployment: d.id, reason: d.reason } })
+        log.warn({ app: d.app, deployment: d.id, step }, 'finished a deployment interrupted by an agent restart after its switch')
+        fixed.push(d)
+        continue
+      }
       if ((d.kind === 'deploy' || d.kind === 'rollback') && switched && d.previous && releases.get(d.app, d.previous)) {
         if (cur !== d.previous) await switchCurrent(paths, d.app, d.previous)
         notes.push(`put ${d.previous} back as current`)
@@ -448,6 +615,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     }
     // Apps without a node record too: a node whose record went with a lost database is found and adopted.
     const { dead, adopted } = supervisor.adopt(releases.apps().map((a) => a.name))
+    await this.recoverProxies()
     for (const rec of [...dead, ...adopted]) {
       const current = await currentReleaseId(paths, rec.app)
       const running = adopted.includes(rec)

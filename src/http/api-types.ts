@@ -775,10 +775,12 @@ export interface components {
              * @description What the step does. A deploy: migrating, switching, starting, verifying, and rollback when a failed
              *     start puts the previous release back. A rollback: reverting_migrations (the rollbackExpr setting,
              *     skipped unless runRollbackExpr), then as a deploy. stop: stopping; start: starting, verifying;
-             *     restart: stopping, starting, verifying.
+             *     restart: stopping, starting, verifying. With the proxy setting on, a deploy, rollback or restart
+             *     starts the new instance next to the live one (starting, verifying), then routing moves new
+             *     connections to it and draining lets the old instance finish and stops it.
              * @enum {string}
              */
-            name: "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "rollback";
+            name: "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "rollback" | "routing" | "draining";
             /** @enum {string} */
             state: "running" | "ok" | "failed" | "skipped";
             /** Format: date-time */
@@ -800,7 +802,7 @@ export interface components {
              * @description While it runs, the name of the step under way (a rollback step leaves the state as it was).
              * @enum {string}
              */
-            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "succeeded" | "failed" | "rolled_back";
+            state: "pending" | "migrating" | "switching" | "starting" | "verifying" | "reverting_migrations" | "stopping" | "routing" | "draining" | "succeeded" | "failed" | "rolled_back";
             reason: string | null;
             /** @description The error code (as in problem bodies) of what made it fail, e.g. MIGRATION_REQUIRED, NODE_EXITED; null when it did not fail. */
             reasonCode: string | null;
@@ -919,6 +921,51 @@ export interface components {
             current: string | null;
             node: components["schemas"]["NodeStatus"];
             lastDeployment: null | components["schemas"]["Deployment"];
+            proxy?: null | components["schemas"]["ProxyStatus"];
+        };
+        ProxyInstance: {
+            /**
+             * @description Where the instance runs: apps/APP/instances/SLOT, log/SLOT, node name APP_SLOT.
+             * @enum {string}
+             */
+            slot: "a" | "b";
+            /** @description Its private loopback port, given to it in PORT. */
+            port: number;
+            release: string | null;
+            /** @description run_erl's pid. */
+            pid: number | null;
+            /** Format: date-time */
+            startedAt: string | null;
+        };
+        /** @description The public listener (haproxy) of an app with the proxy setting, and the instances behind it. */
+        ProxyStatus: {
+            /** @description HOST:PORT the proxy listens on. */
+            listen: string;
+            /**
+             * @description down until the first deploy behind the proxy, or for the moment between a crash of haproxy and its restart.
+             * @enum {string}
+             */
+            state: "running" | "down";
+            /** @description haproxy's pid. */
+            pid: number | null;
+            /** Format: date-time */
+            startedAt: string | null;
+            /** @description Times berth found haproxy dead and started it again. */
+            restarts: number;
+            lastExit: string | null;
+            /** @description The instance new connections go to. */
+            live: null | components["schemas"]["ProxyInstance"];
+            /** @description A new instance being verified; it gets no traffic yet. */
+            starting: null | components["schemas"]["ProxyInstance"];
+            /** @description The old instance after a switch, finishing its connections. */
+            draining: null | (components["schemas"]["ProxyInstance"] & {
+                /**
+                 * Format: date-time
+                 * @description When its remaining connections are closed.
+                 */
+                drainUntil: string;
+                remainingMs: number;
+            });
         };
         Settings: {
             /** @description Expression for the release's eval command. null (the default): `Mod.migrate()` for the release's own module named `*.Release` that exports `migrate/0`, found from the release's metadata (its .rel file, the .app files of its top-level applications and the modules' export tables), not from the app's name; when there is none the deploy carries a warning. `""` says the app has no migrations: no step, no warning. */
@@ -960,6 +1007,18 @@ export interface components {
                 maxRestarts?: number;
                 windowMs?: number;
                 rollbackWithinMs?: number;
+            };
+            /** @description Zero-downtime deploys. null (the default): one node that listens where the app's env says, stopped and then started at each deploy. An object: berth runs haproxy on `listen` in front of the app, each instance gets a private loopback port in PORT and its own node name, and a deploy, rollback or restart starts the new instance next to the live one, moves new connections to it once it is verified (node up, `healthPath` answers 2xx on its port, stable window), then lets the old one drain for up to `drainTimeoutMs` before closing its last connections (websockets) and stopping it. Fields not given keep their value (or default); a bad value answers 400 PROXY_SETTING_INVALID. */
+            proxy?: null | {
+                /**
+                 * @description Required when the proxy is turned on. IPV4:PORT or [IPV6]:PORT, e.g. 0.0.0.0:80 or 127.0.0.1:4000.
+                 * @example 127.0.0.1:4000
+                 */
+                listen?: string;
+                /** @description Default 30000. */
+                drainTimeoutMs?: number;
+                /** @description Path each new instance must answer 2xx on, on its own port. Default /health. */
+                healthPath?: string;
             };
         };
         EnvNames: {

@@ -337,7 +337,7 @@ export class SessionManager {
 
   private startHub(app: string, release: string, size: TerminalSize): ConsoleHub {
     const { paths, supervisor, log, hangupGraceMs } = this.deps
-    const pipeDir = path.join(paths.shared(app), 'pipe')
+    const pipeDir = supervisor.pipeDir(app)
     let pipe: string | null = null
     try {
       pipe = consolePipe(pipeDir)

@@ -10,9 +10,11 @@ export const STEPS = ['migrating', 'switching', 'starting', 'verifying'] as cons
 /**
  * Every step name, each saying what it does: a rollback's `reverting_migrations` runs the rollbackExpr
  * setting, `stopping` stops the node (stop, restart), and `rollback` puts the previous release back after
- * a failed start. While a step runs it is also the deployment's state, except `rollback`.
+ * a failed start. With the proxy on, `routing` moves new connections to the verified instance and `draining`
+ * lets the old one finish its connections, then stops it. While a step runs it is also the deployment's
+ * state, except `rollback`.
  */
-export const STEP_NAMES = [...STEPS, 'reverting_migrations', 'stopping', 'rollback'] as const
+export const STEP_NAMES = [...STEPS, 'reverting_migrations', 'stopping', 'rollback', 'routing', 'draining'] as const
 export type StepName = (typeof STEP_NAMES)[number]
 /** Steps that change nothing of current or the node: a deployment interrupted in one has nothing to put back. */
 export const BEFORE_SWITCH: ReadonlySet<StepName> = new Set(['migrating', 'reverting_migrations'])

@@ -1,6 +1,8 @@
 // Runs each app's node: start under run_erl (own session, so it outlives the agent and has a console to
 // attach to), graceful stop, verification, liveness, and re-adoption after agent restarts. It reports a death
 // it did not ask for as a `crash` event; what to do about it is the crash policy's (deploy/crash-policy.ts).
+// With the proxy on, an app has a live instance and, while a deploy switches, a standby one (starting, or
+// draining after the switch), each in its own slot with its own port, node name, pipe, logs and RELEASE_TMP.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
@@ -8,9 +10,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
-import type { AppStore, NodeRecord } from '../apps/store.js'
+import type { AppStore, NodeRecord, StandbyRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
-import { RELEASE_ID, type Paths } from '../paths.js'
+import { RELEASE_ID, type Paths, type Slot } from '../paths.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { CommandLedger } from './ledger.js'
@@ -44,9 +46,37 @@ export interface SupervisorDeps {
   kindOf(app: string, release: string): ReleaseKind
 }
 
+/** A proxied instance: its slot and private loopback port (PORT). null everywhere means the proxy is off. */
+export interface InstanceSpec {
+  slot: Slot
+  port: number
+}
+
+/** Where an instance keeps what is its own; with the proxy off, the app's single node's places of today. */
+export interface InstanceDirs {
+  pipe: string
+  log: string
+  tmp: string
+}
+
+export interface StandbyStatus {
+  role: 'starting' | 'draining'
+  release: string
+  slot: Slot
+  port: number
+  pid: number | null
+  startedAt: string
+  /** A draining instance's connections still open are closed then. */
+  drainUntil: string | null
+}
+
 interface Live {
   app: string
   release: string
+  inst: InstanceSpec | null
+  /** live: the instance the node record describes and every command reaches; standby: the other one. */
+  role: 'live' | 'standby'
+  drainUntil: number | null
   pid: number
   startTicks: number
   child: ChildProcess | null
@@ -71,6 +101,7 @@ export interface SupervisorEvents {
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly live = new Map<string, Live>()
+  private readonly standby = new Map<string, Live>()
   private readonly extra = new Map<string, NodeState>()
   private readonly ledger: CommandLedger
 
@@ -89,10 +120,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * sys.config.src (at every run) into a directory of that release's own under shared/tmp, not into the
    * read-only release; per release, because an old and a new release's commands run side by side.
    */
-  nodeEnv(app: string, release?: string): NodeJS.ProcessEnv {
+  nodeEnv(app: string, release?: string, inst: InstanceSpec | null = this.liveInstance(app)): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
     const env = this.deps.apps.env(app)
+    const dirs = this.dirsOf(app, inst)
     let relxOut: Record<string, string> = {}
     if (release) {
       const dir = path.join(paths.shared(app), 'tmp', 'relx', path.basename(this.releaseDir(app, release)))
@@ -104,8 +136,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       LANG: process.env.LANG ?? 'C.UTF-8',
       HOME: paths.shared(app),
       ...env,
-      RELEASE_TMP: path.join(paths.shared(app), 'tmp'),
-      ERL_CRASH_DUMP: path.join(paths.log(app), 'erl_crash.dump'),
+      RELEASE_TMP: dirs.tmp,
+      ERL_CRASH_DUMP: path.join(dirs.log, 'erl_crash.dump'),
       // Distribution and epmd on loopback only: the cookie is the only guard, so the port must not be reachable.
       ERL_EPMD_ADDRESS: '127.0.0.1',
       ERL_EPMD_PORT: String(this.deps.epmdPort),
@@ -121,13 +153,40 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       RUN_ERL_LOG_ALIVE_FORMAT: '%Y-%m-%dT%H:%M:%SZ',
       RUN_ERL_LOG_ALIVE_IN_UTC: '1',
       ...relxOut,
+      // Two instances of one app run side by side: each its own port and node name (Mix releases read
+      // RELEASE_NODE; a relx release names its node in vm.args.src, e.g. -sname ${RELEASE_NODE}).
+      ...(inst ? { PORT: String(inst.port), RELEASE_NODE: instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
     }
   }
 
-  /** The app's writable directories: where RELEASE_TMP, the console pipe and logs live (releases are read-only). */
-  ensureAppDirs(app: string): void {
+  /** The live instance's slot and port; null with the proxy off (or before a proxied instance ran). */
+  liveInstance(app: string): InstanceSpec | null {
+    const l = this.live.get(app)
+    if (l) return l.inst
+    const rec = this.deps.apps.node(app)
+    return rec?.slot && rec.port ? { slot: rec.slot, port: rec.port } : null
+  }
+
+  dirsOf(app: string, inst: InstanceSpec | null): InstanceDirs {
     const { paths } = this.deps
-    for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app)]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
+    if (!inst) return { pipe: path.join(paths.shared(app), 'pipe'), log: paths.log(app), tmp: path.join(paths.shared(app), 'tmp') }
+    return { pipe: path.join(paths.instance(app, inst.slot), 'pipe'), log: path.join(paths.log(app), inst.slot), tmp: path.join(paths.instance(app, inst.slot), 'tmp') }
+  }
+
+  /** The live instance's console pipe directory (what attach joins) and its console log directory. */
+  pipeDir(app: string): string {
+    return this.dirsOf(app, this.liveInstance(app)).pipe
+  }
+
+  consoleLogDir(app: string): string {
+    return this.dirsOf(app, this.liveInstance(app)).log
+  }
+
+  /** The app's writable directories: where RELEASE_TMP, the console pipe and logs live (releases are read-only). */
+  ensureAppDirs(app: string, inst: InstanceSpec | null = null): void {
+    const { paths } = this.deps
+    const dirs = this.dirsOf(app, inst)
+    for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app), dirs.tmp, dirs.log]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
   }
 
   /**
@@ -149,12 +208,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * Runs `bin/APP <command> [args]` from a release, e.g. eval, rpc, pid, stop. Each is a BEAM of its own that
    * must not outlive berth: it dies with berth where setpriv can arrange that, and is on the ledger regardless.
    */
-  command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
-    this.ensureAppDirs(app)
+  command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal, inst: InstanceSpec | null = this.liveInstance(app)): Promise<CommandResult> {
+    this.ensureAppDirs(app, inst)
     const dir = this.releaseDir(app, release)
     return runCommand(path.join(dir, 'bin', app), [command, ...args], {
       cwd: this.deps.paths.shared(app),
-      env: this.nodeEnv(app, release),
+      env: this.nodeEnv(app, release, inst),
       timeoutMs,
       signal,
       dieWithBerth: true,
@@ -213,39 +272,65 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return !!l && isSameProcess(l.pid, l.startTicks)
   }
 
-  /** Starts the release's node under run_erl. The node must not be running. */
-  async start(app: string, release: string, settings: AppSettings): Promise<void> {
+  /**
+   * Starts the release's node under run_erl as the app's live instance. The node must not be running.
+   * `inst` undefined: the slot and port the node record has when the proxy is on (a crash restart goes back
+   * to where the proxy points), else the proxy-off node.
+   */
+  async start(app: string, release: string, settings: AppSettings, inst?: InstanceSpec | null): Promise<void> {
     if (this.live.has(app)) throw problem('ALREADY_RUNNING', `The node of "${app}" is already running; stop it first.`)
-    const { paths, apps, log } = this.deps
+    const { apps, log } = this.deps
+    const rec = apps.node(app)
+    const spec = inst !== undefined ? inst : settings.proxy && rec?.slot && rec.port ? { slot: rec.slot, port: rec.port } : null
+    if (spec && this.standby.get(app)?.inst?.slot === spec.slot) throw problem('ALREADY_RUNNING', `Slot ${spec.slot} of "${app}" is taken by its other instance.`)
+    const { pid, child, startTicks } = await this.spawnNode(app, release, settings, spec)
+    const l = this.track(app, release, pid, startTicks, child, spec, 'live')
+    const prev = apps.node(app)
+    apps.saveNode({ app, releaseId: release, pid, startTicks: l.startTicks, desired: 'running', startedAt: new Date(l.startedAt).toISOString(), restarts: prev?.restarts ?? 0, lastExit: prev?.lastExit ?? null, slot: spec?.slot ?? null, port: spec?.port ?? null })
+    this.extra.delete(app)
+    log.info({ app, release, nodePid: pid, slot: spec?.slot, port: spec?.port }, 'node started')
+    this.deps.events.record({ app, actor: 'berth', action: 'node.start', outcome: 'ok', detail: { release, pid, ...(spec ? { slot: spec.slot, port: spec.port } : {}) } })
+  }
+
+  /**
+   * Starts a second instance of a proxied app next to the live one, in the other slot: the one a deploy
+   * verifies before the proxy moves to it. It gets no traffic and no crash handling of its own.
+   */
+  async startStandby(app: string, release: string, settings: AppSettings, inst: InstanceSpec): Promise<void> {
+    if (this.standby.has(app)) throw problem('ALREADY_RUNNING', `"${app}" already runs a second instance (slot ${this.standby.get(app)!.inst?.slot}); at most two run at once.`)
+    if (this.live.get(app)?.inst?.slot === inst.slot) throw problem('ALREADY_RUNNING', `Slot ${inst.slot} of "${app}" is its live instance's.`)
+    const { pid, child, startTicks } = await this.spawnNode(app, release, settings, inst)
+    const l = this.track(app, release, pid, startTicks, child, inst, 'standby')
+    this.deps.apps.saveStandby({ app, slot: inst.slot, port: inst.port, releaseId: release, pid, startTicks, role: 'starting', startedAt: new Date(l.startedAt).toISOString(), drainUntil: null })
+    this.deps.log.info({ app, release, nodePid: pid, slot: inst.slot, port: inst.port }, 'second instance started')
+    this.deps.events.record({ app, actor: 'berth', action: 'node.start', outcome: 'ok', detail: { release, pid, slot: inst.slot, port: inst.port, standby: true } })
+  }
+
+  private async spawnNode(app: string, release: string, settings: AppSettings, inst: InstanceSpec | null): Promise<{ pid: number; startTicks: number; child: ChildProcess }> {
+    const { paths } = this.deps
     const dir = this.releaseDir(app, release)
-    const pipeDir = path.join(paths.shared(app), 'pipe')
+    const dirs = this.dirsOf(app, inst)
     // A stale pipe would make run_erl pick erlang.pipe.2 and to_erl attach to nothing.
-    fs.rmSync(pipeDir, { recursive: true, force: true })
-    this.ensureAppDirs(app)
-    fs.mkdirSync(pipeDir, { mode: 0o750 })
+    fs.rmSync(dirs.pipe, { recursive: true, force: true })
+    this.ensureAppDirs(app, inst)
+    fs.mkdirSync(dirs.pipe, { recursive: true, mode: 0o750 })
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
     const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${pipeDir}/`, `${paths.log(app)}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, release), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, release, inst), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
     })
     child.unref()
-    const info = procInfo(pid)
-    const l = this.track(app, release, pid, info?.startTicks ?? 0, child)
-    const prev = apps.node(app)
-    apps.saveNode({ app, releaseId: release, pid, startTicks: l.startTicks, desired: 'running', startedAt: new Date(l.startedAt).toISOString(), restarts: prev?.restarts ?? 0, lastExit: prev?.lastExit ?? null })
-    this.extra.delete(app)
-    log.info({ app, release, nodePid: pid }, 'node started')
-    this.deps.events.record({ app, actor: 'berth', action: 'node.start', outcome: 'ok', detail: { release, pid } })
+    return { pid, child, startTicks: procInfo(pid)?.startTicks ?? 0 }
   }
 
-  private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null): Live {
+  private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null, inst: InstanceSpec | null = null, role: Live['role'] = 'live'): Live {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Live = { app, release, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null }
+    const l: Live = { app, release, inst, role, drainUntil: null, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {
@@ -254,13 +339,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (!isSameProcess(l.pid, l.startTicks)) this.exitedNow(l, 'exited while berth was not its parent')
       }, 500)
     }
-    this.live.set(app, l)
+    ;(role === 'live' ? this.live : this.standby).set(app, l)
     return l
   }
 
   private exitedNow(l: Live, why: string): void {
     if (l.poll) clearInterval(l.poll)
     l.poll = null
+    if (l.role === 'standby') {
+      // Never a crash: a starting instance's verification sees it die, a draining one was on its way out.
+      if (this.standby.get(l.app) === l) {
+        this.standby.delete(l.app)
+        this.deps.apps.deleteStandby(l.app)
+      }
+      this.deps.log[l.state === 'stopping' ? 'info' : 'warn']({ app: l.app, release: l.release, slot: l.inst?.slot, nodePid: l.pid, why }, 'second instance exited')
+      l.onExit(why)
+      return
+    }
     if (this.live.get(l.app) !== l) return
     this.live.delete(l.app)
     const rec = this.deps.apps.node(l.app)
@@ -284,8 +379,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /** Waits for the node's exit; resolves with the reason, or null on timeout. */
-  async waitExit(app: string, timeoutMs: number): Promise<string | null> {
-    const l = this.live.get(app)
+  async waitExit(app: string, timeoutMs: number, l: Live | undefined = this.live.get(app)): Promise<string | null> {
     if (!l) return 'not running'
     // The timer is cleared either way: a pending one would hold the agent's exit back by up to timeoutMs.
     let timer: NodeJS.Timeout | undefined
@@ -309,13 +403,28 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.extra.set(app, 'stopped')
       return
     }
+    await this.stopInstance(l, settings, opts.cause ?? null)
+  }
+
+  /** Stops the app's second instance (one that failed verification, or one that has drained); no-op without one. */
+  async stopStandby(app: string, settings: AppSettings, cause: string): Promise<void> {
+    const l = this.standby.get(app)
+    if (!l) {
+      this.deps.apps.deleteStandby(app)
+      return
+    }
+    await this.stopInstance(l, settings, cause)
+  }
+
+  private async stopInstance(l: Live, settings: AppSettings, cause: string | null): Promise<void> {
+    const app = l.app
     l.state = 'stopping'
-    l.stopCause = opts.cause ?? null
+    l.stopCause = cause
     const { log } = this.deps
     const tree = () => [l.pid, ...descendants(l.pid).map((p) => p.pid)]
-    const stopRun = await this.command(app, l.release, this.commandFor(app, l.release, settings, 'stop'), [], Math.min(settings.stopTimeoutMs, 10_000))
+    const stopRun = await this.command(app, l.release, this.commandFor(app, l.release, settings, 'stop'), [], Math.min(settings.stopTimeoutMs, 10_000), undefined, l.inst)
     if (stopRun.code !== 0) log.warn({ app, code: stopRun.code }, 'bin/APP stop failed; signalling the node')
-    if ((await this.waitExit(app, settings.stopTimeoutMs)) !== null) return
+    if ((await this.waitExit(app, settings.stopTimeoutMs, l)) !== null) return
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
       const pids = tree()
       log.warn({ app, signal: sig, pids }, 'node did not stop in time')
@@ -323,7 +432,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         signalGroup(procInfo(p)?.pgid ?? p, sig)
         signal(p, sig)
       }
-      if ((await this.waitExit(app, sig === 'SIGTERM' ? 5000 : 10_000)) !== null) return
+      if ((await this.waitExit(app, sig === 'SIGTERM' ? 5000 : 10_000, l)) !== null) return
     }
     throw problem('NODE_STOP_FAILED', `The node of "${app}" (pid ${l.pid}) did not exit after SIGKILL; it may be stuck in the kernel (D state): check \`ps -o stat -p ${l.pid}\`.`, { pid: l.pid })
   }
@@ -336,32 +445,47 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async verify(app: string, settings: AppSettings, signal?: AbortSignal): Promise<string> {
     const l = this.live.get(app)
     if (!l) throw problem('NODE_NOT_RUNNING', 'the node is not running')
+    return this.verifyInstance(l, settings, signal)
+  }
+
+  /** verify() for the second instance: the proxy's healthPath on its own port stands in for healthUrl. */
+  async verifyStandby(app: string, settings: AppSettings, signal?: AbortSignal): Promise<string> {
+    const l = this.standby.get(app)
+    if (!l) throw problem('NODE_NOT_RUNNING', 'the second instance is not running')
+    return this.verifyInstance(l, settings, signal)
+  }
+
+  private async verifyInstance(l: Live, settings: AppSettings, signal?: AbortSignal): Promise<string> {
+    const app = l.app
+    const map = l.role === 'live' ? this.live : this.standby
+    // A proxied instance is checked on its own port: the app's healthUrl names the public address.
+    const healthUrl = l.inst && settings.proxy ? `http://127.0.0.1:${l.inst.port}${settings.proxy.healthPath}` : settings.healthUrl
     const aborted = () => {
       if (signal?.aborted) throw problem('ABORTED', 'verification was aborted: berth is shutting down')
     }
     const deadline = Date.now() + settings.bootTimeoutMs
     const notes: string[] = []
-    const died = () => !this.live.has(app) || this.live.get(app) !== l
+    const died = () => map.get(app) !== l
     const pid = this.commandFor(app, l.release, settings, 'pid')
     let answered = false
     while (!answered) {
       if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
       if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
       aborted()
-      const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal)
+      const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal, l.inst)
       if (r.code === 0) {
         answered = true
         notes.push(`node answered (beam pid ${r.output.trim()}) after ${Date.now() - l.startedAt} ms`)
       } else await sleep(200)
     }
-    if (settings.healthUrl) {
+    if (healthUrl) {
       let last = ''
       for (;;) {
-        if (died()) throw problem('NODE_EXITED', `the node exited before ${settings.healthUrl} answered (${await l.exited})`)
-        if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${settings.healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
+        if (died()) throw problem('NODE_EXITED', `the node exited before ${healthUrl} answered (${await l.exited})`)
+        if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
         aborted()
         try {
-          const res = await fetch(settings.healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000) })
+          const res = await fetch(healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000) })
           await res.body?.cancel()
           if (res.status >= 200 && res.status < 300) break
           last = `HTTP ${res.status}`
@@ -370,7 +494,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         }
         await sleep(200)
       }
-      notes.push(`${settings.healthUrl} answered 2xx after ${Date.now() - l.startedAt} ms`)
+      notes.push(`${healthUrl} answered 2xx after ${Date.now() - l.startedAt} ms`)
     }
     const stableUntil = Date.now() + settings.stableWindowMs
     while (Date.now() < stableUntil) {
@@ -382,6 +506,39 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     l.state = 'running'
     notes.push(`stayed up for the stable window (${settings.stableWindowMs} ms)`)
     return notes.join('\n')
+  }
+
+  /**
+   * The switch, once the proxy sends new connections to the second instance: it becomes the live one (node
+   * record, commands, crash handling) and the old live instance, if any, the standby that drains until
+   * `drainUntil`. Both records change in one transaction, so a restarted berth sees one or the other.
+   */
+  promote(app: string, drainUntil: number): void {
+    const next = this.standby.get(app)
+    if (!next?.inst) throw problem('NODE_NOT_RUNNING', `"${app}" has no second instance to switch to.`)
+    const old = this.live.get(app) ?? null
+    const rec = this.deps.apps.node(app)
+    const liveRec: NodeRecord = { app, releaseId: next.release, pid: next.pid, startTicks: next.startTicks, desired: 'running', startedAt: new Date(next.startedAt).toISOString(), restarts: rec?.restarts ?? 0, lastExit: rec?.lastExit ?? null, slot: next.inst.slot, port: next.inst.port }
+    const drainRec: StandbyRecord | null = old?.inst ? { app, slot: old.inst.slot, port: old.inst.port, releaseId: old.release, pid: old.pid, startTicks: old.startTicks, role: 'draining', startedAt: new Date(old.startedAt).toISOString(), drainUntil: new Date(drainUntil).toISOString() } : null
+    this.deps.apps.promote(app, liveRec, drainRec)
+    this.standby.delete(app)
+    this.live.delete(app)
+    next.role = 'live'
+    next.state = 'running'
+    this.live.set(app, next)
+    if (old) {
+      old.role = 'standby'
+      old.drainUntil = drainUntil
+      this.standby.set(app, old)
+    }
+    this.extra.delete(app)
+  }
+
+  /** The second instance, while it starts or drains. */
+  standbyOf(app: string): StandbyStatus | null {
+    const l = this.standby.get(app)
+    if (!l?.inst) return null
+    return { role: l.drainUntil === null ? 'starting' : 'draining', release: l.release, slot: l.inst.slot, port: l.inst.port, pid: l.pid, startedAt: new Date(l.startedAt).toISOString(), drainUntil: l.drainUntil === null ? null : new Date(l.drainUntil).toISOString() }
   }
 
   markRunning(app: string): void {
@@ -412,7 +569,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const app of new Set([...records.keys(), ...apps])) {
       const rec = records.get(app) ?? null
       if (rec && rec.pid !== null && isSameProcess(rec.pid, rec.startTicks)) {
-        const l = this.track(rec.app, rec.releaseId, rec.pid, rec.startTicks ?? 0, null)
+        const l = this.track(rec.app, rec.releaseId, rec.pid, rec.startTicks ?? 0, null, rec.slot && rec.port ? { slot: rec.slot, port: rec.port } : null)
         l.state = 'running'
         l.startedAt = rec.startedAt ? Date.parse(rec.startedAt) : Date.now()
         adopted.push(rec)
@@ -432,6 +589,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         dead.push(rec)
       }
     }
+    for (const sb of this.deps.apps.standbys()) {
+      if (sb.pid !== null && isSameProcess(sb.pid, sb.startTicks) && !this.standby.has(sb.app)) {
+        const l = this.track(sb.app, sb.releaseId, sb.pid, sb.startTicks ?? 0, null, { slot: sb.slot, port: sb.port }, 'standby')
+        l.state = 'running'
+        l.startedAt = sb.startedAt ? Date.parse(sb.startedAt) : Date.now()
+        l.drainUntil = sb.drainUntil ? Date.parse(sb.drainUntil) : null
+        this.deps.log.info({ app: sb.app, nodePid: sb.pid, slot: sb.slot, role: sb.role }, 're-adopted second instance')
+      } else if (!this.standby.has(sb.app)) {
+        this.deps.apps.deleteStandby(sb.app)
+      }
+    }
     return { adopted, dead }
   }
 
@@ -442,18 +610,28 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Stops watching (agent shutdown); the nodes keep running. */
   detach(): void {
-    for (const l of this.live.values()) if (l.poll) clearInterval(l.poll)
+    for (const l of [...this.live.values(), ...this.standby.values()]) if (l.poll) clearInterval(l.poll)
     this.live.clear()
+    this.standby.clear()
   }
 
   /** For tests and shutdown: stop every node berth runs. */
   async stopAll(settingsOf: (app: string) => AppSettings): Promise<void> {
+    await Promise.all([...this.standby.keys()].map((app) => this.stopStandby(app, settingsOf(app), 'stopped by berth')))
     await Promise.all([...this.live.keys()].map((app) => this.stop(app, settingsOf(app))))
   }
 }
 
 /** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
 export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHint' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+
+/** What zero-downtime deploys need of the supervisor on top of NodeControl: the second instance. */
+export type InstanceControl = Pick<Supervisor, 'startStandby' | 'verifyStandby' | 'stopStandby' | 'promote' | 'standbyOf' | 'liveInstance'>
+
+/** A proxied instance's node name: the app's name and its slot, so that two run side by side in one epmd. */
+export function instanceNodeName(app: string, slot: Slot): string {
+  return `${app}_${slot}`
+}
 
 export interface UnrecordedNode {
   pid: number

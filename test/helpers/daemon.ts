@@ -82,6 +82,7 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Tes
     stop: async () => {
       const { supervisor, apps } = server.services
       await supervisor.stopAll((app) => apps.settings(app)).catch(() => {})
+      await server.services.proxy.stopAll().catch(() => {})
       await server.close()
       // epmd (started by the first node) is the only process a clean stop leaves; it runs from dataDir too.
       killProcessesUnder(dataDir)

@@ -60,6 +60,14 @@ function appDetails(app: App): string {
     const state = h.ok === null ? 'not checked yet' : h.ok ? 'ok' : `failing (${h.consecutiveFailures} in a row${h.lastError ? `: ${h.lastError}` : ''})`
     pairs.push(['health', `${state}, ${h.url}`])
   }
+  const p = app.proxy
+  if (p) {
+    const inst = (i: { slot: string; port: number; release: string | null; pid: number | null }) => `${i.release ?? '-'} in slot ${i.slot} on 127.0.0.1:${i.port}${i.pid === null ? '' : `, pid ${i.pid}`}`
+    pairs.push(['proxy', `${p.listen} ${p.state}${p.pid === null ? '' : ` (haproxy pid ${p.pid})`}${p.restarts > 0 ? `, restarted ${p.restarts}x, last: ${p.lastExit ?? '-'}` : ''}`])
+    pairs.push(['live', p.live ? inst(p.live) : '- (no instance takes traffic)'])
+    if (p.starting) pairs.push(['starting', inst(p.starting)])
+    if (p.draining) pairs.push(['draining', `${inst(p.draining)}, ${duration(p.draining.remainingMs)} left`])
+  }
   const d = app.lastDeployment
   if (d) {
     pairs.push(['last deployment', `${d.kind} of ${d.release} ${d.state}, ${when(d.createdAt)}${d.actor ? ` by ${d.actor}` : ''}`])

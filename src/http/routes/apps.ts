@@ -8,6 +8,9 @@ import { APP_NAME } from '../../paths.js'
 import { currentReleaseIdSync } from '../../releases/current.js'
 import { requireApp } from '../../releases/lookup.js'
 import { followLog, LOG_CONTENT_TYPES, readLog, type LogQuery } from '../../supervision/logs.js'
+import type { ProxyView } from '../../proxy/proxy.js'
+import type { NodeStatus } from '../../supervision/supervisor.js'
+import type { Services } from '../../services.js'
 import type { RouteContext } from '../context.js'
 import { actor, answerDeployment } from '../reply.js'
 
@@ -41,6 +44,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
       current: currentReleaseIdSync(services.paths, name),
       node: { ...node, health: services.health.healthOf(name) },
       lastDeployment: services.deployments.lastRelease(name),
+      proxy: proxyView(services, name, node),
     }
   })
 
@@ -80,8 +84,9 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     const { app: name } = request.params
     requireApp(releases, name)
     const q = request.query
-    const dir = services.paths.log(name)
     const query: LogQuery = { app: name, source: q.source ?? 'console', format: q.format ?? 'text', lines: q.lines ?? 100 }
+    // The console is the live instance's (its own directory with the proxy on); berth.log is the app's.
+    const dir = query.source === 'console' ? services.supervisor.consoleLogDir(name) : services.paths.log(name)
     reply.type(LOG_CONTENT_TYPES[query.format])
     if (!q.follow) return readLog(dir, query)
     // A stream that outlives node restarts (it follows the files, not the process) until the client leaves,
@@ -102,4 +107,25 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     requireApp(releases, request.params.app)
     return { events: services.events.list(request.params.app, request.query.limit ?? 100) }
   })
+}
+
+/** The listener and the instances behind it; null for an app without the proxy setting and no proxy running. */
+function proxyView(services: Services, name: string, node: NodeStatus): ProxyView | null {
+  const status = services.proxy.status(name)
+  const settings = services.apps.settings(name)
+  if (!status && !settings.proxy) return null
+  const liveInst = services.supervisor.liveInstance(name)
+  const other = services.supervisor.standbyOf(name)
+  const instance = (s: NonNullable<typeof other>) => ({ slot: s.slot, port: s.port, release: s.release, pid: s.pid, startedAt: s.startedAt })
+  return {
+    listen: status?.listen ?? settings.proxy!.listen,
+    state: status?.state ?? 'down',
+    pid: status?.pid ?? null,
+    startedAt: status?.startedAt ?? null,
+    restarts: status?.restarts ?? 0,
+    lastExit: status?.lastExit ?? null,
+    live: liveInst && services.supervisor.isUp(name) ? { slot: liveInst.slot, port: liveInst.port, release: node.release, pid: node.pid, startedAt: node.startedAt } : null,
+    starting: other?.role === 'starting' ? instance(other) : null,
+    draining: other?.role === 'draining' ? { ...instance(other), drainUntil: other.drainUntil!, remainingMs: Math.max(0, Date.parse(other.drainUntil!) - Date.now()) } : null,
+  }
 }

@@ -1,0 +1,293 @@
+// Zero-downtime deploys behind the proxy, with real releases, a real haproxy and a real berth process: a
+// steady keep-alive client and an open websocket through deploys, failed releases, a rollback, kill -9 and
+// SIGTERM of berth. Not one request may fail; traffic moves v1 -> v2 -> v1; the old websocket drains.
+
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import path from 'node:path'
+import { after, test } from 'node:test'
+import WebSocket from 'ws'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { fixture } from './helpers/fixtures.js'
+import { call, upload } from './helpers/http.js'
+import { until } from './helpers/wait.js'
+
+let dataDir = ''
+const dirs: string[] = []
+let daemon: ChildDaemon | null = null
+let token = ''
+
+/** Clients and websockets a failed test would leave running (they would hold the test process open). */
+const open: { stop(): unknown }[] = []
+
+after(async () => {
+  for (const o of open) await o.stop()
+  await daemon?.stop('SIGKILL')
+  for (const dir of dirs) {
+    // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
+    killProcessesUnder(dir)
+    await until('every process to exit', () => processesUnder(dir).length === 0, 10_000).catch(() => {})
+    assert.deepEqual(processesUnder(dir), [], 'no haproxy, BEAM, epmd or run_erl is left behind')
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
+  }
+})
+
+function freshDataDir(): void {
+  dataDir = tempDir('berth-zdt-')
+  dirs.push(dataDir)
+  token = ''
+}
+
+interface Sample {
+  at: number
+  ok: boolean
+  body: string
+}
+
+/** One request after another on one keep-alive connection to the proxy, a few ms apart, until stopped. */
+function steadyClient(port: number): { samples: Sample[]; stop(): Promise<void> } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const samples: Sample[] = []
+  let running = true
+  const once = () =>
+    new Promise<Sample>((resolve) => {
+      const at = Date.now()
+      const req = http.get({ host: '127.0.0.1', port, path: '/', agent, timeout: 5000 }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ at, ok: res.statusCode === 200, body: res.statusCode === 200 ? body.trim() : `HTTP ${res.statusCode} ${body.trim()}` }))
+        res.on('error', (err) => resolve({ at, ok: false, body: err.message }))
+      })
+      req.on('timeout', () => req.destroy(new Error('timeout')))
+      req.on('error', (err) => resolve({ at, ok: false, body: err.message }))
+    })
+  open.push({ stop: () => (running = false) })
+  const loop = (async () => {
+    while (running) {
+      samples.push(await once())
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  })()
+  return {
+    samples,
+    stop: async () => {
+      running = false
+      await loop
+      agent.destroy()
+    },
+  }
+}
+
+/** The versions the client saw, in order, with repeats folded: e.g. ['hello 0.1.0', 'hello 0.2.0']. */
+function sequence(samples: Sample[]): string[] {
+  return samples.filter((s) => s.ok).map((s) => s.body).filter((b, i, all) => i === 0 || all[i - 1] !== b)
+}
+
+async function api(method: string, pathname: string, body?: unknown) {
+  return call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
+}
+
+async function start(epmd: string, env: Record<string, string> = {}): Promise<void> {
+  daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, ...env })
+  token ||= fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
+}
+
+function epmdNames(epmd: string): string[] {
+  const epmdBin = spawnSync('sh', ['-c', `ls -d ${dataDir}/apps/hello/releases/*/erts-*/bin/epmd | head -1`], { encoding: 'utf8' }).stdout.trim()
+  const r = spawnSync(epmdBin, ['-names'], { env: { ...process.env, ERL_EPMD_PORT: epmd }, encoding: 'utf8' })
+  return [...r.stdout.matchAll(/^name (\S+) at port/gm)].map((m) => m[1]!)
+}
+
+test('deploys, failed releases, a rollback and berth restarts behind the proxy fail no request', { timeout: 300_000 }, async () => {
+  freshDataDir()
+  const epmd = String(await freePort())
+  const listen = await freePort()
+  await start(epmd)
+  const appData = path.join(dataDir, 'hello-data')
+  fs.mkdirSync(appData)
+  assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: appData, PORT: '1' })).status, 200)
+  const bad = await api('PUT', '/v1/apps/hello/settings', { proxy: { listen: 'nowhere' } })
+  assert.equal(bad.status, 400)
+  assert.equal(bad.body.code, 'PROXY_SETTING_INVALID')
+  const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, migrateTimeoutMs: 10_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000 } })
+  assert.equal(set.status, 200, set.text)
+  assert.deepEqual(set.body.proxy, { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000, healthPath: '/health' })
+  const ids: Record<string, string> = {}
+  for (const name of ['v1', 'v2', 'crash_on_boot', 'migrate_fail'] as const) {
+    const res = await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })
+    assert.equal(res.status, 201, res.text)
+    ids[name] = res.body.id
+  }
+
+  const first = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })
+  assert.equal(first.body.state, 'succeeded', first.text)
+  // The node got a private port, not the app's PORT=1, and the proxy forwards with the usual headers.
+  const who = await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text()
+  assert.match(who, /^0\.1\.0 hello_a@\S+ port=(\d+) xff=127\.0\.0\.1 xfp=http\n$/)
+  assert.notEqual(Number(/port=(\d+)/.exec(who)![1]), listen)
+
+  const client = steadyClient(listen)
+  const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+  open.push({ stop: () => ws.terminate() })
+  const greeting = await new Promise<string>((resolve, reject) => {
+    ws.once('message', (m) => resolve(String(m)))
+    ws.once('error', reject)
+  })
+  assert.match(greeting, /^hello 0\.1\.0 hello_a@/)
+  let wsClosedAt = 0
+  ws.on('close', () => (wsClosedAt = Date.now()))
+  await until('the client to get going', () => client.samples.length > 20, 10_000)
+
+  // v1 -> v2: the new instance boots in slot b while a serves; the websocket on a stays open through the drain.
+  const deploying = await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })
+  assert.equal(deploying.status, 202, deploying.text)
+  await until('the v2 deploy to drain', async () => (await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)).body.state === 'draining', 60_000)
+  const during = await api('GET', '/v1/apps/hello')
+  assert.equal(during.body.proxy?.draining?.slot, 'a', during.text)
+  assert.ok(during.body.proxy.draining.remainingMs > 0 && during.body.proxy.draining.remainingMs <= 3000, during.text)
+  assert.equal(during.body.proxy.live.slot, 'b')
+  // Two instances at once, apart in every way: names in epmd, ports, pipes and console logs.
+  assert.deepEqual(epmdNames(epmd).sort(), ['hello_a', 'hello_b'])
+  assert.notEqual(during.body.proxy.live.port, during.body.proxy.draining.port)
+  for (const slot of ['a', 'b']) {
+    assert.ok(fs.existsSync(path.join(dataDir, 'apps/hello/instances', slot, 'pipe/erlang.pipe.1.r')), `slot ${slot} has its own pipe`)
+  }
+  assert.match(fs.readFileSync(path.join(dataDir, 'apps/hello/log/a/erlang.log.1'), 'utf8'), /hello 0\.1\.0 booted/)
+  assert.match(fs.readFileSync(path.join(dataDir, 'apps/hello/log/b/erlang.log.1'), 'utf8'), /hello 0\.2\.0 booted/)
+  assert.equal(wsClosedAt, 0, 'the old websocket is open during the drain')
+  const echo = new Promise<string>((resolve) => ws.once('message', (m) => resolve(String(m))))
+  ws.send('still there')
+  assert.equal(await echo, 'still there')
+  await until('the v2 deploy to end', async () => ['succeeded', 'failed', 'rolled_back'].includes((await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)).body.state), 30_000)
+  const v2 = await api('GET', `/v1/apps/hello/deployments/${deploying.body.id}`)
+  assert.equal(v2.body.state, 'succeeded', v2.text)
+  assert.deepEqual(v2.body.steps.map((s: { name: string }) => s.name), ['migrating', 'switching', 'starting', 'verifying', 'routing', 'draining'])
+  assert.match(v2.body.steps.at(-1).output, /closed 1 connection/)
+  assert.ok(wsClosedAt > 0, 'the old websocket is closed after the drain')
+  const routed = Date.parse(v2.body.steps[4].endedAt)
+  assert.ok(wsClosedAt - routed >= 2500, `the websocket stayed open for the drain (${wsClosedAt - routed} ms)`)
+  assert.deepEqual(epmdNames(epmd), ['hello_b'], 'the old instance is gone from epmd')
+
+  // A release that crashes on boot never gets a request; v2 serves throughout.
+  const crash = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.crash_on_boot })
+  assert.equal(crash.body.deployment.state, 'rolled_back', crash.text)
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
+  // A failing migration changes nothing.
+  const mig = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.migrate_fail })
+  assert.equal(mig.body.deployment.state, 'failed', mig.text)
+  // The rollback goes through the same switch: v2 -> v1.
+  const back = await api('POST', '/v1/apps/hello/rollback?wait=true', { to: ids.v1 })
+  assert.equal(back.body.state, 'succeeded', back.text)
+
+  // berth killed outright, then stopped politely: the proxy and the node keep serving, and are re-adopted.
+  const proxyPid = JSON.parse(fs.readFileSync(path.join(dataDir, 'apps/hello/proxy/state.json'), 'utf8')).pid as number
+  await daemon!.stop('SIGKILL')
+  await new Promise((r) => setTimeout(r, 500))
+  await start(epmd)
+  const adopted = await api('GET', '/v1/apps/hello')
+  assert.equal(adopted.body.node.state, 'running', adopted.text)
+  assert.equal(adopted.body.proxy.pid, proxyPid, 'the proxy was re-adopted, not restarted')
+  assert.equal(await daemon!.stop('SIGTERM'), 0)
+  await new Promise((r) => setTimeout(r, 500))
+  await start(epmd)
+  assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.pid, proxyPid)
+  // The CLI shows the listener and the live instance.
+  const cli = await runCli(['status', 'hello'], { BERTH_URL: daemon!.url, BERTH_TOKEN: token })
+  assert.equal(cli.code, 0, cli.stderr)
+  assert.match(cli.stdout, new RegExp(`proxy +127\\.0\\.0\\.1:${listen} running \\(haproxy pid ${proxyPid}\\)`))
+  assert.match(cli.stdout, new RegExp(`live +${ids.v1} in slot a on 127\\.0\\.0\\.1:\\d+, pid \\d+`))
+  await new Promise((r) => setTimeout(r, 300))
+
+  await client.stop()
+  const failed = client.samples.filter((s) => !s.ok)
+  if (failed.length > 0) {
+    const ds = (await api('GET', '/v1/apps/hello/deployments')).body.deployments as { kind: string; steps: { name: string; startedAt: string; endedAt: string }[] }[]
+    const when = ds.flatMap((d) => d.steps.map((st) => `${d.kind}/${st.name} ${st.startedAt} ${st.endedAt} ${JSON.stringify((st as unknown as { output: string }).output).slice(0, 300)}`)).join('\n')
+    const log = fs.readFileSync(path.join(dataDir, 'apps/hello/log/haproxy.log'), 'utf8')
+    assert.fail(`${failed.length} of ${client.samples.length} requests failed, at ${failed.map((f) => new Date(f.at).toISOString()).join(', ')}\n${when}\n${log}`)
+  }
+  assert.deepEqual(sequence(client.samples), ['hello 0.1.0', 'hello 0.2.0', 'hello 0.1.0'])
+  ws.terminate()
+
+  // A proxy that dies is started again by berth, and status says so.
+  process.kill(proxyPid, 'SIGKILL')
+  await until('the proxy to be restarted', async () => {
+    const s = (await api('GET', '/v1/apps/hello')).body.proxy
+    return s?.restarts === 1 && s.state === 'running' && s.pid !== proxyPid
+  }, 15_000)
+  assert.equal(await (await fetch(`http://127.0.0.1:${listen}/`)).text(), 'hello 0.1.0\n')
+  await daemon!.stop('SIGKILL')
+  daemon = null
+})
+
+async function final(id: string) {
+  return until(`deployment ${id} to end`, async () => {
+    const d = (await api('GET', `/v1/apps/hello/deployments/${id}`)).body
+    return ['succeeded', 'failed', 'rolled_back'].includes(d.state) ? d : null
+  }, 60_000)
+}
+
+test('berth killed inside each step of a deploy behind the proxy: one live instance after, no failed request', { timeout: 300_000 }, async () => {
+  freshDataDir()
+  const epmd = String(await freePort())
+  const listen = await freePort()
+  await start(epmd)
+  const ids: Record<string, string> = {}
+  for (const name of ['v1', 'v2'] as const) ids[name] = (await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })).body.id
+  assert.equal((await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 500, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 1000 } })).status, 200)
+  assert.equal((await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })).status, 200)
+  const client = steadyClient(listen)
+
+  // Killed while the new instance is verified: it never took traffic, so it is stopped and v1 stays.
+  await daemon!.stop('SIGKILL')
+  await start(epmd, { BERTH_TEST_STEP_PAUSE: 'verifying:20000' })
+  const d1 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
+  await until('the new instance to boot', () => epmdNames(epmd).length === 2, 30_000)
+  await daemon!.stop('SIGKILL')
+  await start(epmd)
+  const r1 = await final(d1.id)
+  assert.equal(r1.state, 'failed', JSON.stringify(r1))
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v1)
+  await until('the unverified instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_a"]', 30_000)
+  assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.starting, null)
+
+  // Killed after the switch, while the old instance drains: v2 took the traffic, so the deployment is
+  // finished, and the old instance's websocket lives on for the rest of the drain.
+  assert.equal((await api('PUT', '/v1/apps/hello/settings', { proxy: { drainTimeoutMs: 8000 } })).status, 200)
+  await daemon!.stop('SIGKILL')
+  await start(epmd, { BERTH_TEST_STEP_PAUSE: 'draining:20000' })
+  const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+  open.push({ stop: () => ws.terminate() })
+  assert.match(await new Promise<string>((resolve, reject) => (ws.once('message', (m) => resolve(String(m))), ws.once('error', reject))), /^hello 0\.1\.0 hello_a@/)
+  let wsClosedAt = 0
+  ws.on('close', () => (wsClosedAt = Date.now()))
+  const d2 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
+  await until('the switch', async () => (await api('GET', `/v1/apps/hello/deployments/${d2.id}`)).body.state === 'draining', 60_000)
+  const routed = Date.parse((await api('GET', `/v1/apps/hello/deployments/${d2.id}`)).body.steps.find((st: { name: string }) => st.name === 'routing').endedAt)
+  await daemon!.stop('SIGKILL')
+  await start(epmd)
+  const r2 = await final(d2.id)
+  assert.equal(r2.state, 'succeeded', JSON.stringify(r2))
+  assert.equal(wsClosedAt, 0, 'the old websocket outlives the restart of berth')
+  const echo = new Promise<string>((resolve) => ws.once('message', (m) => resolve(String(m))))
+  ws.send('after the restart')
+  assert.equal(await echo, 'after the restart')
+  await until('the drain to end the old websocket', () => wsClosedAt > 0, 20_000)
+  assert.ok(wsClosedAt - routed >= 7000, `the websocket was kept for the drain (${wsClosedAt - routed} ms)`)
+  assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
+  await until('the old instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_b"]', 30_000)
+  const app = await until('the old instance to leave the status', async () => {
+    const a = (await api('GET', '/v1/apps/hello')).body
+    return a.proxy.draining === null ? a : null
+  }, 10_000)
+  assert.equal(app.proxy.live.release, ids.v2)
+
+  await client.stop()
+  assert.deepEqual(client.samples.filter((s) => !s.ok), [], 'no request failed')
+  assert.deepEqual(sequence(client.samples), ['hello 0.1.0', 'hello 0.2.0'])
+  await daemon!.stop('SIGKILL')
+  daemon = null
+})
