@@ -147,6 +147,35 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
       }
       assert.equal((await call(urlOf(op, { id: foreign.other }), { token: d.adminToken })).status, 200)
     },
+    async whoami(op, token) {
+      const res = await call(urlOf(op), { token })
+      assert.equal(res.status, 200, res.text)
+      assert.deepEqual(res.body.apps, ['hello'], 'the token says which apps it is limited to')
+    },
+    async streamEvents(op, token) {
+      const refused = await call(`${urlOf(op)}?app=other`, { token })
+      assert.equal(refused.status, 403, refused.text)
+      assert.equal(refused.body.code, 'FORBIDDEN_APP')
+      // The unfiltered stream carries the limited token's app and never another's.
+      const ac = new AbortController()
+      const res = await fetch(urlOf(op), { headers: { authorization: `Bearer ${token}` }, signal: ac.signal })
+      assert.equal(res.status, 200)
+      const reader = res.body!.getReader()
+      let text = ''
+      try {
+        await call(`${d.url}/v1/apps/other/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+        await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
+        while (!/"app":"hello"/.test(text)) {
+          const { value, done } = await reader.read()
+          if (done) break
+          text += Buffer.from(value).toString()
+        }
+      } finally {
+        ac.abort()
+      }
+      assert.match(text, /event: audit\ndata: \{[^\n]*"app":"hello"/)
+      assert.ok(!/"app":"other"/.test(text), `another app's event reached a token limited to hello: ${text}`)
+    },
   }
 
   for (const op of ops.filter((o) => !o.path.includes('{app}'))) {
