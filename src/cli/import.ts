@@ -74,7 +74,7 @@ export async function importCommand(argv: string[]): Promise<number> {
           `current ${a.current ?? 'none'}`,
           a.history.length > 0 ? `deployment history recorded for ${a.history.join(', ')}` : null,
           a.current ? `rollback target ${a.rollbackTarget ?? 'none (roll back with --to ID)'}` : null,
-          node ? `node running (run_erl pid ${node.pid}, release ${node.release}): berth re-adopts it when it starts` : a.current ? 'no node running' : null,
+          node ? `node running (run_erl pid ${node.pid}, release ${node.release}${node.slot ? `, instance ${node.slot} on port ${node.port}` : ''}): berth re-adopts it when it starts` : a.current ? 'no node running' : null,
           a.created ? `settings and environment are unset: berth env ${a.app} replace ..., berth settings ${a.app} set ...` : null,
         ].filter(Boolean)
         process.stdout.write(`${a.app}: ${facts.join('; ')}\n`)

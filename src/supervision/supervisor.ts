@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord, StandbyRecord } from '../apps/store.js'
 import { problem } from '../errors.js'
-import { RELEASE_ID, type Paths, type Slot } from '../paths.js'
+import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { CommandLedger } from './ledger.js'
@@ -180,6 +180,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   consoleLogDir(app: string): string {
     return this.dirsOf(app, this.liveInstance(app)).log
+  }
+
+  /** For a follower: the live instance's console log directory as it moves between slots, and every one it may be. */
+  consoleLogDirs(app: string): { current(): string; all: string[] } {
+    return { current: () => this.consoleLogDir(app), all: [this.dirsOf(app, null).log, ...SLOTS.map((slot) => this.dirsOf(app, { slot, port: 0 }).log)] }
   }
 
   /** The app's writable directories: where RELEASE_TMP, the console pipe and logs live (releases are read-only). */
@@ -578,13 +583,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       }
       const orphan = this.findUnrecorded(app)
       if (orphan) {
-        const found: NodeRecord = { app, releaseId: orphan.release, pid: orphan.pid, startTicks: orphan.startTicks, desired: 'running', startedAt: orphan.startedAt, restarts: rec?.restarts ?? 0, lastExit: rec?.lastExit ?? null }
+        const inst = orphan.slot && orphan.port ? { slot: orphan.slot, port: orphan.port } : null
+        const found: NodeRecord = { app, releaseId: orphan.release, pid: orphan.pid, startTicks: orphan.startTicks, desired: 'running', startedAt: orphan.startedAt, restarts: rec?.restarts ?? 0, lastExit: rec?.lastExit ?? null, slot: inst?.slot ?? null, port: inst?.port ?? null }
         this.deps.apps.saveNode(found)
-        const l = this.track(app, found.releaseId, orphan.pid, orphan.startTicks, null)
+        const l = this.track(app, found.releaseId, orphan.pid, orphan.startTicks, null, inst)
         l.state = 'running'
         l.startedAt = orphan.startedAt ? Date.parse(orphan.startedAt) : Date.now()
         adopted.push(found)
-        this.deps.log.warn({ app, nodePid: orphan.pid, release: orphan.release }, 're-adopted a running node berth had no record of')
+        this.deps.log.warn({ app, nodePid: orphan.pid, release: orphan.release, slot: inst?.slot, port: inst?.port }, 're-adopted a running node berth had no record of')
+        // The other slot's instance, when one runs, was the old one draining (or a new one not yet switched
+        // to): recorded as draining from now, so that start-up lets its connections finish and then stops it.
+        const other = inst ? findUnrecordedNodes(this.deps.paths, app).find((n) => n.slot && n.slot !== inst.slot && n.port) : undefined
+        if (other && !this.deps.apps.standby(app)) {
+          this.deps.apps.saveStandby({ app, slot: other.slot!, port: other.port!, releaseId: other.release, pid: other.pid, startTicks: other.startTicks, role: 'draining', startedAt: other.startedAt, drainUntil: new Date(Date.now() + (this.deps.apps.settings(app).proxy?.drainTimeoutMs ?? 0)).toISOString() })
+          this.deps.log.warn({ app, nodePid: other.pid, slot: other.slot }, 'found a second instance berth had no record of: it drains and stops')
+        }
       } else if (rec?.desired === 'running') {
         dead.push(rec)
       }
@@ -603,7 +616,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return { adopted, dead }
   }
 
-  /** A node running on the app's console pipe, found from its run_erl command line (see findUnrecordedNode). */
+  /** A node running on the app's console pipe or an instance's, found from its run_erl command line (see findUnrecordedNode). */
   findUnrecorded(app: string): UnrecordedNode | null {
     return findUnrecordedNode(this.deps.paths, app)
   }
@@ -638,19 +651,61 @@ export interface UnrecordedNode {
   startTicks: number
   release: string
   startedAt: string | null
+  /** With the proxy on: the instance's slot and its private port (its PORT); null for the proxy-off node. */
+  slot: Slot | null
+  port: number | null
 }
 
 /**
- * The node berth runs for `app`, found without the database: a run_erl on the app's console pipe whose
- * command (`exec "…/releases/ID/bin/APP" …`) names a release. Used by adoption and by `berth import`.
+ * The node berth runs for `app`, found without the database: a run_erl on the app's console pipe, or on an
+ * instance slot's pipe, whose command (`exec "…/releases/ID/bin/APP" …`) names a release. With two instances
+ * (the database was lost during a drain) it is the one the proxy routes to. Used by adoption and `berth import`.
  */
 export function findUnrecordedNode(paths: Paths, app: string): UnrecordedNode | null {
-  for (const { info, argv } of findRunErl(path.join(paths.shared(app), 'pipe'))) {
-    const release = /\/releases\/([^/"]+)\/bin\//.exec(argv[3] ?? '')?.[1]
-    if (!release || !RELEASE_ID.test(release)) continue
-    return { pid: info.pid, startTicks: info.startTicks, release, startedAt: startedAt(info.startTicks)?.toISOString() ?? null }
+  const found = findUnrecordedNodes(paths, app)
+  const routed = routedSlot(paths, app)
+  return found.find((n) => n.slot === null) ?? found.find((n) => routed && n.slot === routed.slot && n.port === routed.port) ?? found[0] ?? null
+}
+
+/** Every node berth started for `app` that still runs: the proxy-off one and each instance slot's. */
+export function findUnrecordedNodes(paths: Paths, app: string): UnrecordedNode[] {
+  const out: UnrecordedNode[] = []
+  const places: { pipe: string; slot: Slot | null }[] = [{ pipe: path.join(paths.shared(app), 'pipe'), slot: null }, ...SLOTS.map((slot) => ({ pipe: path.join(paths.instance(app, slot), 'pipe'), slot }))]
+  for (const { pipe, slot } of places) {
+    for (const { info, argv } of findRunErl(pipe)) {
+      const release = /\/releases\/([^/"]+)\/bin\//.exec(argv[3] ?? '')?.[1]
+      if (!release || !RELEASE_ID.test(release)) continue
+      // The instance's port is the PORT berth gave run_erl (the node inherits it); nothing else records it.
+      const port = slot ? envPort(info.pid) : null
+      if (slot && port === null) continue
+      out.push({ pid: info.pid, startTicks: info.startTicks, release, startedAt: startedAt(info.startTicks)?.toISOString() ?? null, slot, port })
+      break
+    }
   }
-  return null
+  return out
+}
+
+/**
+ * The instance the app's proxy sends new connections to, from its record (apps/APP/proxy/state.json): berth
+ * writes it before each switch, and a haproxy that restarts reads the same slot from the config written with it.
+ */
+export function routedSlot(paths: Paths, app: string): { slot: Slot; port: number } | null {
+  try {
+    const live = (JSON.parse(fs.readFileSync(path.join(paths.proxy(app), 'state.json'), 'utf8')) as { live?: { slot?: unknown; port?: unknown } | null }).live
+    return live && (SLOTS as readonly unknown[]).includes(live.slot) && typeof live.port === 'number' ? { slot: live.slot as Slot, port: live.port } : null
+  } catch {
+    return null
+  }
+}
+
+/** PORT from a process's environment (only that variable is read; the others may hold secrets). */
+function envPort(pid: number): number | null {
+  try {
+    const m = /(?:^|\0)PORT=(\d+)(?:\0|$)/.exec(fs.readFileSync(`/proc/${pid}/environ`, 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
 }
 
 function readComm(pid: number): string {
