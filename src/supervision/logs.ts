@@ -204,20 +204,35 @@ function entryConverter(q: LogQuery): Converter {
 const rawConverter: Converter = { chunk: (_file, buf) => buf, idle: () => EMPTY }
 
 /**
+ * Where a source's files are, for a follower: the directory to read now, and every one it may move to. With
+ * the proxy on, the console is the live instance's, and a deploy moves that to the other slot's directory.
+ */
+export interface LogDirs {
+  current(): string
+  all: string[]
+}
+
+/**
  * The last `q.lines` lines, then what is appended from now on, across rotations and node restarts (the
  * newest file is re-checked on each poll), in the query's format. Pull-based: it only reads when the
- * consumer wants more.
+ * consumer wants more. Given LogDirs, it goes on in the new directory when current() changes (a proxied
+ * deploy switched the live instance), with what the new instance wrote since the follow began: a stream
+ * that ended there would have the client reconnect and be sent its `lines` of history again.
  */
-export function followLog(dir: string, q: LogQuery, signal: AbortSignal, pollMs = 250): Readable {
-  const head = readLog(dir, q)
-  const stream = poller(dir, q.source, signal, pollMs, verbatim(q) ? rawConverter : entryConverter(q))
+export function followLog(dir: string | LogDirs, q: LogQuery, signal: AbortSignal, pollMs = 250): Readable {
+  const dirs = typeof dir === 'string' ? { current: () => dir, all: [dir] } : dir
+  const head = readLog(dirs.current(), q)
+  const stream = poller(dirs, q.source, signal, pollMs, verbatim(q) ? rawConverter : entryConverter(q))
   if (head) stream.unshift(Buffer.from(head))
   return stream
 }
 
-function poller(dir: string, source: LogSource, signal: AbortSignal, pollMs: number, convert: Converter): Readable {
+function poller(dirs: LogDirs, source: LogSource, signal: AbortSignal, pollMs: number, convert: Converter): Readable {
   const offsets = new Map<string, number>()
-  for (const f of logFiles(dir, source)) offsets.set(f, fs.statSync(f).size)
+  // Every directory's files as they are now: after a switch, only what came later is sent, not the slot's
+  // output from the deploys before.
+  for (const d of new Set([...dirs.all, dirs.current()])) for (const f of logFiles(d, source)) offsets.set(f, fs.statSync(f).size)
+  let dir = dirs.current()
   let timer: NodeJS.Timeout | null = null
   const stream = new Readable({
     read() {
@@ -232,7 +247,12 @@ function poller(dir: string, source: LogSource, signal: AbortSignal, pollMs: num
           pushed = true
           return stream.push(out)
         }
-        for (const f of logFiles(dir, source)) {
+        // The old directory is read to its end once more, so the old instance's last lines before the switch
+        // are not lost; from then on only the new one is followed.
+        const next = dirs.current()
+        const files = next === dir ? logFiles(dir, source) : [...logFiles(dir, source), ...logFiles(next, source)]
+        dir = next
+        for (const f of files) {
           const size = fs.statSync(f, { throwIfNoEntry: false })?.size ?? 0
           let from = offsets.get(f) ?? 0
           const restarted = size < from // truncated or reused by rotation

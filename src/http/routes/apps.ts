@@ -96,7 +96,8 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     request.raw.on('close', () => gone.abort())
     services.shutdown.signal.addEventListener('abort', () => gone.abort(), { once: true })
     gone.signal.addEventListener('abort', unhold, { once: true })
-    const stream = followLog(dir, query, gone.signal)
+    // The console follower moves to the new live instance's directory when a proxied deploy switches.
+    const stream = followLog(query.source === 'console' ? services.supervisor.consoleLogDirs(name) : dir, query, gone.signal)
     reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
     // Headers go out at once, so a client can tell "waiting for lines" from "server hung".
     reply.raw.once('pipe', () => reply.raw.flushHeaders())
