@@ -411,7 +411,9 @@ export interface paths {
          * @description `source=console` (default) is the node's own console output (run_erl's rotated `erlang.log.N`);
          *     `source=berth` is berth's per-app lines (deployments, restarts, health). With `follow=true` the answer
          *     is a stream that keeps going across node restarts until the client disconnects; it ends within a
-         *     second when the token is revoked or expires. `lines` of the past come first.
+         *     second when the token is revoked or expires. `lines` of the past come first. With the `proxy` setting,
+         *     a console stream moves to the new live instance when a deploy switches, with what it wrote since the
+         *     stream began (its boot included).
          *
          *     `format=text` (default) gives the app's own lines: the node runs under run_erl with an IEx (or Eshell)
          *     console for `attach`, and berth takes off what that console adds — prompts such as `iex(app@host)3> `
