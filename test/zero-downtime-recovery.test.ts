@@ -62,14 +62,20 @@ describe('the live instance behind the proxy, followed across a switch and found
 
   const api = (method: string, pathname: string, body?: unknown) =>
     call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
-  const start = async () => {
-    daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd })
+  const start = async (env: Record<string, string> = {}) => {
+    daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, ...env })
     token = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
   }
   const consolePrint = async (text: string) => {
     const r = await api('POST', '/v1/apps/hello/rpc', { expr: `:io.format(:user, "~s~n", [${JSON.stringify(text)}])` })
     assert.equal(r.status, 200, r.text)
     assert.equal(r.body.code, 0, r.text)
+  }
+  /** The environment and settings, which live only in berth.db: set again after it was lost. */
+  const configure = async (drainTimeoutMs = 1000) => {
+    assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: path.join(dataDir, 'hello-data'), PORT: '1' })).status, 200)
+    const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs } })
+    assert.equal(set.status, 200, set.text)
   }
   const runErls = () => processesUnder(dataDir).filter((p) => /run_erl /.test(p.cmd))
 
@@ -79,9 +85,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     await start()
     const appData = path.join(dataDir, 'hello-data')
     fs.mkdirSync(appData)
-    assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: appData, PORT: '1' })).status, 200)
-    const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 1000 } })
-    assert.equal(set.status, 200, set.text)
+    await configure()
     for (const name of ['v1', 'v2'] as const) {
       const res = await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })
       assert.equal(res.status, 201, res.text)
@@ -159,6 +163,42 @@ describe('the live instance behind the proxy, followed across a switch and found
     const failed = client.samples.filter((s) => !s.ok)
     assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of ${client.samples.length} requests failed`)
     assert.ok(client.samples.length > 50)
+    assert.ok(client.samples.every((s) => s.body === 'hello 0.2.0'))
+    client = null
+  })
+
+  test('berth.db lost while an old instance drains: the one haproxy routes to stays live, the other stops', { timeout: 180_000 }, async () => {
+    await configure(15_000)
+    const v1 = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })
+    assert.equal(v1.body.state, 'succeeded', v1.text)
+    // Back to slot b, held in its drain: slot a (found first on disk) is the instance that must not win.
+    await daemon!.stop('SIGKILL')
+    await start({ BERTH_TEST_STEP_PAUSE: 'draining:30000' })
+    const d = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
+    await until('the switch to slot b', async () => (await api('GET', `/v1/apps/hello/deployments/${d.id}`)).body.state === 'draining', 60_000)
+    const during = (await api('GET', '/v1/apps/hello')).body
+    assert.equal(during.proxy.live.slot, 'b', JSON.stringify(during))
+    assert.equal(during.proxy.draining.slot, 'a', JSON.stringify(during))
+    assert.equal(runErls().length, 2)
+    client = steadyClient(listen)
+    await until('the client to get going', () => client!.samples.length > 20, 10_000)
+
+    await daemon!.stop('SIGKILL')
+    for (const f of ['berth.db', 'berth.db-wal', 'berth.db-shm']) fs.rmSync(path.join(dataDir, f), { force: true })
+    await start()
+
+    const app = (await api('GET', '/v1/apps/hello')).body
+    assert.equal(app.node.state, 'running', JSON.stringify(app))
+    assert.equal(app.node.pid, during.node.pid, 'the instance haproxy routes to is the live one again')
+    assert.equal(app.node.release, ids.v2)
+    assert.equal(app.proxy.live?.slot, 'b', JSON.stringify(app))
+    await until('the old instance to be stopped', () => runErls().length === 1, 30_000)
+    assert.deepEqual(runErls().map((p) => p.pid), [during.node.pid])
+    assert.match(await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text(), /^0\.2\.0 hello_b@/)
+
+    await client.stop()
+    const failed = client.samples.filter((s) => !s.ok)
+    assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of ${client.samples.length} requests failed`)
     assert.ok(client.samples.every((s) => s.body === 'hello 0.2.0'))
     client = null
   })
