@@ -191,7 +191,9 @@ test('descendants, killGroup and processesNaming find and end a detached process
   const exited = new Promise((resolve) => sh.on('exit', resolve))
   try {
     let kids: number[] = []
-    for (let i = 0; i < 100 && kids.length < 2; i++) {
+    // A forked child names the marker too until it has exec'd sleep (seen under load): wait for both execs.
+    const execd = (pid: number) => { try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep') } catch { return false } }
+    for (let i = 0; i < 250 && !(kids.length === 2 && kids.every(execd)); i++) {
       await lib.sleep(20)
       kids = lib.descendants(sh.pid!)
     }
