@@ -342,6 +342,63 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-replay.png'), fullPage: true })
     await tab.close()
   })
+
+  test('the rollback dialog offers the rollbackExpr only when the app has one; ticked, the plan and the rollback run it', async () => {
+    const status = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body
+    const target = status.current === v1 ? v2 : v1
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.goto(`${d.url}/#/apps/hello`)
+    const button = `#releases tr[data-release="${target}"] button.rollback-to`
+    await page.waitForSelector(button)
+    await page.click(button)
+    // The steps are folded in their <details>: there, not visible.
+    await page.waitForSelector('#confirm[open] .plan-step', { state: 'attached' })
+    assert.equal(await page.locator('#rollback-revert').count(), 0, 'no box without a rollbackExpr setting')
+    await page.click('#confirm-cancel')
+
+    const appData = path.join(d.dataDir, 'hello-data')
+    const env = await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port), DASH_SECRET: SECRET, HELLO_DATA_DIR: appData }) })
+    assert.equal(env.status, 200, env.text)
+    const expr = 'Hello.Release.rollback("VERSION")'
+    const set = await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300, rollbackExpr: expr }) })
+    assert.equal(set.status, 200, set.text)
+    const planned = async (runRollbackExpr: boolean) => {
+      const res = await call(`${d.url}/v1/apps/hello/rollback?dryRun=true`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ to: target, runRollbackExpr }) })
+      assert.equal(res.status, 200, res.text)
+      return res.body.steps.map((s: { name: string; runs: string; detail: string }) => `${s.name} (${s.runs}): ${s.detail}`)
+    }
+    const shownSteps = () => page.$$eval('#confirm .plan-step', (els) => els.map((e) => e.textContent))
+    try {
+      await page.click(button)
+      await page.waitForSelector('#confirm[open] #rollback-revert')
+      assert.match((await page.textContent('#confirm-body'))!, /Hello\.Release\.rollback\("VERSION"\)/)
+      const plain = await planned(false)
+      assert.deepEqual(await shownSteps(), plain)
+      assert.ok(plain.some((s: string) => s.startsWith('reverting_migrations (skipped)')))
+      await page.check('#rollback-revert')
+      const reverting = await planned(true)
+      assert.notDeepEqual(reverting, plain)
+      await page.waitForFunction((want) => JSON.stringify([...document.querySelectorAll('#confirm .plan-step')].map((e) => e.textContent)) === want, JSON.stringify(reverting), { timeout: 10_000 })
+      assert.ok(!(await page.isDisabled('#confirm-ok')))
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-rollback-expr.png') })
+      await page.click('#confirm-ok')
+      await page.waitForSelector('#progress[data-state=succeeded]', { timeout: 60_000 })
+      const latest = (await call(`${d.url}/v1/apps/hello/deployments`, { token: d.adminToken })).body.deployments[0]
+      assert.equal(latest.kind, 'rollback')
+      assert.equal(latest.release, target)
+      assert.deepEqual(latest.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`), ['reverting_migrations:ok', 'switching:ok', 'starting:ok', 'verifying:ok'])
+      const shown = await page.$$eval('#progress .step', (els) => els.map((e) => `${(e as HTMLElement).dataset.step}:${e.querySelector('.step-state')?.textContent}`))
+      assert.deepEqual(shown, latest.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`))
+      // The expression really ran: the fixture's rollback wrote its line, naming the version gone back to.
+      const version = (await serves()).trim().replace(/^hello /, '')
+      assert.match(fs.readFileSync(path.join(appData, 'migrations.log'), 'utf8'), new RegExp(`rolled back to ${version.replaceAll('.', '\\.')}`))
+      await tab.close()
+    } finally {
+      await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300 }) })
+    }
+  })
 })
 
 describe('the proxy in the dashboard', { skip: !HAVE_CHROMIUM && 'chromium not installed' }, () => {

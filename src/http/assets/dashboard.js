@@ -421,16 +421,39 @@ function planBody(plan, intro) {
 }
 
 async function confirmRollback(app, to) {
+  const dryRun = (revert) => api(appPath(app, '/rollback?dryRun=true'), { method: 'POST', body: { ...(to ? { to } : {}), ...(revert ? { runRollbackExpr: true } : {}) } })
   let plan
+  let settings
   try {
-    plan = await api(appPath(app, '/rollback?dryRun=true'), { method: 'POST', body: to ? { to } : {} })
+    // Settings only to know whether there is a rollbackExpr to offer; without them the box is not offered.
+    ;[plan, settings] = await Promise.all([dryRun(false), api(appPath(app, '/settings')).catch(() => null)])
   } catch (err) {
     return notice(`Cannot roll back ${app}: ${err.message}`)
   }
-  const ok = await ask(`Roll back ${app} to ${plan.version}?`, planBody(plan, `From ${plan.current ?? 'nothing'} to ${plan.release}. A rollback runs no migrations.`), `Roll back to ${plan.version}`)
+  const intro = (p, revert) => `From ${p.current ?? 'nothing'} to ${p.release}. ${revert ? 'The rollbackExpr setting runs first, from the release being left.' : 'A rollback runs no migrations.'}`
+  const planBox = h('div', { id: 'rollback-plan' }, planBody(plan, intro(plan, false)))
+  const revert = settings?.rollbackExpr
+    ? h('input', { id: 'rollback-revert', type: 'checkbox', onchange: async () => {
+      const ticked = revert.checked
+      $('confirm-ok').disabled = true
+      try {
+        const next = await dryRun(ticked)
+        // A later change of the box wins over this answer.
+        if (revert.checked !== ticked) return
+        // The plan is fetched again rather than edited here, so what is shown is what berth would do.
+        plan = next
+        fill(planBox, planBody(plan, intro(plan, ticked)))
+        $('confirm-ok').disabled = false
+      } catch (err) {
+        fill(planBox, h('p', { class: 'error' }, `Cannot plan the rollback: ${err.message}`))
+      }
+    } })
+    : null
+  const body = [revert ? h('p', null, h('label', null, revert, ' run the rollbackExpr setting first: ', h('code', null, settings.rollbackExpr))) : null, planBox]
+  const ok = await ask(`Roll back ${app} to ${plan.version}?`, body, `Roll back to ${plan.version}`)
   if (!ok) return
   // The release the operator confirmed, not whatever "previous" means by the time the request arrives.
-  await run(app, () => api(appPath(app, '/rollback'), { method: 'POST', body: { to: plan.release } }))
+  await run(app, () => api(appPath(app, '/rollback'), { method: 'POST', body: { to: plan.release, ...(revert?.checked ? { runRollbackExpr: true } : {}) } }))
 }
 
 async function confirmDeploy(app, release) {
