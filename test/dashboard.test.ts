@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import WebSocket from 'ws'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture, REPO } from './helpers/fixtures.js'
@@ -64,8 +65,12 @@ interface Tab {
 
 /** A fresh browser context (its own sessionStorage) whose pages report errors and off-origin requests. */
 async function open(opts: { width?: number; height?: number } = {}): Promise<Tab> {
+  return openOn(d.url, opts)
+}
+
+async function openOn(url: string, opts: { width?: number; height?: number } = {}): Promise<Tab> {
   const context = await browser!.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 } })
-  const origin = new URL(d.url).origin
+  const origin = new URL(url).origin
   const errors: string[] = []
   const external: string[] = []
   // Route interception sees every request a page makes; anything not for berth is recorded and refused.
@@ -84,7 +89,7 @@ async function open(opts: { width?: number; height?: number } = {}): Promise<Tab
   }
   context.on('page', watch)
   const page = await context.newPage()
-  await page.goto(`${d.url}/`)
+  await page.goto(`${url}/`)
   return {
     context,
     page,
@@ -336,6 +341,124 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     await page.waitForFunction(() => document.querySelector('#replay .xterm-rows')?.textContent?.includes('"ababab"'), null, { timeout: 5000 })
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-replay.png'), fullPage: true })
     await tab.close()
+  })
+
+  test('the rollback dialog offers the rollbackExpr only when the app has one; ticked, the plan and the rollback run it', async () => {
+    const status = (await call(`${d.url}/v1/apps/hello`, { token: d.adminToken })).body
+    const target = status.current === v1 ? v2 : v1
+    const tab = await open()
+    const { page } = tab
+    await signIn(page, d.adminToken)
+    await page.goto(`${d.url}/#/apps/hello`)
+    const button = `#releases tr[data-release="${target}"] button.rollback-to`
+    await page.waitForSelector(button)
+    await page.click(button)
+    // The steps are folded in their <details>: there, not visible.
+    await page.waitForSelector('#confirm[open] .plan-step', { state: 'attached' })
+    assert.equal(await page.locator('#rollback-revert').count(), 0, 'no box without a rollbackExpr setting')
+    await page.click('#confirm-cancel')
+
+    const appData = path.join(d.dataDir, 'hello-data')
+    const env = await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port), DASH_SECRET: SECRET, HELLO_DATA_DIR: appData }) })
+    assert.equal(env.status, 200, env.text)
+    const expr = 'Hello.Release.rollback("VERSION")'
+    const set = await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300, rollbackExpr: expr }) })
+    assert.equal(set.status, 200, set.text)
+    const planned = async (runRollbackExpr: boolean) => {
+      const res = await call(`${d.url}/v1/apps/hello/rollback?dryRun=true`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ to: target, runRollbackExpr }) })
+      assert.equal(res.status, 200, res.text)
+      return res.body.steps.map((s: { name: string; runs: string; detail: string }) => `${s.name} (${s.runs}): ${s.detail}`)
+    }
+    const shownSteps = () => page.$$eval('#confirm .plan-step', (els) => els.map((e) => e.textContent))
+    try {
+      await page.click(button)
+      await page.waitForSelector('#confirm[open] #rollback-revert')
+      assert.match((await page.textContent('#confirm-body'))!, /Hello\.Release\.rollback\("VERSION"\)/)
+      const plain = await planned(false)
+      assert.deepEqual(await shownSteps(), plain)
+      assert.ok(plain.some((s: string) => s.startsWith('reverting_migrations (skipped)')))
+      await page.check('#rollback-revert')
+      const reverting = await planned(true)
+      assert.notDeepEqual(reverting, plain)
+      await page.waitForFunction((want) => JSON.stringify([...document.querySelectorAll('#confirm .plan-step')].map((e) => e.textContent)) === want, JSON.stringify(reverting), { timeout: 10_000 })
+      assert.ok(!(await page.isDisabled('#confirm-ok')))
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-rollback-expr.png') })
+      await page.click('#confirm-ok')
+      await page.waitForSelector('#progress[data-state=succeeded]', { timeout: 60_000 })
+      const latest = (await call(`${d.url}/v1/apps/hello/deployments`, { token: d.adminToken })).body.deployments[0]
+      assert.equal(latest.kind, 'rollback')
+      assert.equal(latest.release, target)
+      assert.deepEqual(latest.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`), ['reverting_migrations:ok', 'switching:ok', 'starting:ok', 'verifying:ok'])
+      const shown = await page.$$eval('#progress .step', (els) => els.map((e) => `${(e as HTMLElement).dataset.step}:${e.querySelector('.step-state')?.textContent}`))
+      assert.deepEqual(shown, latest.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`))
+      // The expression really ran: the fixture's rollback wrote its line, naming the version gone back to.
+      const version = (await serves()).trim().replace(/^hello /, '')
+      assert.match(fs.readFileSync(path.join(appData, 'migrations.log'), 'utf8'), new RegExp(`rolled back to ${version.replaceAll('.', '\\.')}`))
+      await tab.close()
+    } finally {
+      await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300 }) })
+    }
+  })
+})
+
+describe('the proxy in the dashboard', { skip: !HAVE_CHROMIUM && 'chromium not installed' }, () => {
+  test('the card and the app page show the listener, the live instance and a draining one as the API reports them', { timeout: 240_000 }, async () => {
+    const p = await startDaemon()
+    const ws: WebSocket[] = []
+    try {
+      const listen = await freePort()
+      const put = (what: string, body: unknown) => call(`${p.url}/v1/apps/hello/${what}`, { method: 'PUT', token: p.adminToken, headers: json, body: JSON.stringify(body) })
+      assert.equal((await put('env', { PORT: '1' })).status, 200)
+      const set = await put('settings', { stableWindowMs: 300, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 45_000 } })
+      assert.equal(set.status, 200, set.text)
+      const first = await upload(p.url, 'hello', fs.readFileSync((await fixture('v1')).tarball), { token: p.adminToken, query: 'deploy=true' })
+      assert.equal(first.body.deployment?.state, 'succeeded', first.text)
+      const second = await upload(p.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: p.adminToken })
+      assert.ok(second.body.id, second.text)
+      const proxy = async () => (await call(`${p.url}/v1/apps/hello`, { token: p.adminToken })).body.proxy
+      const instance = (i: { release: string; slot: string; port: number; pid: number }) => `${i.release} · slot ${i.slot} · port ${i.port} · pid ${i.pid}`
+
+      const tab = await openOn(p.url)
+      const { page } = tab
+      await signIn(page, p.adminToken)
+      const card = page.locator('.app-card[data-app=hello]')
+      await card.locator('.proxy-live').waitFor()
+      const before = await proxy()
+      assert.equal(before.state, 'running')
+      assert.equal(before.live.release, first.body.id)
+      assert.equal(await card.locator('.proxy-listener').textContent(), `${before.listen} running, ${before.restarts} restarts`)
+      assert.equal(await card.locator('.proxy-live').textContent(), instance(before.live))
+      assert.equal(await card.locator('.proxy-draining').count(), 0)
+      assert.equal(await card.locator('.badge.warn').count(), 0)
+
+      // An open websocket keeps the old instance draining for the whole drain time after the switch.
+      const socket = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
+      ws.push(socket)
+      await new Promise((resolve, reject) => (socket.once('message', resolve), socket.once('error', reject)))
+      const deploying = await call(`${p.url}/v1/apps/hello/deployments`, { method: 'POST', token: p.adminToken, headers: json, body: JSON.stringify({ release: second.body.id }) })
+      assert.equal(deploying.status, 202, deploying.text)
+      await until('the old instance to drain', async () => (await proxy())?.draining ? true : null, 90_000)
+      await page.goto(`${p.url}/#/apps/hello`)
+      await page.waitForSelector('#status .proxy-draining')
+      const during = await proxy()
+      assert.equal(await page.textContent('#status .proxy-live'), instance(during.live))
+      assert.equal(during.live.release, second.body.id)
+      const draining = (await page.textContent('#status .proxy-draining'))!
+      assert.ok(draining.startsWith(`${instance(during.draining)} · `), draining)
+      const left = /· (\d+) s of drain left$/.exec(draining)
+      // The page's figure is from its own fetch, a moment before the API's answer here.
+      assert.ok(left && Number(left[1]) <= 45 && Number(left[1]) >= Math.floor(during.draining.remainingMs / 1000) - 1, draining)
+      assert.doesNotMatch((await page.innerText('#status'))!, /\b(null|undefined|NaN)\b|"listen"/, 'the proxy is not shown as raw JSON')
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-proxy.png'), fullPage: true })
+      await tab.close()
+      // With the websocket gone the drain ends early and the deployment finishes, so nothing is left mid-step.
+      socket.terminate()
+      await until('the deploy to finish', async () => (await call(`${p.url}/v1/apps/hello/deployments/${deploying.body.id}`, { token: p.adminToken })).body.state === 'succeeded' || null, 60_000)
+    } finally {
+      for (const s of ws) s.terminate()
+      await p.stop()
+      assert.deepEqual(processesUnder(p.dataDir), [], 'no haproxy, BEAM, run_erl or epmd is left')
+    }
   })
 })
 

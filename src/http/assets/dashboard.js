@@ -307,6 +307,8 @@ function warnings(status) {
   if (node.health && node.health.ok === false) out.push('unhealthy')
   const last = status.lastDeployment
   if (last && (last.state === 'failed' || last.state === 'rolled_back')) out.push(`${last.kind} ${last.state.replace('_', ' ')}`)
+  // A proxy that is down means no traffic reaches the app, however healthy its node is.
+  if (status.proxy && status.proxy.state !== 'running') out.push(`proxy ${status.proxy.state}`)
   return out
 }
 
@@ -325,6 +327,22 @@ function nodeFacts(status) {
     ['health', health],
     ['restarts', node.restarts ?? 0],
   ]
+}
+
+function instanceText(i) {
+  return `${i.release ?? '-'} · slot ${i.slot} · port ${i.port} · pid ${i.pid ?? '-'}`
+}
+
+/** The proxy's listener and the instances behind it; nothing for an app without the proxy setting. */
+function proxyFacts(status) {
+  const p = status.proxy
+  if (!p) return []
+  return [
+    ['proxy', h('span', { class: 'proxy-listener' }, `${p.listen} `, h('span', { class: `state ${p.state}` }, p.state), `, ${p.restarts} restart${p.restarts === 1 ? '' : 's'}`)],
+    ['live instance', h('span', { class: 'proxy-live' }, p.live ? instanceText(p.live) : 'none')],
+    p.starting ? ['starting instance', h('span', { class: 'proxy-starting' }, instanceText(p.starting))] : null,
+    p.draining ? ['draining instance', h('span', { class: 'proxy-draining' }, `${instanceText(p.draining)} · ${duration(p.draining.remainingMs)} of drain left`)] : null,
+  ].filter(Boolean)
 }
 
 function lastDeploymentText(d) {
@@ -348,6 +366,7 @@ function appCard(a) {
       ['current', h('span', { class: 'current-release' }, releaseLabel(a.releases, s.current))],
       ['earlier', h('span', { class: 'earlier-releases' }, earlier.length ? earlier.map((r) => r.version + ' (' + r.id + ')').join(', ') : 'none')],
       ...nodeFacts(s),
+      ...proxyFacts(s),
       ['last deployment', h('span', { class: 'last-deployment' }, lastDeploymentText(s.lastDeployment))],
     ]),
     actions(a),
@@ -402,16 +421,39 @@ function planBody(plan, intro) {
 }
 
 async function confirmRollback(app, to) {
+  const dryRun = (revert) => api(appPath(app, '/rollback?dryRun=true'), { method: 'POST', body: { ...(to ? { to } : {}), ...(revert ? { runRollbackExpr: true } : {}) } })
   let plan
+  let settings
   try {
-    plan = await api(appPath(app, '/rollback?dryRun=true'), { method: 'POST', body: to ? { to } : {} })
+    // Settings only to know whether there is a rollbackExpr to offer; without them the box is not offered.
+    ;[plan, settings] = await Promise.all([dryRun(false), api(appPath(app, '/settings')).catch(() => null)])
   } catch (err) {
     return notice(`Cannot roll back ${app}: ${err.message}`)
   }
-  const ok = await ask(`Roll back ${app} to ${plan.version}?`, planBody(plan, `From ${plan.current ?? 'nothing'} to ${plan.release}. A rollback runs no migrations.`), `Roll back to ${plan.version}`)
+  const intro = (p, revert) => `From ${p.current ?? 'nothing'} to ${p.release}. ${revert ? 'The rollbackExpr setting runs first, from the release being left.' : 'A rollback runs no migrations.'}`
+  const planBox = h('div', { id: 'rollback-plan' }, planBody(plan, intro(plan, false)))
+  const revert = settings?.rollbackExpr
+    ? h('input', { id: 'rollback-revert', type: 'checkbox', onchange: async () => {
+      const ticked = revert.checked
+      $('confirm-ok').disabled = true
+      try {
+        const next = await dryRun(ticked)
+        // A later change of the box wins over this answer.
+        if (revert.checked !== ticked) return
+        // The plan is fetched again rather than edited here, so what is shown is what berth would do.
+        plan = next
+        fill(planBox, planBody(plan, intro(plan, ticked)))
+        $('confirm-ok').disabled = false
+      } catch (err) {
+        fill(planBox, h('p', { class: 'error' }, `Cannot plan the rollback: ${err.message}`))
+      }
+    } })
+    : null
+  const body = [revert ? h('p', null, h('label', null, revert, ' run the rollbackExpr setting first: ', h('code', null, settings.rollbackExpr))) : null, planBox]
+  const ok = await ask(`Roll back ${app} to ${plan.version}?`, body, `Roll back to ${plan.version}`)
   if (!ok) return
   // The release the operator confirmed, not whatever "previous" means by the time the request arrives.
-  await run(app, () => api(appPath(app, '/rollback'), { method: 'POST', body: { to: plan.release } }))
+  await run(app, () => api(appPath(app, '/rollback'), { method: 'POST', body: { to: plan.release, ...(revert?.checked ? { runRollbackExpr: true } : {}) } }))
 }
 
 async function confirmDeploy(app, release) {
@@ -503,7 +545,7 @@ async function renderAppPage(app, { keep = false } = {}) {
   if (state.route?.name !== 'app' || state.route.app !== app) return
   document.title = `${app} · berth`
   const s = data.status
-  const known = new Set(['name', 'current', 'node', 'lastDeployment'])
+  const known = new Set(['name', 'current', 'node', 'lastDeployment', 'proxy'])
   // Fields this page does not know yet (added by a newer berth) are shown as they come, not dropped.
   const extra = Object.entries(s).filter(([k]) => !known.has(k))
   const keptLogs = keep ? $('logs-section') : null
@@ -517,7 +559,7 @@ async function renderAppPage(app, { keep = false } = {}) {
     h('p', null, h('a', { href: '#/' }, '← all apps')),
     h('h1', null, app, warn.map((w) => h('span', { class: 'badge warn' }, w))),
     h('section', { id: 'status', class: 'panel' },
-      dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ...nodeFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))])]),
+      dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ...nodeFacts(s), ...proxyFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))])]),
       actions(data)),
     h('section', { id: 'releases', class: 'panel' }, h('h2', null, 'Releases'), table(['', 'release', 'version', 'size', 'uploaded', 'by', ''], data.releases.map((r) => ({
       class: r.current ? 'current' : '',
