@@ -97,3 +97,28 @@ test('a rollback carries the rollout id, and the list filters by rollout', async
   assert.equal((await get('/deployments')).body.deployments.length, 3)
   assert.deepEqual((await get('/deployments?rollout=none-such')).body.deployments, [])
 })
+
+test('an upload with ?deploy=true takes a bad rollout id or migrate value as a problem, and deploys nothing', async () => {
+  const before = (await get('/deployments')).body.deployments.length
+  for (const query of ['deploy=true&rollout=a%20b', `deploy=true&rollout=${'x'.repeat(65)}`, 'deploy=true&migrate=maybe']) {
+    const res = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken, query })
+    assert.equal(res.status, 400, `${query}: ${res.text}`)
+    assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/)
+    assert.equal(res.body.code, 'VALIDATION_FAILED')
+    assert.match(res.body.detail, /rollout|migrate/)
+  }
+  assert.equal((await get('/deployments')).body.deployments.length, before)
+})
+
+test('an upload with ?deploy=true&migrate=false&rollout=ID deploys without migrating, tagged with the rollout', async () => {
+  const res = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken, query: 'deploy=true&migrate=false&rollout=up-1' })
+  assert.equal(res.status, 200, res.text)
+  const dep = res.body.deployment
+  assert.equal(dep.state, 'succeeded')
+  assert.equal(dep.release, ids.v2)
+  assert.equal(dep.rollout, 'up-1')
+  assert.deepEqual(dep.steps[0], { ...dep.steps[0], name: 'migrating', state: 'skipped', output: 'migrate: false requested' })
+  assert.match(dep.warnings[0], /migrate: false requested by rollout up-1/)
+  assert.equal((await get(`/deployments/${dep.id}`)).body.rollout, 'up-1')
+  assert.deepEqual(migrations(), ['migrated 0.1.0'], 'v2 did not migrate')
+})
