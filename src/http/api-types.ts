@@ -842,10 +842,10 @@ export interface components {
             kind?: string;
             steps: {
                 /**
-                 * @description reverting_migrations only in the plan of a rollback, which has no migrating step.
+                 * @description reverting_migrations only in the plan of a rollback, which has no migrating step. With the proxy setting on: routing, and draining when an instance is serving (the new one starts beside it).
                  * @enum {string}
                  */
-                name: "migrating" | "switching" | "starting" | "verifying" | "rollback" | "reverting_migrations";
+                name: "migrating" | "switching" | "starting" | "verifying" | "rollback" | "reverting_migrations" | "routing" | "draining";
                 /** @enum {string} */
                 runs: "always" | "skipped" | "on-failure";
                 detail: string;
