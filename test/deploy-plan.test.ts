@@ -170,6 +170,43 @@ describe('dry run', () => {
     const done = (await deployer.finished(started.body.id)) ?? deployments.get('hello', started.body.id)
     assert.equal(done?.state, 'succeeded', JSON.stringify(done))
   })
+
+  test('with the proxy on, the plan lists the steps the deploy then records, in order, and says the old instance keeps serving', { timeout: 240_000 }, async () => {
+    type S = { name: string; runs?: string; detail?: string }
+    const names = (steps: S[]) => steps.map((s) => s.name)
+    // The steps a plan promises on every deploy; `rollback` only appears in a record after a failure.
+    const promised = (steps: S[]) => names(steps.filter((s) => s.runs !== 'on-failure'))
+    const deploy = async (release: string) => {
+      const res = await json('POST', '/v1/apps/hello/deployments?wait=true', { release })
+      assert.equal(res.status, 200, res.text)
+      return res.body
+    }
+    const off = (await plan(ids.v2!)).body
+    assert.deepEqual(names(off.steps), [...promised(off.steps), 'rollback'])
+    const history = (await json('GET', '/v1/apps/hello/deployments')).body.deployments
+    assert.deepEqual(promised(off.steps), names(history.find((x: { state: string }) => x.state === 'succeeded').steps), 'proxy off: the steps a deploy records, as before')
+
+    const listen = `127.0.0.1:${await freePort()}`
+    assert.equal((await json('PUT', '/v1/apps/hello/settings', { proxy: { listen, drainTimeoutMs: 1000 } })).status, 200)
+    // No instance serves behind the proxy yet: the node is replaced, then routed to.
+    const first = (await plan(ids.v2!)).body
+    assert.ok(names(first.steps).includes('routing') && !names(first.steps).includes('draining'), JSON.stringify(first.steps))
+    assert.ok(first.warnings.some((w: string) => /no instance serves behind it/.test(w)), JSON.stringify(first.warnings))
+    assert.equal(current(), ids.v1, 'the plan changed nothing')
+    assert.deepEqual(names((await deploy(ids.v2!)).steps), promised(first.steps))
+
+    // Now the live instance keeps serving: the new one starts beside it, takes the traffic, the old one drains.
+    const beside = (await plan(ids.v1!)).body
+    assert.deepEqual(beside.blockers, [])
+    assert.ok(names(beside.steps).includes('draining'), JSON.stringify(beside.steps))
+    const step = (name: string) => beside.steps.find((s: S) => s.name === name)
+    assert.match(step('starting').detail, /keeps serving on 127\.0\.0\.1:\d+/)
+    assert.match(step('draining').detail, /up to 1000 ms/)
+    assert.match(step('rollback').detail, /the old instance serves throughout and is never stopped/)
+    assert.ok(!beside.warnings.some((w: string) => /no instance serves behind it/.test(w)))
+    assert.deepEqual(names((await deploy(ids.v1!)).steps), promised(beside.steps))
+    assert.equal(current(), ids.v1)
+  })
 })
 
 describe('plan parts', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -96,4 +96,59 @@ test('a rollback carries the rollout id, and the list filters by rollout', async
   assert.deepEqual(r2.map((x: { kind: string; rollout: string }) => `${x.kind}:${x.rollout}`), ['rollback:r2', 'deploy:r2'])
   assert.equal((await get('/deployments')).body.deployments.length, 3)
   assert.deepEqual((await get('/deployments?rollout=none-such')).body.deployments, [])
+})
+
+test('an upload with ?deploy=true takes a bad rollout id or migrate value as a problem, and deploys nothing', async () => {
+  const before = (await get('/deployments')).body.deployments.length
+  for (const query of ['deploy=true&rollout=a%20b', `deploy=true&rollout=${'x'.repeat(65)}`, 'deploy=true&migrate=maybe']) {
+    const res = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken, query })
+    assert.equal(res.status, 400, `${query}: ${res.text}`)
+    assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/)
+    assert.equal(res.body.code, 'VALIDATION_FAILED')
+    assert.match(res.body.detail, /rollout|migrate/)
+  }
+  assert.equal((await get('/deployments')).body.deployments.length, before)
+})
+
+test('an upload with ?deploy=true&migrate=false&rollout=ID deploys without migrating, tagged with the rollout', async () => {
+  const res = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken, query: 'deploy=true&migrate=false&rollout=up-1' })
+  assert.equal(res.status, 200, res.text)
+  const dep = res.body.deployment
+  assert.equal(dep.state, 'succeeded')
+  assert.equal(dep.release, ids.v2)
+  assert.equal(dep.rollout, 'up-1')
+  assert.deepEqual(dep.steps[0], { ...dep.steps[0], name: 'migrating', state: 'skipped', output: 'migrate: false requested' })
+  assert.match(dep.warnings[0], /migrate: false requested by rollout up-1/)
+  assert.equal((await get(`/deployments/${dep.id}`)).body.rollout, 'up-1')
+  assert.deepEqual(migrations(), ['migrated 0.1.0'], 'v2 did not migrate')
+})
+
+test('berth deploy --no-migrate --rollout ID: with --release and after uploading FILE, the step is skipped with its reason and the id recorded', async () => {
+  const env = { BERTH_URL: d.url, BERTH_TOKEN: d.adminToken }
+  const dry = await runCli(['deploy', '--app', 'hello', '--release', ids.v1!, '--dry-run', '--no-migrate', '--json'], env)
+  assert.equal(dry.code, 0, dry.stderr)
+  assert.equal(JSON.parse(dry.stdout).steps[0].runs, 'skipped', 'the dry run is of the deploy --no-migrate would start')
+
+  const byId = await runCli(['deploy', '--app', 'hello', '--release', ids.v1!, '--no-migrate', '--rollout', 'cli-1', '--json'], env)
+  assert.equal(byId.code, 0, byId.stderr)
+  const first = JSON.parse(byId.stdout)
+  assert.equal(first.rollout, 'cli-1')
+  assert.deepEqual(first.steps[0], { ...first.steps[0], name: 'migrating', state: 'skipped', output: 'migrate: false requested' })
+  assert.match(byId.stderr, /migrating \.\.\. skipped/)
+
+  const file = (await fixture('v2')).tarball
+  const byFile = await runCli(['deploy', file, '--app', 'hello', '--no-migrate', '--rollout', 'cli-2'], env)
+  assert.equal(byFile.code, 0, byFile.stderr)
+  assert.match(byFile.stdout, /warning: no migration ran for .*: migrate: false requested by rollout cli-2/)
+  const [last] = (await get('/deployments?rollout=cli-2')).body.deployments
+  assert.equal(last.release, ids.v2)
+  assert.deepEqual(last.steps[0], { ...last.steps[0], name: 'migrating', state: 'skipped', output: 'migrate: false requested' })
+  assert.deepEqual(migrations(), ['migrated 0.1.0'], 'neither deploy migrated')
+
+  const bad = await runCli(['deploy', '--app', 'hello', '--release', ids.v1!, '--rollout', 'a b'], env)
+  assert.notEqual(bad.code, 0)
+  assert.match(bad.stderr, /VALIDATION_FAILED|rollout/)
+  const misuse = await runCli(['deploy', file, '--app', 'hello', '--no-deploy', '--no-migrate'], env)
+  assert.equal(misuse.code, 2, misuse.stderr)
+  assert.deepEqual((await get('/deployments?rollout=cli-1')).body.deployments.length, 1)
 })

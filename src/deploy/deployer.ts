@@ -288,6 +288,16 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   /**
+   * How a deploy would start the node now, for the dry run as for proxiedStart: `direct` stops the node and
+   * starts the new one; `proxied` has no instance serving behind the proxy and starts one, then routes to it;
+   * `beside-live` starts the new instance next to the live one, routes to it and drains the old one.
+   */
+  startPath(app: string, settings: AppSettings): 'direct' | 'proxied' | 'beside-live' {
+    if (!this.proxied(settings)) return 'direct'
+    return this.deps.instances!.liveInstance(app) && this.deps.supervisor.isUp(app) ? 'beside-live' : 'proxied'
+  }
+
+  /**
    * Starting behind the proxy. With a proxied live instance up: the new one starts in the other slot, is
    * verified on its own port, takes the new connections, and the old one drains and stops; the old one is
    * never touched before the switch. Without one (the first deploy behind the proxy, or the app was down):
@@ -298,7 +308,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const instances = this.deps.instances!
     const proxy = this.deps.proxy!
     const live = instances.liveInstance(d.app)
-    if (!live || !supervisor.isUp(d.app)) {
+    if (!live || this.startPath(d.app, settings) !== 'beside-live') {
       const inst: InstanceSpec = { slot: live?.slot ?? 'a', port: await freeLoopbackPort() }
       await this.step(d, 'starting', signal, async () => {
         await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })

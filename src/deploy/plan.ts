@@ -20,7 +20,7 @@ export interface PlanDeps {
   deployments: Pick<DeploymentStore, 'lockedBy' | 'succeededReleases'>
   apps: Pick<AppStore, 'settings'>
   supervisor: Pick<Supervisor, 'status' | 'isUp'>
-  deployer: Pick<Deployer, 'migration'>
+  deployer: Pick<Deployer, 'migration' | 'startPath'>
 }
 
 export interface PlanStep {
@@ -128,19 +128,32 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   const config = currentDir && currentVersion ? compareConfig(currentDir, currentVersion, targetDir, release.version) : []
 
   const running = up ? `the node running ${node.release ?? 'an unknown release'}${node.pid ? ` (pid ${node.pid})` : ''}` : null
-  const verify = [`the node answers bin/${app} ${cmd.pid}`, settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null, `it stays up for ${settings.stableWindowMs} ms`].filter(Boolean).join(', ')
+  // The proxy's steps are the deployer's own (proxiedStart): the plan follows the path it would take now.
+  const path = deps.deployer.startPath(app, settings)
+  const proxy = path === 'direct' ? null : settings.proxy!
+  const health = proxy ? `http://127.0.0.1:PORT${proxy.healthPath} on the instance's own port answers 2xx` : settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null
+  const verify = [`the node answers bin/${app} ${cmd.pid}`, health, `it stays up for ${settings.stableWindowMs} ms`].filter(Boolean).join(', ')
+  const start = `start bin/${app} ${cmd.start} under run_erl${proxy ? ' on a private loopback port in PORT' : ''} (boot timeout ${settings.bootTimeoutMs} ms)`
+  const previousBack = currentId && current ? `if starting or verifying fails: current -> releases/${currentId} and its node started again` : 'if starting or verifying fails: there is no previous release, so the node is stopped'
   const steps: PlanStep[] = [
     choice.expr
-      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(choice.expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms); a failure ends the deploy with current and the node untouched` }
+      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(choice.expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms)${running ? `, while ${running} keeps serving` : ''}; a failure ends the deploy with current and the node untouched` }
       : { name: 'migrating', runs: 'skipped', detail: migrate.reason! },
     { name: 'switching', runs: 'always', detail: `current -> releases/${release.id}${currentId ? ` (was releases/${currentId})` : ' (first deploy: there is no current yet)'}` },
-    { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${app} ${cmd.stop}, then ` : ''}start bin/${app} ${cmd.start} under run_erl (boot timeout ${settings.bootTimeoutMs} ms)` },
-    { name: 'verifying', runs: 'always', detail: verify },
-    {
-      name: 'rollback',
-      runs: 'on-failure',
-      detail: currentId && current ? `if starting or verifying fails: current -> releases/${currentId} and its node started again` : 'if starting or verifying fails: there is no previous release, so the node is stopped',
-    },
+    ...(path === 'beside-live'
+      ? ([
+          { name: 'starting', runs: 'always', detail: `${start}, as a second instance beside ${running}, which keeps serving on ${proxy!.listen}` },
+          { name: 'verifying', runs: 'always', detail: `${verify}; the new instance gets no request until it passes` },
+          { name: 'routing', runs: 'always', detail: `${proxy!.listen} sends new connections to the new instance, atomically; the old instance keeps the connections it has` },
+          { name: 'draining', runs: 'always', detail: `the old instance finishes its connections for up to ${proxy!.drainTimeoutMs} ms (drainTimeoutMs), what is still open then (websockets) is closed, and it is stopped` },
+          { name: 'rollback', runs: 'on-failure', detail: `if starting or verifying fails: the new instance is stopped${currentId ? ` and current -> releases/${currentId}` : ''}; the old instance serves throughout and is never stopped` },
+        ] satisfies PlanStep[])
+      : ([
+          { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${app} ${cmd.stop}, then ` : ''}${start}` },
+          { name: 'verifying', runs: 'always', detail: verify },
+          ...(proxy ? [{ name: 'routing', runs: 'always', detail: `${proxy.listen} sends connections to the verified instance (berth starts the proxy if it is not running)` } satisfies PlanStep] : []),
+          { name: 'rollback', runs: 'on-failure', detail: previousBack },
+        ] satisfies PlanStep[])),
   ]
 
   const blockers: Plan['blockers'] = []
@@ -154,6 +167,7 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   }
   if (lock) blockers.push({ code: 'DEPLOYMENT_IN_PROGRESS', message: `deployment ${lock} of "${app}" is in progress; a deploy now would be refused` })
 
+  if (path === 'proxied' && running) warnings.push(`the proxy is on but no instance serves behind it: ${running} is stopped before the new one starts, so requests fail until it is routed; the deploys after this one keep the old instance serving`)
   if (!currentId) warnings.push(`first deploy: "${app}" has no current release, so a failure cannot roll back to one`)
   if (alreadyCurrent) warnings.push(`release ${release.id} is already current and running: deploying it again ${choice.expr ? 'runs its migration again and ' : ''}restarts the node`)
   if (migrations.missing.length > 0) {

@@ -842,10 +842,10 @@ export interface components {
             kind?: string;
             steps: {
                 /**
-                 * @description reverting_migrations only in the plan of a rollback, which has no migrating step.
+                 * @description reverting_migrations only in the plan of a rollback, which has no migrating step. With the proxy setting on: routing, and draining when an instance is serving (the new one starts beside it).
                  * @enum {string}
                  */
-                name: "migrating" | "switching" | "starting" | "verifying" | "rollback" | "reverting_migrations";
+                name: "migrating" | "switching" | "starting" | "verifying" | "rollback" | "reverting_migrations" | "routing" | "draining";
                 /** @enum {string} */
                 runs: "always" | "skipped" | "on-failure";
                 detail: string;
@@ -1143,6 +1143,10 @@ export interface components {
         ContentDigest: string;
         /** @description Deploy the release right after the upload and answer with the finished deployment under `deployment` (a failed one is a `422` problem). */
         DeployNow: boolean;
+        /** @description With `deploy=true`, `false` deploys without migrating, as `"migrate": false` on createDeployment does. Default true. */
+        DeployMigrate: boolean;
+        /** @description With `deploy=true`, the fleet rollout the deployment is tagged with, as `"rollout"` on createDeployment does. */
+        DeployRollout: components["schemas"]["RolloutId"];
         /** @description Answer when the work has finished (`200`, or a `422` problem carrying the deployment when it failed or was rolled back) instead of `202` at once. */
         Wait: boolean;
     };
@@ -1331,6 +1335,10 @@ export interface operations {
                 sha256?: components["parameters"]["Sha256"];
                 /** @description Deploy the release right after the upload and answer with the finished deployment under `deployment` (a failed one is a `422` problem). */
                 deploy?: components["parameters"]["DeployNow"];
+                /** @description With `deploy=true`, `false` deploys without migrating, as `"migrate": false` on createDeployment does. Default true. */
+                migrate?: components["parameters"]["DeployMigrate"];
+                /** @description With `deploy=true`, the fleet rollout the deployment is tagged with, as `"rollout"` on createDeployment does. */
+                rollout?: components["parameters"]["DeployRollout"];
             };
             header?: {
                 /** @description RFC 9530 digest of a raw body, e.g. `sha-256=:BASE64:`; only sha-256 is checked. */
@@ -1383,6 +1391,10 @@ export interface operations {
                 sha256?: components["parameters"]["Sha256"];
                 /** @description Deploy the release right after the upload and answer with the finished deployment under `deployment` (a failed one is a `422` problem). */
                 deploy?: components["parameters"]["DeployNow"];
+                /** @description With `deploy=true`, `false` deploys without migrating, as `"migrate": false` on createDeployment does. Default true. */
+                migrate?: components["parameters"]["DeployMigrate"];
+                /** @description With `deploy=true`, the fleet rollout the deployment is tagged with, as `"rollout"` on createDeployment does. */
+                rollout?: components["parameters"]["DeployRollout"];
             };
             header?: {
                 /** @description RFC 9530 digest of a raw body, e.g. `sha-256=:BASE64:`; only sha-256 is checked. */

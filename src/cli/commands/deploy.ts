@@ -10,8 +10,8 @@ import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 import { fetchPlan, formatPlan } from './plan.js'
 
-const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy | --dry-run]
-       berth deploy --release ID --app APP [--dry-run]
+const DEPLOY_HELP = `usage: berth deploy FILE --app APP [--no-deploy | --dry-run] [--no-migrate] [--rollout ID]
+       berth deploy --release ID --app APP [--dry-run] [--no-migrate] [--rollout ID]
 
 Uploads FILE (the .tar.gz that \`mix release\` writes) to APP with its sha256, so a file that changes or
 is damaged on the way is refused and nothing is kept, then deploys it and follows the deployment: each
@@ -23,6 +23,10 @@ Exits 0 when the deployment succeeded, 1 when it failed or was rolled back (with
   --release ID     deploy a release uploaded before (an id, or a version naming one release)
   --dry-run        print what the deploy would do and change nothing (like berth plan); with FILE
                    the release is uploaded first. Exits 1 when something would stop the deploy.
+  --no-migrate     deploy without running the migration (the migrating step is recorded as skipped,
+                   with a warning), e.g. on hosts that share a database another host has migrated
+  --rollout ID     tag the deployment with this rollout id (1 to 64 letters, digits, ., _ or -);
+                   berth fleet status and GET .../deployments?rollout=ID find it by that id
 
 Progress: on a terminal one updating line; otherwise a line per quarter (or every 2 s) and a summary.
 With --json, progress goes to stderr and stdout gets the release with its finished deployment under
@@ -46,7 +50,7 @@ const POLL_MS = 250
 // A berth restarting mid-deployment is down for a moment; the deployment then ends "agent restarted".
 const UNREACHABLE_GRACE_MS = 30_000
 
-const DEPLOY_OPTIONS = { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const
+const DEPLOY_OPTIONS = { app: { type: 'string' }, 'no-deploy': { type: 'boolean' }, release: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, rollout: { type: 'string' } } as const
 const ROLLBACK_OPTIONS = { to: { type: 'string' }, 'run-rollback-expr': { type: 'boolean' } } as const
 
 export const deploy: Command = { help: DEPLOY_HELP, options: { ...COMMON_OPTIONS, ...DEPLOY_OPTIONS }, run: deployCommand }
@@ -64,9 +68,12 @@ async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (values.release && file) throw new UsageError('give either FILE or --release ID, not both')
   if (values.release && values['no-deploy']) throw new UsageError('--no-deploy uploads a file; with --release there is nothing to upload')
   if (values['dry-run'] && values['no-deploy']) throw new UsageError('--dry-run and --no-deploy: choose one')
+  if (values['no-deploy'] && (values['no-migrate'] || values.rollout !== undefined)) throw new UsageError('--no-migrate and --rollout apply to a deployment; --no-deploy starts none')
+  // Sent only when given, so a deploy without them is the request it always was.
+  const options = { ...(values['no-migrate'] ? { migrate: false } : {}), ...(typeof values.rollout === 'string' ? { rollout: values.rollout } : {}) }
   const api = client(values, env)
   const dryRun = async (release: string): Promise<number> => {
-    const plan = await fetchPlan(api, app, release)
+    const plan = await fetchPlan(api, app, release, options)
     if (json) printJson(plan)
     else out.write(formatPlan(plan))
     return plan.blockers.length === 0 ? 0 : 1
@@ -74,7 +81,7 @@ async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
 
   if (typeof values.release === 'string') {
     if (values['dry-run']) return dryRun(values.release)
-    const done = await startAndFollow(api, app, 'deployments', { release: values.release }, out)
+    const done = await startAndFollow(api, app, 'deployments', { release: values.release, ...options }, out)
     if (json) printJson(done)
     return done.state === 'succeeded' ? 0 : 1
   }
@@ -96,7 +103,7 @@ async function deployCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     return 0
   }
   if (values['dry-run']) return dryRun(release.id)
-  const done = await startAndFollow(api, app, 'deployments', { release: release.id }, out)
+  const done = await startAndFollow(api, app, 'deployments', { release: release.id, ...options }, out)
   if (json) printJson({ ...release, current: done.state === 'succeeded', deployment: done })
   return done.state === 'succeeded' ? 0 : 1
 }

@@ -32,8 +32,9 @@ export async function planCommand(argv: string[], env: NodeJS.ProcessEnv = proce
   return plan.blockers.length === 0 ? 0 : 1
 }
 
-export function fetchPlan(api: BerthClient, app: string, release: string): Promise<Plan> {
-  return api.request<Plan>('POST', appPath(app, '/deployments?dryRun=true'), { release })
+/** `options` as the deploy would send them (migrate: false changes the plan; rollout only tags the deploy). */
+export function fetchPlan(api: BerthClient, app: string, release: string, options: { migrate?: boolean; rollout?: string } = {}): Promise<Plan> {
+  return api.request<Plan>('POST', appPath(app, '/deployments?dryRun=true'), { release, ...options })
 }
 
 function indent(text: string, by = '    '): string {

@@ -69,7 +69,7 @@ export default async function releaseRoutes(app: FastifyInstance, ctx: RouteCont
       if (created) reply.code(201).header('location', `/v1/apps/${release.app}/releases/${release.id}`)
       if (request.query.deploy) {
         // ?deploy=true: the answer is the release with its finished deployment (a failed one is a 422 problem).
-        const d = await services.deployer.deploy(release.app, release, actor(request))
+        const d = await services.deployer.deploy(release.app, release, actor(request), { migrate: request.query.migrate, rollout: request.query.rollout })
         const done = await answerDeployment(services, request, reply, d, true)
         if (reply.sent) return reply
         return { ...releaseView(release, await currentReleaseId(services.paths, release.app)), deployment: done }
