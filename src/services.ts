@@ -182,6 +182,7 @@ async function rebuildCatalogue(s: Services): Promise<void> {
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   await rebuildCatalogue(s)
+  for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), r.app, r.version))
   s.sessions.recover()
   s.webhooks.start()

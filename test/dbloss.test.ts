@@ -244,6 +244,12 @@ describe('a lost or damaged berth.db costs no release', () => {
   })
 
   test('the settings come back from apps/APP/settings.json, which holds no environment value', async () => {
+    // Settings saved before berth kept the file get one at the next start.
+    await stop()
+    fs.rmSync(path.join(dataDir, 'apps', 'hello', 'settings.json'))
+    await start()
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'apps', 'hello', 'settings.json'), 'utf8')).settings.stableWindowMs, 1000)
+
     const put = await call(`${daemon!.url}/v1/apps/hello/settings`, { method: 'PUT', token, headers: json, body: JSON.stringify({ keepReleases: 7, stableWindowMs: 1500, restart: { maxRestarts: 9 } }) })
     assert.equal(put.status, 200, put.text)
     const saved = (await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body

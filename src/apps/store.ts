@@ -2,6 +2,7 @@
 // environment holds secrets: callers get values only to build a child's environment; users see names.
 // Settings are also copied to apps/APP/settings.json, so that a lost berth.db does not change how deploys run.
 
+import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Paths, Slot } from '../paths.js'
 import type { Database } from '../store/db.js'
@@ -72,6 +73,14 @@ export class AppStore {
   /** Settles once settings.json holds what the database held when this was called (a failed write is logged). */
   settingsCopied(app: string): Promise<void> {
     return this.fileWrites.get(app) ?? Promise.resolve()
+  }
+
+  /** Writes settings.json for an app with settings but no file (set before berth kept the file); settles when done. */
+  async copySettingsIfMissing(app: string): Promise<void> {
+    if (!this.files || Object.keys(this.storedSettings(app) ?? {}).length === 0) return
+    if (await fs.access(this.files.paths.settingsFile(app)).then(() => true, () => false)) return
+    this.copySettingsToFile(app)
+    await this.settingsCopied(app)
   }
 
   /** The fields stored for the app, or null when it has no row. */
