@@ -30,6 +30,8 @@ export class Paths {
   current(app: string): string { return path.join(this.app(app), 'current') }
   /** Releases that deployed successfully, kept outside the database (see deploy/history.ts). */
   deployed(app: string): string { return path.join(this.app(app), 'deployed.json') }
+  /** The app's settings (never its environment), kept outside the database too (see apps/settings-file.ts). */
+  settingsFile(app: string): string { return path.join(this.app(app), 'settings.json') }
   shared(app: string): string { return path.join(this.app(app), 'shared') }
   log(app: string): string { return path.join(this.app(app), 'log') }
   /** With the proxy on: one node instance's own pipe and RELEASE_TMP (its console log is under log/SLOT). */

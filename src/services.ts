@@ -97,7 +97,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const appLog = new AppLog((app) => paths.log(app))
   events.subscribe((e) => appLog.write(e.app, e.line))
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
-  const apps = new AppStore(db, events)
+  const apps = new AppStore(db, events, { paths, log })
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
@@ -168,11 +168,12 @@ async function rebuildCatalogue(s: Services): Promise<void> {
   const imported = result.flatMap((a) => a.entries.filter((e) => e.outcome === 'imported').map((e) => `${a.app}/${e.entry}`))
   for (const a of result) {
     for (const e of a.entries.filter((x) => x.outcome === 'failed')) s.log.error({ app: a.app, entry: e.entry, why: e.note }, 'a directory under releases/ could not be re-imported; it was left as it is')
+    if (a.settings === 'restored') s.log.warn({ app: a.app }, `the app had no settings in berth.db: restored them from apps/${a.app}/settings.json`)
   }
   if (before === 0 && imported.length > 0) {
     s.log.warn(
       { releases: imported, created: result.filter((a) => a.created).map((a) => a.app) },
-      'berth.db held no releases while apps/ holds release directories (the database was lost or replaced): re-imported them from disk. Tokens, app settings, environments and deployment history were in the database: set them again',
+      'berth.db held no releases while apps/ holds release directories (the database was lost or replaced): re-imported them from disk, with the app settings from apps/APP/settings.json. Tokens and environments were in the database only: set them again',
     )
   }
 }
@@ -181,6 +182,7 @@ async function rebuildCatalogue(s: Services): Promise<void> {
 export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   await rebuildCatalogue(s)
+  for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), r.app, r.version))
   s.sessions.recover()
   s.webhooks.start()

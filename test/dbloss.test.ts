@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import Sqlite from 'better-sqlite3'
 import { after, before, describe, test } from 'node:test'
+import { DEFAULT_SETTINGS } from '../src/apps/settings.js'
 import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
@@ -240,5 +241,64 @@ describe('a lost or damaged berth.db costs no release', () => {
     }
     assert.deepEqual(fs.readdirSync(releasesDir).sort(), [ids.v1, ids.v2].sort(), 'no directory or .deleting- entry is left')
     assert.deepEqual(fs.readdirSync(path.join(dataDir, 'uploads')), [])
+  })
+
+  test('the settings come back from apps/APP/settings.json, which holds no environment value', async () => {
+    // Settings saved before berth kept the file get one at the next start.
+    await stop()
+    fs.rmSync(path.join(dataDir, 'apps', 'hello', 'settings.json'))
+    await start()
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'apps', 'hello', 'settings.json'), 'utf8')).settings.stableWindowMs, 1000)
+
+    const put = await call(`${daemon!.url}/v1/apps/hello/settings`, { method: 'PUT', token, headers: json, body: JSON.stringify({ keepReleases: 7, stableWindowMs: 1500, restart: { maxRestarts: 9 } }) })
+    assert.equal(put.status, 200, put.text)
+    const saved = (await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body
+    assert.equal(saved.keepReleases, 7)
+    const file = fs.readFileSync(path.join(dataDir, 'apps', 'hello', 'settings.json'), 'utf8')
+    assert.equal(JSON.parse(file).settings.keepReleases, 7, 'written before the PUT is answered')
+    assert.ok(!file.includes(appData) && !file.includes('HELLO_DATA_DIR'), 'no environment name or value in settings.json')
+
+    // At the next start.
+    await stop()
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true })
+    await start()
+    assert.deepEqual((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body, saved)
+    assert.match(daemon!.output(), /restored them from apps\/hello\/settings\.json/)
+    assert.deepEqual((await call(`${daemon!.url}/v1/apps/hello/env`, { token })).body.names, [], 'the environment is not restored')
+
+    // Through berth import.
+    await stop()
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true })
+    const imported = await runCli(['import', '--data-dir', dataDir])
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.match(imported.stdout, /settings restored from apps\/hello\/settings\.json/)
+    const again = await runCli(['import', '--data-dir', dataDir, '--json'])
+    assert.equal(JSON.parse(again.stdout).apps[0].settings, 'kept', 'the database has them now: the file is not read again')
+    await start()
+    assert.deepEqual((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body, saved)
+  })
+
+  test('a corrupt settings.json is reported and skipped: berth starts with the default settings', async () => {
+    await stop()
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true })
+    const file = path.join(dataDir, 'apps', 'hello', 'settings.json')
+    fs.writeFileSync(file, '{"settings": {"keepReleases": 7,')
+    await start()
+    assert.match(daemon!.output(), /settings\.json was not used: it is not JSON/)
+    assert.deepEqual((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body, JSON.parse(JSON.stringify(DEFAULT_SETTINGS)))
+    assert.equal((await call(`${daemon!.url}/v1/apps/hello`, { token })).body.node.pid, nodePid, 'the node is re-adopted as usual')
+    assert.equal(fs.readFileSync(file, 'utf8'), '{"settings": {"keepReleases": 7,', 'left as it is')
+
+    // A value berth would refuse, through berth import: a warning, the defaults.
+    await stop()
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true })
+    fs.writeFileSync(file, JSON.stringify({ settings: { keepReleases: 0 } }))
+    const imported = await runCli(['import', '--data-dir', dataDir, '--json'])
+    assert.equal(imported.code, 0, imported.stderr)
+    const app = JSON.parse(imported.stdout).apps[0]
+    assert.equal(app.settings, 'none')
+    assert.match(app.warnings.join('\n'), /settings\.json was not used: it holds a value berth refuses \(Setting keepReleases/)
+    await start()
+    assert.equal((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body.keepReleases, DEFAULT_SETTINGS.keepReleases)
   })
 })

@@ -59,6 +59,7 @@ describe('the live instance behind the proxy, followed across a switch and found
   let listen = 0
   let client: ReturnType<typeof steadyClient> | null = null
   let follow: http.ClientRequest | null = null
+  let settingsBefore: unknown = null
 
   const api = (method: string, pathname: string, body?: unknown) =>
     call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
@@ -71,7 +72,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     assert.equal(r.status, 200, r.text)
     assert.equal(r.body.code, 0, r.text)
   }
-  /** The environment and settings, which live only in berth.db: set again after it was lost. */
+  /** The environment (in berth.db only: set again after it was lost) and the settings (kept in settings.json too). */
   const configure = async (drainTimeoutMs = 1000) => {
     assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: path.join(dataDir, 'hello-data'), PORT: '1' })).status, 200)
     const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs } })
@@ -134,6 +135,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     const before = (await api('GET', '/v1/apps/hello')).body
     assert.equal(before.proxy.live.slot, 'b', JSON.stringify(before))
     assert.ok(before.node.beamPid > 0)
+    settingsBefore = (await api('GET', '/v1/apps/hello/settings')).body
     await until('the old instance to be stopped after its drain', () => runErls().length === 1, 20_000)
     client = steadyClient(listen)
     await until('the client to get going', () => client!.samples.length > 20, 10_000)
@@ -165,6 +167,24 @@ describe('the live instance behind the proxy, followed across a switch and found
     assert.ok(client.samples.length > 50)
     assert.ok(client.samples.every((s) => s.body === 'hello 0.2.0'))
     client = null
+  })
+
+  test('berth.db lost: the proxy setting comes back, so the proxy is watched again (a killed haproxy is restarted)', { timeout: 60_000 }, async () => {
+    const settings = await api('GET', '/v1/apps/hello/settings')
+    assert.equal(settings.status, 200, settings.text)
+    assert.equal(settings.body.proxy?.listen, `127.0.0.1:${listen}`)
+    assert.deepEqual(settings.body, settingsBefore, 'the same settings as before the loss, proxy included')
+    const before = (await api('GET', '/v1/apps/hello')).body
+    assert.equal(before.proxy.state, 'running', JSON.stringify(before))
+    const pid = before.proxy.pid as number
+    process.kill(pid, 'SIGKILL')
+    const after = await until('berth to start haproxy again', async () => {
+      const p = (await api('GET', '/v1/apps/hello')).body.proxy
+      return p?.state === 'running' && p.pid !== pid ? p : null
+    }, 20_000)
+    assert.equal(after.restarts, before.proxy.restarts + 1)
+    assert.equal(after.live?.slot, 'b')
+    assert.equal(await until('the proxy to serve', async () => (await fetch(`http://127.0.0.1:${listen}/`).then((r) => r.text(), () => null)) ?? null, 10_000), 'hello 0.2.0\n')
   })
 
   test('berth.db lost while an old instance drains: the one haproxy routes to stays live, the other stops', { timeout: 180_000 }, async () => {

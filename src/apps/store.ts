@@ -1,10 +1,14 @@
 // Per-app settings, environment and supervised-node records, and the audit of changes to them. The
 // environment holds secrets: callers get values only to build a child's environment; users see names.
+// Settings are also copied to apps/APP/settings.json, so that a lost berth.db does not change how deploys run.
 
-import type { Slot } from '../paths.js'
+import fs from 'node:fs/promises'
+import type { Logger } from 'pino'
+import type { Paths, Slot } from '../paths.js'
 import type { Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { validateEnv, validateEnvChange } from './env.js'
+import { writeSettingsFile } from './settings-file.js'
 import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
 export interface NodeRecord {
@@ -35,9 +39,14 @@ export interface StandbyRecord {
 }
 
 export class AppStore {
+  /** Per app, the last write of its settings.json: writes run one after another, each with the latest row. */
+  private readonly fileWrites = new Map<string, Promise<void>>()
+
   constructor(
     private readonly db: Database,
     private readonly events: EventStore,
+    /** Without it (unit tests) the settings live in the database only. */
+    private readonly files: { paths: Paths; log: Logger } | null = null,
   ) {}
 
   settings(app: string): AppSettings {
@@ -57,7 +66,48 @@ export class AppStore {
     const merged = mergeSettings(DEFAULT_SETTINGS, stored)
     this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
     this.events.record({ app, actor, action: 'settings.update', outcome: 'ok', detail: { changed: Object.keys(patch) } })
+    this.copySettingsToFile(app)
     return merged
+  }
+
+  /** Settles once settings.json holds what the database held when this was called (a failed write is logged). */
+  settingsCopied(app: string): Promise<void> {
+    return this.fileWrites.get(app) ?? Promise.resolve()
+  }
+
+  /** Writes settings.json for an app with settings but no file (set before berth kept the file); settles when done. */
+  async copySettingsIfMissing(app: string): Promise<void> {
+    if (!this.files || Object.keys(this.storedSettings(app) ?? {}).length === 0) return
+    if (await fs.access(this.files.paths.settingsFile(app)).then(() => true, () => false)) return
+    this.copySettingsToFile(app)
+    await this.settingsCopied(app)
+  }
+
+  /** The fields stored for the app, or null when it has no row. */
+  storedSettings(app: string): Record<string, unknown> | null {
+    const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
+    return row ? (JSON.parse(row.settings) as Record<string, unknown>) : null
+  }
+
+  /** After a lost database: the fields from settings.json (already checked), as they were. The app row must exist. */
+  restoreSettings(app: string, stored: Record<string, unknown>, actor: string): void {
+    this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
+    this.events.record({ app, actor, action: 'settings.update', outcome: 'ok', detail: { changed: Object.keys(stored).sort(), restoredFrom: 'settings.json' } })
+  }
+
+  private copySettingsToFile(app: string): void {
+    const files = this.files
+    if (!files) return
+    const write = (this.fileWrites.get(app) ?? Promise.resolve())
+      .then(() => {
+        const stored = this.storedSettings(app)
+        return stored ? writeSettingsFile(files.paths, app, stored) : undefined
+      })
+      .catch((err: unknown) => files.log.error({ app, err }, `the settings are saved in berth.db but could not be copied to apps/${app}/settings.json; a lost database would lose them`))
+    this.fileWrites.set(app, write)
+    void write.then(() => {
+      if (this.fileWrites.get(app) === write) this.fileWrites.delete(app)
+    })
   }
 
   env(app: string): Record<string, string> {

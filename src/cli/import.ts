@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import crypto from 'node:crypto'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
+import { AppStore } from '../apps/store.js'
 import { loadConfig } from '../config.js'
 import { importReleases } from '../intake/reimport.js'
 import { Paths } from '../paths.js'
@@ -26,7 +27,8 @@ target again. Nothing on disk is changed or removed; running it twice changes no
 
 Run it with berth stopped (it is also safe while berth runs; berth does the same at every start).
 If berth.db is not a database, move it aside first (mv berth.db berth.db.damaged).
-Tokens, app settings and environments lived only in the database: set them again afterwards.
+App settings come back from apps/APP/settings.json. Tokens and environments lived only in the
+database: set them again afterwards.
 `
 
 const OPTIONS = { help: { type: 'boolean', short: 'h' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } } as const
@@ -50,11 +52,13 @@ export async function importCommand(argv: string[]): Promise<number> {
   await ensureDataDir(paths, log)
   const db = openDatabase(paths.db, log)
   try {
+    const events = new EventStore(db)
     const deps = {
       paths,
       log,
       releases: new ReleaseStore(db),
-      events: new EventStore(db),
+      events,
+      apps: new AppStore(db, events),
       deployments: new DeploymentStore(db, `import-${process.pid}-${crypto.randomBytes(6).toString('hex')}`),
     }
     const result = await importReleases(deps, 'berth import')
@@ -75,7 +79,9 @@ export async function importCommand(argv: string[]): Promise<number> {
           a.history.length > 0 ? `deployment history recorded for ${a.history.join(', ')}` : null,
           a.current ? `rollback target ${a.rollbackTarget ?? 'none (roll back with --to ID)'}` : null,
           node ? `node running (run_erl pid ${node.pid}, release ${node.release}${node.slot ? `, instance ${node.slot} on port ${node.port}` : ''}): berth re-adopts it when it starts` : a.current ? 'no node running' : null,
-          a.created ? `settings and environment are unset: berth env ${a.app} replace ..., berth settings ${a.app} set ...` : null,
+          a.settings === 'restored' ? `settings restored from apps/${a.app}/settings.json` : null,
+          a.created ? `environment is unset: berth env ${a.app} replace ...${a.settings === 'restored' ? '' : `; settings are the defaults: berth settings ${a.app} set ...`}` : null,
+          ...a.warnings.map((w) => `warning: ${w}`),
         ].filter(Boolean)
         process.stdout.write(`${a.app}: ${facts.join('; ')}\n`)
       }

@@ -1,11 +1,13 @@
 // Rebuilds the catalogue from disk, for every start and for `berth import`: a row for each release directory
-// that has none, and rollback targets for an app whose deployment history is gone. It only adds rows; it
-// never removes, moves or rewrites a file, so running it on any data directory, any number of times, is safe.
+// that has none, rollback targets for an app whose deployment history is gone, and settings for an app that has
+// none. It only adds rows; it never removes, moves or rewrites a file, so running it any number of times is safe.
 
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { readSettingsFile } from '../apps/settings-file.js'
+import type { AppStore } from '../apps/store.js'
 import { readDeployed } from '../releases/history.js'
 import { isBerthError } from '../errors.js'
 import { APP_NAME, RELEASE_ID, type Paths } from '../paths.js'
@@ -22,6 +24,7 @@ export interface ImportDeps {
   releases: ReleaseStore
   deployments: DeploymentStore
   events: EventStore
+  apps: Pick<AppStore, 'storedSettings' | 'restoreSettings'>
   log: Logger
 }
 
@@ -42,6 +45,10 @@ export interface AppImport {
   /** Releases recorded as succeeded deployments because the app had no deployment history. */
   history: string[]
   rollbackTarget: string | null
+  /** restored: from apps/APP/settings.json, the database had none; kept: the database had some; none: no usable file. */
+  settings: 'restored' | 'kept' | 'none'
+  /** What the operator must look at, e.g. a settings.json that could not be used. */
+  warnings: string[]
 }
 
 export async function importReleases(deps: ImportDeps, actor: string): Promise<AppImport[]> {
@@ -106,7 +113,31 @@ async function importApp(deps: ImportDeps, app: string, actor: string): Promise<
   }
   const history = await importHistory(deps, app, current, actor)
   const rollbackTarget = deps.deployments.succeededReleases(app).find((r) => r !== current && releases.get(app, r)) ?? null
-  return { app, created: created && releases.appExists(app), current, entries, history, rollbackTarget }
+  const warnings: string[] = []
+  const settings = await importSettings(deps, app, actor, warnings)
+  return { app, created: created && releases.appExists(app), current, entries, history, rollbackTarget, settings, warnings }
+}
+
+/**
+ * An app whose row holds no settings (the database was lost) gets those of apps/APP/settings.json, before
+ * recovery reads them: the proxy setting decides whether its haproxy is adopted and how the next deploy runs.
+ * A file that cannot be used is reported and left as it is; the app keeps the defaults.
+ */
+async function importSettings(deps: ImportDeps, app: string, actor: string, warnings: string[]): Promise<AppImport['settings']> {
+  const stored = deps.apps.storedSettings(app)
+  if (stored === null) return 'none'
+  if (Object.keys(stored).length > 0) return 'kept'
+  const fromFile = await readSettingsFile(deps.paths, app)
+  if (fromFile === null) return 'none'
+  if (typeof fromFile === 'string') {
+    const warning = `apps/${app}/settings.json was not used: ${fromFile}; the app has the default settings until they are set again (berth settings ${app} set ...)`
+    warnings.push(warning)
+    deps.log.warn({ app, why: fromFile }, warning)
+    return 'none'
+  }
+  if (Object.keys(fromFile).length === 0) return 'none'
+  deps.apps.restoreSettings(app, fromFile, actor)
+  return 'restored'
 }
 
 /**

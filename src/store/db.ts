@@ -73,7 +73,7 @@ function unreadable(file: string, err: unknown): unknown {
   const dataDir = path.dirname(file)
   return problem(
     'DATABASE_UNREADABLE',
-    `${file} is not a readable SQLite database (${(err as Error).message}); berth changed nothing, and the releases under ${path.join(dataDir, 'apps')} are untouched. Keep the file for salvage and move it aside with its -wal and -shm files (mv ${file} ${file}.damaged), then run \`berth import --data-dir ${dataDir}\` to rebuild the catalogue from the release directories (or start berth once the file is aside: it does the same). Tokens, app settings and environments were in that file: set them again.`,
+    `${file} is not a readable SQLite database (${(err as Error).message}); berth changed nothing, and the releases under ${path.join(dataDir, 'apps')} are untouched. Keep the file for salvage and move it aside with its -wal and -shm files (mv ${file} ${file}.damaged), then run \`berth import --data-dir ${dataDir}\` to rebuild the catalogue from the release directories (or start berth once the file is aside: it does the same; app settings come back from apps/APP/settings.json). Tokens and environments were in that file only: set them again.`,
     {},
     err,
   )

@@ -56,7 +56,10 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
   ctx.route(app, 'putSettings', async (request) => {
     const { app: name } = request.params
     requireApp(releases, name)
-    return apps.saveSettings(name, request.body as Record<string, unknown>, actor(request))
+    const saved = apps.saveSettings(name, request.body as Record<string, unknown>, actor(request))
+    // Answered once settings.json holds them too, so a database lost right after keeps them.
+    await apps.settingsCopied(name)
+    return saved
   })
 
   ctx.route(app, 'getEnv', async (request) => {
