@@ -2,6 +2,7 @@
 // fsync of directories after renames, removal of read-only trees, exclusive creation of secret files.
 
 import { execFile } from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import { constants } from 'node:fs'
 import os from 'node:os'
@@ -35,6 +36,25 @@ async function makeWritable(dir: string): Promise<void> {
   if (!st || !st.isDirectory()) return
   await fs.chmod(dir, 0o700)
   for (const name of await fs.readdir(dir)) await makeWritable(path.join(dir, name))
+}
+
+/** Replaces `file` through a synced temporary file and a rename, so a crash leaves the old or the new file. */
+export async function replaceFile(file: string, data: string, mode: number): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  const fh = await fs.open(tmp, 'wx', mode)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  try {
+    await fs.rename(tmp, file)
+  } catch (err) {
+    await fs.rm(tmp, { force: true })
+    throw err
+  }
+  await fsyncDir(path.dirname(file))
 }
 
 /** Writes a file that must not already exist, with the given mode, and syncs it and its directory. */

@@ -1,11 +1,10 @@
 // The copy of an app's settings that must outlive berth.db: apps/APP/settings.json, the fields that differ from
 // the defaults, as stored in the database. Never the environment: it holds secrets and stays in berth.db only.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { isBerthError } from '../errors.js'
-import { fsyncDir } from '../fsutil.js'
+import { replaceFile } from '../fsutil.js'
 import type { Paths } from '../paths.js'
 import { DEFAULT_SETTINGS, mergeSettings } from './settings.js'
 
@@ -13,21 +12,7 @@ import { DEFAULT_SETTINGS, mergeSettings } from './settings.js'
 export async function writeSettingsFile(paths: Paths, app: string, stored: Record<string, unknown>): Promise<void> {
   const file = paths.settingsFile(app)
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 })
-  const tmp = path.join(path.dirname(file), `.settings-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
-  const fh = await fs.open(tmp, 'wx', 0o640)
-  try {
-    await fh.writeFile(`${JSON.stringify({ settings: stored }, null, 2)}\n`)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await fs.rename(tmp, file)
-  } catch (err) {
-    await fs.rm(tmp, { force: true })
-    throw err
-  }
-  await fsyncDir(path.dirname(file))
+  await replaceFile(file, `${JSON.stringify({ settings: stored }, null, 2)}\n`, 0o640)
 }
 
 /**

@@ -1,10 +1,8 @@
 // The part of the deployment history that must outlive berth.db: which releases deployed successfully, newest
 // first, in apps/APP/deployed.json. A catalogue rebuilt from disk takes its rollback targets from it.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
-import path from 'node:path'
-import { fsyncDir } from '../fsutil.js'
+import { replaceFile } from '../fsutil.js'
 import { RELEASE_ID, type Paths } from '../paths.js'
 
 export interface Deployed {
@@ -34,19 +32,5 @@ export async function readDeployed(paths: Paths, app: string): Promise<Deployed[
 export async function recordDeployed(paths: Paths, app: string, release: string, at: string): Promise<void> {
   const list = [{ release, at }, ...(await readDeployed(paths, app)).filter((d) => d.release !== release)].slice(0, KEEP)
   const file = paths.deployed(app)
-  const tmp = path.join(path.dirname(file), `.deployed-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
-  const fh = await fs.open(tmp, 'wx', 0o640)
-  try {
-    await fh.writeFile(`${JSON.stringify({ deployed: list }, null, 2)}\n`)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await fs.rename(tmp, file)
-  } catch (err) {
-    await fs.rm(tmp, { force: true })
-    throw err
-  }
-  await fsyncDir(path.dirname(file))
+  await replaceFile(file, `${JSON.stringify({ deployed: list }, null, 2)}\n`, 0o640)
 }
