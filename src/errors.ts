@@ -98,6 +98,7 @@ export const catalogue = {
   // server side
   DATABASE_UNREADABLE: [500, 'berth.db is not a readable database'],
   DATA_DIR_EXPOSED: [500, 'The data directory is readable by other users'],
+  SETTINGS_NOT_COPIED: [500, 'The settings are saved, but their copy on disk is not'],
   INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
   INTERNAL: [500, 'Internal error'],
   API_DOCUMENT_INVALID: [500, 'openapi.yaml does not describe the routes correctly'],

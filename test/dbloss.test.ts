@@ -301,4 +301,24 @@ describe('a lost or damaged berth.db costs no release', () => {
     await start()
     assert.equal((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body.keepReleases, DEFAULT_SETTINGS.keepReleases)
   })
+
+  test('a settings.json that cannot be written is an error answer, never a silent 200', async () => {
+    const file = path.join(dataDir, 'apps', 'hello', 'settings.json')
+    // A directory where the file goes makes the rename fail, for root too (permissions would not).
+    fs.rmSync(file, { force: true })
+    fs.mkdirSync(file)
+    try {
+      const put = await call(`${daemon!.url}/v1/apps/hello/settings`, { method: 'PUT', token, headers: json, body: JSON.stringify({ keepReleases: 6 }) })
+      assert.equal(put.status, 500, put.text)
+      assert.equal(put.body.code, 'SETTINGS_NOT_COPIED')
+      assert.match(put.body.detail, /saved in berth\.db and in effect, but apps\/hello\/settings\.json could not be written/)
+      assert.equal(put.body.settings.keepReleases, 6, 'the problem carries the settings in effect')
+      assert.equal((await call(`${daemon!.url}/v1/apps/hello/settings`, { token })).body.keepReleases, 6, 'nothing is lost: berth.db has them')
+    } finally {
+      fs.rmSync(file, { recursive: true, force: true })
+    }
+    const again = await call(`${daemon!.url}/v1/apps/hello/settings`, { method: 'PUT', token, headers: json, body: JSON.stringify({ keepReleases: 6 }) })
+    assert.equal(again.status, 200, again.text)
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).settings.keepReleases, 6)
+  })
 })

@@ -40,7 +40,7 @@ export interface StandbyRecord {
 
 export class AppStore {
   /** Per app, the last write of its settings.json: writes run one after another, each with the latest row. */
-  private readonly fileWrites = new Map<string, Promise<void>>()
+  private readonly fileWrites = new Map<string, Promise<string | null>>()
 
   constructor(
     private readonly db: Database,
@@ -70,9 +70,12 @@ export class AppStore {
     return merged
   }
 
-  /** Settles once settings.json holds what the database held when this was called (a failed write is logged). */
-  settingsCopied(app: string): Promise<void> {
-    return this.fileWrites.get(app) ?? Promise.resolve()
+  /**
+   * Settles once settings.json holds what the database held when this was called: null, or when the copy
+   * failed (logged too) why, so that the caller can say it rather than answer as if the copy were on disk.
+   */
+  settingsCopied(app: string): Promise<string | null> {
+    return this.fileWrites.get(app) ?? Promise.resolve(null)
   }
 
   /** Writes settings.json for an app with settings but no file (set before berth kept the file); settles when done. */
@@ -98,12 +101,16 @@ export class AppStore {
   private copySettingsToFile(app: string): void {
     const files = this.files
     if (!files) return
-    const write = (this.fileWrites.get(app) ?? Promise.resolve())
-      .then(() => {
+    const write = (this.fileWrites.get(app) ?? Promise.resolve(null))
+      .then(async () => {
         const stored = this.storedSettings(app)
-        return stored ? writeSettingsFile(files.paths, app, stored) : undefined
+        if (stored) await writeSettingsFile(files.paths, app, stored)
+        return null
       })
-      .catch((err: unknown) => files.log.error({ app, err }, `the settings are saved in berth.db but could not be copied to apps/${app}/settings.json; a lost database would lose them`))
+      .catch((err: unknown) => {
+        files.log.error({ app, err }, `the settings are saved in berth.db but could not be copied to apps/${app}/settings.json; a lost database would lose them`)
+        return (err as NodeJS.ErrnoException).code ?? (err as Error).message ?? String(err)
+      })
     this.fileWrites.set(app, write)
     void write.then(() => {
       if (this.fileWrites.get(app) === write) this.fileWrites.delete(app)

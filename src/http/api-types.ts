@@ -1872,6 +1872,15 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            /** @description SETTINGS_NOT_COPIED — the settings are saved in berth.db and in effect (the problem's `settings`), but apps/APP/settings.json, their copy that outlives a lost database, could not be written. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getEnv: {

@@ -58,7 +58,10 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     requireApp(releases, name)
     const saved = apps.saveSettings(name, request.body as Record<string, unknown>, actor(request))
     // Answered once settings.json holds them too, so a database lost right after keeps them.
-    await apps.settingsCopied(name)
+    const failed = await apps.settingsCopied(name)
+    if (failed) {
+      throw problem('SETTINGS_NOT_COPIED', `The settings of "${name}" are saved in berth.db and in effect, but apps/${name}/settings.json could not be written (${failed}), so a lost database would lose them. Fix the cause (disk space, permissions) and PUT them again.`, { settings: saved })
+    }
     return saved
   })
 
