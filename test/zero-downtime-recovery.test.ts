@@ -10,45 +10,9 @@ import { after, before, describe, test } from 'node:test'
 import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { steadyClient } from './helpers/steady.js'
 import { until } from './helpers/wait.js'
 
-interface Sample {
-  ok: boolean
-  body: string
-}
-
-/** One request after another on one keep-alive connection to the proxy, a few ms apart, until stopped. */
-function steadyClient(port: number): { samples: Sample[]; stop(): Promise<void> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const samples: Sample[] = []
-  let running = true
-  const once = () =>
-    new Promise<Sample>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent, timeout: 5000 }, (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (d: string) => (body += d))
-        res.on('end', () => resolve({ ok: res.statusCode === 200, body: res.statusCode === 200 ? body.trim() : `HTTP ${res.statusCode} ${body.trim()}` }))
-        res.on('error', (err) => resolve({ ok: false, body: err.message }))
-      })
-      req.on('timeout', () => req.destroy(new Error('timeout')))
-      req.on('error', (err) => resolve({ ok: false, body: err.message }))
-    })
-  const loop = (async () => {
-    while (running) {
-      samples.push(await once())
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  })()
-  return {
-    samples,
-    stop: async () => {
-      running = false
-      await loop
-      agent.destroy()
-    },
-  }
-}
 
 describe('the live instance behind the proxy, followed across a switch and found again without berth.db', () => {
   const dataDir = tempDir('berth-zdr-')

@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import http from 'node:http'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import WebSocket from 'ws'
 import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
+import { steadyClient, type Sample } from './helpers/steady.js'
 import { until } from './helpers/wait.js'
 
 let dataDir = ''
@@ -38,47 +38,6 @@ function freshDataDir(): void {
   dataDir = tempDir('berth-zdt-')
   dirs.push(dataDir)
   token = ''
-}
-
-interface Sample {
-  at: number
-  ok: boolean
-  body: string
-}
-
-/** One request after another on one keep-alive connection to the proxy, a few ms apart, until stopped. */
-function steadyClient(port: number): { samples: Sample[]; stop(): Promise<void> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const samples: Sample[] = []
-  let running = true
-  const once = () =>
-    new Promise<Sample>((resolve) => {
-      const at = Date.now()
-      const req = http.get({ host: '127.0.0.1', port, path: '/', agent, timeout: 5000 }, (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (d: string) => (body += d))
-        res.on('end', () => resolve({ at, ok: res.statusCode === 200, body: res.statusCode === 200 ? body.trim() : `HTTP ${res.statusCode} ${body.trim()}` }))
-        res.on('error', (err) => resolve({ at, ok: false, body: err.message }))
-      })
-      req.on('timeout', () => req.destroy(new Error('timeout')))
-      req.on('error', (err) => resolve({ at, ok: false, body: err.message }))
-    })
-  open.push({ stop: () => (running = false) })
-  const loop = (async () => {
-    while (running) {
-      samples.push(await once())
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  })()
-  return {
-    samples,
-    stop: async () => {
-      running = false
-      await loop
-      agent.destroy()
-    },
-  }
 }
 
 /** The versions the client saw, in order, with repeats folded: e.g. ['hello 0.1.0', 'hello 0.2.0']. */
@@ -130,6 +89,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   assert.notEqual(Number(/port=(\d+)/.exec(who)![1]), listen)
 
   const client = steadyClient(listen)
+  open.push(client)
   const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
   open.push({ stop: () => ws.terminate() })
   const greeting = await new Promise<string>((resolve, reject) => {
