@@ -68,6 +68,8 @@ const START_TIMEOUT_MS = 5000
 export class ProxyManager {
   private readonly procs = new Map<string, ProxyRecord>()
   private readonly restarting = new Set<string>()
+  /** Apps found to have no state.json: status runs on every GET of an app, and only this class writes the file. */
+  private readonly noRecord = new Set<string>()
   private timer: NodeJS.Timeout | null = null
 
   constructor(private readonly deps: ProxyDeps) {}
@@ -188,14 +190,17 @@ export class ProxyManager {
   }
 
   private readRecord(app: string): ProxyRecord | null {
+    if (this.noRecord.has(app)) return null
     try {
       return JSON.parse(fs.readFileSync(path.join(this.dir(app), 'state.json'), 'utf8')) as ProxyRecord
     } catch {
+      this.noRecord.add(app)
       return null
     }
   }
 
   private writeRecord(app: string, r: ProxyRecord): void {
+    this.noRecord.delete(app)
     const file = path.join(this.dir(app), 'state.json')
     fs.writeFileSync(`${file}.tmp`, JSON.stringify(r), { mode: 0o640 })
     fs.renameSync(`${file}.tmp`, file)
