@@ -10,10 +10,7 @@ import { RELEASE_ID, type Paths } from '../paths.js'
 
 /** The id `apps/APP/current` points at, or null when the app has never been deployed. */
 export async function currentReleaseId(paths: Paths, app: string): Promise<string | null> {
-  const target = await fs.readlink(paths.current(app)).catch(() => null)
-  if (!target) return null
-  const id = path.basename(target)
-  return RELEASE_ID.test(id) ? id : null
+  return idOf(await fs.readlink(paths.current(app)).catch(() => null))
 }
 
 /**
@@ -21,12 +18,16 @@ export async function currentReleaseId(paths: Paths, app: string): Promise<strin
  * the hop, which is what a status poll answered many times a second would mostly spend.
  */
 export function currentReleaseIdSync(paths: Paths, app: string): string | null {
-  let target: string
   try {
-    target = fsSync.readlinkSync(paths.current(app))
+    return idOf(fsSync.readlinkSync(paths.current(app)))
   } catch {
     return null
   }
+}
+
+/** The release id a `current` link's target names; null for no link or a target that is not a release id. */
+function idOf(target: string | null): string | null {
+  if (!target) return null
   const id = path.basename(target)
   return RELEASE_ID.test(id) ? id : null
 }
