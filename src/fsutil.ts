@@ -76,10 +76,11 @@ export async function writeNewFile(file: string, data: string, mode: number): Pr
  * file instead: no `sync` binary, a failure or timeout, or a kernel older than 5.8, whose syncfs did not
  * report writeback errors. From 5.8 on, an error nobody has seen yet is reported to the next syncfs caller.
  */
-export function syncFilesystem(dir: string, timeoutMs: number): Promise<boolean> {
-  if (!SYNCFS_REPORTS_ERRORS) return Promise.resolve(false)
+export function syncFilesystem(dir: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  if (!SYNCFS_REPORTS_ERRORS || signal?.aborted) return Promise.resolve(false)
   return new Promise((resolve) => {
-    execFile('sync', ['-f', dir], { timeout: timeoutMs, killSignal: 'SIGKILL', env: { PATH: SYNC_PATH } }, (err) => resolve(!err))
+    // The signal is the owner's (an upload's): when it is given up, its sync is ended too, not left running.
+    execFile('sync', ['-f', dir], { timeout: timeoutMs, killSignal: 'SIGKILL', env: { PATH: SYNC_PATH }, signal }, (err) => resolve(!err))
   })
 }
 

@@ -355,7 +355,7 @@ export class SafeUnpacker {
    * relied on (see fsutil.syncFilesystem), otherwise an fsync of each file and then of each directory.
    */
   private async syncRest(): Promise<void> {
-    if (await syncFilesystem(this.root, SYNCFS_TIMEOUT_MS)) return
+    if (await syncFilesystem(this.root, SYNCFS_TIMEOUT_MS, this.failed.signal)) return
     let next = 0
     const worker = async () => {
       while (next < this.unsynced.length && !this.failure) {
