@@ -128,6 +128,11 @@ test('berth deploy --no-migrate --rollout ID: with --release and after uploading
   const dry = await runCli(['deploy', '--app', 'hello', '--release', ids.v1!, '--dry-run', '--no-migrate', '--json'], env)
   assert.equal(dry.code, 0, dry.stderr)
   assert.equal(JSON.parse(dry.stdout).steps[0].runs, 'skipped', 'the dry run is of the deploy --no-migrate would start')
+  const planned = await runCli(['plan', 'hello', ids.v1!, '--no-migrate'], env)
+  assert.equal(planned.code, 0, planned.stderr)
+  assert.match(planned.stdout, /^ {2}migrating +skipped +.*migrate: false/m, 'berth plan --no-migrate plans the same deploy')
+  const plannedWith = await runCli(['plan', 'hello', ids.v1!], env)
+  assert.doesNotMatch(plannedWith.stdout, /^ {2}migrating +skipped/m)
 
   const byId = await runCli(['deploy', '--app', 'hello', '--release', ids.v1!, '--no-migrate', '--rollout', 'cli-1', '--json'], env)
   assert.equal(byId.code, 0, byId.stderr)

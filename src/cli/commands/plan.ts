@@ -6,7 +6,7 @@ import type { Plan } from '../api.js'
 import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
-const PLAN_HELP = `usage: berth plan APP RELEASE
+const PLAN_HELP = `usage: berth plan APP RELEASE [--no-migrate]
 
 Shows what deploying RELEASE (an id, or a version naming one release) to APP would do, and changes
 nothing (POST /v1/apps/APP/deployments?dryRun=true): the steps, the migrate expression or why there is
@@ -14,19 +14,23 @@ none, the Ecto migrations the release adds and those current has that it lacks, 
 sys.config, env.sh and runtime.exs differ (with a short diff), a change of ERTS or OTP, the command map,
 and what would make the deploy fail now. Exits 0 when nothing would stop the deploy, 1 otherwise.
 
+  --no-migrate   the plan of \`berth deploy --no-migrate\`: the migrating step shows as skipped, with why
+
 ${CONNECTION_HELP}
 `
 
-export const command: Command = { help: PLAN_HELP, options: { ...COMMON_OPTIONS }, run: planCommand }
+const PLAN_OPTIONS = { 'no-migrate': { type: 'boolean' } } as const
+
+export const command: Command = { help: PLAN_HELP, options: { ...COMMON_OPTIONS, ...PLAN_OPTIONS }, run: planCommand }
 
 export async function planCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values, positionals } = parse(argv, {})
+  const { values, positionals } = parse(argv, PLAN_OPTIONS)
   if (helped(values, PLAN_HELP)) return 0
   const app = appArg(positionals[0], 'berth plan APP RELEASE')
   const release = positionals[1]
   if (!release) throw new UsageError('missing the release: berth plan APP RELEASE')
   if (positionals.length > 2) throw new UsageError(`plan takes an app and a release, got ${positionals.join(' ')}`)
-  const plan = await fetchPlan(client(values, env), app, release)
+  const plan = await fetchPlan(client(values, env), app, release, values['no-migrate'] ? { migrate: false } : {})
   if (values.json) printJson(plan)
   else process.stdout.write(formatPlan(plan))
   return plan.blockers.length === 0 ? 0 : 1
