@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
-import { constants } from 'node:fs'
+import fsSync, { constants } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -55,6 +55,33 @@ export async function replaceFile(file: string, data: string, mode: number): Pro
     throw err
   }
   await fsyncDir(path.dirname(file))
+}
+
+/**
+ * replaceFile for callers that must not yield between deciding and recording (the proxy's state is written
+ * inside synchronous bookkeeping): the same synced temporary file, rename and directory fsync.
+ */
+export function replaceFileSync(file: string, data: string, mode: number): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  const fd = fsSync.openSync(tmp, 'wx', mode)
+  try {
+    fsSync.writeFileSync(fd, data)
+    fsSync.fsyncSync(fd)
+  } finally {
+    fsSync.closeSync(fd)
+  }
+  try {
+    fsSync.renameSync(tmp, file)
+  } catch (err) {
+    fsSync.rmSync(tmp, { force: true })
+    throw err
+  }
+  const dirFd = fsSync.openSync(path.dirname(file), constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    fsSync.fsyncSync(dirFd)
+  } finally {
+    fsSync.closeSync(dirFd)
+  }
 }
 
 /** Writes a file that must not already exist, with the given mode, and syncs it and its directory. */

@@ -8,6 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
+import { replaceFileSync } from '../fsutil.js'
 import type { Paths, Slot } from '../paths.js'
 import type { EventStore } from '../store/events.js'
 import { isSameProcess, procInfo, signal, sleep, waitUntil } from '../supervision/proc.js'
@@ -201,15 +202,13 @@ export class ProxyManager {
 
   private writeRecord(app: string, r: ProxyRecord): void {
     this.noRecord.delete(app)
-    const file = path.join(this.dir(app), 'state.json')
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(r), { mode: 0o640 })
-    fs.renameSync(`${file}.tmp`, file)
+    // Synced: after a power loss a torn state.json would hide a haproxy that still holds the listener.
+    replaceFileSync(path.join(this.dir(app), 'state.json'), JSON.stringify(r), 0o640)
   }
 
   private writeConfig(app: string, r: Pick<ProxyRecord, 'listen' | 'live'>): string {
     const file = path.join(this.dir(app), 'haproxy.cfg')
-    fs.writeFileSync(`${file}.tmp`, renderConfig({ listen: r.listen, socket: this.socket(app), live: r.live }), { mode: 0o640 })
-    fs.renameSync(`${file}.tmp`, file)
+    replaceFileSync(file, renderConfig({ listen: r.listen, socket: this.socket(app), live: r.live }), 0o640)
     return file
   }
 
