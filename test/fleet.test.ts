@@ -83,7 +83,7 @@ before(async () => {
   shared = tempDir('berth-fleet-shared-')
   work = tempDir('berth-fleet-work-')
   for (let i = 0; i < 4; i++) {
-    const d = await startDaemon()
+    const d = await startDaemon({}, { keepLogs: true })
     const port = await freePort()
     const h: Host = { name: `h${i + 1}`, d, port, token: d.token(`fleet-${i + 1}`, ['read', 'deploy', 'operate'], ['hello']), stopped: false }
     hosts.push(h)
@@ -257,7 +257,13 @@ test('fleet status reports all four hosts, marks one that is down as unreachable
   assert.deepEqual(await Promise.all(hosts.slice(0, 3).map(async (h) => (await deploymentsOf(h)).length)), before, 'nothing deployed anywhere')
 })
 
-test('no token appears in anything berth fleet printed', () => {
+test('no token appears in anything berth fleet printed, nor in any agent\'s log at debug', () => {
   assert.ok(printed.length > 10)
   for (const h of hosts) for (const text of printed) assert.ok(!text.includes(h.token), `${h.name}'s token was printed`)
+  const logs = hosts.map((h) => h.d.logs())
+  // The logs are real: every agent logged the deployments the rollouts made.
+  for (const [i, log] of logs.entries()) assert.match(log, /"method":"POST","url":"\/v1\/apps\/hello\/deployments".*"request completed"/, `h${i + 1} logged its requests`)
+  for (const h of hosts) for (const [i, log] of logs.entries()) assert.ok(!log.includes(h.token), `${h.name}'s token is in h${i + 1}'s log`)
+  // Nor the secret half alone (after the prefix), which a log of a parsed header could hold.
+  for (const h of hosts) for (const log of logs) assert.ok(!log.includes(h.token.slice(-20)), `part of ${h.name}'s token is in a log`)
 })

@@ -23,6 +23,8 @@ export interface TestDaemon {
   server: RunningServer
   config: Config
   token(name: string, scopes: Scope[], apps?: string[]): string
+  /** Every log line the daemon wrote, at debug, when started with `{ keepLogs: true }` (else empty). */
+  logs(): string
   stop(): Promise<void>
 }
 
@@ -66,11 +68,14 @@ export function killProcessesUnder(dir: string): number {
   return procs.length
 }
 
-export async function startDaemon(env: Record<string, string> = {}): Promise<TestDaemon> {
+export async function startDaemon(env: Record<string, string> = {}, opts: { keepLogs?: boolean } = {}): Promise<TestDaemon> {
   const dataDir = env.BERTH_DATA_DIR ?? tempDir()
   // Each daemon gets its own epmd so that test files running side by side never share node names.
   const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_EPMD_PORT: String(await freePort()), ...env })
-  const server = await startServer(config, pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' }))
+  // keepLogs: the most talkative level, so that a test can check what berth never writes to its log.
+  const lines: string[] = []
+  const logger = opts.keepLogs ? pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }) : pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' })
+  const server = await startServer(config, logger)
   const adminToken = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
   return {
     url: server.url,
@@ -79,6 +84,7 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Tes
     server,
     config,
     token: (name, scopes, apps) => server.services.tokens.create({ name, scopes, apps: apps ?? null }).token,
+    logs: () => lines.join(''),
     stop: async () => {
       const { supervisor, apps } = server.services
       await supervisor.stopAll((app) => apps.settings(app)).catch(() => {})
