@@ -2,13 +2,17 @@
 // Terminal benchmark: what berth's websocket hop costs a console, compared with the same program in a pty
 // driven directly from Node.
 //
-//   npm run build && node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--no-recording] [--json FILE]
+//   npm run build && node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--echo-only] [--no-recording]
+//                                            [--berth-root D] [--json FILE]
 //
 //   --runs N        runs (default 3); the table shows the median over runs of every figure, ratios are taken
 //                   per run (both sides measured side by side) and then the median over runs
 //   --keys N        timed keystrokes per run and side (default 200, after 20 untimed warm-up keystrokes)
 //   --bytes N       output of the throughput tests, Hello.big_output(N) (default 50_000_000)
 //   --no-bulk       skip the second throughput test (the same bytes in one IO.binwrite)
+//   --echo-only     skip both throughput tests
+//   --berth-root D  measure the berth built in D (D/dist) instead of this checkout; interleave invocations with
+//                   and without it to compare two builds (each run has its own direct and floor baselines)
 //   --no-recording  DIAGNOSTIC: turn berth's session recorder into a no-op, to see what it costs (changes berth)
 //   --json FILE     also write every run's raw figures (including every keystroke's round trip) as JSON
 //
@@ -17,14 +21,20 @@
 // (80x24). berth: a websocket client on GET /v1/apps/hello/remote (same options as `berth console`), berth
 // running in this process (startDaemon from dist/test/helpers). direct: node-pty.spawn in this process. So the
 // only difference is berth: the websocket hop both ways, the TerminalSession (flow control), the recorder tee.
+// floor (echo only): the same direct pty behind the smallest websocket relay Node can have, a bare `ws` server
+// in this process (its defaults: no permessage-deflate, TCP_NODELAY) whose connection handler spawns the pty and
+// pipes it both ways (ws.send of each pty chunk, pty.write of each binary frame), no auth, session, recorder or
+// backpressure. Its client is opened and read exactly like berth's. berth / floor is berth's own share of the gap;
+// floor / direct is what any websocket terminal pays (a loopback TCP round trip and two frames through ws).
 //
 // 1. Echo: one 'a' at a time; the round trip is from the write (ws.send / pty.write) to the arrival of the
 //    chunk holding the echo. After each timed 'a' an untimed DEL (echo "\b \b") empties the line again, so every
 //    keystroke sees the same state (no line wrap). The two sides are interleaved key by key (who goes first
 //    alternates), so both see the same machine. For berth the time is also split, from timestamps taken by
 //    wrapping TerminalSession#input/#output: client → pty.write, pty.write → first output (the program), first
-//    output → client. A websocket ping/pong on the same connection gives the cost of the hop alone. Event-loop
-//    delay and the time the main thread waited for a CPU (/proc/self/schedstat) show how busy the machine was.
+//    output → client; for the floor the same three from its message and onData handlers. A websocket
+//    ping/pong on the same connection gives the cost of the hop alone. Event-loop delay and the time the main
+//    thread waited for a CPU (/proc/self/schedstat) show how busy the machine was.
 // 2. Throughput: `Hello.big_output(N); String.upcase("zzdonezz")` and the time until "ZZDONEZZ" arrives (the
 //    echoed command holds it only in lower case); MB = 10^6 bytes received, which is N plus the CRs the tty adds.
 //    big_output prints 1 KiB lines, one IO.puts (a round trip to the shell's group leader) each, so the BEAM sets
@@ -49,7 +59,7 @@ import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import pty from 'node-pty'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import {
   descendants, fmt as fmtDigits, freePort, killGroup, killProcessesNaming, median, onInterrupt, parseCli, percentile,
   procCpuSeconds, processesNaming, rssSampler, schedstat, signal, sleep, textTable,
@@ -57,7 +67,6 @@ import {
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const REPO = path.resolve(HERE, '..')
-const DIST = path.join(REPO, 'dist')
 const APP = 'hello'
 const WARMUP_KEYS = 20
 const KEY_TIMEOUT_MS = 5000
@@ -74,14 +83,17 @@ const OPTIONS = {
   '--keys': { key: 'keys', type: 'int', min: 1 },
   '--bytes': { key: 'bytes', type: 'int', min: 1 },
   '--no-bulk': { key: 'bulk', value: false },
+  '--echo-only': { key: 'output', value: false },
   '--no-recording': { key: 'recording', value: false },
+  '--berth-root': { key: 'berthRoot', type: 'path' },
   '--json': { key: 'json', type: 'string' },
 }
-const DEFAULTS = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, recording: true, json: null }
+const DEFAULTS = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, output: true, recording: true, berthRoot: REPO, json: null }
 
 const opts = parseCli('bench/terminal', import.meta.url, OPTIONS, DEFAULTS)
+const DIST = path.join(opts.berthRoot, 'dist')
 if (!fs.existsSync(path.join(DIST, 'test', 'helpers', 'daemon.js'))) {
-  console.error('bench/terminal: dist/ is missing; run `npm run build` first.')
+  console.error(`bench/terminal: ${DIST} is missing; run \`npm run build\` first.`)
   process.exit(2)
 }
 const imp = (rel) => import(pathToFileURL(path.join(DIST, rel)).href)
@@ -97,7 +109,7 @@ const MiB = 1024 * 1024
 // Instrumentation of berth's TerminalSession (this process's copy of dist/src/sessions/terminal.js, the one the
 // daemon uses). Wrappers only read timestamps and flags; behaviour is unchanged.
 
-const probe = { armed: false, inAt: 0, outAt: 0 }
+const probe = { armed: null, inAt: 0, outAt: 0 }
 /** Main-thread time (ms) spent synchronously in berth's output path: TerminalSession#output in all, of it the recorder and ws send. */
 const cost = { output: 0, recorder: 0, send: 0, chunks: 0 }
 const flow = { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] }
@@ -108,13 +120,13 @@ const sessionsSeen = new Set()
   const P = TerminalSession.prototype
   const { input, output, drained } = P
   P.input = function (data) {
-    if (probe.armed && !probe.inAt) probe.inAt = performance.now()
+    if (probe.armed === 'berth' && !probe.inAt) probe.inAt = performance.now()
     return input.call(this, data)
   }
   P.output = function (chunk) {
     sessionsSeen.add(this)
     const t = performance.now()
-    if (probe.armed && probe.inAt && !probe.outAt) probe.outAt = t
+    if (probe.armed === 'berth' && probe.inAt && !probe.outAt) probe.outAt = t
     const was = this.isPaused
     const r = output.call(this, chunk)
     cost.output += performance.now() - t
@@ -158,7 +170,7 @@ const sessionsSeen = new Set()
     : function () {} // --no-recording: a diagnostic that changes berth (the header and resizes are still written)
   const { send } = WebSocket.prototype
   WebSocket.prototype.send = function (...args) {
-    if (!this._isServer) return send.apply(this, args)
+    if (!this._isServer || this.floor) return send.apply(this, args)
     const t = performance.now()
     const r = send.apply(this, args)
     cost.send += performance.now() - t
@@ -261,20 +273,15 @@ async function openBerth(d) {
   return term
 }
 
-async function openDirect(d) {
-  const term = new Term('direct')
+/** The program both direct and floor run, as berth would run it; returns the pty and a close that reaps its tree. */
+function spawnPty(d) {
   const { supervisor, paths, apps } = d.server.services
   const release = supervisor.status(APP).release
   const file = path.join(supervisor.releaseDir(APP, release), 'bin', APP)
   const p = pty.spawn(file, [apps.settings(APP).commands.remote ?? 'remote'] /* null: the Mix default */, { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null })
-  term.pty = p
-  term.pid = p.pid
   const exited = new Promise((resolve) => p.onExit(() => resolve()))
-  term.gone = new Promise((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
-  p.onData((b) => term.feed(b))
-  term.write = (s) => p.write(s)
-  await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
-  term.close = async () => {
+  const gone = new Promise((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
+  const close = async () => {
     const tree = [p.pid, ...descendants(p.pid)]
     killGroup(p.pid, 'SIGHUP')
     await Promise.race([exited, sleep(2000)])
@@ -286,6 +293,72 @@ async function openDirect(d) {
     } catch {
       // closed already
     }
+  }
+  return { p, gone, close }
+}
+
+async function openDirect(d) {
+  const term = new Term('direct')
+  const { p, gone, close } = spawnPty(d)
+  term.pty = p
+  term.pid = p.pid
+  term.gone = gone
+  p.onData((b) => term.feed(b))
+  term.write = (s) => p.write(s)
+  await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
+  term.close = close
+  return term
+}
+
+/**
+ * The floor: the smallest websocket relay in front of the same pty. One server for the whole bench; each
+ * connection gets its own pty. The probe takes the same three timestamps as berth's wrappers.
+ */
+let floorServer = null
+async function startFloor(d) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve, reject) => wss.once('listening', resolve).once('error', reject))
+  wss.on('connection', (ws) => {
+    ws.floor = true // not berth's: kept out of berth's ws send cost
+    const { p, close } = spawnPty(d)
+    ws.ptyPid = p.pid
+    p.onData((b) => {
+      if (probe.armed === 'floor' && probe.inAt && !probe.outAt) probe.outAt = performance.now()
+      ws.send(b, { binary: true })
+    })
+    ws.on('message', (m, binary) => {
+      if (!binary) return
+      if (probe.armed === 'floor' && !probe.inAt) probe.inAt = performance.now()
+      p.write(m)
+    })
+    ws.on('close', () => void close())
+    ws.closed = new Promise((resolve) => p.onExit(() => resolve()))
+  })
+  floorServer = wss
+  return `ws://127.0.0.1:${wss.address().port}/`
+}
+
+async function openFloor(url) {
+  const term = new Term('floor')
+  // Opened and read exactly like berth's client (berth's only adds the Authorization header).
+  const ws = new WebSocket(url)
+  term.ws = ws
+  term.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)))
+  term.gone = term.closed.then((code) => `websocket closed with ${code}`)
+  ws.on('message', (m, binary) => (binary ? term.feed(m) : null))
+  term.write = (s) => ws.send(Buffer.from(s))
+  const prompt = term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
+  await new Promise((resolve, reject) => {
+    ws.on('error', reject)
+    ws.on('open', resolve)
+  })
+  await prompt
+  const server = [...floorServer.clients].at(-1)
+  term.pid = server?.ptyPid ?? null
+  term.close = async () => {
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close()
+    await term.closed
+    await Promise.race([server?.closed, sleep(10_000)])
   }
   return term
 }
@@ -327,24 +400,27 @@ function runQueueMs() {
 async function echo(terms, order, keys) {
   const res = {}
   for (const side of order) res[side] = { rtts: [], split: { toPty: [], program: [], toClient: [] } }
+  const split = (side) => side === 'berth' || side === 'floor'
   const loop = monitorEventLoopDelay({ resolution: 1 })
   loop.enable()
   Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
   const rq0 = runQueueMs()
   const t0phase = performance.now()
   for (let i = -WARMUP_KEYS; i < keys; i++) {
-    for (const side of i % 2 ? order : [...order].reverse()) {
+    // Who goes first rotates key by key, so each side is first, middle and last equally often.
+    const rot = ((i % order.length) + order.length) % order.length
+    for (const side of [...order.slice(rot), ...order.slice(0, rot)]) {
       const term = terms[side]
       const r = res[side]
-      Object.assign(probe, { armed: side === 'berth', inAt: 0, outAt: 0 })
+      Object.assign(probe, { armed: split(side) ? side : null, inAt: 0, outAt: 0 })
       const got = term.expect((s) => s.includes('a'), "the echo of 'a'")
       const t0 = performance.now()
       term.write('a')
       const t1 = await got
-      probe.armed = false
+      probe.armed = null
       if (i >= 0) {
         r.rtts.push(t1 - t0)
-        if (side === 'berth' && probe.inAt && probe.outAt) {
+        if (split(side) && probe.inAt && probe.outAt) {
           r.split.toPty.push(probe.inAt - t0)
           r.split.program.push(probe.outAt - probe.inAt)
           r.split.toClient.push(t1 - probe.outAt)
@@ -367,12 +443,13 @@ async function echo(terms, order, keys) {
     sendUs: (cost.send * 1000) / cost.chunks,
   }
   for (const side of order) {
-    const { rtts, split } = res[side]
+    const { rtts, split: sp } = res[side]
     // "median" here is the nearest-rank p50, a measured round trip (the lower middle one for an even count)
     out[side] = { median: percentile(rtts, 50), p99: percentile(rtts, 99), over2ms: rtts.filter((x) => x > 2).length, rtts }
-    if (side === 'berth') out[side].split = { toPty: percentile(split.toPty, 50), program: percentile(split.program, 50), toClient: percentile(split.toClient, 50) }
+    if (split(side)) out[side].split = { toPty: percentile(sp.toPty, 50), program: percentile(sp.program, 50), toClient: percentile(sp.toClient, 50) }
   }
   out.berth.ping = await pings(terms.berth.ws, keys)
+  if (terms.floor) out.floor.ping = await pings(terms.floor.ws, keys)
   return out
 }
 
@@ -491,6 +568,8 @@ async function cleanup() {
   cleaning = (async () => {
     for (const t of opened) await t.close().catch(() => {})
     opened.clear()
+    if (floorServer) await new Promise((resolve) => floorServer.close(resolve))
+    floorServer = null
     if (d) {
       const dir = d.dataDir
       await d.stop().catch((err) => console.error('bench/terminal: stopping berth failed:', err))
@@ -507,8 +586,9 @@ async function cleanup() {
 }
 onInterrupt('bench/terminal', cleanup)
 
+let floorUrl = null
 async function open(side) {
-  const t = side === 'berth' ? await openBerth(d) : await openDirect(d)
+  const t = side === 'berth' ? await openBerth(d) : side === 'floor' ? await openFloor(floorUrl) : await openDirect(d)
   opened.add(t)
   return t
 }
@@ -519,9 +599,9 @@ async function close(t) {
 
 const OUTPUTS = [
   // what the brief asks for: 1 KiB lines, one IO.puts (a distribution round trip to the shell's group leader) each
-  { key: 'lines', label: `Hello.big_output(${opts.bytes})`, expr: `Hello.big_output(${opts.bytes})` },
+  ...(opts.output ? [{ key: 'lines', label: `Hello.big_output(${opts.bytes})`, expr: `Hello.big_output(${opts.bytes})` }] : []),
   // the same bytes in one io request: the shell's tty writer, not per-line round trips, sets the pace
-  ...(opts.bulk ? [{ key: 'bulk', label: 'one IO.binwrite, same bytes', expr: `IO.binwrite(:binary.copy(String.duplicate("x", 1023) <> "\\n", ${Math.max(1, Math.round(opts.bytes / 1024))}))` }] : []),
+  ...(opts.bulk && opts.output ? [{ key: 'bulk', label: 'one IO.binwrite, same bytes', expr: `IO.binwrite(:binary.copy(String.duplicate("x", 1023) <> "\\n", ${Math.max(1, Math.round(opts.bytes / 1024))}))` }] : []),
 ]
 
 const results = { machine: { nproc: os.availableParallelism?.() ?? os.cpus().length, memGiB: os.totalmem() / 2 ** 30, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg() }, opts, runs: [] }
@@ -537,20 +617,26 @@ try {
   const res = await upload(d.url, APP, tarball, { token: d.adminToken, query: 'deploy=true' })
   if (res.body?.deployment?.state !== 'succeeded') throw new Error(`deploying the fixture failed: ${res.text.slice(0, 500)}`)
   const appBeam = services.supervisor.status(APP).beamPid ?? services.supervisor.status(APP).pid
+  floorUrl = await startFloor(d)
 
   for (let run = 1; run <= opts.runs; run++) {
     const order = run % 2 ? ['berth', 'direct'] : ['direct', 'berth']
-    const r = { run, order, out: {} }
+    // The floor takes part in the echo test only, its place in the order rotating with the runs.
+    const echoOrder = [...order]
+    echoOrder.splice((run - 1) % 3, 0, 'floor')
+    const r = { run, order, echoOrder, out: {} }
     let terms = {}
-    for (const side of order) terms[side] = await open(side)
+    for (const side of echoOrder) terms[side] = await open(side)
     if (run === 1) {
       // Nagle: is TCP_NODELAY set on both ends of berth's websocket? (ws calls setNoDelay() in setSocket.)
       const noDelay = (s) => (s ? s[Object.getOwnPropertySymbols(s).find((x) => String(x) === 'Symbol(kSetNoDelay)')] ?? null : null)
       results.noDelay = { client: noDelay(terms.berth.ws._socket), server: noDelay([...services.wss.clients][0]?._socket) }
     }
-    r.echo = await echo(terms, order, opts.keys)
+    r.echo = await echo(terms, echoOrder, opts.keys)
+    await close(terms.floor)
+    delete terms.floor
     const e = r.echo
-    log(`run ${run} echo   berth median ${e.berth.median.toFixed(3)} ms p99 ${e.berth.p99.toFixed(2)} ms | direct median ${e.direct.median.toFixed(3)} ms p99 ${e.direct.p99.toFixed(2)} ms | ping ${e.berth.ping.median.toFixed(3)}/${e.berth.ping.p99.toFixed(2)} ms | loop delay p99 ${e.loopDelayP99Ms.toFixed(1)} ms, run-queue wait ${e.runQueueMs.toFixed(0)} ms of ${e.phaseMs.toFixed(0)} ms`)
+    log(`run ${run} echo   berth median ${e.berth.median.toFixed(3)} ms p99 ${e.berth.p99.toFixed(2)} ms | floor median ${e.floor.median.toFixed(3)} ms p99 ${e.floor.p99.toFixed(2)} ms | direct median ${e.direct.median.toFixed(3)} ms p99 ${e.direct.p99.toFixed(2)} ms | berth/direct ${(e.berth.median / e.direct.median).toFixed(2)} berth/floor ${(e.berth.median / e.floor.median).toFixed(2)} floor/direct ${(e.floor.median / e.direct.median).toFixed(2)} | ping berth ${e.berth.ping.median.toFixed(3)} floor ${e.floor.ping.median.toFixed(3)} ms | split berth ${fmtSplit(e.berth.split)} floor ${fmtSplit(e.floor.split)} | loop delay p99 ${e.loopDelayP99Ms.toFixed(1)} ms, run-queue wait ${e.runQueueMs.toFixed(0)} ms of ${e.phaseMs.toFixed(0)} ms, load ${os.loadavg()[0].toFixed(1)}`)
     for (const [k, o] of OUTPUTS.entries()) {
       if (k > 0) {
         // Fresh sessions for each output test: the recording of a session stops at its 50 MiB cap, so a second
@@ -576,6 +662,10 @@ try {
   await cleanup()
 }
 
+function fmtSplit(x) {
+  return `${(x.toPty * 1000).toFixed(0)}/${(x.program * 1000).toFixed(0)}/${(x.toClient * 1000).toFixed(0)} µs`
+}
+
 function log(line) {
   process.stderr.write(`${line}\n`)
 }
@@ -594,14 +684,18 @@ if (results.runs.length > 0) {
   // Ratios are per run (the two sides measured side by side), then the median over runs.
   const eb = m((r) => r.echo.berth.median)
   const eRatio = m((r) => r.echo.berth.median / r.echo.direct.median)
-  row('echo median (ms)', fmt(eb, 3), fmt(m((r) => r.echo.direct.median), 3), `${fmt(eRatio)}×`, '≤ 1.5× and ≤ 5 ms', eRatio <= 1.5 && eb <= 5)
+  row('echo median (ms)', fmt(eb, 3), fmt(m((r) => r.echo.direct.median), 3), `${fmt(eRatio)}×`, '≤ 1.3× and ≤ 5 ms', eRatio <= 1.3 && eb <= 5)
+  row('  floor (bare ws relay) echo median (ms)', fmt(m((r) => r.echo.floor.median), 3), '', `${fmt(m((r) => r.echo.floor.median / r.echo.direct.median))}× floor/direct`)
+  row('  berth / floor', '', '', `${fmt(m((r) => r.echo.berth.median / r.echo.floor.median))}×`)
   row('echo p99 (ms)', fmt(m((r) => r.echo.berth.p99)), fmt(m((r) => r.echo.direct.p99)), `${fmt(m((r) => r.echo.berth.p99 / r.echo.direct.p99))}×`)
   row(`keystrokes > 2 ms (of ${opts.keys})`, fmt(m((r) => r.echo.berth.over2ms), 0), fmt(m((r) => r.echo.direct.over2ms), 0))
   row('  berth: client → pty.write (ms)', fmt(m((r) => r.echo.berth.split.toPty), 3))
   row('  berth: pty.write → 1st output (ms)', fmt(m((r) => r.echo.berth.split.program), 3))
   row('  berth: 1st output → client (ms)', fmt(m((r) => r.echo.berth.split.toClient), 3))
   row('  berth output path per chunk (µs): all / recorder / ws send', `${fmt(m((r) => r.echo.outputUs), 0)} / ${fmt(m((r) => r.echo.recorderUs), 0)} / ${fmt(m((r) => r.echo.sendUs), 0)}`)
+  row('  floor: client → pty.write / program / → client (ms)', `${fmt(m((r) => r.echo.floor.split.toPty), 3)} / ${fmt(m((r) => r.echo.floor.split.program), 3)} / ${fmt(m((r) => r.echo.floor.split.toClient), 3)}`)
   row('  ws ping→pong median / p99 (ms)', `${fmt(m((r) => r.echo.berth.ping.median), 3)} / ${fmt(m((r) => r.echo.berth.ping.p99))}`)
+  row('  floor ws ping→pong median / p99 (ms)', `${fmt(m((r) => r.echo.floor.ping.median), 3)} / ${fmt(m((r) => r.echo.floor.ping.p99))}`)
   row('  event loop delay p99 / max (ms)', `${fmt(m((r) => r.echo.loopDelayP99Ms), 1)} / ${fmt(m((r) => r.echo.loopDelayMaxMs), 1)}`)
   row('  node main thread CPU wait (ms/phase)', `${fmt(m((r) => r.echo.runQueueMs), 0)} / ${fmt(m((r) => r.echo.phaseMs), 0)}`)
   for (const o of OUTPUTS) {
@@ -627,7 +721,7 @@ if (results.runs.length > 0) {
   }
 
   const { machine } = results
-  console.log(`\nberth terminal benchmark — ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB.toFixed(0)} GiB, Node ${machine.node}`)
+  console.log(`\nberth terminal benchmark (berth from ${DIST}) — ${machine.nproc} CPUs (${machine.cpu}), ${machine.memGiB.toFixed(0)} GiB, Node ${machine.node}`)
   if (!opts.recording) console.log('DIAGNOSTIC RUN: --no-recording, berth\'s recorder was disabled (not what berth does)')
   console.log(`load average (1 min) before: ${machine.loadBefore[0].toFixed(1)}${machine.loadBefore[0] > machine.nproc * 0.75 ? ' — the machine was busy before the benchmark started; figures are noisy' : ''}; after each run (includes this benchmark's own BEAMs): ${runs.map((r) => r.load1.toFixed(1)).join(', ')}`)
   console.log(`median of ${runs.length} run(s); per run and side ${opts.keys} keystrokes (interleaved) and ${opts.bytes} bytes of output; ratio = berth/direct per run, median over runs`)

@@ -39,10 +39,13 @@ export function serveTerminal(socket: WebSocket, deps: TerminalSocketDeps): void
   let closed = false
   let starting = false
   let size = { cols: 80, rows: 24 }
+  // The send callback fires once ws has handed the frame to the socket: the moment to ask the session
+  // whether the buffered amount is back under its low-water mark (public API instead of the raw socket).
+  // One options object and one callback for every chunk, not two allocations per chunk.
+  const binary = { binary: true }
+  const sent = () => session?.drained()
   const sink: TerminalSink = {
-    // The send callback fires once ws has handed the frame to the socket: the moment to ask the session
-    // whether the buffered amount is back under its low-water mark (public API instead of the raw socket).
-    write: (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d, { binary: true }, () => session?.drained()),
+    write: (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d, binary, sent),
     bufferedAmount: () => socket.bufferedAmount,
     exit: (code: number | null, reason: string, ended?: BerthError) => {
       // The token was revoked or expired: 4401 and the reason, like a refused token.

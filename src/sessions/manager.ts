@@ -403,9 +403,14 @@ export class SessionManager {
     events?.record({ app, actor, action: 'session.open', outcome: 'ok', detail: { session: id, kind, release } })
     log.info({ app, session: id, kind, actor }, 'console session opened')
     const tee: TerminalSink = {
+      // The client first: recording only queues the chunk, but on the echo path every microsecond before the
+      // send is latency. finally: a chunk the client could not be sent is still recorded, in order.
       write: (data) => {
-        recorder?.output(data)
-        sink.write(data)
+        try {
+          sink.write(data)
+        } finally {
+          recorder?.output(data)
+        }
       },
       // A recording that cannot keep up slows the session down like a slow client does.
       bufferedAmount: () => sink.bufferedAmount() + (recorder?.pending ?? 0),

@@ -4,6 +4,7 @@
 
 import pty from 'node-pty'
 import { problem, type BerthError } from '../errors.js'
+import { ptyInput, type PtyInput } from './pty-input.js'
 import { descendants, isSameProcess, procInfo, signal, signalGroup, sleep, type ProcInfo } from '../supervision/proc.js'
 
 /** Where a terminal's output goes: the websocket adapter (and the recorder behind it) implement this. */
@@ -98,6 +99,8 @@ export class TerminalSession {
   readonly ended: Promise<void>
 
   private readonly pty: Pty
+  /** Input written on receipt (see pty-input.ts); null where node-pty's internals differ, and it writes it. */
+  private readonly in: PtyInput | null
   private readonly sink: TerminalSink
   private readonly high: number
   private readonly low: number
@@ -125,6 +128,7 @@ export class TerminalSession {
     // encoding null: raw bytes. Decoding here would mangle UTF-8 split across reads and binary output.
     this.pty = pty.spawn(opts.file, opts.args, { name: 'xterm-256color', cols: opts.cols, rows: opts.rows, cwd: opts.cwd, env: opts.env, encoding: null }) as Pty
     this.pid = this.pty.pid
+    this.in = ptyInput(this.pty)
     this.pty.onData((chunk) => this.output(chunk as unknown as Buffer))
     this.pty.onExit(({ exitCode, signal: sig }) => {
       this.exited = true
@@ -149,12 +153,17 @@ export class TerminalSession {
     if (this.closing || this.exited) return
     this.bytesIn += typeof data === 'string' ? Buffer.byteLength(data) : data.length
     this.idle.touch()
-    this.pty.write(data)
+    this.write(data)
   }
 
   /** Input that is not the user's (e.g. berth tidying a console line): no idle reset, not counted. */
   inject(data: Buffer | string): void {
-    if (!this.closing && !this.exited) this.pty.write(data)
+    if (!this.closing && !this.exited) this.write(data)
+  }
+
+  private write(data: Buffer | string): void {
+    if (this.in) this.in.write(data)
+    else this.pty.write(data)
   }
 
   resize(cols: number, rows: number): void {
@@ -263,6 +272,7 @@ export class TerminalSession {
     // Whatever is left of the session (its group, helpers that moved to their own session) goes now.
     signalGroup(this.pid, 'SIGKILL')
     for (const p of this.tree) if (p.pid !== this.pid && isSameProcess(p.pid, p.startTicks)) signal(p.pid, 'SIGKILL')
+    this.in?.close()
     try {
       this.pty.destroy?.()
     } catch {
