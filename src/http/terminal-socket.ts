@@ -47,7 +47,11 @@ export function serveTerminal(socket: WebSocket, deps: TerminalSocketDeps): void
   const sink: TerminalSink = {
     write: (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d, binary, sent),
     bufferedAmount: () => socket.bufferedAmount,
+    // The program caught up with a paste that was over the input limit: read the client's frames again.
+    inputDrained: () => socket.resume(),
     exit: (code: number | null, reason: string, ended?: BerthError) => {
+      // Input may be paused (see inputDrained): the client's close frame must still be read.
+      socket.resume()
       // The token was revoked or expired: 4401 and the reason, like a refused token.
       if (ended) return closeWith(socket, ended)
       if (socket.readyState !== socket.OPEN) return
@@ -76,7 +80,9 @@ export function serveTerminal(socket: WebSocket, deps: TerminalSocketDeps): void
 
   socket.on('message', (data: Buffer, isBinary: boolean) => {
     if (isBinary) {
-      session?.input(data)
+      // Backpressure on input: a program that does not read (or a client that pastes megabytes) must not
+      // make berth queue without limit; TCP holds the rest in the client until the pty has taken this.
+      if (session?.input(data) === false) socket.pause()
       return
     }
     let msg: { type?: string; token?: string; cols?: number; rows?: number }

@@ -85,6 +85,10 @@ export class ConsoleHub {
       // limit, would grow in the node's own process. A slow viewer skips output instead (see AttachViewer).
       bufferedAmount: () => 0,
       exit: (code, reason) => this.ended(code, reason),
+      // Every viewer whose input was refused paused its client: all of them may send again.
+      inputDrained: () => {
+        for (const v of this.viewers) v.inputDrained()
+      },
     }
     this.term = new TerminalSession({ file: opts.toErl, args: [`${opts.pipeDir}/`], cwd: opts.cwd, env: opts.env, cols: opts.cols, rows: opts.rows, sink, idleMs: 0, hangupGraceMs: opts.hangupGraceMs })
     setTimeout(() => this.settleFormFeed(), FORM_FEED_WINDOW_MS).unref()
@@ -115,8 +119,9 @@ export class ConsoleHub {
     if (this.viewers.size === 0) await this.close('detached')
   }
 
-  input(data: Buffer): void {
-    this.term.input(data)
+  /** False when the console has more unread input than its limit (see TerminalSession.input). */
+  input(data: Buffer): boolean {
+    return this.term.input(data)
   }
 
   resize(cols: number, rows: number): void {
@@ -241,8 +246,8 @@ export class AttachViewer {
     if (this.sink.bufferedAmount() > this.high) this.lagging = true
   }
 
-  input(data: Buffer | string): void {
-    if (this.closing || this.endedAt) return
+  input(data: Buffer | string): boolean {
+    if (this.closing || this.endedAt) return true
     const buf = typeof data === 'string' ? Buffer.from(data) : data
     this.bytesIn += buf.length
     this.idle.touch()
@@ -253,8 +258,13 @@ export class AttachViewer {
       this.lastBlockedNotice = Date.now()
       this.write(Buffer.from(BLOCKED_NOTICE))
     }
-    if (clean.length > 0) this.hub.input(clean)
+    const more = clean.length > 0 ? this.hub.input(clean) : true
     if (eot >= 0) void this.close('detached', 0)
+    return more
+  }
+
+  inputDrained(): void {
+    if (!this.endedAt) this.sink.inputDrained?.()
   }
 
   resize(cols: number, rows: number): void {

@@ -69,7 +69,8 @@ export interface Session {
   readonly pid: number
   /** Resolves once the session is over: processes gone, row and recording complete, sink.exit called. */
   readonly ended: Promise<void>
-  input(data: Buffer | string): void
+  /** False when the program has more unread input than its limit: stop reading until the sink's inputDrained(). */
+  input(data: Buffer | string): boolean
   /** Throws VALIDATION_FAILED unless both are whole numbers in 1..1000. */
   resize(cols: number, rows: number): void
   /** Call on the transport's 'drain': output resumes once the sink is below the low-water mark. */
@@ -172,9 +173,7 @@ export class SessionManager {
         actor: actorOf(who),
         pid: term.pid,
         ended: entry.done,
-        input: (data) => {
-          if (!entry.endedBy) term.input(data)
-        },
+        input: (data) => (entry.endedBy ? true : term.input(data)),
         resize: (cols, rows) => {
           term.resize(cols, rows)
           entry.recorder?.resize(cols, rows)
@@ -232,9 +231,7 @@ export class SessionManager {
         actor: actorOf(who),
         pid: hubPid,
         ended: entry.done,
-        input: (data) => {
-          if (!entry.endedBy) viewer.input(data)
-        },
+        input: (data) => (entry.endedBy ? true : viewer.input(data)),
         resize: (cols, rows) => {
           viewer.resize(cols, rows)
           entry.recorder?.resize(cols, rows)
@@ -414,6 +411,7 @@ export class SessionManager {
       },
       // A recording that cannot keep up slows the session down like a slow client does.
       bufferedAmount: () => sink.bufferedAmount() + (recorder?.pending ?? 0),
+      inputDrained: () => sink.inputDrained?.(),
       exit: (code, reason) => {
         void this.finish(live, code, reason).finally(() => {
           try {

@@ -6,6 +6,8 @@ import type { IPty } from 'node-pty'
 
 /** After the kernel's pty buffer was full (the program is not reading), when to try again. */
 const RETRY_MS = 5
+/** Queued input above which write() asks its caller to stop reading from the client (a paste, not typing). */
+export const INPUT_HIGH_WATER_MARK = 64 * 1024
 
 /**
  * node-pty 1.x's UnixTerminal: fd, and the read stream that owns it, destroyed (synchronously) the moment the
@@ -14,10 +16,10 @@ const RETRY_MS = 5
 type UnixPty = IPty & { fd?: unknown; _socket?: { destroyed?: unknown } }
 
 /** A PtyInput for node-pty's pty, or null when its internals are not the known ones (then use pty.write). */
-export function ptyInput(p: IPty): PtyInput | null {
+export function ptyInput(p: IPty, onDrain?: () => void): PtyInput | null {
   const { fd, _socket: owner } = p as UnixPty
   if (typeof fd !== 'number' || typeof owner?.destroyed !== 'boolean') return null
-  return new PtyInput(fd, () => owner.destroyed === false)
+  return new PtyInput(fd, () => owner.destroyed === false, onDrain)
 }
 
 /**
@@ -29,6 +31,8 @@ export class PtyInput {
   private queue: Buffer[] = []
   private timer: NodeJS.Timeout | null = null
   private closed = false
+  /** write() answered false: onDrain is owed once the queue is empty again. */
+  private full = false
 
   /**
    * isOpen must turn false as soon as the pty's owner closes the fd: after that its number may already belong
@@ -37,22 +41,29 @@ export class PtyInput {
   constructor(
     private readonly fd: number,
     private readonly isOpen: () => boolean,
+    private readonly onDrain?: () => void,
   ) {}
 
-  write(data: Buffer | string): void {
-    if (this.closed) return
+  /**
+   * Like a stream's write: false when the queue is over INPUT_HIGH_WATER_MARK, and the caller should stop
+   * reading input until onDrain. The data is taken either way, so nothing typed is lost.
+   */
+  write(data: Buffer | string): boolean {
+    if (this.closed) return true
     const buf = typeof data === 'string' ? Buffer.from(data) : data
-    if (buf.length === 0) return
+    if (buf.length === 0) return !this.full
     if (this.queue.length > 0) {
       // The kernel owns nothing of buf after this returns; ws may reuse its receive buffers.
       this.queue.push(Buffer.from(buf))
-      return
+    } else {
+      const n = this.tryWrite(buf)
+      if (n < buf.length) {
+        this.queue.push(Buffer.from(buf.subarray(n)))
+        this.schedule()
+      }
     }
-    const n = this.tryWrite(buf)
-    if (n < buf.length) {
-      this.queue.push(Buffer.from(buf.subarray(n)))
-      this.schedule()
-    }
+    if (this.pending > INPUT_HIGH_WATER_MARK) this.full = true
+    return !this.full
   }
 
   /** The pty is closing: what is still queued is dropped, as a hung-up terminal drops it. */
@@ -63,7 +74,7 @@ export class PtyInput {
     this.timer = null
   }
 
-  /** Bytes waiting for the program to read (for tests and diagnostics). */
+  /** Bytes waiting for the program to read. */
   get pending(): number {
     let n = 0
     for (const b of this.queue) n += b.length
@@ -108,6 +119,10 @@ export class PtyInput {
         return
       }
       this.queue.shift()
+    }
+    if (this.full && this.queue.length === 0 && !this.closed) {
+      this.full = false
+      this.onDrain?.()
     }
   }
 }

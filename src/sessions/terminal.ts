@@ -17,6 +17,8 @@ export interface TerminalSink {
    * given when the session was ended because its caller lost the right to it (token revoked or expired).
    */
   exit(code: number | null, reason: string, ended?: BerthError): void
+  /** The pty took the input that input() answered false for: read from the client again. */
+  inputDrained?(): void
 }
 
 export interface TerminalOptions {
@@ -128,7 +130,7 @@ export class TerminalSession {
     // encoding null: raw bytes. Decoding here would mangle UTF-8 split across reads and binary output.
     this.pty = pty.spawn(opts.file, opts.args, { name: 'xterm-256color', cols: opts.cols, rows: opts.rows, cwd: opts.cwd, env: opts.env, encoding: null }) as Pty
     this.pid = this.pty.pid
-    this.in = ptyInput(this.pty)
+    this.in = ptyInput(this.pty, () => this.sink.inputDrained?.())
     this.pty.onData((chunk) => this.output(chunk as unknown as Buffer))
     this.pty.onExit(({ exitCode, signal: sig }) => {
       this.exited = true
@@ -149,11 +151,12 @@ export class TerminalSession {
     return this.isPaused
   }
 
-  input(data: Buffer | string): void {
-    if (this.closing || this.exited) return
+  /** False when the input the program has not read yet is over its limit: stop reading until sink.inputDrained(). */
+  input(data: Buffer | string): boolean {
+    if (this.closing || this.exited) return true
     this.bytesIn += typeof data === 'string' ? Buffer.byteLength(data) : data.length
     this.idle.touch()
-    this.write(data)
+    return this.write(data)
   }
 
   /** Input that is not the user's (e.g. berth tidying a console line): no idle reset, not counted. */
@@ -161,9 +164,11 @@ export class TerminalSession {
     if (!this.closing && !this.exited) this.write(data)
   }
 
-  private write(data: Buffer | string): void {
-    if (this.in) this.in.write(data)
-    else this.pty.write(data)
+  private write(data: Buffer | string): boolean {
+    if (this.in) return this.in.write(data)
+    // node-pty queues without a limit and says nothing; the fallback has no backpressure.
+    this.pty.write(data)
+    return true
   }
 
   resize(cols: number, rows: number): void {
