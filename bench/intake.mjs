@@ -405,12 +405,29 @@ async function stopDaemon(daemon) {
   current.dataDirs.delete(daemon.dataDir)
 }
 
+/**
+ * User+system seconds of the daemon's main thread alone (its JavaScript, and the synchronous syscalls it makes);
+ * the rest of procCpuSeconds is the thread pool (zlib, asynchronous fs) and V8's helpers.
+ */
+function mainThreadCpu(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+  } catch {
+    return NaN
+  }
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
+
 /** One timed upload: streams the file, waits for the 201; returns wall seconds, peak RSS and the release. */
 async function berthUpload(daemon, file) {
   syncAll()
   const size = fs.statSync(file).size
   const sampler = rssSampler(() => procMem(daemon.pid)?.rss, 20)
   const cpu0 = procCpuSeconds(daemon.pid)
+  const main0 = mainThreadCpu(daemon.pid)
   const client0 = process.cpuUsage()
   const started = process.hrtime.bigint()
   let res
@@ -422,6 +439,7 @@ async function berthUpload(daemon, file) {
   }
   const wall = seconds(started)
   const cpu = procCpuSeconds(daemon.pid) - cpu0
+  const mainCpu = mainThreadCpu(daemon.pid) - main0
   const c = process.cpuUsage(client0)
   const clientCpu = (c.user + c.system) / 1e6
   const { peak, samples } = sampler.stop()
@@ -429,7 +447,7 @@ async function berthUpload(daemon, file) {
   // Not timed: remove the release so the next run uploads bytes berth does not have.
   const del = await request(daemon, 'DELETE', `/v1/apps/hello/releases/${encodeURIComponent(res.json.id)}`)
   if (del.status !== 200) throw new Error(`delete answered ${del.status}: ${del.text.slice(0, 500)}`)
-  return { wall, cpu, clientCpu, peakRss: peak, samples, release: res.json }
+  return { wall, cpu, mainCpu, clientCpu, peakRss: peak, samples, release: res.json }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -459,7 +477,7 @@ async function runCase(name, file, runs, opts) {
 
     const result = {
       name, file, size, runs, build, load: os.loadavg()[0], idleRss: idle.rss, components,
-      baseline: [], baselineCpu: [], baselineSync: [], floor: [], berthB: [], berthBCpu: [], buildB: opts.compare ? buildId(opts.compare) : null, berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
+      baseline: [], baselineCpu: [], baselineSync: [], floor: [], berthB: [], berthBCpu: [], berthBMainCpu: [], berthMainCpu: [], buildB: opts.compare ? buildId(opts.compare) : null, berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
       warmup: { baseline: b0.wall, baselineSync: s0.wall, berth: w0.wall, peakRss: w0.peakRss },
       release: w0.release,
     }
@@ -474,7 +492,8 @@ async function runCase(name, file, runs, opts) {
       if (uB2) {
         result.berthB.push(uB2.wall)
         result.berthBCpu.push(uB2.cpu)
-        log(`   run ${i + 1}/${runs}: berth B ${fmt(uB2.wall, 3)} s (cpu ${fmt(uB2.cpu, 2)} s)`)
+        result.berthBMainCpu.push(uB2.mainCpu)
+        log(`   run ${i + 1}/${runs}: berth B ${fmt(uB2.wall, 3)} s (cpu ${fmt(uB2.cpu, 2)} s, main thread ${fmt(uB2.mainCpu, 2)} s)`)
       }
       result.floor.push(f.wall)
       result.baseline.push(b.wall)
@@ -482,9 +501,10 @@ async function runCase(name, file, runs, opts) {
       result.baselineSync.push(s.wall)
       result.berth.push(u.wall)
       result.berthCpu.push(u.cpu)
+      result.berthMainCpu.push(u.mainCpu)
       result.clientCpu.push(u.clientCpu)
       result.berthPeakRss.push(u.peakRss)
-      log(`   run ${i + 1}/${runs}: baseline ${fmt(b.wall, 3)} s (cpu ${fmt(b.cpu, 2)} s), baseline+sync ${fmt(s.wall, 3)} s, gzip -dc ${fmt(f.wall, 3)} s, berth ${fmt(u.wall, 3)} s (cpu ${fmt(u.cpu, 2)} s, ${fmt(mb(size) / u.wall, 0)} MiB/s, peak RSS ${fmt(mb(u.peakRss), 1)} MiB, ${u.samples} samples)`)
+      log(`   run ${i + 1}/${runs}: baseline ${fmt(b.wall, 3)} s (cpu ${fmt(b.cpu, 2)} s), baseline+sync ${fmt(s.wall, 3)} s, gzip -dc ${fmt(f.wall, 3)} s, berth ${fmt(u.wall, 3)} s (cpu ${fmt(u.cpu, 2)} s, main thread ${fmt(u.mainCpu, 2)} s, ${fmt(mb(size) / u.wall, 0)} MiB/s, peak RSS ${fmt(mb(u.peakRss), 1)} MiB, ${u.samples} samples)`)
     }
     await sleep(500)
     const after = procMem(daemon.pid)
@@ -556,11 +576,12 @@ function tables(results) {
     }),
   )
   const detail = mdTable(
-    ['case', 'baseline CPU s', 'berth CPU s', 'client CPU s', 'berth MiB/s', 'idle RSS MiB', 'peak RSS MiB (sampled, per run)', 'VmHWM MiB', 'RSS after MiB'],
+    ['case', 'baseline CPU s', 'berth CPU s', 'of which main thread s', 'client CPU s', 'berth MiB/s', 'idle RSS MiB', 'peak RSS MiB (sampled, per run)', 'VmHWM MiB', 'RSS after MiB'],
     results.map((r) => [
       r.name,
       fmt(median(r.baselineCpu), 2),
       fmt(median(r.berthCpu), 2),
+      fmt(median(r.berthMainCpu), 2),
       fmt(median(r.clientCpu), 2),
       fmt(mb(r.size) / median(r.berth), 0),
       fmt(mb(r.idleRss), 1),
@@ -571,13 +592,15 @@ function tables(results) {
   )
   const compared = results.filter((r) => r.berthB.length > 0)
   const ab = compared.length === 0 ? '' : '\n\n' + mdTable(
-    ['case', 'berth s', 'berth B s', 'berth / (baseline+sync), per run', 'berth B / (baseline+sync), per run', 'berth CPU s', 'berth B CPU s'],
+    ['case', 'berth s', 'berth B s', 'berth / (baseline+sync), per run', 'berth B / (baseline+sync), per run', 'berth / baseline, median per run (B)', 'berth / gzip -dc, median per run (B)', 'berth CPU s', 'berth B CPU s', 'berth / B main-thread CPU s'],
     compared.map((r) => {
       const per = (xs) => {
         const q = xs.map((x, i) => x / r.baselineSync[i])
         return `${fmt(Math.min(...q), 2)}–${fmt(Math.max(...q), 2)} (median ${fmt(median(q), 2)})`
       }
-      return [r.name, fmt(median(r.berth), 3), fmt(median(r.berthB), 3), per(r.berth), per(r.berthB), fmt(median(r.berthCpu), 2), fmt(median(r.berthBCpu), 2)]
+      const vs = (xs, base) => fmt(median(xs.map((x, i) => x / base[i])), 2)
+      return [r.name, fmt(median(r.berth), 3), fmt(median(r.berthB), 3), per(r.berth), per(r.berthB),
+        `${vs(r.berth, r.baseline)} (${vs(r.berthB, r.baseline)})`, `${vs(r.berth, r.floor)} (${vs(r.berthB, r.floor)})`, fmt(median(r.berthCpu), 2), fmt(median(r.berthBCpu), 2), `${fmt(median(r.berthMainCpu), 2)} / ${fmt(median(r.berthBMainCpu), 2)}`]
     }),
   ) + `\n\nberth B: ${compared[0].buildB}`
   const names = Object.keys(results[0].components)

@@ -32,6 +32,13 @@ test('disk full: 507 with nothing partial, and recovery when space is freed', as
       assert.equal(full.body.code, 'INSUFFICIENT_STORAGE')
       assert.deepEqual(fs.readdirSync(uploads), [])
       assert.deepEqual(releases(), [])
+      // The same with many small files, which are written on another thread than the large one above.
+      const smalls = Array.from({ length: 600 }, (_, i) => ({ path: `lib/many/f${i}`, body: Buffer.concat(Array(200).fill(block)) }))
+      const fullSmall = await upload(d.url, 'hello', zlib.gzipSync(tarBytes([...releaseSkeleton(), ...smalls])), { token: d.adminToken })
+      assert.equal(fullSmall.status, 507, fullSmall.text)
+      assert.equal(fullSmall.body.code, 'INSUFFICIENT_STORAGE')
+      assert.deepEqual(fs.readdirSync(uploads), [])
+      assert.deepEqual(releases(), [])
       // Something else fills the disk: refused before a byte is unpacked, with the numbers in the sentence.
       const filler = path.join(mnt, 'filler')
       fs.writeFileSync(filler, Buffer.alloc(30 * 1024 * 1024))

@@ -2,9 +2,11 @@
 // checksums, limits, auth, and the promise that a refused upload leaves nothing behind.
 
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
+import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { startDaemon, type TestDaemon } from './helpers/daemon.js'
@@ -19,6 +21,13 @@ let v1Bytes: Buffer
 
 function uploadsEmpty(): void {
   assert.deepEqual(fs.readdirSync(path.join(d.dataDir, 'uploads')), [])
+}
+
+/** Directories under `dir` (itself included) that are not 0555. */
+function writableDirs(dir: string): string[] {
+  const bad = (fs.statSync(dir).mode & 0o777) === 0o555 ? [] : [dir]
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) bad.push(...writableDirs(path.join(dir, e.name)))
+  return bad
 }
 
 before(async () => {
@@ -43,11 +52,33 @@ describe('upload of a real release', () => {
     assert.equal(fs.statSync(dir).mode & 0o777, 0o555)
     assert.equal(fs.statSync(path.join(dir, 'releases')).mode & 0o777, 0o555)
     assert.equal(fs.statSync(path.join(dir, 'releases', 'start_erl.data')).mode & 0o222, 0, 'files are read-only')
+    assert.deepEqual(writableDirs(dir), [], 'every directory of the release is read-only')
     assert.equal(fs.readFileSync(path.join(dir, 'releases', 'start_erl.data'), 'utf8').trim().split(' ')[1], '0.1.0')
     const list = await call(`${d.url}/v1/apps/hello/releases`, { token: d.adminToken })
     assert.equal(list.status, 200)
     assert.deepEqual(list.body.releases.map((r: { id: string }) => r.id), [res.body.id])
     uploadsEmpty()
+  })
+
+  test('a release inside one wrapper directory: the wrapper becomes the release, every directory read-only', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-wrapped-'))
+    try {
+      const top = path.join(tmp, 'hello-0.1.0')
+      fs.mkdirSync(top)
+      execFileSync('tar', ['xzf', v1.tarball, '-C', top])
+      // Another build of the same version, so that it is a new release and not the one the test above stored.
+      fs.writeFileSync(path.join(top, 'lib', 'wrapped.txt'), 'wrapped\n')
+      const bytes = zlib.gzipSync(execFileSync('tar', ['cf', '-', '-C', tmp, 'hello-0.1.0'], { maxBuffer: 256 * 1024 * 1024 }))
+      const res = await upload(d.url, 'hello', bytes, { token: d.adminToken })
+      assert.equal(res.status, 201, res.text)
+      const dir = path.join(d.dataDir, 'apps', 'hello', 'releases', res.body.id)
+      assert.equal(fs.readFileSync(path.join(dir, 'lib', 'wrapped.txt'), 'utf8'), 'wrapped\n')
+      assert.deepEqual(writableDirs(dir), [])
+      assert.equal((await call(`${d.url}/v1/apps/hello/releases/${res.body.id}`, { method: 'DELETE', token: d.adminToken })).status, 200)
+      uploadsEmpty()
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true })
+    }
   })
 
   test('the same bytes again: 200 with the existing release, nothing new on disk', async () => {

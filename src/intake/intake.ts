@@ -209,7 +209,7 @@ export class Intake {
     }
     // The tree describes itself before it gets its name: a directory under releases/ is always complete.
     await writeMetadata(root, release)
-    await makeReadOnly(root, false)
+    // The directories below root were made read-only by the unpacker.
     await fs.rename(root, dest)
     await fs.chmod(dest, 0o555)
     await fsyncDir(releasesDir)
@@ -217,14 +217,6 @@ export class Intake {
     events.record({ app: req.app, actor: req.actor, action: 'release.upload', outcome: 'ok', detail: { release: id, sha256: meta.sha256, size: meta.size, kind: meta.kind } })
     return { release, created: true }
   }
-}
-
-/** Directories become 0555 (files were created read-only by the unpacker); the top one is done by the caller after the rename. */
-async function makeReadOnly(dir: string, self: boolean): Promise<void> {
-  for (const d of await fs.readdir(dir, { withFileTypes: true })) {
-    if (d.isDirectory()) await makeReadOnly(path.join(dir, d.name), true)
-  }
-  if (self) await fs.chmod(dir, 0o555)
 }
 
 function mapStreamError(err: unknown): unknown {

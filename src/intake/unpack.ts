@@ -39,6 +39,8 @@ const SNIFF_BYTES = 512
  * does: three pool round trips per file were most of the time of a release of many small .beam files.
  */
 const SMALL_FILE = 256 * 1024
+/** A large file's chunks are gathered up to this much per write: one pool round trip each, not one per chunk. */
+const WRITE_BATCH = 1024 * 1024
 const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
 /** Beyond this the one syncfs is given up for an fsync per file. */
 const SYNCFS_TIMEOUT_MS = 60_000
@@ -116,6 +118,7 @@ export class SafeUnpacker {
     }
     this.stats.releaseRoot = this.rules.finish()
     this.stats.entries = this.rules.entries
+    this.sealDirs(this.stats.releaseRoot)
     await Promise.all(this.syncs)
     await this.syncRest()
     return this.stats
@@ -293,12 +296,20 @@ export class SafeUnpacker {
     this.openHandle = fh
     let written = 0
     const copy = (async () => {
+      let batch: Buffer[] = []
+      let batched = 0
       for await (const chunk of entry as AsyncIterable<Buffer>) {
         if (this.failure) break
         this.rules.addBytes(entry.path, chunk.length)
         written += chunk.length
-        await fh.write(chunk)
+        batch.push(chunk)
+        batched += chunk.length
+        if (batched < WRITE_BATCH) continue
+        await writeAll(fh, batch)
+        batch = []
+        batched = 0
       }
+      if (batch.length > 0 && !this.failure) await writeAll(fh, batch)
     })()
     copy.catch(() => {})
     try {
@@ -394,6 +405,25 @@ export class SafeUnpacker {
     }
   }
 
+  /**
+   * Makes every directory below the release root read-only (files were born so; the root itself stays
+   * writable for the metadata and is sealed by the caller after the rename). From the list of what was made,
+   * with no walk of the tree, and before the sync below so that the modes are durable with the rest.
+   */
+  private sealDirs(releaseRoot: string): void {
+    const prefix = releaseRoot === '' ? '' : `${releaseRoot}/`
+    for (const dir of this.madeDirs) {
+      if (dir === releaseRoot || !dir.startsWith(prefix)) continue
+      // Through a descriptor that refuses a link, as the walk this replaces never followed one.
+      const fd = fsSync.openSync(path.join(this.root, dir), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+      try {
+        fsSync.fchmodSync(fd, 0o555)
+      } finally {
+        fsSync.closeSync(fd)
+      }
+    }
+  }
+
   private async mkdirs(rel: string): Promise<void> {
     if (rel === '.' || this.madeDirs.has(rel)) return
     await this.mkdirs(path.posix.dirname(rel))
@@ -404,6 +434,15 @@ export class SafeUnpacker {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     this.madeDirs.add(rel)
+  }
+}
+
+/** Writes every byte of `buffers` at the file's position: writev may write less than asked. */
+async function writeAll(fh: fs.FileHandle, buffers: Buffer[]): Promise<void> {
+  while (buffers.length > 0) {
+    let { bytesWritten: n } = await fh.writev(buffers)
+    while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length
+    if (n > 0) buffers[0] = buffers[0]!.subarray(n)
   }
 }
 
