@@ -9,6 +9,7 @@ import { authHook, FailureLimiter } from './auth.js'
 import type { RouteContext, RouteExtra } from './context.js'
 import { loadApiDocument } from './openapi.js'
 import { errorHandler, sendProblem } from './problem.js'
+import { lazyCompilers } from './schema-compilers.js'
 import appRoutes from './routes/apps.js'
 import consoleRoutes from './routes/console.js'
 import dashboardRoutes from './routes/dashboard.js'
@@ -23,10 +24,13 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     berthRoutes: { method: string; url: string }[]
+    /** Compiles every route schema not compiled yet (they compile on first use); answers how many. */
+    berthCompileSchemas(): number
   }
 }
 
 export async function buildApp(services: Services, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const compilers = lazyCompilers()
   const app = Fastify({
     logger: false,
     // Uploads stream for minutes; idle and body limits are enforced by intake, not by a global timeout.
@@ -35,8 +39,10 @@ export async function buildApp(services: Services, options: FastifyServerOptions
     return503OnClosing: true,
     logController: new RequestLog(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
+    schemaController: { compilersFactory: compilers },
     ...options,
   })
+  app.decorate('berthCompileSchemas', compilers.compileAll)
   app.decorateRequest('token', null)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
