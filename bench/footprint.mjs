@@ -11,8 +11,9 @@
 //   --compare D     also start the berth in D (e.g. an older build) in every run, as side "berth B"
 //   --json FILE     also write every raw figure as JSON
 //
-// One run of a side: spawn it (`node bin/berth.js serve` with a data dir made by an untimed first start, so
-// the run is a restart with migrations done; or the bare server), connect to its port every 2 ms until a
+// One run of a side: spawn it (`node FLAGS bin/berth.js serve`, FLAGS from the first line of that build's
+// bin/berth.js as in production, with a data dir made by an untimed first start, so the run is a restart
+// with migrations done; or the bare server), connect to its port every 2 ms until a
 // connection is accepted (start-to-listening: from spawn to that moment), wait 1 s and read VmRSS (idle), make
 // 100 API calls on one keep-alive connection (berth: GET /v1/apps, /v1/apps/hello, /v1/apps/hello/releases,
 // /healthz and /metrics in turn, with a token; bare: GET / 100 times), wait 0.5 s, read VmRSS again, then
@@ -26,7 +27,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import {
-  FIXTURES, MiB, REPO, fmt, freePort, mdTable, median, onInterrupt, parseCli, procMem, request, rmTreeSync, sleep, startBerth,
+  FIXTURES, MiB, REPO, berthNodeFlags, fmt, freePort, mdTable, median, onInterrupt, parseCli, procMem, request, rmTreeSync, sleep, startBerth,
 } from './lib.mjs'
 
 const require = createRequire(import.meta.url)
@@ -100,7 +101,9 @@ async function runOnce(side, ctx) {
   let args
   if (side !== 'bare') {
     Object.assign(env, { BERTH_DATA_DIR: ctx.dataDir, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_LOG_LEVEL: 'warn' })
-    args = [path.join(side === 'berth' ? ctx.berthRoot : ctx.compare, 'bin', 'berth.js'), 'serve']
+    const root = side === 'berth' ? ctx.berthRoot : ctx.compare
+    // With the node flags production uses (bin/berth.js's first line), read from that build.
+    args = [...berthNodeFlags(root), path.join(root, 'bin', 'berth.js'), 'serve']
   } else {
     args = ['-e', `const app = require(${JSON.stringify(require.resolve('fastify'))})({ logger: false }); app.get('/', async () => ({ ok: true })); app.listen({ host: '127.0.0.1', port: ${port} })`]
   }

@@ -587,7 +587,19 @@ const daemons = new Set()
 let exitHook = false
 
 /**
- * Runs `node BERTHROOT/bin/berth.js serve` on 127.0.0.1:port with BERTH_LOG_LEVEL=warn and waits (up to 30 s)
+ * The node flags berth runs with: those of BERTHROOT/bin/berth.js's first line (`#!/usr/bin/env -S node FLAGS`),
+ * which `npx berth`, `npm start` and the systemd unit use; a build without them answers [].
+ * @param {string} berthRoot
+ * @returns {string[]}
+ */
+export function berthNodeFlags(berthRoot = REPO) {
+  const first = fs.readFileSync(path.join(berthRoot, 'bin', 'berth.js'), 'utf8').split('\n')[0] ?? ''
+  const m = /^#!\/usr\/bin\/env(?: -S)? node(?: (.*))?$/.exec(first)
+  return m?.[1] ? m[1].trim().split(/\s+/) : []
+}
+
+/**
+ * Runs `node FLAGS BERTHROOT/bin/berth.js serve` (FLAGS: berthNodeFlags) on 127.0.0.1:port with BERTH_LOG_LEVEL=warn and waits (up to 30 s)
  * until it has written its initial admin token and GET /healthz answers 200. Without dataDir it makes a temp
  * dir, which stop() removes. nodeOptions replaces NODE_OPTIONS (an empty one removes it, so that this process's
  * own options do not leak into the figures); cpuProf writes a CPU profile there when the daemon exits (--cpu-prof
@@ -606,7 +618,8 @@ export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, no
   const childEnv = { ...process.env, BERTH_DATA_DIR: dir, BERTH_LISTEN: `127.0.0.1:${listen}`, BERTH_LOG_LEVEL: 'warn', ...env }
   if (nodeOptions.trim()) childEnv.NODE_OPTIONS = nodeOptions.trim()
   else delete childEnv.NODE_OPTIONS
-  const execArgs = []
+  // Started the way production starts it: with the node flags of its entry point.
+  const execArgs = berthNodeFlags(berthRoot)
   if (cpuProf) {
     fs.mkdirSync(cpuProf.dir, { recursive: true })
     execArgs.push('--cpu-prof', `--cpu-prof-dir=${cpuProf.dir}`, `--cpu-prof-name=${cpuProf.name}`)

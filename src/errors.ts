@@ -101,6 +101,7 @@ export const catalogue = {
   SETTINGS_NOT_COPIED: [500, 'The settings are saved, but their copy on disk is not'],
   INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
   INTERNAL: [500, 'Internal error'],
+  MODULE_LOAD_FAILED: [500, 'berth could not load part of its own code'],
   API_DOCUMENT_INVALID: [500, 'openapi.yaml does not describe the routes correctly'],
 } as const satisfies Record<string, readonly [number, string]>
 

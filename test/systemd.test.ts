@@ -19,6 +19,14 @@ const UNIT = path.join(REPO, 'systemd', 'berth.service')
  */
 const MAX_EXPOSURE = 1.7
 
+/** The node flags of bin/berth.js's first line (`#!/usr/bin/env -S node FLAGS`): how berth is meant to run. */
+function entryFlags(): string {
+  const first = fs.readFileSync(path.join(REPO, 'bin', 'berth.js'), 'utf8').split('\n')[0]!
+  const m = /^#!\/usr\/bin\/env -S node( .*)?$/.exec(first)
+  assert.ok(m, `bin/berth.js starts with #!/usr/bin/env -S node [flags]: ${first}`)
+  return (m[1] ?? '').trim()
+}
+
 /** Settings left loose on purpose: each needs a comment line right above it. */
 const LOOSE = ['KillMode=process', 'PrivateUsers=no', 'ProcSubset=all', 'PrivateTmp=no', 'RemoveIPC=no', 'PrivateNetwork=no', 'IPAddressDeny=', 'MemoryDenyWriteExecute=no']
 
@@ -45,7 +53,7 @@ function unitCopy(dir: string, edit: (text: string) => string): string {
 
 test('the unit keeps what app supervision depends on', () => {
   const lines = unitLines()
-  for (const want of ['KillMode=process', 'Environment=BERTH_DATA_DIR=/var/lib/berth', 'Environment=BERTH_LISTEN=127.0.0.1:4100', 'User=berth', 'StateDirectory=berth', 'ExecStart=/usr/bin/node /opt/berth/bin/berth.js serve']) {
+  for (const want of ['KillMode=process', 'Environment=BERTH_DATA_DIR=/var/lib/berth', 'Environment=BERTH_LISTEN=127.0.0.1:4100', 'User=berth', 'StateDirectory=berth', `ExecStart=/usr/bin/node ${entryFlags()} /opt/berth/bin/berth.js serve`]) {
     assert.ok(lines.includes(want), `systemd/berth.service has the line ${want}`)
   }
   for (const loose of LOOSE) {
@@ -109,4 +117,16 @@ test('systemd-analyze verify accepts the unit', (t) => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('npm start and npx berth run node with the flags of bin/berth.js, as the unit does', () => {
+  const flags = entryFlags()
+  assert.match(flags, /--max-semi-space-size=\d+/)
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { scripts: { start: string }; bin: { berth: string } }
+  // Run as a program (not `node bin/berth.js`), so its first line applies; so does npx through the bin link.
+  assert.equal(pkg.scripts.start, './bin/berth.js serve')
+  assert.equal(pkg.bin.berth, 'bin/berth.js')
+  const r = spawnSync(path.join(REPO, 'bin', 'berth.js'), ['serve', '--help'], { encoding: 'utf8', env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` } })
+  assert.equal(r.status, 0, `${r.error ?? ''}${r.stderr}`)
+  assert.match(r.stdout, /^usage: berth serve/)
 })

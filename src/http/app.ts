@@ -6,9 +6,10 @@ import websocket from '@fastify/websocket'
 import { problem } from '../errors.js'
 import type { Services } from '../services.js'
 import { authHook, FailureLimiter } from './auth.js'
-import type { RouteContext, RouteExtra } from './context.js'
+import type { Loaders, RouteContext, RouteExtra } from './context.js'
 import { loadApiDocument } from './openapi.js'
 import { errorHandler, sendProblem } from './problem.js'
+import { lazyCompilers } from './schema-compilers.js'
 import appRoutes from './routes/apps.js'
 import consoleRoutes from './routes/console.js'
 import dashboardRoutes from './routes/dashboard.js'
@@ -23,10 +24,18 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     berthRoutes: { method: string; url: string }[]
+    /** Compiles every route schema not compiled yet (they compile on first use); answers how many. */
+    berthCompileSchemas(): number
   }
 }
 
-export async function buildApp(services: Services, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+/** What routes load on first use; a test passes its own to see a failing load answered as a problem. */
+export const LOADERS: Loaders = {
+  docs: () => import('./docs.js'),
+}
+
+export async function buildApp(services: Services, options: FastifyServerOptions = {}, loaders: Loaders = LOADERS): Promise<FastifyInstance> {
+  const compilers = lazyCompilers()
   const app = Fastify({
     logger: false,
     // Uploads stream for minutes; idle and body limits are enforced by intake, not by a global timeout.
@@ -35,8 +44,10 @@ export async function buildApp(services: Services, options: FastifyServerOptions
     return503OnClosing: true,
     logController: new RequestLog(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
+    schemaController: { compilersFactory: compilers },
     ...options,
   })
+  app.decorate('berthCompileSchemas', compilers.compileAll)
   app.decorateRequest('token', null)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
@@ -66,6 +77,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
     })
   }
   const ctx: RouteContext = {
+    load: loadOnce(loaders, services.log),
     limiter,
     services,
     api,
@@ -80,6 +92,23 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(webhookRoutes, ctx)
   await app.register(dashboardRoutes, ctx)
   return app
+}
+
+/**
+ * Each loader run once and kept; one that fails is retried by the next request, which meanwhile gets a
+ * MODULE_LOAD_FAILED problem (the cause is logged) instead of an unhandled rejection.
+ */
+function loadOnce(loaders: Loaders, log: Services['log']): Loaders {
+  const wrap = <T>(what: string, load: () => Promise<T>) => {
+    let loading: Promise<T> | null = null
+    return () =>
+      (loading ??= load().catch((err: unknown) => {
+        loading = null
+        log.error({ err, module: what }, 'a module berth loads on first use failed to load')
+        throw problem('MODULE_LOAD_FAILED', `berth could not load its code for ${what} (${(err as NodeJS.ErrnoException)?.code ?? 'error'}); its installation is incomplete or damaged: reinstall it (npm ci && npm run build) and restart berth.`, {}, err)
+      }))
+  }
+  return { docs: wrap('/docs', loaders.docs) }
 }
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])

@@ -35,8 +35,14 @@ export interface RouteExtra {
   onRequest?: onRequestHookHandler
 }
 
+/** Modules a route needs only on its first request, loaded then (app.ts); a failure is a MODULE_LOAD_FAILED problem. */
+export interface Loaders {
+  docs(): Promise<typeof import('./docs.js')>
+}
+
 export interface RouteContext {
   services: Services
+  load: Loaders
   api: ApiDocument
   limiter: FailureLimiter
   /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */

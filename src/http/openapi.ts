@@ -46,6 +46,7 @@ export function loadApiDocument(file = OPENAPI_FILE): ApiDocument {
   const text = fs.readFileSync(file, 'utf8')
   const doc = (file === OPENAPI_FILE ? parsedBefore(text) : null) ?? (yaml().parse(text) as Json)
   const operations = new Map<string, Operation>()
+  const nullables = new WeakMap<object, unknown>()
   const paths = (doc.paths ?? {}) as Record<string, Json>
   for (const [p, item] of Object.entries(paths)) {
     const shared = (item.parameters ?? []) as Json[]
@@ -64,7 +65,7 @@ export function loadApiDocument(file = OPENAPI_FILE): ApiDocument {
         path: p,
         url: p.replace(/\{([^}]+)\}/g, ':$1'),
         scope,
-        schema: buildSchema(doc, [...shared, ...((op.parameters ?? []) as Json[])], op),
+        schema: buildSchema(doc, [...shared, ...((op.parameters ?? []) as Json[])], op, nullables),
       })
     }
   }
@@ -90,20 +91,35 @@ function yaml(): { parse(text: string): unknown } {
   return createRequire(import.meta.url)('yaml') as { parse(text: string): unknown }
 }
 
-/** Inlines `#/components/...` references; our schemas have no cycles. */
-export function deref(doc: Json, value: unknown, depth = 0): unknown {
+/**
+ * Inlines `#/components/...` references; our schemas have no cycles. Each component is inlined once per
+ * document and then shared by every place that refers to it (Ajv and fast-json-stringify only read schemas):
+ * walking the same Deployment and Problem trees again for every route was most of what loading the document cost.
+ */
+export function deref(doc: Json, value: unknown, depth = 0, done = resolvedRefs(doc)): unknown {
   if (depth > 32) throw problem('API_DOCUMENT_INVALID', 'openapi.yaml: $ref nesting too deep')
-  if (Array.isArray(value)) return value.map((v) => deref(doc, v, depth + 1))
+  if (Array.isArray(value)) return value.map((v) => deref(doc, v, depth + 1, done))
   if (value && typeof value === 'object') {
     const ref = (value as Json).$ref
     if (typeof ref === 'string') {
+      const known = done.get(ref)
+      if (known !== undefined) return known
       const target = ref.replace(/^#\//, '').split('/').reduce<unknown>((o, k) => (o as Json | undefined)?.[k], doc)
       if (target === undefined) throw problem('API_DOCUMENT_INVALID', `openapi.yaml: unresolved $ref ${ref}`)
-      return deref(doc, target, depth + 1)
+      const resolved = deref(doc, target, depth + 1, done)
+      done.set(ref, resolved)
+      return resolved
     }
-    return Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, deref(doc, v, depth + 1)]))
+    return Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, deref(doc, v, depth + 1, done)]))
   }
   return value
+}
+
+const refsOf = new WeakMap<Json, Map<string, unknown>>()
+function resolvedRefs(doc: Json): Map<string, unknown> {
+  let m = refsOf.get(doc)
+  if (!m) refsOf.set(doc, (m = new Map()))
+  return m
 }
 
 function objectOf(params: Json[]): Json | undefined {
@@ -115,7 +131,7 @@ function objectOf(params: Json[]): Json | undefined {
   }
 }
 
-function buildSchema(doc: Json, rawParams: Json[], op: Json): Operation['schema'] {
+function buildSchema(doc: Json, rawParams: Json[], op: Json, nullables: WeakMap<object, unknown>): Operation['schema'] {
   const params = rawParams.map((p) => deref(doc, p) as Json)
   const schema: Operation['schema'] = {}
   const path = objectOf(params.filter((p) => p.in === 'path'))
@@ -128,7 +144,7 @@ function buildSchema(doc: Json, rawParams: Json[], op: Json): Operation['schema'
   for (const [code, r] of Object.entries((op.responses ?? {}) as Record<string, Json>)) {
     if (!code.startsWith('2')) continue
     const body = ((deref(doc, r) as Json).content as Json | undefined)?.['application/json'] as Json | undefined
-    if (body?.schema) responses[code] = nullableTypes(deref(doc, body.schema)) as Json
+    if (body?.schema) responses[code] = nullableTypes(deref(doc, body.schema), nullables) as Json
   }
   if (Object.keys(responses).length > 0) schema.response = responses
   return schema
@@ -139,10 +155,18 @@ function buildSchema(doc: Json, rawParams: Json[], op: Json): Operation['schema'
  * same, but fast-json-stringify serializes a oneOf by running Ajv over the value on every answer (the whole
  * last deployment of GET /v1/apps/{app}, date-time formats included), and a type list by a typeof check.
  */
-export function nullableTypes(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(nullableTypes)
+export function nullableTypes(value: unknown, done = new WeakMap<object, unknown>()): unknown {
+  if (Array.isArray(value)) return value.map((v) => nullableTypes(v, done))
   if (!value || typeof value !== 'object') return value
-  const out = Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, nullableTypes(v)])) as Json
+  // Shared subtrees (see deref) are converted once and stay shared.
+  if (done.has(value)) return done.get(value)
+  const out = Object.fromEntries(Object.entries(value as Json).map(([k, v]) => [k, nullableTypes(v, done)])) as Json
+  const result = nullable(out)
+  done.set(value, result)
+  return result
+}
+
+function nullable(out: Json): Json {
   const alts = out.oneOf ?? out.anyOf
   if (!Array.isArray(alts) || alts.length !== 2) return out
   const isNull = (x: unknown) => (x as Json | null)?.type === 'null' && Object.keys(x as Json).length === 1

@@ -3,10 +3,8 @@
 
 import fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteContext } from '../context.js'
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import { createMetrics } from '../metrics.js'
 
 export const VERSION = '0.1.0'
@@ -38,19 +36,22 @@ export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext
   const metrics = createMetrics(services)
   ctx.route(app, 'getMetrics', async (request, reply) => reply.type(metrics.contentType).send(await metrics.render(request.token!.apps)))
 
-  // The API reference rendered from openapi.yaml by swagger-ui, from its own package: no CDN, no validator.
-  await app.register(swagger, { mode: 'static', specification: { document: api.doc as never } })
-  await app.register(swaggerUi, {
-    routePrefix: '/docs',
-    // BaseLayout: the reference alone, without swagger-ui's top bar (its logo and the "Explore" box that
-    // loads any other URL's document into berth's page).
-    uiConfig: { validatorUrl: null, deepLinking: true, layout: 'BaseLayout' },
-    theme: { title: 'berth API reference', favicon: [{ filename: 'berth.svg', rel: 'icon', sizes: 'any', type: 'image/svg+xml', content: Buffer.from(ICON) }] },
-    // Our own policy instead of the plugin's (which allows https: fonts/styles and the public validator);
-    // swagger-ui sets inline styles at run time, hence 'unsafe-inline' for styles only.
-    staticCSP: "default-src 'self'; base-uri 'none'; font-src 'self' data:; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'; connect-src 'self'",
-    // The plugin's own routes carry the static assets of the page; /docs itself is documented in openapi.yaml.
-  })
+  // The API reference: swagger-ui in an instance of its own, loaded on the first request for it (docs.ts).
+  let docs: Promise<FastifyInstance> | null = null
+  app.addHook('onClose', async () => (await docs?.catch(() => null))?.close())
+  const reference = async (request: FastifyRequest, reply: FastifyReply) => {
+    docs ??= ctx.load.docs().then((m) => m.docsApp(api.doc, ICON)).catch((err) => {
+      docs = null
+      throw err
+    })
+    const inner = await docs
+    // Its answer, streamed by its own routes (the page, its assets, their 404s), on this request's socket.
+    reply.hijack()
+    inner.routing(request.raw, reply.raw)
+  }
+  ctx.route(app, 'docs', reference)
+  // The page's scripts and styles and swagger-ui's copy of this document; they belong to the documented page.
+  app.get('/docs/*', reference)
   const icon = `data:image/svg+xml;base64,${Buffer.from(ICON).toString('base64')}`
   ctx.route(app, 'getRoot', async (request, reply) => {
     // A browser asks for HTML first; curl and scripts get pointers as JSON.
