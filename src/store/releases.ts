@@ -2,7 +2,7 @@
 // complete, synced and read-only, so anything listed here is deployable.
 
 import type { Database } from './db.js'
-import { now } from './db.js'
+import { now, RowCache } from './db.js'
 
 /** What built a release (see releases/kinds.ts); null for a row from before berth recorded it. */
 export type ReleaseKind = 'mix' | 'relx' | 'distillery' | 'unknown'
@@ -49,14 +49,19 @@ function toRelease(r: Row): Release {
 }
 
 export class ReleaseStore {
-  constructor(private readonly db: Database) {}
+  /** Every request that names an app asks this first; kept while the database does not change (db.ts generation()). */
+  private readonly exists: RowCache<string, boolean>
+
+  constructor(private readonly db: Database) {
+    this.exists = new RowCache(db)
+  }
 
   ensureApp(app: string): void {
     this.db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING').run(app, now())
   }
 
   appExists(app: string): boolean {
-    return this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined
+    return this.exists.get(app, () => this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined)
   }
 
   apps(): { name: string; createdAt: string; releases: number }[] {
