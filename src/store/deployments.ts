@@ -98,6 +98,8 @@ export class DeploymentStore {
    * another connection, such as `berth import` while berth runs).
    */
   private readonly lastReleaseOf: RowCache<string, Readonly<Deployment> | null>
+  /** list() without a rollout, by app and limit, frozen: what GET /v1/apps/{app}/deployments answers. */
+  private readonly listOf: RowCache<string, readonly Readonly<Deployment>[]>
 
   constructor(
     private readonly db: Database,
@@ -105,6 +107,7 @@ export class DeploymentStore {
     readonly owner: string,
   ) {
     this.lastReleaseOf = new RowCache(db)
+    this.listOf = new RowCache(db)
   }
 
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
@@ -160,11 +163,14 @@ export class DeploymentStore {
     return r ? toDeployment(r) : null
   }
 
-  list(app: string, limit = 50, rollout?: string): Deployment[] {
+  /** Newest first; frozen (shared between callers). */
+  list(app: string, limit = 50, rollout?: string): readonly Readonly<Deployment>[] {
     if (rollout !== undefined) {
-      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map(toDeployment)
+      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))
     }
-    return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)
+    return this.listOf.get(`${app}\0${limit}`, () =>
+      Object.freeze((this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))),
+    )
   }
 
   /**
@@ -183,7 +189,7 @@ export class DeploymentStore {
     return within === 20 ? this.lastReleaseOf.get(app, read) : read()
   }
 
-  last(app: string): Deployment | null {
+  last(app: string): Readonly<Deployment> | null {
     return this.list(app, 1)[0] ?? null
   }
 

@@ -51,9 +51,12 @@ function toRelease(r: Row): Release {
 export class ReleaseStore {
   /** Every request that names an app asks this first; kept while the database does not change (db.ts generation()). */
   private readonly exists: RowCache<string, boolean>
+  /** list(), frozen: what GET /v1/apps/{app}/releases answers. */
+  private readonly listOf: RowCache<string, readonly Readonly<Release>[]>
 
   constructor(private readonly db: Database) {
     this.exists = new RowCache(db)
+    this.listOf = new RowCache(db)
   }
 
   ensureApp(app: string): void {
@@ -100,8 +103,9 @@ export class ReleaseStore {
   }
 
   /** Newest first. */
-  list(app: string): Release[] {
-    return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map(toRelease)
+  /** Newest first; frozen (shared between callers). */
+  list(app: string): readonly Readonly<Release>[] {
+    return this.listOf.get(app, () => Object.freeze((this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map((r) => Object.freeze(toRelease(r)))))
   }
 
   ids(app: string): Set<string> {
