@@ -47,7 +47,8 @@ const TOKEN = /^berth_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
 const TOUCH_INTERVAL_MS = 60_000
 
 function hash(secret: string): Buffer {
-  return crypto.createHash('sha256').update(secret).digest()
+  // The one-shot form: no Hash object per request.
+  return crypto.hash('sha256', secret, 'buffer')
 }
 
 function toInfo(r: Row): TokenInfo {
