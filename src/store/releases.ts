@@ -51,12 +51,15 @@ function toRelease(r: Row): Release {
 export class ReleaseStore {
   /** Every request that names an app asks this first; kept while the database does not change (db.ts generation()). */
   private readonly exists: RowCache<string, boolean>
+  /** apps(), frozen: what GET /v1/apps answers. */
+  private readonly appsList: RowCache<'', readonly Readonly<{ name: string; createdAt: string; releases: number }>[]>
   /** list(), frozen: what GET /v1/apps/{app}/releases answers. */
   private readonly listOf: RowCache<string, readonly Readonly<Release>[]>
 
   constructor(private readonly db: Database) {
     this.exists = new RowCache(db)
     this.listOf = new RowCache(db)
+    this.appsList = new RowCache(db)
   }
 
   ensureApp(app: string): void {
@@ -67,12 +70,17 @@ export class ReleaseStore {
     return this.exists.get(app, () => this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined)
   }
 
-  apps(): { name: string; createdAt: string; releases: number }[] {
-    return (
-      this.db
-        .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
-        .all() as { name: string; created_at: string; releases: number }[]
-    ).map((r) => ({ name: r.name, createdAt: r.created_at, releases: r.releases }))
+  /** Every app with its number of releases, by name; frozen (shared between callers). */
+  apps(): readonly Readonly<{ name: string; createdAt: string; releases: number }>[] {
+    return this.appsList.get('', () =>
+      Object.freeze(
+        (
+          this.db
+            .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
+            .all() as { name: string; created_at: string; releases: number }[]
+        ).map((r) => Object.freeze({ name: r.name, createdAt: r.created_at, releases: r.releases })),
+      ),
+    )
   }
 
   insert(rel: Release): void {
