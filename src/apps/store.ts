@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Paths, Slot } from '../paths.js'
-import type { Database } from '../store/db.js'
+import { RowCache, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { validateEnv, validateEnvChange } from './env.js'
 import { writeSettingsFile } from './settings-file.js'
@@ -38,20 +38,41 @@ export interface StandbyRecord {
   drainUntil: string | null
 }
 
+/** Freezes an object and the objects and arrays inside it. */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x)
+    Object.freeze(v)
+  }
+  return v
+}
+
 export class AppStore {
   /** Per app, the last write of its settings.json: writes run one after another, each with the latest row. */
   private readonly fileWrites = new Map<string, Promise<string | null>>()
+  /**
+   * Merged settings and node rows per app, frozen, as long as the database did not change (store/db.ts
+   * generation()): every GET of an app's status needs both, and merging the settings validates every field.
+   */
+  private readonly settingsOf: RowCache<string, AppSettings>
+  private readonly nodeOf: RowCache<string, Readonly<NodeRecord> | null>
 
   constructor(
     private readonly db: Database,
     private readonly events: EventStore,
     /** Without it (unit tests) the settings live in the database only. */
     private readonly files: { paths: Paths; log: Logger } | null = null,
-  ) {}
+  ) {
+    this.settingsOf = new RowCache(db)
+    this.nodeOf = new RowCache(db)
+  }
 
+  /** The app's settings over the defaults; frozen (shared between callers). */
   settings(app: string): AppSettings {
-    const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
-    return mergeSettings(DEFAULT_SETTINGS, row ? (JSON.parse(row.settings) as Record<string, unknown>) : {})
+    return this.settingsOf.get(app, () => {
+      const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
+      return deepFreeze(mergeSettings(DEFAULT_SETTINGS, row ? (JSON.parse(row.settings) as Record<string, unknown>) : {}))
+    })
   }
 
   /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
@@ -151,10 +172,15 @@ export class AppStore {
     return result
   }
 
-  node(app: string): NodeRecord | null {
+  /** The node row; frozen (shared between callers). */
+  node(app: string): Readonly<NodeRecord> | null {
+    return this.nodeOf.get(app, () => this.readNode(app))
+  }
+
+  private readNode(app: string): Readonly<NodeRecord> | null {
     const r = this.db.prepare('SELECT * FROM nodes WHERE app = ?').get(app) as Record<string, unknown> | undefined
     if (!r) return null
-    return {
+    return Object.freeze({
       app: r.app as string,
       releaseId: r.release_id as string,
       pid: r.pid as number | null,
@@ -165,10 +191,10 @@ export class AppStore {
       lastExit: r.last_exit as string | null,
       slot: (r.slot as Slot | null) ?? null,
       port: (r.port as number | null) ?? null,
-    }
+    })
   }
 
-  nodes(): NodeRecord[] {
+  nodes(): Readonly<NodeRecord>[] {
     return (this.db.prepare('SELECT app FROM nodes').all() as { app: string }[]).map((r) => this.node(r.app)!)
   }
 

@@ -3,7 +3,7 @@
 
 import crypto from 'node:crypto'
 import type { Database } from '../store/db.js'
-import { now } from '../store/db.js'
+import { now, RowCache } from '../store/db.js'
 import { problem, type BerthError } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 
@@ -47,7 +47,8 @@ const TOKEN = /^berth_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
 const TOUCH_INTERVAL_MS = 60_000
 
 function hash(secret: string): Buffer {
-  return crypto.createHash('sha256').update(secret).digest()
+  // The one-shot form: no Hash object per request.
+  return crypto.hash('sha256', secret, 'buffer')
 }
 
 function toInfo(r: Row): TokenInfo {
@@ -104,18 +105,27 @@ export function allowsApp(token: TokenInfo, app: string): boolean {
 /** Token rows kept between requests at most; beyond it the cache starts over (unknown ids are kept too). */
 const ROWS_KEPT = 1000
 
+/** A row as verify() needs it, made once per read of the row. */
+interface Known {
+  row: Row
+  info: Readonly<TokenInfo>
+  /** expires_at in ms; Infinity when it never expires. */
+  expiresAtMs: number
+}
+
 export class TokenStore {
   private readonly touched = new Map<string, number>()
   /**
-   * Rows by token id, as read: every authenticated request needs one. Dropped whenever the database file
-   * changed under another connection (`berth token create/revoke` runs in its own process: SQLite's
-   * data_version tells) and on this store's own writes, so a revocation counts from the next request as it
-   * did when every request read the table.
+   * Rows by token id, as read: every authenticated request needs one. Dropped whenever the database changed
+   * under another connection (`berth token create/revoke` runs in its own process) and on this process's own
+   * writes (store/db.ts generation()), so a revocation counts from the next request as it did when every
+   * request read the table.
    */
-  private readonly rows = new Map<string, Row | null>()
-  private rowsVersion: number | null = null
+  private readonly rows: RowCache<string, Known | null>
 
-  constructor(private readonly db: Database) {}
+  constructor(private readonly db: Database) {
+    this.rows = new RowCache(db, ROWS_KEPT)
+  }
 
   count(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM tokens').get() as { n: number }).n
@@ -140,7 +150,6 @@ export class TokenStore {
       last_used_at: null,
       expires_at: input.lifetimeMs ? new Date(Date.now() + input.lifetimeMs).toISOString() : null,
     }
-    this.rows.clear()
     try {
       this.db
         .prepare('INSERT INTO tokens (id, name, secret_hash, scopes, apps, created_at, expires_at) VALUES (@id, @name, @secret_hash, @scopes, @apps, @created_at, @expires_at)')
@@ -157,7 +166,6 @@ export class TokenStore {
   }
 
   revoke(name: string): boolean {
-    this.rows.clear()
     return this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes > 0
   }
 
@@ -167,16 +175,16 @@ export class TokenStore {
    */
   verify(presented: string, at = Date.now()): TokenInfo {
     const m = TOKEN.exec(presented)
-    const row = m ? this.row(m[1]!) : undefined
+    const known = m ? this.known(m[1]!) : undefined
     // Hash even when the id is unknown so that both paths cost the same.
     const presentedHash = hash(m?.[2] ?? '')
-    const stored = row?.secret_hash ?? Buffer.alloc(presentedHash.length)
-    if (!m || !crypto.timingSafeEqual(presentedHash, stored) || !row) {
+    const stored = known?.row.secret_hash ?? Buffer.alloc(presentedHash.length)
+    if (!m || !crypto.timingSafeEqual(presentedHash, stored) || !known) {
       throw problem('UNAUTHORIZED', 'The bearer token is not valid (revoked, mistyped or from another berth).')
     }
-    const info = toInfo(row)
-    if (isExpired(info, at)) throw problem('UNAUTHORIZED', `Token "${info.name}" expired at ${info.expiresAt}; create a new one with \`berth token create\`.`)
-    this.touch(row.id)
+    const { info } = known
+    if (known.expiresAtMs <= at) throw problem('UNAUTHORIZED', `Token "${info.name}" expired at ${info.expiresAt}; create a new one with \`berth token create\`.`)
+    this.touch(info.id)
     return info
   }
 
@@ -191,18 +199,17 @@ export class TokenStore {
     return out
   }
 
-  private row(id: string): Row | undefined {
-    const version = (this.db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version
-    if (version !== this.rowsVersion || this.rows.size >= ROWS_KEPT) {
-      this.rows.clear()
-      this.rowsVersion = version
-    }
-    let row = this.rows.get(id)
-    if (row === undefined) {
-      row = (this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined) ?? null
-      this.rows.set(id, row)
-    }
-    return row ?? undefined
+  private known(id: string): Known | undefined {
+    return (
+      this.rows.get(id, () => {
+        const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined
+        if (!row) return null
+        const info = toInfo(row)
+        Object.freeze(info.scopes)
+        if (info.apps) Object.freeze(info.apps)
+        return { row, info: Object.freeze(info), expiresAtMs: info.expiresAt === null ? Infinity : Date.parse(info.expiresAt) }
+      }) ?? undefined
+    )
   }
 
   private touch(id: string): void {

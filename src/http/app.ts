@@ -124,6 +124,8 @@ class RequestLog extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    // At info a read logs nothing, so it builds nothing either.
+    if (!error && !MUTATIONS.has(request.method) && (reply.log as { isLevelEnabled?(level: string): boolean }).isLevelEnabled?.('debug') === false) return
     const fields = { method: request.method, url: request.url.split('?')[0], statusCode: reply.statusCode, responseTime: Math.round(reply.elapsedTime * 10) / 10, remoteAddress: request.ip }
     if (error) reply.log.error({ ...fields, err: error }, 'request errored')
     else reply.log[MUTATIONS.has(request.method) ? 'info' : 'debug'](fields, 'request completed')

@@ -64,9 +64,20 @@ export function authorize(tokens: TokenStore, limiter: FailureLimiter, req: { ip
   return token
 }
 
+/**
+ * Callback style rather than async: a promise per request costs a turn of the microtask queue, and without
+ * it the route's handler starts in the same synchronous run, sharing store/db.ts generation()'s one read of
+ * data_version with the token check.
+ */
 export function authHook(tokens: TokenStore, limiter: FailureLimiter, scope: Scope) {
-  return async function onRequest(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+  return function onRequest(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
     const app = (request.params as { app?: string } | undefined)?.app
-    request.token = authorize(tokens, limiter, { ip: request.ip, headers: request.headers, app }, scope)
+    try {
+      request.token = authorize(tokens, limiter, { ip: request.ip, headers: request.headers, app }, scope)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    done()
   }
 }

@@ -42,24 +42,103 @@ export function openDatabase(file: string, log: Logger, migrationsDir = MIGRATIO
 /** Distinct SQL texts kept prepared; the stores use a few dozen, so a full cache means generated SQL. */
 const PREPARED_MAX = 256
 
+/** What generation() needs of a database opened here. */
+interface Changes {
+  /** Writing statements this connection ran (counted after each, also when it threw). */
+  writes: number
+  /** data_version as read in the current synchronous run, or null once that run is over. */
+  version: number | null
+  seen: { version: number; writes: number }
+  generation: number
+  readVersion(): number
+}
+const changes = new WeakMap<Database, Changes>()
+
 /**
  * Every store calls `db.prepare(sql)` where it runs the query; compiling the same SQL again on every call was
  * most of what a status poll cost. Statements are kept per SQL text. That is safe here because nothing
  * iterates (a statement is never busy when it is handed out again), nothing toggles pluck/raw/expand on a
- * statement, and SQLite re-prepares a kept statement itself after a schema change.
+ * statement, and SQLite re-prepares a kept statement itself after a schema change. A statement that writes
+ * also counts its runs, for generation().
  */
 function cachePrepared(db: Database): void {
   const prepare = db.prepare.bind(db)
   const kept = new Map<string, ReturnType<Database['prepare']>>()
+  const version = prepare('PRAGMA data_version').pluck()
+  const c: Changes = { writes: 0, version: null, seen: { version: -1, writes: 0 }, generation: 0, readVersion: () => version.get() as number }
+  changes.set(db, c)
   db.prepare = ((sql: string) => {
     let st = kept.get(sql)
     if (!st) {
       if (kept.size >= PREPARED_MAX) kept.clear()
       st = prepare(sql)
+      if (!st.readonly) countWrites(st, c)
       kept.set(sql, st)
     }
     return st
   }) as Database['prepare']
+}
+
+function countWrites(st: ReturnType<Database['prepare']>, c: Changes): void {
+  for (const m of ['run', 'get', 'all'] as const) {
+    const f = st[m] as (...a: unknown[]) => unknown
+    st[m] = function (this: unknown, ...args: unknown[]) {
+      try {
+        return f.apply(this, args)
+      } finally {
+        c.writes++
+      }
+    } as never
+  }
+}
+
+/**
+ * A number that changes whenever what the database holds may have changed: another connection committed
+ * (SQLite's data_version: `berth token`, `berth import`) or this one ran a writing statement. Caches of rows
+ * keep the number they were filled at and read again once it moved, so they answer what a read would.
+ * data_version is read once per synchronous run: nothing outside can be seen to change within one (a request
+ * sent after a commit is read by a later callback, which reads data_version again). null, meaning "do not
+ * cache", inside a transaction (it may still roll back) and for a database not opened by openDatabase.
+ */
+export function generation(db: Database): number | null {
+  const c = changes.get(db)
+  if (!c || db.inTransaction) return null
+  if (c.version === null) {
+    c.version = c.readVersion()
+    queueMicrotask(() => {
+      c.version = null
+    })
+  }
+  if (c.version !== c.seen.version || c.writes !== c.seen.writes) {
+    c.seen = { version: c.version, writes: c.writes }
+    c.generation++
+  }
+  return c.generation
+}
+
+/** A value per key, kept while generation(db) stays the same. */
+export class RowCache<K, V> {
+  private readonly values = new Map<K, V>()
+  private at: number | null = null
+
+  constructor(
+    private readonly db: Database,
+    private readonly max = 1000,
+  ) {}
+
+  get(key: K, read: () => V): V {
+    const g = generation(this.db)
+    if (g === null) return read()
+    if (g !== this.at || this.values.size >= this.max) {
+      this.values.clear()
+      this.at = g
+    }
+    if (this.values.has(key)) return this.values.get(key) as V
+    const v = read()
+    // The read itself may have written (it should not), or started a transaction: keep only what is still current.
+    if (generation(this.db) === g) this.values.set(key, v)
+    return v
+  }
 }
 
 /**

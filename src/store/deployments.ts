@@ -3,7 +3,7 @@
 
 import { problem } from '../errors.js'
 import type { Database } from './db.js'
-import { now } from './db.js'
+import { now, RowCache } from './db.js'
 
 /** A deploy's steps in order. */
 export const STEPS = ['migrating', 'switching', 'starting', 'verifying'] as const
@@ -93,22 +93,26 @@ function deepFreeze<T>(d: T & { steps: Step[]; warnings: string[] }): Readonly<T
 
 export class DeploymentStore {
   /**
-   * lastRelease per app, frozen, dropped on every write of this store: status polls ask it many times a
-   * second and deployments change a few times a day. Only this process writes deployments (the CLI goes
-   * through the HTTP API; `berth import` runs while no daemon does).
+   * lastRelease per app, frozen: status polls ask it many times a second and deployments change a few times
+   * a day. Kept while the database does not change (db.ts generation(): this process's writes and those of
+   * another connection, such as `berth import` while berth runs).
    */
-  private readonly lastReleaseOf = new Map<string, Readonly<Deployment> | null>()
+  private readonly lastReleaseOf: RowCache<string, Readonly<Deployment> | null>
+  /** list() without a rollout, by app and limit, frozen: what GET /v1/apps/{app}/deployments answers. */
+  private readonly listOf: RowCache<string, readonly Readonly<Deployment>[]>
 
   constructor(
     private readonly db: Database,
     /** This agent process; locks of other owners are stale by definition once we run. */
     readonly owner: string,
-  ) {}
+  ) {
+    this.lastReleaseOf = new RowCache(db)
+    this.listOf = new RowCache(db)
+  }
 
   /** Creates the deployment and takes the app's lock in one transaction; DEPLOYMENT_IN_PROGRESS when held. */
   create(d: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'rollout'> & { rollout?: string | null }): Deployment {
     const full: Deployment = { ...d, rollout: d.rollout ?? null, state: 'pending', reason: null, reasonCode: null, steps: [], createdAt: now(), finishedAt: null }
-    this.lastReleaseOf.delete(d.app)
     this.db.transaction(() => {
       this.assertIdle(d.app)
       this.db.prepare('INSERT INTO locks (app, owner, deployment, taken_at) VALUES (?, ?, ?, ?)').run(d.app, this.owner, d.id, now())
@@ -127,7 +131,6 @@ export class DeploymentStore {
    * final, without steps, its reason saying where the fact comes from. Takes no lock.
    */
   recordImported(d: { id: string; app: string; release: string; at: string; reason: string; actor: string }): void {
-    this.lastReleaseOf.delete(d.app)
     this.db
       .prepare(
         `INSERT INTO deployments (id, app, kind, release_id, previous_id, state, reason, warnings, steps, actor, created_at, finished_at)
@@ -141,7 +144,6 @@ export class DeploymentStore {
   }
 
   save(d: Deployment): void {
-    this.lastReleaseOf.delete(d.app)
     this.db
       .prepare('UPDATE deployments SET state = ?, reason = ?, reason_code = ?, warnings = ?, steps = ?, previous_id = ?, finished_at = ? WHERE id = ?')
       .run(d.state, d.reason, d.reasonCode, JSON.stringify(d.warnings), JSON.stringify(d.steps), d.previous, d.finishedAt, d.id)
@@ -161,11 +163,14 @@ export class DeploymentStore {
     return r ? toDeployment(r) : null
   }
 
-  list(app: string, limit = 50, rollout?: string): Deployment[] {
+  /** Newest first; frozen (shared between callers). */
+  list(app: string, limit = 50, rollout?: string): readonly Readonly<Deployment>[] {
     if (rollout !== undefined) {
-      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map(toDeployment)
+      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))
     }
-    return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)
+    return this.listOf.get(`${app}\0${limit}`, () =>
+      Object.freeze((this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))),
+    )
   }
 
   /**
@@ -173,19 +178,18 @@ export class DeploymentStore {
    * skipped): one row parsed, not `within`, because status polls ask this on every call.
    */
   lastRelease(app: string, within = 20): Readonly<Deployment> | null {
-    const kept = this.lastReleaseOf.get(app)
-    if (kept !== undefined && within === 20) return kept
-    const r = this.db
-      .prepare(
-        `SELECT * FROM deployments WHERE seq = (SELECT max(seq) FROM (SELECT seq, kind FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?) WHERE kind IN ('deploy', 'rollback'))`,
-      )
-      .get(app, within) as Row | undefined
-    const d = r ? deepFreeze(toDeployment(r)) : null
-    if (within === 20) this.lastReleaseOf.set(app, d)
-    return d
+    const read = () => {
+      const r = this.db
+        .prepare(
+          `SELECT * FROM deployments WHERE seq = (SELECT max(seq) FROM (SELECT seq, kind FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?) WHERE kind IN ('deploy', 'rollback'))`,
+        )
+        .get(app, within) as Row | undefined
+      return r ? deepFreeze(toDeployment(r)) : null
+    }
+    return within === 20 ? this.lastReleaseOf.get(app, read) : read()
   }
 
-  last(app: string): Deployment | null {
+  last(app: string): Readonly<Deployment> | null {
     return this.list(app, 1)[0] ?? null
   }
 

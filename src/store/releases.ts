@@ -2,7 +2,7 @@
 // complete, synced and read-only, so anything listed here is deployable.
 
 import type { Database } from './db.js'
-import { now } from './db.js'
+import { now, RowCache } from './db.js'
 
 /** What built a release (see releases/kinds.ts); null for a row from before berth recorded it. */
 export type ReleaseKind = 'mix' | 'relx' | 'distillery' | 'unknown'
@@ -49,22 +49,38 @@ function toRelease(r: Row): Release {
 }
 
 export class ReleaseStore {
-  constructor(private readonly db: Database) {}
+  /** Every request that names an app asks this first; kept while the database does not change (db.ts generation()). */
+  private readonly exists: RowCache<string, boolean>
+  /** apps(), frozen: what GET /v1/apps answers. */
+  private readonly appsList: RowCache<'', readonly Readonly<{ name: string; createdAt: string; releases: number }>[]>
+  /** list(), frozen: what GET /v1/apps/{app}/releases answers. */
+  private readonly listOf: RowCache<string, readonly Readonly<Release>[]>
+
+  constructor(private readonly db: Database) {
+    this.exists = new RowCache(db)
+    this.listOf = new RowCache(db)
+    this.appsList = new RowCache(db)
+  }
 
   ensureApp(app: string): void {
     this.db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING').run(app, now())
   }
 
   appExists(app: string): boolean {
-    return this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined
+    return this.exists.get(app, () => this.db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app) !== undefined)
   }
 
-  apps(): { name: string; createdAt: string; releases: number }[] {
-    return (
-      this.db
-        .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
-        .all() as { name: string; created_at: string; releases: number }[]
-    ).map((r) => ({ name: r.name, createdAt: r.created_at, releases: r.releases }))
+  /** Every app with its number of releases, by name; frozen (shared between callers). */
+  apps(): readonly Readonly<{ name: string; createdAt: string; releases: number }>[] {
+    return this.appsList.get('', () =>
+      Object.freeze(
+        (
+          this.db
+            .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
+            .all() as { name: string; created_at: string; releases: number }[]
+        ).map((r) => Object.freeze({ name: r.name, createdAt: r.created_at, releases: r.releases })),
+      ),
+    )
   }
 
   insert(rel: Release): void {
@@ -95,8 +111,9 @@ export class ReleaseStore {
   }
 
   /** Newest first. */
-  list(app: string): Release[] {
-    return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map(toRelease)
+  /** Newest first; frozen (shared between callers). */
+  list(app: string): readonly Readonly<Release>[] {
+    return this.listOf.get(app, () => Object.freeze((this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map((r) => Object.freeze(toRelease(r)))))
   }
 
   ids(app: string): Set<string> {
