@@ -105,6 +105,10 @@ describe('deploy', () => {
     assert.match(dep.reason, /exited/)
     assert.match(dep.reason, new RegExp(`rolled back to ${ids.v2}`))
     assert.equal(dep.steps.at(-1).name, 'rollback')
+    // Why it died is in the verifying step: the end of the node's console log, where it said so.
+    const verifying = dep.steps.find((s: { name: string }) => s.name === 'verifying')
+    assert.match(verifying.output, /last \d+ lines of the node's console log:\n[^]*halting \(crash_on_boot\)/)
+    assert.doesNotMatch(dep.reason, /console log/, 'the reason stays one line')
     assert.equal(current(), ids.v2)
     assert.equal(await get('/'), 'hello 0.2.0\n')
   })

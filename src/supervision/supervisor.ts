@@ -11,11 +11,12 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord, StandbyRecord } from '../apps/store.js'
-import { problem } from '../errors.js'
+import { problem, StepFailed } from '../errors.js'
 import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { CommandLedger } from './ledger.js'
+import { tailEntries } from './logs.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
 /** How long status() trusts a BEAM pid it has seen alive before reading /proc again. */
@@ -98,6 +99,9 @@ export interface SupervisorEvents {
   /** A node that should have been running died without being asked to. */
   crash: [app: string, why: string]
 }
+
+/** How much of a node's console log a boot failure carries in its step output. */
+const BOOT_LOG_LINES = 30
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly live = new Map<string, Live>()
@@ -460,6 +464,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.verifyInstance(l, settings, signal)
   }
 
+  /**
+   * NODE_EXITED for a node that died while booting, with the end of its console log as the step's output:
+   * the reason it died (a crash report, a port in use, a bad config) is there, and without it an operator
+   * only learns "exited with code 1".
+   */
+  private bootFailure(l: Live, reason: string): StepFailed {
+    let tail: string[] = []
+    try {
+      tail = tailEntries(this.dirsOf(l.app, l.inst).log, l.app, 'console', BOOT_LOG_LINES).map((e) => e.line)
+    } catch {
+      // No log (run_erl never started): the reason alone.
+    }
+    const log = tail.length ? `\n\nlast ${tail.length} lines of the node's console log:\n${tail.join('\n')}` : ''
+    return new StepFailed('NODE_EXITED', reason, `${reason}${log}`)
+  }
+
   private async verifyInstance(l: Live, settings: AppSettings, signal?: AbortSignal): Promise<string> {
     const app = l.app
     const map = l.role === 'live' ? this.live : this.standby
@@ -474,7 +494,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const pid = this.commandFor(app, l.release, settings, 'pid')
     let answered = false
     while (!answered) {
-      if (died()) throw problem('NODE_EXITED', `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
+      if (died()) throw this.bootFailure(l, `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
       if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
       aborted()
       const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal, l.inst)
@@ -486,7 +506,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (healthUrl) {
       let last = ''
       for (;;) {
-        if (died()) throw problem('NODE_EXITED', `the node exited before ${healthUrl} answered (${await l.exited})`)
+        if (died()) throw this.bootFailure(l, `the node exited before ${healthUrl} answered (${await l.exited})`)
         if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
         aborted()
         try {
@@ -503,11 +523,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     const stableUntil = Date.now() + settings.stableWindowMs
     while (Date.now() < stableUntil) {
-      if (died()) throw problem('NODE_EXITED', `the node exited during the stable window (${await l.exited})`)
+      if (died()) throw this.bootFailure(l, `the node exited during the stable window (${await l.exited})`)
       aborted()
       await sleep(Math.min(100, Math.max(0, stableUntil - Date.now())))
     }
-    if (died()) throw problem('NODE_EXITED', `the node exited during the stable window (${await l.exited})`)
+    if (died()) throw this.bootFailure(l, `the node exited during the stable window (${await l.exited})`)
     l.state = 'running'
     notes.push(`stayed up for the stable window (${settings.stableWindowMs} ms)`)
     return notes.join('\n')
