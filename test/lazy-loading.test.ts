@@ -81,9 +81,12 @@ test('a module that fails to load answers MODULE_LOAD_FAILED as a problem, and t
   const dataDir = tempDir()
   const services = await createServices(loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0' }), pino({ level: 'silent' }))
   let fail = true
+  const missing = (pkg: string) => Promise.reject(Object.assign(new Error(`Cannot find package ${pkg}`), { code: 'ERR_MODULE_NOT_FOUND' }))
   const app = await buildApp(services, {}, {
-    docs: () => (fail ? Promise.reject(Object.assign(new Error('Cannot find package @fastify/swagger-ui'), { code: 'ERR_MODULE_NOT_FOUND' })) : LOADERS.docs()),
+    docs: () => (fail ? missing('@fastify/swagger-ui') : LOADERS.docs()),
+    promClient: () => (fail ? missing('prom-client') : LOADERS.promClient()),
   })
+  const auth = { authorization: `Bearer ${services.tokens.create({ name: 'm', scopes: ['read'], apps: null }).token}` }
   try {
     const broken = await app.inject({ method: 'GET', url: '/docs' })
     assert.equal(broken.statusCode, 500)
@@ -92,7 +95,18 @@ test('a module that fails to load answers MODULE_LOAD_FAILED as a problem, and t
     assert.equal(body.code, 'MODULE_LOAD_FAILED')
     assert.match(body.detail, /could not load its code for \/docs \(ERR_MODULE_NOT_FOUND\).*reinstall it/)
     assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'berth still serves the rest')
+    // An event while prom-client is missing is kept, and counted once it loads.
+    services.events.record({ app: 'hello', actor: 't', action: 'node.restart', outcome: 'ok' })
+    const noMetrics = await app.inject({ method: 'GET', url: '/metrics', headers: auth })
+    assert.equal(noMetrics.statusCode, 500)
+    assert.equal(noMetrics.json().code, 'MODULE_LOAD_FAILED')
+    assert.match(noMetrics.json().detail, /for \/metrics \(ERR_MODULE_NOT_FOUND\)/)
     fail = false
+    const metrics = await app.inject({ method: 'GET', url: '/metrics', headers: auth })
+    assert.equal(metrics.statusCode, 200, metrics.body)
+    assert.match(metrics.headers['content-type'] as string, /^text\/plain/)
+    assert.match(metrics.body, /^berth_node_restarts_total\{app="hello"\} 1$/m)
+    assert.match(metrics.body, /^berth_process_cpu_seconds_total /m)
     const fixed = await app.inject({ method: 'GET', url: '/docs' })
     assert.equal(fixed.statusCode, 200)
     assert.match(fixed.body, /berth API reference/)

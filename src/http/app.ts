@@ -32,6 +32,7 @@ declare module 'fastify' {
 /** What routes load on first use; a test passes its own to see a failing load answered as a problem. */
 export const LOADERS: Loaders = {
   docs: () => import('./docs.js'),
+  promClient: () => import('prom-client'),
 }
 
 export async function buildApp(services: Services, options: FastifyServerOptions = {}, loaders: Loaders = LOADERS): Promise<FastifyInstance> {
@@ -108,7 +109,7 @@ function loadOnce(loaders: Loaders, log: Services['log']): Loaders {
         throw problem('MODULE_LOAD_FAILED', `berth could not load its code for ${what} (${(err as NodeJS.ErrnoException)?.code ?? 'error'}); its installation is incomplete or damaged: reinstall it (npm ci && npm run build) and restart berth.`, {}, err)
       }))
   }
-  return { docs: wrap('/docs', loaders.docs) }
+  return { docs: wrap('/docs', loaders.docs), promClient: wrap('/metrics', loaders.promClient) }
 }
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])

@@ -38,6 +38,8 @@ export interface RouteExtra {
 /** Modules a route needs only on its first request, loaded then (app.ts); a failure is a MODULE_LOAD_FAILED problem. */
 export interface Loaders {
   docs(): Promise<typeof import('./docs.js')>
+  /** Loaded right after berth listens (routes/meta.ts), or by the first /metrics if that comes first. */
+  promClient(): Promise<typeof import('prom-client')>
 }
 
 export interface RouteContext {

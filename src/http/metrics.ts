@@ -2,20 +2,63 @@
 // gauges read at scrape time: deployments by outcome and duration, step durations, node restarts, app state,
 // console sessions, upload bytes and failures, and the process metrics of prom-client. A token limited to
 // some apps gets only those apps' series and the agent's own process metrics, none summed over every app.
+// prom-client is loaded after berth listens (it is a tenth of a start); events until then wait in a queue.
 
-import client from 'prom-client'
+import type * as PromTypes from 'prom-client'
 import type { Services } from '../services.js'
+import type { RecordedEvent } from '../store/events.js'
 
 export interface Metrics {
-  contentType: string
-  /** The exposition text; `apps` (null: every app) keeps only series labelled with those apps. */
-  render(apps: readonly string[] | null): Promise<string>
+  /** The exposition text and its content type; `apps` (null: every app) keeps only series labelled with those apps. */
+  render(apps: readonly string[] | null): Promise<{ contentType: string; text: string }>
+  /** Loads prom-client now (berth calls it once listening); render() also does, if it comes first. */
+  load(): Promise<void>
 }
+
+/** prom-client's module namespace, as the loader brings it. */
+type Client = typeof import('prom-client')
+
+/** Events counted before prom-client is in; far more than the moments between listening and loading bring. */
+const QUEUE_MAX = 10_000
 
 /** Series summed over every app, which a token limited to some apps may not see either. */
 const ACROSS_APPS = new Set(['berth_deployment_step_duration_seconds', 'berth_uploads_in_flight'])
 
-export function createMetrics(services: Services): Metrics {
+/**
+ * The metrics, subscribed to the audit events from the start. `loadClient` brings prom-client (a failure is
+ * the caller's problem to answer; the next render tries again, and the queued events are kept until then).
+ */
+export function createMetrics(services: Services, loadClient: () => Promise<Client>): Metrics {
+  let live: { registry: PromTypes.Registry; count(e: RecordedEvent): void } | null = null
+  let queue: RecordedEvent[] = []
+  services.events.subscribe((e) => {
+    if (live) return live.count(e)
+    if (queue.length < QUEUE_MAX) queue.push(e)
+  })
+  let loading: Promise<void> | null = null
+  const load = () =>
+    (loading ??= loadClient().then(
+      (client) => {
+        live = build(client, services)
+        for (const e of queue) live.count(e)
+        queue = []
+      },
+      (err: unknown) => {
+        loading = null
+        throw err
+      },
+    ))
+  return {
+    load,
+    async render(apps) {
+      await load()
+      const text = await live!.registry.metrics()
+      return { contentType: live!.registry.contentType, text: apps === null ? text : onlyApps(text, apps) }
+    },
+  }
+}
+
+function build(client: Client, services: Services): { registry: PromTypes.Registry; count(e: RecordedEvent): void } {
   const registry = new client.Registry()
   client.collectDefaultMetrics({ register: registry, prefix: 'berth_' })
   const deployments = new client.Counter({ name: 'berth_deployments_total', help: 'Deployments, rollbacks and operations by outcome', labelNames: ['app', 'kind', 'outcome'], registers: [registry] })
@@ -26,7 +69,7 @@ export function createMetrics(services: Services): Metrics {
   const uploadBytes = new client.Counter({ name: 'berth_upload_bytes_total', help: 'Bytes of accepted uploads', labelNames: ['app'], registers: [registry] })
   const uploads = new client.Counter({ name: 'berth_uploads_total', help: 'Uploads by outcome (the code for refusals)', labelNames: ['app', 'outcome'], registers: [registry] })
 
-  services.events.subscribe((e) => {
+  const count = (e: RecordedEvent) => {
     const d = e.detail ?? {}
     switch (e.action) {
       case 'deploy':
@@ -49,7 +92,7 @@ export function createMetrics(services: Services): Metrics {
         if (e.outcome === 'ok' && typeof d.size === 'number') uploadBytes.inc({ app: e.app }, d.size)
         break
     }
-  })
+  }
 
   const states = ['stopped', 'starting', 'running', 'stopping', 'crashed', 'backoff', 'errored'] as const
   new client.Gauge({
@@ -83,13 +126,7 @@ export function createMetrics(services: Services): Metrics {
       this.set(services.intake.inFlight)
     },
   })
-  return {
-    contentType: registry.contentType,
-    async render(apps) {
-      const text = await registry.metrics()
-      return apps === null ? text : onlyApps(text, apps)
-    },
-  }
+  return { registry, count }
 }
 
 /** Drops the families in ACROSS_APPS and every sample labelled with an app outside `apps`. */

@@ -33,8 +33,17 @@ export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src '
 
 export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services, api } = ctx
-  const metrics = createMetrics(services)
-  ctx.route(app, 'getMetrics', async (request, reply) => reply.type(metrics.contentType).send(await metrics.render(request.token!.apps)))
+  const metrics = createMetrics(services, ctx.load.promClient)
+  // Not before listening: start-to-listening does not pay for it. A failure here is logged by the loader,
+  // and the next /metrics tries again and answers the problem.
+  app.addHook('onListen', (done) => {
+    setImmediate(() => void metrics.load().catch(() => {}))
+    done()
+  })
+  ctx.route(app, 'getMetrics', async (request, reply) => {
+    const { contentType, text } = await metrics.render(request.token!.apps)
+    return reply.type(contentType).send(text)
+  })
 
   // The API reference: swagger-ui in an instance of its own, loaded on the first request for it (docs.ts).
   let docs: Promise<FastifyInstance> | null = null
