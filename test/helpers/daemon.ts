@@ -28,8 +28,35 @@ export interface TestDaemon {
   stop(): Promise<void>
 }
 
+/**
+ * Ports handed out to what a test starts later (epmd, the fixture app, haproxy) come from below the kernel's
+ * ephemeral range (ip_local_port_range starts at 32768): a port probed with listen(0) and released is back in
+ * the pool that every other test file's bind(0) and outgoing connections draw from, so a BEAM could find it
+ * taken by the time it listens. Each test process takes its own block, chosen by pid, and walks it in order.
+ */
+const PORT_BASE = 10_000
+const PORTS_PER_PROCESS = 100
+const PORT_BLOCKS = 220 // 10000..31999
+let nextPort = -1
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer()
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+  })
+}
+
 /** A free TCP port on loopback (for epmd and the fixture app's HTTP server). */
 export async function freePort(): Promise<number> {
+  const base = PORT_BASE + (process.pid % PORT_BLOCKS) * PORTS_PER_PROCESS
+  if (nextPort < 0) nextPort = base
+  for (let i = 0; i < PORTS_PER_PROCESS; i++) {
+    const port = nextPort
+    nextPort = base + ((nextPort - base + 1) % PORTS_PER_PROCESS)
+    if (await canListen(port)) return port
+  }
+  // The whole block is in use (another process has the same block): any port the kernel gives.
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.listen(0, '127.0.0.1', () => {
