@@ -11,6 +11,7 @@ import { freePort, processesUnder, startDaemon, type TestDaemon } from './helper
 import { fixture, REPO } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
+import { HAVE_CHROMIUM, launchChromium } from './helpers/browser.js'
 
 let d: TestDaemon
 let port: number
@@ -197,9 +198,8 @@ describe('recordings', () => {
 
 describe('web terminal', () => {
   test('in headless Chromium: a second Connect and switching remote ↔ attach each give a live terminal', async (t) => {
-    if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
-    const { chromium } = await import('playwright-core')
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    if (!HAVE_CHROMIUM) return t.skip('chromium not installed')
+    const browser = await launchChromium()
     try {
       const page = await browser.newPage({ viewport: { width: 1000, height: 600 } })
       const errors: string[] = []
@@ -235,9 +235,8 @@ describe('web terminal', () => {
   })
 
   test('in headless Chromium: authenticate, type 1+41, see 42 (screenshot kept)', async (t) => {
-    if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
-    const { chromium } = await import('playwright-core')
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    if (!HAVE_CHROMIUM) return t.skip('chromium not installed')
+    const browser = await launchChromium()
     try {
       const page = await browser.newPage({ viewport: { width: 1000, height: 600 } })
       const errors: string[] = []

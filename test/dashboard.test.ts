@@ -14,6 +14,7 @@ import { freePort, processesUnder, startDaemon, type TestDaemon } from './helper
 import { fixture, REPO } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
+import { HAVE_CHROMIUM, launchChromium } from './helpers/browser.js'
 
 let d: TestDaemon
 let port: number
@@ -23,7 +24,6 @@ let browser: Browser | null = null
 const json = { 'content-type': 'application/json' }
 const SECRET = 's3cret-value-never-shown'
 const ARTIFACTS = path.join(REPO, 'test', '.artifacts')
-const HAVE_CHROMIUM = fs.existsSync('/usr/bin/chromium')
 
 before(async () => {
   d = await startDaemon({ BERTH_MAX_SESSIONS_PER_APP: '20' })
@@ -40,8 +40,7 @@ before(async () => {
   await call(`${d.url}/v1/apps/other/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
   fs.mkdirSync(ARTIFACTS, { recursive: true })
   if (HAVE_CHROMIUM) {
-    const { chromium } = await import('playwright-core')
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    browser = await launchChromium()
   }
 })
 

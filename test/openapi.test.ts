@@ -9,6 +9,7 @@ import { catalogue } from '../src/errors.js'
 import { startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { call } from './helpers/http.js'
 import { REPO } from './helpers/fixtures.js'
+import { HAVE_CHROMIUM, launchChromium } from './helpers/browser.js'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import YAML from 'yaml'
@@ -71,9 +72,8 @@ test('GET / is the dashboard for browsers and points at the reference and the AP
 })
 
 test('/docs renders the document in headless Chromium without errors or external requests', async (t) => {
-  if (!fs.existsSync('/usr/bin/chromium')) return t.skip('chromium not installed')
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+  if (!HAVE_CHROMIUM) return t.skip('chromium not installed')
+  const browser = await launchChromium()
   try {
     const page = await browser.newPage()
     const errors: string[] = []
