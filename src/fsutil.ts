@@ -38,9 +38,14 @@ async function makeWritable(dir: string): Promise<void> {
   for (const name of await fs.readdir(dir)) await makeWritable(path.join(dir, name))
 }
 
+/** A new hidden name next to `file`, on its filesystem, so that a rename onto `file` is atomic. */
+function tempBeside(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+}
+
 /** Replaces `file` through a synced temporary file and a rename, so a crash leaves the old or the new file. */
 export async function replaceFile(file: string, data: string, mode: number): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  const tmp = tempBeside(file)
   const fh = await fs.open(tmp, 'wx', mode)
   try {
     await fh.writeFile(data)
@@ -62,7 +67,7 @@ export async function replaceFile(file: string, data: string, mode: number): Pro
  * inside synchronous bookkeeping): the same synced temporary file, rename and directory fsync.
  */
 export function replaceFileSync(file: string, data: string, mode: number): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  const tmp = tempBeside(file)
   const fd = fsSync.openSync(tmp, 'wx', mode)
   try {
     fsSync.writeFileSync(fd, data)

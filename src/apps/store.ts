@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Paths, Slot } from '../paths.js'
-import { RowCache, type Database } from '../store/db.js'
+import { deepFreeze, RowCache, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { validateEnv, validateEnvChange } from './env.js'
 import { writeSettingsFile } from './settings-file.js'
@@ -38,15 +38,6 @@ export interface StandbyRecord {
   drainUntil: string | null
 }
 
-/** Freezes an object and the objects and arrays inside it. */
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    for (const x of Object.values(v)) deepFreeze(x)
-    Object.freeze(v)
-  }
-  return v
-}
-
 export class AppStore {
   /** Per app, the last write of its settings.json: writes run one after another, each with the latest row. */
   private readonly fileWrites = new Map<string, Promise<string | null>>()
@@ -69,10 +60,7 @@ export class AppStore {
 
   /** The app's settings over the defaults; frozen (shared between callers). */
   settings(app: string): AppSettings {
-    return this.settingsOf.get(app, () => {
-      const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string } | undefined
-      return deepFreeze(mergeSettings(DEFAULT_SETTINGS, row ? (JSON.parse(row.settings) as Record<string, unknown>) : {}))
-    })
+    return this.settingsOf.get(app, () => deepFreeze(mergeSettings(DEFAULT_SETTINGS, this.storedSettings(app) ?? {})))
   }
 
   /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
@@ -180,7 +168,7 @@ export class AppStore {
   private readNode(app: string): Readonly<NodeRecord> | null {
     const r = this.db.prepare('SELECT * FROM nodes WHERE app = ?').get(app) as Record<string, unknown> | undefined
     if (!r) return null
-    return Object.freeze({
+    return deepFreeze({
       app: r.app as string,
       releaseId: r.release_id as string,
       pid: r.pid as number | null,

@@ -3,7 +3,7 @@
 
 import crypto from 'node:crypto'
 import type { Database } from '../store/db.js'
-import { now, RowCache } from '../store/db.js'
+import { deepFreeze, now, RowCache } from '../store/db.js'
 import { problem, type BerthError } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 
@@ -204,10 +204,8 @@ export class TokenStore {
       this.rows.get(id, () => {
         const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined
         if (!row) return null
-        const info = toInfo(row)
-        Object.freeze(info.scopes)
-        if (info.apps) Object.freeze(info.apps)
-        return { row, info: Object.freeze(info), expiresAtMs: info.expiresAt === null ? Infinity : Date.parse(info.expiresAt) }
+        const info = deepFreeze(toInfo(row))
+        return { row, info, expiresAtMs: info.expiresAt === null ? Infinity : Date.parse(info.expiresAt) }
       }) ?? undefined
     )
   }

@@ -347,12 +347,7 @@ export class SafeUnpacker {
     if (this.failure) return
     const fd = fsSync.openSync(target, CREATE, mode)
     try {
-      let buffers = chunks
-      while (buffers.length > 0) {
-        let n = fsSync.writevSync(fd, buffers)
-        while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length
-        if (n > 0) buffers[0] = buffers[0]!.subarray(n)
-      }
+      while (chunks.length > 0) dropWritten(chunks, fsSync.writevSync(fd, chunks))
     } finally {
       fsSync.closeSync(fd)
     }
@@ -439,11 +434,13 @@ export class SafeUnpacker {
 
 /** Writes every byte of `buffers` at the file's position: writev may write less than asked. */
 async function writeAll(fh: fs.FileHandle, buffers: Buffer[]): Promise<void> {
-  while (buffers.length > 0) {
-    let { bytesWritten: n } = await fh.writev(buffers)
-    while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length
-    if (n > 0) buffers[0] = buffers[0]!.subarray(n)
-  }
+  while (buffers.length > 0) dropWritten(buffers, (await fh.writev(buffers)).bytesWritten)
+}
+
+/** Removes the first `n` bytes a writev took from `buffers`, so that the next one writes the rest. */
+function dropWritten(buffers: Buffer[], n: number): void {
+  while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length
+  if (n > 0) buffers[0] = buffers[0]!.subarray(n)
 }
 
 function tarError(err: Error & { code?: string; tarCode?: string }): Error {

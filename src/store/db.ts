@@ -116,6 +116,18 @@ export function generation(db: Database): number | null {
   return c.generation
 }
 
+/**
+ * Freezes a value and the objects and arrays inside it: what a RowCache holds is shared by every caller, and
+ * a caller that changed it would change the next one's answer.
+ */
+export function deepFreeze<T>(v: T): Readonly<T> {
+  if (v && typeof v === 'object' && !Object.isFrozen(v) && !ArrayBuffer.isView(v)) {
+    for (const x of Object.values(v)) deepFreeze(x)
+    Object.freeze(v)
+  }
+  return v
+}
+
 /** A value per key, kept while generation(db) stays the same. */
 export class RowCache<K, V> {
   private readonly values = new Map<K, V>()

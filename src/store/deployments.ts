@@ -3,7 +3,7 @@
 
 import { problem } from '../errors.js'
 import type { Database } from './db.js'
-import { now, RowCache } from './db.js'
+import { deepFreeze, now, RowCache } from './db.js'
 
 /** A deploy's steps in order. */
 export const STEPS = ['migrating', 'switching', 'starting', 'verifying'] as const
@@ -84,13 +84,6 @@ function toDeployment(r: Row): Deployment {
   }
 }
 
-function deepFreeze<T>(d: T & { steps: Step[]; warnings: string[] }): Readonly<T> {
-  for (const s of d.steps) Object.freeze(s)
-  Object.freeze(d.steps)
-  Object.freeze(d.warnings)
-  return Object.freeze(d)
-}
-
 export class DeploymentStore {
   /**
    * lastRelease per app, frozen: status polls ask it many times a second and deployments change a few times
@@ -166,11 +159,9 @@ export class DeploymentStore {
   /** Newest first; frozen (shared between callers). */
   list(app: string, limit = 50, rollout?: string): readonly Readonly<Deployment>[] {
     if (rollout !== undefined) {
-      return (this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))
+      return deepFreeze((this.db.prepare('SELECT * FROM deployments WHERE app = ? AND rollout = ? ORDER BY seq DESC LIMIT ?').all(app, rollout, limit) as Row[]).map(toDeployment))
     }
-    return this.listOf.get(`${app}\0${limit}`, () =>
-      Object.freeze((this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map((r) => deepFreeze(toDeployment(r)))),
-    )
+    return this.listOf.get(`${app}\0${limit}`, () => deepFreeze((this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY seq DESC LIMIT ?').all(app, limit) as Row[]).map(toDeployment)))
   }
 
   /**

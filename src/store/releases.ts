@@ -2,7 +2,7 @@
 // complete, synced and read-only, so anything listed here is deployable.
 
 import type { Database } from './db.js'
-import { now, RowCache } from './db.js'
+import { deepFreeze, now, RowCache } from './db.js'
 
 /** What built a release (see releases/kinds.ts); null for a row from before berth recorded it. */
 export type ReleaseKind = 'mix' | 'relx' | 'distillery' | 'unknown'
@@ -73,12 +73,12 @@ export class ReleaseStore {
   /** Every app with its number of releases, by name; frozen (shared between callers). */
   apps(): readonly Readonly<{ name: string; createdAt: string; releases: number }>[] {
     return this.appsList.get('', () =>
-      Object.freeze(
+      deepFreeze(
         (
           this.db
             .prepare('SELECT a.name, a.created_at, (SELECT count(*) FROM releases r WHERE r.app = a.name) AS releases FROM apps a ORDER BY a.name')
             .all() as { name: string; created_at: string; releases: number }[]
-        ).map((r) => Object.freeze({ name: r.name, createdAt: r.created_at, releases: r.releases })),
+        ).map((r) => ({ name: r.name, createdAt: r.created_at, releases: r.releases })),
       ),
     )
   }
@@ -113,7 +113,7 @@ export class ReleaseStore {
   /** Newest first. */
   /** Newest first; frozen (shared between callers). */
   list(app: string): readonly Readonly<Release>[] {
-    return this.listOf.get(app, () => Object.freeze((this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map((r) => Object.freeze(toRelease(r)))))
+    return this.listOf.get(app, () => deepFreeze((this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map(toRelease)))
   }
 
   ids(app: string): Set<string> {
