@@ -13,6 +13,7 @@ import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from '
 import { fixture, type FixtureName } from './helpers/fixtures.js'
 import { call, upload, type Answer } from './helpers/http.js'
 import { until } from './helpers/wait.js'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 let d: TestDaemon
 const json = { 'content-type': 'application/json' }
@@ -80,6 +81,16 @@ async function terminal(app: string, kind: 'remote' | 'attach'): Promise<{ ws: W
   return { ws, out: () => Buffer.concat(chunks).toString(), send: (t) => ws.send(Buffer.from(t)), closed }
 }
 
+
+/** Where relx's script writes the vm.args and sys.config it fills in, for the relx release. */
+function relxOut(): string {
+  return path.join(d.dataDir, 'apps', 'relx_hello', 'shared', 'tmp', 'relx', apps.relx_hello!.release)
+}
+
+/** The directories of commands and shells running (or left behind) from the relx release. */
+function runDirs(): string[] {
+  return fs.readdirSync(relxOut()).filter((f) => f.startsWith('run-'))
+}
 
 async function node(app: string): Promise<{ state: string; pid: number | null }> {
   return (await call(`${d.url}/v1/apps/${app}`, { token: d.adminToken })).body.node
@@ -203,9 +214,38 @@ describe('a relx release', () => {
     assert.equal(await served('relx_hello'), 'relx_hello 0.3.0\n')
   })
 
+  test("no command rewrites the vm.args and sys.config a node boots from: 10 restarts with rpc alongside all verify", async () => {
+    // relx's script fills both files at every run of bin/APP, truncating them first; once they were shared,
+    // the `pid` that verification runs left a booting node half a sys.config now and then (exit code 1).
+    const nodeFiles = ['vm.args', 'sys.config'].map((f) => path.join(relxOut(), 'node', f))
+    const stamps = () => nodeFiles.map((f) => fs.statSync(f, { bigint: true }).mtimeNs)
+    const before = stamps()
+    for (let i = 0; i < 3; i++) assert.equal((await post('/v1/apps/relx_hello/rpc', { expr: 'ok.' })).body.code, 0)
+    assert.deepEqual(stamps(), before, "commands fill their own copies, never the running node's")
+    assert.deepEqual(runDirs(), [], "each command's copies are removed when it ends")
+    let rpcs = 0
+    for (let i = 0; i < 10; i++) {
+      let restarting = true
+      const hammer = (async () => {
+        while (restarting) {
+          if ((await post('/v1/apps/relx_hello/rpc', { expr: 'ok.' })).status === 200) rpcs++
+          else await sleep(20)
+        }
+      })()
+      const restart = await post('/v1/apps/relx_hello/restart?wait=true')
+      restarting = false
+      await hammer
+      assert.equal(restart.status, 200, `restart ${i + 1}: ${restart.text}`)
+    }
+    assert.ok(rpcs >= 10, `rpc ran alongside the restarts (${rpcs} times)`)
+    assert.equal((await node('relx_hello')).state, 'running')
+    assert.deepEqual(runDirs(), [])
+  })
+
   test('answers remote: an Erlang shell on the node evaluates', async () => {
     const c = await terminal('relx_hello', 'remote')
     await until('the prompt', () => /\(relx_hello@[^)]+\)\d+> /.test(c.out()))
+    assert.equal(runDirs().length, 1, 'the shell runs from a vm.args and sys.config of its own')
     c.send('6 * 7.\r')
     await until('42', () => /\b42\b/.test(c.out().split('6 * 7.')[1] ?? ''))
     c.send('node().\r')
@@ -213,6 +253,7 @@ describe('a relx release', () => {
     c.ws.close()
     await c.closed
     await until('remote shell gone', () => processesUnder(path.join(d.dataDir, 'apps', 'relx_hello', 'releases')).every((p) => !/remsh/.test(p.cmd)), 10_000)
+    await until("the shell's own vm.args and sys.config removed", () => runDirs().length === 0)
     assert.equal(await served('relx_hello'), 'relx_hello 0.3.0\n')
   })
 

@@ -152,12 +152,15 @@ export class SessionManager {
       const command = supervisor.commandFor(app, release, apps.settings(app), 'remote')
       const { entry, tee } = this.begin(app, 'remote', who, release, size, sink)
       let term: TerminalSession
+      const run = supervisor.commandEnv(app, release)
       try {
-        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: supervisor.nodeEnv(app, release), cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
+        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: run.env, cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
       } catch (err) {
+        run.dispose()
         await this.finish(entry, null, 'failed to start')
         throw err
       }
+      void entry.done.finally(run.dispose)
       entry.counters = () => term
       // Once its node is gone a remote shell only says "Shell process terminated": end it rather than leave
       // a hidden node running until the idle timeout.

@@ -120,21 +120,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /**
    * The environment a node and every command run for the app get: the app's env plus berth's own settings.
-   * With `release`, relx's start script writes the vm.args and sys.config it fills from vm.args.src and
-   * sys.config.src (at every run) into a directory of that release's own under shared/tmp, not into the
-   * read-only release; per release, because an old and a new release's commands run side by side.
+   * `relxOut` is where a relx start script writes the vm.args and sys.config it fills from vm.args.src and
+   * sys.config.src, instead of into the read-only release (see relxNodeDir and commandEnv).
    */
-  nodeEnv(app: string, release?: string, inst: InstanceSpec | null = this.liveInstance(app)): NodeJS.ProcessEnv {
+  nodeEnv(app: string, inst: InstanceSpec | null = this.liveInstance(app), relxOut?: string): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
     const env = this.deps.apps.env(app)
     const dirs = this.dirsOf(app, inst)
-    let relxOut: Record<string, string> = {}
-    if (release) {
-      const dir = path.join(paths.shared(app), 'tmp', 'relx', path.basename(this.releaseDir(app, release)))
-      fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
-      relxOut = { RELX_OUT_FILE_PATH: dir }
-    }
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
@@ -156,11 +149,40 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       RUN_ERL_LOG_ACTIVITY_MINUTES: '1',
       RUN_ERL_LOG_ALIVE_FORMAT: '%Y-%m-%dT%H:%M:%SZ',
       RUN_ERL_LOG_ALIVE_IN_UTC: '1',
-      ...relxOut,
+      ...(relxOut ? { RELX_OUT_FILE_PATH: relxOut } : {}),
       // Two instances of one app run side by side: each its own port and node name (Mix releases read
       // RELEASE_NODE; a relx release names its node in vm.args.src, e.g. -sname ${RELEASE_NODE}).
       ...(inst ? { PORT: String(inst.port), RELEASE_NODE: instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
     }
+  }
+
+  /**
+   * relx's start script fills vm.args and sys.config at every run of bin/APP, `pid` and `stop` included, by
+   * truncating and rewriting them in place: one shared pair let the `pid` that verification runs while the
+   * node boots leave the booting BEAM half a sys.config ("no ending <dot> found", the node exits with code 1).
+   * So a node reads a pair of its own, per release and instance, that no command writes.
+   */
+  private relxNodeDir(app: string, release: string, inst: InstanceSpec | null): string {
+    const dir = path.join(this.relxDir(app, release), inst ? `node-${inst.slot}` : 'node')
+    fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
+    return dir
+  }
+
+  /** Per release: everything of a release's here goes when the release is deleted (intake/cleanup.ts). */
+  private relxDir(app: string, release: string): string {
+    return path.join(this.deps.paths.shared(app), 'tmp', 'relx', path.basename(this.releaseDir(app, release)))
+  }
+
+  /**
+   * The environment for one run of bin/APP from `release` (a command, a remote shell): with a directory of
+   * its own for relx's filled-in files (see relxNodeDir), which `dispose` removes once the run has ended.
+   * One left by a berth that was killed meanwhile goes with its release.
+   */
+  commandEnv(app: string, release: string, inst: InstanceSpec | null = this.liveInstance(app)): { env: NodeJS.ProcessEnv; dispose(): void } {
+    const base = this.relxDir(app, release)
+    fs.mkdirSync(base, { recursive: true, mode: 0o750 })
+    const dir = fs.mkdtempSync(path.join(base, 'run-'))
+    return { env: this.nodeEnv(app, inst, dir), dispose: () => fs.rmSync(dir, { recursive: true, force: true }) }
   }
 
   /** The live instance's slot and port; null with the proxy off (or before a proxied instance ran). */
@@ -220,14 +242,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal, inst: InstanceSpec | null = this.liveInstance(app)): Promise<CommandResult> {
     this.ensureAppDirs(app, inst)
     const dir = this.releaseDir(app, release)
+    const run = this.commandEnv(app, release, inst)
     return runCommand(path.join(dir, 'bin', app), [command, ...args], {
       cwd: this.deps.paths.shared(app),
-      env: this.nodeEnv(app, release, inst),
+      env: run.env,
       timeoutMs,
       signal,
       dieWithBerth: true,
       recorder: { app, ledger: this.ledger },
-    })
+    }).finally(run.dispose)
   }
 
   status(app: string): NodeStatus {
@@ -327,7 +350,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
     const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, release, inst), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst)), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
