@@ -167,6 +167,24 @@ describe('auth and origin', () => {
     const reader = d.token('reader-rpc', ['read'])
     assert.equal((await call(`${d.url}/v1/apps/hello/rpc`, { method: 'POST', token: reader, headers: json, body: '{"expr":"1"}' })).status, 403)
   })
+  test("rpc reaches the node from its own release when current has moved on (a deploy between its switch and its restart)", async () => {
+    const up = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken })
+    assert.equal(up.status, 201, up.text)
+    const link = path.join(d.dataDir, 'apps', 'hello', 'current')
+    const was = fs.readlinkSync(link)
+    // What a deploy's switch step leaves until its restart: v2 is current, the v1 node (v1's cookie) runs.
+    fs.symlinkSync(`releases/${up.body.id}`, `${link}.t`)
+    fs.renameSync(`${link}.t`, link)
+    try {
+      const res = await call(`${d.url}/v1/apps/hello/rpc`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ expr: 'IO.puts(Application.spec(:hello, :vsn))' }) })
+      assert.equal(res.status, 200, res.text)
+      assert.equal(res.body.code, 0, res.body.output)
+      assert.equal(res.body.output.trim(), '0.1.0')
+    } finally {
+      fs.symlinkSync(was, `${link}.t`)
+      fs.renameSync(`${link}.t`, link)
+    }
+  })
 })
 
 describe('recordings', () => {

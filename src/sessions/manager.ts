@@ -469,11 +469,14 @@ export class SessionManager {
     const current = await currentReleaseId(paths, app)
     if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
     const settings = apps.settings(app)
-    const command = supervisor.commandFor(app, current, settings, 'rpc')
-    const r = await supervisor.command(app, current, command, [expr], timeoutMs)
+    // From the running node's release, like a console: `current` moves first in a deploy, and each build has
+    // its own cookie, so the new release's bin/APP cannot reach the old node until the restart.
+    const release = supervisor.status(app).release ?? current
+    const command = supervisor.commandFor(app, release, settings, 'rpc')
+    const r = await supervisor.command(app, release, command, [expr], timeoutMs)
     let error: string | null = null
     if (r.timedOut) error = `bin/${app} ${command} did not answer within ${timeoutMs} ms and was killed`
-    else if (r.code !== 0) error = `bin/${app} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, current, settings, 'rpc')}`
+    else if (r.code !== 0) error = `bin/${app} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, release, settings, 'rpc')}`
     else error = failedAnswer(r.output)
     const code = r.code === 0 && error ? 1 : r.code
     events?.record({ app, actor, action: 'rpc', outcome: error ? 'error' : 'ok', detail: { expr: expr.slice(0, 500), code, timedOut: r.timedOut } })
