@@ -182,7 +182,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const base = this.relxDir(app, release)
     fs.mkdirSync(base, { recursive: true, mode: 0o750 })
     const dir = fs.mkdtempSync(path.join(base, 'run-'))
-    return { env: this.nodeEnv(app, inst, dir), dispose: () => fs.rmSync(dir, { recursive: true, force: true }) }
+    const dispose = () => {
+      try {
+        fs.rmSync(dir, { recursive: true, force: true })
+      } catch (err) {
+        // Never fails the command (or, from a session's end, the daemon): what is left goes with the release.
+        this.deps.log.warn({ app, err, dir }, "could not remove a command's relx directory")
+      }
+    }
+    return { env: this.nodeEnv(app, inst, dir), dispose }
   }
 
   /** The live instance's slot and port; null with the proxy off (or before a proxied instance ran). */
