@@ -45,6 +45,10 @@ test('the config a restarted haproxy reads enables the live slot only, with forw
   assert.match(cfg, /X-Forwarded-Proto http/)
   assert.match(cfg, /^\s+timeout tunnel 24h$/m)
   assert.match(cfg, /stats socket \/data\/apps\/x\/proxy\/admin\.sock mode 600 level admin/)
+  assert.doesNotMatch(cfg, /hard-stop-after/)
+  // Once told to stop listening (moved to a new address), it stays at most the drain time.
+  assert.match(renderConfig({ listen: '0.0.0.0:80', socket: '/s', live: null, hardStopAfterMs: 30_000 }), /^\s+hard-stop-after 30000ms$/m)
+  assert.match(renderConfig({ listen: '0.0.0.0:80', socket: '/s', live: null, hardStopAfterMs: 0 }), /^\s+hard-stop-after 1ms$/m)
   // Before the first verified instance nothing takes traffic.
   const none = renderConfig({ listen: '127.0.0.1:4000', socket: '/s', live: null })
   assert.equal(none.match(/ disabled$/gm)?.length, 2)

@@ -4,9 +4,12 @@
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { after, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
 import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
@@ -250,4 +253,79 @@ test('berth killed inside each step of a deploy behind the proxy: one live insta
   assert.deepEqual(sequence(client.samples), ['hello 0.1.0', 'hello 0.2.0'])
   await daemon!.stop('SIGKILL')
   daemon = null
+})
+
+test('a new listen address: a new haproxy first, the old one finishes the requests it carries; one that cannot bind leaves the old serving', { timeout: 180_000 }, async () => {
+  freshDataDir()
+  const epmd = String(await freePort())
+  const p1 = await freePort()
+  const p2 = await freePort()
+  await start(epmd)
+  const ids: Record<string, string> = {}
+  for (const name of ['v1', 'v2'] as const) ids[name] = (await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })).body.id
+  const listenOn = async (port: number) => assert.equal((await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 500, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${port}`, drainTimeoutMs: 5000 } })).status, 200)
+  const deploy = (release: string) => api('POST', '/v1/apps/hello/deployments?wait=true', { release })
+  const served = async (port: number) => (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) })).text()
+  const haproxies = () => processesUnder(dataDir).filter((p) => /haproxy/.test(p.cmd))
+  const sockets = () => fs.readdirSync(path.join(dataDir, 'apps/hello/proxy')).filter((f) => f.endsWith('.sock'))
+  await listenOn(p1)
+  assert.equal((await deploy(ids.v1!)).body.state, 'succeeded')
+  assert.equal(haproxies().length, 1)
+
+  // The new address is taken: the new haproxy cannot start, the old one serves throughout and stays berth's.
+  const squatter = net.createServer().listen(p2, '127.0.0.1')
+  await once(squatter, 'listening')
+  try {
+    await listenOn(p2)
+    const refused = await deploy(ids.v2!)
+    assert.equal(refused.body.deployment?.state, 'rolled_back', refused.text)
+    assert.equal(refused.body.deployment.reasonCode, 'PROXY_START_FAILED')
+    assert.match(refused.body.deployment.reason, new RegExp(`did not start on 127\\.0\\.0\\.1:${p2}.*rolled back to ${ids.v1}, which served throughout`, 's'))
+    assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v1)
+    assert.equal(await served(p1), 'hello 0.1.0\n')
+    assert.equal(haproxies().length, 1, 'the haproxy that could not bind is gone')
+  } finally {
+    squatter.close()
+  }
+  // Still reachable on its own socket: a deploy on the old address switches it.
+  await listenOn(p1)
+  assert.equal((await deploy(ids.v2!)).body.state, 'succeeded')
+  assert.equal(await served(p1), 'hello 0.2.0\n')
+  assert.equal(sockets().length, 1)
+
+  // Moved while slow requests are in flight: none is cut; the old address then refuses, the new one serves.
+  await listenOn(p2)
+  const results: { start: number; end: number; outcome: string }[] = []
+  let going = true
+  const slow = (async () => {
+    const inFlight: Promise<void>[] = []
+    while (going) {
+      const startAt = Date.now()
+      inFlight.push(
+        fetch(`http://127.0.0.1:${p1}/slow`, { signal: AbortSignal.timeout(10_000) }).then(
+          async (res) => void results.push({ start: startAt, end: Date.now(), outcome: `${res.status} ${await res.text()}` }),
+          (err) => void results.push({ start: startAt, end: Date.now(), outcome: (err as { cause?: { code?: string } }).cause?.code ?? String(err) }),
+        ),
+      )
+      await sleep(150)
+    }
+    await Promise.all(inFlight)
+  })()
+  const moved = await deploy(ids.v1!)
+  going = false
+  await slow
+  assert.equal(moved.body.state, 'succeeded', moved.text)
+  assert.equal(await served(p2), 'hello 0.1.0\n')
+  const cut = results.filter((r) => !r.outcome.startsWith('200 ') && r.outcome !== 'ECONNREFUSED')
+  assert.deepEqual(cut, [], 'no request in flight on the old address was cut')
+  const events = (await api('GET', '/v1/apps/hello/events')).body.events as { action: string; at: string }[]
+  const retired = events.find((e) => e.action === 'proxy.retire')
+  assert.ok(retired, 'the move is in the audit trail')
+  const retiredAt = Date.parse(retired.at)
+  const across = results.filter((r) => r.start < retiredAt && r.end > retiredAt)
+  assert.ok(across.length > 0, `requests spanned the move (${JSON.stringify(results.map((r) => [r.start - retiredAt, r.end - retiredAt, r.outcome]))})`)
+  assert.ok(across.every((r) => r.outcome === '200 slow 0.2.0\n'), 'answered by the old instance, through the old proxy')
+  await until('the old haproxy to exit once its connections are done', () => haproxies().length === 1, 10_000)
+  await until("the old proxy's socket to go", () => sockets().length === 1, 5000)
+  await assert.rejects(fetch(`http://127.0.0.1:${p1}/`, { signal: AbortSignal.timeout(2000) }), 'the old address is closed')
 })

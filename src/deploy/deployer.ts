@@ -317,7 +317,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       })
       await this.step(d, 'verifying', signal, () => this.verify(d.app, settings, signal))
       await this.step(d, 'routing', signal, async () => {
-        await proxy.ensure(d.app, settings.proxy.listen, inst)
+        await proxy.ensure(d.app, settings.proxy, inst)
         return `${settings.proxy.listen} -> slot ${inst.slot} (127.0.0.1:${inst.port})`
       })
       d.state = 'succeeded'
@@ -334,7 +334,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     await this.step(d, 'verifying', signal, () => instances.verifyStandby(d.app, settings, signal))
     const drainUntil = Date.now() + settings.proxy.drainTimeoutMs
     await this.step(d, 'routing', signal, async () => {
-      await proxy.ensure(d.app, settings.proxy.listen, live)
+      await proxy.ensure(d.app, settings.proxy, live)
       await proxy.switchTo(d.app, inst)
       instances.promote(d.app, Date.now() + settings.proxy.drainTimeoutMs)
       this.sideBySide.delete(d.id)
@@ -422,7 +422,10 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         await instances.stopStandby(d.app, settings, 'stopped after it failed verification')
         if (d.previous) await switchCurrent(this.deps.paths, d.app, d.previous)
         const live = instances.liveInstance(d.app)
-        if (live) await this.deps.proxy!.ensure(d.app, settings.proxy.listen, live)
+        // Where the proxy runs now: putting things back includes the listener, and a new address may be the
+        // very reason this failed (taken).
+        const listen = this.deps.proxy!.status(d.app)?.listen ?? settings.proxy.listen
+        if (live) await this.deps.proxy!.ensure(d.app, { ...settings.proxy, listen }, live)
         return `${d.previous ? `current -> releases/${d.previous}\n` : ''}stopped the new instance; the live instance${live ? ` in slot ${live.slot}` : ''} served throughout`
       })
       d.state = d.previous ? 'rolled_back' : 'failed'
@@ -559,7 +562,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       try {
         const other = instances.standbyOf(name)
         const live = supervisor.isUp(name) ? instances.liveInstance(name) : null
-        if (settings.proxy && (live || proxy.status(name))) await proxy.ensure(name, settings.proxy.listen, live)
+        if (settings.proxy && (live || proxy.status(name))) await proxy.ensure(name, settings.proxy, live)
         if (other?.role === 'draining' && live && proxy.isRunning(name)) {
           // The old instance of a finished switch keeps its connections for the rest of its drain, as if
           // berth had not restarted; a deployment that starts meanwhile stops it first.

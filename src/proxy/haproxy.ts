@@ -18,6 +18,8 @@ export interface ConfigInput {
   socket: string
   /** The live instance, or null before the first one has passed verification. */
   live: SlotTarget | null
+  /** Once told to stop listening (SIGUSR1, when berth moves the proxy to a new address), the longest it stays. */
+  hardStopAfterMs?: number
 }
 
 /**
@@ -36,6 +38,7 @@ export function renderConfig(c: ConfigInput): string {
     'global',
     `  stats socket ${c.socket} mode 600 level admin`,
     '  stats timeout 10s',
+    ...(c.hardStopAfterMs === undefined ? [] : [`  hard-stop-after ${Math.max(1, c.hardStopAfterMs)}ms`]),
     // One thread: on a small host it shares the cores with the BEAM; a second thread mostly adds contention.
     '  nbthread 1',
     '  log stdout format raw local0 info',

@@ -1,8 +1,10 @@
 // The per-app proxy process: one haproxy per app with the proxy setting, started detached (its own session,
 // so berth's SIGTERM or kill -9 never reaches it), re-adopted at berth's start from its pid record, restarted
-// when it dies, and switched between instance slots through its runtime socket, without a reload.
+// when it dies, and switched between instance slots through its runtime socket, without a reload. A new
+// listen address gets a new haproxy beside the old one, which finishes its connections and exits.
 
 import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -35,6 +37,23 @@ interface ProxyRecord {
   startedAt: string
   restarts: number
   lastExit: string | null
+  /** This process's runtime socket; absent in records of a proxy started before each had its own. */
+  socket?: string
+  /** How long it lets connections finish once told to stop listening (haproxy's hard-stop-after). */
+  drainMs?: number
+}
+
+/** What ensure needs of the app's proxy setting. */
+export interface ProxyTarget {
+  listen: string
+  drainTimeoutMs: number
+}
+
+/** A proxy replaced by one on a new address, finishing the connections it has: it exits by itself. */
+interface Retiring {
+  r: ProxyRecord
+  /** Past this, berth ends it (haproxy's own hard-stop-after should have done so already). */
+  untilMs: number
 }
 
 export interface ProxyStatus {
@@ -65,10 +84,14 @@ export interface ProxyView extends ProxyStatus {
 
 const RUNTIME_TIMEOUT_MS = 2000
 const START_TIMEOUT_MS = 5000
+/** Records written before drainMs was kept: the setting's default. */
+const DEFAULT_DRAIN_MS = 30_000
+const LEGACY_SOCKET = 'admin.sock'
 
 export class ProxyManager {
   private readonly procs = new Map<string, ProxyRecord>()
   private readonly restarting = new Set<string>()
+  private readonly retiring = new Map<string, Retiring>()
   /** Apps found to have no state.json: status runs on every GET of an app, and only this class writes the file. */
   private readonly noRecord = new Set<string>()
   private timer: NodeJS.Timeout | null = null
@@ -79,9 +102,13 @@ export class ProxyManager {
     return this.deps.paths.proxy(app)
   }
 
-  /** The runtime socket; relative to the proxy directory would be shorter, but haproxy resolves it from its cwd. */
-  socket(app: string): string {
-    return path.join(this.dir(app), 'admin.sock')
+  /**
+   * A proxy's runtime socket. Each haproxy gets a path of its own: one that replaced another's would leave that
+   * one unreachable, and a new one that fails to start would have taken the old one's with it. Absolute,
+   * because haproxy resolves it from its cwd.
+   */
+  private socketOf(app: string, r: ProxyRecord): string {
+    return path.join(this.dir(app), path.basename(r.socket ?? LEGACY_SOCKET))
   }
 
   private logFile(app: string): string {
@@ -106,19 +133,51 @@ export class ProxyManager {
   }
 
   /**
-   * Makes the app's proxy run on `listen` and send new connections to `live`: adopts or starts haproxy, and
-   * applies `live` through the runtime socket when it already ran. A changed listen address restarts it.
+   * Makes the app's proxy run on `target.listen` and send new connections to `live`: adopts or starts haproxy,
+   * and applies `live` through the runtime socket when it already ran. For a changed listen address a new
+   * haproxy starts first; only once it answers does the old one stop listening, and it keeps the connections
+   * it has until they finish or the drain time is over (requests in flight are not cut). If the new one
+   * cannot start (the address is taken), the old one goes on serving as before and the error is the answer.
    */
-  async ensure(app: string, listen: string, live: SlotTarget | null): Promise<void> {
+  async ensure(app: string, target: ProxyTarget, live: SlotTarget | null): Promise<void> {
     let r = this.procs.get(app) ?? this.adoptOne(app)
-    if (r && (!isSameProcess(r.pid, r.startTicks) || r.listen !== listen)) {
-      if (isSameProcess(r.pid, r.startTicks)) await this.kill(app, r)
-      r = await this.start(app, listen, live, r)
+    const drainMs = target.drainTimeoutMs
+    if (r && isSameProcess(r.pid, r.startTicks) && r.listen !== target.listen) {
+      const old = r
+      r = await this.start(app, target.listen, live ?? old.live, { ...old, drainMs })
+      this.retire(app, old, drainMs)
+    } else if (r && !isSameProcess(r.pid, r.startTicks)) {
+      r = await this.start(app, target.listen, live, { ...r, drainMs })
     } else if (!r) {
-      r = await this.start(app, listen, live, null)
+      r = await this.start(app, target.listen, live, { drainMs })
+    } else if (r.drainMs !== drainMs) {
+      // Applies at its next start (the config is what a restarted haproxy reads); a running one keeps its own.
+      r.drainMs = drainMs
+      this.writeRecord(app, r)
     }
     if (live) await this.switchTo(app, live)
     this.watch()
+  }
+
+  /**
+   * Tells a replaced haproxy to stop listening and finish what it has (SIGUSR1: haproxy's soft stop); it exits
+   * when its last connection closes, by its hard-stop-after (written into its config) at the latest.
+   */
+  private retire(app: string, old: ProxyRecord, drainMs: number): void {
+    this.retiring.set(app, { r: old, untilMs: Date.now() + (old.drainMs ?? drainMs) + 5000 })
+    signal(old.pid, 'SIGUSR1')
+    this.deps.log.info({ app, proxyPid: old.pid, listen: old.listen }, 'the proxy moved: the old one stopped listening and finishes its connections')
+    this.deps.events.record({ app, actor: 'berth', action: 'proxy.retire', outcome: 'ok', detail: { listen: old.listen, pid: old.pid } })
+  }
+
+  /** The replaced haproxy still finishing its connections, if any (for its sessions and the end of a drain). */
+  private retiringOf(app: string): ProxyRecord | null {
+    const t = this.retiring.get(app)
+    if (!t) return null
+    if (isSameProcess(t.r.pid, t.r.startTicks)) return t.r
+    this.retiring.delete(app)
+    fs.rmSync(this.socketOf(app, t.r), { force: true })
+    return null
   }
 
   /** Sends new connections to `to` and none to the other slot; connections already open keep their instance. */
@@ -129,19 +188,30 @@ export class ProxyManager {
     r.live = to
     this.writeConfig(app, r)
     this.writeRecord(app, r)
-    for (const c of switchCommands(to)) checkSilent(c, await runtimeCommand(this.socket(app), c, RUNTIME_TIMEOUT_MS))
+    for (const c of switchCommands(to)) checkSilent(c, await runtimeCommand(this.socketOf(app, r), c, RUNTIME_TIMEOUT_MS))
   }
 
-  /** Open sessions (requests in flight, websockets) on a slot's server. */
+  /**
+   * Open sessions (requests in flight, websockets) on a slot's server. A replaced proxy still finishing its
+   * connections counts as one: it closed its runtime socket with its listeners, so what it carries cannot be
+   * asked, and a drain that looked only at the new one would stop an instance the old one still sends to.
+   */
   async sessions(app: string, slot: Slot): Promise<number> {
-    const csv = await runtimeCommand(this.socket(app), `show stat -1 4 -1`, RUNTIME_TIMEOUT_MS)
-    return parseSessions(csv).get(slot) ?? 0
+    const r = this.procs.get(app)
+    if (!r) throw problem('PROXY_UNREACHABLE', `The proxy of "${app}" is not running.`)
+    const csv = await runtimeCommand(this.socketOf(app, r), `show stat -1 4 -1`, RUNTIME_TIMEOUT_MS)
+    return (parseSessions(csv).get(slot) ?? 0) + (this.retiringOf(app) ? 1 : 0)
   }
 
-  /** Ends every connection still open on a slot (the websockets a drain could not wait out). */
+  /** Ends every connection still open on a slot (the websockets a drain could not wait out), and a replaced proxy. */
   async closeSessions(app: string, slot: Slot): Promise<void> {
+    const r = this.procs.get(app)
+    if (!r) throw problem('PROXY_UNREACHABLE', `The proxy of "${app}" is not running.`)
     const c = `shutdown sessions server ${BACKEND}/${slot}`
-    checkSilent(c, await runtimeCommand(this.socket(app), c, RUNTIME_TIMEOUT_MS))
+    checkSilent(c, await runtimeCommand(this.socketOf(app, r), c, RUNTIME_TIMEOUT_MS))
+    const old = this.retiringOf(app)
+    if (old) await this.kill(app, old)
+    this.retiringOf(app)
   }
 
   /**
@@ -165,6 +235,9 @@ export class ProxyManager {
   async stop(app: string): Promise<void> {
     const r = this.procs.get(app) ?? this.adoptOne(app)
     if (r && isSameProcess(r.pid, r.startTicks)) await this.kill(app, r)
+    const old = this.retiringOf(app)
+    if (old) await this.kill(app, old)
+    this.retiringOf(app)
     this.procs.delete(app)
     fs.rmSync(path.join(this.dir(app), 'state.json'), { force: true })
     this.deps.log.info({ app }, 'proxy stopped')
@@ -206,44 +279,70 @@ export class ProxyManager {
     replaceFileSync(path.join(this.dir(app), 'state.json'), JSON.stringify(r), 0o640)
   }
 
-  private writeConfig(app: string, r: Pick<ProxyRecord, 'listen' | 'live'>): string {
+  private writeConfig(app: string, r: ProxyRecord): string {
     const file = path.join(this.dir(app), 'haproxy.cfg')
-    replaceFileSync(file, renderConfig({ listen: r.listen, socket: this.socket(app), live: r.live }), 0o640)
+    replaceFileSync(file, renderConfig({ listen: r.listen, socket: this.socketOf(app, r), live: r.live, hardStopAfterMs: r.drainMs ?? DEFAULT_DRAIN_MS }), 0o640)
     return file
   }
 
-  private async start(app: string, listen: string, live: SlotTarget | null, prev: ProxyRecord | null): Promise<ProxyRecord> {
+  private async start(app: string, listen: string, live: SlotTarget | null, prev: Partial<ProxyRecord>): Promise<ProxyRecord> {
     const { log } = this.deps
     fs.mkdirSync(this.dir(app), { recursive: true, mode: 0o750 })
     fs.mkdirSync(this.deps.paths.log(app), { recursive: true, mode: 0o750 })
-    const cfg = this.writeConfig(app, { listen, live: live ?? prev?.live ?? null })
+    const r: ProxyRecord = {
+      pid: 0,
+      startTicks: 0,
+      listen,
+      live: live ?? prev.live ?? null,
+      startedAt: new Date().toISOString(),
+      restarts: prev.restarts ?? 0,
+      lastExit: prev.lastExit ?? null,
+      socket: `admin-${crypto.randomBytes(4).toString('hex')}.sock`,
+      drainMs: prev.drainMs ?? DEFAULT_DRAIN_MS,
+    }
+    const cfg = this.writeConfig(app, r)
+    const socket = this.socketOf(app, r)
     this.capLog(app)
     const out = fs.openSync(this.logFile(app), 'a', 0o640)
     // Foreground (-db) in a session of its own: berth's exit or signals never reach it; it outlives berth.
     const child = spawn(this.deps.haproxy, ['-db', '-f', cfg], { cwd: this.dir(app), detached: true, stdio: ['ignore', out, out] })
     fs.closeSync(out)
-    const pid = await new Promise<number>((resolve, reject) => {
+    r.pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', (err) => reject(problem('PROXY_START_FAILED', `haproxy could not be started (${(err as NodeJS.ErrnoException).code ?? err.message}); install it (apt-get install haproxy) or set BERTH_HAPROXY.`)))
     })
     child.unref()
-    const r: ProxyRecord = { pid, startTicks: procInfo(pid)?.startTicks ?? 0, listen, live: live ?? prev?.live ?? null, startedAt: new Date().toISOString(), restarts: prev?.restarts ?? 0, lastExit: prev?.lastExit ?? null }
-    const ready = await waitUntil(() => !isSameProcess(pid, r.startTicks) || fs.existsSync(this.socket(app)), START_TIMEOUT_MS, 20)
+    r.startTicks = procInfo(r.pid)?.startTicks ?? 0
+    const ready = await waitUntil(() => !isSameProcess(r.pid, r.startTicks) || fs.existsSync(socket), START_TIMEOUT_MS, 20)
     let answered = false
     const deadline = Date.now() + START_TIMEOUT_MS
-    while (ready && !answered && Date.now() < deadline && isSameProcess(pid, r.startTicks)) {
-      answered = await runtimeCommand(this.socket(app), 'show info', RUNTIME_TIMEOUT_MS).then((a) => a.includes('Pid:'), () => false)
+    while (ready && !answered && Date.now() < deadline && isSameProcess(r.pid, r.startTicks)) {
+      answered = await runtimeCommand(socket, 'show info', RUNTIME_TIMEOUT_MS).then((a) => a.includes('Pid:'), () => false)
       if (!answered) await sleep(50)
     }
     if (!answered) {
-      signal(pid, 'SIGKILL')
+      signal(r.pid, 'SIGKILL')
+      fs.rmSync(socket, { force: true })
       throw problem('PROXY_START_FAILED', `haproxy for "${app}" did not start on ${listen}: ${this.logTail(app) || 'no output'}. Check that nothing else listens there (and, below port 1024, that berth has CAP_NET_BIND_SERVICE).`, { listen })
     }
     this.procs.set(app, r)
     this.writeRecord(app, r)
-    log.info({ app, proxyPid: pid, listen }, 'proxy started')
-    this.deps.events.record({ app, actor: 'berth', action: 'proxy.start', outcome: 'ok', detail: { listen, pid } })
+    this.sweepSockets(app, [r, prev])
+    log.info({ app, proxyPid: r.pid, listen }, 'proxy started')
+    this.deps.events.record({ app, actor: 'berth', action: 'proxy.start', outcome: 'ok', detail: { listen, pid: r.pid } })
     return r
+  }
+
+  /** Removes the runtime sockets of proxies that are gone (one killed with berth leaves its file behind). */
+  private sweepSockets(app: string, keep: Partial<ProxyRecord>[]): void {
+    const kept = new Set(keep.map((k) => path.basename(k.socket ?? LEGACY_SOCKET)))
+    const old = this.retiring.get(app)?.r
+    if (old) kept.add(path.basename(old.socket ?? LEGACY_SOCKET))
+    try {
+      for (const f of fs.readdirSync(this.dir(app))) if (/^admin.*\.sock$/.test(f) && !kept.has(f)) fs.rmSync(path.join(this.dir(app), f), { force: true })
+    } catch (err) {
+      this.deps.log.warn({ app, err }, 'could not remove old proxy sockets')
+    }
   }
 
   private async kill(app: string, r: ProxyRecord): Promise<void> {
@@ -271,6 +370,12 @@ export class ProxyManager {
       } finally {
         this.restarting.delete(app)
       }
+    }
+    for (const [app, t] of this.retiring) {
+      if (!this.retiringOf(app) || Date.now() < t.untilMs) continue
+      // Its hard-stop-after should have ended it; a connection must not hold the old address open for good.
+      this.deps.log.warn({ app, proxyPid: t.r.pid, listen: t.r.listen }, 'the replaced proxy outlived its drain: ending it')
+      signal(t.r.pid, 'SIGKILL')
     }
     for (const app of this.procs.keys()) this.capLog(app)
   }

@@ -27,11 +27,12 @@ export type AuditAction =
   | 'token.create'
   | 'proxy.start'
   | 'proxy.exit'
+  | 'proxy.retire'
 
 /** ok/error for single actions; a deployment's final state for deployments, rollbacks and operations. */
 export type AuditOutcome = 'ok' | 'error' | Extract<DeploymentState, 'succeeded' | 'failed' | 'rolled_back'>
 
-export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create', 'proxy.start', 'proxy.exit']
+export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create', 'proxy.start', 'proxy.exit', 'proxy.retire']
 
 export interface AuditEvent {
   seq: number
