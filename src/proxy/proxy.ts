@@ -170,6 +170,13 @@ export class ProxyManager {
     this.deps.events.record({ app, actor: 'berth', action: 'proxy.retire', outcome: 'ok', detail: { listen: old.listen, pid: old.pid } })
   }
 
+  /** Ends a replaced haproxy that is still finishing its connections (its drain is over, or the proxy goes). */
+  private async endRetiring(app: string): Promise<void> {
+    const old = this.retiringOf(app)
+    if (old) await this.kill(app, old)
+    this.retiringOf(app)
+  }
+
   /** The replaced haproxy still finishing its connections, if any (for its sessions and the end of a drain). */
   private retiringOf(app: string): ProxyRecord | null {
     const t = this.retiring.get(app)
@@ -209,9 +216,7 @@ export class ProxyManager {
     if (!r) throw problem('PROXY_UNREACHABLE', `The proxy of "${app}" is not running.`)
     const c = `shutdown sessions server ${BACKEND}/${slot}`
     checkSilent(c, await runtimeCommand(this.socketOf(app, r), c, RUNTIME_TIMEOUT_MS))
-    const old = this.retiringOf(app)
-    if (old) await this.kill(app, old)
-    this.retiringOf(app)
+    await this.endRetiring(app)
   }
 
   /**
@@ -235,9 +240,7 @@ export class ProxyManager {
   async stop(app: string): Promise<void> {
     const r = this.procs.get(app) ?? this.adoptOne(app)
     if (r && isSameProcess(r.pid, r.startTicks)) await this.kill(app, r)
-    const old = this.retiringOf(app)
-    if (old) await this.kill(app, old)
-    this.retiringOf(app)
+    await this.endRetiring(app)
     this.procs.delete(app)
     fs.rmSync(path.join(this.dir(app), 'state.json'), { force: true })
     this.deps.log.info({ app }, 'proxy stopped')
@@ -335,9 +338,8 @@ export class ProxyManager {
 
   /** Removes the runtime sockets of proxies that are gone (one killed with berth leaves its file behind). */
   private sweepSockets(app: string, keep: Partial<ProxyRecord>[]): void {
-    const kept = new Set(keep.map((k) => path.basename(k.socket ?? LEGACY_SOCKET)))
-    const old = this.retiring.get(app)?.r
-    if (old) kept.add(path.basename(old.socket ?? LEGACY_SOCKET))
+    const alive = [...keep, this.retiring.get(app)?.r].filter((k): k is Partial<ProxyRecord> => !!k?.pid && isSameProcess(k.pid, k.startTicks ?? -1))
+    const kept = new Set(alive.map((k) => path.basename(k.socket ?? LEGACY_SOCKET)))
     try {
       for (const f of fs.readdirSync(this.dir(app))) if (/^admin.*\.sock$/.test(f) && !kept.has(f)) fs.rmSync(path.join(this.dir(app), f), { force: true })
     } catch (err) {
