@@ -44,6 +44,8 @@ if (missing.length > 0) {
 }
 if (!fs.existsSync(path.join(REPO, 'node_modules'))) run('npm', ['ci'])
 run(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
+// bin/berth.js runs the bundle of what tsc just wrote.
+run(process.execPath, [path.join(REPO, 'scripts', 'bundle.mjs')])
 run(process.execPath, [path.join(REPO, 'scripts', 'build-fixtures.mjs')])
 
 const testDir = path.join(REPO, 'dist', 'test')

@@ -4,16 +4,16 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import type { Scope } from '../auth/tokens.js'
 import { problem } from '../errors.js'
+import { fromRoot } from '../root.js'
 
-export const OPENAPI_FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url))
+export const OPENAPI_FILE = fromRoot('openapi.yaml')
 /**
  * openapi.yaml already parsed, with the sha256 of the text it came from; written by scripts/gen-api-types.mjs
  * next to the types. Parsing the YAML was a fifth of berth's start; JSON.parse of the same is ~1 ms.
  */
-export const OPENAPI_JSON_FILE = fileURLToPath(new URL('../../../src/http/openapi.json', import.meta.url))
+export const OPENAPI_JSON_FILE = fromRoot('src', 'http', 'openapi.json')
 
 type Json = Record<string, unknown>
 

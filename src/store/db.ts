@@ -5,14 +5,14 @@ import fs from 'node:fs'
 import path from 'node:path'
 import Sqlite from 'better-sqlite3'
 import type { Database } from 'better-sqlite3'
-import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import { migrate } from './migrator.js'
+import { fromRoot } from '../root.js'
 
 export type { Database }
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url))
+export const MIGRATIONS_DIR = fromRoot('migrations') + path.sep
 
 export function openDatabase(file: string, log: Logger, migrationsDir = MIGRATIONS_DIR): Database {
   // Token hashes and the audit trail are nobody else's business; the -wal/-shm files inherit this mode.

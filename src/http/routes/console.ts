@@ -3,7 +3,6 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem } from '../../errors.js'
 import { requireApp } from '../../releases/lookup.js'
@@ -13,9 +12,10 @@ import type { RouteContext } from '../context.js'
 import { originAllowed, ownOrigins } from '../origins.js'
 import { actor } from '../reply.js'
 import { serveTerminal } from '../terminal-socket.js'
+import { fromRoot } from '../../root.js'
 
-const ASSETS_DIR = fileURLToPath(new URL('../../../../src/http/assets/', import.meta.url))
-const MODULES = fileURLToPath(new URL('../../../../node_modules/', import.meta.url))
+const ASSETS_DIR = fromRoot('src', 'http', 'assets') + path.sep
+const MODULES = fromRoot('node_modules') + path.sep
 /** The only files /assets serves: a fixed map, so no client-supplied name ever reaches the filesystem. */
 const ASSETS: Record<string, { file: string; type: string }> = {
   'xterm.js': { file: path.join(MODULES, '@xterm/xterm/lib/xterm.js'), type: 'text/javascript; charset=utf-8' },

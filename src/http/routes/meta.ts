@@ -2,10 +2,10 @@
 // otherwise), liveness, metrics, the API document and its rendered reference (/docs).
 
 import fs from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteContext } from '../context.js'
 import { createMetrics } from '../metrics.js'
+import { fromRoot } from '../../root.js'
 
 export const VERSION = '0.1.0'
 
@@ -23,7 +23,7 @@ export const FRONT = {
   health: '/healthz',
 }
 
-const DASHBOARD_HTML = fileURLToPath(new URL('../../../../src/http/assets/dashboard.html', import.meta.url))
+const DASHBOARD_HTML = fromRoot('src', 'http', 'assets', 'dashboard.html')
 
 /**
  * The dashboard's scripts, styles and API calls come from berth alone, and no other site may frame it.
