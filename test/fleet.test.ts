@@ -159,7 +159,7 @@ test('a host that fails later halts the rollout: the hosts moved go back, the ho
   const r = await run(['deploy', await tarball('v1'), '--fleet', fleetFile, '--migrate', 'every', '--json'])
   await api(h3!, 'PUT', '/env', { PORT: String(h3!.port), HELLO_DATA_DIR: shared })
   assert.equal(r.code, 1, r.stdout + r.stderr)
-  assert.deepEqual(r.result.halted && [r.result.halted.host, r.result.halted.code], ['h3', 'MIGRATION_FAILED'])
+  assert.deepEqual(r.result.halted && [r.result.halted.host, r.result.halted.code], ['h3', 'MIGRATION_FAILED'], r.stdout + r.stderr)
   assert.deepEqual(r.result.hosts.map((h: any) => h.outcome), ['put_back', 'put_back', 'failed', 'not_deployed'])
   assert.deepEqual(await currents(), [ids.v2, ids.v2, ids.v2, ids.v2])
   for (const h of hosts.slice(0, 2)) {
@@ -190,7 +190,7 @@ test('a rollout interrupted by killing the CLI is resumed by running it again', 
   const r = await run(['deploy', file, '--fleet', fleetFile, '--json'])
   assert.equal(r.code, 0, r.stdout + r.stderr)
   assert.equal(r.result.rollout, inFlight.rollout, 'the resumed rollout keeps its id')
-  assert.deepEqual(r.result.hosts.map((h: any) => h.outcome), ['skipped', 'skipped', 'done', 'done'])
+  assert.deepEqual(r.result.hosts.map((h: any) => h.outcome), ['skipped', 'skipped', 'done', 'done'], r.stdout + r.stderr)
   assert.deepEqual(await currents(), [ids.v1, ids.v1, ids.v1, ids.v1])
   assert.deepEqual(migrations(), log, 'the migration ran in the first run; the resumed one runs none')
   for (const h of hosts) assert.equal((await appOf(h)).lastDeployment.rollout, inFlight.rollout)

@@ -32,12 +32,59 @@ export interface TestDaemon {
  * Ports handed out to what a test starts later (epmd, the fixture app, haproxy) come from below the kernel's
  * ephemeral range (ip_local_port_range starts at 32768): a port probed with listen(0) and released is back in
  * the pool that every other test file's bind(0) and outgoing connections draw from, so a BEAM could find it
- * taken by the time it listens. Each test process takes its own block, chosen by pid, and walks it in order.
+ * taken by the time it listens. Each test process claims blocks of its own (a file per block under the temp
+ * dir, created exclusively) and never hands out a port twice: an app's PORT is free for a moment at every
+ * restart, and another process (or a second lap of the same block) must not give it away then. Blocks chosen
+ * by pid alone collide for 1 in 220 pairs of test files running side by side, and a run has ~45 such pairs.
  */
 const PORT_BASE = 10_000
 const PORTS_PER_PROCESS = 100
 const PORT_BLOCKS = 220 // 10000..31999
+const CLAIMS = path.join(os.tmpdir(), 'berth-test-port-blocks')
+let block = -1
 let nextPort = -1
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Claims the next free block from this process's pid on; -1 when all are taken. */
+function claimBlock(): number {
+  fs.mkdirSync(CLAIMS, { recursive: true })
+  for (let i = 0; i < PORT_BLOCKS; i++) {
+    const b = (process.pid + i) % PORT_BLOCKS
+    const file = path.join(CLAIMS, String(b))
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        fs.writeFileSync(file, String(process.pid), { flag: 'wx' })
+        process.once('exit', () => fs.rmSync(file, { force: true }))
+        return b
+      } catch {
+        // Claimed. A claim whose test process is gone (killed) is taken over; renaming it away first means
+        // only one of two processes doing so at once wins.
+        let owner = 0
+        try {
+          owner = Number(fs.readFileSync(file, 'utf8'))
+        } catch {
+          continue
+        }
+        if (!owner || alive(owner)) break
+        try {
+          fs.renameSync(file, `${file}.gone-${process.pid}`)
+          fs.rmSync(`${file}.gone-${process.pid}`, { force: true })
+        } catch {
+          break
+        }
+      }
+    }
+  }
+  return -1
+}
 
 function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -47,16 +94,18 @@ function canListen(port: number): Promise<boolean> {
   })
 }
 
-/** A free TCP port on loopback (for epmd and the fixture app's HTTP server). */
+/** A free TCP port on loopback (for epmd and the fixture app's HTTP server), never one handed out before. */
 export async function freePort(): Promise<number> {
-  const base = PORT_BASE + (process.pid % PORT_BLOCKS) * PORTS_PER_PROCESS
-  if (nextPort < 0) nextPort = base
-  for (let i = 0; i < PORTS_PER_PROCESS; i++) {
-    const port = nextPort
-    nextPort = base + ((nextPort - base + 1) % PORTS_PER_PROCESS)
+  for (;;) {
+    if (block < 0 || nextPort >= PORT_BASE + (block + 1) * PORTS_PER_PROCESS) {
+      block = claimBlock()
+      if (block < 0) break
+      nextPort = PORT_BASE + block * PORTS_PER_PROCESS
+    }
+    const port = nextPort++
     if (await canListen(port)) return port
   }
-  // The whole block is in use (another process has the same block): any port the kernel gives.
+  // Every block is claimed: any port the kernel gives.
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.listen(0, '127.0.0.1', () => {
