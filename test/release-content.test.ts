@@ -13,6 +13,7 @@ import { isBerthError } from '../src/errors.js'
 import { beamExports } from '../src/releases/beam.js'
 import { ectoMigrations, findMigrationModule, releaseApps } from '../src/releases/content.js'
 import { commandFor, detectKind, failedAnswer, resolveCommands, unknownCommandHint } from '../src/releases/kinds.js'
+import { fixedNodeName } from '../src/releases/layout.js'
 import { Atom, parseTerms, prop, Tuple } from '../src/releases/terms.js'
 import { tempDir } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
@@ -161,6 +162,23 @@ describe('release kinds', () => {
     assert.equal(detectKind(dirs.v2!, 'hello', '0.2.0'), 'mix')
     assert.equal(detectKind(dirs.storefront!, 'storefront', '2.0.0'), 'mix')
     assert.equal(detectKind(dirs.relx!, 'relx_hello', '0.3.0'), 'relx')
+  })
+
+  test("a node name fixed in vm.args (not from RELEASE_NODE) is found; Mix's env.sh naming is not one", () => {
+    assert.deepEqual(fixedNodeName(dirs.relx!, '0.3.0'), { file: 'releases/0.3.0/vm.args.src', name: '${RELX_HELLO_NODE:-relx_hello}' })
+    assert.equal(fixedNodeName(dirs.v2!, '0.2.0'), null)
+    const rel = path.join(root, 'named', 'releases', '1.0.0')
+    fs.mkdirSync(rel, { recursive: true })
+    const named = (file: string, text: string) => {
+      for (const f of ['vm.args', 'vm.args.src', 'vm.args.eex']) fs.rmSync(path.join(rel, f), { force: true })
+      fs.writeFileSync(path.join(rel, file), text)
+      return fixedNodeName(path.join(root, 'named'), '1.0.0')?.name ?? null
+    }
+    assert.equal(named('vm.args.src', '-sname ${RELEASE_NODE}\n-setcookie c\n'), null)
+    assert.equal(named('vm.args', '## -sname commented\n-name ${RELEASE_NODE}@127.0.0.1\n'), null)
+    assert.equal(named('vm.args', '# Name of the node\n  -name shop@127.0.0.1\n'), 'shop@127.0.0.1')
+    assert.equal(named('vm.args.eex', '-sname shop\n'), 'shop')
+    assert.equal(named('vm.args', `${'## padding\n'.repeat(600)}-sname big\n`), 'big', 'a vm.args over 4 KiB is read too')
   })
 
   test('a Distillery 2 layout (releases/VSN/libexec, bin/NAME execing NAME.sh) and an unknown script', () => {

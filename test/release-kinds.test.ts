@@ -325,6 +325,26 @@ describe('a relx release', () => {
     }
   })
 
+  test("with the proxy on, a dry run warns that the release fixes its node name in vm.args.src", async () => {
+    assert.equal((await put('/v1/apps/relx_hello/settings', { proxy: { listen: `127.0.0.1:${await freePort()}` } })).status, 200)
+    try {
+      const plan = await post(`/v1/apps/relx_hello/deployments?dryRun=true`, { release: apps.relx_hello!.release })
+      assert.equal(plan.status, 200, plan.text)
+      const warning = plan.body.warnings.find((w: string) => w.startsWith('the release names its node'))
+      assert.ok(warning, plan.text)
+      assert.match(warning, /\$\{RELX_HELLO_NODE:-relx_hello\} in releases\/0\.3\.0\/vm\.args\.src.*-sname \$\{RELEASE_NODE\}/)
+    } finally {
+      assert.equal((await put('/v1/apps/relx_hello/settings', { proxy: null })).status, 200)
+    }
+    const off = await post(`/v1/apps/relx_hello/deployments?dryRun=true`, { release: apps.relx_hello!.release })
+    assert.equal(off.body.warnings.some((w: string) => w.startsWith('the release names its node')), false, 'without the proxy one instance runs: no warning')
+    // relx has no eval before start: the plan's command map says so (it answered 500 while the schema wanted a string).
+    assert.equal(off.body.commands.eval, null)
+    const cli = await runCli(['plan', 'relx_hello', apps.relx_hello!.release], { BERTH_URL: d.url, BERTH_TOKEN: d.adminToken })
+    assert.equal(cli.code, 0, cli.stdout + cli.stderr)
+    assert.match(cli.stdout, /commands: start=\S+ eval=\(none\) /)
+  })
+
   test('berth deploy prints the warning and still exits 0', async () => {
     const r = await runCli(['deploy', '--release', apps.relx_hello!.release, '--app', 'relx_hello'], { BERTH_URL: d.url, BERTH_TOKEN: d.adminToken })
     assert.equal(r.code, 0, r.stdout + r.stderr)

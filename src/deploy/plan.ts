@@ -7,7 +7,7 @@ import type { ErrorCode } from '../errors.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations } from '../releases/content.js'
 import { currentReleaseId } from '../releases/current.js'
-import { CONFIG_FILES, configFile, ertsVersion, otpVersion, type ConfigFile } from '../releases/layout.js'
+import { CONFIG_FILES, configFile, ertsVersion, fixedNodeName, otpVersion, type ConfigFile } from '../releases/layout.js'
 import { unifiedDiff } from '../releases/line-diff.js'
 import type { DeploymentStore, StepName } from '../store/deployments.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
@@ -168,6 +168,11 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   if (lock) blockers.push({ code: 'DEPLOYMENT_IN_PROGRESS', message: `deployment ${lock} of "${app}" is in progress; a deploy now would be refused` })
 
   if (path === 'proxied' && running) warnings.push(`the proxy is on but no instance serves behind it: ${running} is stopped before the new one starts, so requests fail until it is routed; the deploys after this one keep the old instance serving`)
+  const named = proxy ? fixedNodeName(targetDir, release.version) : null
+  if (named) {
+    const when = path === 'beside-live' ? 'this deploy starts it beside the live instance, so it would not boot (the deploy would roll back)' : 'every deploy after this one starts a second instance beside the live one, which would not boot'
+    warnings.push(`the release names its node ${named.name} in ${named.file}, not from RELEASE_NODE: with the proxy on, ${when} under a name already taken; write -sname \${RELEASE_NODE} there`)
+  }
   if (!currentId) warnings.push(`first deploy: "${app}" has no current release, so a failure cannot roll back to one`)
   if (alreadyCurrent) warnings.push(`release ${release.id} is already current and running: deploying it again ${choice.expr ? 'runs its migration again and ' : ''}restarts the node`)
   if (migrations.missing.length > 0) {

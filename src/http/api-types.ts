@@ -880,7 +880,8 @@ export interface components {
             /** @description The command map the deploy would use (from the settings). */
             commands: {
                 start: string;
-                eval: string;
+                /** @description null for a kind whose eval needs a running node (relx) and no commands.eval setting. */
+                eval: string | null;
                 rpc: string;
                 remote: string;
                 stop: string;

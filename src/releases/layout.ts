@@ -57,7 +57,28 @@ export function configFile(releaseDir: string, version: string, name: ConfigFile
   return null
 }
 
-function readSmall(file: string): string | null {
+/**
+ * The node name a release fixes in its vm.args (plain, relx's .src, or the .eex template): `-sname NAME` or
+ * `-name NAME` that does not come from RELEASE_NODE, which is what berth sets per instance. A relx default such
+ * as `${APP_NODE:-app}` is fixed too: berth sets no other variable. null when the name follows RELEASE_NODE or
+ * the file names none (a Mix release names its node in env.sh, from RELEASE_NODE).
+ */
+export function fixedNodeName(releaseDir: string, version: string): { file: string; name: string } | null {
+  for (const candidate of ['vm.args', 'vm.args.src', 'vm.args.eex']) {
+    const rel = path.posix.join('releases', version, candidate)
+    const text = readSmall(path.join(releaseDir, rel), MAX_CONFIG_BYTES)
+    if (text === null) continue
+    for (const line of text.split('\n')) {
+      const m = /^\s*-s?name\s+(\S+)/.exec(line)
+      if (!m) continue
+      return m[1]!.includes('${RELEASE_NODE') ? null : { file: rel, name: m[1]! }
+    }
+    return null
+  }
+  return null
+}
+
+function readSmall(file: string, max = 4096): string | null {
   const st = fs.statSync(file, { throwIfNoEntry: false })
-  return st?.isFile() && st.size <= 4096 ? fs.readFileSync(file, 'utf8') : null
+  return st?.isFile() && st.size <= max ? fs.readFileSync(file, 'utf8') : null
 }

@@ -65,7 +65,7 @@ export function formatPlan(p: Plan): string {
   }
   const rt = (v: { from: string | null; to: string | null; changed: boolean }) => (v.changed ? `${v.from ?? 'unknown'} -> ${v.to ?? 'unknown'}` : (v.to ?? 'unknown'))
   out.push(`runtime: ERTS ${rt(p.erts)}, OTP ${rt(p.otp)}${p.erts.changed || p.otp.changed ? '' : p.current ? ' (unchanged)' : ''}\n`)
-  out.push(`commands: ${Object.entries(p.commands).map(([k, v]) => `${k}=${v}`).join(' ')}\n`)
+  out.push(`commands: ${Object.entries(p.commands).map(([k, v]) => `${k}=${v ?? '(none)'}`).join(' ')}\n`)
   for (const w of p.warnings) out.push(`warning: ${w}\n`)
   for (const b of p.blockers) out.push(`would fail: ${b.message} (${b.code})\n`)
   return out.join('')
