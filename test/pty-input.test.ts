@@ -34,24 +34,32 @@ function until(p: pty.IPty, pred: (s: string) => boolean): Promise<string> {
   })
 }
 
-test('input the program does not read yet is queued and arrives whole and in order', async (t) => {
+/**
+ * A pty running a raw-mode program that reads nothing until `open()` is called, then hashes the first `bytes`
+ * of its input: until then the kernel's buffer fills up and berth's queue is exercised. Killed after the test.
+ */
+async function gatedReader(t: { after(fn: () => void): void }, bytes: number): Promise<{ p: pty.IPty; open(): void }> {
   const dir = tempDir()
   const go = path.join(dir, 'go')
-  // Raw mode, no echo; nothing is read until the test creates `go`, so the kernel's buffer fills up.
-  const script = `stty raw -echo; echo READY; while [ ! -e "${go}" ]; do sleep 0.02; done; head -c 1000000 | sha256sum`
+  const script = `stty raw -echo; echo READY; while [ ! -e "${go}" ]; do sleep 0.02; done; head -c ${bytes} | sha256sum`
   const p = pty.spawn('sh', ['-c', script], { cols: 80, rows: 24, cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, encoding: null })
   t.after(() => {
     p.kill('SIGKILL')
     fs.rmSync(dir, { recursive: true, force: true })
   })
   await until(p, (s) => s.includes('READY'))
+  return { p, open: () => fs.writeFileSync(go, '') }
+}
+
+test('input the program does not read yet is queued and arrives whole and in order', async (t) => {
+  const { p, open } = await gatedReader(t, 1_000_000)
   const input = ptyInput(p)
   assert.ok(input, 'node-pty internals as expected (else berth falls back to pty.write)')
   const data = Buffer.from(crypto.randomBytes(500_000).toString('hex')) // 1,000,000 printable bytes
   const answer = until(p, (s) => /[0-9a-f]{64}/.test(s))
   for (let i = 0; i < data.length; i += 10_000) input.write(data.subarray(i, i + 10_000))
   assert.ok(input.pending > 0, 'the kernel did not take everything at once, so the queue is exercised')
-  fs.writeFileSync(go, '')
+  open()
   const out = await answer
   assert.equal(/[0-9a-f]{64}/.exec(out)?.[0], crypto.createHash('sha256').update(data).digest('hex'))
   assert.equal(input.pending, 0)
@@ -82,15 +90,7 @@ test('after node-pty closed the fd, input is dropped rather than written to what
 })
 
 test('write() answers false over the input limit and onDrain fires once the program has read it all', async (t) => {
-  const dir = tempDir()
-  const go = path.join(dir, 'go')
-  const script = `stty raw -echo; echo READY; while [ ! -e "${go}" ]; do sleep 0.02; done; head -c 400000 | sha256sum`
-  const p = pty.spawn('sh', ['-c', script], { cols: 80, rows: 24, cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, encoding: null })
-  t.after(() => {
-    p.kill('SIGKILL')
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
-  await until(p, (s) => s.includes('READY'))
+  const { p, open } = await gatedReader(t, 400_000)
   let drains = 0
   const input = ptyInput(p, () => drains++)
   assert.ok(input)
@@ -102,7 +102,7 @@ test('write() answers false over the input limit and onDrain fires once the prog
   assert.ok(answers.slice(refused).every((a) => !a), 'refused until drained')
   assert.ok(input.pending > INPUT_HIGH_WATER_MARK)
   const answer = until(p, (s) => /[0-9a-f]{64}/.test(s))
-  fs.writeFileSync(go, '')
+  open()
   assert.equal(/[0-9a-f]{64}/.exec(await answer)?.[0], crypto.createHash('sha256').update(data).digest('hex'), 'every byte, in order')
   assert.equal(drains, 1)
   assert.equal(input.write('x'), true)
