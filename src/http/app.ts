@@ -8,7 +8,7 @@ import type { Services } from '../services.js'
 import { authHook, FailureLimiter } from './auth.js'
 import type { Loaders, RouteContext, RouteExtra } from './context.js'
 import { loadApiDocument } from './openapi.js'
-import { errorHandler, sendProblem } from './problem.js'
+import { errorHandler, notFoundHandler } from './problem.js'
 import { lazyCompilers } from './schema-compilers.js'
 import appRoutes from './routes/apps.js'
 import consoleRoutes from './routes/console.js'
@@ -51,7 +51,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   app.decorate('berthCompileSchemas', compilers.compileAll)
   app.decorateRequest('token', null)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
+  app.setNotFoundHandler(notFoundHandler)
 
   // Every route as Fastify registered it, so a test can hold it against openapi.yaml.
   const routes: { method: string; url: string }[] = []

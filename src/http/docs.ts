@@ -4,15 +4,14 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { problem } from '../errors.js'
-import { errorHandler, sendProblem } from './problem.js'
+import { errorHandler, notFoundHandler } from './problem.js'
 import { lazyCompilers } from './schema-compilers.js'
 
 /** swagger-ui over `document`, under /docs, ready: the outer app hands it the raw requests for /docs and /docs/*. */
 export async function docsApp(document: Record<string, unknown>, icon: string): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, schemaController: { compilersFactory: lazyCompilers() } })
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler((request, reply) => sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`)))
+  app.setNotFoundHandler(notFoundHandler)
   // The API reference rendered from openapi.yaml by swagger-ui, from its own package: no CDN, no validator.
   await app.register(swagger, { mode: 'static', specification: { document: document as never } })
   await app.register(swaggerUi, {

@@ -52,3 +52,8 @@ export function errorHandler(this: unknown, err: unknown, request: FastifyReques
   if (p.status >= 500 && p.code === 'INTERNAL') request.log.error({ err }, 'request failed')
   return sendProblem(request, reply, p)
 }
+
+/** Fastify's not-found handler: a request for no route gets ROUTE_NOT_FOUND, in berth's app and the /docs one alike. */
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendProblem(request, reply, problem('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url.split('?')[0]}; see /openapi.yaml.`))
+}

@@ -110,7 +110,6 @@ export class ReleaseStore {
     return (this.db.prepare('SELECT * FROM releases WHERE app = ? AND version = ? ORDER BY seq DESC').all(app, version) as Row[]).map(toRelease)
   }
 
-  /** Newest first. */
   /** Newest first; frozen (shared between callers). */
   list(app: string): readonly Readonly<Release>[] {
     return this.listOf.get(app, () => deepFreeze((this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY seq DESC').all(app) as Row[]).map(toRelease)))
