@@ -227,6 +227,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
     child.stderr.on('data', (d) => (stderr += d))
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    // 'close', not 'exit': exit can come before the last of stdout has been read from the pipe, and a test
+    // then sees less output than the command wrote (an empty --help under load, in one CI run).
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
