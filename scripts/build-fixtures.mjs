@@ -59,6 +59,9 @@ export const VARIANTS = {
   v2: hello('0.2.0', 'ok', { extraFiles: [V2_MIGRATION] }),
   crash_on_boot: hello('0.3.0', 'crash_on_boot'),
   crash_after_boot: hello('0.3.1', 'crash_after_boot'),
+  // Answers `pid` for HELLO_BOOT_DELAY_MS (default 4 s) while Application.start sleeps, then raises with
+  // HELLO_BOOT_ERROR in the message: a release that looks up but never boots.
+  slow_raise: hello('0.3.2', 'slow_raise'),
   migrate_fail: hello('0.4.0', 'migrate_fail'),
   migrate_hang: hello('0.5.0', 'migrate_hang'),
   myapp: { project: 'myapp', tool: 'mix', app: 'myapp', version: '1.0.0' },

@@ -20,7 +20,7 @@ type Manifest = { variants: Record<string, Fixture> }
 let manifest: Manifest | null = null
 
 /** hello's variants; myapp (app :myapp, modules MyApp.*), storefront (app :shop released as storefront), relx (rebar3). */
-export type FixtureName = 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'migrate_fail' | 'migrate_hang' | 'myapp' | 'storefront' | 'relx'
+export type FixtureName = 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'slow_raise' | 'migrate_fail' | 'migrate_hang' | 'myapp' | 'storefront' | 'relx'
 
 export async function fixture(name: FixtureName): Promise<Fixture> {
   if (!manifest) {
