@@ -289,7 +289,7 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     assert.match(first, /migrating/)
     assert.match(first, /switching/)
     assert.match((await page.textContent('#events'))!, /release\.upload/)
-    assert.deepEqual(await page.$$eval('#env .env-names li', (els) => els.map((e) => e.textContent)), ['DASH_SECRET', 'PORT'])
+    assert.deepEqual(await page.$$eval('#env .env-names li', (els) => els.map((e) => e.querySelector('code')?.textContent)), ['DASH_SECRET', 'PORT'])
     assert.ok(!(await page.content()).includes(SECRET), 'no env value anywhere on the page')
     assert.match((await page.textContent('#settings'))!, /"stableWindowMs": 300/)
 

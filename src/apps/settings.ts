@@ -43,6 +43,11 @@ export interface AppSettings {
   commands: Partial<CommandMap>
   /** null: no proxy, one node that listens where the app's env says (stopped, then started, at each deploy). */
   proxy: ProxySettings | null
+  /**
+   * Where users reach the app (http(s), e.g. behind a load balancer or DNS name berth cannot know); null: the
+   * dashboard derives it from proxy.listen, if any. Only shown and linked, never fetched by berth.
+   */
+  publicUrl: string | null
   restart: {
     /** First backoff delay; doubles up to maxDelayMs. */
     initialDelayMs: number
@@ -71,6 +76,7 @@ export const DEFAULT_SETTINGS: AppSettings = {
   consoleLogGenerations: 5,
   commands: {},
   proxy: null,
+  publicUrl: null,
   restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
 }
 
@@ -123,6 +129,21 @@ function proxySetting(v: unknown, current: ProxySettings | null): ProxySettings 
   return next as ProxySettings
 }
 
+/** An absolute http(s) URL without credentials: pages link to it, so no javascript: or data: URL gets stored. */
+function publicUrl(v: unknown): string | null {
+  if (v === null) return null
+  let url: URL | null = null
+  try {
+    if (typeof v === 'string' && v.length <= 2000 && !/[\s\u0000-\u001f\u007f]/.test(v)) url = new URL(v)
+  } catch {
+    url = null
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) {
+    throw problem('VALIDATION_FAILED', 'Setting publicUrl must be an http:// or https:// URL without user or password (at most 2000 characters), e.g. "https://shop.example.com/", or null.', { field: 'publicUrl' })
+  }
+  return v as string
+}
+
 /** Merges a partial update over current settings, validating every field it touches. */
 export function mergeSettings(current: AppSettings, patch: Record<string, unknown>): AppSettings {
   const next: AppSettings = structuredClone(current)
@@ -173,6 +194,7 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
         break
       }
       case 'proxy': next.proxy = proxySetting(v, current.proxy); break
+      case 'publicUrl': next.publicUrl = publicUrl(v); break
       default:
         throw problem('VALIDATION_FAILED', `Unknown setting "${k}".`)
     }

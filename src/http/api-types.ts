@@ -1023,6 +1023,8 @@ export interface components {
                 /** @description Path each new instance must answer 2xx on, on its own port. Default /health. */
                 healthPath?: string;
             };
+            /** @description Where users reach the app: an http:// or https:// URL without user or password, e.g. `https://shop.example.com/` (DNS names and load balancers berth cannot know of). The dashboard links to it. null (the default): the dashboard links to `proxy.listen` (`0.0.0.0` and `[::]` replaced by the host the dashboard is opened on), or to nothing without the proxy. berth never fetches it. A bad value answers 400 VALIDATION_FAILED with `field: publicUrl`. */
+            publicUrl?: string | null;
         };
         EnvNames: {
             names: string[];
@@ -2239,7 +2241,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css" | "dashboard.js" | "dashboard.css";
+                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css" | "dashboard.js" | "dashboard-core.js" | "dashboard-actions.js" | "dashboard-replay.js" | "dashboard-manage.js" | "dashboard-settings.js" | "dashboard.css";
             };
             cookie?: never;
         };

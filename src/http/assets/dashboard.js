@@ -2,96 +2,13 @@
 // the token's scopes allow. A plain module over berth's own API; the token lives in sessionStorage only.
 
 const TOKEN_KEY = 'berth-token' // shared with the console page, which a tab opened from here inherits
-const SCOPES_FOR = { rollback: 'operate', operate: 'operate', deploy: 'deploy', console: 'console' }
+import { $, ago, api, appPath, dl, duration, bytes, fill, h, hooks, may, notice, state, summary, table } from './dashboard-core.js'
+import { actions, confirmDeploy, confirmRollback, stepsList } from './dashboard-actions.js'
+import { envSection, publicAddress, uploadSection } from './dashboard-manage.js'
+import { replay } from './dashboard-replay.js'
+import { settingsSection } from './dashboard-settings.js'
 const LOG_LINES_KEPT = 500
 const POLL_MS = 5000
-
-const $ = (id) => document.getElementById(id)
-const state = { token: null, me: null, apps: new Map(), route: null, stream: null, poll: null, logs: null, progress: null, replay: null }
-
-// ---- small DOM helpers: text goes through textContent only, never markup built from API data ----
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag)
-  for (const [k, v] of Object.entries(attrs ?? {})) {
-    if (v === null || v === undefined || v === false) continue
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v)
-    else if (k === 'class') el.className = v
-    else if (k === 'dataset') Object.assign(el.dataset, v)
-    else el.setAttribute(k, v === true ? '' : String(v))
-  }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)))
-  }
-  return el
-}
-
-/** replaceChildren that skips null and false (the DOM method would show them as the text "null"). */
-function fill(el, ...children) {
-  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false))
-}
-
-function ago(iso) {
-  if (!iso) return '-'
-  const ms = Date.now() - Date.parse(iso)
-  return ms < 0 ? new Date(iso).toLocaleString() : `${duration(ms)} ago`
-}
-
-function duration(ms) {
-  if (ms === null || ms === undefined) return '-'
-  const s = Math.floor(ms / 1000)
-  if (s < 1) return `${ms} ms`
-  if (s < 60) return `${s} s`
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`
-  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`
-  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`
-}
-
-function bytes(n) {
-  if (!n) return '-'
-  const units = ['B', 'KiB', 'MiB', 'GiB']
-  let i = 0
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++ }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`
-}
-
-function stepTime(s) {
-  return s.endedAt ? duration(Date.parse(s.endedAt) - Date.parse(s.startedAt)) : `${duration(Date.now() - Date.parse(s.startedAt))}…`
-}
-
-function notice(text, kind = 'error') {
-  const n = $('notice')
-  n.textContent = text
-  n.className = kind
-  n.hidden = !text
-}
-
-// ---- the API ----
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super(body?.detail ?? `HTTP ${status}`)
-    this.status = status
-    this.code = body?.code ?? null
-  }
-}
-
-async function api(path, { method = 'GET', body, signal, raw = false } = {}) {
-  const headers = { authorization: `Bearer ${state.token}`, accept: 'application/json' }
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, cache: 'no-store' })
-  if (res.status === 401 && state.me) {
-    signOut('The token is no longer valid (revoked or expired); sign in again.')
-    throw new ApiError(401, await res.json().catch(() => null))
-  }
-  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null))
-  if (raw) return res
-  return res.status === 204 ? null : res.json()
-}
-
-const may = (what) => !!state.me && (state.me.scopes.includes('admin') || state.me.scopes.includes(SCOPES_FOR[what] ?? what))
-const appPath = (app, rest = '') => `/v1/apps/${encodeURIComponent(app)}${rest}`
 
 // ---- sign-in ----
 
@@ -280,10 +197,26 @@ async function route() {
 // ---- overview ----
 
 async function loadApp(name) {
-  const [status, releases] = await Promise.all([api(appPath(name)), api(appPath(name, '/releases'))])
-  const data = { name, status, releases: releases.releases }
+  const [status, releases, settings] = await Promise.all([api(appPath(name)), api(appPath(name, '/releases')), api(appPath(name, '/settings'))])
+  const data = { name, status, releases: releases.releases, settings }
   state.apps.set(name, data)
+  watchWhileBusy(name, status)
   return data
+}
+
+/**
+ * While a deployment or operation runs, what serves changes without an audit event (a slow boot records
+ * none): the app is read again every second until it is done, so the card never shows a stale "serving now".
+ */
+const watching = new Map()
+function watchWhileBusy(app, s) {
+  const p = s.proxy
+  const busy = (s.lastDeployment && !s.lastDeployment.finishedAt) || ['starting', 'stopping'].includes(s.node?.state) || p?.starting || p?.draining
+  if (!busy || watching.has(app)) return
+  watching.set(app, setTimeout(() => {
+    watching.delete(app)
+    refreshApp(app, false)
+  }, 1000))
 }
 
 async function renderOverview() {
@@ -345,13 +278,24 @@ function proxyFacts(status) {
   ].filter(Boolean)
 }
 
+/**
+ * Which release answers users right now, whatever `current` already says: behind the proxy the live
+ * instance's (the old one until the new one is verified), else the node's while it runs.
+ */
+function servingNow(a) {
+  const s = a.status
+  const d = s.lastDeployment
+  const running = d && !d.finishedAt ? h('small', { class: 'serving-change' }, ` (${d.kind} to ${d.release}: ${d.state.replace('_', ' ')})`) : null
+  let text
+  if (s.proxy) text = s.proxy.live ? `${releaseLabel(a.releases, s.proxy.live.release)} · slot ${s.proxy.live.slot}` : 'nothing: no instance takes traffic'
+  else if (s.node?.state === 'running') text = releaseLabel(a.releases, s.node.release)
+  else text = s.node?.release && s.node.state === 'starting' ? `nothing yet: ${releaseLabel(a.releases, s.node.release)} is starting` : `nothing: the node is ${s.node?.state ?? 'unknown'}`
+  return h('span', { class: 'serving-now' }, text, running)
+}
+
 function lastDeploymentText(d) {
   if (!d) return 'none yet'
   return `${d.kind} of ${d.release}: ${d.state.replace('_', ' ')}, ${ago(d.finishedAt ?? d.createdAt)} by ${d.actor ?? 'berth'}`
-}
-
-function dl(pairs) {
-  return h('dl', null, pairs.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
 }
 
 function appCard(a) {
@@ -364,181 +308,25 @@ function appCard(a) {
     h('h2', null, h('a', { href: `#/apps/${a.name}` }, a.name), warn.map((w) => h('span', { class: 'badge warn' }, w))),
     dl([
       ['current', h('span', { class: 'current-release' }, releaseLabel(a.releases, s.current))],
+      ['serving now', servingNow(a)],
       ['earlier', h('span', { class: 'earlier-releases' }, earlier.length ? earlier.map((r) => r.version + ' (' + r.id + ')').join(', ') : 'none')],
       ...nodeFacts(s),
       ...proxyFacts(s),
       ['last deployment', h('span', { class: 'last-deployment' }, lastDeploymentText(s.lastDeployment))],
+      ['public address', publicAddress(a.settings, s) ?? '-'],
     ]),
     actions(a),
   )
 }
 
-function actions(a) {
-  const name = a.name
-  const up = ['running', 'starting'].includes(a.status.node?.state)
-  const buttons = []
-  if (may('rollback') && a.releases.some((r) => !r.current)) buttons.push(h('button', { class: 'action rollback danger', onclick: () => confirmRollback(name, null) }, 'Roll back'))
-  if (may('operate')) {
-    if (!up) buttons.push(h('button', { class: 'action start', onclick: () => confirmOperate(name, 'start') }, 'Start'))
-    if (up) buttons.push(h('button', { class: 'action restart', onclick: () => confirmOperate(name, 'restart') }, 'Restart'))
-    if (up) buttons.push(h('button', { class: 'action stop', onclick: () => confirmOperate(name, 'stop') }, 'Stop'))
-  }
-  if (may('console')) {
-    buttons.push(h('button', { class: 'action console', onclick: () => openConsole(name, 'remote') }, 'Console'))
-    buttons.push(h('button', { class: 'action attach', onclick: () => openConsole(name, 'attach') }, 'Attach'))
-  }
-  return buttons.length ? h('div', { class: 'actions' }, buttons) : null
-}
-
-function openConsole(app, kind) {
-  // window.open from the same origin (with an opener) copies this tab's sessionStorage, token included,
-  // into the new tab: the console arrives signed in without the token ever being in the URL.
-  window.open(`/console/${encodeURIComponent(app)}#${kind}`, `berth-console-${app}`)
-}
-
-// ---- confirmations and progress ----
-
-function ask(title, body, okLabel) {
-  const dialog = $('confirm')
-  $('confirm-title').textContent = title
-  fill($('confirm-body'), body)
-  $('confirm-ok').textContent = okLabel
-  $('confirm-ok').disabled = false
-  dialog.returnValue = ''
-  dialog.showModal()
-  return new Promise((resolve) => dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true }))
-}
-
-function planBody(plan, intro) {
-  const blocked = plan.blockers.length > 0
-  return [
-    h('p', null, intro),
-    plan.warnings.length ? h('div', { class: 'plan-warnings' }, h('h3', null, 'Warnings'), h('ul', null, plan.warnings.map((w) => h('li', null, w)))) : h('p', { class: 'plan-ok' }, 'No warnings.'),
-    blocked ? h('div', { class: 'plan-blockers' }, h('h3', null, 'This would fail now'), h('ul', null, plan.blockers.map((b) => h('li', null, `${b.code}: ${b.message}`)))) : null,
-    plan.config.length ? h('p', null, `Config that differs: ${plan.config.map((c) => `${c.file} (${c.change})`).join(', ')}`) : null,
-    h('details', null, h('summary', null, 'Steps'), h('ol', null, plan.steps.map((s) => h('li', { class: `plan-step ${s.runs}` }, h('strong', null, s.name), ` (${s.runs}): ${s.detail}`)))),
-  ]
-}
-
-async function confirmRollback(app, to) {
-  const dryRun = (revert) => api(appPath(app, '/rollback?dryRun=true'), { method: 'POST', body: { ...(to ? { to } : {}), ...(revert ? { runRollbackExpr: true } : {}) } })
-  let plan
-  let settings
-  try {
-    // Settings only to know whether there is a rollbackExpr to offer; without them the box is not offered.
-    ;[plan, settings] = await Promise.all([dryRun(false), api(appPath(app, '/settings')).catch(() => null)])
-  } catch (err) {
-    return notice(`Cannot roll back ${app}: ${err.message}`)
-  }
-  const intro = (p, revert) => `From ${p.current ?? 'nothing'} to ${p.release}. ${revert ? 'The rollbackExpr setting runs first, from the release being left.' : 'A rollback runs no migrations.'}`
-  const planBox = h('div', { id: 'rollback-plan' }, planBody(plan, intro(plan, false)))
-  const revert = settings?.rollbackExpr
-    ? h('input', { id: 'rollback-revert', type: 'checkbox', onchange: async () => {
-      const ticked = revert.checked
-      $('confirm-ok').disabled = true
-      try {
-        const next = await dryRun(ticked)
-        // A later change of the box wins over this answer.
-        if (revert.checked !== ticked) return
-        // The plan is fetched again rather than edited here, so what is shown is what berth would do.
-        plan = next
-        fill(planBox, planBody(plan, intro(plan, ticked)))
-        $('confirm-ok').disabled = false
-      } catch (err) {
-        fill(planBox, h('p', { class: 'error' }, `Cannot plan the rollback: ${err.message}`))
-      }
-    } })
-    : null
-  const body = [revert ? h('p', null, h('label', null, revert, ' run the rollbackExpr setting first: ', h('code', null, settings.rollbackExpr))) : null, planBox]
-  const ok = await ask(`Roll back ${app} to ${plan.version}?`, body, `Roll back to ${plan.version}`)
-  if (!ok) return
-  // The release the operator confirmed, not whatever "previous" means by the time the request arrives.
-  await run(app, () => api(appPath(app, '/rollback'), { method: 'POST', body: { to: plan.release, ...(revert?.checked ? { runRollbackExpr: true } : {}) } }))
-}
-
-async function confirmDeploy(app, release) {
-  let plan
-  try {
-    plan = await api(appPath(app, '/deployments?dryRun=true'), { method: 'POST', body: { release } })
-  } catch (err) {
-    return notice(`Cannot deploy ${release}: ${err.message}`)
-  }
-  const ok = await ask(`Deploy ${plan.release} to ${app}?`, planBody(plan, `From ${plan.current ?? 'nothing (first deploy)'} to ${plan.release}.`), `Deploy ${plan.version}`)
-  if (ok) await run(app, () => api(appPath(app, '/deployments'), { method: 'POST', body: { release: plan.release } }))
-}
-
-async function confirmOperate(app, action) {
-  const ok = await ask(`${action[0].toUpperCase()}${action.slice(1)} ${app}?`, [h('p', null, action === 'stop' ? 'The node stops and stays stopped until started again.' : `The node of the current release is ${action === 'start' ? 'started' : 'stopped and started again'}.`)], action[0].toUpperCase() + action.slice(1))
-  if (ok) await run(app, () => api(appPath(app, `/${action}`), { method: 'POST' }))
-}
-
-async function run(app, start) {
-  let d
-  try {
-    d = await start()
-  } catch (err) {
-    return notice(`${err.code ?? 'ERROR'}: ${err.message}`)
-  }
-  if (state.route?.name !== 'app' || state.route.app !== app) {
-    location.hash = `#/apps/${app}`
-    await new Promise((r) => setTimeout(r, 0))
-  }
-  followDeployment(app, d)
-}
-
-/** Shows the deployment's steps as they happen (polling the deployment, which records each step as it starts). */
-function followDeployment(app, d) {
-  state.progress?.stop()
-  const box = $('progress') ?? h('section', { id: 'progress' })
-  if (!box.isConnected) $('view').prepend(box)
-  let timer = null
-  let stopped = false
-  const draw = (dep) => {
-    const done = !!dep.finishedAt
-    box.className = done ? `done ${dep.state}` : 'running'
-    box.dataset.state = dep.state
-    fill(box,
-      h('h2', null, `${dep.kind} ${dep.release}: `, h('span', { class: 'progress-state' }, dep.state.replace('_', ' '))),
-      dep.warnings.length ? h('ul', { class: 'plan-warnings' }, dep.warnings.map((w) => h('li', null, w))) : null,
-      stepsList(dep, true),
-      dep.reason ? h('p', { class: 'error' }, dep.reason) : null,
-      done ? h('button', { onclick: () => { box.remove(); state.progress = null } }, 'Dismiss') : null,
-    )
-  }
-  const tick = async () => {
-    if (stopped) return
-    try {
-      const dep = await api(appPath(app, `/deployments/${d.id}`))
-      draw(dep)
-      if (dep.finishedAt) {
-        refreshApp(app, false)
-        return
-      }
-    } catch (err) {
-      if (err.status === 401) return
-    }
-    timer = setTimeout(tick, 400)
-  }
-  draw(d)
-  state.progress = { stop: () => { stopped = true; clearTimeout(timer) }, box }
-  tick()
-}
-
-function stepsList(dep, open) {
-  return h('ol', { class: 'steps' }, dep.steps.map((s) => h('li', { class: `step ${s.state}`, dataset: { step: s.name } },
-    h('span', { class: 'step-name' }, s.name), ' ', h('span', { class: 'step-state' }, s.state), ' ', h('span', { class: 'step-time' }, stepTime(s)),
-    s.output ? h('details', { open: open && s.state === 'running' ? true : null }, h('summary', null, 'output'), h('pre', null, s.output)) : null)))
-}
-
 // ---- the app page ----
 
 async function renderAppPage(app, { keep = false } = {}) {
-  const [data, deployments, events, env, settings, sessions] = await Promise.all([
+  const [data, deployments, events, env, sessions] = await Promise.all([
     loadApp(app),
     api(appPath(app, '/deployments')),
     api(appPath(app, '/events?limit=50')),
     api(appPath(app, '/env')),
-    api(appPath(app, '/settings')),
     // Sessions and their recordings are console matters: a read-only token does not see them.
     may('console') ? api(appPath(app, '/sessions')) : null,
   ])
@@ -559,7 +347,7 @@ async function renderAppPage(app, { keep = false } = {}) {
     h('p', null, h('a', { href: '#/' }, '← all apps')),
     h('h1', null, app, warn.map((w) => h('span', { class: 'badge warn' }, w))),
     h('section', { id: 'status', class: 'panel' },
-      dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ...nodeFacts(s), ...proxyFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))])]),
+      dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ['serving now', servingNow(data)], ['public address', publicAddress(data.settings, s) ?? 'unknown: set publicUrl (or the proxy)'], ...nodeFacts(s), ...proxyFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))])]),
       actions(data)),
     h('section', { id: 'releases', class: 'panel' }, h('h2', null, 'Releases'), table(['', 'release', 'version', 'size', 'uploaded', 'by', ''], data.releases.map((r) => ({
       class: r.current ? 'current' : '',
@@ -568,7 +356,7 @@ async function renderAppPage(app, { keep = false } = {}) {
         h('span', { class: 'row-actions' },
           !r.current && may('rollback') && data.status.current ? h('button', { class: 'action rollback-to', onclick: () => confirmRollback(app, r.id) }, 'Roll back to this') : null,
           !r.current && may('deploy') ? h('button', { class: 'action deploy', onclick: () => confirmDeploy(app, r.id) }, 'Deploy') : null)],
-    })))),
+    }))), uploadSection(app, keep)),
     h('section', { id: 'deployments', class: 'panel' }, h('h2', null, 'Deployments'), deployments.deployments.length ? h('ul', { class: 'deployments' }, deployments.deployments.slice(0, 30).map((d) =>
       h('li', { class: `deployment ${d.state}`, dataset: { deployment: d.id } }, h('details', { open: opened.has(d.id) },
         h('summary', null, h('strong', null, d.kind), ` ${d.release} `, h('span', { class: `state ${d.state}` }, d.state.replace('_', ' ')), ` · ${ago(d.createdAt)} by ${d.actor ?? 'berth'}`, d.finishedAt ? ` · took ${duration(Date.parse(d.finishedAt) - Date.parse(d.createdAt))}` : ''),
@@ -579,8 +367,8 @@ async function renderAppPage(app, { keep = false } = {}) {
       class: e.outcome === 'error' || e.outcome === 'failed' ? 'bad' : '',
       cells: [ago(e.at), e.actor ?? 'berth', e.action, e.outcome, e.detail ? h('code', { title: JSON.stringify(e.detail) }, summary(e.detail)) : ''],
     })))),
-    h('section', { id: 'env', class: 'panel' }, h('h2', null, 'Environment'), h('p', { class: 'hint' }, 'Names only: berth never shows the values.'), env.names.length ? h('ul', { class: 'env-names' }, env.names.map((n) => h('li', null, h('code', null, n)))) : h('p', { class: 'empty' }, 'No variables.')),
-    h('section', { id: 'settings', class: 'panel' }, h('h2', null, 'Settings'), h('pre', null, JSON.stringify(settings, null, 2))),
+    envSection(app, env.names, keep),
+    settingsSection(app, data.settings, keep),
     keptLogs ?? logsSection(app),
     h('section', { id: 'sessions', class: 'panel' }, h('h2', null, 'Console sessions'), !sessions ? h('p', { class: 'hint' }, 'Console sessions need a token with the console scope.') : table(['started', 'who', 'kind', 'release', 'ended', 'output', ''], sessions.sessions.slice(0, 30).map((x) => ({
       dataset: { session: x.id },
@@ -589,22 +377,6 @@ async function renderAppPage(app, { keep = false } = {}) {
     }))), keptReplay),
   )
   if (!keptLogs) startLogs(app)
-}
-
-/** An event's detail as key=value pairs with long values cut (the whole of it is in the cell's title). */
-function summary(detail) {
-  return Object.entries(detail)
-    .filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0))
-    .map(([k, v]) => {
-      const text = typeof v === 'string' ? v : JSON.stringify(v)
-      return `${k}=${text.length > 80 ? `${text.slice(0, 77)}...` : text}`
-    })
-    .join(' ')
-}
-
-function table(head, rows) {
-  return h('div', { class: 'table' }, h('table', null, h('thead', null, h('tr', null, head.map((c) => h('th', null, c)))),
-    h('tbody', null, rows.length ? rows.map((r) => h('tr', { class: r.class || null, dataset: r.dataset }, r.cells.map((c) => h('td', null, c)))) : h('tr', null, h('td', { colspan: head.length, class: 'empty' }, 'none')))))
 }
 
 // ---- logs ----
@@ -644,46 +416,10 @@ async function startLogs(app) {
   }
 }
 
-// ---- recordings ----
-
-async function replay(app, session) {
-  state.replay?.dispose()
-  let text
-  try {
-    text = await (await api(appPath(app, `/sessions/${session.id}.cast`), { raw: true })).text()
-  } catch (err) {
-    return notice(`Cannot replay ${session.id}: ${err.message}`)
-  }
-  const [header, ...events] = text.trim().split('\n').map((l) => JSON.parse(l))
-  const holder = $('replay') ?? h('div', { id: 'replay' })
-  if (!holder.isConnected) $('sessions').append(holder)
-  const screen = h('div', { class: 'replay-screen' })
-  const close = h('button', { onclick: () => { state.replay?.dispose(); state.replay = null } }, 'Close')
-  holder.replaceChildren(h('p', null, `Recording of ${session.kind} session ${session.id} by ${session.actor ?? '-'} (${header.width}×${header.height}) `, h('span', { id: 'replay-state' }, 'playing…'), ' ', close), screen)
-  const term = new window.Terminal({ cols: header.width || 80, rows: header.height || 24, convertEol: false, disableStdin: true, fontFamily: 'monospace', fontSize: 13 })
-  term.open(screen)
-  let timer = null
-  let i = 0
-  let last = 0
-  // Real timing, with pauses longer than half a second cut short: a session idle for minutes replays in seconds.
-  let disposed = false
-  const next = () => {
-    if (disposed) return
-    while (i < events.length && events[i][1] !== 'o') i++
-    if (i >= events.length) {
-      $('replay-state').textContent = 'done'
-      return
-    }
-    const [t, , data] = events[i++]
-    const wait = Math.min(Math.max(0, t - last), 0.5) * 1000
-    last = t
-    timer = setTimeout(() => term.write(data, next), wait)
-  }
-  next()
-  state.replay = { dispose: () => { disposed = true; clearTimeout(timer); term.dispose(); holder.remove() } }
-}
-
 // ---- start ----
+
+hooks.signOut = signOut
+hooks.refreshApp = refreshApp
 
 const saved = sessionStorage.getItem(TOKEN_KEY)
 if (saved) {

@@ -24,6 +24,11 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   'console.js': { file: path.join(ASSETS_DIR, 'console.js'), type: 'text/javascript; charset=utf-8' },
   'console.css': { file: path.join(ASSETS_DIR, 'console.css'), type: 'text/css; charset=utf-8' },
   'dashboard.js': { file: path.join(ASSETS_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard-core.js': { file: path.join(ASSETS_DIR, 'dashboard-core.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard-actions.js': { file: path.join(ASSETS_DIR, 'dashboard-actions.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard-replay.js': { file: path.join(ASSETS_DIR, 'dashboard-replay.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard-manage.js': { file: path.join(ASSETS_DIR, 'dashboard-manage.js'), type: 'text/javascript; charset=utf-8' },
+  'dashboard-settings.js': { file: path.join(ASSETS_DIR, 'dashboard-settings.js'), type: 'text/javascript; charset=utf-8' },
   'dashboard.css': { file: path.join(ASSETS_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
 }
 
