@@ -114,6 +114,8 @@ function proxyFields(value, inputs) {
   // Off, the fields show the defaults berth would take (listen has none: it must be given).
   const fields = Object.entries(PROXY_FIELDS).map(([k, d]) =>
     h('label', null, h('span', null, k), field(['proxy', k], value === null ? d : value[k], `set-proxy-${k}`, inputs, k === 'drainTimeoutMs' ? null : 'text')))
+  const listen = inputs.find((i) => i.path.join('.') === 'proxy.listen')
+  listen.el.placeholder = 'HOST:PORT, e.g. 0.0.0.0:80'
   const box = h('div', { class: 'settings-group', hidden: value === null }, fields)
   on.addEventListener('change', () => (box.hidden = !on.checked))
   inputs.push({ path: ['proxy'], el: on, read: () => on.checked, value: value !== null, proxySwitch: true })
