@@ -91,13 +91,13 @@ export function uploadSection(app, keep) {
       ev.preventDefault()
       const f = file.files?.[0]
       if (!f) return (status.textContent = 'Choose a release tarball (APP-VSN.tar.gz) first.')
-      start(app, f, deploy.checked, { section, go, cancel, bar, status })
+      sendRelease(app, f, deploy.checked, { section, go, cancel, bar, status })
     } }, file, ' ', h('label', null, deploy, ' deploy it right after'), ' ', go, ' ', cancel),
     h('div', { class: 'upload-progress' }, bar, ' ', status))
   return section
 }
 
-function start(app, file, deployAfter, { section, go, cancel, bar, status }) {
+function sendRelease(app, file, deployAfter, { section, go, cancel, bar, status }) {
   // XMLHttpRequest, not fetch: only it reports how much of a request body has been sent.
   const xhr = new XMLHttpRequest()
   const show = (pct, text) => {
