@@ -95,6 +95,8 @@ describe('env values at rest', () => {
     assert.ok(beam, 'the node runs')
     const environ = fs.readFileSync(`/proc/${beam.pid}/environ`)
     for (const m of markers) assert.ok(environ.includes(Buffer.from(m)), 'the node got its value')
+    // What a release fills in from its environment lands in RELEASE_TMP: berth's user only.
+    assert.equal(fs.statSync(path.join(d.dataDir, 'apps', 'hello', 'shared', 'tmp')).mode & 0o777, 0o700)
     assert.deepEqual(filesHolding(d.dataDir, markers), [])
     // The WAL too is scanned above; checkpointing it must not bring a value to the main file either.
     d.server.services.db.pragma('wal_checkpoint(TRUNCATE)')
