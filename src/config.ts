@@ -47,6 +47,10 @@ export interface Config {
   }
   /** The haproxy executable that fronts apps with the proxy setting on (zero-downtime deploys). */
   haproxy: string
+  /** The key ring that seals app environments (secrets/keyring.ts): BERTH_ENV_KEY_FILE, absolute, or null. */
+  envKeyFile: string | null
+  /** systemd's $CREDENTIALS_DIRECTORY (LoadCredentialEncrypted=berth-env-key in the unit), or null. */
+  credentialsDir: string | null
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
   limits: Limits
@@ -82,6 +86,7 @@ export const OPTIONS = [
   { env: 'BERTH_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', help: 'first retry delay of webhook deliveries, doubling (default 1000)' },
   { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
   { env: 'BERTH_HAPROXY', flag: 'haproxy', help: 'haproxy executable for apps with the proxy setting (default /usr/sbin/haproxy)' },
+  { env: 'BERTH_ENV_KEY_FILE', flag: 'env-key-file', help: "key file that encrypts the apps' env values (default: systemd credential berth-env-key, else DATA/keys/env.key)" },
 ] as const
 
 export class ConfigError extends Error {
@@ -171,6 +176,8 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
     haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
+    envKeyFile: get('BERTH_ENV_KEY_FILE') ? path.resolve(cwd, get('BERTH_ENV_KEY_FILE')!) : null,
+    credentialsDir: env.CREDENTIALS_DIRECTORY ? path.resolve(cwd, env.CREDENTIALS_DIRECTORY) : null,
     maxConnections: num('BERTH_MAX_CONNECTIONS', 512, 1, 1_000_000),
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),

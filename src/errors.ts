@@ -98,6 +98,10 @@ export const catalogue = {
   // server side
   DATABASE_UNREADABLE: [500, 'berth.db is not a readable database'],
   DATA_DIR_EXPOSED: [500, 'The data directory is readable by other users'],
+  ENV_KEY_UNAVAILABLE: [500, 'The key that encrypts app environments cannot be read'],
+  ENV_KEY_INSECURE: [500, 'The key that encrypts app environments is exposed to other users'],
+  ENV_KEY_MISSING: [500, 'The environment was encrypted with a key berth does not have'],
+  ENV_TAMPERED: [500, 'The stored environment does not authenticate'],
   SETTINGS_NOT_COPIED: [500, 'The settings are saved, but their copy on disk is not'],
   INSUFFICIENT_STORAGE: [507, 'Not enough disk space'],
   INTERNAL: [500, 'Internal error'],

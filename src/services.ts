@@ -17,6 +17,8 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { openVault } from './secrets/open.js'
+import type { EnvVault } from './secrets/env-vault.js'
 import { detectKind, type ReleaseKind } from './releases/kinds.js'
 import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
@@ -40,6 +42,8 @@ export interface Services {
   events: EventStore
   intake: Intake
   apps: AppStore
+  /** App environments, sealed with the key ring outside berth.db. */
+  vault: EnvVault
   deployments: DeploymentStore
   supervisor: Supervisor
   /** The haproxy of each app with the proxy setting (zero-downtime deploys). */
@@ -97,7 +101,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const appLog = new AppLog((app) => paths.log(app))
   events.subscribe((e) => appLog.write(e.app, e.line))
   const intake = new Intake({ paths, releases, events, limits: config.limits, log })
-  const apps = new AppStore(db, events, { paths, log })
+  let vault: EnvVault
+  try {
+    vault = openVault(config, db, log, { create: true })
+  } catch (err) {
+    db.close()
+    throw err
+  }
+  const apps = new AppStore(db, events, { paths, log }, vault)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
@@ -129,6 +140,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     policy,
     health,
     apps,
+    vault,
     deployments,
     supervisor,
     proxy,
@@ -152,6 +164,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       supervisor.detach()
       // The proxies keep forwarding too: restarting berth never touches traffic.
       proxy.detach()
+      vault.close()
       db.close()
     },
   }

@@ -13,7 +13,7 @@ const SRC = path.join(REPO, 'src')
 export const LAYERS: string[][] = [
   ['root', 'errors', 'paths', 'fsutil', 'config', 'log'],
   ['store'],
-  ['auth'],
+  ['auth', 'secrets'],
   ['apps', 'releases'],
   ['intake'],
   ['webhooks'],

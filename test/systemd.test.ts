@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { CREDENTIAL_NAME, keySource } from '../src/secrets/keyring.js'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const UNIT = path.join(REPO, 'systemd', 'berth.service')
@@ -70,6 +71,24 @@ test('the unit keeps what app supervision depends on', () => {
   const grace = Number(/^Environment=BERTH_SHUTDOWN_GRACE_MS=(\d+)$/m.exec(lines.join('\n'))?.[1])
   const stop = Number(/^TimeoutStopSec=(\d+)s$/m.exec(lines.join('\n'))?.[1])
   assert.ok(grace > 0 && stop * 1000 > grace, `TimeoutStopSec (${stop} s) exceeds BERTH_SHUTDOWN_GRACE_MS (${grace} ms)`)
+})
+
+test('the unit hands berth its env key as an encrypted credential, where berth looks for it', () => {
+  const lines = unitLines()
+  const m = lines.map((l) => /^LoadCredentialEncrypted=([^:]+):(\/.+)$/.exec(l)).find(Boolean)
+  assert.ok(m, 'systemd/berth.service has LoadCredentialEncrypted=NAME:/path')
+  assert.equal(m[1], CREDENTIAL_NAME, 'the credential has the name berth reads from $CREDENTIALS_DIRECTORY')
+  // The install lines at the top create the credential the unit loads (a missing one fails the start).
+  assert.ok(fs.readFileSync(UNIT, 'utf8').includes(`systemd-creds encrypt --name=${CREDENTIAL_NAME} - ${m[2]}`), 'the install comment creates that credential')
+  // What systemd gives (a 0400 file in a 0500 directory) is what berth takes, over its own key file.
+  const creds = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-creds-'))
+  try {
+    fs.writeFileSync(path.join(creds, CREDENTIAL_NAME), 'x', { mode: 0o400 })
+    assert.deepEqual(keySource({ dataDir: '/var/lib/berth', envKeyFile: null, credentialsDir: creds }), { file: path.join(creds, CREDENTIAL_NAME), credential: true })
+    assert.deepEqual(keySource({ dataDir: '/var/lib/berth', envKeyFile: null, credentialsDir: null }), { file: '/var/lib/berth/keys/env.key', credential: false })
+  } finally {
+    fs.rmSync(creds, { recursive: true, force: true })
+  }
 })
 
 test(`systemd-analyze security: exposure at most ${MAX_EXPOSURE}`, (t) => {

@@ -1,10 +1,13 @@
 // Per-app settings, environment and supervised-node records, and the audit of changes to them. The
 // environment holds secrets: callers get values only to build a child's environment; users see names.
+// The values are sealed at rest by secrets/env-vault.ts.
 // Settings are also copied to apps/APP/settings.json, so that a lost berth.db does not change how deploys run.
 
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
+import { problem } from '../errors.js'
 import type { Paths, Slot } from '../paths.js'
+import type { EnvVault } from '../secrets/env-vault.js'
 import { deepFreeze, RowCache, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { validateEnv, validateEnvChange } from './env.js'
@@ -53,6 +56,8 @@ export class AppStore {
     private readonly events: EventStore,
     /** Without it (unit tests) the settings live in the database only. */
     private readonly files: { paths: Paths; log: Logger } | null = null,
+    /** Without it (unit tests, berth import) the environment can be listed but not read or changed. */
+    private readonly vault: EnvVault | null = null,
   ) {
     this.settingsOf = new RowCache(db)
     this.nodeOf = new RowCache(db)
@@ -126,16 +131,28 @@ export class AppStore {
     })
   }
 
+  /** The names of the app's variables (never the values). */
+  envNames(app: string): string[] {
+    return (this.db.prepare('SELECT name FROM env_values WHERE app = ? ORDER BY name').all(app) as { name: string }[]).map((r) => r.name)
+  }
+
+  /** The values, decrypted: only to build a child's environment. Throws ENV_KEY_MISSING or ENV_TAMPERED. */
   env(app: string): Record<string, string> {
-    const row = this.db.prepare('SELECT env FROM apps WHERE name = ?').get(app) as { env: string } | undefined
-    return row ? (JSON.parse(row.env) as Record<string, string>) : {}
+    if (this.vault) return this.vault.read(app)
+    if (this.envNames(app).length === 0) return {}
+    throw problem('INTERNAL', 'the environment cannot be read without the env key ring')
+  }
+
+  private sealed(): EnvVault {
+    if (!this.vault) throw problem('INTERNAL', 'the environment cannot be changed without the env key ring')
+    return this.vault
   }
 
   /** Validates and replaces the whole environment; answers the names. The app row must exist. */
   replaceEnv(app: string, input: unknown, actor: string | null): string[] {
     const env = validateEnv(input)
     const names = Object.keys(env).sort()
-    this.db.prepare('UPDATE apps SET env = ? WHERE name = ?').run(JSON.stringify(env), app)
+    this.sealed().replace(app, env)
     // Names only: values are secrets and never reach the audit trail or the logs.
     this.events.record({ app, actor, action: 'env.replace', outcome: 'ok', detail: { names } })
     return names
@@ -147,14 +164,7 @@ export class AppStore {
    */
   mergeEnv(app: string, change: { set?: unknown; unset?: unknown }, actor: string | null): { names: string[]; removed: string[] } {
     const { set, unset } = validateEnvChange(change)
-    const result = this.db.transaction(() => {
-      const env = this.env(app)
-      const removed = unset.filter((n) => Object.hasOwn(env, n)).sort()
-      for (const n of unset) delete env[n]
-      Object.assign(env, set)
-      this.db.prepare('UPDATE apps SET env = ? WHERE name = ?').run(JSON.stringify(env), app)
-      return { names: Object.keys(env).sort(), removed }
-    }).immediate()
+    const result = this.sealed().merge(app, set, unset)
     // Names only, as for replaceEnv.
     this.events.record({ app, actor, action: 'env.update', outcome: 'ok', detail: { set: Object.keys(set).sort(), removed: result.removed } })
     return result

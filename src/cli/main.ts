@@ -18,6 +18,8 @@ on this host (the data directory):
   token revoke NAME             revoke a token
   import [--json]               rebuild the release catalogue in berth.db from the release
                                 directories on disk (after the database was lost or damaged)
+  keys status | rotate | generate
+                                the key that encrypts env values outside berth.db: show, rotate
 
 releases and deployments:
   deploy FILE --app APP [--no-deploy]
@@ -59,7 +61,7 @@ berth itself:
   metrics                       Prometheus metrics
   openapi                       the API document berth serves
 
-serve and token take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
+serve, token, import and keys take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
 --token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN) and --json. Every command takes
 --help.
 `

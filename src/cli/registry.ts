@@ -11,6 +11,7 @@ export const COMMANDS = {
   serve: async () => (await import('./serve.js')).command,
   token: async () => (await import('./token.js')).command,
   import: async () => (await import('./import.js')).command,
+  keys: async () => (await import('./keys.js')).command,
   plan: async () => (await import('./commands/plan.js')).command,
   deploy: async () => (await import('./commands/deploy.js')).deploy,
   rollback: async () => (await import('./commands/deploy.js')).rollback,
@@ -39,7 +40,7 @@ export const COMMANDS = {
 export type CommandName = keyof typeof COMMANDS
 
 /** Commands that work on the data directory, not over HTTP: they reach no operation. */
-export const LOCAL_COMMANDS: CommandName[] = ['serve', 'token', 'import']
+export const LOCAL_COMMANDS: CommandName[] = ['serve', 'token', 'import', 'keys']
 
 /**
  * How each operation of openapi.yaml is reached from the CLI: a command line (its first word a command),

@@ -179,6 +179,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * One left by a berth that was killed meanwhile goes with its release.
    */
   commandEnv(app: string, release: string, inst: InstanceSpec | null = this.liveInstance(app)): { env: NodeJS.ProcessEnv; dispose(): void } {
+    this.ensureAppDirs(app, inst)
     const base = this.relxDir(app, release)
     fs.mkdirSync(base, { recursive: true, mode: 0o750 })
     const dir = fs.mkdtempSync(path.join(base, 'run-'))
@@ -226,6 +227,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const { paths } = this.deps
     const dirs = this.dirsOf(app, inst)
     for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app), dirs.tmp, dirs.log]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
+    // RELEASE_TMP gets what a release fills in from its environment (relx's vm.args/sys.config, a Mix
+    // release's runtime sys.config), env values included: berth's user only, not group berth.
+    for (const d of [path.join(paths.shared(app), 'tmp'), dirs.tmp]) fs.chmodSync(d, 0o700)
   }
 
   /**

@@ -67,7 +67,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
 
   ctx.route(app, 'getEnv', async (request) => {
     requireApp(releases, request.params.app)
-    return { names: Object.keys(apps.env(request.params.app)).sort() }
+    return { names: apps.envNames(request.params.app) }
   })
 
   ctx.route(app, 'putEnv', async (request, reply) => {
