@@ -19,6 +19,26 @@ export interface Limits {
   uploadIdleMs: number
   /** Uploads handled at once; more get 503 with Retry-After. */
   maxConcurrentUploads: number
+  /** Of those, at most this many for one app and for one token (429), so one cannot take every slot. */
+  maxUploadsPerApp: number
+  maxUploadsPerToken: number
+  /** An upload whose last `uploadRateWindowMs` brought less than this many bytes a second is ended (408). */
+  uploadMinBytesPerSec: number
+  uploadRateWindowMs: number
+  /** The longest an upload's body may take to arrive, however steadily it trickles. */
+  uploadDeadlineMs: number
+}
+
+/** The HTTP listener's own limits (issue 23, D2/D3): what one client can hold of berth's connections. */
+export interface HttpLimits {
+  /** Time from a connection's first byte (or a keep-alive request's start) to the end of its headers. */
+  headersTimeoutMs: number
+  /** Open connections from one address (all of loopback counts as one; IPv6 by /64). */
+  maxConnectionsPerAddress: number
+  /** Long-lived answers (log follows, event streams, console websockets) at once, in all. */
+  maxStreams: number
+  maxStreamsPerToken: number
+  maxStreamsPerApp: number
 }
 
 export interface Config {
@@ -34,8 +54,9 @@ export interface Config {
   webhookBackoffMs: number
   /** Open client connections at most; more are refused by the kernel-level accept limit of Node. */
   maxConnections: number
-  /** Failed authentications per client address and minute before requests from it get 429. */
+  /** Failed authentications per client address and minute before its failures get 429 (valid tokens pass). */
   authFailuresPerMinute: number
+  http: HttpLimits
   consoles: {
     /** berth's own origins (BERTH_PUBLIC_URL); empty: those of the address a client connected to. */
     publicOrigins: string[]
@@ -85,6 +106,16 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_CONNECTIONS', flag: 'max-connections', help: 'open client connections at most (default 512)' },
   { env: 'BERTH_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', help: 'first retry delay of webhook deliveries, doubling (default 1000)' },
   { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
+  { env: 'BERTH_HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', help: 'time a client has to send its request headers (default 10000)' },
+  { env: 'BERTH_MAX_CONNECTIONS_PER_ADDRESS', flag: 'max-connections-per-address', help: 'open connections from one client address, all of loopback as one (default 64)' },
+  { env: 'BERTH_MAX_STREAMS', flag: 'max-streams', help: 'log follows, event streams and consoles open at once (default 128)' },
+  { env: 'BERTH_MAX_STREAMS_PER_TOKEN', flag: 'max-streams-per-token', help: 'of those, per token (default 8)' },
+  { env: 'BERTH_MAX_STREAMS_PER_APP', flag: 'max-streams-per-app', help: 'of those, per app (default 32)' },
+  { env: 'BERTH_MAX_UPLOADS_PER_APP', flag: 'max-uploads-per-app', help: 'uploads at once for one app (default 2)' },
+  { env: 'BERTH_MAX_UPLOADS_PER_TOKEN', flag: 'max-uploads-per-token', help: 'uploads at once with one token (default 3)' },
+  { env: 'BERTH_UPLOAD_MIN_BYTES_PER_SEC', flag: 'upload-min-bytes-per-sec', help: 'slowest average upload rate over the rate window (default 16384)' },
+  { env: 'BERTH_UPLOAD_RATE_WINDOW_MS', flag: 'upload-rate-window-ms', help: 'window the upload rate is averaged over, also its grace period (default 30000)' },
+  { env: 'BERTH_UPLOAD_DEADLINE_MS', flag: 'upload-deadline-ms', help: 'longest time an upload body may take (default 3600000)' },
   { env: 'BERTH_HAPROXY', flag: 'haproxy', help: 'haproxy executable for apps with the proxy setting (default /usr/sbin/haproxy)' },
   { env: 'BERTH_ENV_KEY_FILE', flag: 'env-key-file', help: "key file that encrypts the apps' env values (default: systemd credential berth-env-key, else DATA/keys/env.key)" },
 ] as const
@@ -166,7 +197,22 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     ratioGraceBytes: 16 * 1024 * 1024,
     uploadIdleMs: num('BERTH_UPLOAD_IDLE_MS', 30_000, 100),
     maxConcurrentUploads: num('BERTH_MAX_CONCURRENT_UPLOADS', 4, 1, 1000),
+    maxUploadsPerApp: num('BERTH_MAX_UPLOADS_PER_APP', 2, 1, 1000),
+    maxUploadsPerToken: num('BERTH_MAX_UPLOADS_PER_TOKEN', 3, 1, 1000),
+    uploadMinBytesPerSec: num('BERTH_UPLOAD_MIN_BYTES_PER_SEC', 16 * 1024, 0),
+    uploadRateWindowMs: num('BERTH_UPLOAD_RATE_WINDOW_MS', 30_000, 100, 3600_000),
+    uploadDeadlineMs: num('BERTH_UPLOAD_DEADLINE_MS', 3600_000, 1000, 7 * 86_400_000),
   }
+  const maxConnections = num('BERTH_MAX_CONNECTIONS', 512, 2, 1_000_000)
+  const http: HttpLimits = {
+    headersTimeoutMs: num('BERTH_HEADERS_TIMEOUT_MS', 10_000, 100, 60_000),
+    maxConnectionsPerAddress: num('BERTH_MAX_CONNECTIONS_PER_ADDRESS', Math.min(64, maxConnections), 1, maxConnections),
+    maxStreams: num('BERTH_MAX_STREAMS', Math.max(1, Math.floor(maxConnections / 4)), 1, 1_000_000),
+    maxStreamsPerToken: num('BERTH_MAX_STREAMS_PER_TOKEN', 8, 1, 1_000_000),
+    maxStreamsPerApp: num('BERTH_MAX_STREAMS_PER_APP', 32, 1, 1_000_000),
+  }
+  // Streams never take every connection: the rest is the reserve for other clients and /healthz.
+  if (http.maxStreams >= maxConnections) throw new ConfigError(`BERTH_MAX_STREAMS (${http.maxStreams}) must be below BERTH_MAX_CONNECTIONS (${maxConnections}), so that connections stay for other clients and /healthz`)
   return {
     dataDir,
     host,
@@ -178,9 +224,10 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
     envKeyFile: get('BERTH_ENV_KEY_FILE') ? path.resolve(cwd, get('BERTH_ENV_KEY_FILE')!) : null,
     credentialsDir: env.CREDENTIALS_DIRECTORY ? path.resolve(cwd, env.CREDENTIALS_DIRECTORY) : null,
-    maxConnections: num('BERTH_MAX_CONNECTIONS', 512, 1, 1_000_000),
+    maxConnections,
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
+    http,
     consoles: {
       publicOrigins: parseOrigins('BERTH_PUBLIC_URL', get('BERTH_PUBLIC_URL')),
       allowedOrigins: parseOrigins('BERTH_ALLOWED_ORIGINS', get('BERTH_ALLOWED_ORIGINS')),

@@ -33,6 +33,10 @@ export const catalogue = {
   DEPLOYMENT_FAILED: [422, 'The deployment failed'],
   DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],
   TOO_MANY_UPLOADS: [503, 'Too many uploads in progress'],
+  TOO_MANY_UPLOADS_FOR_APP: [429, 'Too many uploads in progress for this app'],
+  TOO_MANY_UPLOADS_FOR_TOKEN: [429, 'Too many uploads in progress with this token'],
+  TOO_MANY_STREAMS: [429, 'Too many open streams'],
+  HEADERS_TOO_LARGE: [431, 'The request headers are too large'],
   INVALID_RELEASE_ID: [400, 'Invalid release id'],
 
   // deployment steps and the node (a deployment records these as its reason; clients see them in it)
@@ -59,6 +63,7 @@ export const catalogue = {
   UPLOAD_TOO_LARGE: [413, 'The upload is larger than allowed'],
   UPLOAD_INCOMPLETE: [400, 'The upload ended early'],
   UPLOAD_TIMEOUT: [408, 'The upload was too slow'],
+  UPLOAD_TOO_SLOW: [408, 'The upload arrives slower than the minimum rate'],
   MULTIPART_NO_FILE: [400, 'The multipart body has no release file'],
   MULTIPART_TRUNCATED: [413, 'The multipart file was truncated'],
   DIGEST_INVALID: [400, 'The checksum parameter or header is malformed'],

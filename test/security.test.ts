@@ -342,7 +342,8 @@ describe('upload limits', () => {
       req.on('error', () => resolve(0))
     })
     assert.equal(status, 431)
-    assert.equal(d.server.app.server.maxConnections, 512)
+    assert.equal(d.config.maxConnections, 512)
+    assert.equal(d.config.http.maxConnectionsPerAddress, 64)
   })
 
   test('a stalled upload times out with 408 and leaves nothing; excess uploads get 503 with Retry-After', async () => {

@@ -143,7 +143,12 @@ export interface paths {
          *     the `release` field of a multipart form (`-F release=@app.tar.gz`). The body is hashed and unpacked
          *     while it streams; name and version come from the content. The tarball must be a release of `{app}`.
          *     The same bytes again answer `200` with the existing release. An upload whose token is revoked or
-         *     expires while the body streams is abandoned (`401`, nothing kept).
+         *     expires while the body streams is abandoned (`401`, nothing kept). A body that stalls
+         *     (`BERTH_UPLOAD_IDLE_MS`), arrives slower than `BERTH_UPLOAD_MIN_BYTES_PER_SEC` over the last
+         *     `BERTH_UPLOAD_RATE_WINDOW_MS` (`408 UPLOAD_TOO_SLOW`) or takes longer than `BERTH_UPLOAD_DEADLINE_MS`
+         *     is abandoned (`408 UPLOAD_TIMEOUT`). Uploads at once are limited per token (`429
+         *     TOO_MANY_UPLOADS_FOR_TOKEN`), per app (`429 TOO_MANY_UPLOADS_FOR_APP`) and in all (`503
+         *     TOO_MANY_UPLOADS`), each with `Retry-After`.
          */
         post: operations["uploadRelease"];
         delete?: never;
@@ -1380,9 +1385,11 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            408: components["responses"]["Problem"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
             507: components["responses"]["Problem"];
         };
@@ -1446,6 +1453,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
             503: components["responses"]["Problem"];
             507: components["responses"]["Problem"];
         };
@@ -2034,6 +2042,7 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
         };
     };
     listEvents: {
@@ -2438,6 +2447,7 @@ export interface operations {
             };
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
         };
     };
 }

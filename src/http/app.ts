@@ -6,6 +6,8 @@ import websocket from '@fastify/websocket'
 import { problem } from '../errors.js'
 import type { Services } from '../services.js'
 import { authHook, FailureLimiter } from './auth.js'
+import { headerLimits } from './header-limits.js'
+import { StreamLimiter } from './streams.js'
 import type { Loaders, RouteContext, RouteExtra } from './context.js'
 import { loadApiDocument } from './openapi.js'
 import { errorHandler, notFoundHandler } from './problem.js'
@@ -26,6 +28,8 @@ declare module 'fastify' {
     berthRoutes: { method: string; url: string }[]
     /** Compiles every route schema not compiled yet (they compile on first use); answers how many. */
     berthCompileSchemas(): number
+    /** Long-lived answers open now, and their limits (http/streams.ts). */
+    berthStreams: StreamLimiter
   }
 }
 
@@ -39,7 +43,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   const compilers = lazyCompilers()
   const app = Fastify({
     logger: false,
-    // Uploads stream for minutes; idle and body limits are enforced by intake, not by a global timeout.
+    // Uploads stream for minutes; their limits are intake's. server.ts sets a backstop above the longest.
     requestTimeout: 0,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
@@ -62,6 +66,10 @@ export async function buildApp(services: Services, options: FastifyServerOptions
 
   const api = loadApiDocument()
   const limiter = new FailureLimiter(services.config.authFailuresPerMinute)
+  const streams = new StreamLimiter(services.config.http)
+  app.decorate('berthStreams', streams)
+  // Before every route's own onRequest (authentication): an oversized request is refused unread.
+  app.addHook('onRequest', headerLimits)
   // Terminal frames are small; 1 MiB bounds what one message can make berth buffer.
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
   const register = (instance: FastifyInstance, operationId: string, handler: unknown, extra: RouteExtra & { websocket?: boolean } = {}) => {
@@ -80,6 +88,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   const ctx: RouteContext = {
     load: loadOnce(loaders, services.log),
     limiter,
+    streams,
     services,
     api,
     route: (instance, operationId, handler, extra) => register(instance, operationId, handler, extra),

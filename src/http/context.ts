@@ -7,6 +7,7 @@ import type { Services } from '../services.js'
 import type { operations } from './api-types.js'
 import type { FailureLimiter } from './auth.js'
 import type { ApiDocument } from './openapi.js'
+import type { StreamLimiter } from './streams.js'
 
 export type OperationId = keyof operations
 
@@ -47,6 +48,8 @@ export interface RouteContext {
   load: Loaders
   api: ApiDocument
   limiter: FailureLimiter
+  /** Slots for long-lived answers (log follows, event streams, consoles), per token, per app and in all. */
+  streams: StreamLimiter
   /** Registers the handler for an operation of openapi.yaml, taking method, URL, schemas and scope from it. */
   route<K extends OperationId>(app: FastifyInstance, operationId: K, handler: Handler<K>, extra?: RouteExtra): void
   /** The same for a websocket operation: `onRequest` runs before the upgrade. */

@@ -13,6 +13,8 @@ import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseKind, ReleaseStore } from '../store/releases.js'
 import { inspectRelease } from './inspect.js'
 import { addMetadata, METADATA_FILE, writeMetadata } from './metadata.js'
+import { UploadPace } from './pace.js'
+import { UploadSlots } from './slots.js'
 import { SafeUnpacker } from './unpack.js'
 
 export interface IntakeDeps {
@@ -31,6 +33,8 @@ export interface UploadRequest {
   /** Content-Length when the client sent one; refused early when over the limit. */
   declaredLength?: number | null
   actor?: string | null
+  /** Who holds the upload's slot (the token's id): one token may hold only so many at once. */
+  holder?: string | null
   /** Aborts the upload (graceful shutdown, client gone); a BerthError reason is what the uploader is told. */
   signal?: AbortSignal
 }
@@ -41,14 +45,16 @@ export interface UploadResult {
 }
 
 export class Intake {
-  private active = 0
+  private readonly slots: UploadSlots
   /** Serialises the final move+insert per app so that two uploads of the same bytes end as one release. */
   private readonly finishing = new Map<string, Promise<unknown>>()
 
-  constructor(private readonly deps: IntakeDeps) {}
+  constructor(private readonly deps: IntakeDeps) {
+    this.slots = new UploadSlots(deps.limits)
+  }
 
   get inFlight(): number {
-    return this.active
+    return this.slots.inUse
   }
 
   async upload(req: UploadRequest): Promise<UploadResult> {
@@ -57,10 +63,7 @@ export class Intake {
     if (req.declaredLength != null && req.declaredLength > limits.maxUploadBytes) {
       throw problem('UPLOAD_TOO_LARGE', `The upload is ${req.declaredLength} bytes; the limit is ${limits.maxUploadBytes} (BERTH_MAX_UPLOAD_BYTES).`, { limit: limits.maxUploadBytes })
     }
-    if (this.active >= limits.maxConcurrentUploads) {
-      throw problem('TOO_MANY_UPLOADS', `${this.active} uploads are in progress (BERTH_MAX_CONCURRENT_UPLOADS); retry in a few seconds.`, { retryAfter: 5 })
-    }
-    this.active++
+    const release = this.slots.take(req.app, req.holder ?? null)
     const started = Date.now()
     let staging: string | null = null
     try {
@@ -92,7 +95,7 @@ export class Intake {
       }
       throw e
     } finally {
-      this.active--
+      release()
       if (staging) await removeTree(staging).catch((err) => log.error({ err, staging }, 'could not remove staging directory'))
     }
   }
@@ -110,7 +113,7 @@ export class Intake {
     }
   }
 
-  /** Streams the body through the hash and the unpacker, with size, idle and abort limits. */
+  /** Streams the body through the hash and the unpacker, with size, idle, pace and abort limits. */
   private async receive(req: UploadRequest, staging: string) {
     const { limits } = this.deps
     const hash = crypto.createHash('sha256')
@@ -130,6 +133,7 @@ export class Intake {
     const onAbort = () => stop(isBerthError(req.signal?.reason) ? req.signal.reason : problem('SHUTTING_DOWN', 'berth is shutting down and abandoned this upload; upload again once it is back.'))
     req.signal?.addEventListener('abort', onAbort, { once: true })
     if (req.signal?.aborted) onAbort()
+    const pace = new UploadPace(limits, stop)
     try {
       arm()
       for (;;) {
@@ -137,6 +141,7 @@ export class Intake {
         if (next.done) break
         const chunk = next.value
         arm()
+        pace.add(chunk.length)
         size += chunk.length
         if (size > limits.maxUploadBytes) {
           throw problem('UPLOAD_TOO_LARGE', `The upload passed ${limits.maxUploadBytes} bytes (BERTH_MAX_UPLOAD_BYTES) and was refused.`, { limit: limits.maxUploadBytes })
@@ -144,7 +149,9 @@ export class Intake {
         hash.update(chunk)
         await abortable(unpacker.write(chunk), halt.signal)
       }
+      // The body is in: what remains (the unpacker's end) is berth's work, not the client's pace.
       clearTimeout(timer)
+      pace.end()
       if (size === 0) throw problem('UPLOAD_EMPTY', 'The upload has no bytes; send the release tarball as the request body (curl -T app.tar.gz or --data-binary @app.tar.gz).')
       const stats = await abortable(unpacker.end(), halt.signal)
       return { sha256: hash.digest('hex'), size, stats }
@@ -154,6 +161,7 @@ export class Intake {
       throw mapStreamError(err)
     } finally {
       clearTimeout(timer)
+      pace.end()
       req.signal?.removeEventListener('abort', onAbort)
     }
   }

@@ -97,8 +97,18 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     if (!q.follow) return readLog(dir, query)
     // A stream that outlives node restarts (it follows the files, not the process) until the client leaves,
     // berth shuts down, or the token is revoked or expires.
+    // One of the token's and the app's stream slots (429 TOO_MANY_STREAMS when they are taken), until it ends.
+    const release = ctx.streams.acquire(request.token!, name)
     const gone = new AbortController()
-    const unhold = services.tokenWatch.hold(request.token!, () => gone.abort())
+    gone.signal.addEventListener('abort', release, { once: true })
+    reply.raw.once('close', () => gone.abort())
+    let unhold: () => void
+    try {
+      unhold = services.tokenWatch.hold(request.token!, () => gone.abort())
+    } catch (err) {
+      release()
+      throw err
+    }
     request.raw.on('close', () => gone.abort())
     services.shutdown.signal.addEventListener('abort', () => gone.abort(), { once: true })
     gone.signal.addEventListener('abort', unhold, { once: true })

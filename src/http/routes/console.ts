@@ -67,7 +67,16 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
           authorize: (token) => authorize(services.tokens, limiter, { ip: request.ip, headers: { authorization: `Bearer ${token}` }, app: name }, 'console'),
           open: async (token, size, sink) => {
             requireApp(releases, name)
-            return kind === 'remote' ? sessions.openRemote(name, token, size, sink) : sessions.openAttach(name, token, size, sink)
+            // A console holds its connection like a log follow does: one of the token's and the app's stream slots.
+            const release = ctx.streams.acquire(token, name)
+            socket.once('close', release)
+            if (socket.readyState !== socket.OPEN) release()
+            try {
+              return await (kind === 'remote' ? sessions.openRemote(name, token, size, sink) : sessions.openAttach(name, token, size, sink))
+            } catch (err) {
+              release()
+              throw err
+            }
           },
           logError: (err) => request.log.error({ err }, 'console session failed to start'),
         })

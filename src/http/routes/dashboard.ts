@@ -33,8 +33,16 @@ export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteCo
       throw problem('FORBIDDEN_APP', `Token "${token.name}" is limited to ${token.apps!.join(', ')} and may not see "${only}".`)
     }
     let finish = (_type: 'end' | 'overflow', _reason: string) => {}
-    // Throws UNAUTHORIZED (answered as a problem) when the token was revoked since it was checked.
-    const unhold = services.tokenWatch.hold(token, (end) => finish('end', end.reason))
+    // A stream slot of the token's (and of the app's, for ?app=): 429 TOO_MANY_STREAMS when they are taken.
+    const release = ctx.streams.acquire(token, only ?? null)
+    let unhold: () => void
+    try {
+      // Throws UNAUTHORIZED (answered as a problem) when the token was revoked since it was checked.
+      unhold = services.tokenWatch.hold(token, (end) => finish('end', end.reason))
+    } catch (err) {
+      release()
+      throw err
+    }
     const res = reply.hijack().raw
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-accel-buffering': 'no' })
     res.write(': berth audit events\n\n')
@@ -57,6 +65,7 @@ export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteCo
     streams.add(onShutdown)
     const cleanup = () => {
       done = true
+      release()
       streams.delete(onShutdown)
       clearInterval(keepalive)
       unsubscribe()

@@ -41,6 +41,7 @@ async function upload(services: Services, request: UploadRequest) {
       sha256,
       declaredLength: !multipartBody && length ? Number(length) : null,
       actor: actor(request),
+      holder: request.token!.id,
       signal: AbortSignal.any([services.shutdown.signal, revoked.signal]),
     })
   } finally {
