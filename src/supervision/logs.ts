@@ -145,6 +145,23 @@ export function tailEntries(dir: string, app: string, source: LogSource, lines: 
   return out.slice(-lines)
 }
 
+/** How far back bootEntries looks for a boot's mark, in lines. */
+const BOOT_SCAN_LINES = 5000
+
+/**
+ * The console lines one boot wrote (those after its mark, see log-lines.ts), the last `lines` of them, and how
+ * many came before those; null when its mark is not among the last BOOT_SCAN_LINES lines (rotated away, or a
+ * node berth did not start), so that a caller can say it shows the plain tail instead.
+ */
+export function bootEntries(dir: string, app: string, bootId: string, lines: number): { entries: LogEntry[]; skipped: number } | null {
+  const all = tailEntries(dir, app, 'console', BOOT_SCAN_LINES)
+  let at = all.length - 1
+  while (at >= 0 && all[at]!.boot !== bootId) at--
+  if (at < 0) return null
+  const since = all.slice(at + 1)
+  return { entries: since.slice(-lines), skipped: Math.max(0, since.length - lines) }
+}
+
 /** The last lines of a source in the query's format, as one answer. */
 export function readLog(dir: string, q: LogQuery): string {
   if (verbatim(q)) {
