@@ -162,6 +162,26 @@ export function bootEntries(dir: string, app: string, bootId: string, lines: num
   return { entries: since.slice(-lines), skipped: Math.max(0, since.length - lines) }
 }
 
+/**
+ * What a boot that failed wrote to the console log, for its step output: the lines since its mark, or, when
+ * the mark is not found, the plain tail said to be so; '' without a log (run_erl never started).
+ */
+export function bootLogText(dir: string, app: string, bootId: string | null, lines: number): string {
+  try {
+    const own = bootId ? bootEntries(dir, app, bootId, lines) : null
+    if (own) {
+      if (!own.entries.length) return `\n\nthis boot (${bootId}) wrote nothing to the node's console log`
+      const left = own.skipped ? `, ${own.skipped} earlier lines left out` : ''
+      return `\n\nthis boot's output (boot ${bootId}${left}), last ${own.entries.length} lines of the node's console log:\n${own.entries.map((e) => e.line).join('\n')}`
+    }
+    const tail = tailEntries(dir, app, 'console', lines).map((e) => e.line)
+    // Said, not hidden: without the mark these may be an earlier boot's lines.
+    return tail.length ? `\n\nthis boot's mark was not found in the node's console log, so these may include earlier boots' lines; last ${tail.length} lines of the node's console log:\n${tail.join('\n')}` : ''
+  } catch {
+    return ''
+  }
+}
+
 /** The last lines of a source in the query's format, as one answer. */
 export function readLog(dir: string, q: LogQuery): string {
   if (verbatim(q)) {

@@ -19,7 +19,7 @@ import type { EventStore } from '../store/events.js'
 import { bootApps, waitForBoot, waitForHealth, type WaitOutcome } from './boot-check.js'
 import { CommandLedger } from './ledger.js'
 import { markedStartCommand } from './log-lines.js'
-import { bootEntries, tailEntries } from './logs.js'
+import { bootLogText } from './logs.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
 /** How long status() trusts a BEAM pid it has seen alive before reading /proc again. */
@@ -510,22 +510,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * is there, and an earlier boot's stack trace in the same file is not.
    */
   private bootFailure(l: Live, reason: string): StepFailed {
-    let log = ''
-    try {
-      const dir = this.dirsOf(l.app, l.inst).log
-      const own = l.bootId ? bootEntries(dir, l.app, l.bootId, BOOT_LOG_LINES) : null
-      if (own) {
-        const lines = own.entries.map((e) => e.line)
-        log = lines.length ? `\n\nthis boot's output (boot ${l.bootId}${own.skipped ? `, ${own.skipped} earlier lines left out` : ''}), last ${lines.length} lines of the node's console log:\n${lines.join('\n')}` : `\n\nthis boot (${l.bootId}) wrote nothing to the node's console log`
-      } else {
-        const tail = tailEntries(dir, l.app, 'console', BOOT_LOG_LINES).map((e) => e.line)
-        // Said, not hidden: these lines may be an earlier boot's.
-        if (tail.length) log = `\n\nthis boot's mark was not found in the node's console log, so these may include earlier boots' lines; last ${tail.length} lines of the node's console log:\n${tail.join('\n')}`
-      }
-    } catch {
-      // No log (run_erl never started): the reason alone.
-    }
-    return new StepFailed('NODE_EXITED', reason, `${reason}${log}`)
+    return new StepFailed('NODE_EXITED', reason, `${reason}${bootLogText(this.dirsOf(l.app, l.inst).log, l.app, l.bootId, BOOT_LOG_LINES)}`)
   }
 
   private async verifyInstance(l: Live, settings: AppSettings, signal?: AbortSignal): Promise<string> {
