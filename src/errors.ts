@@ -46,7 +46,7 @@ export const catalogue = {
   ROLLBACK_EXPR_MISSING: [409, 'No rollback expression is configured'],
   ROLLBACK_EXPR_FAILED: [422, 'The rollback expression failed'],
   NODE_EXITED: [422, 'The node exited while it was being verified'],
-  BOOT_TIMEOUT: [422, 'The node did not answer within the boot timeout'],
+  BOOT_TIMEOUT: [422, 'The node did not finish booting within the boot timeout'],
   HEALTH_CHECK_FAILED: [422, 'The health check did not answer 2xx'],
   NODE_STOP_FAILED: [500, 'The node did not stop'],
   COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],

@@ -91,11 +91,15 @@ test('the GitLab CI recipe deploys the tarball just built, among the older ones 
 })
 
 test('a deployment that is rolled back fails the job, with the reason printed', async () => {
-  const r = await runRecipe('github-actions.yml', await project('0.3.0', (await fixture('crash_on_boot')).tarball))
+  // A release that never finishes booting (Application.start raises after 4 s), so the failure is the node's
+  // fact, not a race between its crash and the 500 ms stable window: with crash_on_boot, which halts 0.5 s
+  // after a complete boot, a loaded machine could see the window pass first and the job succeed.
+  const r = await runRecipe('github-actions.yml', await project('0.3.2', (await fixture('slow_raise')).tarball))
   assert.notEqual(r.status, 0)
   const problem = JSON.parse(r.stdout)
   assert.equal(problem.code, 'DEPLOYMENT_ROLLED_BACK')
   assert.match(problem.detail, /rolled back/)
+  assert.equal(problem.deployment.reasonCode, 'NODE_EXITED')
   assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.2.0\n')
 })
 

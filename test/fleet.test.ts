@@ -94,7 +94,7 @@ before(async () => {
   fleetFile = path.join(work, 'fleet.yml')
   const lines = hosts.map((h, i) => `  - name: ${h.name}\n    url: ${h.d.url}\n${i === 3 ? '' : `    tokenEnv: ${tokenEnv(i)}\n`}`)
   fs.writeFileSync(fleetFile, `app: hello\nhosts:\n${lines.join('')}canary: 1\nbatch: 1\nmigrate: once\n`)
-  for (const name of ['v1', 'v2', 'crash_on_boot'] as const) {
+  for (const name of ['v1', 'v2', 'slow_raise'] as const) {
     const f = await fixture(name)
     ids[name] = `${f.version}-${f.sha256.slice(0, 12)}`
   }
@@ -136,9 +136,13 @@ test('v1 and then v2 roll out to all four hosts, and each release migrates exact
   for (const h of hosts) assert.equal(await answers(h), 'hello 0.2.0\n')
 })
 
-test('a release that crashes on boot fails on the canary: it is put back and no other host gets a deployment', async () => {
+test('a release that fails to boot fails on the canary, with no health URL and no stable window: it is put back and no other host gets a deployment', async () => {
   const before = await Promise.all(hosts.map(async (h) => (await deploymentsOf(h)).length))
-  const r = await run(['deploy', await tarball('crash_on_boot'), '--fleet', fleetFile, '--json'])
+  // slow_raise answers `pid` for 4 s, then its Application.start raises. Without a health URL or a stable
+  // window to catch it, only a verification that waits for the node to have booted fails it.
+  for (const h of hosts) await api(h, 'PUT', '/settings', { stableWindowMs: 0, healthUrl: null })
+  const r = await run(['deploy', await tarball('slow_raise'), '--fleet', fleetFile, '--json']).finally(() =>
+    Promise.all(hosts.map((h) => api(h, 'PUT', '/settings', { stableWindowMs: 1000, healthUrl: `http://127.0.0.1:${h.port}/health` }))))
   assert.equal(r.code, 1, r.stdout + r.stderr)
   assert.equal(r.result.halted.host, 'h1')
   assert.match(r.stderr, /halted at h1 \([A-Z_]+\); no further host is touched/)
@@ -148,7 +152,8 @@ test('a release that crashes on boot fails on the canary: it is put back and no 
   const afterCounts = await Promise.all(hosts.map(async (h) => (await deploymentsOf(h)).length))
   assert.deepEqual(afterCounts, [before[0]! + 1, before[1], before[2], before[3]], 'only the canary got a deployment')
   // Uploaded everywhere first, deployed nowhere else.
-  for (const h of hosts.slice(1)) assert.equal((await api(h, 'GET', `/releases/${ids.crash_on_boot}`)).id, ids.crash_on_boot)
+  for (const h of hosts.slice(1)) assert.equal((await api(h, 'GET', `/releases/${ids.slow_raise}`)).id, ids.slow_raise)
+  assert.equal(r.result.halted.code, 'NODE_EXITED', r.stdout)
 })
 
 test('a host that fails later halts the rollout: the hosts moved go back, the hosts after it are never deployed', async () => {

@@ -132,7 +132,9 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   const path = deps.deployer.startPath(app, settings)
   const proxy = path === 'direct' ? null : settings.proxy!
   const health = proxy ? `http://127.0.0.1:PORT${proxy.healthPath} on the instance's own port answers 2xx` : settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null
-  const verify = [`the node answers bin/${app} ${cmd.pid}`, health, `it stays up for ${settings.stableWindowMs} ms`].filter(Boolean).join(', ')
+  // What supervision/boot-check.ts waits for: the node's own word that it has booted, not that it answers.
+  const booted = `the node has finished booting (asked through bin/${app} ${cmd.rpc}: init's status is started and the release's permanent applications run)`
+  const verify = `${[booted, health].filter(Boolean).join(', then ')}, within the boot timeout (${settings.bootTimeoutMs} ms); only then, it stays up for the stable window (${settings.stableWindowMs} ms); a node that exits or is still booting at the timeout fails`
   const start = `start bin/${app} ${cmd.start} under run_erl${proxy ? ' on a private loopback port in PORT' : ''} (boot timeout ${settings.bootTimeoutMs} ms)`
   const previousBack = currentId && current ? `if starting or verifying fails: current -> releases/${currentId} and its node started again` : 'if starting or verifying fails: there is no previous release, so the node is stopped'
   const steps: PlanStep[] = [

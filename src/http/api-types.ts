@@ -431,7 +431,9 @@ export interface paths {
          *     `format=json` gives newline-delimited JSON (`application/x-ndjson`, one `LogLine` object per line,
          *     each line a complete JSON text) for Vector, Loki, Fluent Bit or journald. run_erl writes no time per
          *     line, so `at` says when the line was written as precisely as berth knows, and `clock` says how it was
-         *     found (see `LogLine`).
+         *     found (see `LogLine`). Each start of the node begins with an entry that has a `boot` field (the
+         *     boot boundary): the entries after it, up to the next such one, are that boot's; its `at` is the start's
+         *     time, and the lines after it are dated from it until run_erl's next stamp.
          *
          *     `format=raw` gives the files' bytes as run_erl and berth wrote them (the files on disk are never
          *     rewritten), for forensics.
@@ -1068,6 +1070,14 @@ export interface components {
             line: string;
             /** @enum {string} */
             clock: "line" | "read" | "marker" | "file";
+            /**
+             * @description Only on a boot boundary (`source=console`): the entry for the mark berth has each start of the node
+             *     print before the node's own output (`===== berth boot ID TIME RELEASE` in the file), with
+             *     `line` `--- boot ID of RELEASE at TIME ---` (also in `format=text`), `clock: line` and `at` the time
+             *     berth started the node. `boot` is the boot's id; every console entry after it, up to the next entry
+             *     with `boot`, is that boot's output. A failed boot's step output shows only those.
+             */
+            boot?: string;
         };
         Session: {
             id: string;

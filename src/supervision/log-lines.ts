@@ -19,6 +19,11 @@ export interface LogEntry {
   app: string
   line: string
   clock: LogClock
+  /**
+   * Only on the entry of berth's boot mark, the line berth has the node's start command print before the
+   * node itself: the boot's id. Every console entry after it, up to the next one, is that boot's output.
+   */
+  boot?: string
 }
 
 /** A node name as prompts show it: `hello@vm`, `relx_hello@host.example`. */
@@ -102,6 +107,30 @@ export function consoleMarker(raw: string): Date | null | undefined {
   return Number.isNaN(t) ? null : new Date(t)
 }
 
+/** berth's mark of a boot in the console log: `===== berth boot ID TIME RELEASE`, printed by the node's start command. */
+const BOOT_MARK = /^===== berth boot ([0-9a-f]{8,32}) (\d{4}-\d\d-\d\dT[\d:.]+Z) (\S+)$/
+
+export interface BootMark {
+  id: string
+  at: Date
+  release: string
+}
+
+/**
+ * The shell that starts a node under run_erl, with the boot's mark printed first: it goes through the pty
+ * into whichever erlang.log.N run_erl writes, right before the node's own output. run_erl's `LOGGING STARTED`
+ * header is no boot mark: it comes at every rotation too, and not when a file is reused after a quick restart.
+ */
+export function markedStartCommand(mark: BootMark, exec: string): string {
+  return `printf '%s\\n' '===== berth boot ${mark.id} ${mark.at.toISOString()} ${mark.release}'; ${exec}`
+}
+
+/** A console line (cleaned) that is a boot mark, or null. */
+export function bootMark(line: string): BootMark | null {
+  const m = BOOT_MARK.exec(line)
+  return m ? { id: m[1]!, at: new Date(m[2]!), release: m[3]! } : null
+}
+
 const BERTH_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)$/
 
 /**
@@ -136,6 +165,13 @@ export class LineReader {
     }
     const line = cleanConsoleLine(raw)
     if (!line) return null
+    const mark = bootMark(line)
+    if (mark) {
+      // The boot's own time dates the lines after it better than run_erl's last stamp before it.
+      if (this.clock === 'marker') this.marker = mark.at
+      // Not the `=====` line itself: text output leaves run_erl-style markers out, and this one reads as a separator.
+      return { at: mark.at.toISOString(), source, app, line: `--- boot ${mark.id} of ${mark.release} at ${mark.at.toISOString()} ---`, clock: 'line', boot: mark.id }
+    }
     return this.stamped(line)
   }
 

@@ -145,6 +145,43 @@ export function tailEntries(dir: string, app: string, source: LogSource, lines: 
   return out.slice(-lines)
 }
 
+/** How far back bootEntries looks for a boot's mark, in lines. */
+const BOOT_SCAN_LINES = 5000
+
+/**
+ * The console lines one boot wrote (those after its mark, see log-lines.ts), the last `lines` of them, and how
+ * many came before those; null when its mark is not among the last BOOT_SCAN_LINES lines (rotated away, or a
+ * node berth did not start), so that a caller can say it shows the plain tail instead.
+ */
+export function bootEntries(dir: string, app: string, bootId: string, lines: number): { entries: LogEntry[]; skipped: number } | null {
+  const all = tailEntries(dir, app, 'console', BOOT_SCAN_LINES)
+  let at = all.length - 1
+  while (at >= 0 && all[at]!.boot !== bootId) at--
+  if (at < 0) return null
+  const since = all.slice(at + 1)
+  return { entries: since.slice(-lines), skipped: Math.max(0, since.length - lines) }
+}
+
+/**
+ * What a boot that failed wrote to the console log, for its step output: the lines since its mark, or, when
+ * the mark is not found, the plain tail said to be so; '' without a log (run_erl never started).
+ */
+export function bootLogText(dir: string, app: string, bootId: string | null, lines: number): string {
+  try {
+    const own = bootId ? bootEntries(dir, app, bootId, lines) : null
+    if (own) {
+      if (!own.entries.length) return `\n\nthis boot (${bootId}) wrote nothing to the node's console log`
+      const left = own.skipped ? `, ${own.skipped} earlier lines left out` : ''
+      return `\n\nthis boot's output (boot ${bootId}${left}), last ${own.entries.length} lines of the node's console log:\n${own.entries.map((e) => e.line).join('\n')}`
+    }
+    const tail = tailEntries(dir, app, 'console', lines).map((e) => e.line)
+    // Said, not hidden: without the mark these may be an earlier boot's lines.
+    return tail.length ? `\n\nthis boot's mark was not found in the node's console log, so these may include earlier boots' lines; last ${tail.length} lines of the node's console log:\n${tail.join('\n')}` : ''
+  } catch {
+    return ''
+  }
+}
+
 /** The last lines of a source in the query's format, as one answer. */
 export function readLog(dir: string, q: LogQuery): string {
   if (verbatim(q)) {

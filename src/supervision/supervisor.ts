@@ -5,6 +5,7 @@
 // draining after the switch), each in its own slot with its own port, node name, pipe, logs and RELEASE_TMP.
 
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -13,10 +14,12 @@ import type { AppSettings } from '../apps/settings.js'
 import type { AppStore, NodeRecord, StandbyRecord } from '../apps/store.js'
 import { problem, StepFailed } from '../errors.js'
 import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
-import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
+import { commandFor, KINDS, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
+import { bootApps, waitForBoot, waitForHealth, type WaitOutcome } from './boot-check.js'
 import { CommandLedger } from './ledger.js'
-import { tailEntries } from './logs.js'
+import { markedStartCommand } from './log-lines.js'
+import { bootLogText } from './logs.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
 
 /** How long status() trusts a BEAM pid it has seen alive before reading /proc again. */
@@ -93,6 +96,8 @@ interface Live {
   beamSeenAt: number
   /** Why berth is stopping it, for the node record's lastExit; null while nobody asked it to stop. */
   stopCause: string | null
+  /** The id of the boot mark its start command printed into the console log; null for an adopted node. */
+  bootId: string | null
 }
 
 export interface SupervisorEvents {
@@ -327,8 +332,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const rec = apps.node(app)
     const spec = inst !== undefined ? inst : settings.proxy && rec?.slot && rec.port ? { slot: rec.slot, port: rec.port } : null
     if (spec && this.standby.get(app)?.inst?.slot === spec.slot) throw problem('ALREADY_RUNNING', `Slot ${spec.slot} of "${app}" is taken by its other instance.`)
-    const { pid, child, startTicks } = await this.spawnNode(app, release, settings, spec)
+    const { pid, child, startTicks, bootId } = await this.spawnNode(app, release, settings, spec)
     const l = this.track(app, release, pid, startTicks, child, spec, 'live')
+    l.bootId = bootId
     const prev = apps.node(app)
     apps.saveNode({ app, releaseId: release, pid, startTicks: l.startTicks, desired: 'running', startedAt: new Date(l.startedAt).toISOString(), restarts: prev?.restarts ?? 0, lastExit: prev?.lastExit ?? null, slot: spec?.slot ?? null, port: spec?.port ?? null })
     this.extra.delete(app)
@@ -343,14 +349,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async startStandby(app: string, release: string, settings: AppSettings, inst: InstanceSpec): Promise<void> {
     if (this.standby.has(app)) throw problem('ALREADY_RUNNING', `"${app}" already runs a second instance (slot ${this.standby.get(app)!.inst?.slot}); at most two run at once.`)
     if (this.live.get(app)?.inst?.slot === inst.slot) throw problem('ALREADY_RUNNING', `Slot ${inst.slot} of "${app}" is its live instance's.`)
-    const { pid, child, startTicks } = await this.spawnNode(app, release, settings, inst)
+    const { pid, child, startTicks, bootId } = await this.spawnNode(app, release, settings, inst)
     const l = this.track(app, release, pid, startTicks, child, inst, 'standby')
+    l.bootId = bootId
     this.deps.apps.saveStandby({ app, slot: inst.slot, port: inst.port, releaseId: release, pid, startTicks, role: 'starting', startedAt: new Date(l.startedAt).toISOString(), drainUntil: null })
     this.deps.log.info({ app, release, nodePid: pid, slot: inst.slot, port: inst.port }, 'second instance started')
     this.deps.events.record({ app, actor: 'berth', action: 'node.start', outcome: 'ok', detail: { release, pid, slot: inst.slot, port: inst.port, standby: true } })
   }
 
-  private async spawnNode(app: string, release: string, settings: AppSettings, inst: InstanceSpec | null): Promise<{ pid: number; startTicks: number; child: ChildProcess }> {
+  private async spawnNode(app: string, release: string, settings: AppSettings, inst: InstanceSpec | null): Promise<{ pid: number; startTicks: number; child: ChildProcess; bootId: string }> {
     const { paths } = this.deps
     const dir = this.releaseDir(app, release)
     const dirs = this.dirsOf(app, inst)
@@ -360,7 +367,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     fs.mkdirSync(dirs.pipe, { recursive: true, mode: 0o750 })
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
-    const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
+    const bootId = randomBytes(6).toString('hex')
+    const command = markedStartCommand({ id: bootId, at: new Date(), release }, `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`)
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
     const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst)), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
@@ -368,13 +376,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       child.once('error', reject)
     })
     child.unref()
-    return { pid, child, startTicks: procInfo(pid)?.startTicks ?? 0 }
+    return { pid, child, startTicks: procInfo(pid)?.startTicks ?? 0, bootId }
   }
 
   private track(app: string, release: string, pid: number, startTicks: number, child: ChildProcess | null, inst: InstanceSpec | null = null, role: Live['role'] = 'live'): Live {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Live = { app, release, inst, role, drainUntil: null, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null }
+    const l: Live = { app, release, inst, role, drainUntil: null, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null, bootId: null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {
@@ -482,9 +490,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * The node answers: `bin/APP pid` succeeds, then the health URL (if any) answers 2xx, then it stays up for
-   * the stable window. Throws a problem whose message is the reason, for the deployment record; `signal`
-   * ends the wait early (berth is shutting down) with ABORTED.
+   * The node has booted (init `started` and the release's applications running, asked of the node through
+   * its rpc command: boot-check.ts), then the health URL (if any) answers 2xx, both within bootTimeoutMs; only
+   * then does the stable window start. Throws a problem whose message is the reason, for the deployment
+   * record; `signal` ends the wait early (berth is shutting down) with ABORTED.
    */
   async verify(app: string, settings: AppSettings, signal?: AbortSignal): Promise<string> {
     const l = this.live.get(app)
@@ -500,19 +509,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * NODE_EXITED for a node that died while booting, with the end of its console log as the step's output:
-   * the reason it died (a crash report, a port in use, a bad config) is there, and without it an operator
-   * only learns "exited with code 1".
+   * NODE_EXITED for a node that died while booting, with what this boot wrote to its console log as the
+   * step's output (from its boot mark on): the reason it died (a crash report, a port in use, a bad config)
+   * is there, and an earlier boot's stack trace in the same file is not.
    */
   private bootFailure(l: Live, reason: string): StepFailed {
-    let tail: string[] = []
-    try {
-      tail = tailEntries(this.dirsOf(l.app, l.inst).log, l.app, 'console', BOOT_LOG_LINES).map((e) => e.line)
-    } catch {
-      // No log (run_erl never started): the reason alone.
-    }
-    const log = tail.length ? `\n\nlast ${tail.length} lines of the node's console log:\n${tail.join('\n')}` : ''
-    return new StepFailed('NODE_EXITED', reason, `${reason}${log}`)
+    return new StepFailed('NODE_EXITED', reason, `${reason}${bootLogText(this.dirsOf(l.app, l.inst).log, l.app, l.bootId, BOOT_LOG_LINES)}`)
   }
 
   private async verifyInstance(l: Live, settings: AppSettings, signal?: AbortSignal): Promise<string> {
@@ -526,45 +528,30 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const deadline = Date.now() + settings.bootTimeoutMs
     const notes: string[] = []
     const died = () => map.get(app) !== l
-    const pid = this.commandFor(app, l.release, settings, 'pid')
-    let answered = false
-    while (!answered) {
-      if (died()) throw this.bootFailure(l, `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
-      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
-      aborted()
-      const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal, l.inst)
-      if (r.code === 0) {
-        answered = true
-        notes.push(`node answered (beam pid ${r.output.trim()}) after ${Date.now() - l.startedAt} ms`)
-      } else await sleep(200)
-    }
+    const exitedDuring = async (what: string, hint = '') => this.bootFailure(l, `the node exited ${what} (${await l.exited})${hint}`)
+    const rpc = this.commandFor(app, l.release, settings, 'rpc')
+    const language = KINDS[this.deps.kindOf(app, l.release)].language
+    const rel = bootApps(this.releaseDir(app, l.release))
+    if (!rel) notes.push("the release's .rel was not found: booted means init's status alone")
+    const boot: WaitOutcome = await waitForBoot({ died, aborted, deadline, ask: (expr, timeoutMs) => this.command(app, l.release, rpc, [expr], timeoutMs, signal, l.inst) }, language, rel?.apps ?? [])
+    if (!boot.ok && boot.why === 'died') throw await exitedDuring('during boot', this.commandHint(app, l.release, settings, 'start'))
+    if (!boot.ok) throw problem('BOOT_TIMEOUT', `the node did not finish booting within the boot timeout (${settings.bootTimeoutMs} ms): ${boot.why === 'timeout' ? boot.last : ''}${this.commandHint(app, l.release, settings, 'rpc')}`)
+    notes.push(`booted in ${Date.now() - l.startedAt} ms: init has started${rel ? ` and the applications of ${rel.file} run (${rel.apps.join(', ')})` : ''}; asked ${boot.checks} times through bin/${app} ${rpc}`)
     if (healthUrl) {
-      let last = ''
-      for (;;) {
-        if (died()) throw this.bootFailure(l, `the node exited before ${healthUrl} answered (${await l.exited})`)
-        if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
-        aborted()
-        try {
-          const res = await fetch(healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000) })
-          await res.body?.cancel()
-          if (res.status >= 200 && res.status < 300) break
-          last = `HTTP ${res.status}`
-        } catch (err) {
-          last = (err as Error).message
-        }
-        await sleep(200)
-      }
+      const health = await waitForHealth(healthUrl, { died, aborted, deadline }, signal)
+      if (!health.ok && health.why === 'died') throw await exitedDuring(`before ${healthUrl} answered`)
+      if (!health.ok) throw problem('HEALTH_CHECK_FAILED', `${healthUrl} did not answer 2xx within the boot timeout (last: ${health.why === 'timeout' ? health.last : ''})`)
       notes.push(`${healthUrl} answered 2xx after ${Date.now() - l.startedAt} ms`)
     }
     const stableUntil = Date.now() + settings.stableWindowMs
     while (Date.now() < stableUntil) {
-      if (died()) throw this.bootFailure(l, `the node exited during the stable window (${await l.exited})`)
+      if (died()) throw await exitedDuring('during the stable window')
       aborted()
       await sleep(Math.min(100, Math.max(0, stableUntil - Date.now())))
     }
-    if (died()) throw this.bootFailure(l, `the node exited during the stable window (${await l.exited})`)
+    if (died()) throw await exitedDuring('during the stable window')
     l.state = 'running'
-    notes.push(`stayed up for the stable window (${settings.stableWindowMs} ms)`)
+    notes.push(`stayed up for the stable window (${settings.stableWindowMs} ms) after booting`)
     return notes.join('\n')
   }
 

@@ -399,21 +399,33 @@ async function startLogs(app) {
   const follow = $('logs-follow').checked
   $('logs-state').textContent = follow ? 'following…' : ''
   try {
-    const res = await api(appPath(app, `/logs?lines=200&source=${source}${follow ? '&follow=true' : ''}`), { raw: true, signal: ctl.signal })
+    // JSON lines: each line's time, and the entries that mark where a boot of the node begins.
+    const res = await api(appPath(app, `/logs?lines=200&format=json&source=${source}${follow ? '&follow=true' : ''}`), { raw: true, signal: ctl.signal })
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    let partial = ''
     for (;;) {
       const { value, done } = await reader.read()
       if (done) break
       const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4
-      pre.append(value)
+      const parts = (partial + value).split('\n')
+      partial = parts.pop()
+      pre.append(...parts.filter(Boolean).map((l) => logEntry(JSON.parse(l))))
       // Keep the tail only: a followed log may run for hours.
-      if (pre.childNodes.length > 200) pre.textContent = pre.textContent.split('\n').slice(-LOG_LINES_KEPT).join('\n')
+      while (pre.childNodes.length > LOG_LINES_KEPT) pre.firstChild.remove()
       if (atEnd) pre.scrollTop = pre.scrollHeight
     }
     if (state.logs === ctl) $('logs-state').textContent = follow ? 'stream ended' : ''
   } catch (err) {
     if (!ctl.signal.aborted && state.logs === ctl) $('logs-state').textContent = `logs: ${err.message}`
   }
+}
+
+/** One log entry: its time (local, full UTC time and how it was found on hover), or a separator for a boot's mark. */
+function logEntry(e) {
+  const at = new Date(e.at)
+  const time = h('time', { datetime: e.at, title: `${e.at} (${e.clock})` }, at.toLocaleTimeString(undefined, { hour12: false }))
+  if (e.boot) return h('div', { class: 'log-boot' }, time, ' ', e.line)
+  return h('div', { class: 'log-line' }, time, ' ', e.line)
 }
 
 // ---- start ----
