@@ -34,6 +34,8 @@ export const catalogue = {
   DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],
   TOO_MANY_UPLOADS: [503, 'Too many uploads in progress'],
   INVALID_RELEASE_ID: [400, 'Invalid release id'],
+  TARGET_IS_BERTH: [400, "The URL points at berth's own listener"],
+  ENV_TOO_LARGE: [413, 'The environment is larger than a process can be started with'],
 
   // deployment steps and the node (a deployment records these as its reason; clients see them in it)
   MIGRATION_FAILED: [422, 'The migration failed'],
@@ -50,6 +52,7 @@ export const catalogue = {
 
   // the proxy (zero-downtime deploys): haproxy in front of the app's instances
   PROXY_SETTING_INVALID: [400, 'The proxy setting is not valid'],
+  PROXY_LISTEN_IN_USE: [409, 'The listen address belongs to another listener on this host'],
   PROXY_START_FAILED: [500, 'The proxy did not start'],
   PROXY_UNREACHABLE: [500, 'The proxy did not answer on its runtime socket'],
   PROXY_COMMAND_FAILED: [500, 'The proxy refused a runtime command'],

@@ -541,7 +541,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (Date.now() > deadline) throw problem('HEALTH_CHECK_FAILED', `${healthUrl} did not answer 2xx within the boot timeout (last: ${last})`)
         aborted()
         try {
-          const res = await fetch(healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000) })
+          const res = await fetch(healthUrl, { signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(2000)]) : AbortSignal.timeout(2000), redirect: 'manual' })
           await res.body?.cancel()
           if (res.status >= 200 && res.status < 300) break
           last = `HTTP ${res.status}`
