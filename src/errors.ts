@@ -38,6 +38,8 @@ export const catalogue = {
   TOO_MANY_STREAMS: [429, 'Too many open streams'],
   HEADERS_TOO_LARGE: [431, 'The request headers are too large'],
   INVALID_RELEASE_ID: [400, 'Invalid release id'],
+  TARGET_IS_BERTH: [400, "The URL points at berth's own listener"],
+  ENV_TOO_LARGE: [413, 'The environment is larger than a process can be started with'],
 
   // deployment steps and the node (a deployment records these as its reason; clients see them in it)
   MIGRATION_FAILED: [422, 'The migration failed'],
@@ -54,6 +56,7 @@ export const catalogue = {
 
   // the proxy (zero-downtime deploys): haproxy in front of the app's instances
   PROXY_SETTING_INVALID: [400, 'The proxy setting is not valid'],
+  PROXY_LISTEN_IN_USE: [409, 'The listen address belongs to another listener on this host'],
   PROXY_START_FAILED: [500, 'The proxy did not start'],
   PROXY_UNREACHABLE: [500, 'The proxy did not answer on its runtime socket'],
   PROXY_COMMAND_FAILED: [500, 'The proxy refused a runtime command'],

@@ -3,7 +3,10 @@
 
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { validateEnv } from '../src/apps/env.js'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { checkEnvSize, envBytes, envLimit, execLimit, validateEnv } from '../src/apps/env.js'
 import { DEFAULT_SETTINGS, mergeSettings } from '../src/apps/settings.js'
 import { isBerthError } from '../src/errors.js'
 
@@ -51,4 +54,19 @@ test('env: names, reserved names and values are checked; values are returned as 
   for (const reserved of ['RELEASE_TMP', 'ERL_CRASH_DUMP', 'RELEASE_ROOT', 'ERL_EPMD_ADDRESS', 'BERTH_TOKEN']) assert.throws(() => validateEnv({ [reserved]: 'x' }), /set by berth/)
   assert.throws(() => validateEnv({ A: 'a\0b' }), /NUL/)
   assert.throws(() => validateEnv({ A: 1 }), /must be a string/)
+})
+
+test('env size: the exec limit from the stack limit, the half an app may use, and how an environment is counted', () => {
+  // The bound, as plain numbers: a quarter of the stack limit, halved for what berth and the scripts add.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-limits-'))
+  const limits = (stack: string) => (fs.writeFileSync(path.join(dir, 'limits'), `Limit  Soft Limit  Hard Limit  Units\nMax stack size            ${stack}              unlimited            bytes\n`), execLimit(path.join(dir, 'limits')))
+  assert.equal(limits('8388608'), 2 * 1024 * 1024)
+  assert.equal(limits('unlimited'), 6 * 1024 * 1024)
+  assert.equal(limits('65536'), 128 * 1024)
+  fs.rmSync(dir, { recursive: true })
+  assert.equal(envLimit(2 * 1024 * 1024), 1024 * 1024)
+  assert.equal(envBytes({ A: 'bc' }), 'A=bc'.length + 1 + 8)
+  assert.equal(envBytes({ ERL_AFLAGS: 'x' }), 2 * ('ERL_AFLAGS=x'.length + 1 + 8) - 'ERL_AFLAGS='.length, 'ERL_AFLAGS counts again: erl copies it onto its command line')
+  assert.throws(() => checkEnvSize({ A: 'x'.repeat(1024 * 1024) }, 2 * 1024 * 1024), (err: any) => err.code === 'ENV_TOO_LARGE' && err.extra.limit === 1024 * 1024)
+
 })

@@ -2,6 +2,7 @@
 // release answers to (each kind of release has its own defaults, see releases/kinds.ts). Below deploy.
 
 import { problem } from '../errors.js'
+import { checkNoNul, checkUrlChars } from './text.js'
 import { COMMAND_ROLES, type CommandMap } from '../releases/kinds.js'
 
 /**
@@ -92,7 +93,28 @@ function num(v: unknown, name: string, min: number, max: number): number {
 function str(v: unknown, name: string): string | null {
   if (v === null) return null
   if (typeof v !== 'string' || v.length > 4000) throw problem('VALIDATION_FAILED', `Setting ${name} must be a string (at most 4000 characters) or null.`)
+  // Expressions go to `bin/APP eval` as an argument: stored with a NUL, every deploy would fail later.
+  checkNoNul(v, `Setting ${name}`)
   return v
+}
+
+const LOOPBACK_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//
+
+/** healthUrl: http:// on loopback, one line, a URL that fetch takes as it is written. */
+function healthUrl(v: unknown): string | null {
+  const u = str(v, 'healthUrl')
+  if (u === null) return null
+  checkUrlChars(u, 'Setting healthUrl')
+  let parsed: URL | null = null
+  try {
+    parsed = new URL(u)
+  } catch {
+    // answered below
+  }
+  if (!parsed || !LOOPBACK_URL.test(u)) {
+    throw problem('VALIDATION_FAILED', 'Setting healthUrl must be an http:// URL on the loopback interface, e.g. http://127.0.0.1:4000/health.', { field: 'healthUrl' })
+  }
+  return u
 }
 
 const LISTEN = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9a-fA-F:.]+)\]):(\d{1,5})$/
@@ -155,14 +177,7 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
         if (typeof v !== 'boolean') throw problem('VALIDATION_FAILED', 'Setting requireMigration must be true or false.')
         next.requireMigration = v
         break
-      case 'healthUrl': {
-        const u = str(v, k)
-        if (u !== null && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//.test(u)) {
-          throw problem('VALIDATION_FAILED', 'Setting healthUrl must be an http:// URL on the loopback interface, e.g. http://127.0.0.1:4000/health.')
-        }
-        next.healthUrl = u
-        break
-      }
+      case 'healthUrl': next.healthUrl = healthUrl(v); break
       case 'migrateTimeoutMs': next.migrateTimeoutMs = num(v, k, 1000, 24 * 3600_000); break
       case 'stableWindowMs': next.stableWindowMs = num(v, k, 0, 3600_000); break
       case 'healthIntervalMs': next.healthIntervalMs = num(v, k, 200, 3600_000); break

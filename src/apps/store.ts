@@ -10,7 +10,9 @@ import type { Paths, Slot } from '../paths.js'
 import type { EnvVault } from '../secrets/env-vault.js'
 import { deepFreeze, RowCache, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
-import { validateEnv, validateEnvChange } from './env.js'
+import type { AddressClaim } from './addresses.js'
+import { parseListenAddress } from './addresses.js'
+import { checkEnvSize, validateEnv, validateEnvChange } from './env.js'
 import { writeSettingsFile } from './settings-file.js'
 import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
@@ -68,17 +70,25 @@ export class AppStore {
     return this.settingsOf.get(app, () => deepFreeze(mergeSettings(DEFAULT_SETTINGS, this.storedSettings(app) ?? {})))
   }
 
-  /** Stores only the fields that differ from the defaults, so new defaults reach apps that never set them. */
-  saveSettings(app: string, patch: Record<string, unknown>, actor: string | null): AppSettings {
-    const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string }
-    const stored = JSON.parse(row.settings) as Record<string, unknown>
-    // Nested groups (restart, commands) merge key by key too: fields not given keep their value.
-    for (const [k, v] of Object.entries(patch)) {
-      const old = stored[k]
-      stored[k] = v && typeof v === 'object' && !Array.isArray(v) && old && typeof old === 'object' ? { ...(old as object), ...(v as object) } : v
-    }
-    const merged = mergeSettings(DEFAULT_SETTINGS, stored)
-    this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
+  /**
+   * Stores only the fields that differ from the defaults, so new defaults reach apps that never set them.
+   * `check` sees the merged settings before they are written, in the same transaction as the write: what it
+   * reads of other apps (their proxy addresses) cannot change between its check and this write.
+   */
+  saveSettings(app: string, patch: Record<string, unknown>, actor: string | null, check?: (next: AppSettings) => void): AppSettings {
+    const merged = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT settings FROM apps WHERE name = ?').get(app) as { settings: string }
+      const stored = JSON.parse(row.settings) as Record<string, unknown>
+      // Nested groups (restart, commands) merge key by key too: fields not given keep their value.
+      for (const [k, v] of Object.entries(patch)) {
+        const old = stored[k]
+        stored[k] = v && typeof v === 'object' && !Array.isArray(v) && old && typeof old === 'object' ? { ...(old as object), ...(v as object) } : v
+      }
+      const next = mergeSettings(DEFAULT_SETTINGS, stored)
+      check?.(next)
+      this.db.prepare('UPDATE apps SET settings = ? WHERE name = ?').run(JSON.stringify(stored), app)
+      return next
+    }).immediate()
     this.events.record({ app, actor, action: 'settings.update', outcome: 'ok', detail: { changed: Object.keys(patch) } })
     this.copySettingsToFile(app)
     return merged
@@ -98,6 +108,20 @@ export class AppStore {
     if (await fs.access(this.files.paths.settingsFile(app)).then(() => true, () => false)) return
     this.copySettingsToFile(app)
     await this.settingsCopied(app)
+  }
+
+  /** The proxy address each app's stored settings name (one whose settings no longer parse is skipped). */
+  proxyClaims(): AddressClaim[] {
+    const out: AddressClaim[] = []
+    for (const r of this.db.prepare('SELECT name, settings FROM apps').all() as { name: string; settings: string }[]) {
+      try {
+        const listen = (JSON.parse(r.settings) as { proxy?: { listen?: unknown } | null }).proxy?.listen
+        if (typeof listen === 'string') out.push({ kind: 'proxy', app: r.name, address: parseListenAddress(listen), source: 'its settings' })
+      } catch {
+        // a stored value berth no longer reads claims nothing
+      }
+    }
+    return out
   }
 
   /** The fields stored for the app, or null when it has no row. */
@@ -151,6 +175,7 @@ export class AppStore {
   /** Validates and replaces the whole environment; answers the names. The app row must exist. */
   replaceEnv(app: string, input: unknown, actor: string | null): string[] {
     const env = validateEnv(input)
+    checkEnvSize(env)
     const names = Object.keys(env).sort()
     this.sealed().replace(app, env)
     // Names only: values are secrets and never reach the audit trail or the logs.
@@ -164,7 +189,7 @@ export class AppStore {
    */
   mergeEnv(app: string, change: { set?: unknown; unset?: unknown }, actor: string | null): { names: string[]; removed: string[] } {
     const { set, unset } = validateEnvChange(change)
-    const result = this.sealed().merge(app, set, unset)
+    const result = this.sealed().merge(app, set, unset, checkEnvSize)
     // Names only, as for replaceEnv.
     this.events.record({ app, actor, action: 'env.update', outcome: 'ok', detail: { set: Object.keys(set).sort(), removed: result.removed } })
     return result

@@ -529,11 +529,15 @@ export class Deployer extends EventEmitter<DeployerEvents> {
         await this.step(d, 'stopping', signal, async () => {
           const wasUp = supervisor.isUp(app)
           await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped', cause: `stopped by ${action}` })
-          return wasUp ? 'stopped' : 'was not running'
+          return `${wasUp ? 'stopped' : 'was not running'}${await this.dropProxy(app)}`
         })
       }
       if (action !== 'stop') {
-        await this.step(d, 'starting', signal, async () => (await supervisor.start(app, current!, settings), `started ${current}`))
+        await this.step(d, 'starting', signal, async () => {
+          const dropped = action === 'start' ? await this.dropProxy(app) : ''
+          await supervisor.start(app, current!, settings)
+          return `started ${current}${dropped}`
+        })
         try {
           await this.step(d, 'verifying', signal, () => this.verify(app, { ...settings, stableWindowMs: Math.min(settings.stableWindowMs, 2000) }, signal))
         } catch (err) {
@@ -547,6 +551,17 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       }
       d.state = 'succeeded'
     })
+  }
+
+  /**
+   * The proxy setting is off but its haproxy still runs: a stop, start or restart ends it (as a deploy does),
+   * before the node starts, which may listen on the address it frees. Answers a note for the step's output.
+   */
+  private async dropProxy(app: string): Promise<string> {
+    const listen = this.deps.proxy?.status(app)?.listen
+    if (!listen) return ''
+    await this.deps.proxy!.stop(app)
+    return `; the proxy on ${listen} is stopped (the proxy setting is off)`
   }
 
   /**

@@ -1149,6 +1149,15 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description ENV_TOO_LARGE — the environment (after the change) would take `size` bytes of the process start limit, over the `limit` an app may use: half of the host's exec limit (ARG_MAX, a quarter of the stack limit, 2 MiB under the usual 8 MiB stack), the other half being what berth and the release's scripts add. Also a single value over 64 KiB of UTF-8 (`field` names it): Linux refuses any one variable over 128 KiB. */
+        EnvTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
     };
     parameters: {
         /** @description The OTP application name of the release (`bin/APP`). */
@@ -1889,10 +1898,27 @@ export interface operations {
                     "application/json": components["schemas"]["Settings"];
                 };
             };
-            400: components["responses"]["Problem"];
+            /** @description VALIDATION_FAILED (a NUL byte in an expression, a control character in healthUrl…), PROXY_SETTING_INVALID, or TARGET_IS_BERTH (healthUrl on berth's own listener). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            /** @description PROXY_LISTEN_IN_USE — proxy.listen overlaps an address another app's proxy (by its settings, or its haproxy still running there) or berth itself listens on; `app` and `owner` say whose. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description SETTINGS_NOT_COPIED — the settings are saved in berth.db and in effect (the problem's `settings`), but apps/APP/settings.json, their copy that outlives a lost database, could not be written. */
             500: {
                 headers: {
@@ -1962,6 +1988,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            413: components["responses"]["EnvTooLarge"];
             422: components["responses"]["Problem"];
         };
     };
@@ -2016,6 +2043,7 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             409: components["responses"]["Problem"];
+            413: components["responses"]["EnvTooLarge"];
             422: components["responses"]["Problem"];
         };
     };

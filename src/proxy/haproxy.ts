@@ -41,6 +41,11 @@ export function renderConfig(c: ConfigInput): string {
     ...(c.hardStopAfterMs === undefined ? [] : [`  hard-stop-after ${Math.max(1, c.hardStopAfterMs)}ms`]),
     // One thread: on a small host it shares the cores with the BEAM; a second thread mostly adds contention.
     '  nbthread 1',
+    // No SO_REUSEPORT: with it, a second haproxy (another app's, another agent's) binds the same address and
+    // the kernel splits the requests between them. Without it that bind fails, and the deploy says so
+    // (PROXY_START_FAILED). berth never needs two processes on one address: a move starts the new haproxy on
+    // the new address, and a restart of a dead one follows its exit.
+    '  noreuseport',
     '  log stdout format raw local0 info',
     '',
     'defaults',

@@ -116,10 +116,16 @@ export class EnvVault {
   }
 
   /** Sets and removes single variables, leaving the others as they are (sealed under whatever key). */
-  merge(app: string, set: Record<string, string>, unset: string[]): { names: string[]; removed: string[] } {
+  merge(app: string, set: Record<string, string>, unset: string[], check?: (env: Record<string, string>) => void): { names: string[]; removed: string[] } {
     return this.db.transaction(() => {
       const before = new Set(this.names(app))
       const removed = unset.filter((n) => before.has(n)).sort()
+      if (check) {
+        // The whole environment after the change, inside the transaction: many small PATCHes add up too.
+        const env = this.read(app)
+        for (const n of unset) delete env[n]
+        check(Object.assign(env, set))
+      }
       for (const n of unset) this.db.prepare('DELETE FROM env_values WHERE app = ? AND name = ?').run(app, n)
       this.writeAll(app, set)
       return { names: this.names(app), removed }

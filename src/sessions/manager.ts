@@ -12,6 +12,7 @@ import type { TokenWatch } from '../auth/watch.js'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { AppStore } from '../apps/store.js'
+import { checkArgument } from '../apps/text.js'
 import { currentReleaseId } from '../releases/current.js'
 import { failedAnswer } from '../releases/kinds.js'
 import { now, type Database } from '../store/db.js'
@@ -466,6 +467,8 @@ export class SessionManager {
    */
   async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<RpcResult> {
     const { paths, supervisor, apps, events } = this.deps
+    // Before anything runs: a NUL would make spawn fail with the whole expression in its error (and the log).
+    checkArgument(expr, 'expr')
     const current = await currentReleaseId(paths, app)
     if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
     const settings = apps.settings(app)

@@ -61,10 +61,11 @@ export class HealthMonitor {
       h.checking = true
       h.lastCheck = Date.now()
       const entry = h
-      void fetch(settings.healthUrl, { signal: AbortSignal.timeout(Math.min(5000, settings.healthIntervalMs)) })
+      // A redirect is an answer, not 2xx: followed, it would take the loopback-only check anywhere (169.254.169.254).
+      void fetch(settings.healthUrl, { signal: AbortSignal.timeout(Math.min(5000, settings.healthIntervalMs)), redirect: 'manual' })
         .then(async (res) => {
           await res.body?.cancel()
-          if (res.status < 200 || res.status >= 300) throw problem('HEALTH_CHECK_FAILED', `HTTP ${res.status}`)
+          if (res.status < 200 || res.status >= 300) throw problem('HEALTH_CHECK_FAILED', `HTTP ${res.status}${res.status >= 300 && res.status < 400 ? ' (a redirect; berth does not follow them)' : ''}`)
           Object.assign(entry, { ok: true, consecutiveFailures: 0, lastError: null })
         })
         .catch((err: Error) => {

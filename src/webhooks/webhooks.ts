@@ -4,6 +4,8 @@
 
 import crypto from 'node:crypto'
 import type { Logger } from 'pino'
+import { checkNotBerth, type SocketAddress } from '../apps/addresses.js'
+import { checkUrlChars } from '../apps/text.js'
 import { problem } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 import { now, type Database } from '../store/db.js'
@@ -57,7 +59,9 @@ export class Webhooks {
     this.unsubscribe = events.subscribe((e) => this.enqueue(e.app, e.action, { app: e.app, at: e.at, action: e.action, outcome: e.outcome, detail: e.detail }))
   }
 
-  create(input: { app?: string | null; url: string; events?: string[] }, actor: string | null, apps: readonly string[] | null = null): { webhook: Webhook; secret: string } {
+  /** `berth`: berth's own listener, which no hook may target (its deliveries would arrive at berth unauthenticated). */
+  create(input: { app?: string | null; url: string; events?: string[] }, actor: string | null, apps: readonly string[] | null = null, berth: SocketAddress | null = null): { webhook: Webhook; secret: string } {
+    checkUrlChars(String(input.url), 'Webhook url')
     let u: URL
     try {
       u = new URL(input.url)
@@ -65,6 +69,7 @@ export class Webhooks {
       throw problem('VALIDATION_FAILED', `Webhook url "${String(input.url).slice(0, 100)}" is not a URL.`)
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw problem('VALIDATION_FAILED', 'Webhook urls must be http:// or https://.')
+    checkNotBerth(u.toString(), 'Webhook url', berth)
     if (input.app && !APP_NAME.test(input.app)) throw problem('INVALID_APP_NAME', `App name "${input.app}" is not valid.`)
     // A hook for every app would carry other apps' events to someone who may not see them.
     if (apps !== null && !input.app) throw problem('FORBIDDEN_APP', `This token is limited to ${apps.join(', ')}; give the webhook an "app" among them (a hook for every app needs an unlimited token).`)

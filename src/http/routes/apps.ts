@@ -2,6 +2,7 @@
 // audit events. Changes are audited by the domain (apps/store.ts), not here.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { listenerOf, parseListenAddress, settingsAddressCheck, type AddressClaim } from '../../apps/addresses.js'
 import { allowsApp } from '../../auth/tokens.js'
 import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
@@ -56,7 +57,11 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
   ctx.route(app, 'putSettings', async (request) => {
     const { app: name } = request.params
     requireApp(releases, name)
-    const saved = apps.saveSettings(name, request.body as Record<string, unknown>, actor(request))
+    const patch = request.body as Record<string, unknown>
+    // One address, one app: checked against the stored settings and the running haproxies of every app
+    // (one turned off still holds its address until its app's next deploy or restart), and berth's own.
+    const claims = (): AddressClaim[] => [...apps.proxyClaims(), ...runningProxies(services)]
+    const saved = apps.saveSettings(name, patch, actor(request), settingsAddressCheck(name, patch, { berth: listenerOf(app.server), claims }))
     // Answered once settings.json holds them too, so a database lost right after keeps them.
     const failed = await apps.settingsCopied(name)
     if (failed) {
@@ -124,6 +129,16 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     requireApp(releases, request.params.app)
     return { events: services.events.list(request.params.app, request.query.limit ?? 100) }
   })
+}
+
+/** Where each app's haproxy runs now (it may differ from its settings until the next deploy or restart). */
+function runningProxies(services: Services): AddressClaim[] {
+  const out: AddressClaim[] = []
+  for (const { name } of services.releases.apps()) {
+    const s = services.proxy.status(name)
+    if (s) out.push({ kind: 'proxy', app: name, address: parseListenAddress(s.listen), source: s.state === 'running' ? `its haproxy, pid ${s.pid}, runs there` : 'berth restarts its haproxy there' })
+  }
+  return out
 }
 
 /** The listener and the instances behind it; null for an app without the proxy setting and no proxy running. */

@@ -3,6 +3,7 @@
 // apps; the hooks of others answer 404 as if absent.
 
 import type { FastifyInstance } from 'fastify'
+import { listenerOf } from '../../apps/addresses.js'
 import { problem } from '../../errors.js'
 import type { RouteContext } from '../context.js'
 import { actor } from '../reply.js'
@@ -10,7 +11,7 @@ import { actor } from '../reply.js'
 export default async function webhookRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { webhooks } = ctx.services
   ctx.route(app, 'createWebhook', async (request, reply) => {
-    const { webhook, secret } = webhooks.create(request.body, actor(request), request.token!.apps)
+    const { webhook, secret } = webhooks.create(request.body, actor(request), request.token!.apps, listenerOf(app.server))
     reply.code(201)
     return { ...webhook, secret }
   })
