@@ -124,7 +124,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -157,7 +157,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -183,7 +183,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -203,7 +203,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -236,7 +236,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -257,7 +257,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -287,7 +287,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -307,7 +307,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -327,7 +327,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -347,7 +347,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -368,7 +368,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -401,7 +401,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -445,7 +445,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -465,7 +465,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -499,7 +499,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -534,7 +534,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -557,7 +557,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -577,7 +577,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -928,7 +928,7 @@ export interface components {
         };
         ProxyInstance: {
             /**
-             * @description Where the instance runs: apps/APP/instances/SLOT, log/SLOT, node name APP_SLOT.
+             * @description Where the instance runs: apps/APP/instances/SLOT, log/SLOT, node name APP--SLOT, its own distribution port.
              * @enum {string}
              */
             slot: "a" | "b";
@@ -971,6 +971,8 @@ export interface components {
             });
         };
         Settings: {
+            /** @description The name of the releases this app takes and runs (their `bin/NAME`). null (the default): the app's own name. Two apps with the same releaseName (e.g. `shop` and `shop-staging`, both `"releaseName": "shop"`) take the same tarball, each with its own node name, cookie, `RELEASE_TMP`, data and distribution port. An upload of a release of another name answers `422 RELEASE_NAME_MISMATCH`. */
+            releaseName?: string | null;
             /** @description Expression for the release's eval command. null (the default): `Mod.migrate()` for the release's own module named `*.Release` that exports `migrate/0`, found from the release's metadata (its .rel file, the .app files of its top-level applications and the modules' export tables), not from the app's name; when there is none the deploy carries a warning. `""` says the app has no migrations: no step, no warning. */
             migrateExpr?: string | null;
             /** @description When true, a deploy in which no migration would run fails at the migrating step, before current or the node change (reasonCode MIGRATION_REQUIRED). `migrateExpr: ""` still lets it through. Default false. */
@@ -1134,7 +1136,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description The OTP application name of the release (`bin/APP`). */
+        /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
         App: string;
         /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
         ReleaseRef: string;
@@ -1306,7 +1308,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1346,7 +1348,7 @@ export interface operations {
                 "Content-Digest"?: components["parameters"]["ContentDigest"];
             };
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1402,7 +1404,7 @@ export interface operations {
                 "Content-Digest"?: components["parameters"]["ContentDigest"];
             };
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1453,7 +1455,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -1482,7 +1484,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -1511,7 +1513,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1540,7 +1542,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1573,7 +1575,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1625,7 +1627,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -1657,7 +1659,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1706,7 +1708,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1746,7 +1748,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1786,7 +1788,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1823,7 +1825,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1849,7 +1851,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1889,7 +1891,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1917,7 +1919,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1952,7 +1954,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2011,7 +2013,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2041,7 +2043,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2069,7 +2071,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2093,7 +2095,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2117,7 +2119,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2160,7 +2162,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2188,7 +2190,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -2216,7 +2218,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;

@@ -15,6 +15,8 @@ import { problem, StepFailed } from '../errors.js'
 import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
+import { releaseName, releaseScript } from '../releases/script.js'
+import { appCookie, distEnv, nodeName, type DistPorts } from './distribution.js'
 import { CommandLedger } from './ledger.js'
 import { tailEntries } from './logs.js'
 import { descendants, findRunErl, isSameProcess, procInfo, runCommand, signal, signalGroup, sleep, startedAt, type CommandResult, type ProcInfo } from './proc.js'
@@ -45,6 +47,8 @@ export interface SupervisorDeps {
   epmdPort: number
   /** What built a release (its row's kind, or detected from its directory): picks the command names. */
   kindOf(app: string, release: string): ReleaseKind
+  /** Each instance's distribution port (no epmd): see distribution.ts. */
+  distPorts: DistPorts
 }
 
 /** A proxied instance: its slot and private loopback port (PORT). null everywhere means the proxy is off. */
@@ -123,11 +127,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * `relxOut` is where a relx start script writes the vm.args and sys.config it fills from vm.args.src and
    * sys.config.src, instead of into the read-only release (see relxNodeDir and commandEnv).
    */
-  nodeEnv(app: string, inst: InstanceSpec | null = this.liveInstance(app), relxOut?: string): NodeJS.ProcessEnv {
+  nodeEnv(app: string, inst: InstanceSpec | null = this.liveInstance(app), relxOut?: string, run?: { release: string; role: 'node' | 'command' }): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
     const env = this.deps.apps.env(app)
     const dirs = this.dirsOf(app, inst)
+    // The instance's own port and the app's own cookie (distribution.ts); none for to_erl, which needs neither.
+    const slot = inst?.slot ?? null
+    const port = run ? this.deps.distPorts.portOf(app, slot) : null
+    const dist = run ? distEnv(this.deps.kindOf(app, run.release), run.role, port, appCookie(paths, app)) : null
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
@@ -140,7 +148,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       ERL_EPMD_PORT: String(this.deps.epmdPort),
       // The app's own ERL_AFLAGS are kept, after berth's: for a repeated -kernel parameter the first one
       // wins, so an app cannot move distribution off loopback by accident.
-      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
+      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', ...(dist?.aflags ?? []), env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
+      ...dist?.env,
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
@@ -153,6 +162,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // Two instances of one app run side by side: each its own port and node name (Mix releases read
       // RELEASE_NODE; a relx release names its node in vm.args.src, e.g. -sname ${RELEASE_NODE}).
       ...(inst ? { PORT: String(inst.port), RELEASE_NODE: instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
+      // The proxy-off node is named after the app, not its release: two apps of one release get two names.
+      // Not for a node a berth from before ports started (it has its release's name): commands must find it.
+      ...(!inst && port !== null && !env.RELEASE_NODE ? { RELEASE_NODE: nodeName(app, null) } : {}),
     }
   }
 
@@ -190,7 +202,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.deps.log.warn({ app, err, dir }, "could not remove a command's relx directory")
       }
     }
-    return { env: this.nodeEnv(app, inst, dir), dispose }
+    return { env: this.nodeEnv(app, inst, dir, { release, role: 'command' }), dispose }
   }
 
   /** The live instance's slot and port; null with the proxy off (or before a proxied instance ran). */
@@ -233,14 +245,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * of the release's kind; COMMAND_UNSUPPORTED when the kind has none (relx has no eval before start).
    */
   commandFor(app: string, release: string, settings: AppSettings, role: CommandRole): string {
-    return commandFor(this.deps.kindOf(app, release), settings.commands, role, app)
+    return commandFor(this.deps.kindOf(app, release), settings.commands, role, this.binName(app, release))
+  }
+
+  /** The release's start script, bin/NAME (its own name: the app's releaseName, by default the app's). */
+  script(app: string, release: string): string {
+    return releaseScript(this.releaseDir(app, release), app)
+  }
+
+  /** What built the release: its kind picks command names and how distribution settings are passed. */
+  kindOf(app: string, release: string): ReleaseKind {
+    return this.deps.kindOf(app, release)
+  }
+
+  /** NAME of the release's bin/NAME, for messages. */
+  binName(app: string, release: string): string {
+    return releaseName(this.releaseDir(app, release), app)
   }
 
   /** For an error after `role` failed: a sentence when its name is not a command of this kind, else ''. */
   commandHint(app: string, release: string, settings: AppSettings, role: CommandRole): string {
     const kind = this.deps.kindOf(app, release)
     const name = settings.commands[role]
-    return name ? unknownCommandHint(kind, name, app, role) : ''
+    return name ? unknownCommandHint(kind, name, this.binName(app, release), role) : ''
   }
 
   /**
@@ -249,9 +276,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal, inst: InstanceSpec | null = this.liveInstance(app)): Promise<CommandResult> {
     this.ensureAppDirs(app, inst)
-    const dir = this.releaseDir(app, release)
     const run = this.commandEnv(app, release, inst)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], {
+    return runCommand(this.script(app, release), [command, ...args], {
       cwd: this.deps.paths.shared(app),
       env: run.env,
       timeoutMs,
@@ -356,9 +382,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     fs.mkdirSync(dirs.pipe, { recursive: true, mode: 0o750 })
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
-    const command = `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`
+    const command = `exec "${this.script(app, release)}" ${this.commandFor(app, release, settings, 'start')}`
+    // Its own distribution port, taken now (another program may hold the one it had): nodeEnv reads it.
+    await this.deps.distPorts.claim(app, inst?.slot ?? null)
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst)), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst), { release, role: 'node' }), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
@@ -526,7 +554,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     let answered = false
     while (!answered) {
       if (died()) throw this.bootFailure(l, `the node exited during boot (${await l.exited})${this.commandHint(app, l.release, settings, 'start')}`)
-      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${app} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
+      if (Date.now() > deadline) throw problem('BOOT_TIMEOUT', `the node did not answer \`bin/${this.binName(app, l.release)} ${pid}\` within the boot timeout (${settings.bootTimeoutMs} ms)${this.commandHint(app, l.release, settings, 'pid')}`)
       aborted()
       const r = await this.command(app, l.release, pid, [], Math.max(1000, Math.min(10_000, deadline - Date.now())), signal, l.inst)
       if (r.code === 0) {
@@ -692,9 +720,9 @@ export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHi
 /** What zero-downtime deploys need of the supervisor on top of NodeControl: the second instance. */
 export type InstanceControl = Pick<Supervisor, 'startStandby' | 'verifyStandby' | 'stopStandby' | 'promote' | 'standbyOf' | 'liveInstance'>
 
-/** A proxied instance's node name: the app's name and its slot, so that two run side by side in one epmd. */
+/** A proxied instance's node name: the app's name and its slot (distribution.ts nodeName). */
 export function instanceNodeName(app: string, slot: Slot): string {
-  return `${app}_${slot}`
+  return nodeName(app, slot)
 }
 
 export interface UnrecordedNode {
