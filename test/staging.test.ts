@@ -167,35 +167,70 @@ describe('two apps of one release on one host', () => {
   })
 })
 
+/**
+ * Runs an rpc whose expression holds `secret` and scans every process's command line while its command runs
+ * (from when a process naming the expression's file is seen); answers what matched, and the rpc's answer.
+ */
+async function rpcWatched(app: string, expr: string, secret: string): Promise<{ seen: string[]; scans: number; res: Answer }> {
+  const running = post(`/v1/apps/${app}/rpc`, { expr })
+  const seen: string[] = []
+  let done = false
+  void running.finally(() => (done = true))
+  let scans = 0
+  while (!done) {
+    let commandSeen = false
+    for (const pid of fs.readdirSync('/proc').filter((f) => /^\d+$/.test(f))) {
+      try {
+        const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        if (cmd.includes(secret)) seen.push(`${pid}: ${cmd.replaceAll('\0', ' ')}`)
+        if (cmd.includes(path.join(d.dataDir, 'rpc-expr'))) commandSeen = true
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (commandSeen) scans++
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { seen, scans, res: await running }
+}
+
 describe('an rpc expression (D11)', () => {
   test('is in no process’s command line while it runs', async () => {
     const secret = `s3cret-${Date.now().toString(36)}`
-    const running = post('/v1/apps/storefront-staging/rpc', { expr: `Process.sleep(3000); IO.puts(String.length("${secret}"))` })
-    const seen: string[] = []
-    let done = false
-    void running.finally(() => (done = true))
-    // Scans while the command runs: from when its process (which names the expression's file) is seen.
-    let scansWhileRunning = 0
-    while (!done) {
-      let commandSeen = false
-      for (const pid of fs.readdirSync('/proc').filter((f) => /^\d+$/.test(f))) {
-        try {
-          const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-          if (cmd.includes(secret)) seen.push(`${pid}: ${cmd.replaceAll('\0', ' ')}`)
-          if (cmd.includes(path.join(d.dataDir, 'rpc-expr'))) commandSeen = true
-        } catch {
-          // gone meanwhile
-        }
-      }
-      if (commandSeen) scansWhileRunning++
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    const res = await running
+    const { seen, scans, res } = await rpcWatched('storefront-staging', `Process.sleep(3000); IO.puts(String.length("${secret}"))`, secret)
     assert.equal(res.body.code, 0, res.text)
     assert.equal(res.body.output.trim(), String(secret.length))
-    assert.ok(scansWhileRunning > 3, `scanned /proc ${scansWhileRunning} times while the rpc command ran`)
+    assert.ok(scans > 3, `scanned /proc ${scans} times while the rpc command ran`)
     assert.deepEqual(seen, [])
     assert.deepEqual(fs.readdirSync(path.join(d.dataDir, 'rpc-expr')), [], 'the expression file is gone')
     assert.equal(fs.statSync(path.join(d.dataDir, 'rpc-expr')).mode & 0o777, 0o700)
+  })
+})
+
+describe('two apps of one relx release', () => {
+  test('each node has its app’s cookie (not vm.args’s), its own distribution port, and answers rpc and remote without epmd', async () => {
+    await setUp('relx_hello', 'relx', null)
+    await setUp('relx-staging', 'relx', 'relx_hello')
+    const dist = (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'dist-ports.json'), 'utf8')) as { ports: Record<string, number> }).ports
+    const cookies: string[] = []
+    for (const app of ['relx_hello', 'relx-staging']) {
+      const cookie = (await rpc(app, 'erlang:get_cookie().')).replace(/^'|'$/g, '')
+      assert.equal(cookie, fs.readFileSync(path.join(d.dataDir, 'apps', app, 'shared', '.erlang.cookie'), 'utf8'))
+      assert.notEqual(cookie, 'relx_hello_cookie', "not the cookie the release's vm.args.src names")
+      cookies.push(cookie)
+      assert.equal(await rpc(app, "{ok, [[P]]} = init:get_argument(erl_epmd_port), list_to_integer(P)."), String(dist[app]))
+      assert.equal(await (await fetch(`http://127.0.0.1:${ports[app]}/`)).text(), 'relx_hello 0.3.0\n')
+      await remote(app, 'io:format("on=~s~n", [os:getpid()]).\r', /on=\d+/)
+    }
+    assert.notEqual(cookies[0], cookies[1])
+    // relx's eval (berth's rpc for relx) takes the expression from a file too.
+    const secret = `relx-s3cret-${Date.now().toString(36)}`
+    const { seen, scans, res } = await rpcWatched('relx-staging', `timer:sleep(3000), length("${secret}").`, secret)
+    assert.equal(res.body.code, 0, res.text)
+    assert.equal(res.body.output.trim(), String(secret.length))
+    assert.ok(scans > 3, `scanned /proc ${scans} times while the rpc command ran`)
+    assert.deepEqual(seen, [])
+    assert.notEqual(dist.relx_hello, dist['relx-staging'])
+    assert.equal(await listening(d.config.epmdPort), false, 'still no epmd')
   })
 })
