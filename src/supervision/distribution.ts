@@ -48,8 +48,12 @@ export class DistPorts {
   private assigned: Record<string, number>
   private readonly file: string
 
+  /** Where a first assignment starts looking: per data directory, so that two agents on one default range rarely race for one port. */
+  private readonly offset: number
+
   constructor(paths: Paths, private readonly range: PortRange, private readonly log: Logger) {
     this.file = path.join(paths.dataDir, 'dist-ports.json')
+    this.offset = crypto.createHash('sha256').update(paths.dataDir).digest().readUInt32BE(0) % (range.last - range.first + 1)
     this.assigned = this.read()
   }
 
@@ -80,7 +84,9 @@ export class DistPorts {
     const mine = this.assigned[key]
     if (mine !== undefined && mine >= this.range.first && mine <= this.range.last && (await canListen(mine))) return mine
     const others = new Set(Object.entries(this.assigned).filter(([k]) => k !== key).map(([, p]) => p))
-    for (let p = this.range.first; p <= this.range.last; p++) {
+    const size = this.range.last - this.range.first + 1
+    for (let i = 0; i < size; i++) {
+      const p = this.range.first + ((this.offset + i) % size)
       if (others.has(p) || !(await canListen(p))) continue
       if (mine !== undefined) this.log.warn({ app, slot, was: mine, port: p }, 'the distribution port of this instance was taken by another program: it moves')
       this.assigned[key] = p

@@ -161,7 +161,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       ...(relxOut ? { RELX_OUT_FILE_PATH: relxOut } : {}),
       // Two instances of one app run side by side: each its own port and node name (Mix releases read
       // RELEASE_NODE; a relx release names its node in vm.args.src, e.g. -sname ${RELEASE_NODE}).
-      ...(inst ? { PORT: String(inst.port), RELEASE_NODE: instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
+      // A slot's node a berth from before dist ports started (no port recorded) has the name of then: APP_SLOT.
+      ...(inst ? { PORT: String(inst.port), RELEASE_NODE: run && port === null ? `${app}_${inst.slot}` : instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
       // The proxy-off node is named after the app, not its release: two apps of one release get two names.
       // Not for a node a berth from before ports started (it has its release's name): commands must find it.
       ...(!inst && port !== null && !env.RELEASE_NODE ? { RELEASE_NODE: nodeName(app, null) } : {}),
