@@ -169,7 +169,7 @@ describe('two apps of one release on one host', () => {
 
 /**
  * Runs an rpc whose expression holds `secret` and scans every process's command line while its command runs
- * (from when a process naming the expression's file is seen); answers what matched, and the rpc's answer.
+ * (from when its process is seen); answers what matched, and the rpc's answer.
  */
 async function rpcWatched(app: string, expr: string, secret: string): Promise<{ seen: string[]; scans: number; res: Answer }> {
   const running = post(`/v1/apps/${app}/rpc`, { expr })
@@ -183,7 +183,8 @@ async function rpcWatched(app: string, expr: string, secret: string): Promise<{ 
       try {
         const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
         if (cmd.includes(secret)) seen.push(`${pid}: ${cmd.replaceAll('\0', ' ')}`)
-        if (cmd.includes(path.join(d.dataDir, 'rpc-expr'))) commandSeen = true
+        // The rpc command's processes: bin/NAME from the app's release, and the BEAM it runs.
+        if (cmd.includes(path.join(d.dataDir, 'apps', app, 'releases')) && /\0(?:rpc|eval)\0|--rpc-eval/.test(cmd)) commandSeen = true
       } catch {
         // gone meanwhile
       }
