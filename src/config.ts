@@ -51,6 +51,8 @@ export interface Config {
   tls: { cert: string; key: string } | null
   /** ERL_EPMD_PORT for every node berth runs; epmd listens on loopback only. */
   epmdPort: number
+  /** The ports nodes listen on for distribution, one per instance (no epmd); see supervision/distribution.ts. */
+  distPorts: { first: number; last: number }
   webhookBackoffMs: number
   /** Open client connections at most; more are refused by the kernel-level accept limit of Node. */
   maxConnections: number
@@ -97,6 +99,7 @@ export const OPTIONS = [
   { env: 'BERTH_MAX_CONCURRENT_UPLOADS', flag: 'max-concurrent-uploads', help: 'uploads at once (default 4)' },
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
   { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
+  { env: 'BERTH_DIST_PORTS', flag: 'dist-ports', help: 'FIRST-LAST: distribution ports of the nodes berth runs, one per node and slot (default 4370-4469)' },
   { env: 'BERTH_PUBLIC_URL', flag: 'public-url', help: "URL(s) operators open berth at, comma separated (default: the listen address); a console page's Origin must match" },
   { env: 'BERTH_ALLOWED_ORIGINS', flag: 'allowed-origins', help: 'other page origins that may open consoles, comma separated' },
   { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
@@ -154,6 +157,14 @@ function parseOrigins(name: string, raw: string | undefined): string[] {
     out.push(u.origin)
   }
   return [...new Set(out)]
+}
+
+function parsePortRange(raw: string): Config['distPorts'] {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(raw)
+  const first = Number(m?.[1])
+  const last = Number(m?.[2])
+  if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`BERTH_DIST_PORTS must be FIRST-LAST, ports from 1024 to 65535 (e.g. 4370-4469), got "${raw}"`)
+  return { first, last }
 }
 
 function parseStepPause(raw: string | undefined): Config['testStepPause'] {
@@ -220,6 +231,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     logLevel,
     shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
+    distPorts: parsePortRange(get('BERTH_DIST_PORTS') || '4370-4469'),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
     haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
     envKeyFile: get('BERTH_ENV_KEY_FILE') ? path.resolve(cwd, get('BERTH_ENV_KEY_FILE')!) : null,

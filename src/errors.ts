@@ -52,6 +52,7 @@ export const catalogue = {
   HEALTH_CHECK_FAILED: [422, 'The health check did not answer 2xx'],
   NODE_STOP_FAILED: [500, 'The node did not stop'],
   COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],
+  DIST_PORTS_EXHAUSTED: [503, 'No distribution port of BERTH_DIST_PORTS is free'],
   ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
   // the proxy (zero-downtime deploys): haproxy in front of the app's instances

@@ -4,7 +4,11 @@
 import path from 'node:path'
 import { problem } from './errors.js'
 
-export const APP_NAME = /^[a-z][a-z0-9_]{0,63}$/
+/**
+ * Lower case letters, digits, `_` and single hyphens inside (`shop-staging`): valid as an Erlang node name's
+ * head as it is, and never containing the "--" that joins an app to its instance slot (distribution.ts).
+ */
+export const APP_NAME = /^(?=.{1,64}$)[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*$/
 /** A release id is VERSION-12HEX; versions are restricted to characters that are safe in paths and URLs. */
 export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/
 export const RELEASE_ID = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}-[0-9a-f]{12}$/

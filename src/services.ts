@@ -4,6 +4,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
+import { expectedReleaseName } from './apps/settings.js'
 import { AppStore } from './apps/store.js'
 import { TokenStore } from './auth/tokens.js'
 import { TokenWatch } from './auth/watch.js'
@@ -20,6 +21,8 @@ import { ProxyManager } from './proxy/proxy.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
 import { detectKind, type ReleaseKind } from './releases/kinds.js'
+import { releaseName } from './releases/script.js'
+import { DistPorts } from './supervision/distribution.js'
 import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
 import { DeploymentStore } from './store/deployments.js'
@@ -100,7 +103,6 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const events = new EventStore(db, log)
   const appLog = new AppLog((app) => paths.log(app))
   events.subscribe((e) => appLog.write(e.app, e.line))
-  const intake = new Intake({ paths, releases, events, limits: config.limits, log })
   let vault: EnvVault
   try {
     vault = openVault(config, db, log, { create: true })
@@ -108,15 +110,18 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     db.close()
     throw err
   }
+  // apps is made below; the closure runs at upload time.
+  const intake = new Intake({ paths, releases, events, limits: config.limits, log, releaseNameOf: (app) => expectedReleaseName(app, apps.settings(app)) })
   const apps = new AppStore(db, events, { paths, log }, vault)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
   const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
   const kindOf = (app: string, id: string): ReleaseKind => {
     const r = releases.get(app, id)
-    return r?.kind ?? detectKind(paths.release(app, id), app, r?.version ?? '')
+    return r?.kind ?? detectKind(paths.release(app, id), releaseName(paths.release(app, id), app), r?.version ?? '')
   }
-  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf })
+  const distPorts = new DistPorts(paths, config.distPorts, log)
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy })
@@ -196,7 +201,7 @@ export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
-  for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), r.app, r.version))
+  for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), releaseName(s.paths.release(r.app, r.id), r.app), r.version))
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()

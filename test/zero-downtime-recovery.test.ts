@@ -120,7 +120,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     await new Promise((r) => setTimeout(r, 3000))
     assert.deepEqual(runErls().map((p) => p.pid), [before.node.pid])
     const who = await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text()
-    assert.match(who, /^0\.2\.0 hello_b@/)
+    assert.match(who, /^0\.2\.0 hello--b@/)
     const cli = await runCli(['status', 'hello'], { BERTH_URL: daemon!.url, BERTH_TOKEN: token })
     assert.equal(cli.code, 0, cli.stderr)
     assert.match(cli.stdout, new RegExp(`live +${ids.v2} in slot b on 127\\.0\\.0\\.1:${before.proxy.live.port}, pid ${before.node.pid}`))
@@ -178,7 +178,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     assert.equal(app.proxy.live?.slot, 'b', JSON.stringify(app))
     await until('the old instance to be stopped', () => runErls().length === 1, 30_000)
     assert.deepEqual(runErls().map((p) => p.pid), [during.node.pid])
-    assert.match(await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text(), /^0\.2\.0 hello_b@/)
+    assert.match(await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text(), /^0\.2\.0 hello--b@/)
 
     await client.stop()
     const failed = client.samples.filter((s) => !s.ok)

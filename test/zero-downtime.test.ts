@@ -63,6 +63,30 @@ function epmdNames(epmd: string): string[] {
   return [...r.stdout.matchAll(/^name (\S+) at port/gm)].map((m) => m[1]!)
 }
 
+/** The instances whose node listens on its distribution port (the nodes register with no epmd). */
+async function liveNodes(): Promise<string[]> {
+  let ports: Record<string, number> = {}
+  try {
+    ports = (JSON.parse(fs.readFileSync(path.join(dataDir, 'dist-ports.json'), 'utf8')) as { ports: Record<string, number> }).ports
+  } catch {
+    return []
+  }
+  const up: string[] = []
+  for (const slot of ['a', 'b']) {
+    const port = ports[`hello/${slot}`]
+    if (!port) continue
+    const open = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => {
+        sock.destroy()
+        resolve(true)
+      })
+      sock.once('error', () => resolve(false))
+    })
+    if (open) up.push(`hello--${slot}`)
+  }
+  return up
+}
+
 test('deploys, failed releases, a rollback and berth restarts behind the proxy fail no request', { timeout: 300_000 }, async () => {
   freshDataDir()
   const epmd = String(await freePort())
@@ -88,7 +112,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   assert.equal(first.body.state, 'succeeded', first.text)
   // The node got a private port, not the app's PORT=1, and the proxy forwards with the usual headers.
   const who = await (await fetch(`http://127.0.0.1:${listen}/whoami`)).text()
-  assert.match(who, /^0\.1\.0 hello_a@\S+ port=(\d+) xff=127\.0\.0\.1 xfp=http\n$/)
+  assert.match(who, /^0\.1\.0 hello--a@\S+ port=(\d+) xff=127\.0\.0\.1 xfp=http\n$/)
   assert.notEqual(Number(/port=(\d+)/.exec(who)![1]), listen)
 
   const client = steadyClient(listen)
@@ -99,7 +123,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
     ws.once('message', (m) => resolve(String(m)))
     ws.once('error', reject)
   })
-  assert.match(greeting, /^hello 0\.1\.0 hello_a@/)
+  assert.match(greeting, /^hello 0\.1\.0 hello--a@/)
   let wsClosedAt = 0
   ws.on('close', () => (wsClosedAt = Date.now()))
   await until('the client to get going', () => client.samples.length > 20, 10_000)
@@ -112,8 +136,11 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   assert.equal(during.body.proxy?.draining?.slot, 'a', during.text)
   assert.ok(during.body.proxy.draining.remainingMs > 0 && during.body.proxy.draining.remainingMs <= 3000, during.text)
   assert.equal(during.body.proxy.live.slot, 'b')
-  // Two instances at once, apart in every way: names in epmd, ports, pipes and console logs.
-  assert.deepEqual(epmdNames(epmd).sort(), ['hello_a', 'hello_b'])
+  // Two instances at once, apart in every way: distribution ports (and no epmd at all), ports, pipes and console logs.
+  const dist = (JSON.parse(fs.readFileSync(path.join(dataDir, 'dist-ports.json'), 'utf8')) as { ports: Record<string, number> }).ports
+  assert.ok(dist['hello/a'] && dist['hello/b'] && dist['hello/a'] !== dist['hello/b'], JSON.stringify(dist))
+  assert.deepEqual(epmdNames(epmd), [], 'the instances registered with no epmd')
+  assert.deepEqual(await liveNodes(), ['hello--a', 'hello--b'])
   assert.notEqual(during.body.proxy.live.port, during.body.proxy.draining.port)
   for (const slot of ['a', 'b']) {
     assert.ok(fs.existsSync(path.join(dataDir, 'apps/hello/instances', slot, 'pipe/erlang.pipe.1.r')), `slot ${slot} has its own pipe`)
@@ -132,7 +159,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   assert.ok(wsClosedAt > 0, 'the old websocket is closed after the drain')
   const routed = Date.parse(v2.body.steps[4].endedAt)
   assert.ok(wsClosedAt - routed >= 2500, `the websocket stayed open for the drain (${wsClosedAt - routed} ms)`)
-  assert.deepEqual(epmdNames(epmd), ['hello_b'], 'the old instance is gone from epmd')
+  assert.deepEqual(await liveNodes(), ['hello--b'], 'the old instance is gone')
 
   // A release that crashes on boot never gets a request; v2 serves throughout.
   const crash = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.crash_on_boot })
@@ -208,13 +235,13 @@ test('berth killed inside each step of a deploy behind the proxy: one live insta
   await daemon!.stop('SIGKILL')
   await start(epmd, { BERTH_TEST_STEP_PAUSE: 'verifying:20000' })
   const d1 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
-  await until('the new instance to boot', () => epmdNames(epmd).length === 2, 30_000)
+  await until('the new instance to boot', async () => (await liveNodes()).length === 2, 30_000)
   await daemon!.stop('SIGKILL')
   await start(epmd)
   const r1 = await final(d1.id)
   assert.equal(r1.state, 'failed', JSON.stringify(r1))
   assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v1)
-  await until('the unverified instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_a"]', 30_000)
+  await until('the unverified instance to stop', async () => JSON.stringify(await liveNodes()) === '["hello--a"]', 30_000)
   assert.equal((await api('GET', '/v1/apps/hello')).body.proxy.starting, null)
 
   // Killed after the switch, while the old instance drains: v2 took the traffic, so the deployment is
@@ -224,7 +251,7 @@ test('berth killed inside each step of a deploy behind the proxy: one live insta
   await start(epmd, { BERTH_TEST_STEP_PAUSE: 'draining:20000' })
   const ws = new WebSocket(`ws://127.0.0.1:${listen}/ws`)
   open.push({ stop: () => ws.terminate() })
-  assert.match(await new Promise<string>((resolve, reject) => (ws.once('message', (m) => resolve(String(m))), ws.once('error', reject))), /^hello 0\.1\.0 hello_a@/)
+  assert.match(await new Promise<string>((resolve, reject) => (ws.once('message', (m) => resolve(String(m))), ws.once('error', reject))), /^hello 0\.1\.0 hello--a@/)
   let wsClosedAt = 0
   ws.on('close', () => (wsClosedAt = Date.now()))
   const d2 = (await api('POST', '/v1/apps/hello/deployments', { release: ids.v2 })).body
@@ -241,7 +268,7 @@ test('berth killed inside each step of a deploy behind the proxy: one live insta
   await until('the drain to end the old websocket', () => wsClosedAt > 0, 20_000)
   assert.ok(wsClosedAt - routed >= 7000, `the websocket was kept for the drain (${wsClosedAt - routed} ms)`)
   assert.equal(path.basename(fs.readlinkSync(path.join(dataDir, 'apps/hello/current'))), ids.v2)
-  await until('the old instance to stop', () => JSON.stringify(epmdNames(epmd)) === '["hello_b"]', 30_000)
+  await until('the old instance to stop', async () => JSON.stringify(await liveNodes()) === '["hello--b"]', 30_000)
   const app = await until('the old instance to leave the status', async () => {
     const a = (await api('GET', '/v1/apps/hello')).body
     return a.proxy.draining === null ? a : null

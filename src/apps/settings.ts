@@ -20,6 +20,11 @@ export const DEFAULT_PROXY: Omit<ProxySettings, 'listen'> = { drainTimeoutMs: 30
 
 export interface AppSettings {
   /**
+   * The name of the releases this app runs (their bin/NAME); null: the app's own name. Two apps with the same
+   * releaseName (`shop`, `shop-staging`) take the same tarball, each with its own node, cookie and data.
+   */
+  releaseName: string | null
+  /**
    * Expression for `bin/APP eval`; null: the default, the release's own *.Release module that exports
    * migrate/0 (found from its metadata, see releases/content.ts). "" says the app has no migrations.
    */
@@ -62,6 +67,7 @@ export interface AppSettings {
 }
 
 export const DEFAULT_SETTINGS: AppSettings = {
+  releaseName: null,
   migrateExpr: null,
   requireMigration: false,
   migrateTimeoutMs: 5 * 60_000,
@@ -82,6 +88,13 @@ export const DEFAULT_SETTINGS: AppSettings = {
 }
 
 const COMMAND = /^[a-z_]{1,32}$/
+/** An OTP release name, as intake accepts it (no hyphens: it is an Erlang atom and an application name). */
+const RELEASE_NAME = /^[a-z][a-z0-9_]{0,63}$/
+
+/** The name of the releases `app` takes: its releaseName setting, else its own name. */
+export function expectedReleaseName(app: string, settings: Pick<AppSettings, 'releaseName'>): string {
+  return settings.releaseName ?? app
+}
 
 function num(v: unknown, name: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
@@ -171,6 +184,10 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
   const next: AppSettings = structuredClone(current)
   for (const [k, v] of Object.entries(patch)) {
     switch (k) {
+      case 'releaseName':
+        if (v !== null && (typeof v !== 'string' || !RELEASE_NAME.test(v))) throw problem('VALIDATION_FAILED', 'Setting releaseName must be the name of a release (its bin/NAME: a lower case letter, then letters, digits and "_", at most 64), or null for the app\'s own name.')
+        next.releaseName = v
+        break
       case 'migrateExpr': next.migrateExpr = str(v, k); break
       case 'rollbackExpr': next.rollbackExpr = str(v, k); break
       case 'requireMigration':

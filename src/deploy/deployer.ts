@@ -17,6 +17,7 @@ import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
 import { BEFORE_SWITCH, FINAL, type Deployment, type DeploymentState, type DeploymentStore, type StepName } from '../store/deployments.js'
 import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/kinds.js'
+import { releaseName } from '../releases/script.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
@@ -197,11 +198,11 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       return { expr: settings.migrateExpr, source: 'setting', note: 'the migrateExpr setting' }
     }
     // A kind without an eval before start (relx) runs none unless the commands setting gives it one.
-    const kind = release.kind ?? detectKind(this.deps.paths.release(app, release.id), app, release.version)
+    const kind = release.kind ?? detectKind(this.deps.paths.release(app, release.id), releaseName(this.deps.paths.release(app, release.id), app), release.version)
     if (resolveCommands(kind, settings.commands).eval === null) {
       return { expr: null, source: 'none', note: `${KINDS[kind].missing.eval ?? `a ${KINDS[kind].label} has no eval command`}: berth runs no migration for it unless the commands.eval and migrateExpr settings name one (or the application migrates when it starts)` }
     }
-    const found = findMigrationModule(this.deps.paths.release(app, release.id), app, release.version)
+    const found = findMigrationModule(this.deps.paths.release(app, release.id), releaseName(this.deps.paths.release(app, release.id), app), release.version)
     if (!found.chosen) return { expr: null, source: 'none', note: found.note }
     return { expr: `${found.chosen.module}.migrate()`, source: 'release', note: found.note }
   }
@@ -217,7 +218,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const { supervisor } = this.deps
     const evalCommand = supervisor.commandFor(d.app, release, settings, 'eval')
     const r = await supervisor.command(d.app, release, evalCommand, [expr], settings.migrateTimeoutMs, signal)
-    const head = `${note ? `# ${note}\n` : ''}$ bin/${d.app} ${evalCommand} ${JSON.stringify(expr)}\n`
+    const head = `${note ? `# ${note}\n` : ''}$ bin/${releaseName(this.deps.paths.release(d.app, release), d.app)} ${evalCommand} ${JSON.stringify(expr)}\n`
     const what = failCode === 'MIGRATION_FAILED' ? 'migration' : 'rollback expression'
     if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)
     if (r.timedOut) throw new StepFailed(failCode === 'MIGRATION_FAILED' ? 'MIGRATION_TIMEOUT' : failCode, `${what} timed out after ${settings.migrateTimeoutMs} ms and was killed`, `${head}${r.output}\n[killed after ${settings.migrateTimeoutMs} ms]`)
@@ -447,8 +448,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     }
     const warnings: string[] = []
     if (current) {
-      const leaving = ectoMigrations(paths.release(app, current), app)
-      const kept = new Set(ectoMigrations(paths.release(app, target.id), app))
+      const leaving = ectoMigrations(paths.release(app, current), releaseName(paths.release(app, current), app))
+      const kept = new Set(ectoMigrations(paths.release(app, target.id), releaseName(paths.release(app, target.id), app)))
       const extra = leaving.filter((m) => !kept.has(m))
       if (extra.length > 0) {
         warnings.push(`release ${current} ran database migrations that ${target.id} does not have: ${extra.join(', ')}. They are not undone unless you ask (runRollbackExpr with a rollbackExpr setting); check the schema is compatible.`)

@@ -6,6 +6,7 @@ import type { AppStore } from '../apps/store.js'
 import type { ErrorCode } from '../errors.js'
 import type { Paths } from '../paths.js'
 import { ectoMigrations } from '../releases/content.js'
+import { releaseName } from '../releases/script.js'
 import { currentReleaseId } from '../releases/current.js'
 import { CONFIG_FILES, configFile, ertsVersion, fixedNodeName, otpVersion, type ConfigFile } from '../releases/layout.js'
 import { unifiedDiff } from '../releases/line-diff.js'
@@ -105,7 +106,8 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   const node = supervisor.status(app)
   const up = supervisor.isUp(app)
   const alreadyCurrent = currentId === release.id && up
-  const releaseKind = release.kind ?? detectKind(targetDir, app, release.version)
+  const bin = releaseName(targetDir, app)
+  const releaseKind = release.kind ?? detectKind(targetDir, bin, release.version)
   const cmd = resolveCommands(releaseKind, settings.commands)
 
   // The deployer's own choice, with its reason: the plan says exactly what the deploy would do.
@@ -114,8 +116,8 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   const choice = skipMigration ? { ...found, expr: null } : found
   const migrate = { expr: choice.expr, reason: skipMigration ? `${MIGRATE_FALSE}${found.expr ? `: ${found.expr} would not run` : ''}` : choice.expr ? null : choice.note }
 
-  const targetMigrations = ectoMigrations(targetDir, app)
-  const currentMigrations = currentDir ? ectoMigrations(currentDir, app) : []
+  const targetMigrations = ectoMigrations(targetDir, bin)
+  const currentMigrations = currentDir ? ectoMigrations(currentDir, releaseName(currentDir, app)) : []
   const had = new Set(currentMigrations)
   const has = new Set(targetMigrations)
   const migrations = { added: targetMigrations.filter((m) => !had.has(m)), missing: currentMigrations.filter((m) => !has.has(m)) }
@@ -133,13 +135,13 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
   const proxy = path === 'direct' ? null : settings.proxy!
   const health = proxy ? `http://127.0.0.1:PORT${proxy.healthPath} on the instance's own port answers 2xx` : settings.healthUrl ? `${settings.healthUrl} answers 2xx` : null
   // What supervision/boot-check.ts waits for: the node's own word that it has booted, not that it answers.
-  const booted = `the node has finished booting (asked through bin/${app} ${cmd.rpc}: init's status is started and the release's permanent applications run)`
+  const booted = `the node has finished booting (asked through bin/${bin} ${cmd.rpc}: init's status is started and the release's permanent applications run)`
   const verify = `${[booted, health].filter(Boolean).join(', then ')}, within the boot timeout (${settings.bootTimeoutMs} ms); only then, it stays up for the stable window (${settings.stableWindowMs} ms); a node that exits or is still booting at the timeout fails`
-  const start = `start bin/${app} ${cmd.start} under run_erl${proxy ? ' on a private loopback port in PORT' : ''} (boot timeout ${settings.bootTimeoutMs} ms)`
+  const start = `start bin/${bin} ${cmd.start} under run_erl${proxy ? ' on a private loopback port in PORT' : ''} (boot timeout ${settings.bootTimeoutMs} ms)`
   const previousBack = currentId && current ? `if starting or verifying fails: current -> releases/${currentId} and its node started again` : 'if starting or verifying fails: there is no previous release, so the node is stopped'
   const steps: PlanStep[] = [
     choice.expr
-      ? { name: 'migrating', runs: 'always', detail: `bin/${app} ${cmd.eval} ${JSON.stringify(choice.expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms)${running ? `, while ${running} keeps serving` : ''}; a failure ends the deploy with current and the node untouched` }
+      ? { name: 'migrating', runs: 'always', detail: `bin/${bin} ${cmd.eval} ${JSON.stringify(choice.expr)} from releases/${release.id} (timeout ${settings.migrateTimeoutMs} ms)${running ? `, while ${running} keeps serving` : ''}; a failure ends the deploy with current and the node untouched` }
       : { name: 'migrating', runs: 'skipped', detail: migrate.reason! },
     { name: 'switching', runs: 'always', detail: `current -> releases/${release.id}${currentId ? ` (was releases/${currentId})` : ' (first deploy: there is no current yet)'}` },
     ...(path === 'beside-live'
@@ -151,7 +153,7 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
           { name: 'rollback', runs: 'on-failure', detail: `if starting or verifying fails: the new instance is stopped${currentId ? ` and current -> releases/${currentId}` : ''}; the old instance serves throughout and is never stopped` },
         ] satisfies PlanStep[])
       : ([
-          { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${app} ${cmd.stop}, then ` : ''}${start}` },
+          { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${bin} ${cmd.stop}, then ` : ''}${start}` },
           { name: 'verifying', runs: 'always', detail: verify },
           ...(proxy ? [{ name: 'routing', runs: 'always', detail: `${proxy.listen} sends connections to the verified instance (berth starts the proxy if it is not running)` } satisfies PlanStep] : []),
           { name: 'rollback', runs: 'on-failure', detail: previousBack },
@@ -216,7 +218,7 @@ export async function planRollback(deps: PlanDeps, app: string, to: Release | nu
   const plan = await planDeploy(deps, app, target)
   const settings = deps.apps.settings(app)
   const revert: PlanStep = opts.runRollbackExpr
-    ? { name: 'reverting_migrations', runs: 'always', detail: settings.rollbackExpr ? `bin/${app} ${plan.commands.eval} ${JSON.stringify(settings.rollbackExpr.replaceAll('VERSION', target.version))} from releases/${currentId}` : 'runRollbackExpr is asked for but the app has no rollbackExpr setting: the rollback would fail before anything changes' }
+    ? { name: 'reverting_migrations', runs: 'always', detail: settings.rollbackExpr ? `bin/${currentId ? releaseName(deps.paths.release(app, currentId), app) : app} ${plan.commands.eval} ${JSON.stringify(settings.rollbackExpr.replaceAll('VERSION', target.version))} from releases/${currentId}` : 'runRollbackExpr is asked for but the app has no rollbackExpr setting: the rollback would fail before anything changes' }
     : { name: 'reverting_migrations', runs: 'skipped', detail: 'not asked for (runRollbackExpr)' }
   const blockers = plan.blockers.filter((b) => b.code !== 'MIGRATION_REQUIRED')
   if (opts.runRollbackExpr && !settings.rollbackExpr) blockers.push({ code: 'ROLLBACK_EXPR_MISSING', message: 'runRollbackExpr is asked for, but the app has no rollbackExpr setting' })

@@ -124,7 +124,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -162,7 +162,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -188,7 +188,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -208,7 +208,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -241,7 +241,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -262,7 +262,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -292,7 +292,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -312,7 +312,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -332,7 +332,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -352,7 +352,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -373,7 +373,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -406,7 +406,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -452,7 +452,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -472,7 +472,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -506,7 +506,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -541,7 +541,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -564,7 +564,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -584,7 +584,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -935,7 +935,7 @@ export interface components {
         };
         ProxyInstance: {
             /**
-             * @description Where the instance runs: apps/APP/instances/SLOT, log/SLOT, node name APP_SLOT.
+             * @description Where the instance runs: apps/APP/instances/SLOT, log/SLOT, node name APP--SLOT, its own distribution port.
              * @enum {string}
              */
             slot: "a" | "b";
@@ -978,6 +978,8 @@ export interface components {
             });
         };
         Settings: {
+            /** @description The name of the releases this app takes and runs (their `bin/NAME`). null (the default): the app's own name. Two apps with the same releaseName (e.g. `shop` and `shop-staging`, both `"releaseName": "shop"`) take the same tarball, each with its own node name, cookie, `RELEASE_TMP`, data and distribution port. An upload of a release of another name answers `422 RELEASE_NAME_MISMATCH`. */
+            releaseName?: string | null;
             /** @description Expression for the release's eval command. null (the default): `Mod.migrate()` for the release's own module named `*.Release` that exports `migrate/0`, found from the release's metadata (its .rel file, the .app files of its top-level applications and the modules' export tables), not from the app's name; when there is none the deploy carries a warning. `""` says the app has no migrations: no step, no warning. */
             migrateExpr?: string | null;
             /** @description When true, a deploy in which no migration would run fails at the migrating step, before current or the node change (reasonCode MIGRATION_REQUIRED). `migrateExpr: ""` still lets it through. Default false. */
@@ -1160,7 +1162,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description The OTP application name of the release (`bin/APP`). */
+        /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
         App: string;
         /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
         ReleaseRef: string;
@@ -1332,7 +1334,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1372,7 +1374,7 @@ export interface operations {
                 "Content-Digest"?: components["parameters"]["ContentDigest"];
             };
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1430,7 +1432,7 @@ export interface operations {
                 "Content-Digest"?: components["parameters"]["ContentDigest"];
             };
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1482,7 +1484,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -1511,7 +1513,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
                 id: components["parameters"]["ReleaseRef"];
@@ -1540,7 +1542,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1569,7 +1571,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1602,7 +1604,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1654,7 +1656,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -1686,7 +1688,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1735,7 +1737,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1775,7 +1777,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1815,7 +1817,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1852,7 +1854,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1878,7 +1880,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1935,7 +1937,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1963,7 +1965,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -1999,7 +2001,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2059,7 +2061,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2090,7 +2092,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2118,7 +2120,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2142,7 +2144,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2166,7 +2168,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2209,7 +2211,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;
@@ -2237,7 +2239,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
                 id: string;
             };
@@ -2265,7 +2267,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The OTP application name of the release (`bin/APP`). */
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
                 app: components["parameters"]["App"];
             };
             cookie?: never;

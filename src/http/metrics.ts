@@ -137,7 +137,7 @@ function onlyApps(text: string, apps: readonly string[]): string {
     const head = /^# (?:HELP|TYPE) (\S+)/.exec(line)
     if (head) family = head[1]!
     if (ACROSS_APPS.has(family)) continue
-    // App names match APP_NAME ([a-z0-9_]), so the label value needs no unescaping.
+    // App names match APP_NAME ([a-z0-9_-]), so the label value needs no unescaping.
     const app = head ? undefined : /[{,]app="([^"]*)"/.exec(line)?.[1]
     if (app !== undefined && !apps.includes(app)) continue
     out.push(line)

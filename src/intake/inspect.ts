@@ -46,7 +46,11 @@ async function readStartErl(root: string): Promise<{ erts: string; version: stri
   return { erts: words[0]!, version: words[1]! }
 }
 
-export async function inspectRelease(staging: string, expectedApp: string): Promise<ReleaseIdentity> {
+/**
+ * `expectedName`: the release name the app takes (its releaseName setting, else its own name); null accepts
+ * any (a directory already under the app's releases/, found again by `berth import`).
+ */
+export async function inspectRelease(staging: string, expectedApp: string, expectedName: string | null = expectedApp): Promise<ReleaseIdentity> {
   const root = await findRoot(staging)
   const start = await readStartErl(root)
   const relDirs = (await fs.readdir(path.join(root, 'releases'), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name)
@@ -86,8 +90,9 @@ export async function inspectRelease(staging: string, expectedApp: string): Prom
   }
   const name = candidates[0]!
   if (!APP_NAME.test(name)) throw problem('RELEASE_INVALID', `Release name "${name}" is not a valid app name (${APP_NAME.source}).`)
-  if (name !== expectedApp) {
-    throw problem('RELEASE_NAME_MISMATCH', `The tarball is a release of "${name}", but it was uploaded to app "${expectedApp}"; upload it to /v1/apps/${name}/releases.`, { release: name, app: expectedApp })
+  if (expectedName !== null && name !== expectedName) {
+    const takes = expectedName === expectedApp ? '' : ` (its releaseName setting), which takes releases of "${expectedName}"`
+    throw problem('RELEASE_NAME_MISMATCH', `The tarball is a release of "${name}", but it was uploaded to app "${expectedApp}"${takes}; upload it to /v1/apps/${name}/releases, or set the app's releaseName to "${name}" (PUT /v1/apps/${expectedApp}/settings) to run it as "${expectedApp}".`, { release: name, app: expectedApp, releaseName: expectedName })
   }
   return { root, name, version, ertsVersion: start?.erts ?? null, kind: detectKind(root, name, version) }
 }

@@ -23,6 +23,8 @@ export interface IntakeDeps {
   events: EventStore
   limits: Limits
   log: Logger
+  /** The release name `app` takes (its releaseName setting, else the app's own name); default: the app's name. */
+  releaseNameOf?: (app: string) => string
 }
 
 export interface UploadRequest {
@@ -74,7 +76,7 @@ export class Intake {
       if (req.sha256 && req.sha256 !== sha256) {
         throw problem('CHECKSUM_MISMATCH', `The upload's sha256 is ${sha256} but ${req.sha256} was expected; the file was damaged in transit or the wrong file was sent.`, { expected: req.sha256, actual: sha256 })
       }
-      const identity = await inspectRelease(path.join(staging, 'tree'), req.app)
+      const identity = await inspectRelease(path.join(staging, 'tree'), req.app, this.deps.releaseNameOf?.(req.app) ?? req.app)
       // Links were checked against the release root the unpacker chose; a release from any other root is refused.
       if (identity.root !== path.join(staging, 'tree', stats.releaseRoot)) {
         throw problem('RELEASE_INVALID', `The release directory "${path.relative(path.join(staging, 'tree'), identity.root)}" is not the one its links were checked against; upload the tarball \`mix release\` writes.`)

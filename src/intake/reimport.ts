@@ -16,6 +16,7 @@ import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import { currentReleaseId } from '../releases/current.js'
 import { detectKind } from '../releases/kinds.js'
+import { releaseName } from '../releases/script.js'
 import { inspectRelease } from './inspect.js'
 import { METADATA_FILE, readMetadata } from './metadata.js'
 
@@ -165,7 +166,8 @@ async function importHistory(deps: ImportDeps, app: string, current: string | nu
 async function describeTree(dir: string, app: string, id: string): Promise<Release | string> {
   let version: string
   try {
-    const identity = await inspectRelease(dir, app)
+    // Under the app's releases/ already: of whatever name its releaseName setting took then.
+    const identity = await inspectRelease(dir, app, null)
     if (identity.root !== dir) return 'it holds a release one directory down, which berth never writes'
     version = identity.version
   } catch (err) {
@@ -185,7 +187,7 @@ async function describeTree(dir: string, app: string, id: string): Promise<Relea
   }
   await walk(dir)
   const uploadedAt = (await fs.stat(dir)).mtime.toISOString()
-  return { id, app, version, sha256: id.slice(-12), size: 0, unpackedBytes: bytes, files, uploadedAt, uploadedBy: null, kind: detectKind(dir, app, version) }
+  return { id, app, version, sha256: id.slice(-12), size: 0, unpackedBytes: bytes, files, uploadedAt, uploadedBy: null, kind: detectKind(dir, releaseName(dir, app), version) }
 }
 
 async function isDir(p: string): Promise<boolean> {

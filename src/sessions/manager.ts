@@ -21,6 +21,7 @@ import type { CommandResult } from '../supervision/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
 import { AttachViewer, ConsoleHub, consolePipe, consoleTaken } from './attach.js'
 import { Recorder } from './recorder.js'
+import { sweepExpressionFiles, withExpressionFile } from './rpc-expr.js'
 import { SessionStore, type SessionKind, type SessionRecord } from '../store/sessions.js'
 import { checkSize, TerminalSession, type TerminalSink } from './terminal.js'
 
@@ -131,6 +132,7 @@ export class SessionManager {
 
   /** At agent start: rows a previous agent left open are marked interrupted (their ptys died with it). */
   recover(): number {
+    sweepExpressionFiles(this.deps.paths)
     const n = this.store.interruptOpen()
     if (n > 0) this.deps.log.warn({ sessions: n }, 'marked console sessions of the previous agent as interrupted')
     return n
@@ -144,11 +146,11 @@ export class SessionManager {
       const { paths, supervisor, apps, idleMs, hangupGraceMs } = this.deps
       supervisor.ensureAppDirs(app)
       // The running node's release, not necessarily `current`: each build has its own cookie.
-      const file = path.join(supervisor.releaseDir(app, release), 'bin', app)
+      const file = supervisor.script(app, release)
       try {
         fs.accessSync(file, fs.constants.X_OK)
       } catch {
-        throw problem('RELEASE_INVALID', `Release ${release} of "${app}" has no executable bin/${app}; deploy a complete release.`)
+        throw problem('RELEASE_INVALID', `Release ${release} of "${app}" has no executable bin/${supervisor.binName(app, release)}; deploy a complete release.`)
       }
       const command = supervisor.commandFor(app, release, apps.settings(app), 'remote')
       const { entry, tee } = this.begin(app, 'remote', who, release, size, sink)
@@ -476,10 +478,11 @@ export class SessionManager {
     // its own cookie, so the new release's bin/APP cannot reach the old node until the restart.
     const release = supervisor.status(app).release ?? current
     const command = supervisor.commandFor(app, release, settings, 'rpc')
-    const r = await supervisor.command(app, release, command, [expr], timeoutMs)
+    // Never on the command line (D11): rpc-expr.ts.
+    const r = await withExpressionFile(paths, supervisor.kindOf(app, release), expr, (arg) => supervisor.command(app, release, command, [arg], timeoutMs))
     let error: string | null = null
-    if (r.timedOut) error = `bin/${app} ${command} did not answer within ${timeoutMs} ms and was killed`
-    else if (r.code !== 0) error = `bin/${app} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, release, settings, 'rpc')}`
+    if (r.timedOut) error = `bin/${supervisor.binName(app, release)} ${command} did not answer within ${timeoutMs} ms and was killed`
+    else if (r.code !== 0) error = `bin/${supervisor.binName(app, release)} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, release, settings, 'rpc')}`
     else error = failedAnswer(r.output)
     const code = r.code === 0 && error ? 1 : r.code
     events?.record({ app, actor, action: 'rpc', outcome: error ? 'error' : 'ok', detail: { expr: expr.slice(0, 500), code, timedOut: r.timedOut } })

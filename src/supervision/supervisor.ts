@@ -17,6 +17,8 @@ import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
 import { commandFor, KINDS, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import { bootApps, waitForBoot, waitForHealth, type WaitOutcome } from './boot-check.js'
+import { releaseName, releaseScript } from '../releases/script.js'
+import { appCookie, distEnv, nodeName, type DistPorts } from './distribution.js'
 import { CommandLedger } from './ledger.js'
 import { markedStartCommand } from './log-lines.js'
 import { bootLogText } from './logs.js'
@@ -48,6 +50,8 @@ export interface SupervisorDeps {
   epmdPort: number
   /** What built a release (its row's kind, or detected from its directory): picks the command names. */
   kindOf(app: string, release: string): ReleaseKind
+  /** Each instance's distribution port (no epmd): see distribution.ts. */
+  distPorts: DistPorts
 }
 
 /** A proxied instance: its slot and private loopback port (PORT). null everywhere means the proxy is off. */
@@ -128,11 +132,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * `relxOut` is where a relx start script writes the vm.args and sys.config it fills from vm.args.src and
    * sys.config.src, instead of into the read-only release (see relxNodeDir and commandEnv).
    */
-  nodeEnv(app: string, inst: InstanceSpec | null = this.liveInstance(app), relxOut?: string): NodeJS.ProcessEnv {
+  nodeEnv(app: string, inst: InstanceSpec | null = this.liveInstance(app), relxOut?: string, run?: { release: string; role: 'node' | 'command' }): NodeJS.ProcessEnv {
     const { paths } = this.deps
     const settings = this.deps.apps.settings(app)
     const env = this.deps.apps.env(app)
     const dirs = this.dirsOf(app, inst)
+    // The instance's own port and the app's own cookie (distribution.ts); none for to_erl, which needs neither.
+    const slot = inst?.slot ?? null
+    const port = run ? this.deps.distPorts.portOf(app, slot) : null
+    const dist = run ? distEnv(this.deps.kindOf(app, run.release), run.role, port, appCookie(paths, app)) : null
     return {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       LANG: process.env.LANG ?? 'C.UTF-8',
@@ -145,7 +153,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       ERL_EPMD_PORT: String(this.deps.epmdPort),
       // The app's own ERL_AFLAGS are kept, after berth's: for a repeated -kernel parameter the first one
       // wins, so an app cannot move distribution off loopback by accident.
-      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
+      ERL_AFLAGS: ['-kernel inet_dist_use_interface {127,0,0,1}', ...(dist?.aflags ?? []), env.ERL_AFLAGS?.trim()].filter(Boolean).join(' '),
+      ...dist?.env,
       RUN_ERL_LOG_MAXSIZE: String(settings.consoleLogMaxBytes),
       RUN_ERL_LOG_GENERATIONS: String(settings.consoleLogGenerations),
       RUN_ERL_LOG_ALIVE_MINUTES: '1440',
@@ -157,7 +166,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       ...(relxOut ? { RELX_OUT_FILE_PATH: relxOut } : {}),
       // Two instances of one app run side by side: each its own port and node name (Mix releases read
       // RELEASE_NODE; a relx release names its node in vm.args.src, e.g. -sname ${RELEASE_NODE}).
-      ...(inst ? { PORT: String(inst.port), RELEASE_NODE: instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
+      // A slot's node a berth from before dist ports started (no port recorded) has the name of then: APP_SLOT.
+      ...(inst ? { PORT: String(inst.port), RELEASE_NODE: run && port === null ? `${app}_${inst.slot}` : instanceNodeName(app, inst.slot), RELEASE_DISTRIBUTION: env.RELEASE_DISTRIBUTION ?? 'sname' } : {}),
+      // The proxy-off node is named after the app, not its release: two apps of one release get two names.
+      // Not for a node a berth from before ports started (it has its release's name): commands must find it.
+      ...(!inst && port !== null && !env.RELEASE_NODE ? { RELEASE_NODE: nodeName(app, null) } : {}),
     }
   }
 
@@ -196,7 +209,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.deps.log.warn({ app, err, dir }, "could not remove a command's relx directory")
       }
     }
-    return { env: this.nodeEnv(app, inst, dir), dispose }
+    return { env: this.nodeEnv(app, inst, dir, { release, role: 'command' }), dispose }
   }
 
   /** The live instance's slot and port; null with the proxy off (or before a proxied instance ran). */
@@ -242,14 +255,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * of the release's kind; COMMAND_UNSUPPORTED when the kind has none (relx has no eval before start).
    */
   commandFor(app: string, release: string, settings: AppSettings, role: CommandRole): string {
-    return commandFor(this.deps.kindOf(app, release), settings.commands, role, app)
+    return commandFor(this.deps.kindOf(app, release), settings.commands, role, this.binName(app, release))
+  }
+
+  /** The release's start script, bin/NAME (its own name: the app's releaseName, by default the app's). */
+  script(app: string, release: string): string {
+    return releaseScript(this.releaseDir(app, release), app)
+  }
+
+  /** What built the release: its kind picks command names and how distribution settings are passed. */
+  kindOf(app: string, release: string): ReleaseKind {
+    return this.deps.kindOf(app, release)
+  }
+
+  /** NAME of the release's bin/NAME, for messages. */
+  binName(app: string, release: string): string {
+    return releaseName(this.releaseDir(app, release), app)
   }
 
   /** For an error after `role` failed: a sentence when its name is not a command of this kind, else ''. */
   commandHint(app: string, release: string, settings: AppSettings, role: CommandRole): string {
     const kind = this.deps.kindOf(app, release)
     const name = settings.commands[role]
-    return name ? unknownCommandHint(kind, name, app, role) : ''
+    return name ? unknownCommandHint(kind, name, this.binName(app, release), role) : ''
   }
 
   /**
@@ -258,9 +286,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal?: AbortSignal, inst: InstanceSpec | null = this.liveInstance(app)): Promise<CommandResult> {
     this.ensureAppDirs(app, inst)
-    const dir = this.releaseDir(app, release)
     const run = this.commandEnv(app, release, inst)
-    return runCommand(path.join(dir, 'bin', app), [command, ...args], {
+    return runCommand(this.script(app, release), [command, ...args], {
       cwd: this.deps.paths.shared(app),
       env: run.env,
       timeoutMs,
@@ -368,9 +395,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const erts = fs.readdirSync(dir).find((f) => f.startsWith('erts-'))
     const runErl = erts ? path.join(dir, erts, 'bin', 'run_erl') : 'run_erl'
     const bootId = randomBytes(6).toString('hex')
-    const command = markedStartCommand({ id: bootId, at: new Date(), release }, `exec "${path.join(dir, 'bin', app)}" ${this.commandFor(app, release, settings, 'start')}`)
+    // Its own distribution port, taken now (another program may hold the one it had): nodeEnv reads it.
+    await this.deps.distPorts.claim(app, inst?.slot ?? null)
+    const command = markedStartCommand({ id: bootId, at: new Date(), release }, `exec "${this.script(app, release)}" ${this.commandFor(app, release, settings, 'start')}`)
     // detached: its own session and process group, so berth's exit or restart never takes the node with it.
-    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst)), detached: true, stdio: 'ignore' })
+    const child = spawn(runErl, [`${dirs.pipe}/`, `${dirs.log}/`, command], { cwd: paths.shared(app), env: this.nodeEnv(app, inst, this.relxNodeDir(app, release, inst), { release, role: 'node' }), detached: true, stdio: 'ignore' })
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
       child.once('error', reject)
@@ -536,7 +565,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const boot: WaitOutcome = await waitForBoot({ died, aborted, deadline, ask: (expr, timeoutMs) => this.command(app, l.release, rpc, [expr], timeoutMs, signal, l.inst) }, language, rel?.apps ?? [])
     if (!boot.ok && boot.why === 'died') throw await exitedDuring('during boot', this.commandHint(app, l.release, settings, 'start'))
     if (!boot.ok) throw problem('BOOT_TIMEOUT', `the node did not finish booting within the boot timeout (${settings.bootTimeoutMs} ms): ${boot.why === 'timeout' ? boot.last : ''}${this.commandHint(app, l.release, settings, 'rpc')}`)
-    notes.push(`booted in ${Date.now() - l.startedAt} ms: init has started${rel ? ` and the applications of ${rel.file} run (${rel.apps.join(', ')})` : ''}; asked ${boot.checks} times through bin/${app} ${rpc}`)
+    notes.push(`booted in ${Date.now() - l.startedAt} ms: init has started${rel ? ` and the applications of ${rel.file} run (${rel.apps.join(', ')})` : ''}; asked ${boot.checks} times through bin/${this.binName(app, l.release)} ${rpc}`)
     if (healthUrl) {
       const health = await waitForHealth(healthUrl, { died, aborted, deadline }, signal)
       if (!health.ok && health.why === 'died') throw await exitedDuring(`before ${healthUrl} answered`)
@@ -683,9 +712,9 @@ export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHi
 /** What zero-downtime deploys need of the supervisor on top of NodeControl: the second instance. */
 export type InstanceControl = Pick<Supervisor, 'startStandby' | 'verifyStandby' | 'stopStandby' | 'promote' | 'standbyOf' | 'liveInstance'>
 
-/** A proxied instance's node name: the app's name and its slot, so that two run side by side in one epmd. */
+/** A proxied instance's node name: the app's name and its slot (distribution.ts nodeName). */
 export function instanceNodeName(app: string, slot: Slot): string {
-  return `${app}_${slot}`
+  return nodeName(app, slot)
 }
 
 export interface UnrecordedNode {

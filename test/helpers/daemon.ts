@@ -116,6 +116,19 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/**
+ * A range of consecutive free ports for BERTH_DIST_PORTS (FIRST-LAST): the distribution ports of the nodes
+ * a test daemon runs, from this process's blocks like every other port a test hands out.
+ */
+export async function freePortRange(n = 8): Promise<string> {
+  for (;;) {
+    const first = await freePort()
+    let next = first
+    while (next - first < n - 1 && (await freePort()) === next + 1) next++
+    if (next - first === n - 1) return `${first}-${next}`
+  }
+}
+
 /** Processes whose command line mentions dir: every BEAM, run_erl and epmd a test started runs from its data dir. */
 export function processesUnder(dir: string): { pid: number; cmd: string }[] {
   const out: { pid: number; cmd: string }[] = []
@@ -147,7 +160,7 @@ export function killProcessesUnder(dir: string): number {
 export async function startDaemon(env: Record<string, string> = {}, opts: { keepLogs?: boolean } = {}): Promise<TestDaemon> {
   const dataDir = env.BERTH_DATA_DIR ?? tempDir()
   // Each daemon gets its own epmd so that test files running side by side never share node names.
-  const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_EPMD_PORT: String(await freePort()), ...env })
+  const config = loadConfig({ BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_EPMD_PORT: String(await freePort()), BERTH_DIST_PORTS: await freePortRange(), ...env })
   // keepLogs: the most talkative level, so that a test can check what berth never writes to its log.
   const lines: string[] = []
   const logger = opts.keepLogs ? pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }) : pino({ level: process.env.BERTH_TEST_LOG ?? 'silent' })
@@ -185,7 +198,7 @@ export interface ChildDaemon {
 /** Runs `berth serve` as a real child process (for signals, logs and CLI tests). */
 export async function spawnDaemon(dataDir: string, env: Record<string, string> = {}): Promise<ChildDaemon> {
   const child = spawn(process.execPath, [path.join(REPO, 'bin', 'berth.js'), 'serve'], {
-    env: { ...process.env, BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_LOG_LEVEL: 'info', BERTH_EPMD_PORT: String(await freePort()), ...env },
+    env: { ...process.env, BERTH_DATA_DIR: dataDir, BERTH_LISTEN: '127.0.0.1:0', BERTH_LOG_LEVEL: 'info', BERTH_EPMD_PORT: String(await freePort()), BERTH_DIST_PORTS: await freePortRange(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

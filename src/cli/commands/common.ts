@@ -49,11 +49,11 @@ function str(v: string | boolean | undefined): string | undefined {
 }
 
 // The server checks names too; checking here turns a typo into a usage error instead of a 404 on a odd path.
-const APP = /^[a-z][a-z0-9_]{0,63}$/
+const APP = /^(?=.{1,64}$)[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*$/
 
 export function appArg(app: string | undefined, usage: string): string {
   if (!app) throw new UsageError(`missing the app name: ${usage}`)
-  if (!APP.test(app)) throw new UsageError(`"${app}" is not an app name (lowercase letters, digits and _, starting with a letter)`)
+  if (!APP.test(app)) throw new UsageError(`"${app}" is not an app name (lowercase letters, digits, _ and single - inside, starting with a letter)`)
   return app
 }
 

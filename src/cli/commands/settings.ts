@@ -17,7 +17,7 @@ Examples:
   berth settings hello set migrateExpr='Hello.Release.migrate()' restart.maxRestarts=3
   berth settings hello set healthUrl=null           # no health check
 
-Settings: migrateExpr, requireMigration, migrateTimeoutMs, rollbackExpr, healthUrl, healthIntervalMs, healthFailures,
+Settings: releaseName, migrateExpr, requireMigration, migrateTimeoutMs, rollbackExpr, healthUrl, healthIntervalMs, healthFailures,
 stableWindowMs, bootTimeoutMs, stopTimeoutMs, keepReleases, consoleLogMaxBytes, consoleLogGenerations,
 commands.{start,eval,rpc,remote,stop,pid}, restart.{initialDelayMs,maxDelayMs,maxRestarts,windowMs,
 rollbackWithinMs}. The server checks names and ranges.

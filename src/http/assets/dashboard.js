@@ -169,7 +169,7 @@ async function refreshApp(app, fromEvent) {
 window.addEventListener('hashchange', () => state.me && route())
 
 function parseRoute() {
-  const m = /^#\/apps\/([a-z][a-z0-9_]{0,63})$/.exec(location.hash)
+  const m = /^#\/apps\/([a-z][a-z0-9_-]{0,63})$/.exec(location.hash)
   return m ? { name: 'app', app: m[1] } : { name: 'overview' }
 }
 

@@ -1,0 +1,149 @@
+// Distribution of the nodes berth runs, without epmd: each instance's node name, its own listen port from the
+// range berth records (BERTH_DIST_PORTS, apps' assignments in DATA/dist-ports.json), the app's own cookie, and
+// the environment that makes a node, or a command reaching it, use them for each kind of release.
+
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { problem } from '../errors.js'
+import type { Paths, Slot } from '../paths.js'
+import type { ReleaseKind } from '../releases/kinds.js'
+
+/**
+ * An instance's node name. App names are valid node-name heads as they are (letters, digits, `_`, `-`) and
+ * never contain "--" (paths.ts APP_NAME), so `APP--SLOT` can be no other app's name, nor another app's
+ * instance's: two apps, or two slots of one, never share a node name.
+ */
+export function nodeName(app: string, slot: Slot | null): string {
+  return slot ? `${app}--${slot}` : app
+}
+
+/** The key an instance's port is recorded under: the proxy-off node, or one slot of a proxied app. */
+function portKey(app: string, slot: Slot | null): string {
+  return slot ? `${app}/${slot}` : app
+}
+
+export interface PortRange {
+  first: number
+  last: number
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer()
+    srv.once('error', () => resolve(false))
+    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)))
+  })
+}
+
+/**
+ * Which distribution port each instance listens on. A node started with `-erl_epmd_port P -start_epmd false`
+ * listens on P and asks no epmd; a command reaches it on the same P. Ports stay with their instance across
+ * restarts (a firewall rule or an operator's note stays right); one found taken by another program when its
+ * node starts is replaced by the next free one, and said so.
+ */
+export class DistPorts {
+  private assigned: Record<string, number>
+  private readonly file: string
+
+  /** Where a first assignment starts looking: per data directory, so that two agents on one default range rarely race for one port. */
+  private readonly offset: number
+
+  constructor(paths: Paths, private readonly range: PortRange, private readonly log: Logger) {
+    this.file = path.join(paths.dataDir, 'dist-ports.json')
+    this.offset = crypto.createHash('sha256').update(paths.dataDir).digest().readUInt32BE(0) % (range.last - range.first + 1)
+    this.assigned = this.read()
+  }
+
+  private read(): Record<string, number> {
+    try {
+      const v = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { ports?: unknown }).ports
+      if (!v || typeof v !== 'object') return {}
+      return Object.fromEntries(Object.entries(v).filter(([, p]) => Number.isInteger(p))) as Record<string, number>
+    } catch {
+      return {}
+    }
+  }
+
+  private write(): void {
+    const tmp = `${this.file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, `${JSON.stringify({ ports: this.assigned }, null, 2)}\n`, { mode: 0o600 })
+    fs.renameSync(tmp, this.file)
+  }
+
+  /** The port the instance's node was started on; null when berth never started it with one (see legacy). */
+  portOf(app: string, slot: Slot | null): number | null {
+    return this.assigned[portKey(app, slot)] ?? null
+  }
+
+  /** The port to start the instance's node on: its own, unless another program holds it now. */
+  async claim(app: string, slot: Slot | null): Promise<number> {
+    const key = portKey(app, slot)
+    const mine = this.assigned[key]
+    if (mine !== undefined && mine >= this.range.first && mine <= this.range.last && (await canListen(mine))) return mine
+    const others = new Set(Object.entries(this.assigned).filter(([k]) => k !== key).map(([, p]) => p))
+    const size = this.range.last - this.range.first + 1
+    for (let i = 0; i < size; i++) {
+      const p = this.range.first + ((this.offset + i) % size)
+      if (others.has(p) || !(await canListen(p))) continue
+      if (mine !== undefined) this.log.warn({ app, slot, was: mine, port: p }, 'the distribution port of this instance was taken by another program: it moves')
+      this.assigned[key] = p
+      this.write()
+      return p
+    }
+    throw problem('DIST_PORTS_EXHAUSTED', `No port of BERTH_DIST_PORTS (${this.range.first}-${this.range.last}) is free for the node of "${app}"${slot ? ` (slot ${slot})` : ''}: each node, and each slot of a proxied app, needs one. Widen the range, or free a port in it.`, { range: `${this.range.first}-${this.range.last}` })
+  }
+}
+
+/**
+ * The app's own distribution cookie, made once and kept in the node's HOME as `.erlang.cookie` (0400):
+ * Erlang reads that file wherever no -setcookie wins, and two apps running one release, whose
+ * releases/COOKIE is the same file's content, must not be able to reach each other's nodes.
+ */
+export function appCookie(paths: Paths, app: string): string {
+  const file = path.join(paths.shared(app), '.erlang.cookie')
+  try {
+    const c = fs.readFileSync(file, 'utf8').trim()
+    if (/^[A-Z0-9]{32,}$/.test(c)) return c
+  } catch {
+    // made below
+  }
+  fs.mkdirSync(paths.shared(app), { recursive: true, mode: 0o750 })
+  const cookie = Array.from(crypto.randomBytes(32), (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[b % 36]).join('')
+  const tmp = `${file}.${process.pid}.tmp`
+  fs.rmSync(tmp, { force: true })
+  fs.writeFileSync(tmp, cookie, { mode: 0o400, flag: 'wx' })
+  fs.renameSync(tmp, file)
+  return cookie
+}
+
+export interface DistEnv {
+  /** Flags for ERL_AFLAGS, after berth's loopback rule and before the app's own. */
+  aflags: string[]
+  env: Record<string, string>
+}
+
+/**
+ * What a node (`role: 'node'`) or a command reaching it (`'command'`: rpc, pid, stop, remote, eval) needs to
+ * use distribution on `port` with the app's cookie, with no epmd anywhere. null port: the instance was started
+ * by a berth from before ports (it registered with epmd and has its release's cookie), so commands reach it the
+ * old way until it restarts; nothing is set then but `-start_epmd false` for commands, so that no command
+ * starts an epmd that would inherit the app's environment (it does not stop one the old node started).
+ */
+export function distEnv(kind: ReleaseKind, role: 'node' | 'command', port: number | null, cookie: string): DistEnv {
+  if (port === null) return { aflags: role === 'command' ? ['-start_epmd false'] : [], env: {} }
+  if (kind === 'relx') {
+    // relx's script does it itself from ERL_DIST_PORT: -erl_epmd_port and -start_epmd false for the node and
+    // remote_console, erl_call -address for pid/stop/eval. Its cookie is RELX_COOKIE for the script; the node
+    // reads -setcookie from vm.args, so one is added here: with two, Erlang takes neither and reads
+    // $HOME/.erlang.cookie, the same cookie (test/staging.test.ts checks the node's). -start_epmd false also
+    // keeps the erlexec the script runs to learn the host name from starting an epmd.
+    return { aflags: ['-start_epmd false', `-setcookie ${cookie}`], env: { ERL_DIST_PORT: String(port), RELX_COOKIE: cookie } }
+  }
+  // Mix (and Distillery, unknown): the start script passes RELEASE_COOKIE as --cookie. A command's node must not
+  // listen on the target's port (it could not: the node holds it): -dist_listen false, which also hides it.
+  const aflags = ['-start_epmd false', `-erl_epmd_port ${port}`, ...(role === 'command' ? ['-dist_listen false'] : [])]
+  return { aflags, env: { RELEASE_COOKIE: cookie } }
+}
