@@ -73,6 +73,16 @@ export interface FollowOptions {
 
 export const DEFAULT_DEADLINE_MS = 30 * 60_000
 
+/** A deployment that outlived the fleet's deadline: its host answered, so it is failed, not unreachable. */
+export class DeadlinePassed extends Error {
+  override name = 'DeadlinePassed'
+  readonly code = 'DEPLOYMENT_DEADLINE'
+  readonly status = undefined
+  constructor(readonly detail: string) {
+    super(detail)
+  }
+}
+
 /**
  * What the CLI uses. A phase ends on its slowest host's last poll, so the interval adds up once per phase:
  * 100 ms keeps that small next to a boot, at ten cheap GETs a second per host deploying.
@@ -86,7 +96,7 @@ export async function followDeployment(agent: Agent, first: Deployment, opts: Fo
   const started = Date.now()
   while (!FINAL_STATES.includes(d.state)) {
     if (Date.now() - started > opts.deadlineMs) {
-      throw Object.assign(new Error('deadline'), { status: undefined, code: 'DEPLOYMENT_DEADLINE', detail: `deployment ${d.id} did not end within ${Math.round(opts.deadlineMs / 1000)} s (the fleet's deadline); it was ${d.state}` })
+      throw new DeadlinePassed(`deployment ${d.id} did not end within ${Math.round(opts.deadlineMs / 1000)} s (the fleet's deadline); it was ${d.state}`)
     }
     await new Promise((r) => setTimeout(r, opts.pollMs))
     try {

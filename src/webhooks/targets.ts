@@ -82,6 +82,17 @@ export function literalHost(u: URL): string | null {
   return net.isIP(host) ? host : null
 }
 
+/** Why one delivery attempt failed in berth's own words (no answer in time, a name without addresses). */
+export class DeliveryError extends Error {
+  override name = 'DeliveryError'
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message)
+  }
+}
+
 /** Thrown (and stored as the delivery's error) when a target is not public and private ones are not allowed. */
 export class TargetRefused extends Error {
   override name = 'TargetRefused'
@@ -103,7 +114,7 @@ export function checkedLookup(allowPrivate: boolean): net.LookupFunction {
       if (err) return callback(err, '', 0)
       const refused = allowPrivate ? null : addresses.map((a) => privateKind(a.address)).find((k) => k !== null)
       if (refused) return callback(Object.assign(new TargetRefused(refused), { errno: undefined }) as NodeJS.ErrnoException, '', 0)
-      if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '', 0)
+      if (addresses.length === 0) return callback(new DeliveryError(`${hostname} has no address`, 'ENOTFOUND'), '', 0)
       if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, addresses)
       callback(null, addresses[0]!.address, addresses[0]!.family)
     })

@@ -14,7 +14,7 @@ import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
 import { FailureLog, FAILURE_LOG_INTERVAL_MS } from './failure-log.js'
 import { redactUrl } from './redact.js'
-import { checkedLookup, literalHost, privateKind, TargetRefused } from './targets.js'
+import { checkedLookup, DeliveryError, literalHost, privateKind, TargetRefused } from './targets.js'
 
 export interface Webhook {
   id: string
@@ -263,7 +263,7 @@ export class Webhooks {
         req.destroy()
         settle({ status, error: status >= 200 && status < 300 ? null : `HTTP ${status}`, final: false })
       })
-      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs)
+      const timer = setTimeout(() => req.destroy(new DeliveryError(`no answer within ${this.opts.timeoutMs} ms`, 'ETIMEDOUT')), this.opts.timeoutMs)
       req.on('error', (err) => settle({ status: null, error: err.message, final: err instanceof TargetRefused }))
       req.end(body)
     })
