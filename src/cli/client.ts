@@ -173,6 +173,9 @@ async function readJsonBounded(base: string, res: http.IncomingMessage, timeoutM
     }
   } catch (err) {
     if (err instanceof ApiError) throw err
+    // The request's idle timeout ended it: say so, not the reset the body saw.
+    const cause = (res as { req?: http.ClientRequest }).req?.errored
+    if (cause instanceof ApiError) throw cause
     throw new ApiError(null, (err as NodeJS.ErrnoException).code ?? 'CONNECTION_FAILED', `the answer of berth at ${base} broke off: ${(err as Error).message}`)
   } finally {
     clearTimeout(timer)
