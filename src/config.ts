@@ -54,6 +54,12 @@ export interface Config {
   /** The ports nodes listen on for distribution, one per instance (no epmd); see supervision/distribution.ts. */
   distPorts: { first: number; last: number }
   webhookBackoffMs: number
+  /** One webhook delivery attempt at most this long (connect to status line). */
+  webhookTimeoutMs: number
+  /** Webhooks per app (and for every app) at most. */
+  maxWebhooksPerApp: number
+  /** Deliver webhooks to loopback, link-local and private addresses too (off: refused, see webhooks/targets.ts). */
+  webhookAllowPrivate: boolean
   /** Open client connections at most; more are refused by the kernel-level accept limit of Node. */
   maxConnections: number
   /** Failed authentications per client address and minute before its failures get 429 (valid tokens pass). */
@@ -108,6 +114,9 @@ export const OPTIONS = [
   { env: 'BERTH_ALLOW_INSECURE_LISTEN', flag: 'allow-insecure-listen', help: 'set to 1 to listen on a non-loopback address without TLS' },
   { env: 'BERTH_MAX_CONNECTIONS', flag: 'max-connections', help: 'open client connections at most (default 512)' },
   { env: 'BERTH_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', help: 'first retry delay of webhook deliveries, doubling (default 1000)' },
+  { env: 'BERTH_WEBHOOK_TIMEOUT_MS', flag: 'webhook-timeout-ms', help: 'one webhook delivery attempt at most this long (default 10000)' },
+  { env: 'BERTH_MAX_WEBHOOKS_PER_APP', flag: 'max-webhooks-per-app', help: 'webhooks per app, and for every app (default 20)' },
+  { env: 'BERTH_WEBHOOK_ALLOW_PRIVATE', flag: 'webhook-allow-private', help: 'set to 1 to deliver webhooks to loopback, link-local and private addresses' },
   { env: 'BERTH_AUTH_FAILURES_PER_MINUTE', flag: 'auth-failures-per-minute', help: 'failed authentications per client address before 429 (default 30)' },
   { env: 'BERTH_HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', help: 'time a client has to send its request headers (default 10000)' },
   { env: 'BERTH_MAX_CONNECTIONS_PER_ADDRESS', flag: 'max-connections-per-address', help: 'open connections from one client address, all of loopback as one (default 64)' },
@@ -165,6 +174,12 @@ function parsePortRange(raw: string): Config['distPorts'] {
   const last = Number(m?.[2])
   if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`BERTH_DIST_PORTS must be FIRST-LAST, ports from 1024 to 65535 (e.g. 4370-4469), got "${raw}"`)
   return { first, last }
+}
+
+function flagOn(name: string, raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false
+  if (raw === '1' || raw === 'true') return true
+  throw new ConfigError(`${name} must be 1 or 0, got "${raw}"`)
 }
 
 function parseStepPause(raw: string | undefined): Config['testStepPause'] {
@@ -238,6 +253,9 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     credentialsDir: env.CREDENTIALS_DIRECTORY ? path.resolve(cwd, env.CREDENTIALS_DIRECTORY) : null,
     maxConnections,
     webhookBackoffMs: num('BERTH_WEBHOOK_BACKOFF_MS', 1000, 10, 3600_000),
+    webhookTimeoutMs: num('BERTH_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+    maxWebhooksPerApp: num('BERTH_MAX_WEBHOOKS_PER_APP', 20, 1, 1000),
+    webhookAllowPrivate: flagOn('BERTH_WEBHOOK_ALLOW_PRIVATE', get('BERTH_WEBHOOK_ALLOW_PRIVATE')),
     authFailuresPerMinute: num('BERTH_AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     http,
     consoles: {

@@ -29,6 +29,8 @@ export const catalogue = {
   ORIGIN_NOT_ALLOWED: [403, 'The page origin may not open consoles'],
   SESSION_NOT_FOUND: [404, 'No such console session'],
   WEBHOOK_NOT_FOUND: [404, 'No such webhook'],
+  WEBHOOK_TARGET_PRIVATE: [400, 'The webhook target is not a public address'],
+  TOO_MANY_WEBHOOKS: [409, 'The app has as many webhooks as allowed'],
   RECORDING_GONE: [410, 'The recording was removed by retention'],
   DEPLOYMENT_FAILED: [422, 'The deployment failed'],
   DEPLOYMENT_ROLLED_BACK: [422, 'The deployment was rolled back'],

@@ -138,7 +138,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
   })
-  const webhooks = new Webhooks(db, events, log, config.webhookBackoffMs)
+  const webhooks = new Webhooks(db, events, log, { backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, maxPerApp: config.maxWebhooksPerApp, allowPrivate: config.webhookAllowPrivate })
   return {
     webhooks,
     sessions,

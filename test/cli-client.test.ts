@@ -34,7 +34,7 @@ async function waitFor(what: string, ok: () => boolean, ms = 30_000): Promise<vo
 
 before(async () => {
   dataDir = tempDir('berth-cli-')
-  daemon = await spawnDaemon(dataDir)
+  daemon = await spawnDaemon(dataDir, { BERTH_WEBHOOK_ALLOW_PRIVATE: '1' })
   env = { BERTH_URL: daemon.url, BERTH_TOKEN: fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim() }
   port = await freePort()
   for (const name of ['v1', 'v2', 'crash_on_boot'] as const) tarballs[name] = (await fixture(name)).tarball

@@ -166,6 +166,15 @@ describe('auth and origin', () => {
     assert.equal(slow.body.timedOut, true)
     const reader = d.token('reader-rpc', ['read'])
     assert.equal((await call(`${d.url}/v1/apps/hello/rpc`, { method: 'POST', token: reader, headers: json, body: '{"expr":"1"}' })).status, 403)
+    // D9: the expression is audited for console and admin readers only, and never written to berth.log.
+    const rpcExprs = async (token: string) => ((await call(`${d.url}/v1/apps/hello/events?limit=1000`, { token })).body.events as { action: string; detail: { expr?: string } }[]).filter((e) => e.action === 'rpc').map((e) => e.detail.expr ?? null)
+    assert.ok((await rpcExprs(d.adminToken)).includes('IO.puts(6 * 7)'), 'admin reads the expression')
+    assert.ok((await rpcExprs(d.token('console-rpc', ['read', 'console'], ['hello']))).includes('IO.puts(6 * 7)'), 'the console scope reads it')
+    const forReader = await rpcExprs(reader)
+    assert.ok(forReader.length >= 2 && forReader.every((x) => x === null), `a read token sees rpc events without expressions: ${JSON.stringify(forReader)}`)
+    const berthLog = fs.readFileSync(path.join(d.dataDir, 'apps', 'hello', 'log', 'berth.log'), 'utf8')
+    assert.match(berthLog, / rpc ok /)
+    assert.ok(!berthLog.includes('6 * 7') && !berthLog.includes('Process.sleep'), 'berth.log holds no expression')
   })
   test("rpc reaches the node from its own release when current has moved on (a deploy between its switch and its restart)", async () => {
     const up = await upload(d.url, 'hello', fs.readFileSync((await fixture('v2')).tarball), { token: d.adminToken })

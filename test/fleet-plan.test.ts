@@ -100,7 +100,7 @@ class FakeAgent implements Agent {
   }
 }
 
-const follow = { pollMs: 1, unreachableMs: 10 }
+const follow = { pollMs: 1, unreachableMs: 10, deadlineMs: 60_000 }
 const V1 = '0.1.0-bbbbbbbbbbbb'
 const V2 = '0.2.0-aaaaaaaaaaaa'
 

@@ -108,7 +108,7 @@ before(async () => {
     })
   })
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
-  d = await startDaemon()
+  d = await startDaemon({ BERTH_WEBHOOK_ALLOW_PRIVATE: '1' })
   const hook = await post('/v1/webhooks', { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, app: 'relx_hello', events: ['deploy'] })
   assert.equal(hook.status, 201, hook.text)
   await setUp('myapp', 'myapp')

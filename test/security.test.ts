@@ -28,7 +28,7 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
   /** Webhooks an unlimited admin made: one for "other", one for every app. */
   let foreign: { other: string; all: string }
   before(async () => {
-    d = await startDaemon({ BERTH_AUTH_FAILURES_PER_MINUTE: '1000000' })
+    d = await startDaemon({ BERTH_AUTH_FAILURES_PER_MINUTE: '1000000', BERTH_WEBHOOK_ALLOW_PRIVATE: '1' })
     for (const app of ['hello', 'other']) await call(`${d.url}/v1/apps/${app}/env`, { method: 'PUT', token: d.adminToken, headers: json, body: '{}' })
     const hook = async (app: string | null) => (await call(`${d.url}/v1/webhooks`, { method: 'POST', token: d.adminToken, headers: json, body: JSON.stringify({ url: 'http://127.0.0.1:9/', app, events: ['env.'] }) })).body.id as string
     foreign = { other: await hook('other'), all: await hook(null) }

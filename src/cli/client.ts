@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import { Transform } from 'node:stream'
+import { safeText, safeTree } from './safe-text.js'
 
 export const DEFAULT_URL = 'http://127.0.0.1:4100'
 
@@ -41,14 +42,29 @@ export interface UploadResult<T> {
 // silence means something is wrong; an upload's answer waits for the server to finish unpacking.
 const REQUEST_IDLE_MS = 60_000
 const UPLOAD_IDLE_MS = 120_000
+/** The largest JSON answer read; a larger one is abandoned while it streams (ANSWER_TOO_LARGE). */
+export const MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+export interface ClientOptions {
+  /**
+   * Silence allowed while waiting for an answer, and the time a JSON answer's body may take once its headers
+   * came (a server that sends headers and then nothing, or a byte a minute, fails with TIMEOUT).
+   */
+  timeoutMs?: number
+  maxAnswerBytes?: number
+}
 
 export class BerthClient {
   readonly baseUrl: string
   readonly #token: string
+  readonly #timeoutMs: number | null
+  readonly #maxAnswerBytes: number
 
-  constructor(baseUrl: string, token: string) {
+  constructor(baseUrl: string, token: string, opts: ClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.#token = token
+    this.#timeoutMs = opts.timeoutMs ?? null
+    this.#maxAnswerBytes = opts.maxAnswerBytes ?? MAX_ANSWER_BYTES
   }
 
   /** One JSON request; resolves with the parsed answer of a 2xx, throws ApiError otherwise. */
@@ -59,8 +75,9 @@ export class BerthClient {
       headers['content-type'] = 'application/json'
       headers['content-length'] = payload.length
     }
-    const res = await this.#send(method, path, headers, REQUEST_IDLE_MS, (req) => req.end(payload ?? undefined))
-    return (await readJson(res)) as T
+    const timeout = this.#timeoutMs ?? REQUEST_IDLE_MS
+    const res = await this.#send(method, path, headers, timeout, (req) => req.end(payload ?? undefined))
+    return (await this.#readJson(res, timeout)) as T
   }
 
   /**
@@ -82,13 +99,14 @@ export class BerthClient {
       },
     })
     const headers = { 'content-type': 'application/octet-stream', 'content-length': total, accept: 'application/json' }
-    const res = await this.#send('POST', path, headers, UPLOAD_IDLE_MS, (req) => {
+    const timeout = this.#timeoutMs ?? UPLOAD_IDLE_MS
+    const res = await this.#send('POST', path, headers, timeout, (req) => {
       source.on('error', (err) => req.destroy(err))
       source.pipe(counter).pipe(req)
     })
     // A refusal (wrong app, not a tarball) may come before the whole body was sent: stop reading the file.
     source.destroy()
-    const body = (await readJson(res)) as T
+    const body = (await this.#readJson(res, timeout)) as T
     const elapsedMs = Date.now() - started
     return { status: res.statusCode!, body, sentMs: sentMs || elapsedMs, elapsedMs }
   }
@@ -96,8 +114,14 @@ export class BerthClient {
   /** A non-JSON answer as a stream (logs, possibly followed; recordings); a refusal throws ApiError before anything is read. */
   async stream(path: string, accept = 'text/plain'): Promise<http.IncomingMessage> {
     const res = await this.#send('GET', path, { accept }, 0, (req) => req.end())
-    if ((res.statusCode ?? 0) >= 400) await readJson(res)
+    if ((res.statusCode ?? 0) >= 400) await this.#readJson(res, this.#timeoutMs ?? REQUEST_IDLE_MS)
+    // A followed log may be silent for hours: no time limit once the answer has begun.
+    res.socket?.setTimeout(0)
     return res
+  }
+
+  #readJson(res: http.IncomingMessage, timeoutMs: number): Promise<unknown> {
+    return readJsonBounded(this.baseUrl, res, timeoutMs, this.#maxAnswerBytes)
   }
 
   #send(method: string, path: string, headers: http.OutgoingHttpHeaders, idleMs: number, write: (req: http.ClientRequest) => void): Promise<http.IncomingMessage> {
@@ -109,8 +133,6 @@ export class BerthClient {
       let answered = false
       req.on('response', (res) => {
         answered = true
-        // The idle timeout covers waiting for the answer; a followed log may be silent for hours.
-        req.setTimeout(0)
         resolve(res)
       })
       req.on('error', (err: NodeJS.ErrnoException) => {
@@ -132,9 +154,32 @@ function connectionError(base: string, err: NodeJS.ErrnoException): ApiError {
   return new ApiError(null, err.code ?? 'CONNECTION_FAILED', `Cannot talk to berth at ${base}: ${err.message}`)
 }
 
-async function readJson(res: http.IncomingMessage): Promise<unknown> {
+/**
+ * Reads a JSON answer within `timeoutMs` and the size cap, and makes every string of it safe to print (a
+ * hostile or broken server's escape sequences and CI workflow commands never reach the terminal raw).
+ */
+async function readJsonBounded(base: string, res: http.IncomingMessage, timeoutMs: number, maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = []
-  for await (const c of res) chunks.push(c as Buffer)
+  let size = 0
+  const timer = setTimeout(() => res.destroy(new ApiError(null, 'TIMEOUT', `berth at ${base} sent the headers of its answer but not the rest within ${timeoutMs / 1000} s`)), timeoutMs)
+  try {
+    for await (const c of res) {
+      size += (c as Buffer).length
+      if (size > maxBytes) {
+        res.destroy()
+        throw new ApiError(res.statusCode ?? null, 'ANSWER_TOO_LARGE', `berth at ${base} answered with more than ${maxBytes} bytes; the answer was abandoned`)
+      }
+      chunks.push(c as Buffer)
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err
+    // The request's idle timeout ended it: say so, not the reset the body saw.
+    const cause = (res as { req?: http.ClientRequest }).req?.errored
+    if (cause instanceof ApiError) throw cause
+    throw new ApiError(null, (err as NodeJS.ErrnoException).code ?? 'CONNECTION_FAILED', `the answer of berth at ${base} broke off: ${(err as Error).message}`)
+  } finally {
+    clearTimeout(timer)
+  }
   const text = Buffer.concat(chunks).toString('utf8')
   let parsed: unknown = null
   try {
@@ -145,11 +190,11 @@ async function readJson(res: http.IncomingMessage): Promise<unknown> {
   const status = res.statusCode ?? 0
   if (status >= 200 && status < 300) {
     if (parsed === undefined) throw new ApiError(status, 'INVALID_RESPONSE', `berth answered ${status} with a body that is not JSON`)
-    return parsed
+    return safeTree(parsed)
   }
   const p = parsed as { code?: unknown; detail?: unknown } | null | undefined
-  if (p && typeof p.code === 'string' && typeof p.detail === 'string') throw new ApiError(status, p.code, p.detail, p as Record<string, unknown>)
-  throw new ApiError(status, `HTTP_${status}`, `berth answered ${status} ${res.statusMessage ?? ''}`.trim())
+  if (p && typeof p.code === 'string' && typeof p.detail === 'string') throw new ApiError(status, safeText(p.code), safeText(p.detail), safeTree(p) as Record<string, unknown>)
+  throw new ApiError(status, `HTTP_${status}`, safeText(`berth answered ${status} ${res.statusMessage ?? ''}`.trim()))
 }
 
 /** Server and token from the flags, else BERTH_URL / BERTH_TOKEN. The caller reports a missing token. */

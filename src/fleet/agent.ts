@@ -38,9 +38,17 @@ export interface Agent {
   deployment(id: string): Promise<Deployment>
 }
 
+/**
+ * Codes of a host that broke the protocol: an answer without its shape, one past the size cap, a deployment
+ * past its deadline. Such a host is failed (the rollout halts and puts back), not "refused".
+ */
+export const BROKEN_CODES: readonly string[] = ['INVALID_RESPONSE', 'ANSWER_TOO_LARGE', 'DEPLOYMENT_DEADLINE']
+
 export interface Failure {
   /** The host did not answer (refused, timed out, reset). */
   unreachable: boolean
+  /** The host answered in a way no berth does (BROKEN_CODES). */
+  broken: boolean
   code: string
   detail: string
 }
@@ -50,7 +58,7 @@ export function failureOf(err: unknown): Failure {
   const e = err as { status?: unknown; code?: unknown; detail?: unknown; message?: unknown } | null
   const code = typeof e?.code === 'string' ? e.code : 'INTERNAL'
   const detail = typeof e?.detail === 'string' ? e.detail : typeof e?.message === 'string' ? e.message : String(err)
-  return { unreachable: e?.status === null, code, detail }
+  return { unreachable: e?.status === null, broken: BROKEN_CODES.includes(code), code, detail }
 }
 
 export const FINAL_STATES: readonly string[] = ['succeeded', 'failed', 'rolled_back']
@@ -59,19 +67,37 @@ export interface FollowOptions {
   pollMs: number
   /** How long a host may stop answering while it runs a deployment before the rollout counts it as gone. */
   unreachableMs: number
+  /** How long one deployment may take in all before its host counts as failed (DEPLOYMENT_DEADLINE). */
+  deadlineMs: number
+}
+
+export const DEFAULT_DEADLINE_MS = 30 * 60_000
+
+/** A deployment that outlived the fleet's deadline: its host answered, so it is failed, not unreachable. */
+export class DeadlinePassed extends Error {
+  override name = 'DeadlinePassed'
+  readonly code = 'DEPLOYMENT_DEADLINE'
+  readonly status = undefined
+  constructor(readonly detail: string) {
+    super(detail)
+  }
 }
 
 /**
  * What the CLI uses. A phase ends on its slowest host's last poll, so the interval adds up once per phase:
  * 100 ms keeps that small next to a boot, at ten cheap GETs a second per host deploying.
  */
-export const DEFAULT_FOLLOW: FollowOptions = { pollMs: 100, unreachableMs: 30_000 }
+export const DEFAULT_FOLLOW: FollowOptions = { pollMs: 100, unreachableMs: 30_000, deadlineMs: DEFAULT_DEADLINE_MS }
 
 /** Polls a deployment until it ends; throws the last failure when the host stops answering for too long. */
 export async function followDeployment(agent: Agent, first: Deployment, opts: FollowOptions, onUpdate?: (d: Deployment) => void): Promise<Deployment> {
   let d = first
   let unreachableSince: number | null = null
+  const started = Date.now()
   while (!FINAL_STATES.includes(d.state)) {
+    if (Date.now() - started > opts.deadlineMs) {
+      throw new DeadlinePassed(`deployment ${d.id} did not end within ${Math.round(opts.deadlineMs / 1000)} s (the fleet's deadline); it was ${d.state}`)
+    }
     await new Promise((r) => setTimeout(r, opts.pollMs))
     try {
       d = await agent.deployment(d.id)

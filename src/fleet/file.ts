@@ -26,6 +26,8 @@ export interface Fleet {
   batch: BatchSize
   /** once: the first host deployed migrates (the hosts share one database); every: each host migrates. */
   migrate: MigrateRule
+  /** How long one host's deployment may take in all; past it the host is failed and the rollout halts. */
+  deadlineMs: number
 }
 
 /** What --canary, --batch and --migrate may override, as the command line gives it. */
@@ -33,12 +35,14 @@ export interface FleetOverrides {
   canary?: string
   batch?: string
   migrate?: string
+  deadline?: string
 }
 
 export const DEFAULT_TOKEN_ENV = 'BERTH_TOKEN'
 const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
-const TOP_KEYS = new Set(['app', 'hosts', 'canary', 'batch', 'migrate'])
+const TOP_KEYS = new Set(['app', 'hosts', 'canary', 'batch', 'migrate', 'deadline'])
+export const DEFAULT_DEADLINE = '30m'
 const HOST_KEYS = new Set(['name', 'url', 'tokenEnv'])
 
 function invalid(where: string, what: string): never {
@@ -65,6 +69,14 @@ function parseCanary(v: unknown, where: string): number {
   const n = typeof v === 'string' && /^[0-9]{1,6}$/.test(v.trim()) ? Number(v) : v
   if (typeof n === 'number' && Number.isInteger(n) && n >= 0) return n
   return invalid(where, `canary must be a whole number of hosts (0 or more), not ${JSON.stringify(v)}`)
+}
+
+/** `90s`, `30m`, `1h`, `500ms`, or a bare number of seconds: at least a second, at most a day. */
+export function parseDeadline(v: unknown, where: string): number {
+  const m = /^([0-9]{1,9})(ms|s|m|h)?$/.exec(String(typeof v === 'number' || typeof v === 'string' ? v : '').trim())
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'] : NaN
+  if (Number.isFinite(ms) && ms >= 1000 && ms <= 86_400_000) return ms
+  return invalid(where, `deadline must be a duration from 1s to 24h such as "30m" or "90s", not ${JSON.stringify(v)}`)
 }
 
 function parseMigrate(v: unknown, where: string): MigrateRule {
@@ -121,7 +133,8 @@ export function parseFleet(text: string, file: string, overrides: FleetOverrides
   if (canary > parsed.length) invalid(overrides.canary !== undefined ? '--canary' : file, `canary is ${canary} but the fleet has ${parsed.length} host${parsed.length === 1 ? '' : 's'}`)
   // The migration of `once` runs on the first canary, alone, before any host runs the new code without it.
   if (migrate === 'once' && canary === 0) invalid(overrides.canary !== undefined ? '--canary' : file, 'migrate: once needs canary: 1 or more (the first canary runs the migration, alone); use migrate: every to deploy without a canary')
-  return { app, hosts: parsed, canary, batch, migrate }
+  const deadlineMs = overrides.deadline !== undefined ? parseDeadline(overrides.deadline, '--deadline') : parseDeadline(raw.deadline ?? DEFAULT_DEADLINE, file)
+  return { app, hosts: parsed, canary, batch, migrate, deadlineMs }
 }
 
 /** How many hosts one batch holds in a fleet of `total`. */

@@ -100,7 +100,7 @@ async function everyHost<T>(agents: Agent[], fn: (a: Agent) => Promise<T>): Prom
 /** The result for a call that failed: unreachable or refused, with the agent's code and sentence. */
 function failedCall(agent: Agent, err: unknown, extra: Partial<HostResult> = {}): HostResult {
   const f = failureOf(err)
-  return result(agent, f.unreachable ? 'unreachable' : 'refused', { code: f.code, reason: f.detail, ...extra })
+  return result(agent, f.unreachable ? 'unreachable' : f.broken ? 'failed' : 'refused', { code: f.code, reason: f.detail, ...extra })
 }
 
 function isIdle(app: AgentApp | null): boolean {
@@ -150,7 +150,7 @@ class Conductor {
       return { ...base, ...ended(last), deployment: d.id, code: last.reasonCode ?? (last.state === 'succeeded' ? null : 'DEPLOYMENT_FAILED') }
     } catch (err) {
       const f = failureOf(err)
-      return { ...base, outcome: f.unreachable ? 'unreachable' : 'refused', deployment: d.id, code: f.code, reason: `${f.detail} (while following deployment ${d.id})` }
+      return { ...base, outcome: f.unreachable ? 'unreachable' : f.broken ? 'failed' : 'refused', deployment: d.id, code: f.code, reason: `${f.detail} (while following deployment ${d.id})` }
     }
   }
 

@@ -457,7 +457,11 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Audit trail, newest first */
+        /**
+         * Audit trail, newest first
+         * @description The expression of an `rpc` event (`detail.expr`) is shown only to tokens with the console or admin
+         *     scope; other readers get the event without it, as does the app's berth.log.
+         */
         get: operations["listEvents"];
         put?: never;
         post?: never;
@@ -658,6 +662,13 @@ export interface paths {
          *     names or prefixes ending in "." (default: deploy, rollback, start, stop, restart, node.).
          *     A token limited to some apps must name one of them in `app`; a hook for every app (`app` omitted or
          *     null) needs an unlimited token (`403 FORBIDDEN_APP` otherwise).
+         *     Targets must be public addresses: an IP literal that is loopback, link-local, private (RFC 1918, ULA),
+         *     shared (100.64/10), 0.0.0.0/8, multicast or reserved (or an IPv6 form embedding one) is refused here
+         *     (`400 WEBHOOK_TARGET_PRIVATE`), and a name is resolved and checked again at each delivery, which
+         *     connects only to the checked addresses; the operator lifts this with BERTH_WEBHOOK_ALLOW_PRIVATE=1.
+         *     Each app has at most BERTH_MAX_WEBHOOKS_PER_APP hooks (default 20; the hooks for every app count as
+         *     one more app): `409 TOO_MANY_WEBHOOKS` beyond. The audit event of the creation shows the url with
+         *     credentials, query string and token-bearing paths replaced by `***`; this API alone shows it whole.
          */
         post: operations["createWebhook"];
         delete?: never;
@@ -681,6 +692,8 @@ export interface paths {
         /**
          * Remove a webhook
          * @description The hooks a token may not see (another app's, or every app's for an app-limited token) answer `404`.
+         *     While BERTH_WEBHOOK_ALLOW_PRIVATE is on, an app-limited token gets `lastStatus` null and `lastError`
+         *     without detail: what an internal address answered is the operator's to read, not a port scanner's.
          */
         delete: operations["deleteWebhook"];
         options?: never;
@@ -740,7 +753,8 @@ export interface paths {
         /**
          * Live audit events of every app the token may see (server-sent events)
          * @description A `text/event-stream` that stays open: one `event: audit` per audit event of an app the token may see
-         *     (the fields of `Event` but `seq`, as JSON in `data:`), from the moment the stream opens; `?app=` keeps
+         *     (the fields of `Event` but `seq`, as JSON in `data:`; an rpc expression only for the console scope),
+         *     from the moment the stream opens; `?app=` keeps
          *     one app. A `: keepalive` comment every 15 seconds keeps proxies from closing an idle stream. It is
          *     for dashboards: read with `fetch` and the `Authorization` header (tokens never travel in URLs, so
          *     not with `EventSource`), and read the current state from the other routes after (re)connecting.
@@ -2364,6 +2378,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
         };
     };
     deleteWebhook: {

@@ -34,6 +34,20 @@ export type AuditOutcome = 'ok' | 'error' | Extract<DeploymentState, 'succeeded'
 
 export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create', 'proxy.start', 'proxy.exit', 'proxy.retire']
 
+/**
+ * Detail fields that only tokens with the console scope (or admin) may read: an rpc expression may carry a
+ * secret (a password being rotated, a customer's data). The per-app log file never holds them.
+ */
+export const CONSOLE_DETAIL: Partial<Record<AuditAction, readonly string[]>> = { rpc: ['expr'] }
+
+/** The event without the fields of CONSOLE_DETAIL, for a reader without the console scope. */
+export function withoutConsoleDetail<T extends { action: AuditAction; detail: Record<string, unknown> | null }>(e: T): T {
+  const hidden = CONSOLE_DETAIL[e.action]
+  if (!hidden || !e.detail || !hidden.some((k) => k in e.detail!)) return e
+  const detail = Object.fromEntries(Object.entries(e.detail).filter(([k]) => !hidden.includes(k)))
+  return { ...e, detail }
+}
+
 export interface AuditEvent {
   seq: number
   app: string | null
@@ -79,7 +93,9 @@ export class EventStore {
     const detail = e.detail ? JSON.stringify(e.detail) : null
     this.db.prepare('INSERT INTO events (app, at, actor, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)').run(e.app ?? null, at, e.actor ?? null, e.action, e.outcome, detail)
     if (!e.app) return
-    const line = `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${detail ? ` ${detail}` : ''}`
+    // berth.log is read with the read scope (GET logs?source=berth): it gets the detail a reader may see.
+    const logged = withoutConsoleDetail({ action: e.action, detail: e.detail ?? null }).detail
+    const line = `${at} [berth] ${e.action} ${e.outcome} by ${e.actor ?? '-'}${logged ? ` ${JSON.stringify(logged)}` : ''}`
     const event: RecordedEvent = { app: e.app, at, actor: e.actor ?? null, action: e.action, outcome: e.outcome, detail: e.detail ?? null, line }
     // The event is stored: a subscriber that fails (a full disk for the app log, a webhook bug) must not
     // turn the domain call that recorded it into a failure, nor keep the other subscribers from hearing it.

@@ -1,6 +1,7 @@
 // `berth events APP [--limit N]`: the app's audit trail, newest first: who did what, when, with what outcome;
 // `berth events --follow [APP]`: the same events live, from the server-sent event stream GET /v1/events.
 
+import { safeTree } from '../safe-text.js'
 import type { Event } from '../api.js'
 import { table, when } from '../format.js'
 import { UsageError } from '../usage.js'
@@ -75,12 +76,12 @@ async function follow(values: ReturnType<typeof parse>['values'], positionals: s
       const type = /^event: (.*)$/m.exec(block)?.[1]
       const data = /^data: (.*)$/m.exec(block)?.[1]
       if (!type || data === undefined) continue
-      const body = JSON.parse(data) as Event & { reason?: string }
+      const body = safeTree(JSON.parse(data)) as Event & { reason?: string }
       if (type !== 'audit') {
         process.stderr.write(`berth: the event stream ended: ${body.reason ?? type}\n`)
         return type === 'end' && /shut/.test(body.reason ?? '') ? 0 : 1
       }
-      if (values.json) process.stdout.write(`${data}\n`)
+      if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`)
       else process.stdout.write(`${when(body.at)}  ${body.app}  ${body.actor ?? '-'}  ${body.action} ${body.outcome}${body.detail ? `  ${summary(body.detail)}` : ''}\n`)
     }
   }

@@ -34,10 +34,12 @@ Rolls a release over every host of a fleet file, each host's berth being the tru
              canary first and then batch by batch; stops at the first failure. No migrations run.
 
   --fleet FILE           the fleet file (YAML: app, hosts with name, url and tokenEnv, canary, batch,
-                         migrate)
+                         migrate, deadline)
   --canary N             override the file's canary (hosts deployed first, one at a time)
   --batch N|P%           override the file's batch (hosts at a time, or a share of the fleet)
   --migrate once|every   override the file's migrate
+  --deadline DURATION    the longest one host's deployment may take (30m, 90s, 1h; default the file's
+                         deadline, else 30m); past it the host is failed and the rollout halts
   --to ID                rollback: the release to go back to
   --rollout ID           tag the deployments with this rollout id (default: the interrupted rollout's
                          own when resuming, else a new one)
@@ -46,6 +48,12 @@ Rolls a release over every host of a fleet file, each host's berth being the tru
 Each host's token comes from the environment variable its tokenEnv names (default BERTH_TOKEN); tokens
 are never printed. Exits 0 when every host succeeded (or was already on the release), 1 on a halt with
 a summary line per host, 2 when the arguments or the fleet file are wrong.
+
+An agent is trusted with nothing: each answer must have its route's shape and at most 8 MiB, and come
+within BERTH_FLEET_TIMEOUT_MS (default 60000) of silence, headers and body alike; a host that breaks any
+of these, or whose deployment outlives the deadline, is a failed host (INVALID_RESPONSE,
+ANSWER_TOO_LARGE, TIMEOUT, DEPLOYMENT_DEADLINE). Text from agents is printed as a terminal would show it,
+escape sequences rendered and CI workflow commands (::error::, ##vso[) defused.
 `
 
 const OPTIONS = {
@@ -57,14 +65,21 @@ const OPTIONS = {
   migrate: { type: 'string' },
   to: { type: 'string' },
   rollout: { type: 'string' },
+  deadline: { type: 'string' },
 } as const
 
 export const command: Command = { help: HELP, options: OPTIONS, run: fleetCommand }
 
 /** How the CLI follows each host's deployment; a test may shorten the grace with BERTH_FLEET_UNREACHABLE_MS. */
-function followOptions(env: NodeJS.ProcessEnv): FollowOptions {
+function followOptions(env: NodeJS.ProcessEnv, fleet: Fleet): FollowOptions {
   const grace = Number(env.BERTH_FLEET_UNREACHABLE_MS)
-  return { ...DEFAULT_FOLLOW, ...(Number.isFinite(grace) && grace > 0 ? { unreachableMs: grace } : {}) }
+  return { ...DEFAULT_FOLLOW, deadlineMs: fleet.deadlineMs, ...(Number.isFinite(grace) && grace > 0 ? { unreachableMs: grace } : {}) }
+}
+
+/** Silence allowed per request to an agent, and the time an answer's body may take (BERTH_FLEET_TIMEOUT_MS, default 60 s). */
+function requestTimeout(env: NodeJS.ProcessEnv): number | undefined {
+  const ms = Number(env.BERTH_FLEET_TIMEOUT_MS)
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined
 }
 
 async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -78,7 +93,7 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!values.fleet) throw new UsageError(`missing --fleet FILE: berth fleet ${sub} --fleet FILE`)
   if (values.rollout !== undefined && !ROLLOUT_ID.test(values.rollout)) throw new UsageError(`--rollout must be 1 to 64 letters, digits, ".", "_" or "-", not "${values.rollout.slice(0, 80)}"`)
   if (sub !== 'rollback' && values.to !== undefined) throw new UsageError('--to belongs to berth fleet rollback')
-  if (sub === 'status' && (values.canary ?? values.batch ?? values.migrate ?? values.rollout) !== undefined) throw new UsageError('fleet status takes only --fleet and --json')
+  if (sub === 'status' && (values.canary ?? values.batch ?? values.migrate ?? values.rollout ?? values.deadline) !== undefined) throw new UsageError('fleet status takes only --fleet and --json')
   if (sub !== 'deploy' && values.migrate !== undefined) throw new UsageError('--migrate belongs to berth fleet deploy (a rollback runs no migration)')
   const expected = sub === 'deploy' ? 1 : 0
   if (args.length !== expected) throw new UsageError(sub === 'deploy' ? 'fleet deploy takes one tarball: berth fleet deploy TARBALL --fleet FILE' : `fleet ${sub} takes no file but the --fleet one`)
@@ -86,7 +101,7 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
   let fleet: Fleet
   let tokens: Map<string, string>
   try {
-    fleet = loadFleet(values.fleet, { canary: values.canary, batch: values.batch, migrate: values.migrate })
+    fleet = loadFleet(values.fleet, { canary: values.canary, batch: values.batch, migrate: values.migrate, deadline: values.deadline })
     tokens = hostTokens(fleet, env)
   } catch (err) {
     // A wrong file or a missing variable is an argument error: nothing was touched.
@@ -97,7 +112,7 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
     }
     throw err
   }
-  const agents = fleet.hosts.map((h) => new HttpAgent(h, fleet.app, tokens.get(h.name)!))
+  const agents = fleet.hosts.map((h) => new HttpAgent(h, fleet.app, tokens.get(h.name)!, { timeoutMs: requestTimeout(env) }))
   const json = !!values.json
   const out = json ? process.stderr : process.stdout
 
@@ -120,9 +135,9 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
     const file = args[0]!
     if (!fs.statSync(file, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`${file} is not a file`)
     out.write(`uploading ${file} to ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'} of ${fleet.app}\n`)
-    r = await deployFleet({ fleet, agents, file, sha256: await sha256File(file), rollout: values.rollout, follow: followOptions(env), onEvent })
+    r = await deployFleet({ fleet, agents, file, sha256: await sha256File(file), rollout: values.rollout, follow: followOptions(env, fleet), onEvent })
   } else {
-    r = await rollbackFleet({ fleet, agents, to: values.to, rollout: values.rollout, follow: followOptions(env), onEvent })
+    r = await rollbackFleet({ fleet, agents, to: values.to, rollout: values.rollout, follow: followOptions(env, fleet), onEvent })
   }
   process.off('SIGINT', onInterrupt)
   if (json) printJson(r)

@@ -1,6 +1,7 @@
 // `berth logs APP [-f] [--json]`: the node's console output (or berth's lines about the app), copied to stdout
 // as it streams, with backpressure so a slow pipe (| less) slows the download instead of growing memory.
 
+import { safeLines } from '../safe-text.js'
 import { pipeline } from 'node:stream/promises'
 import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, helped, SERVER_HELP } from './common.js'
@@ -15,7 +16,8 @@ across node restarts, until Ctrl+C. --source console (default) is the node's own
 The output is the app's own lines, without the console's prompts (iex(app@host)1>), carriage returns,
 colours or run_erl's ===== markers. --json prints one JSON object per line instead (at, source, app, line,
 clock: newline-delimited JSON for Vector, Loki or journald; "clock" says how precise "at" is, see
-openapi.yaml). --raw prints the log files' bytes as the node's console wrote them.
+openapi.yaml). --raw prints the log files' bytes as the node's console wrote them, escape sequences included;
+without it every line is printed as a terminal would show it, with no escape sequence left.
 
 ${SERVER_HELP}
 `
@@ -45,7 +47,9 @@ export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = proce
   if (values.follow) query.set('follow', 'true')
   const res = await client(values, env).stream(appPath(app, `/logs${query.size ? `?${query}` : ''}`))
   try {
-    await pipeline(res, process.stdout)
+    // --raw asks for the bytes as the node wrote them; text and JSON lines are printed safe for a terminal.
+    if (values.raw) await pipeline(res, process.stdout)
+    else await pipeline(res, safeLines(), process.stdout)
   } catch (err) {
     // The reader went away (| head): that ends the command, it is not an error.
     if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0

@@ -2,6 +2,7 @@
 // health needs no token, so a probe or an install script can check that berth answers; metrics and the API
 // document print as served.
 
+import { safeLines } from '../safe-text.js'
 import { parseArgs } from 'node:util'
 import { pipeline } from 'node:stream/promises'
 import { UsageError } from '../usage.js'
@@ -67,7 +68,7 @@ function text(name: string, help: string, path: string, anonymous: boolean): Com
       if (positionals.length) throw new UsageError(`${name} takes no arguments, got ${positionals.join(' ')}`)
       const res = await client(values, env, { anonymous }).stream(path, '*/*')
       try {
-        await pipeline(res, process.stdout)
+        await pipeline(res, safeLines(), process.stdout)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
       }

@@ -3,11 +3,12 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { listenerOf, parseListenAddress, settingsAddressCheck, type AddressClaim } from '../../apps/addresses.js'
-import { allowsApp } from '../../auth/tokens.js'
+import { allowsApp, hasScope } from '../../auth/tokens.js'
 import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
 import { currentReleaseIdSync } from '../../releases/current.js'
 import { requireApp } from '../../releases/lookup.js'
+import { withoutConsoleDetail } from '../../store/events.js'
 import { followLog, LOG_CONTENT_TYPES, readLog, type LogQuery } from '../../supervision/logs.js'
 import type { ProxyView } from '../../proxy/proxy.js'
 import type { NodeStatus } from '../../supervision/supervisor.js'
@@ -127,7 +128,8 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
 
   ctx.route(app, 'listEvents', async (request) => {
     requireApp(releases, request.params.app)
-    return { events: services.events.list(request.params.app, request.query.limit ?? 100) }
+    const events = services.events.list(request.params.app, request.query.limit ?? 100)
+    return { events: hasScope(request.token!, 'console') ? events : events.map(withoutConsoleDetail) }
   })
 }
 

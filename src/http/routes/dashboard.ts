@@ -2,9 +2,9 @@
 // events of the apps it may see as a server-sent event stream (bounded per client, ended with the token).
 
 import type { FastifyInstance } from 'fastify'
-import { allowsApp } from '../../auth/tokens.js'
+import { allowsApp, hasScope } from '../../auth/tokens.js'
 import { problem } from '../../errors.js'
-import type { RecordedEvent } from '../../store/events.js'
+import { withoutConsoleDetail, type RecordedEvent } from '../../store/events.js'
 import type { RouteContext } from '../context.js'
 
 /** A comment line this often keeps proxies and browsers from closing a quiet stream. */
@@ -48,6 +48,7 @@ export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteCo
     res.write(': berth audit events\n\n')
 
     let done = false
+    const mayConsole = hasScope(token, 'console')
     const send = (text: string) => {
       if (done) return
       if (res.writableLength > MAX_BUFFERED_BYTES) return finish('overflow', `more than ${MAX_BUFFERED_BYTES} bytes waited for this client; reconnect and read the state again`)
@@ -56,7 +57,7 @@ export default async function dashboardRoutes(app: FastifyInstance, ctx: RouteCo
     const listener = (e: RecordedEvent) => {
       if (!allowsApp(token, e.app) || (only !== undefined && e.app !== only)) return
       const { line: _line, ...event } = e
-      send(`event: audit\ndata: ${JSON.stringify(event)}\n\n`)
+      send(`event: audit\ndata: ${JSON.stringify(mayConsole ? event : withoutConsoleDetail(event))}\n\n`)
     }
     const unsubscribe = services.events.subscribe(listener)
     const keepalive = setInterval(() => send(': keepalive\n\n'), KEEPALIVE_MS)

@@ -24,6 +24,6 @@ export default async function webhookRoutes(app: FastifyInstance, ctx: RouteCont
   ctx.route(app, 'listDeliveries', async (request) => {
     const { id } = request.params
     if (!webhooks.get(id, request.token!.apps)) throw problem('WEBHOOK_NOT_FOUND', `There is no webhook "${id}".`)
-    return { deliveries: webhooks.deliveries(id) }
+    return { deliveries: webhooks.deliveries(id, 100, request.token!.apps !== null) }
   })
 }
