@@ -249,7 +249,9 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       })
     } catch (err) {
       d.state = 'failed'
-      d.reason = `${(err as Error).message}; current release and running node are untouched`
+      // Only what is true: a first deploy has no current release, and a stopped app no running node.
+      const kept = !d.previous ? 'there was no current release; nothing was started' : this.deps.supervisor.isUp(d.app) ? 'current release and running node are untouched' : 'current release is untouched; its node was not running and was not started'
+      d.reason = `${(err as Error).message}; ${kept}`
       d.reasonCode = codeOf(err)
       return
     }
