@@ -496,6 +496,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       succeededNewestFirst: deployments.succeededReleases(app),
       attempted: new Set(deployments.list(app, 1000).map((d) => d.release)),
       inUse: deployments.inUse(app),
+      lastFailed: deployments.list(app, 1000).find((d) => (d.kind === 'deploy' || d.kind === 'rollback') && (d.state === 'failed' || d.state === 'rolled_back'))?.release ?? null,
       keep: settings.keepReleases,
     })
     for (const id of retired) {
