@@ -3,7 +3,7 @@
 
 import type { Agent, AgentApp, Deployment, UploadedRelease } from '../fleet/agent.js'
 import type { FleetHost } from '../fleet/file.js'
-import { ApiError, BerthClient } from './client.js'
+import { ApiError, BerthClient, type ClientOptions } from './client.js'
 import { appPath } from './commands/common.js'
 
 export class HttpAgent implements Agent {
@@ -13,8 +13,9 @@ export class HttpAgent implements Agent {
     readonly host: FleetHost,
     readonly appName: string,
     token: string,
+    opts: ClientOptions = {},
   ) {
-    this.#api = new BerthClient(host.url, token)
+    this.#api = new BerthClient(host.url, token, opts)
   }
 
   async upload(file: string, sha256: string, onProgress: (sent: number, total: number) => void): Promise<UploadedRelease> {
