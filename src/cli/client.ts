@@ -145,19 +145,6 @@ function connectionError(base: string, err: NodeJS.ErrnoException): ApiError {
 // Node's codes for a certificate it could not verify (not a name mismatch, which --cacert does not cure).
 const CERT_ERRORS = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED'])
 
-/** The CA file of --cacert or BERTH_CA_FILE, read; undefined without one. Throws a sentence naming the file. */
-export function readCaFile(file: string | undefined): Buffer | undefined {
-  if (file === undefined || file === '') return undefined
-  let pem: Buffer
-  try {
-    pem = fs.readFileSync(file)
-  } catch (err) {
-    throw new Error(`cannot read the CA file ${file} (--cacert or BERTH_CA_FILE): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`the CA file ${file} (--cacert or BERTH_CA_FILE) holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
-  return pem
-}
-
 async function readJson(res: http.IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = []
   for await (const c of res) chunks.push(c as Buffer)

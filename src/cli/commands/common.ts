@@ -1,8 +1,9 @@
-// What every client command shares: the --url/--token/--json/--help flags, building the client from
-// them (or BERTH_URL/BERTH_TOKEN), app-name checks and path escaping.
+// What every client command shares: the --url/--token/--cacert/--json/--help flags, building the client from
+// them (or BERTH_URL/BERTH_TOKEN/BERTH_CA_FILE), app-name checks and path escaping.
 
+import fs from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { BerthClient, connection, DEFAULT_URL, readCaFile } from '../client.js'
+import { BerthClient, connection, DEFAULT_URL } from '../client.js'
 import { UsageError } from '../usage.js'
 
 export const SERVER_HELP = `Server and token: --url URL and --token TOKEN, or BERTH_URL and BERTH_TOKEN (default URL
@@ -46,13 +47,17 @@ export function client(values: { url?: string | boolean; token?: string | boolea
   return new BerthClient(url, token ?? '', { ca: caArg(caFile) })
 }
 
-/** The CA file's certificates, or a usage error naming the file. */
+/** The CA file of --cacert or BERTH_CA_FILE, read; undefined without one; a usage error naming the file. */
 export function caArg(file: string | undefined): Buffer | undefined {
+  if (file === undefined || file === '') return undefined
+  let pem: Buffer
   try {
-    return readCaFile(file)
+    pem = fs.readFileSync(file)
   } catch (err) {
-    throw new UsageError((err as Error).message)
+    throw new UsageError(`cannot read the CA file ${file} (--cacert or BERTH_CA_FILE): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`the CA file ${file} (--cacert or BERTH_CA_FILE) holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+  return pem
 }
 
 function str(v: string | boolean | undefined): string | undefined {
