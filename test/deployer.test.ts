@@ -46,11 +46,12 @@ class FakeNode implements NodeControl {
     this.calls.push(`start ${release}`)
     this.running = release
   }
-  async stop(): Promise<void> {
+  async stop(): Promise<string | null> {
     this.calls.push('stop')
     if (this.holdStop) await this.holdStop
     if (this.failStop) throw new TypeError('stuck in D state')
     this.running = null
+    return null
   }
   async verify(_app: string, _settings: AppSettings, signal?: AbortSignal): Promise<string> {
     this.calls.push(`verify ${this.running}`)

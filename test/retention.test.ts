@@ -10,6 +10,7 @@ const base = (over: Partial<RetentionInput>): RetentionInput => ({
   succeededNewestFirst: [],
   attempted: new Set(),
   inUse: new Set(),
+  lastFailed: null,
   keep: 2,
   ...over,
 })
@@ -37,4 +38,10 @@ test('a release an unfinished deployment names is never retired, even past the k
 test('with no current release nothing failed is retired (there is nothing to be older than)', () => {
   const r = chooseRetired(base({ newestFirst: ['b', 'a'], current: null, attempted: new Set(['a', 'b']) }))
   assert.deepEqual(r, [])
+})
+
+test('the newest failed release stays for diagnosis, beyond the keep count, until a newer failure replaces it', () => {
+  // b failed, c succeeded: b is older than current, yet the newest failure; a (an older failure) goes.
+  const r = chooseRetired(base({ newestFirst: ['c', 'b', 'a', 'z'], current: 'c', succeededNewestFirst: ['c', 'z'], attempted: new Set(['a', 'b', 'c', 'z']), lastFailed: 'b', keep: 1 }))
+  assert.deepEqual(r, ['a', 'z'])
 })

@@ -52,6 +52,8 @@ export interface ClientOptions {
    */
   timeoutMs?: number
   maxAnswerBytes?: number
+  /** PEM certificates to trust instead of the system's (--cacert, BERTH_CA_FILE): a berth with its own certificate. */
+  ca?: Buffer
 }
 
 export class BerthClient {
@@ -59,12 +61,14 @@ export class BerthClient {
   readonly #token: string
   readonly #timeoutMs: number | null
   readonly #maxAnswerBytes: number
+  readonly #ca: Buffer | undefined
 
   constructor(baseUrl: string, token: string, opts: ClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.#token = token
     this.#timeoutMs = opts.timeoutMs ?? null
     this.#maxAnswerBytes = opts.maxAnswerBytes ?? MAX_ANSWER_BYTES
+    this.#ca = opts.ca
   }
 
   /** One JSON request; resolves with the parsed answer of a 2xx, throws ApiError otherwise. */
@@ -129,7 +133,7 @@ export class BerthClient {
     const transport = url.protocol === 'https:' ? https : http
     return new Promise((resolve, reject) => {
       const auth = this.#token ? { authorization: `Bearer ${this.#token}` } : {}
-      const req = transport.request(url, { method, headers: { ...headers, ...auth, 'user-agent': 'berth-cli' } })
+      const req = transport.request(url, { method, headers: { ...headers, ...auth, 'user-agent': 'berth-cli' }, ...(this.#ca ? { ca: this.#ca } : {}) })
       let answered = false
       req.on('response', (res) => {
         answered = true
@@ -151,8 +155,14 @@ export class BerthClient {
 function connectionError(base: string, err: NodeJS.ErrnoException): ApiError {
   if (err instanceof ApiError) return err
   if (err.code === 'ECONNREFUSED') return new ApiError(null, 'CONNECTION_REFUSED', `Nothing answers at ${base}; is berth running there (set --url or BERTH_URL)?`)
+  if (err.code && CERT_ERRORS.has(err.code)) {
+    return new ApiError(null, err.code, `Cannot talk to berth at ${base}: its TLS certificate is not trusted (${err.message}). For a berth with a self-signed certificate or a private CA, pass --cacert FILE (or set BERTH_CA_FILE) with that certificate or CA in PEM.`)
+  }
   return new ApiError(null, err.code ?? 'CONNECTION_FAILED', `Cannot talk to berth at ${base}: ${err.message}`)
 }
+
+// Node's codes for a certificate it could not verify (not a name mismatch, which --cacert does not cure).
+const CERT_ERRORS = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED'])
 
 /**
  * Reads a JSON answer within `timeoutMs` and the size cap, and makes every string of it safe to print (a
@@ -197,7 +207,7 @@ async function readJsonBounded(base: string, res: http.IncomingMessage, timeoutM
   throw new ApiError(status, `HTTP_${status}`, safeText(`berth answered ${status} ${res.statusMessage ?? ''}`.trim()))
 }
 
-/** Server and token from the flags, else BERTH_URL / BERTH_TOKEN. The caller reports a missing token. */
-export function connection(values: { url?: string; token?: string }, env: NodeJS.ProcessEnv): { url: string; token: string | undefined } {
-  return { url: values.url ?? env.BERTH_URL ?? DEFAULT_URL, token: values.token ?? env.BERTH_TOKEN }
+/** Server, token and CA file from the flags, else BERTH_URL / BERTH_TOKEN / BERTH_CA_FILE. The caller reports a missing token. */
+export function connection(values: { url?: string; token?: string; cacert?: string }, env: NodeJS.ProcessEnv): { url: string; token: string | undefined; caFile: string | undefined } {
+  return { url: values.url ?? env.BERTH_URL ?? DEFAULT_URL, token: values.token ?? env.BERTH_TOKEN, caFile: values.cacert ?? (env.BERTH_CA_FILE || undefined) }
 }

@@ -3,18 +3,20 @@
 
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
-import type { Command } from './commands/common.js'
+import { caArg, type Command } from './commands/common.js'
 import { UsageError } from './usage.js'
 
-const HELP = `usage: berth console APP [--attach] [--url URL] [--token TOKEN]
+const HELP = `usage: berth console APP [--attach] [--url URL] [--token TOKEN] [--cacert FILE]
 
 Opens a remote IEx shell on APP's running node (bin/APP remote), or with --attach the node's own console
 (Ctrl+C and Ctrl+G are blocked there; Ctrl+D detaches). The server and token come from --url/--token or
-BERTH_URL/BERTH_TOKEN (default http://127.0.0.1:4100). The token needs the "console" scope.
+BERTH_URL/BERTH_TOKEN (default http://127.0.0.1:4100); --cacert FILE (or BERTH_CA_FILE) trusts the PEM
+certificate of an https:// berth with a self-signed or private certificate. The token needs the
+"console" scope.
 Leave a remote shell with Ctrl+G then q. A terminal that reports no size is taken as 80x24.
 `
 
-const OPTIONS = { help: { type: 'boolean', short: 'h' }, attach: { type: 'boolean' }, url: { type: 'string' }, token: { type: 'string' } } as const
+const OPTIONS = { help: { type: 'boolean', short: 'h' }, attach: { type: 'boolean' }, url: { type: 'string' }, token: { type: 'string' }, cacert: { type: 'string' } } as const
 
 export const command: Command = { help: HELP, options: OPTIONS, run: consoleCommand }
 
@@ -35,13 +37,13 @@ async function consoleCommand(argv: string[], env: NodeJS.ProcessEnv = process.e
   const token = values.token ?? env.BERTH_TOKEN
   if (!token) throw new UsageError('console needs a token: --token or BERTH_TOKEN')
   const url = `${base.replace(/^http/, 'ws')}/v1/apps/${encodeURIComponent(app)}/${values.attach ? 'attach' : 'remote'}`
-  return runConsole(url, token)
+  return runConsole(url, token, caArg(values.cacert ?? (env.BERTH_CA_FILE || undefined)))
 }
 
-function runConsole(url: string, token: string): Promise<number> {
+function runConsole(url: string, token: string, ca: Buffer | undefined): Promise<number> {
   const stdin = process.stdin
   const stdout = process.stdout
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } })
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(ca ? { ca } : {}) })
   let exitCode: number | null = null
   let raw = false
   const restore = () => {

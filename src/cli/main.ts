@@ -2,8 +2,10 @@
 // commands that talk to a running berth over HTTP (see registry.ts). Each command parses its own flags with
 // node:util parseArgs and has --help; errors are one sentence on stderr, usage errors exit 2, refusals exit 1.
 
+import fs from 'node:fs'
 import { ConfigError } from '../config.js'
 import { isBerthError } from '../errors.js'
+import { fromRoot } from '../root.js'
 import { ApiError } from './client.js'
 import { COMMANDS } from './registry.js'
 import { UsageError } from './usage.js'
@@ -57,13 +59,14 @@ configuration and audit:
                                 signed event notifications
 
 berth itself:
+  --version, -V                 berth's version (this CLI's package.json)
   health                        is berth up (no token needed)
   metrics                       Prometheus metrics
   openapi                       the API document berth serves
 
 serve, token, import and keys take --data-dir (or BERTH_DATA_DIR, default ./var). The client commands take --url and
---token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN) and --json. Every command takes
---help.
+--token (or BERTH_URL, default http://127.0.0.1:4100, and BERTH_TOKEN), --cacert FILE (or BERTH_CA_FILE)
+for an https:// berth with a self-signed certificate, and --json. Every command takes --help.
 `
 
 export async function main(argv: string[]): Promise<number> {
@@ -72,6 +75,10 @@ export async function main(argv: string[]): Promise<number> {
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       process.stdout.write(USAGE)
       return command === undefined ? 2 : 0
+    }
+    if (command === '--version' || command === '-V') {
+      process.stdout.write(`berth ${version()}\n`)
+      return 0
     }
     const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command as keyof typeof COMMANDS] : undefined
     if (!load) throw new UsageError(`unknown command "${command}"; run berth --help`)
@@ -93,4 +100,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err
   }
+}
+
+/** The version of this CLI's own package (berth health shows the daemon's, which may differ). */
+function version(): string {
+  return (JSON.parse(fs.readFileSync(fromRoot('package.json'), 'utf8')) as { version: string }).version
 }

@@ -250,7 +250,9 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       })
     } catch (err) {
       d.state = 'failed'
-      d.reason = `${(err as Error).message}; current release and running node are untouched`
+      // Only what is true: a first deploy has no current release, and a stopped app no running node.
+      const kept = !d.previous ? 'there was no current release; nothing was started' : this.deps.supervisor.isUp(d.app) ? 'current release and running node are untouched' : 'current release is untouched; its node was not running and was not started'
+      d.reason = `${(err as Error).message}; ${kept}`
       d.reasonCode = codeOf(err)
       return
     }
@@ -274,7 +276,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     })
     if (this.proxied(settings)) return this.proxiedStart(d, release, settings, signal)
     await this.step(d, 'starting', signal, async () => {
-      await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
+      const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
+      if (forced) d.warnings.push(forced)
       // The proxy was turned off: its listener goes, and the node listens where the app's env says.
       if (this.deps.proxy?.status(d.app)) await this.deps.proxy.stop(d.app)
       await supervisor.start(d.app, release, settings, null)
@@ -312,7 +315,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     if (!live || this.startPath(d.app, settings) !== 'beside-live') {
       const inst: InstanceSpec = { slot: live?.slot ?? 'a', port: await freeLoopbackPort() }
       await this.step(d, 'starting', signal, async () => {
-        await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
+        const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
+        if (forced) d.warnings.push(forced)
         await supervisor.start(d.app, release, settings, inst)
         return `started ${release} under run_erl in slot ${inst.slot} on 127.0.0.1:${inst.port} (no instance was serving)`
       })
@@ -397,7 +401,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     try {
       await this.step(d, 'rollback', signal, async () => {
         await switchCurrent(this.deps.paths, d.app, d.previous!)
-        await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by the rollback to ${d.previous}` })
+        const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by the rollback to ${d.previous}` })
+        if (forced) d.warnings.push(forced)
         await supervisor.start(d.app, d.previous!, settings)
         const verified = await this.verify(d.app, { ...settings, stableWindowMs: 0 }, signal)
         return `current -> releases/${d.previous}\n${verified}`
@@ -492,6 +497,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       succeededNewestFirst: deployments.succeededReleases(app),
       attempted: new Set(deployments.list(app, 1000).map((d) => d.release)),
       inUse: deployments.inUse(app),
+      lastFailed: deployments.list(app, 1000).find((d) => (d.kind === 'deploy' || d.kind === 'rollback') && (d.state === 'failed' || d.state === 'rolled_back'))?.release ?? null,
       keep: settings.keepReleases,
     })
     for (const id of retired) {
@@ -529,8 +535,10 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       if (action !== 'start') {
         await this.step(d, 'stopping', signal, async () => {
           const wasUp = supervisor.isUp(app)
-          await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped', cause: `stopped by ${action}` })
-          return `${wasUp ? 'stopped' : 'was not running'}${await this.dropProxy(app)}`
+          const forced = await supervisor.stop(app, settings, { desired: action === 'restart' ? 'running' : 'stopped', cause: `stopped by ${action}` })
+          // A node that had to be killed did not shut down cleanly: never a plain "stopped".
+          if (forced) d.warnings.push(forced)
+          return `${!wasUp ? 'was not running' : forced ? `stopped, forced: ${forced}` : 'stopped'}${await this.dropProxy(app)}`
         })
       }
       if (action !== 'stop') {

@@ -11,17 +11,21 @@ export interface RetentionInput {
   attempted: Set<string>
   /** Releases an unfinished deployment names (as target or previous): never deleted. */
   inUse: Set<string>
+  /** The release of the newest deploy or rollback that failed (or was rolled back), or null. */
+  lastFailed: string | null
   keep: number
 }
 
 /**
  * Keeps current, the newest `keep` releases that deployed successfully, and anything in use. Deletes older
- * successes, and releases whose deployments all failed that are older than current. Releases never deployed
- * stay: they were uploaded for a reason.
+ * successes, and releases whose deployments all failed that are older than current, except the newest failure:
+ * it stays, beyond the keep count, for diagnosis (its files, config and boot script are what an operator
+ * reads to learn why), until a newer failure takes its place. Releases never deployed stay: they were
+ * uploaded for a reason.
  */
 export function chooseRetired(input: RetentionInput): string[] {
   const succeeded = [...new Set(input.succeededNewestFirst)]
-  const keep = new Set([input.current, ...succeeded.slice(0, input.keep), ...input.inUse])
+  const keep = new Set([input.current, ...succeeded.slice(0, input.keep), ...input.inUse, input.lastFailed])
   const currentIndex = input.current ? input.newestFirst.indexOf(input.current) : -1
   return input.newestFirst.filter((id, i) => {
     if (keep.has(id)) return false

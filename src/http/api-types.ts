@@ -924,8 +924,9 @@ export interface components {
             /** @enum {string} */
             state: "stopped" | "starting" | "running" | "stopping" | "crashed" | "backoff" | "errored";
             release: string | null;
-            /** @description run_erl's pid. */
+            /** @description run_erl's pid: the process berth starts, supervises and signals, which holds the node's console. Not the BEAM: that is its child, beamPid. */
             pid: number | null;
+            /** @description The BEAM's pid (beam.smp, run_erl's child): the process that uses the CPU and memory, and the one `bin/APP pid` prints. null until berth has found it after a start. */
             beamPid: number | null;
             /** Format: date-time */
             startedAt: string | null;
@@ -956,7 +957,7 @@ export interface components {
             /** @description Its private loopback port, given to it in PORT. */
             port: number;
             release: string | null;
-            /** @description run_erl's pid. */
+            /** @description run_erl's pid (the instance's BEAM is its child). */
             pid: number | null;
             /** Format: date-time */
             startedAt: string | null;

@@ -19,6 +19,7 @@ import type { EventStore } from '../store/events.js'
 import { bootApps, waitForBoot, waitForHealth, type WaitOutcome } from './boot-check.js'
 import { releaseName, releaseScript } from '../releases/script.js'
 import { appCookie, distEnv, nodeName, type DistPorts } from './distribution.js'
+import { forcedStop } from './forced-stop.js'
 import { CommandLedger } from './ledger.js'
 import { markedStartCommand } from './log-lines.js'
 import { bootLogText } from './logs.js'
@@ -476,28 +477,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * Stops the node gracefully: `bin/APP stop` (from the release that started it: each build has its own
    * cookie), then SIGTERM and finally SIGKILL to run_erl's group and the BEAM's, each after a timeout.
    */
-  async stop(app: string, settings: AppSettings, opts: { desired?: 'stopped' | 'running'; cause?: string } = {}): Promise<void> {
+  /** Resolves with a warning sentence when the node had to be signalled (it did not stop cleanly), else null. */
+  async stop(app: string, settings: AppSettings, opts: { desired?: 'stopped' | 'running'; cause?: string } = {}): Promise<string | null> {
     const rec = this.deps.apps.node(app)
     if (rec && opts.desired !== 'running') this.deps.apps.saveNode({ ...rec, desired: 'stopped' })
     const l = this.live.get(app)
     if (!l) {
       this.extra.set(app, 'stopped')
-      return
+      return null
     }
-    await this.stopInstance(l, settings, opts.cause ?? null)
+    return this.stopInstance(l, settings, opts.cause ?? null)
   }
 
   /** Stops the app's second instance (one that failed verification, or one that has drained); no-op without one. */
-  async stopStandby(app: string, settings: AppSettings, cause: string): Promise<void> {
+  async stopStandby(app: string, settings: AppSettings, cause: string): Promise<string | null> {
     const l = this.standby.get(app)
     if (!l) {
       this.deps.apps.deleteStandby(app)
-      return
+      return null
     }
-    await this.stopInstance(l, settings, cause)
+    return this.stopInstance(l, settings, cause)
   }
 
-  private async stopInstance(l: Live, settings: AppSettings, cause: string | null): Promise<void> {
+  private async stopInstance(l: Live, settings: AppSettings, cause: string | null): Promise<string | null> {
     const app = l.app
     l.state = 'stopping'
     l.stopCause = cause
@@ -505,15 +507,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const tree = () => [l.pid, ...descendants(l.pid).map((p) => p.pid)]
     const stopRun = await this.command(app, l.release, this.commandFor(app, l.release, settings, 'stop'), [], Math.min(settings.stopTimeoutMs, 10_000), undefined, l.inst)
     if (stopRun.code !== 0) log.warn({ app, code: stopRun.code }, 'bin/APP stop failed; signalling the node')
-    if ((await this.waitExit(app, settings.stopTimeoutMs, l)) !== null) return
+    if ((await this.waitExit(app, settings.stopTimeoutMs, l)) !== null) return null
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
       const pids = tree()
       log.warn({ app, signal: sig, pids }, 'node did not stop in time')
+      // Set before the signal, so that the exit it causes is recorded (lastExit) as forced, not as a plain stop.
+      const forced = forcedStop(app, sig, settings.stopTimeoutMs, stopRun)
+      l.stopCause = `${cause ?? 'stopped by berth'}, ${forced.short}`
       for (const p of pids) {
         signalGroup(procInfo(p)?.pgid ?? p, sig)
         signal(p, sig)
       }
-      if ((await this.waitExit(app, sig === 'SIGTERM' ? 5000 : 10_000, l)) !== null) return
+      if ((await this.waitExit(app, sig === 'SIGTERM' ? 5000 : 10_000, l)) !== null) return forced.warning
     }
     throw problem('NODE_STOP_FAILED', `The node of "${app}" (pid ${l.pid}) did not exit after SIGKILL; it may be stuck in the kernel (D state): check \`ps -o stat -p ${l.pid}\`.`, { pid: l.pid })
   }

@@ -176,9 +176,25 @@ export async function follow(api: BerthClient, first: Deployment, out: NodeJS.Wr
   if (open) out.write('\n')
   for (const w of dep.warnings) out.write(`warning: ${w}\n`)
   const took = between(dep.createdAt, dep.finishedAt)
-  if (dep.state === 'succeeded') out.write(`succeeded: ${dep.app} runs ${dep.release}${took === null ? '' : ` (${duration(took)})`}\n`)
+  if (dep.state === 'succeeded') out.write(`${succeeded(dep)}${took === null ? '' : ` (${duration(took)})`}\n`)
   else out.write(`${dep.state}: ${dep.reason ?? 'no reason given'}\n`)
   return dep
+}
+
+/** The last line of an operation that succeeded: what now runs, or for a stop that nothing does. */
+function succeeded(d: Deployment): string {
+  switch (d.kind) {
+    case 'stop': {
+      const was = d.steps.find((s) => s.name === 'stopping')?.output === 'was not running' ? 'was not running; it' : 'is stopped and'
+      return `stopped: ${d.app} ${was} stays stopped until berth start ${d.app} or a deploy`
+    }
+    case 'start':
+      return `started: ${d.app} runs ${d.release}`
+    case 'restart':
+      return `restarted: ${d.app} runs ${d.release}`
+    default:
+      return `succeeded: ${d.app} runs ${d.release}`
+  }
 }
 
 function announce(d: Deployment): string {

@@ -13,7 +13,7 @@ import { ROLLOUT_ID } from '../../paths.js'
 import { HttpAgent } from '../fleet-agent.js'
 import { between, bytes, duration, table, when } from '../format.js'
 import { UsageError } from '../usage.js'
-import { printJson, type Command } from './common.js'
+import { caArg, printJson, type Command } from './common.js'
 
 const HELP = `usage: berth fleet deploy TARBALL --fleet FILE [--canary N] [--batch N|P%] [--migrate once|every]
        berth fleet status --fleet FILE
@@ -44,6 +44,8 @@ Rolls a release over every host of a fleet file, each host's berth being the tru
   --rollout ID           tag the deployments with this rollout id (default: the interrupted rollout's
                          own when resuming, else a new one)
   --json                 the result as JSON on stdout (progress goes to stderr)
+  --cacert FILE          PEM certificates (a self-signed one, or a private CA) to trust for the hosts'
+                         https:// URLs instead of the system's; or BERTH_CA_FILE
 
 Each host's token comes from the environment variable its tokenEnv names (default BERTH_TOKEN); tokens
 are never printed. Exits 0 when every host succeeded (or was already on the release), 1 on a halt with
@@ -66,6 +68,7 @@ const OPTIONS = {
   to: { type: 'string' },
   rollout: { type: 'string' },
   deadline: { type: 'string' },
+  cacert: { type: 'string' },
 } as const
 
 export const command: Command = { help: HELP, options: OPTIONS, run: fleetCommand }
@@ -93,7 +96,8 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!values.fleet) throw new UsageError(`missing --fleet FILE: berth fleet ${sub} --fleet FILE`)
   if (values.rollout !== undefined && !ROLLOUT_ID.test(values.rollout)) throw new UsageError(`--rollout must be 1 to 64 letters, digits, ".", "_" or "-", not "${values.rollout.slice(0, 80)}"`)
   if (sub !== 'rollback' && values.to !== undefined) throw new UsageError('--to belongs to berth fleet rollback')
-  if (sub === 'status' && (values.canary ?? values.batch ?? values.migrate ?? values.rollout ?? values.deadline) !== undefined) throw new UsageError('fleet status takes only --fleet and --json')
+  if (sub === 'status' && (values.canary ?? values.batch ?? values.migrate ?? values.rollout ?? values.deadline) !== undefined) throw new UsageError('fleet status takes only --fleet, --cacert and --json')
+  const ca = caArg(values.cacert ?? (env.BERTH_CA_FILE || undefined))
   if (sub !== 'deploy' && values.migrate !== undefined) throw new UsageError('--migrate belongs to berth fleet deploy (a rollback runs no migration)')
   const expected = sub === 'deploy' ? 1 : 0
   if (args.length !== expected) throw new UsageError(sub === 'deploy' ? 'fleet deploy takes one tarball: berth fleet deploy TARBALL --fleet FILE' : `fleet ${sub} takes no file but the --fleet one`)
@@ -112,7 +116,7 @@ async function fleetCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
     }
     throw err
   }
-  const agents = fleet.hosts.map((h) => new HttpAgent(h, fleet.app, tokens.get(h.name)!, { timeoutMs: requestTimeout(env) }))
+  const agents = fleet.hosts.map((h) => new HttpAgent(h, fleet.app, tokens.get(h.name)!, { timeoutMs: requestTimeout(env), ca }))
   const json = !!values.json
   const out = json ? process.stderr : process.stdout
 

@@ -1,6 +1,8 @@
 // `berth settings APP [get [KEY...] | set KEY=VALUE...]`: the app's deploy and supervision settings, shown
 // and changed as dotted keys (restart.maxRestarts=3) with JSON values, so what `get` prints `set` takes back.
 
+import { DEFAULT_PROXY, DEFAULT_SETTINGS } from '../../apps/settings.js'
+import { COMMAND_ROLES } from '../../releases/kinds.js'
 import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse, printJson, type Command } from './common.js'
 
@@ -16,16 +18,42 @@ Examples:
   berth settings hello set stableWindowMs=5000 healthUrl=http://127.0.0.1:4000/health
   berth settings hello set migrateExpr='Hello.Release.migrate()' restart.maxRestarts=3
   berth settings hello set healthUrl=null           # no health check
+  berth settings hello set proxy.listen=0.0.0.0:80  # zero-downtime deploys behind haproxy; proxy=null: off
 
-Settings: releaseName, migrateExpr, requireMigration, migrateTimeoutMs, rollbackExpr, healthUrl, healthIntervalMs, healthFailures,
-stableWindowMs, bootTimeoutMs, stopTimeoutMs, keepReleases, consoleLogMaxBytes, consoleLogGenerations,
-commands.{start,eval,rpc,remote,stop,pid}, restart.{initialDelayMs,maxDelayMs,maxRestarts,windowMs,
-rollbackWithinMs}. The server checks names and ranges.
+${wrap(`Settings: ${settingNames()}.`)}
+The server checks names and ranges.
 
 ${CONNECTION_HELP}
 `
 
 type Settings = Record<string, unknown>
+
+/**
+ * Every setting the server takes, from its defaults (so a new setting cannot be missing from the help): nested
+ * ones as NAME.{A,B}. The two whose default holds no keys to read are spelled out from their own definitions:
+ * commands (roles of the command map, {} by default) and proxy (null by default; listen plus its defaults).
+ */
+export function settingNames(): string {
+  return Object.entries(DEFAULT_SETTINGS)
+    .map(([name, value]) => {
+      const keys = name === 'commands' ? [...COMMAND_ROLES] : name === 'proxy' ? ['listen', ...Object.keys(DEFAULT_PROXY)] : isObject(value) ? Object.keys(value) : []
+      return keys.length ? `${name}.{${keys.join(',')}}` : name
+    })
+    .join(', ')
+}
+
+/** Words on lines of at most 104 characters, like the rest of the help. */
+function wrap(text: string, width = 104): string {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = word
+    } else line = line ? `${line} ${word}` : word
+  }
+  return [...lines, line].join('\n')
+}
 
 export const command: Command = { help: HELP, options: COMMON_OPTIONS, run: settingsCommand }
 

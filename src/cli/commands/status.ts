@@ -8,7 +8,8 @@ import { appArg, appPath, client, COMMON_OPTIONS, CONNECTION_HELP, helped, parse
 const HELP = `usage: berth status [APP]
 
 Without APP: a table of the apps the token may see (NAME, CURRENT release, node STATE, UPTIME, RESTARTS,
-RELEASES stored). With APP: its current release, node state, pids (run_erl and the BEAM), uptime,
+RELEASES stored), then a line for each app whose last deployment failed or was rolled back (with its
+reason) or whose node is crashed, in backoff or errored (with its last exit). With APP: its current release, node state, pids (run_erl and the BEAM), uptime,
 restarts, last exit, health check and last deployment.
 --json prints GET /v1/apps/APP, or without APP {"apps": [...]} with that object for every app.
 
@@ -41,7 +42,20 @@ async function statusCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const rows = apps.map((a, i) => [a.name, a.current ?? '-', a.node.state, a.node.uptimeMs === null ? '-' : duration(a.node.uptimeMs), String(a.node.restarts), String(summaries[i]!.releases)])
   process.stdout.write(table([['NAME', 'CURRENT', 'STATE', 'UPTIME', 'RESTARTS', 'RELEASES'], ...rows]))
+  const why = apps.flatMap(problems)
+  if (why.length) process.stdout.write(`\n${why.join('')}`)
   return 0
+}
+
+const DOWN = new Set(['crashed', 'backoff', 'errored'])
+
+/** Why an app is in trouble, a line each, so the overview says it without a second command. */
+function problems(app: App): string[] {
+  const lines: string[] = []
+  const d = app.lastDeployment
+  if (d && (d.state === 'failed' || d.state === 'rolled_back')) lines.push(`${app.name}: ${d.kind} of ${d.release} ${d.state}, ${when(d.createdAt)}: ${d.reason ?? 'no reason given'}\n`)
+  if (DOWN.has(app.node.state)) lines.push(`${app.name}: node ${app.node.state}${app.node.lastExit ? `, last exit ${app.node.lastExit}` : ''}\n`)
+  return lines
 }
 
 function appDetails(app: App): string {
@@ -62,7 +76,7 @@ function appDetails(app: App): string {
   }
   const p = app.proxy
   if (p) {
-    const inst = (i: { slot: string; port: number; release: string | null; pid: number | null }) => `${i.release ?? '-'} in slot ${i.slot} on 127.0.0.1:${i.port}${i.pid === null ? '' : `, pid ${i.pid}`}`
+    const inst = (i: { slot: string; port: number; release: string | null; pid: number | null }) => `${i.release ?? '-'} in slot ${i.slot} on 127.0.0.1:${i.port}${i.pid === null ? '' : `, run_erl pid ${i.pid}`}`
     pairs.push(['proxy', `${p.listen} ${p.state}${p.pid === null ? '' : ` (haproxy pid ${p.pid})`}${p.restarts > 0 ? `, restarted ${p.restarts}x, last: ${p.lastExit ?? '-'}` : ''}`])
     pairs.push(['live', p.live ? inst(p.live) : '- (no instance takes traffic)'])
     if (p.starting) pairs.push(['starting', inst(p.starting)])

@@ -26,15 +26,17 @@ export async function replay(app, session) {
   let disposed = false
   const next = () => {
     if (disposed) return
-    while (i < events.length && events[i][1] !== 'o') i++
+    while (i < events.length && events[i][1] !== 'o' && events[i][1] !== 'r') i++
     if (i >= events.length) {
       $('replay-state').textContent = 'done'
       return
     }
-    const [t, , data] = events[i++]
+    const [t, kind, data] = events[i++]
     const wait = Math.min(Math.max(0, t - last), 0.5) * 1000
     last = t
-    timer = setTimeout(() => term.write(data, next), wait)
+    // A resize ("COLSxROWS") during the session: the output after it was laid out for that size.
+    const size = kind === 'r' && /^(\d+)x(\d+)$/.exec(data)
+    timer = setTimeout(() => (size ? (term.resize(Number(size[1]), Number(size[2])), next()) : term.write(data, next)), kind === 'r' ? 0 : wait)
   }
   next()
   state.replay = { dispose: () => { disposed = true; clearTimeout(timer); term.dispose(); holder.remove() } }
