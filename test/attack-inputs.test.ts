@@ -40,7 +40,9 @@ async function listen(handler: http.RequestListener): Promise<number> {
 }
 
 test("D1: a healthUrl or webhook on berth's own listener is refused with TARGET_IS_BERTH, in every spelling", async () => {
-  const d = await startDaemon()
+  // Private targets allowed (BERTH_WEBHOOK_ALLOW_PRIVATE), so that a loopback hook on another port is accepted:
+  // berth's own listener is refused all the same.
+  const d = await startDaemon({ BERTH_WEBHOOK_ALLOW_PRIVATE: '1' })
   daemons.push(d)
   const port = Number(new URL(d.url).port)
   assert.equal((await api(d, 'PUT', '/v1/apps/hello/env', {})).status, 200)

@@ -192,7 +192,8 @@ describe('managing from the dashboard', { skip: !HAVE_CHROMIUM && 'chromium not 
       await page.fill('#env-value', 'x')
       await page.click('#env-set-go')
       await page.waitForFunction(() => /VALIDATION_FAILED/.test(document.getElementById('env-error')?.textContent ?? ''))
-      assert.match((await page.textContent('#env-error'))!, /<img src=x id=xss4/)
+      // Shown as text; the API prints a refused name's spaces and other non-graphic characters as '?' (D14).
+      assert.match((await page.textContent('#env-error'))!, /<img\?src=x\?id=xss4/)
       await page.goto(`${d.url}/#/`)
       await page.waitForSelector('.app-card[data-app=hello] .public-url')
       await page.goto(`${d.url}/#/apps/hello`)

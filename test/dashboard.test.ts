@@ -9,12 +9,13 @@ import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture, REPO } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
 import { HAVE_CHROMIUM, launchChromium } from './helpers/browser.js'
+import { openTab, signIn, type Tab } from './helpers/page.js'
 
 let d: TestDaemon
 let port: number
@@ -54,58 +55,13 @@ async function serves(): Promise<string> {
   return (await fetch(`http://127.0.0.1:${port}/`)).text()
 }
 
-interface Tab {
-  context: BrowserContext
-  page: Page
-  errors: string[]
-  external: string[]
-  close(): Promise<void>
-}
-
 /** A fresh browser context (its own sessionStorage) whose pages report errors and off-origin requests. */
-async function open(opts: { width?: number; height?: number } = {}): Promise<Tab> {
-  return openOn(d.url, opts)
+function open(opts: { width?: number; height?: number } = {}): Promise<Tab> {
+  return openTab(browser!, d.url, opts)
 }
 
-async function openOn(url: string, opts: { width?: number; height?: number } = {}): Promise<Tab> {
-  const context = await browser!.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 } })
-  const origin = new URL(url).origin
-  const errors: string[] = []
-  const external: string[] = []
-  // Route interception sees every request a page makes; anything not for berth is recorded and refused.
-  await context.route('**/*', (route) => {
-    const url = route.request().url()
-    if (new URL(url).origin === origin) return route.continue()
-    external.push(url)
-    return route.abort()
-  })
-  const watch = (page: Page) => {
-    page.on('pageerror', (e) => errors.push(String(e)))
-    // Chromium logs every failed load as a console error without its URL; the response event names it.
-    // A refused token (401) is an answer the sign-in test expects.
-    page.on('console', (m) => m.type() === 'error' && !/^Failed to load resource: the server responded/.test(m.text()) && errors.push(m.text()))
-    page.on('response', (r) => r.status() >= 400 && r.status() !== 401 && errors.push(`${r.status()} ${r.request().method()} ${r.url()}`))
-  }
-  context.on('page', watch)
-  const page = await context.newPage()
-  await page.goto(`${url}/`)
-  return {
-    context,
-    page,
-    errors,
-    external,
-    close: async () => {
-      await context.close()
-      assert.deepEqual(errors, [], 'no page error')
-      assert.deepEqual(external, [], 'no request leaves the origin')
-    },
-  }
-}
-
-async function signIn(page: Page, token: string): Promise<void> {
-  await page.fill('#token', token)
-  await page.click('#signin-go')
-  await page.waitForSelector('#me:not([hidden])', { timeout: 10_000 })
+function openOn(url: string, opts: { width?: number; height?: number } = {}): Promise<Tab> {
+  return openTab(browser!, url, opts)
 }
 
 describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium not installed' }, () => {

@@ -166,7 +166,8 @@ describe('requireMigration', () => {
     const dep = res.body.deployment
     assert.equal(dep.state, 'failed')
     assert.equal(dep.reasonCode, 'MIGRATION_REQUIRED')
-    assert.match(dep.reason, /no migration would run .*requireMigration.*untouched/)
+    // A first deploy: there is no current release to call untouched (issue 23 §6), and the reason says so.
+    assert.match(dep.reason, /no migration would run .*requireMigration.*there was no current release; nothing was started/)
     assert.deepEqual(dep.steps.map((s: { name: string; state: string }) => `${s.name}:${s.state}`), ['migrating:failed'])
     assert.equal(current('relx_hello'), null, 'current was not switched')
     assert.equal((await call(`${d.url}/v1/apps/relx_hello`, { token: d.adminToken })).body.node.state, 'stopped', 'no node was started')

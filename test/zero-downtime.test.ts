@@ -188,7 +188,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   const cli = await runCli(['status', 'hello'], { BERTH_URL: daemon!.url, BERTH_TOKEN: token })
   assert.equal(cli.code, 0, cli.stderr)
   assert.match(cli.stdout, new RegExp(`proxy +127\\.0\\.0\\.1:${listen} running \\(haproxy pid ${proxyPid}\\)`))
-  assert.match(cli.stdout, new RegExp(`live +${ids.v1} in slot a on 127\\.0\\.0\\.1:\\d+, pid \\d+`))
+  assert.match(cli.stdout, new RegExp(`live +${ids.v1} in slot a on 127\\.0\\.0\\.1:\\d+, run_erl pid \\d+`))
   await new Promise((r) => setTimeout(r, 300))
 
   await client.stop()
