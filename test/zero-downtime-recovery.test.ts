@@ -27,8 +27,10 @@ describe('the live instance behind the proxy, followed across a switch and found
 
   const api = (method: string, pathname: string, body?: unknown) =>
     call(`${daemon!.url}${pathname}`, { method, token, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
+  const spawned: ChildDaemon[] = []
   const start = async (env: Record<string, string> = {}) => {
     daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, ...env })
+    spawned.push(daemon)
     token = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
   }
   const consolePrint = async (text: string) => {
@@ -63,7 +65,8 @@ describe('the live instance behind the proxy, followed across a switch and found
   after(async () => {
     follow?.destroy()
     await client?.stop()
-    await daemon?.stop('SIGKILL')
+    // Every berth a test started: one a failed test left running would hold this file's process open.
+    for (const dm of spawned) await dm.stop('SIGKILL')
     // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
     killProcessesUnder(dataDir)
     await until('every process to exit', () => processesUnder(dataDir).length === 0, 10_000).catch(() => {})

@@ -20,6 +20,7 @@ import { until } from './helpers/wait.js'
 let dataDir = ''
 const dirs: string[] = []
 let daemon: ChildDaemon | null = null
+const spawned: ChildDaemon[] = []
 let token = ''
 
 /** Clients and websockets a failed test would leave running (they would hold the test process open). */
@@ -27,7 +28,9 @@ const open: { stop(): unknown }[] = []
 
 after(async () => {
   for (const o of open) await o.stop()
-  await daemon?.stop('SIGKILL')
+  // Every berth a test started, not only the last: a test that failed half-way leaves its own running, and
+  // its open pipes would keep this file's process (and so the whole suite) waiting forever.
+  for (const dm of spawned) await dm.stop('SIGKILL')
   for (const dir of dirs) {
     // berth leaves its nodes and proxies running on purpose; the test ends them (haproxy, BEAM, run_erl, epmd).
     killProcessesUnder(dir)
@@ -54,6 +57,7 @@ async function api(method: string, pathname: string, body?: unknown) {
 
 async function start(epmd: string, env: Record<string, string> = {}): Promise<void> {
   daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd, ...env })
+  spawned.push(daemon)
   token ||= fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
 }
 
