@@ -126,7 +126,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     assert.match(who, /^0\.2\.0 hello--b@/)
     const cli = await runCli(['status', 'hello'], { BERTH_URL: daemon!.url, BERTH_TOKEN: token })
     assert.equal(cli.code, 0, cli.stderr)
-    assert.match(cli.stdout, new RegExp(`live +${ids.v2} in slot b on 127\\.0\\.0\\.1:${before.proxy.live.port}, pid ${before.node.pid}`))
+    assert.match(cli.stdout, new RegExp(`live +${ids.v2} in slot b on 127\\.0\\.0\\.1:${before.proxy.live.port}, run_erl pid ${before.node.pid}`))
 
     await client.stop()
     const failed = client.samples.filter((s) => !s.ok)
