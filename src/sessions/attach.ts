@@ -22,6 +22,8 @@ const TAIL_MAX = 2048
 const FORM_FEED_ECHO = '^L'
 /** How long after spawning to_erl the ^L echo is waited for. */
 const FORM_FEED_WINDOW_MS = 3000
+/** Input held while the ^L is rubbed out, beyond which viewers are paused (their sockets stop being read). */
+const HELD_MAX = 64 * 1024
 
 export function banner(app: string): string {
   return `[berth] attached to the console of ${app} (node keeps running when you leave). Ctrl+C and Ctrl+G are blocked here; press Ctrl+D or close the window to detach.\r\n`
@@ -73,6 +75,10 @@ export class ConsoleHub {
   private formFeedSeen = ''
   private formFeedDone!: () => void
   private readonly formFeedSettled = new Promise<void>((resolve) => (this.formFeedDone = resolve))
+  /** Viewer input that arrived before the ^L echo was rubbed out (see input). */
+  private held: Buffer[] = []
+  private heldBytes = 0
+  private heldRefused = false
   private closing: Promise<void> | null = null
   private detaching = false
   private over = false
@@ -119,8 +125,19 @@ export class ConsoleHub {
     if (this.viewers.size === 0) await this.close('detached')
   }
 
-  /** False when the console has more unread input than its limit (see TerminalSession.input). */
+  /**
+   * False when the console has more unread input than its limit (see TerminalSession.input). Input typed
+   * before to_erl's ^L echo is rubbed out is held until then: sent at once, it would interleave with the ^L
+   * and the rub-out, which then deletes one of the viewer's keys instead (a viewer typing right after the
+   * banner lost characters under load). The hold lasts at most FORM_FEED_WINDOW_MS.
+   */
   input(data: Buffer): boolean {
+    if (this.formFeed !== 'done') {
+      this.held.push(Buffer.from(data))
+      this.heldBytes += data.length
+      if (this.heldBytes > HELD_MAX) this.heldRefused = true
+      return !this.heldRefused
+    }
     return this.term.input(data)
   }
 
@@ -173,9 +190,18 @@ export class ConsoleHub {
   }
 
   private settleFormFeed(): void {
+    if (this.formFeed === 'done') return
     this.formFeed = 'done'
     this.formFeedSeen = ''
     this.formFeedDone()
+    const held = Buffer.concat(this.held)
+    const refused = this.heldRefused
+    this.held = []
+    this.heldBytes = 0
+    this.heldRefused = false
+    if (this.over || this.detaching || held.length === 0) return
+    // Viewers paused by the hold may read again once the pty took it (at once, or at its inputDrained).
+    if (this.term.input(held) && refused) for (const v of this.viewers) v.inputDrained()
   }
 
   private ended(code: number | null, reason: string): void {
