@@ -42,11 +42,11 @@ export function fill(el: Element, ...children: Child[]): void {
 }
 
 /** Children flattened, empty ones dropped, and every string or number made a text node. */
-function nodes(doc: Document, children: readonly Child[]): Node[] {
-  const out: Node[] = []
-  for (const c of children.flat(Infinity as 10) as Child[]) {
+function nodes(doc: Document, children: readonly Child[], out: Node[] = []): Node[] {
+  for (const c of children) {
     if (c === null || c === undefined || c === false) continue
-    out.push(typeof c === 'string' || typeof c === 'number' ? doc.createTextNode(String(c)) : (c as Node))
+    if (Array.isArray(c)) nodes(doc, c as readonly Child[], out)
+    else out.push(typeof c === 'string' || typeof c === 'number' ? doc.createTextNode(String(c)) : (c as Node))
   }
   return out
 }
