@@ -5,6 +5,7 @@
 import { api, appPath, problemText, type ApiError } from './api.js'
 import { h } from './dom.js'
 import type { Settings } from './schemas.js'
+import { changedNames, changes, readText, shownText, type FieldValue, type Values } from './settings-patch.js'
 import { may } from './state.js'
 import { kept } from './ui.js'
 
@@ -22,14 +23,9 @@ const TEXT = new Set(['migrateExpr', 'rollbackExpr', 'healthUrl', 'publicUrl', '
 const COMMAND_ROLES = ['start', 'eval', 'rpc', 'remote', 'stop', 'pid']
 const PROXY_FIELDS: Record<string, unknown> = { listen: null, drainTimeoutMs: 30000, healthPath: '/health' }
 
-type Values = Record<string, unknown>
-/** One field of the form: where its value goes in the settings, and how to read it. */
-interface Input {
-  path: string[]
+/** One field of the form: its element, where its value goes in the settings, and how to read it. */
+interface Input extends FieldValue {
   el: HTMLInputElement
-  read: () => unknown
-  value: unknown
-  proxySwitch?: true
 }
 
 export function settingsSection(app: string, settings: Settings, keep: boolean): HTMLElement {
@@ -50,12 +46,12 @@ function build(app: string, settings: Settings, message: string | null): HTMLEle
     ev.preventDefault()
     error.textContent = ''
     for (const i of inputs) i.el.removeAttribute('aria-invalid')
-    const patch = changes(settings, inputs)
+    const patch = changes(settings as { proxy?: Values | null }, inputs)
     if (Object.keys(patch).length === 0) return (error.textContent = 'Nothing changed.')
     save.disabled = true
     try {
       const saved = await api<Settings>(appPath(app, '/settings'), { method: 'PUT', body: patch })
-      section.replaceWith(build(app, saved, `Saved: ${Object.keys(flatten(patch)).join(', ')}.`))
+      section.replaceWith(build(app, saved, `Saved: ${changedNames(patch).join(', ')}.`))
     } catch (err) {
       save.disabled = false
       error.textContent = problemText(err)
@@ -105,19 +101,8 @@ function field(path: string[], value: unknown, id: string, inputs: Input[], kind
     // An empty or odd field is sent as it is, and berth's answer says what is wrong with it.
     read = () => (el.value === '' ? null : Number(el.value))
   } else {
-    const shown = value === null ? '' : kind === 'text' || typeof value === 'string' ? (value === '' ? '""' : String(value)) : JSON.stringify(value)
-    el = h('input', { id, type: 'text', value: shown, spellcheck: 'false', placeholder: value === null ? 'null (default)' : null })
-    read = () => {
-      const t = el.value
-      if (t === '') return null
-      if (t === '""') return ''
-      if (kind === 'text' || typeof value === 'string') return t
-      try {
-        return JSON.parse(t)
-      } catch {
-        return t
-      }
-    }
+    el = h('input', { id, type: 'text', value: shownText(value, kind), spellcheck: 'false', placeholder: value === null ? 'null (default)' : null })
+    read = () => readText(el.value, kind, value)
   }
   inputs.push({ path, el, read, value })
   return el
@@ -134,45 +119,4 @@ function proxyFields(value: Values | null, inputs: Input[]) {
   on.addEventListener('change', () => (box.hidden = !on.checked))
   inputs.push({ path: ['proxy'], el: on, read: () => on.checked, value: value !== null, proxySwitch: true })
   return [h('label', null, on, ' on'), box]
-}
-
-/** Only what differs from the settings shown: berth merges a partial PUT, nested groups key by key. */
-function changes(settings: Settings, inputs: Input[]): Values {
-  const patch: Record<string, unknown> = {}
-  const proxy = inputs.find((i) => i.proxySwitch)
-  for (const i of inputs) {
-    if (i.proxySwitch) continue
-    if (i.path[0] === 'proxy') continue
-    const now = i.read()
-    if (JSON.stringify(now) === JSON.stringify(i.value ?? null)) continue
-    const [top, sub] = i.path as [string, string | undefined]
-    if (sub === undefined) patch[top] = now
-    else ((patch[top] ??= {}) as Values)[sub] = now
-  }
-  if (proxy) {
-    const current = (settings.proxy ?? null) as Values | null
-    if (!proxy.read()) {
-      if (current !== null) patch.proxy = null
-    } else {
-      const fields = inputs.filter((i) => i.path[0] === 'proxy' && i.path.length === 2)
-      const next: Values = {}
-      for (const i of fields) {
-        const now = i.read()
-        const k = i.path[1]!
-        // Turning the proxy on sends every field; changing it only those that changed.
-        if (current === null ? now !== null : JSON.stringify(now) !== JSON.stringify(current[k])) next[k] = now
-      }
-      if (Object.keys(next).length) patch.proxy = next
-    }
-  }
-  return patch
-}
-
-function flatten(patch: Values): Values {
-  const out: Values = {}
-  for (const [k, v] of Object.entries(patch)) {
-    if (v && typeof v === 'object') for (const [sub, x] of Object.entries(v)) out[`${k}.${sub}`] = x
-    else out[k] = v
-  }
-  return out
 }
