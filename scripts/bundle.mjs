@@ -42,3 +42,6 @@ await build({
   // packages above; an ES module has none of its own.
   banner: { js: "import { createRequire as __berthRequire } from 'node:module'; const require = __berthRequire(import.meta.url);" },
 })
+
+// The browser pages the daemon serves (dist/web), built with it so that no build makes one without the other.
+await import('./build-web.mjs')

@@ -53,7 +53,7 @@ test('the bundled daemon serves its files, the packages left out of the bundle, 
   assert.match(await page.text(), /<html/i)
   const consolePage = await fetch(`${d.url}/console/hello`)
   assert.match(await consolePage.text(), /\/assets\/console\.js/)
-  for (const asset of ['xterm.js', 'console.js', 'xterm.css', 'dashboard.js', 'dashboard-core.js', 'dashboard-actions.js', 'dashboard-replay.js', 'dashboard-manage.js', 'dashboard-settings.js']) assert.equal((await fetch(`${d.url}/assets/${asset}`)).status, 200, asset)
+  for (const asset of ['xterm.js', 'addon-fit.js', 'console.js', 'xterm.css', 'console.css', 'dashboard.js', 'dashboard.css']) assert.equal((await fetch(`${d.url}/assets/${asset}`)).status, 200, asset)
   // swagger-ui (its own static files) and prom-client, loaded from node_modules.
   const docs = await fetch(`${d.url}/docs/`)
   assert.equal(docs.status, 200)

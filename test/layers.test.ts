@@ -23,6 +23,8 @@ export const LAYERS: string[][] = [
   ['sessions'],
   ['services'],
   ['http'],
+  // The browser pages' code: it takes the API's types from http, and nothing imports it (it is bundled).
+  ['web'],
   ['cli'],
 ]
 

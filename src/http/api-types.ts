@@ -2305,7 +2305,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css" | "dashboard.js" | "dashboard-core.js" | "dashboard-actions.js" | "dashboard-replay.js" | "dashboard-manage.js" | "dashboard-settings.js" | "dashboard.css";
+                name: "xterm.js" | "xterm.css" | "addon-fit.js" | "console.js" | "console.css" | "dashboard.js" | "dashboard.css";
             };
             cookie?: never;
         };

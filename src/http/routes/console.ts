@@ -2,7 +2,6 @@
 // session list and recordings, and the web terminal page with its assets. The sessions live in src/sessions.
 
 import fs from 'node:fs'
-import path from 'node:path'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { problem } from '../../errors.js'
 import { requireApp } from '../../releases/lookup.js'
@@ -12,31 +11,7 @@ import type { RouteContext } from '../context.js'
 import { originAllowed, ownOrigins } from '../origins.js'
 import { actor } from '../reply.js'
 import { serveTerminal } from '../terminal-socket.js'
-import { fromRoot } from '../../root.js'
-
-const ASSETS_DIR = fromRoot('src', 'http', 'assets') + path.sep
-const MODULES = fromRoot('node_modules') + path.sep
-/** The only files /assets serves: a fixed map, so no client-supplied name ever reaches the filesystem. */
-const ASSETS: Record<string, { file: string; type: string }> = {
-  'xterm.js': { file: path.join(MODULES, '@xterm/xterm/lib/xterm.js'), type: 'text/javascript; charset=utf-8' },
-  'xterm.css': { file: path.join(MODULES, '@xterm/xterm/css/xterm.css'), type: 'text/css; charset=utf-8' },
-  'addon-fit.js': { file: path.join(MODULES, '@xterm/addon-fit/lib/addon-fit.js'), type: 'text/javascript; charset=utf-8' },
-  'console.js': { file: path.join(ASSETS_DIR, 'console.js'), type: 'text/javascript; charset=utf-8' },
-  'console.css': { file: path.join(ASSETS_DIR, 'console.css'), type: 'text/css; charset=utf-8' },
-  'dashboard.js': { file: path.join(ASSETS_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard-core.js': { file: path.join(ASSETS_DIR, 'dashboard-core.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard-actions.js': { file: path.join(ASSETS_DIR, 'dashboard-actions.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard-replay.js': { file: path.join(ASSETS_DIR, 'dashboard-replay.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard-manage.js': { file: path.join(ASSETS_DIR, 'dashboard-manage.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard-settings.js': { file: path.join(ASSETS_DIR, 'dashboard-settings.js'), type: 'text/javascript; charset=utf-8' },
-  'dashboard.css': { file: path.join(ASSETS_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
-}
-
-/**
- * Scripts and sockets from berth itself only, no framing by other sites. Styles also allow inline: xterm.js
- * writes its theme and cell metrics into <style> elements at run time (styles cannot run code).
- */
-export const CONSOLE_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+import { asset as findAsset, pageHtml, sendPage } from '../pages.js'
 
 /**
  * Cross-site websocket hijacking guard: a browser always sends Origin, and it must be berth's own (or allowed).
@@ -117,12 +92,11 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
   })
 
   ctx.route(app, 'consolePage', async (_request, reply) => {
-    reply.type('text/html; charset=utf-8').header('content-security-policy', CONSOLE_CSP).header('x-frame-options', 'DENY').header('referrer-policy', 'no-referrer').header('cache-control', 'no-store')
-    return reply.send(fs.createReadStream(path.join(ASSETS_DIR, 'console.html')))
+    return sendPage(reply, pageHtml('console'))
   })
 
   ctx.route(app, 'consoleAsset', async (request, reply) => {
-    const asset = Object.hasOwn(ASSETS, request.params.name) ? ASSETS[request.params.name] : undefined
+    const asset = findAsset(request.params.name)
     if (!asset) throw problem('ROUTE_NOT_FOUND', 'No such asset.')
     reply.type(asset.type).header('cache-control', 'public, max-age=3600').header('x-content-type-options', 'nosniff')
     return reply.send(fs.createReadStream(asset.file))

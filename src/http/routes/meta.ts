@@ -1,11 +1,10 @@
 // Routes about the agent itself: the front page (/: the operator dashboard for browsers, pointers as JSON
 // otherwise), liveness, metrics, the API document and its rendered reference (/docs).
 
-import fs from 'node:fs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteContext } from '../context.js'
 import { createMetrics } from '../metrics.js'
-import { fromRoot } from '../../root.js'
+import { pageHtml, sendPage } from '../pages.js'
 
 export const VERSION = '0.1.0'
 
@@ -22,14 +21,6 @@ export const FRONT = {
   console: '/console/{app}',
   health: '/healthz',
 }
-
-const DASHBOARD_HTML = fromRoot('src', 'http', 'assets', 'dashboard.html')
-
-/**
- * The dashboard's scripts, styles and API calls come from berth alone, and no other site may frame it.
- * Inline styles are allowed for xterm.js (the recording player), which writes its cell metrics at run time.
- */
-export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   const { services, api } = ctx
@@ -67,10 +58,7 @@ export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext
     const html = /text\/html/.test(request.headers.accept ?? '')
     reply.header('vary', 'accept')
     if (!html) return FRONT
-    // Read per request (a few KiB), so that the daemon keeps nothing of a page it may never serve.
-    const page = fs.readFileSync(DASHBOARD_HTML, 'utf8').replaceAll('{{ICON}}', icon).replace('{{VERSION}}', VERSION)
-    reply.type('text/html; charset=utf-8').header('content-security-policy', DASHBOARD_CSP).header('x-frame-options', 'DENY')
-    return reply.header('referrer-policy', 'no-referrer').header('cache-control', 'no-store').send(page)
+    return sendPage(reply, pageHtml('dashboard').replaceAll('{{ICON}}', icon).replace('{{VERSION}}', VERSION))
   })
   ctx.route(app, 'healthz', async () => {
     services.db.prepare('SELECT 1').get()

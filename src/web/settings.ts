@@ -2,11 +2,15 @@
 // expressions, the command map, restart policy and the proxy), sending only what changed with PUT; berth
 // validates, and its problem (code, detail, field) is shown next to the form. Read-only below admin.
 
-import { api, appPath, h, may } from './dashboard-core.js'
-import { kept } from './dashboard-manage.js'
+import { api, appPath, problemText, type ApiError } from './api.js'
+import { h } from './dom.js'
+import type { Settings } from './schemas.js'
+import { changedNames, changes, readText, shownText, type FieldValue, type Values } from './settings-patch.js'
+import { may } from './state.js'
+import { kept } from './ui.js'
 
 /** Hints for the settings this page knows; one it does not know (a newer berth) is edited by its value's type. */
-const HINTS = {
+const HINTS: Record<string, string> = {
   migrateExpr: 'empty: the release\'s own *.Release.migrate(); "" (two quotes): the app has no migrations',
   rollbackExpr: 'run on a rollback when asked; VERSION is replaced by the target\'s version',
   healthUrl: 'http:// on loopback that must answer 2xx; empty: none',
@@ -17,37 +21,43 @@ const HINTS = {
 /** Strings where an empty field means null; a setting of unknown type reads its field as JSON when it parses. */
 const TEXT = new Set(['migrateExpr', 'rollbackExpr', 'healthUrl', 'publicUrl', 'releaseName'])
 const COMMAND_ROLES = ['start', 'eval', 'rpc', 'remote', 'stop', 'pid']
-const PROXY_FIELDS = { listen: null, drainTimeoutMs: 30000, healthPath: '/health' }
+const PROXY_FIELDS: Record<string, unknown> = { listen: null, drainTimeoutMs: 30000, healthPath: '/health' }
 
-export function settingsSection(app, settings, keep) {
+/** One field of the form: its element, where its value goes in the settings, and how to read it. */
+interface Input extends FieldValue {
+  el: HTMLInputElement
+}
+
+export function settingsSection(app: string, settings: Settings, keep: boolean): HTMLElement {
   const key = JSON.stringify(settings)
   const old = keep ? kept('settings', app, key) : null
   if (old) return old
   return build(app, settings, null)
 }
 
-function build(app, settings, message) {
+function build(app: string, settings: Settings, message: string | null): HTMLElement {
   const admin = may('manage')
-  const inputs = []
+  const inputs: Input[] = []
   const rows = Object.entries(settings).map(([k, v]) => row(k, v, inputs))
   const error = h('p', { id: 'settings-error', class: 'error', role: 'alert' })
   const save = h('button', { id: 'settings-save', type: 'submit', class: 'danger' }, 'Save changes')
-  const section = h('section', { id: 'settings', class: 'panel', dataset: { app, key: JSON.stringify(settings) } })
+  const section: HTMLElement = h('section', { id: 'settings', class: 'panel', dataset: { app, key: JSON.stringify(settings) } })
   const form = h('form', { id: 'settings-form', autocomplete: 'off', oninput: () => (section.dataset.dirty = 'true'), onsubmit: async (ev) => {
     ev.preventDefault()
     error.textContent = ''
     for (const i of inputs) i.el.removeAttribute('aria-invalid')
-    const patch = changes(settings, inputs)
+    const patch = changes(settings as { proxy?: Values | null }, inputs)
     if (Object.keys(patch).length === 0) return (error.textContent = 'Nothing changed.')
     save.disabled = true
     try {
-      const saved = await api(appPath(app, '/settings'), { method: 'PUT', body: patch })
-      section.replaceWith(build(app, saved, `Saved: ${Object.keys(flatten(patch)).join(', ')}.`))
+      const saved = await api<Settings>(appPath(app, '/settings'), { method: 'PUT', body: patch })
+      section.replaceWith(build(app, saved, `Saved: ${changedNames(patch).join(', ')}.`))
     } catch (err) {
       save.disabled = false
-      error.textContent = `${err.code ?? 'ERROR'}: ${err.message}`
+      error.textContent = problemText(err)
       // The field the problem names (or its detail's "Setting X must…"), so the operator sees where.
-      const field = err.field ?? /Setting ([\w.]+) /.exec(err.message)?.[1]
+      const e = err as ApiError
+      const field = e.field ?? /Setting ([\w.]+) /.exec(e.message)?.[1]
       const bad = inputs.find((i) => i.path.join('.') === field) ?? inputs.find((i) => field && i.path[0] === field.split('.')[0])
       if (bad) {
         bad.el.setAttribute('aria-invalid', 'true')
@@ -64,25 +74,25 @@ function build(app, settings, message) {
 }
 
 /** One setting: its label and field(s); each field is recorded in `inputs` with its path and how to read it. */
-function row(key, value, inputs) {
+function row(key: string, value: unknown, inputs: Input[]) {
   const id = `set-${key}`
   const label = h('label', { for: id }, key)
   const hint = HINTS[key] ? h('small', { class: 'hint' }, HINTS[key]) : null
-  if (key === 'proxy') return [label, h('div', null, proxyFields(value, inputs), hint)]
-  if (key === 'commands') return [label, h('div', null, group(key, Object.fromEntries(COMMAND_ROLES.map((r) => [r, value?.[r] ?? null])), inputs, 'text'), hint)]
-  if (value && typeof value === 'object' && !Array.isArray(value)) return [label, h('div', null, group(key, value, inputs, null), hint)]
+  if (key === 'proxy') return [label, h('div', null, proxyFields(value as Values | null, inputs), hint)]
+  if (key === 'commands') return [label, h('div', null, group(key, Object.fromEntries(COMMAND_ROLES.map((r) => [r, (value as Values | null)?.[r] ?? null])), inputs, 'text'), hint)]
+  if (value && typeof value === 'object' && !Array.isArray(value)) return [label, h('div', null, group(key, value as Values, inputs, null), hint)]
   return [label, h('div', null, field([key], value, id, inputs, TEXT.has(key) ? 'text' : null), hint)]
 }
 
-function group(key, obj, inputs, kind) {
+function group(key: string, obj: Values, inputs: Input[], kind: 'text' | null) {
   return h('div', { class: 'settings-group' }, Object.entries(obj).map(([k, v]) =>
     h('label', null, h('span', null, k), field([key, k], v, `set-${key}-${k}`, inputs, kind))))
 }
 
 /** A field by the value's type: a number, a switch, or text (text fields of unknown settings hold JSON). */
-function field(path, value, id, inputs, kind) {
-  let el
-  let read
+function field(path: string[], value: unknown, id: string, inputs: Input[], kind: 'text' | null): HTMLInputElement {
+  let el: HTMLInputElement
+  let read: () => unknown
   if (kind !== 'text' && typeof value === 'boolean') {
     el = h('input', { id, type: 'checkbox', checked: value })
     read = () => el.checked
@@ -91,71 +101,22 @@ function field(path, value, id, inputs, kind) {
     // An empty or odd field is sent as it is, and berth's answer says what is wrong with it.
     read = () => (el.value === '' ? null : Number(el.value))
   } else {
-    const shown = value === null ? '' : kind === 'text' || typeof value === 'string' ? (value === '' ? '""' : value) : JSON.stringify(value)
-    el = h('input', { id, type: 'text', value: shown, spellcheck: 'false', placeholder: value === null ? 'null (default)' : null })
-    read = () => {
-      const t = el.value
-      if (t === '') return null
-      if (t === '""') return ''
-      if (kind === 'text' || typeof value === 'string') return t
-      try {
-        return JSON.parse(t)
-      } catch {
-        return t
-      }
-    }
+    el = h('input', { id, type: 'text', value: shownText(value, kind), spellcheck: 'false', placeholder: value === null ? 'null (default)' : null })
+    read = () => readText(el.value, kind, value)
   }
   inputs.push({ path, el, read, value })
   return el
 }
 
-function proxyFields(value, inputs) {
+function proxyFields(value: Values | null, inputs: Input[]) {
   const on = h('input', { id: 'set-proxy-on', type: 'checkbox', checked: value !== null })
   // Off, the fields show the defaults berth would take (listen has none: it must be given).
   const fields = Object.entries(PROXY_FIELDS).map(([k, d]) =>
     h('label', null, h('span', null, k), field(['proxy', k], value === null ? d : value[k], `set-proxy-${k}`, inputs, k === 'drainTimeoutMs' ? null : 'text')))
-  const listen = inputs.find((i) => i.path.join('.') === 'proxy.listen')
+  const listen = inputs.find((i) => i.path.join('.') === 'proxy.listen')!
   listen.el.placeholder = 'HOST:PORT, e.g. 0.0.0.0:80'
   const box = h('div', { class: 'settings-group', hidden: value === null }, fields)
   on.addEventListener('change', () => (box.hidden = !on.checked))
   inputs.push({ path: ['proxy'], el: on, read: () => on.checked, value: value !== null, proxySwitch: true })
   return [h('label', null, on, ' on'), box]
-}
-
-/** Only what differs from the settings shown: berth merges a partial PUT, nested groups key by key. */
-function changes(settings, inputs) {
-  const patch = {}
-  const proxy = inputs.find((i) => i.proxySwitch)
-  for (const i of inputs) {
-    if (i.proxySwitch) continue
-    if (i.path[0] === 'proxy') continue
-    const now = i.read()
-    if (JSON.stringify(now) === JSON.stringify(i.value ?? null)) continue
-    if (i.path.length === 1) patch[i.path[0]] = now
-    else (patch[i.path[0]] ??= {})[i.path[1]] = now
-  }
-  if (proxy) {
-    if (!proxy.read()) {
-      if (settings.proxy !== null) patch.proxy = null
-    } else {
-      const fields = inputs.filter((i) => i.path[0] === 'proxy' && i.path.length === 2)
-      const next = {}
-      for (const i of fields) {
-        const now = i.read()
-        // Turning the proxy on sends every field; changing it only those that changed.
-        if (settings.proxy === null ? now !== null : JSON.stringify(now) !== JSON.stringify(settings.proxy[i.path[1]])) next[i.path[1]] = now
-      }
-      if (Object.keys(next).length) patch.proxy = next
-    }
-  }
-  return patch
-}
-
-function flatten(patch) {
-  const out = {}
-  for (const [k, v] of Object.entries(patch)) {
-    if (v && typeof v === 'object') for (const [sub, x] of Object.entries(v)) out[`${k}.${sub}`] = x
-    else out[k] = v
-  }
-  return out
 }
