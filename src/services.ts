@@ -1,7 +1,6 @@
 // Wires berth's domain services from the config: database, stores, intake, supervision, deploys, consoles.
 // No Fastify here, so the CLI, the daemon and tests build the same graph; `close` releases what was opened.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { expectedReleaseName } from './apps/settings.js'
@@ -27,6 +26,7 @@ import { SessionManager } from './sessions/manager.js'
 import { openDatabase, type Database } from './store/db.js'
 import { DeploymentStore } from './store/deployments.js'
 import { EventStore } from './store/events.js'
+import { ownerId } from './store/ids.js'
 import { ReleaseStore } from './store/releases.js'
 import { HealthMonitor } from './supervision/health.js'
 import { AppLog } from './supervision/logs.js'
@@ -114,7 +114,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const intake = new Intake({ paths, releases, events, limits: config.limits, log, releaseNameOf: (app) => expectedReleaseName(app, apps.settings(app)) })
   const apps = new AppStore(db, events, { paths, log }, vault)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
-  const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
+  const deployments = new DeploymentStore(db, ownerId())
   // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
   const kindOf = (app: string, id: string): ReleaseKind => {
     const r = releases.get(app, id)

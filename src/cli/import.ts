@@ -2,7 +2,6 @@
 // database was lost, emptied or moved aside), on the data directory directly, and says what it did per release.
 
 import fs from 'node:fs'
-import crypto from 'node:crypto'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { AppStore } from '../apps/store.js'
@@ -13,6 +12,7 @@ import { ensureDataDir } from '../services.js'
 import { openDatabase } from '../store/db.js'
 import { DeploymentStore } from '../store/deployments.js'
 import { EventStore } from '../store/events.js'
+import { ownerId } from '../store/ids.js'
 import { ReleaseStore } from '../store/releases.js'
 import { findUnrecordedNode } from '../supervision/supervisor.js'
 import type { Command } from './commands/common.js'
@@ -59,7 +59,7 @@ export async function importCommand(argv: string[]): Promise<number> {
       releases: new ReleaseStore(db),
       events,
       apps: new AppStore(db, events),
-      deployments: new DeploymentStore(db, `import-${process.pid}-${crypto.randomBytes(6).toString('hex')}`),
+      deployments: new DeploymentStore(db, ownerId('import-')),
     }
     const result = await importReleases(deps, 'berth import')
     const nodes = Object.fromEntries(result.map((a) => [a.app, findUnrecordedNode(paths, a.app)]))

@@ -3,7 +3,6 @@
 // and the owner of every running deployment at shutdown (finished within the grace period, or aborted).
 // With the proxy on, the new instance starts next to the live one and takes traffic only once verified.
 
-import crypto from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
@@ -19,6 +18,7 @@ import { BEFORE_SWITCH, FINAL, type Deployment, type DeploymentState, type Deplo
 import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/kinds.js'
 import { releaseName } from '../releases/script.js'
 import type { AuditOutcome, EventStore } from '../store/events.js'
+import { deploymentId } from '../store/ids.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
 import type { InstanceControl, InstanceSpec, NodeControl } from '../supervision/supervisor.js'
@@ -118,7 +118,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
   }
 
   private begin(input: Omit<Deployment, 'state' | 'reason' | 'reasonCode' | 'steps' | 'createdAt' | 'finishedAt' | 'id' | 'rollout'> & { rollout?: string | null }, work: (d: Deployment, signal: AbortSignal) => Promise<void>): Deployment {
-    const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
+    const id = deploymentId()
     // Checked in the same synchronous turn as the insert: a DELETE of the release cannot slip in between.
     for (const r of [input.release, input.previous]) {
       if (r && r !== '-' && !this.deps.releases.get(input.app, r)) throw problem('RELEASE_NOT_FOUND', `App "${input.app}" has no release "${r}" any more; list them with GET /v1/apps/${input.app}/releases.`)

@@ -3,7 +3,6 @@
 // recordings, and ends a session whose token is revoked or expires. Knows nothing of websockets: the adapter
 // hands in a TerminalSink and drives the Session it gets.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
@@ -17,6 +16,7 @@ import { currentReleaseId } from '../releases/current.js'
 import { failedAnswer } from '../releases/kinds.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
+import { sessionId } from '../store/ids.js'
 import type { CommandResult } from '../supervision/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
 import { AttachViewer, ConsoleHub, consolePipe, consoleTaken } from './attach.js'
@@ -380,7 +380,7 @@ export class SessionManager {
             void entry.handle?.close(end.reason)
           })
         : () => {}
-    const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
+    const id = sessionId()
     const rel = `sessions/${id}.cast`
     let recorder: Recorder | null = null
     try {
