@@ -4,7 +4,7 @@
 import { failureOf, FINAL_STATES, followDeployment, type Agent, type AgentApp, type Deployment, type FollowOptions } from './agent.js'
 import { batchCount, type Fleet } from './file.js'
 import { chunks, planPhases, type Phase } from './phases.js'
-import { rolloutId } from '../store/ids.js'
+import { rolloutId as newRolloutId } from '../store/ids.js'
 
 export type HostOutcome =
   /** Moved to the release (deploy) or the target (rollback) by this run, and verified. */
@@ -76,10 +76,6 @@ export interface RolloutOptions {
   rollout?: string
   follow: FollowOptions
   onEvent?: (e: RolloutEvent) => void
-}
-
-export function newRolloutId(now = new Date()): string {
-  return rolloutId(now)
 }
 
 function result(agent: Agent, outcome: HostOutcome, extra: Partial<HostResult> = {}): HostResult {
