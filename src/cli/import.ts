@@ -16,6 +16,7 @@ import { ownerId } from '../store/ids.js'
 import { ReleaseStore } from '../store/releases.js'
 import { findUnrecordedNode } from '../supervision/supervisor.js'
 import type { Command } from './commands/common.js'
+import { DATA_DIR_OPTIONS } from './data-dir.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage: berth import [--data-dir DIR] [--json]
@@ -31,7 +32,7 @@ App settings come back from apps/APP/settings.json. Tokens and environments live
 database: set them again afterwards.
 `
 
-const OPTIONS = { help: { type: 'boolean', short: 'h' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } } as const
+const OPTIONS = DATA_DIR_OPTIONS
 
 export const command: Command = { help: HELP, options: OPTIONS, run: importCommand }
 
