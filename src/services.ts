@@ -23,6 +23,7 @@ import { detectKind, type ReleaseKind } from './releases/kinds.js'
 import { releaseName } from './releases/script.js'
 import { DistPorts } from './supervision/distribution.js'
 import { SessionManager } from './sessions/manager.js'
+import { Rpc } from './sessions/rpc.js'
 import { openDatabase, type Database } from './store/db.js'
 import { DeploymentStore } from './store/deployments.js'
 import { EventStore } from './store/events.js'
@@ -55,6 +56,8 @@ export interface Services {
   policy: CrashPolicy
   health: HealthMonitor
   sessions: SessionManager
+  /** One expression on an app's running node (POST /v1/apps/{app}/rpc). */
+  rpc: Rpc
   webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
@@ -138,10 +141,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
   })
+  const rpc = new Rpc({ paths, supervisor, apps, events })
   const webhooks = new Webhooks(db, events, log, { backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, maxPerApp: config.maxWebhooksPerApp, allowPrivate: config.webhookAllowPrivate })
   return {
     webhooks,
     sessions,
+    rpc,
     policy,
     health,
     apps,
@@ -202,6 +207,7 @@ export async function prepareDaemon(s: Services): Promise<void> {
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), releaseName(s.paths.release(r.app, r.id), r.app), r.version))
+  s.rpc.recover()
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()
