@@ -6,22 +6,18 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
-import type { AppStore } from '../apps/store.js'
 import { isBerthError, problem, StepFailed } from '../errors.js'
-import type { Paths } from '../paths.js'
-import type { ProxyControl } from '../proxy/proxy.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
-import type { Deployment, DeploymentStore, StepName } from '../store/deployments.js'
-import type { AuditOutcome, EventStore } from '../store/events.js'
+import type { Deployment, StepName } from '../store/deployments.js'
+import type { AuditOutcome } from '../store/events.js'
 import { deploymentId } from '../store/ids.js'
-import type { Release, ReleaseStore } from '../store/releases.js'
+import type { Release } from '../store/releases.js'
 import type { HealthMonitor } from '../supervision/health.js'
-import type { InstanceControl, NodeControl } from '../supervision/supervisor.js'
 import { fail, isFinal, restored, succeed } from './machine.js'
 import { chooseMigration, MIGRATE_FALSE, runEval, type MigrationChoice } from './migration.js'
 import { isProxied, ProxiedStart, type ProxiedSettings } from './proxied.js'
-import { recoverDeployments } from './recovery.js'
+import { recoverDeployments, type RecoveryDeps } from './recovery.js'
 import { retainReleases } from './retention.js'
 import { leftMigrationsWarning, previousGoodRelease } from './rollback-target.js'
 import { codeOf, runStep, verifyNode, type StepOutcome } from './steps.js'
@@ -35,20 +31,11 @@ export interface DeployOptions {
   rollout?: string | null
 }
 
-export interface DeployerDeps {
+/** What recovery needs (the stores, the node, the instances and proxy: see RecoveryDeps), and the health monitor. */
+export interface DeployerDeps extends Omit<RecoveryDeps, 'operate'> {
   /** Test hook: a pause at the start of one step (see Config.testStepPause). */
   stepPause?: { step: string; ms: number } | null
-  paths: Paths
-  releases: ReleaseStore
-  deployments: DeploymentStore
-  apps: AppStore
-  events: EventStore
-  supervisor: NodeControl
   health: Pick<HealthMonitor, 'verified'>
-  log: Logger
-  /** Zero-downtime deploys (apps with the proxy setting): the second instance and the proxy. */
-  instances?: InstanceControl
-  proxy?: ProxyControl
 }
 
 export interface DeployerEvents {

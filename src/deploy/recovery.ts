@@ -22,6 +22,7 @@ export interface RecoveryDeps {
   events: EventStore
   supervisor: NodeControl
   log: Logger
+  /** Zero-downtime deploys (apps with the proxy setting): the second instance and the proxy. */
   instances?: InstanceControl
   proxy?: ProxyControl
   /** The deployer's start/restart: a node brought back is replaced through a recorded, verified operation. */
