@@ -1,4 +1,4 @@
-// The formats of the ids berth mints: deployments, sessions, rollouts, tokens, webhooks and their
+// The formats of the ids berth mints: releases, deployments, sessions, rollouts, tokens, webhooks and their
 // deliveries, boots, and the owner id of an agent process. Users' scripts and the tests parse them: they never change.
 
 import crypto from 'node:crypto'
@@ -18,6 +18,14 @@ function stamp(at: Date | string): string {
  */
 export function deploymentId(at: Date | string = new Date()): string {
   return `${stamp(at)}-${hex(3)}`
+}
+
+/**
+ * A release: its version and the first 12 hex digits of its tarball's sha256, readable and unique per content
+ * (e.g. 0.2.0-3f2a9c1be4d0); paths.ts RELEASE_ID is the pattern that checks it.
+ */
+export function releaseId(version: string, sha256: string): string {
+  return `${version}-${sha256.slice(0, 12)}`
 }
 
 /** A console session: the same shape as a deployment's, since both name a recorded event in time. */
