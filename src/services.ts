@@ -1,7 +1,6 @@
 // Wires berth's domain services from the config: database, stores, intake, supervision, deploys, consoles.
 // No Fastify here, so the CLI, the daemon and tests build the same graph; `close` releases what was opened.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { expectedReleaseName } from './apps/settings.js'
@@ -24,9 +23,11 @@ import { detectKind, type ReleaseKind } from './releases/kinds.js'
 import { releaseName } from './releases/script.js'
 import { DistPorts } from './supervision/distribution.js'
 import { SessionManager } from './sessions/manager.js'
+import { Rpc } from './sessions/rpc.js'
 import { openDatabase, type Database } from './store/db.js'
 import { DeploymentStore } from './store/deployments.js'
 import { EventStore } from './store/events.js'
+import { ownerId } from './store/ids.js'
 import { ReleaseStore } from './store/releases.js'
 import { HealthMonitor } from './supervision/health.js'
 import { AppLog } from './supervision/logs.js'
@@ -55,6 +56,8 @@ export interface Services {
   policy: CrashPolicy
   health: HealthMonitor
   sessions: SessionManager
+  /** One expression on an app's running node (POST /v1/apps/{app}/rpc). */
+  rpc: Rpc
   webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
@@ -114,7 +117,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const intake = new Intake({ paths, releases, events, limits: config.limits, log, releaseNameOf: (app) => expectedReleaseName(app, apps.settings(app)) })
   const apps = new AppStore(db, events, { paths, log }, vault)
   // Owner of the locks this process takes: unique per process start, so a restarted agent sees old locks as stale.
-  const deployments = new DeploymentStore(db, `${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
+  const deployments = new DeploymentStore(db, ownerId())
   // A row from before berth recorded kinds is detected from its directory (prepareDaemon fills them in).
   const kindOf = (app: string, id: string): ReleaseKind => {
     const r = releases.get(app, id)
@@ -138,10 +141,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     idleMs: config.consoles.idleMs,
     retention: { maxRecordings: config.consoles.keepRecordings },
   })
+  const rpc = new Rpc({ paths, supervisor, apps, events })
   const webhooks = new Webhooks(db, events, log, { backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, maxPerApp: config.maxWebhooksPerApp, allowPrivate: config.webhookAllowPrivate })
   return {
     webhooks,
     sessions,
+    rpc,
     policy,
     health,
     apps,
@@ -202,6 +207,7 @@ export async function prepareDaemon(s: Services): Promise<void> {
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), releaseName(s.paths.release(r.app, r.id), r.app), r.version))
+  s.rpc.recover()
   s.sessions.recover()
   s.webhooks.start()
   await s.deployer.recover()

@@ -4,6 +4,7 @@
 import crypto from 'node:crypto'
 import type { Database } from '../store/db.js'
 import { deepFreeze, now, RowCache } from '../store/db.js'
+import { tokenId } from '../store/ids.js'
 import { problem, type BerthError } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 
@@ -138,7 +139,7 @@ export class TokenStore {
     for (const a of apps ?? []) {
       if (!APP_NAME.test(a)) throw new TokenInputError(`app name "${a}" must match ${APP_NAME.source}`)
     }
-    const id = crypto.randomBytes(8).toString('hex')
+    const id = tokenId()
     const secret = crypto.randomBytes(32).toString('base64url')
     const row: Row = {
       id,

@@ -2,7 +2,6 @@
 // database was lost, emptied or moved aside), on the data directory directly, and says what it did per release.
 
 import fs from 'node:fs'
-import crypto from 'node:crypto'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { AppStore } from '../apps/store.js'
@@ -13,9 +12,11 @@ import { ensureDataDir } from '../services.js'
 import { openDatabase } from '../store/db.js'
 import { DeploymentStore } from '../store/deployments.js'
 import { EventStore } from '../store/events.js'
+import { ownerId } from '../store/ids.js'
 import { ReleaseStore } from '../store/releases.js'
 import { findUnrecordedNode } from '../supervision/supervisor.js'
 import type { Command } from './commands/common.js'
+import { DATA_DIR_OPTIONS } from './data-dir.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage: berth import [--data-dir DIR] [--json]
@@ -31,7 +32,7 @@ App settings come back from apps/APP/settings.json. Tokens and environments live
 database: set them again afterwards.
 `
 
-const OPTIONS = { help: { type: 'boolean', short: 'h' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } } as const
+const OPTIONS = DATA_DIR_OPTIONS
 
 export const command: Command = { help: HELP, options: OPTIONS, run: importCommand }
 
@@ -59,7 +60,7 @@ export async function importCommand(argv: string[]): Promise<number> {
       releases: new ReleaseStore(db),
       events,
       apps: new AppStore(db, events),
-      deployments: new DeploymentStore(db, `import-${process.pid}-${crypto.randomBytes(6).toString('hex')}`),
+      deployments: new DeploymentStore(db, ownerId('import-')),
     }
     const result = await importReleases(deps, 'berth import')
     const nodes = Object.fromEntries(result.map((a) => [a.app, findUnrecordedNode(paths, a.app)]))

@@ -2,7 +2,6 @@
 // directly (like `berth token`), also while the daemon runs: the daemon reads the key file again when it changes.
 
 import fs from 'node:fs'
-import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { loadConfig } from '../config.js'
 import { problem } from '../errors.js'
@@ -12,6 +11,7 @@ import { CREDENTIAL_NAME, keyId, newKey, rewriteKeyFile } from '../secrets/keyri
 import { openKeyring } from '../secrets/open.js'
 import { openDatabase } from '../store/db.js'
 import type { Command } from './commands/common.js'
+import { DATA_DIR_OPTIONS, parseSubcommand } from './data-dir.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage:
@@ -33,22 +33,14 @@ generate  prints a new key (base64, one line) for a systemd credential, e.g.
           berth keys generate | systemd-creds encrypt --name=${CREDENTIAL_NAME} - /etc/credstore.encrypted/${CREDENTIAL_NAME}
 `
 
-const OPTIONS = {
-  help: { type: 'boolean', short: 'h' },
-  'data-dir': { type: 'string' },
-  'env-key-file': { type: 'string' },
-  json: { type: 'boolean' },
-} as const
+const OPTIONS = { ...DATA_DIR_OPTIONS, 'env-key-file': { type: 'string' } } as const
 
 export const command: Command = { help: HELP, options: OPTIONS, run: keysCommand }
 
 async function keysCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
-  const [sub, ...rest] = positionals
-  if (values.help || !sub) {
-    process.stdout.write(HELP)
-    return values.help ? 0 : 2
-  }
+  const parsed = parseSubcommand(argv, OPTIONS, HELP)
+  if (parsed.exit !== null) return parsed.exit
+  const { values, sub, args: rest } = parsed
   if (rest.length > 0) throw new UsageError(`berth keys ${sub} takes no arguments (got "${rest[0]}")`)
   if (sub === 'generate') {
     process.stdout.write(`${newKey().toString('base64')}\n`)

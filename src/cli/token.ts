@@ -1,12 +1,12 @@
 // `berth token create|list|revoke`: manages tokens directly in the data directory's database, so it works
 // while the daemon runs (SQLite WAL). `create` prints the token alone so scripts can capture it.
 
-import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { isExpired, parseLifetime, parseScopes, TokenInputError } from '../auth/tokens.js'
 import { loadConfig } from '../config.js'
 import { openTokenStore } from '../services.js'
 import type { Command } from './commands/common.js'
+import { DATA_DIR_OPTIONS, parseSubcommand } from './data-dir.js'
 import { UsageError } from './usage.js'
 
 const HELP = `usage:
@@ -21,24 +21,19 @@ also closes what it has open (consoles, log streams, uploads) within a second.
 `
 
 const OPTIONS = {
-  help: { type: 'boolean', short: 'h' },
-  'data-dir': { type: 'string' },
+  ...DATA_DIR_OPTIONS,
   name: { type: 'string' },
   scopes: { type: 'string' },
   app: { type: 'string', multiple: true },
-  json: { type: 'boolean' },
   expires: { type: 'string' },
 } as const
 
 export const command: Command = { help: HELP, options: OPTIONS, run: tokenCommand }
 
 async function tokenCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
-  const [sub, ...args] = positionals
-  if (values.help || !sub) {
-    process.stdout.write(HELP)
-    return values.help ? 0 : 2
-  }
+  const parsed = parseSubcommand(argv, OPTIONS, HELP)
+  if (parsed.exit !== null) return parsed.exit
+  const { values, sub, args } = parsed
   const config = loadConfig(process.env, { 'data-dir': values['data-dir'] })
   // The CLI's own log lines (migrations applied) go to stderr so stdout stays machine-readable.
   const log = pino({ level: 'warn' }, pino.destination(2))

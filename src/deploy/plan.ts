@@ -13,7 +13,9 @@ import { unifiedDiff } from '../releases/line-diff.js'
 import type { DeploymentStore, StepName } from '../store/deployments.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import { MIGRATE_FALSE, previousGoodRelease, type Deployer } from './deployer.js'
+import type { Deployer } from './deployer.js'
+import { MIGRATE_FALSE } from './migration.js'
+import { previousGoodRelease } from './rollback-target.js'
 
 export interface PlanDeps {
   paths: Paths

@@ -1,5 +1,22 @@
 // Which releases retention deletes after a successful deployment: a pure choice over the catalogue, so that
-// the rule can be read and tested on its own. The deployer does the deleting.
+// the rule can be read and tested on its own (chooseRetired), and the deleting it decides (retainReleases).
+
+import type { Logger } from 'pino'
+import type { AppSettings } from '../apps/settings.js'
+import { deleteRelease } from '../intake/cleanup.js'
+import type { Paths } from '../paths.js'
+import { currentReleaseId } from '../releases/current.js'
+import type { DeploymentStore } from '../store/deployments.js'
+import type { EventStore } from '../store/events.js'
+import type { ReleaseStore } from '../store/releases.js'
+
+export interface RetainDeps {
+  paths: Paths
+  releases: ReleaseStore
+  deployments: DeploymentStore
+  events: EventStore
+  log: Logger
+}
 
 export interface RetentionInput {
   /** Every recorded release of the app, newest upload first. */
@@ -32,4 +49,22 @@ export function chooseRetired(input: RetentionInput): string[] {
     if (succeeded.includes(id)) return true
     return input.attempted.has(id) && currentIndex >= 0 && i > currentIndex
   })
+}
+
+/** After a successful deployment: deletes the releases chooseRetired no longer keeps; a failed delete is logged, not fatal. */
+export async function retainReleases(deps: RetainDeps, app: string, settings: Pick<AppSettings, 'keepReleases'>): Promise<void> {
+  const { releases, deployments, paths } = deps
+  const history = deployments.list(app, 1000)
+  const retired = chooseRetired({
+    newestFirst: releases.list(app).map((r) => r.id),
+    current: await currentReleaseId(paths, app),
+    succeededNewestFirst: deployments.succeededReleases(app),
+    attempted: new Set(history.map((d) => d.release)),
+    inUse: deployments.inUse(app),
+    lastFailed: history.find((d) => (d.kind === 'deploy' || d.kind === 'rollback') && (d.state === 'failed' || d.state === 'rolled_back'))?.release ?? null,
+    keep: settings.keepReleases,
+  })
+  for (const id of retired) {
+    await deleteRelease(deps, app, id, 'berth').catch((err) => deps.log.warn({ app, release: id, err }, 'retention could not delete release'))
+  }
 }

@@ -1,10 +1,10 @@
 // The conductor of `berth fleet deploy` and `berth fleet rollback`: upload everywhere first, then the canary
 // and the batches; on the first failure touch no further host and put back every host this rollout moved.
 
-import crypto from 'node:crypto'
 import { failureOf, FINAL_STATES, followDeployment, type Agent, type AgentApp, type Deployment, type FollowOptions } from './agent.js'
 import { batchCount, type Fleet } from './file.js'
 import { chunks, planPhases, type Phase } from './phases.js'
+import { rolloutId as newRolloutId } from '../store/ids.js'
 
 export type HostOutcome =
   /** Moved to the release (deploy) or the target (rollback) by this run, and verified. */
@@ -76,10 +76,6 @@ export interface RolloutOptions {
   rollout?: string
   follow: FollowOptions
   onEvent?: (e: RolloutEvent) => void
-}
-
-export function newRolloutId(now = new Date()): string {
-  return `r-${now.toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
 }
 
 function result(agent: Agent, outcome: HostOutcome, extra: Partial<HostResult> = {}): HostResult {

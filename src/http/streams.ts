@@ -5,19 +5,19 @@
 import type { HttpLimits } from '../config.js'
 import type { TokenInfo } from '../auth/tokens.js'
 import { problem } from '../errors.js'
+import { Slots } from '../intake/slots.js'
 
 /** What a refused client is told to wait: streams end when their clients leave, not on a schedule. */
 const RETRY_AFTER_S = 5
 
 export class StreamLimiter {
-  private total = 0
-  private readonly byToken = new Map<string, number>()
-  private readonly byApp = new Map<string, number>()
+  // The counting is the upload slots' own (intake/slots.ts): only the limits and the words differ.
+  private readonly slots = new Slots()
 
   constructor(private readonly limits: Pick<HttpLimits, 'maxStreams' | 'maxStreamsPerToken' | 'maxStreamsPerApp'>) {}
 
   get open(): number {
-    return this.total
+    return this.slots.held
   }
 
   /**
@@ -26,33 +26,10 @@ export class StreamLimiter {
    */
   acquire(token: TokenInfo, app: string | null): () => void {
     const { maxStreams, maxStreamsPerToken, maxStreamsPerApp } = this.limits
-    const t = this.byToken.get(token.id) ?? 0
-    if (t >= maxStreamsPerToken) {
-      throw problem('TOO_MANY_STREAMS', `Token "${token.name}" already has ${t} streams open (log follows, event streams, consoles; BERTH_MAX_STREAMS_PER_TOKEN); close one and retry.`, { limit: maxStreamsPerToken, retryAfter: RETRY_AFTER_S })
-    }
-    const a = app === null ? 0 : (this.byApp.get(app) ?? 0)
-    if (app !== null && a >= maxStreamsPerApp) {
-      throw problem('TOO_MANY_STREAMS', `App "${app}" already has ${a} streams open (BERTH_MAX_STREAMS_PER_APP); close one and retry.`, { limit: maxStreamsPerApp, retryAfter: RETRY_AFTER_S })
-    }
-    if (this.total >= maxStreams) {
-      throw problem('TOO_MANY_STREAMS', `berth already has ${this.total} streams open (BERTH_MAX_STREAMS); retry in a few seconds.`, { limit: maxStreams, retryAfter: RETRY_AFTER_S })
-    }
-    this.total++
-    this.byToken.set(token.id, t + 1)
-    if (app !== null) this.byApp.set(app, a + 1)
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.total--
-      dec(this.byToken, token.id)
-      if (app !== null) dec(this.byApp, app)
-    }
+    return this.slots.take(
+      { key: token.id, max: maxStreamsPerToken, refuse: (t) => problem('TOO_MANY_STREAMS', `Token "${token.name}" already has ${t} streams open (log follows, event streams, consoles; BERTH_MAX_STREAMS_PER_TOKEN); close one and retry.`, { limit: maxStreamsPerToken, retryAfter: RETRY_AFTER_S }) },
+      { key: app, max: maxStreamsPerApp, refuse: (a) => problem('TOO_MANY_STREAMS', `App "${app}" already has ${a} streams open (BERTH_MAX_STREAMS_PER_APP); close one and retry.`, { limit: maxStreamsPerApp, retryAfter: RETRY_AFTER_S }) },
+      { max: maxStreams, refuse: (n) => problem('TOO_MANY_STREAMS', `berth already has ${n} streams open (BERTH_MAX_STREAMS); retry in a few seconds.`, { limit: maxStreams, retryAfter: RETRY_AFTER_S }) },
+    )
   }
-}
-
-function dec(map: Map<string, number>, key: string): void {
-  const n = (map.get(key) ?? 1) - 1
-  if (n <= 0) map.delete(key)
-  else map.set(key, n)
 }

@@ -10,6 +10,7 @@ import { BerthError, fromFsError, isBerthError, problem } from '../errors.js'
 import { abortable, exists, fsyncDir, removeTree } from '../fsutil.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import type { EventStore } from '../store/events.js'
+import { releaseId } from '../store/ids.js'
 import type { Release, ReleaseKind, ReleaseStore } from '../store/releases.js'
 import { inspectRelease } from './inspect.js'
 import { addMetadata, METADATA_FILE, writeMetadata } from './metadata.js'
@@ -184,7 +185,7 @@ export class Intake {
     const existing = releases.bySha(req.app, meta.sha256)
     if (existing) return { release: existing, created: false }
 
-    const id = `${meta.version}-${meta.sha256.slice(0, 12)}`
+    const id = releaseId(meta.version, meta.sha256)
     const dest = paths.release(req.app, id)
     const recorded = releases.get(req.app, id)
     if (recorded) {

@@ -2,7 +2,6 @@
 // that has none, rollback targets for an app whose deployment history is gone, and settings for an app that has
 // none. It only adds rows; it never removes, moves or rewrites a file, so running it any number of times is safe.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
@@ -13,6 +12,7 @@ import { isBerthError } from '../errors.js'
 import { APP_NAME, RELEASE_ID, type Paths } from '../paths.js'
 import type { DeploymentStore } from '../store/deployments.js'
 import type { EventStore } from '../store/events.js'
+import { deploymentId } from '../store/ids.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 import { currentReleaseId } from '../releases/current.js'
 import { detectKind } from '../releases/kinds.js'
@@ -156,7 +156,7 @@ async function importHistory(deps: ImportDeps, app: string, current: string | nu
     rows.push({ release: current, at: switched, reason: `current pointed at this release when ${actor} rebuilt the database from disk` })
   }
   for (const r of rows) {
-    const id = `${r.at.replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
+    const id = deploymentId(r.at)
     deployments.recordImported({ id, app, release: r.release, at: r.at, reason: r.reason, actor })
   }
   return rows.map((r) => r.release)

@@ -10,7 +10,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { problem } from '../errors.js'
+import type { Paths } from '../paths.js'
 import { sleep } from '../supervision/proc.js'
+import type { Supervisor } from '../supervision/supervisor.js'
 import { checkSize, formatIdle, IdleTimer, LOW_WATER_MARK, HIGH_WATER_MARK, TerminalSession, type TerminalSink } from './terminal.js'
 
 const CTRL_C = 0x03
@@ -351,4 +354,32 @@ export class AttachViewer {
       // the adapter's problem
     }
   }
+}
+
+/**
+ * The hub for the console of `app`'s node, running to_erl from the node's own release (`release`). Refuses
+ * a node without a console (not started by this berth's supervisor) and one someone attached to outside berth.
+ */
+export function openConsoleHub(
+  deps: { paths: Paths; supervisor: Pick<Supervisor, 'pipeDir' | 'releaseDir' | 'nodeEnv'>; log: Logger; hangupGraceMs?: number },
+  app: string,
+  release: string,
+  size: { cols: number; rows: number },
+): ConsoleHub {
+  const { paths, supervisor, log, hangupGraceMs } = deps
+  const pipeDir = supervisor.pipeDir(app)
+  let pipe: string | null = null
+  try {
+    pipe = consolePipe(pipeDir)
+  } catch {
+    // no pipe directory: the node was not started by this berth's supervisor
+  }
+  if (!pipe) throw problem('NODE_NOT_RUNNING', `The node of "${app}" has no console to attach to; restart it with POST /v1/apps/${app}/restart.`)
+  if (consoleTaken(pipe)) {
+    throw problem('CONSOLE_BUSY', `Someone attached to the console of "${app}" outside berth (to_erl on the host); it serves one reader at a time, so detach that one (Ctrl+D) first.`)
+  }
+  const releaseDir = supervisor.releaseDir(app, release)
+  const erts = fs.readdirSync(releaseDir).find((f) => f.startsWith('erts-'))
+  const toErl = erts ? path.join(releaseDir, erts, 'bin', 'to_erl') : 'to_erl'
+  return new ConsoleHub({ app, toErl, pipeDir, cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, log, hangupGraceMs })
 }

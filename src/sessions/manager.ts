@@ -3,7 +3,6 @@
 // recordings, and ends a session whose token is revoked or expires. Knows nothing of websockets: the adapter
 // hands in a TerminalSink and drives the Session it gets.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
@@ -12,16 +11,13 @@ import type { TokenWatch } from '../auth/watch.js'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
 import type { AppStore } from '../apps/store.js'
-import { checkArgument } from '../apps/text.js'
 import { currentReleaseId } from '../releases/current.js'
-import { failedAnswer } from '../releases/kinds.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
-import type { CommandResult } from '../supervision/proc.js'
+import { sessionId } from '../store/ids.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import { AttachViewer, ConsoleHub, consolePipe, consoleTaken } from './attach.js'
+import { AttachViewer, openConsoleHub, type ConsoleHub } from './attach.js'
 import { Recorder } from './recorder.js'
-import { sweepExpressionFiles, withExpressionFile } from './rpc-expr.js'
 import { SessionStore, type SessionKind, type SessionRecord } from '../store/sessions.js'
 import { checkSize, TerminalSession, type TerminalSink } from './terminal.js'
 
@@ -90,13 +86,18 @@ export interface SessionStats {
   skippedBytes: number
 }
 
-/** An rpc's outcome: `code` 0 only when the expression ran and answered; otherwise `error` says why. */
-export interface RpcResult extends CommandResult {
-  error: string | null
-}
-
 export interface SessionInfo extends SessionRecord {
   active: boolean
+}
+
+/** What a Session drives: the remote shell's pty (terminal.ts) or one viewer of the node's console (attach.ts). */
+interface Driver {
+  readonly bytesIn: number
+  readonly bytesOut: number
+  input(data: Buffer | string): boolean
+  resize(cols: number, rows: number): void
+  drained(): void
+  close(reason: string): Promise<void>
 }
 
 interface Live {
@@ -132,7 +133,6 @@ export class SessionManager {
 
   /** At agent start: rows a previous agent left open are marked interrupted (their ptys died with it). */
   recover(): number {
-    sweepExpressionFiles(this.deps.paths)
     const n = this.store.interruptOpen()
     if (n > 0) this.deps.log.warn({ sessions: n }, 'marked console sessions of the previous agent as interrupted')
     return n
@@ -164,7 +164,6 @@ export class SessionManager {
         throw err
       }
       void entry.done.finally(run.dispose)
-      entry.counters = () => term
       // Once its node is gone a remote shell only says "Shell process terminated": end it rather than leave
       // a hidden node running until the idle timeout.
       entry.nodeDown = () => {
@@ -172,27 +171,7 @@ export class SessionManager {
         void term.close('node stopped')
       }
       this.watchNodes()
-      const handle: Session = {
-        id: entry.record.id,
-        app,
-        kind: 'remote',
-        actor: actorOf(who),
-        pid: term.pid,
-        ended: entry.done,
-        input: (data) => (entry.endedBy ? true : term.input(data)),
-        resize: (cols, rows) => {
-          term.resize(cols, rows)
-          entry.recorder?.resize(cols, rows)
-        },
-        drained: () => term.drained(),
-        close: async (reason = 'closed') => {
-          await term.close(reason)
-          await entry.done
-        },
-        stats: () => ({ bytesIn: term.bytesIn, bytesOut: term.bytesOut, pauses: term.pauses, skippedBytes: entry.recorder?.skippedBytes ?? 0 }),
-      }
-      entry.handle = handle
-      return handle
+      return this.session(entry, term.pid, term, () => ({ pauses: term.pauses, skippedBytes: 0 }))
     } finally {
       this.release(app)
     }
@@ -216,7 +195,7 @@ export class SessionManager {
       }
       const first = !hub
       if (!hub) {
-        hub = this.startHub(app, release, size)
+        hub = openConsoleHub(this.deps, app, release, size)
         this.hubs.set(app, hub)
       }
       let opened: ReturnType<SessionManager['begin']>
@@ -228,33 +207,46 @@ export class SessionManager {
       }
       const { entry, tee } = opened
       const viewer = new AttachViewer({ hub, sink: tee, idleMs })
-      entry.counters = () => viewer
-      const hubPid = hub.pid
-      const handle: Session = {
-        id: entry.record.id,
-        app,
-        kind: 'attach',
-        actor: actorOf(who),
-        pid: hubPid,
-        ended: entry.done,
-        input: (data) => (entry.endedBy ? true : viewer.input(data)),
-        resize: (cols, rows) => {
-          viewer.resize(cols, rows)
-          entry.recorder?.resize(cols, rows)
-        },
-        drained: () => viewer.drained(),
-        close: async (reason = 'closed') => {
-          await viewer.close(reason)
-          await entry.done
-        },
-        stats: () => ({ bytesIn: viewer.bytesIn, bytesOut: viewer.bytesOut, pauses: 0, skippedBytes: viewer.skippedBytes + (entry.recorder?.skippedBytes ?? 0) }),
-      }
-      entry.handle = handle
+      const handle = this.session(entry, hub.pid, viewer, () => ({ pauses: 0, skippedBytes: viewer.skippedBytes }))
       viewer.start(app, first)
       return handle
     } finally {
       this.release(app)
     }
+  }
+
+  /**
+   * The one way a Session is made, for a remote shell's pty and an attach viewer alike: input is dropped once
+   * the opener's token has ended, a resize reaches the recording too, and close waits for the record to complete.
+   */
+  private session(entry: Live, pid: number, driver: Driver, extra: () => { pauses: number; skippedBytes: number }): Session {
+    entry.counters = () => driver
+    const { app, kind, actor, id } = entry.record
+    const handle: Session = {
+      id,
+      app,
+      kind,
+      // begin() records the opener's name: never null for a session opened here.
+      actor: actor!,
+      pid,
+      ended: entry.done,
+      input: (data) => (entry.endedBy ? true : driver.input(data)),
+      resize: (cols, rows) => {
+        driver.resize(cols, rows)
+        entry.recorder?.resize(cols, rows)
+      },
+      drained: () => driver.drained(),
+      close: async (reason = 'closed') => {
+        await driver.close(reason)
+        await entry.done
+      },
+      stats: () => {
+        const { pauses, skippedBytes } = extra()
+        return { bytesIn: driver.bytesIn, bytesOut: driver.bytesOut, pauses, skippedBytes: skippedBytes + (entry.recorder?.skippedBytes ?? 0) }
+      },
+    }
+    entry.handle = handle
+    return handle
   }
 
   /** Sessions of the app, newest first; open ones with their live byte counts. */
@@ -338,25 +330,6 @@ export class SessionManager {
     else this.pending.delete(app)
   }
 
-  private startHub(app: string, release: string, size: TerminalSize): ConsoleHub {
-    const { paths, supervisor, log, hangupGraceMs } = this.deps
-    const pipeDir = supervisor.pipeDir(app)
-    let pipe: string | null = null
-    try {
-      pipe = consolePipe(pipeDir)
-    } catch {
-      // no pipe directory: the node was not started by this berth's supervisor
-    }
-    if (!pipe) throw problem('NODE_NOT_RUNNING', `The node of "${app}" has no console to attach to; restart it with POST /v1/apps/${app}/restart.`)
-    if (consoleTaken(pipe)) {
-      throw problem('CONSOLE_BUSY', `Someone attached to the console of "${app}" outside berth (to_erl on the host); it serves one reader at a time, so detach that one (Ctrl+D) first.`)
-    }
-    const releaseDir = supervisor.releaseDir(app, release)
-    const erts = fs.readdirSync(releaseDir).find((f) => f.startsWith('erts-'))
-    const toErl = erts ? path.join(releaseDir, erts, 'bin', 'to_erl') : 'to_erl'
-    return new ConsoleHub({ app, toErl, pipeDir, cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, log, hangupGraceMs })
-  }
-
   /** The row, the recording and a sink that tees output into the recording and completes both at exit. */
   private begin(app: string, kind: SessionKind, who: Opener, release: string, size: TerminalSize, sink: TerminalSink): { entry: Live; tee: TerminalSink } {
     const { paths, log, events, recordingMaxBytes, tokenWatch } = this.deps
@@ -380,7 +353,7 @@ export class SessionManager {
             void entry.handle?.close(end.reason)
           })
         : () => {}
-    const id = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`
+    const id = sessionId()
     const rel = `sessions/${id}.cast`
     let recorder: Recorder | null = null
     try {
@@ -460,33 +433,6 @@ export class SessionManager {
         log.warn({ app, session: r.id, err }, 'could not remove an old session recording')
       }
     }
-  }
-
-  /**
-   * One expression through the release's rpc command on the running node, audited (the expression,
-   * truncated; never its output, which may hold data). A failure is an answer, not an error: `code` is
-   * non-zero and `error` says why, also when the command exited 0 but answered {badrpc, …} (relx).
-   */
-  async rpc(app: string, expr: string, timeoutMs: number, actor: string | null): Promise<RpcResult> {
-    const { paths, supervisor, apps, events } = this.deps
-    // Before anything runs: a NUL would make spawn fail with the whole expression in its error (and the log).
-    checkArgument(expr, 'expr')
-    const current = await currentReleaseId(paths, app)
-    if (!current || !supervisor.isUp(app)) throw problem('NODE_NOT_RUNNING', `The node of "${app}" is not running; start it (POST /v1/apps/${app}/start) first.`)
-    const settings = apps.settings(app)
-    // From the running node's release, like a console: `current` moves first in a deploy, and each build has
-    // its own cookie, so the new release's bin/APP cannot reach the old node until the restart.
-    const release = supervisor.status(app).release ?? current
-    const command = supervisor.commandFor(app, release, settings, 'rpc')
-    // Never on the command line (D11): rpc-expr.ts.
-    const r = await withExpressionFile(paths, supervisor.kindOf(app, release), expr, (arg) => supervisor.command(app, release, command, [arg], timeoutMs))
-    let error: string | null = null
-    if (r.timedOut) error = `bin/${supervisor.binName(app, release)} ${command} did not answer within ${timeoutMs} ms and was killed`
-    else if (r.code !== 0) error = `bin/${supervisor.binName(app, release)} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, release, settings, 'rpc')}`
-    else error = failedAnswer(r.output)
-    const code = r.code === 0 && error ? 1 : r.code
-    events?.record({ app, actor, action: 'rpc', outcome: error ? 'error' : 'ok', detail: { expr: expr.slice(0, 500), code, timedOut: r.timedOut } })
-    return { ...r, code, error }
   }
 
   private withLive(r: SessionRecord): SessionInfo {

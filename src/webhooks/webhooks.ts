@@ -14,6 +14,7 @@ import { problem } from '../errors.js'
 import { APP_NAME } from '../paths.js'
 import { now, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
+import { deliveryId, webhookId } from '../store/ids.js'
 import { FailureLog, FAILURE_LOG_INTERVAL_MS } from './failure-log.js'
 import { redactUrl } from './redact.js'
 import { checkedLookup, DeliveryError, literalHost, privateKind, TargetRefused } from './targets.js'
@@ -118,7 +119,7 @@ export class Webhooks {
       throw problem('TOO_MANY_WEBHOOKS', `${app === null ? 'There are' : `"${app}" has`} ${count} webhooks${app === null ? ' for every app' : ''}, the most allowed (BERTH_MAX_WEBHOOKS_PER_APP); delete one first.`, { limit: this.opts.maxPerApp })
     }
     const events = input.events && input.events.length > 0 ? input.events : DEFAULT_EVENTS
-    const webhook: Webhook = { id: crypto.randomBytes(6).toString('hex'), app, url: u.toString(), events, createdAt: now() }
+    const webhook: Webhook = { id: webhookId(), app, url: u.toString(), events, createdAt: now() }
     const secret = crypto.randomBytes(24).toString('base64url')
     this.db.prepare('INSERT INTO webhooks (id, app, url, secret, events, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(webhook.id, webhook.app, webhook.url, secret, events.join(','), webhook.createdAt)
     // The audit trail is readable with the read scope: credentials and tokens in the URL stay out of it.
@@ -176,7 +177,7 @@ export class Webhooks {
     if (hooks.length === 0) return
     const insert = this.db.prepare('INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
     for (const h of hooks) {
-      const id = crypto.randomBytes(8).toString('hex')
+      const id = deliveryId()
       insert.run(id, h.id, action, JSON.stringify({ id, event: action, ...payload }), 'pending', Date.now(), now())
     }
     this.pump()

@@ -71,7 +71,7 @@ export default async function consoleRoutes(app: FastifyInstance, ctx: RouteCont
   ctx.route(app, 'rpc', async (request) => {
     const { app: name } = request.params
     requireApp(releases, name)
-    const r = await sessions.rpc(name, request.body.expr, request.body.timeoutMs ?? 30_000, actor(request))
+    const r = await services.rpc.run(name, request.body.expr, request.body.timeoutMs ?? 30_000, actor(request))
     return { code: r.code, error: r.error, output: r.output, timedOut: r.timedOut, ms: r.ms }
   })
 
