@@ -11,7 +11,7 @@ import type { AppStore } from '../apps/store.js'
 import { isBerthError, problem, StepFailed } from '../errors.js'
 import { deleteRelease } from '../intake/cleanup.js'
 import { SLOTS, type Paths } from '../paths.js'
-import { freeLoopbackPort, type ProxyControl } from '../proxy/proxy.js'
+import type { ProxyControl } from '../proxy/proxy.js'
 import { ectoMigrations, findMigrationModule } from '../releases/content.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
@@ -313,7 +313,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
     const proxy = this.deps.proxy!
     const live = instances.liveInstance(d.app)
     if (!live || this.startPath(d.app, settings) !== 'beside-live') {
-      const inst: InstanceSpec = { slot: live?.slot ?? 'a', port: await freeLoopbackPort() }
+      const slot = live?.slot ?? 'a'
+      const inst: InstanceSpec = { slot, port: await instances.allocatePort(d.app, slot) }
       await this.step(d, 'starting', signal, async () => {
         const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
         if (forced) d.warnings.push(forced)
@@ -328,7 +329,8 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       d.state = 'succeeded'
       return
     }
-    const inst: InstanceSpec = { slot: SLOTS.find((s) => s !== live.slot)!, port: await freeLoopbackPort() }
+    const slot = SLOTS.find((s) => s !== live.slot)!
+    const inst: InstanceSpec = { slot, port: await instances.allocatePort(d.app, slot) }
     this.sideBySide.add(d.id)
     await this.step(d, 'starting', signal, async () => {
       // A second instance left behind (berth died mid-deploy and recovery could not stop it) is not kept.

@@ -10,7 +10,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { sleep } from '../supervision/proc.js'
+import { sleep } from '../process/proc.js'
 import { checkSize, formatIdle, IdleTimer, LOW_WATER_MARK, HIGH_WATER_MARK, TerminalSession, type TerminalSink } from './terminal.js'
 
 const CTRL_C = 0x03

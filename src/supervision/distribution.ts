@@ -11,14 +11,8 @@ import { problem } from '../errors.js'
 import type { Paths, Slot } from '../paths.js'
 import type { ReleaseKind } from '../releases/kinds.js'
 
-/**
- * An instance's node name. App names are valid node-name heads as they are (letters, digits, `_`, `-`) and
- * never contain "--" (paths.ts APP_NAME), so `APP--SLOT` can be no other app's name, nor another app's
- * instance's: two apps, or two slots of one, never share a node name.
- */
-export function nodeName(app: string, slot: Slot | null): string {
-  return slot ? `${app}--${slot}` : app
-}
+/** Node names are slot state: instances/names.ts owns them. */
+export { nodeName } from '../instances/names.js'
 
 /** The key an instance's port is recorded under: the proxy-off node, or one slot of a proxied app. */
 function portKey(app: string, slot: Slot | null): string {
