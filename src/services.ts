@@ -50,6 +50,8 @@ export interface Services {
   vault: EnvVault
   deployments: DeploymentStore
   supervisor: Supervisor
+  /** Slot state: which instance of each proxied app is live, which standby, their ports, the proxy's route. */
+  instances: Instances
   /** The haproxy of each app with the proxy setting (zero-downtime deploys). */
   proxy: ProxyManager
   deployer: Deployer
@@ -151,6 +153,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     vault,
     deployments,
     supervisor,
+    instances,
     proxy,
     deployer,
     config,
