@@ -108,7 +108,7 @@ export const OPTIONS = [
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
   { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
   { env: 'BERTH_DIST_PORTS', flag: 'dist-ports', help: 'FIRST-LAST: distribution ports of the nodes berth runs, one per node and slot (default 4370-4469)' },
-  { env: 'BERTH_INSTANCE_PORTS', flag: 'instance-ports', help: 'FIRST-LAST: private loopback ports (PORT) of proxied apps\' instances, one per slot (default 4500-4899)' },
+  { env: 'BERTH_INSTANCE_PORTS', flag: 'instance-ports', help: 'FIRST-LAST: private loopback ports (PORT) of proxied apps\' instances, one per slot (default 20000-23999)' },
   { env: 'BERTH_PUBLIC_URL', flag: 'public-url', help: "URL(s) operators open berth at, comma separated (default: the listen address); a console page's Origin must match" },
   { env: 'BERTH_ALLOWED_ORIGINS', flag: 'allowed-origins', help: 'other page origins that may open consoles, comma separated' },
   { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
@@ -250,7 +250,9 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     distPorts: parsePortRange(get('BERTH_DIST_PORTS') || '4370-4469'),
-    instancePorts: parsePortRange(get('BERTH_INSTANCE_PORTS') || '4500-4899', 'BERTH_INSTANCE_PORTS', '4500-4899'),
+    // Below Linux's ephemeral range (32768-60999), so that no outgoing connection's local port sits on one, and
+    // wide, so that agents sharing a host (each starting at its own offset) rarely try one port at once.
+    instancePorts: parsePortRange(get('BERTH_INSTANCE_PORTS') || '20000-23999', 'BERTH_INSTANCE_PORTS', '20000-23999'),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
     haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
     envKeyFile: get('BERTH_ENV_KEY_FILE') ? path.resolve(cwd, get('BERTH_ENV_KEY_FILE')!) : null,
