@@ -2,29 +2,15 @@
 // (BERTH_INSTANCE_PORTS), recorded in berth.db, never given to two slots, and checked free on that very port.
 
 import crypto from 'node:crypto'
-import net from 'node:net'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import type { Slot } from '../paths.js'
+import { canListen } from '../process/listen.js'
 import type { InstanceRows } from './rows.js'
 
 export interface PortRange {
   first: number
   last: number
-}
-
-/**
- * Whether `port` can be listened on now, tried on that exact port: asking the kernel for any port (0) and
- * closing it again is a race another program wins. Not SO_REUSEADDR-shared (exclusive), on loopback, where
- * the instance will listen.
- */
-export function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.once('error', () => resolve(false))
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)))
-  })
 }
 
 export class InstancePorts {

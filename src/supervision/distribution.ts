@@ -4,11 +4,11 @@
 
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import type { Paths, Slot } from '../paths.js'
+import { canListen } from '../process/listen.js'
 import type { ReleaseKind } from '../releases/kinds.js'
 
 /** Node names are slot state: instances/names.ts owns them. */
@@ -22,14 +22,6 @@ function portKey(app: string, slot: Slot | null): string {
 export interface PortRange {
   first: number
   last: number
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer()
-    srv.once('error', () => resolve(false))
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)))
-  })
 }
 
 /**
