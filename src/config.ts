@@ -53,6 +53,8 @@ export interface Config {
   epmdPort: number
   /** The ports nodes listen on for distribution, one per instance (no epmd); see supervision/distribution.ts. */
   distPorts: { first: number; last: number }
+  /** The private loopback ports of proxied apps' instances (their PORT), one per slot; see instances/ports.ts. */
+  instancePorts: { first: number; last: number }
   webhookBackoffMs: number
   /** One webhook delivery attempt at most this long (connect to status line). */
   webhookTimeoutMs: number
@@ -106,6 +108,7 @@ export const OPTIONS = [
   { env: 'BERTH_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', help: 'time in-flight uploads get on shutdown (default 10000)' },
   { env: 'BERTH_EPMD_PORT', flag: 'epmd-port', help: 'epmd port of the nodes berth runs (default 4369)' },
   { env: 'BERTH_DIST_PORTS', flag: 'dist-ports', help: 'FIRST-LAST: distribution ports of the nodes berth runs, one per node and slot (default 4370-4469)' },
+  { env: 'BERTH_INSTANCE_PORTS', flag: 'instance-ports', help: 'FIRST-LAST: private loopback ports (PORT) of proxied apps\' instances, one per slot (default 20000-23999)' },
   { env: 'BERTH_PUBLIC_URL', flag: 'public-url', help: "URL(s) operators open berth at, comma separated (default: the listen address); a console page's Origin must match" },
   { env: 'BERTH_ALLOWED_ORIGINS', flag: 'allowed-origins', help: 'other page origins that may open consoles, comma separated' },
   { env: 'BERTH_CONSOLE_IDLE_MS', flag: 'console-idle-ms', help: 'close console sessions idle this long (default 900000)' },
@@ -168,11 +171,11 @@ function parseOrigins(name: string, raw: string | undefined): string[] {
   return [...new Set(out)]
 }
 
-function parsePortRange(raw: string): Config['distPorts'] {
+function parsePortRange(raw: string, name = 'BERTH_DIST_PORTS', example = '4370-4469'): Config['distPorts'] {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(raw)
   const first = Number(m?.[1])
   const last = Number(m?.[2])
-  if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`BERTH_DIST_PORTS must be FIRST-LAST, ports from 1024 to 65535 (e.g. 4370-4469), got "${raw}"`)
+  if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`${name} must be FIRST-LAST, ports from 1024 to 65535 (e.g. ${example}), got "${raw}"`)
   return { first, last }
 }
 
@@ -247,6 +250,9 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
     shutdownGraceMs: num('BERTH_SHUTDOWN_GRACE_MS', 10_000, 0),
     epmdPort: num('BERTH_EPMD_PORT', 4369, 1, 65535),
     distPorts: parsePortRange(get('BERTH_DIST_PORTS') || '4370-4469'),
+    // Below Linux's ephemeral range (32768-60999), so that no outgoing connection's local port sits on one, and
+    // wide, so that agents sharing a host (each starting at its own offset) rarely try one port at once.
+    instancePorts: parsePortRange(get('BERTH_INSTANCE_PORTS') || '20000-23999', 'BERTH_INSTANCE_PORTS', '20000-23999'),
     testStepPause: parseStepPause(env.BERTH_TEST_STEP_PAUSE),
     haproxy: path.resolve(cwd, get('BERTH_HAPROXY') || '/usr/sbin/haproxy'),
     envKeyFile: get('BERTH_ENV_KEY_FILE') ? path.resolve(cwd, get('BERTH_ENV_KEY_FILE')!) : null,

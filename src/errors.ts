@@ -55,6 +55,7 @@ export const catalogue = {
   NODE_STOP_FAILED: [500, 'The node did not stop'],
   COMMAND_UNSUPPORTED: [409, 'This kind of release has no command for that'],
   DIST_PORTS_EXHAUSTED: [503, 'No distribution port of BERTH_DIST_PORTS is free'],
+  INSTANCE_PORTS_EXHAUSTED: [503, 'No instance port of BERTH_INSTANCE_PORTS is free'],
   ABORTED: [503, 'The work was aborted because berth is shutting down'],
 
   // the proxy (zero-downtime deploys): haproxy in front of the app's instances

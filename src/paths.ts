@@ -22,7 +22,7 @@ export class Paths {
   get uploads(): string { return path.join(this.dataDir, 'uploads') }
   get apps(): string { return path.join(this.dataDir, 'apps') }
   get initialAdminToken(): string { return path.join(this.dataDir, 'initial-admin-token') }
-  /** Records of the one-shot commands (eval, rpc, ...) running now; see supervision/ledger.ts. */
+  /** Records of the one-shot commands (eval, rpc, ...) running now; see process/ledger.ts. */
   get run(): string { return path.join(this.dataDir, 'run') }
 
   app(app: string): string { return path.join(this.apps, checkApp(app)) }

@@ -13,6 +13,7 @@ import { Deployer } from './deploy/deployer.js'
 import { problem } from './errors.js'
 import { writeNewFile } from './fsutil.js'
 import { sweepDebris } from './intake/cleanup.js'
+import { Instances } from './instances/instances.js'
 import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
@@ -50,6 +51,8 @@ export interface Services {
   vault: EnvVault
   deployments: DeploymentStore
   supervisor: Supervisor
+  /** Slot state: which instance of each proxied app is live, which standby, their ports, the proxy's route. */
+  instances: Instances
   /** The haproxy of each app with the proxy setting (zero-downtime deploys). */
   proxy: ProxyManager
   deployer: Deployer
@@ -124,9 +127,11 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     return r?.kind ?? detectKind(paths.release(app, id), releaseName(paths.release(app, id), app), r?.version ?? '')
   }
   const distPorts = new DistPorts(paths, config.distPorts, log)
-  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts })
+  // The one owner of slot state (live and standby instances, their ports, the proxy's route): asked by all.
+  const instances = new Instances({ db, paths, log, ports: config.instancePorts })
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
-  const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy })
+  const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
@@ -153,6 +158,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     vault,
     deployments,
     supervisor,
+    instances,
     proxy,
     deployer,
     config,

@@ -1,12 +1,13 @@
-// Per-app settings, environment and supervised-node records, and the audit of changes to them. The
-// environment holds secrets: callers get values only to build a child's environment; users see names.
+// Per-app settings and environment, and the audit of changes to them. The environment holds secrets:
+// callers get values only to build a child's environment; users see names. (Node rows: instances/.)
 // The values are sealed at rest by secrets/env-vault.ts.
 // Settings are also copied to apps/APP/settings.json, so that a lost berth.db does not change how deploys run.
 
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
-import type { Paths, Slot } from '../paths.js'
+import { InstanceRows, type NodeRecord, type StandbyRecord } from '../instances/rows.js'
+import type { Paths } from '../paths.js'
 import type { EnvVault } from '../secrets/env-vault.js'
 import { deepFreeze, RowCache, type Database } from '../store/db.js'
 import type { EventStore } from '../store/events.js'
@@ -16,32 +17,8 @@ import { checkEnvSize, validateEnv, validateEnvChange } from './env.js'
 import { writeSettingsFile } from './settings-file.js'
 import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
-export interface NodeRecord {
-  app: string
-  releaseId: string
-  pid: number | null
-  startTicks: number | null
-  desired: 'running' | 'stopped'
-  startedAt: string | null
-  restarts: number
-  lastExit: string | null
-  /** With the proxy on: the live instance's slot and private port; null (or absent) with the proxy off. */
-  slot?: Slot | null
-  port?: number | null
-}
-
-/** A proxied app's second instance: starting before the switch, or draining after it. */
-export interface StandbyRecord {
-  app: string
-  slot: Slot
-  port: number
-  releaseId: string
-  pid: number | null
-  startTicks: number | null
-  role: 'starting' | 'draining'
-  startedAt: string | null
-  drainUntil: string | null
-}
+// Node rows are slot state, owned by instances/: the types and methods here pass through for older callers.
+export type { NodeRecord, StandbyRecord } from '../instances/rows.js'
 
 export class AppStore {
   /** Per app, the last write of its settings.json: writes run one after another, each with the latest row. */
@@ -51,7 +28,8 @@ export class AppStore {
    * generation()): every GET of an app's status needs both, and merging the settings validates every field.
    */
   private readonly settingsOf: RowCache<string, AppSettings>
-  private readonly nodeOf: RowCache<string, Readonly<NodeRecord> | null>
+  /** The node rows' owner; the methods below that read or write them pass through to it. */
+  private readonly instanceRows: InstanceRows
 
   constructor(
     private readonly db: Database,
@@ -62,7 +40,7 @@ export class AppStore {
     private readonly vault: EnvVault | null = null,
   ) {
     this.settingsOf = new RowCache(db)
-    this.nodeOf = new RowCache(db)
+    this.instanceRows = new InstanceRows(db)
   }
 
   /** The app's settings over the defaults; frozen (shared between callers). */
@@ -195,87 +173,21 @@ export class AppStore {
     return result
   }
 
-  /** The node row; frozen (shared between callers). */
+  /** The node row (instances/rows.ts); frozen (shared between callers). */
   node(app: string): Readonly<NodeRecord> | null {
-    return this.nodeOf.get(app, () => this.readNode(app))
-  }
-
-  private readNode(app: string): Readonly<NodeRecord> | null {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE app = ?').get(app) as Record<string, unknown> | undefined
-    if (!r) return null
-    return deepFreeze({
-      app: r.app as string,
-      releaseId: r.release_id as string,
-      pid: r.pid as number | null,
-      startTicks: r.start_ticks as number | null,
-      desired: r.desired as NodeRecord['desired'],
-      startedAt: r.started_at as string | null,
-      restarts: r.restarts as number,
-      lastExit: r.last_exit as string | null,
-      slot: (r.slot as Slot | null) ?? null,
-      port: (r.port as number | null) ?? null,
-    })
+    return this.instanceRows.node(app)
   }
 
   nodes(): Readonly<NodeRecord>[] {
-    return (this.db.prepare('SELECT app FROM nodes').all() as { app: string }[]).map((r) => this.node(r.app)!)
+    return this.instanceRows.nodes()
   }
 
   saveNode(n: NodeRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO nodes (app, release_id, pid, start_ticks, desired, started_at, restarts, last_exit, slot, port)
-         VALUES (@app, @releaseId, @pid, @startTicks, @desired, @startedAt, @restarts, @lastExit, @slot, @port)
-         ON CONFLICT(app) DO UPDATE SET release_id = @releaseId, pid = @pid, start_ticks = @startTicks, desired = @desired,
-           started_at = @startedAt, restarts = @restarts, last_exit = @lastExit, slot = @slot, port = @port`,
-      )
-      .run({ ...n, slot: n.slot ?? null, port: n.port ?? null })
+    this.instanceRows.saveNode(n)
   }
 
+  /** The app's second instance (instances/rows.ts). */
   standby(app: string): StandbyRecord | null {
-    const r = this.db.prepare('SELECT * FROM instances WHERE app = ?').get(app) as Record<string, unknown> | undefined
-    if (!r) return null
-    return {
-      app: r.app as string,
-      slot: r.slot as Slot,
-      port: r.port as number,
-      releaseId: r.release_id as string,
-      pid: r.pid as number | null,
-      startTicks: r.start_ticks as number | null,
-      role: r.role as StandbyRecord['role'],
-      startedAt: r.started_at as string | null,
-      drainUntil: r.drain_until as string | null,
-    }
-  }
-
-  standbys(): StandbyRecord[] {
-    return (this.db.prepare('SELECT app FROM instances').all() as { app: string }[]).map((r) => this.standby(r.app)!)
-  }
-
-  saveStandby(s: StandbyRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO instances (app, slot, port, release_id, pid, start_ticks, role, started_at, drain_until)
-         VALUES (@app, @slot, @port, @releaseId, @pid, @startTicks, @role, @startedAt, @drainUntil)
-         ON CONFLICT(app) DO UPDATE SET slot = @slot, port = @port, release_id = @releaseId, pid = @pid, start_ticks = @startTicks,
-           role = @role, started_at = @startedAt, drain_until = @drainUntil`,
-      )
-      .run(s)
-  }
-
-  deleteStandby(app: string): void {
-    this.db.prepare('DELETE FROM instances WHERE app = ?').run(app)
-  }
-
-  /**
-   * The switch, in one transaction: the standby becomes the live instance (the nodes row) and the old live
-   * one, when there is one, becomes the standby that drains until `drainUntil`.
-   */
-  promote(app: string, live: NodeRecord, draining: StandbyRecord | null): void {
-    this.db.transaction(() => {
-      this.saveNode(live)
-      if (draining) this.saveStandby(draining)
-      else this.deleteStandby(app)
-    }).immediate()
+    return this.instanceRows.standby(app)
   }
 }

@@ -3,7 +3,7 @@
 
 import type { AppSettings } from '../apps/settings.js'
 import { SLOTS, type Paths } from '../paths.js'
-import { freeLoopbackPort, type ProxyControl } from '../proxy/proxy.js'
+import type { ProxyControl } from '../proxy/proxy.js'
 import { switchCurrent } from '../releases/current.js'
 import type { Deployment, DeploymentStore } from '../store/deployments.js'
 import type { HealthMonitor } from '../supervision/health.js'
@@ -64,7 +64,8 @@ export class ProxiedStart {
     const proxy = this.deps.proxy!
     const live = instances.liveInstance(d.app)
     if (!live || this.startPath(d.app, settings) !== 'beside-live') {
-      const inst: InstanceSpec = { slot: live?.slot ?? 'a', port: await freeLoopbackPort() }
+      const slot = live?.slot ?? 'a'
+      const inst: InstanceSpec = { slot, port: await instances.allocatePort(d.app, slot) }
       await runStep(this.deps, d, 'starting', signal, async () => {
         const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
         if (forced) d.warnings.push(forced)
@@ -79,7 +80,8 @@ export class ProxiedStart {
       succeed(d)
       return
     }
-    const inst: InstanceSpec = { slot: SLOTS.find((s) => s !== live.slot)!, port: await freeLoopbackPort() }
+    const slot = SLOTS.find((s) => s !== live.slot)!
+    const inst: InstanceSpec = { slot, port: await instances.allocatePort(d.app, slot) }
     this.sideBySide.add(d.id)
     await runStep(this.deps, d, 'starting', signal, async () => {
       // A second instance left behind (berth died mid-deploy and recovery could not stop it) is not kept.

@@ -77,6 +77,17 @@ export function renderConfig(c: ConfigInput): string {
 }
 
 /**
+ * The live slot a config from renderConfig names: its one enabled server. What a restarted haproxy routes to,
+ * for instances/recovery.ts when berth.db has lost the route.
+ */
+export function liveInConfig(config: string): SlotTarget | null {
+  for (const m of config.matchAll(/^ {2}server (\w+) 127\.0\.0\.1:(\d+)( disabled)?$/gm)) {
+    if (!m[3] && (SLOTS as readonly string[]).includes(m[1]!)) return { slot: m[1] as Slot, port: Number(m[2]) }
+  }
+  return null
+}
+
+/**
  * One runtime API exchange: haproxy answers a command (or `;`-separated commands) and closes the connection.
  * Fails with PROXY_UNREACHABLE when the socket does not answer within timeoutMs.
  */

@@ -2,18 +2,18 @@
 // so berth's SIGTERM or kill -9 never reaches it), re-adopted at berth's start from its pid record, restarted
 // when it dies, and switched between instance slots through its runtime socket, without a reload. A new
 // listen address gets a new haproxy beside the old one, which finishes its connections and exits.
+// Which slot it routes to is not kept here: the instances module owns it (ProxyDeps.routes).
 
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import { replaceFileSync } from '../fsutil.js'
 import type { Paths, Slot } from '../paths.js'
 import type { EventStore } from '../store/events.js'
-import { isSameProcess, procInfo, signal, sleep, waitUntil } from '../supervision/proc.js'
+import { isSameProcess, procInfo, signal, sleep, waitUntil } from '../process/proc.js'
 import { BACKEND, checkSilent, parseSessions, renderConfig, runtimeCommand, switchCommands, type SlotTarget } from './haproxy.js'
 
 export interface ProxyDeps {
@@ -26,14 +26,24 @@ export interface ProxyDeps {
   watchMs?: number
   /** haproxy's own output is cut back to nothing past this size (it logs warnings only). */
   logMaxBytes?: number
+  /** What each app's proxy routes to (instances/instances.ts): read at every (re)start, written before every switch. */
+  routes: ProxyRoutes
 }
 
-/** What berth keeps of a running proxy in apps/APP/proxy/state.json: enough to find it again after a restart. */
+/** The route's owner, as the proxy needs it. */
+export interface ProxyRoutes {
+  routed(app: string): SlotTarget | null
+  route(app: string, to: SlotTarget | null): void
+}
+
+/**
+ * What berth keeps of a running proxy process in apps/APP/proxy/state.json: enough to find it again after a
+ * restart. (A berth from before routes were in berth.db wrote `live` here too; it is dropped when read.)
+ */
 interface ProxyRecord {
   pid: number
   startTicks: number
   listen: string
-  live: SlotTarget | null
   startedAt: string
   restarts: number
   lastExit: string | null
@@ -122,11 +132,6 @@ export class ProxyManager {
     return { listen: r.listen, state: up ? 'running' : 'down', pid: up ? r.pid : null, startedAt: up ? r.startedAt : null, restarts: r.restarts, lastExit: r.lastExit }
   }
 
-  /** The slot the proxy sends new connections to, as berth last set it. */
-  liveSlot(app: string): SlotTarget | null {
-    return (this.procs.get(app) ?? this.readRecord(app))?.live ?? null
-  }
-
   isRunning(app: string): boolean {
     const r = this.procs.get(app)
     return !!r && isSameProcess(r.pid, r.startTicks)
@@ -144,7 +149,7 @@ export class ProxyManager {
     const drainMs = target.drainTimeoutMs
     if (r && isSameProcess(r.pid, r.startTicks) && r.listen !== target.listen) {
       const old = r
-      r = await this.start(app, target.listen, live ?? old.live, { ...old, drainMs })
+      r = await this.start(app, target.listen, live, { ...old, drainMs })
       this.retire(app, old, drainMs)
     } else if (r && !isSameProcess(r.pid, r.startTicks)) {
       r = await this.start(app, target.listen, live, { ...r, drainMs })
@@ -191,10 +196,10 @@ export class ProxyManager {
   async switchTo(app: string, to: SlotTarget): Promise<void> {
     const r = this.procs.get(app)
     if (!r) throw problem('PROXY_UNREACHABLE', `The proxy of "${app}" is not running.`)
-    // The config first: a haproxy that dies right after the switch comes back pointing at `to`.
-    r.live = to
-    this.writeConfig(app, r)
-    this.writeRecord(app, r)
+    // The route, then the config: a haproxy that dies right after the switch comes back pointing at `to`, and a
+    // berth killed before the runtime switch has its nodes row (still the old instance) win at its start.
+    this.deps.routes.route(app, to)
+    this.writeConfig(app, r, to)
     for (const c of switchCommands(to)) checkSilent(c, await runtimeCommand(this.socketOf(app, r), c, RUNTIME_TIMEOUT_MS))
   }
 
@@ -243,6 +248,7 @@ export class ProxyManager {
     await this.endRetiring(app)
     this.procs.delete(app)
     fs.rmSync(path.join(this.dir(app), 'state.json'), { force: true })
+    this.deps.routes.route(app, null)
     this.deps.log.info({ app }, 'proxy stopped')
   }
 
@@ -269,7 +275,8 @@ export class ProxyManager {
   private readRecord(app: string): ProxyRecord | null {
     if (this.noRecord.has(app)) return null
     try {
-      return JSON.parse(fs.readFileSync(path.join(this.dir(app), 'state.json'), 'utf8')) as ProxyRecord
+      const { live: _routedBefore, ...r } = JSON.parse(fs.readFileSync(path.join(this.dir(app), 'state.json'), 'utf8')) as ProxyRecord & { live?: unknown }
+      return r
     } catch {
       this.noRecord.add(app)
       return null
@@ -282,9 +289,9 @@ export class ProxyManager {
     replaceFileSync(path.join(this.dir(app), 'state.json'), JSON.stringify(r), 0o640)
   }
 
-  private writeConfig(app: string, r: ProxyRecord): string {
+  private writeConfig(app: string, r: ProxyRecord, live: SlotTarget | null): string {
     const file = path.join(this.dir(app), 'haproxy.cfg')
-    replaceFileSync(file, renderConfig({ listen: r.listen, socket: this.socketOf(app, r), live: r.live, hardStopAfterMs: r.drainMs ?? DEFAULT_DRAIN_MS }), 0o640)
+    replaceFileSync(file, renderConfig({ listen: r.listen, socket: this.socketOf(app, r), live, hardStopAfterMs: r.drainMs ?? DEFAULT_DRAIN_MS }), 0o640)
     return file
   }
 
@@ -296,14 +303,14 @@ export class ProxyManager {
       pid: 0,
       startTicks: 0,
       listen,
-      live: live ?? prev.live ?? null,
       startedAt: new Date().toISOString(),
       restarts: prev.restarts ?? 0,
       lastExit: prev.lastExit ?? null,
       socket: `admin-${crypto.randomBytes(4).toString('hex')}.sock`,
       drainMs: prev.drainMs ?? DEFAULT_DRAIN_MS,
     }
-    const cfg = this.writeConfig(app, r)
+    // Where it sends connections: where it is told to, else the route berth last set (a restart after a death).
+    const cfg = this.writeConfig(app, r, live ?? this.deps.routes.routed(app))
     const socket = this.socketOf(app, r)
     this.capLog(app)
     const out = fs.openSync(this.logFile(app), 'a', 0o640)
@@ -365,7 +372,7 @@ export class ProxyManager {
       this.deps.log.warn({ app, proxyPid: r.pid }, 'proxy died: starting it again')
       this.deps.events.record({ app, actor: 'berth', action: 'proxy.exit', outcome: 'error', detail: { pid: r.pid } })
       try {
-        await this.start(app, r.listen, r.live, { ...r, restarts: r.restarts + 1, lastExit: why })
+        await this.start(app, r.listen, null, { ...r, restarts: r.restarts + 1, lastExit: why })
       } catch (err) {
         this.deps.log.error({ app, err }, 'could not restart the proxy')
         Object.assign(r, { restarts: r.restarts + 1, lastExit: why })
@@ -436,16 +443,3 @@ function isHaproxy(pid: number, bin: string): boolean {
 
 /** What the deployer needs of the proxy: the seam between deploy and the haproxy processes. */
 export type ProxyControl = Pick<ProxyManager, 'ensure' | 'switchTo' | 'drain' | 'stop' | 'status' | 'adopt' | 'isRunning'>
-
-/** A free port on loopback for a new instance (the kernel picks it; the instance binds it a moment later). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', (err) => reject(problem('INTERNAL', `no free loopback port for a new instance: ${err.message}`)))
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}

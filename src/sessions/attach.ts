@@ -12,7 +12,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import type { Paths } from '../paths.js'
-import { sleep } from '../supervision/proc.js'
+import { sleep } from '../process/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
 import { checkSize, formatIdle, IdleTimer, LOW_WATER_MARK, HIGH_WATER_MARK, TerminalSession, type TerminalSink } from './terminal.js'
 

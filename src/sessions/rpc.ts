@@ -8,7 +8,7 @@ import type { Paths } from '../paths.js'
 import { currentReleaseId } from '../releases/current.js'
 import { failedAnswer } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
-import type { CommandResult } from '../supervision/proc.js'
+import type { CommandResult } from '../process/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
 import { sweepExpressionFiles, withExpressionFile } from './rpc-expr.js'
 

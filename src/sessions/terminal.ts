@@ -5,7 +5,7 @@
 import pty from 'node-pty'
 import { problem, type BerthError } from '../errors.js'
 import { ptyInput, type PtyInput } from './pty-input.js'
-import { descendants, isSameProcess, procInfo, signal, signalGroup, sleep, type ProcInfo } from '../supervision/proc.js'
+import { descendants, isSameProcess, procInfo, signal, signalGroup, sleep, type ProcInfo } from '../process/proc.js'
 
 /** Where a terminal's output goes: the websocket adapter (and the recorder behind it) implement this. */
 export interface TerminalSink {

@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { atomName, parseTerms, Tuple } from '../releases/terms.js'
-import { sleep, type CommandResult } from './proc.js'
+import { sleep, type CommandResult } from '../process/proc.js'
 
 /**
  * The applications a release's boot script starts that must be running once it has booted: those of its .rel

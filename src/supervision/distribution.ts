@@ -4,21 +4,15 @@
 
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import type { Paths, Slot } from '../paths.js'
+import { canListen } from '../process/listen.js'
 import type { ReleaseKind } from '../releases/kinds.js'
 
-/**
- * An instance's node name. App names are valid node-name heads as they are (letters, digits, `_`, `-`) and
- * never contain "--" (paths.ts APP_NAME), so `APP--SLOT` can be no other app's name, nor another app's
- * instance's: two apps, or two slots of one, never share a node name.
- */
-export function nodeName(app: string, slot: Slot | null): string {
-  return slot ? `${app}--${slot}` : app
-}
+/** Node names are slot state: instances/names.ts owns them. */
+export { nodeName } from '../instances/names.js'
 
 /** The key an instance's port is recorded under: the proxy-off node, or one slot of a proxied app. */
 function portKey(app: string, slot: Slot | null): string {
@@ -28,14 +22,6 @@ function portKey(app: string, slot: Slot | null): string {
 export interface PortRange {
   first: number
   last: number
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer()
-    srv.once('error', () => resolve(false))
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)))
-  })
 }
 
 /**

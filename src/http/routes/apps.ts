@@ -148,7 +148,7 @@ function proxyView(services: Services, name: string, node: NodeStatus): ProxyVie
   const status = services.proxy.status(name)
   const settings = services.apps.settings(name)
   if (!status && !settings.proxy) return null
-  const liveInst = services.supervisor.liveInstance(name)
+  const liveInst = services.instances.live(name)
   const other = services.supervisor.standbyOf(name)
   const instance = (s: NonNullable<typeof other>) => ({ slot: s.slot, port: s.port, release: s.release, pid: s.pid, startedAt: s.startedAt })
   return {
