@@ -9,6 +9,7 @@ import { BerthError, problem } from '../errors.js'
 import { abortable, syncFilesystem } from '../fsutil.js'
 import { EntryRules, expansionProblem, skippedEntryProblem } from './entry-rules.js'
 import { compressionOf, GzipMember, isZeros, TarFramer } from './layers.js'
+import { dropWritten, writeAll } from './writev.js'
 
 export interface UnpackLimits {
   maxUnpackedBytes: number
@@ -430,17 +431,6 @@ export class SafeUnpacker {
     }
     this.madeDirs.add(rel)
   }
-}
-
-/** Writes every byte of `buffers` at the file's position: writev may write less than asked. */
-async function writeAll(fh: fs.FileHandle, buffers: Buffer[]): Promise<void> {
-  while (buffers.length > 0) dropWritten(buffers, (await fh.writev(buffers)).bytesWritten)
-}
-
-/** Removes the first `n` bytes a writev took from `buffers`, so that the next one writes the rest. */
-function dropWritten(buffers: Buffer[], n: number): void {
-  while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length
-  if (n > 0) buffers[0] = buffers[0]!.subarray(n)
 }
 
 function tarError(err: Error & { code?: string; tarCode?: string }): Error {

@@ -5,7 +5,6 @@
 // standby one: which slot each is in, and on which port, is the instances module's (src/instances/); this
 // class keeps only the process handle of each. How a node is run is node-runs.ts; processes are process/.
 
-import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore } from '../apps/store.js'
@@ -18,6 +17,7 @@ import { isSameProcess, type ProcInfo } from '../process/proc.js'
 import { beamUnder, escalateStop, killTree, spawnRunErl } from '../process/run-erl.js'
 import type { ReleaseKind } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
+import { bootId as newBootId } from '../store/ids.js'
 import { nodeName, type DistPorts } from './distribution.js'
 import { markedStartCommand } from './log-lines.js'
 import { NodeFacade } from './facade.js'
@@ -138,7 +138,7 @@ export class Supervisor extends NodeFacade {
   private async spawnNode(app: string, release: string, settings: AppSettings, inst: InstanceSpec | null, role: Handle['role']): Promise<Handle> {
     const dirs = this.runs.dirsOf(app, inst)
     this.runs.ensureAppDirs(app, inst)
-    const bootId = randomBytes(6).toString('hex')
+    const bootId = newBootId()
     // Its own distribution port, taken now (another program may hold the one it had): nodeEnv reads it.
     await this.deps.distPorts.claim(app, inst?.slot ?? null)
     const command = markedStartCommand({ id: bootId, at: new Date(), release }, `exec "${this.runs.script(app, release)}" ${this.runs.commandFor(app, release, settings, 'start')}`)
