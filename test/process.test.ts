@@ -28,6 +28,8 @@ test('escalateStop sends SIGKILL only to a tree that ignored SIGTERM', async () 
   assert.equal(await escalateStop(polite.pid, gone(polite), (sig) => sent.push(sig)), 'SIGTERM')
   assert.deepEqual(sent, ['SIGTERM'])
   const stubborn = shellTree("trap '' TERM; while :; do sleep 0.05; done")
+  // A sleep under the shell means it has run its trap: signalled sooner, the shell dies of the SIGTERM.
+  assert.ok(await waitUntil(() => descendants(stubborn.pid).length >= 1, 5000, 20))
   sent.length = 0
   assert.equal(await escalateStop(stubborn.pid, gone(stubborn), (sig) => sent.push(sig)), 'SIGKILL')
   assert.deepEqual(sent, ['SIGTERM', 'SIGKILL'])
