@@ -11,7 +11,7 @@ const SRC = path.join(REPO, 'src')
 
 /** Bottom to top; a module may import its own layer and those before it. Root files are named by basename. */
 export const LAYERS: string[][] = [
-  ['root', 'errors', 'paths', 'fsutil', 'config', 'log'],
+  ['root', 'errors', 'paths', 'fsutil', 'config', 'log', 'generated'],
   ['store'],
   ['auth', 'secrets'],
   ['apps', 'releases'],
