@@ -196,12 +196,14 @@ export function cyclePaths(nodes: string[], edges: Edge[]): string[] {
         chain.unshift(e)
         v = e.from
       }
-      // The same cycle found from another of its modules: write it once, rotated to its smallest module.
+      // The same cycle is found from each of its modules: write it once, starting at its smallest module.
       const ring = chain.map((e) => e.from)
-      const key = ring.map((_, i) => [...ring.slice(i), ...ring.slice(0, i)].join('>')).sort()[0]!
+      const first = ring.indexOf([...ring].sort()[0]!)
+      const rotated = [...chain.slice(first), ...chain.slice(0, first)]
+      const key = rotated.map((e) => e.from).join('>')
       if (seen.has(key)) continue
       seen.add(key)
-      lines.push([start, ...chain.map((e) => `${e.typeOnly ? '-type→' : '→'} ${e.to}`)].join(' '))
+      lines.push([rotated[0]!.from, ...rotated.map((e) => `${e.typeOnly ? '-type→' : '→'} ${e.to}`)].join(' '))
     }
   }
   return lines
