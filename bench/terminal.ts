@@ -17,7 +17,7 @@
 //   --json FILE     also write every run's raw figures (including every keystroke's round trip) as JSON
 //
 // Both sides run the same program: the fixture release's `bin/hello remote` (IEx connected to the running node
-// by distribution), in the same environment (supervisor.nodeEnv), working directory (paths.shared) and size
+// by distribution), in the same environment (supervisor.commandEnv), working directory (paths.shared) and size
 // (80x24). berth: a websocket client on GET /v1/apps/hello/remote (same options as `berth console`), berth
 // running in this process (startDaemon from dist/test/helpers). direct: node-pty.spawn in this process. So the
 // only difference is berth: the websocket hop both ways, the TerminalSession (flow control), the recorder tee.
@@ -337,12 +337,18 @@ async function openBerth(d: TestDaemon) {
   return term
 }
 
-/** The program both direct and floor run, as berth would run it; returns the pty and a close that reaps its tree. */
+/**
+ * The program both direct and floor run, as berth runs it for a remote session (SessionManager: the command
+ * commandFor picks, in the environment commandEnv gives a command, disposed when it ends); returns the pty and
+ * a close that reaps its tree.
+ */
 function spawnPty(d: TestDaemon) {
   const { supervisor, paths, apps } = d.server.services
   const release = supervisor.status(APP).release!
-  const file = path.join(supervisor.releaseDir(APP, release), 'bin', APP)
-  const p = pty.spawn(file, [apps.settings(APP).commands.remote ?? 'remote'] /* null: the Mix default */, { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null } as unknown as pty.IPtyForkOptions)
+  const file = path.join(supervisor.releaseDir(APP, release), 'bin', supervisor.binName(APP, release))
+  const run = supervisor.commandEnv(APP, release)
+  const p = pty.spawn(file, [supervisor.commandFor(APP, release, apps.settings(APP), 'remote')], { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: run.env, encoding: null } as unknown as pty.IPtyForkOptions)
+  p.onExit(() => run.dispose())
   const exited = new Promise<void>((resolve) => p.onExit(() => resolve()))
   const gone = new Promise<string>((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
   const close = async () => {
