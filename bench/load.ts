@@ -40,9 +40,9 @@
 //
 // Afterwards: every release listed must be byte-identical to a fresh `tar xzf` of the fixture (same paths, same
 // type, same sha256 of each file, same executable bits; reference computed once; berth's own
-// .berth-release.json at the top aside), have the sha256 and size of
-// bytes we sent, and every stored upload must be listed; apps/hello/releases holds exactly the listed
-// releases and uploads/ is empty; no console session stays active; the node still serves.
+// .berth-release.json at the top aside), have the sha256 and size of bytes we sent, and every stored upload
+// must be listed; apps/hello/releases holds exactly the listed releases and uploads/ is empty; no console
+// session stays active; the node still serves.
 // Exits 1 on any undefined status, console failure or failed check.
 // Cleanup: d.stop() (stops the node, kills leftovers, removes the data dir); also on Ctrl+C.
 
