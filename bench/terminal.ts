@@ -687,7 +687,11 @@ async function cleanup() {
   cleaning = (async () => {
     for (const t of opened) await t.close().catch(() => {})
     opened.clear()
-    if (floorServer) await new Promise((resolve) => floorServer!.close(resolve))
+    if (floorServer) {
+      // ws's close() waits for every connection to end: one a failed open left behind would hold it for ever.
+      for (const c of floorServer.clients) c.terminate()
+      await new Promise((resolve) => floorServer!.close(resolve))
+    }
     floorServer = null
     if (d) {
       const dir = d.dataDir
