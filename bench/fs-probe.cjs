@@ -1,7 +1,7 @@
 // Preload for the berth daemon that times its filesystem calls and the phases of each upload, without changing
 // src/. Used to find where an upload's time goes:
 //
-//   FS_PROBE_OUT=/tmp/probe.jsonl node bench/intake.mjs --node-options "--require ./bench/fs-probe.cjs" ...
+//   FS_PROBE_OUT=/tmp/probe.jsonl node dist/bench/intake.js --node-options "--require ./bench/fs-probe.cjs" ...
 //
 // Writes one JSON line per upload request (POST/PUT ... /releases) when its response finishes:
 //   phases (ms from the request's arrival): bodyEnd (last byte received), firstFile/lastWrite (file data),

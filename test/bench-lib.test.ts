@@ -1,4 +1,4 @@
-// bench/lib.mjs, the helpers the bench scripts share: statistics and option parsing on known inputs, and the
+// bench/lib.ts, the helpers the bench scripts share: statistics and option parsing on known inputs, and the
 // /proc, port, process-group and daemon helpers on real processes.
 
 import assert from 'node:assert/strict'
@@ -10,11 +10,12 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
-// The file the benches run, not a compiled copy: from dist/test/ that is two levels up.
-const libUrl = new URL('../../bench/lib.mjs', import.meta.url)
-const lib: typeof import('../bench/lib.mjs') = await import(libUrl.href)
+// The compiled harness the benches run (dist/bench/lib.js beside this dist/test/), as they import it.
+import * as lib from '../bench/lib.js'
+
 const { median, percentile, percentiles, mean, stddev, fmt, signed, mdTable, textTable, parseArgs, usageText, UsageError } = lib
-const BENCH = path.dirname(fileURLToPath(libUrl))
+// The compiled bench scripts: their help is the header comment tsc kept.
+const BENCH = fileURLToPath(new URL('../bench/', import.meta.url))
 
 const approx = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} ≉ ${b}`)
 
@@ -134,11 +135,11 @@ test("usageText is a script's header from its second line to the end of the opti
   fs.rmSync(dir, { recursive: true })
   // Each bench's help ends with its last option, and names every option the script reads.
   for (const name of ['deploy', 'intake', 'load', 'terminal']) {
-    const url = new URL(`file://${path.join(BENCH, `${name}.mjs`)}`).href
+    const url = new URL(`file://${path.join(BENCH, `${name}.js`)}`).href
     const help = usageText(url)
-    assert.match(help.split('\n').at(-1) ?? '', /^\s+--[a-z-]+/, `${name}.mjs help ends in its option list`)
+    assert.match(help.split('\n').at(-1) ?? '', /^\s+--[a-z-]+/, `${name}.js help ends in its option list`)
     const source = fs.readFileSync(fileURLToPath(url), 'utf8')
-    for (const flag of source.matchAll(/^\s+'(--[a-z-]+)': \{ key:/gm)) assert.ok(help.includes(flag[1]!), `${name}.mjs help mentions ${flag[1]}`)
+    for (const flag of source.matchAll(/^\s+'(--[a-z-]+)': \{ key:/gm)) assert.ok(help.includes(flag[1]!), `${name}.js help mentions ${flag[1]}`)
   }
 })
 

@@ -11,19 +11,24 @@ const SRC = path.join(REPO, 'src')
 
 /** Bottom to top; a module may import its own layer and those before it. Root files are named by basename. */
 export const LAYERS: string[][] = [
-  ['root', 'errors', 'paths', 'fsutil', 'config', 'log'],
+  ['root', 'errors', 'paths', 'fsutil', 'config', 'log', 'generated'],
   ['store'],
+  // OS processes; the per-app haproxy (which asks for its routes through an injected function); the slot
+  // state that owns those routes, and which reads a lost route back from haproxy's config.
+  ['process'],
+  ['proxy'],
+  ['instances'],
   ['auth', 'secrets'],
   ['apps', 'releases'],
   ['intake'],
   ['webhooks'],
-  ['supervision', 'proxy'],
+  ['supervision'],
   ['deploy'],
   ['fleet'],
   ['sessions'],
   ['services'],
   ['http'],
-  // The browser pages' code: it takes the API's types from http, and nothing imports it (it is bundled).
+  // The browser pages' code: it takes the API's types from generated, and nothing imports it (it is bundled).
   ['web'],
   ['cli'],
 ]

@@ -1,10 +1,10 @@
 // What every route module gets: the services, the API document, the auth limiter, and `route()`, which
-// registers an operation of openapi.yaml with its handler typed from the same document (api-types.ts).
+// registers an operation of openapi.yaml with its handler typed from the same document (generated/api-types.ts).
 
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteHandlerMethod } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { Services } from '../services.js'
-import type { operations } from './api-types.js'
+import type { operations } from '../generated/api-types.js'
 import type { FailureLimiter } from './auth.js'
 import type { ApiDocument } from './openapi.js'
 import type { StreamLimiter } from './streams.js'

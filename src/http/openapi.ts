@@ -13,7 +13,7 @@ export const OPENAPI_FILE = fromRoot('openapi.yaml')
  * openapi.yaml already parsed, with the sha256 of the text it came from; written by scripts/gen-api-types.mjs
  * next to the types. Parsing the YAML was a fifth of berth's start; JSON.parse of the same is ~1 ms.
  */
-export const OPENAPI_JSON_FILE = fromRoot('src', 'http', 'openapi.json')
+export const OPENAPI_JSON_FILE = fromRoot('src', 'generated', 'openapi.json')
 
 type Json = Record<string, unknown>
 

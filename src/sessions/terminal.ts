@@ -2,6 +2,7 @@
 // websocket pauses the pty, so the program blocks instead of berth buffering), input, resize, idle timeout,
 // and a close that hangs up the whole process tree and releases the pty's file descriptor.
 
+import { tracingChannel } from 'node:diagnostics_channel'
 import pty from 'node-pty'
 import { problem, type BerthError } from '../errors.js'
 import { ptyInput, type PtyInput } from './pty-input.js'
@@ -44,6 +45,13 @@ export const LOW_WATER_MARK = 256 * 1024
 export const MAX_DIMENSION = 1000
 /** While paused, how often the sink is asked whether it drained (in case the adapter never calls drained()). */
 const DRAIN_POLL_MS = 20
+
+/**
+ * Each output chunk's way through a session (counting, the sink's write, flow control), published for
+ * bench/terminal.ts and any tracer: start and end events carry { session, bytes }. Nothing is published, and
+ * nothing is allocated, while nobody subscribes.
+ */
+export const outputTrace = tracingChannel<unknown, { session: TerminalSession; bytes: number }>('berth:terminal:output')
 /** After SIGKILL, how long to wait for node-pty to report the exit before giving up on it. */
 const REAP_TIMEOUT_MS = 2000
 /** How often the process tree is noted while the session runs (a /proc walk; cheap at this rate). */
@@ -131,7 +139,7 @@ export class TerminalSession {
     this.pty = pty.spawn(opts.file, opts.args, { name: 'xterm-256color', cols: opts.cols, rows: opts.rows, cwd: opts.cwd, env: opts.env, encoding: null }) as Pty
     this.pid = this.pty.pid
     this.in = ptyInput(this.pty, () => this.sink.inputDrained?.())
-    this.pty.onData((chunk) => this.output(chunk as unknown as Buffer))
+    this.pty.onData((chunk) => (outputTrace.hasSubscribers ? outputTrace.traceSync(() => this.output(chunk as unknown as Buffer), { session: this, bytes: chunk.length }) : this.output(chunk as unknown as Buffer)))
     this.pty.onExit(({ exitCode, signal: sig }) => {
       this.exited = true
       this.exitCode = sig ? null : exitCode

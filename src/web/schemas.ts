@@ -1,7 +1,7 @@
 // The shapes of berth's API as the pages read them: aliases of the types generated from openapi.yaml, so the
 // browser code and the routes take them from the same document (the only import of the generated file here).
 
-import type { components, operations } from '../http/api-types.js'
+import type { components, operations } from '../generated/api-types.js'
 
 type Schemas = components['schemas']
 export type AppStatus = Schemas['App']

@@ -1,7 +1,7 @@
 // The chaos harness of issue 12: kills berth with kill -9 at a random moment of random work (uploads small and
 // large, deploys of good and bad releases, rollbacks, start/stop/restart, deletes, consoles, its own recovery),
 // restarts it on the same data dir and checks the crash-safety invariants after every restart.
-// Shared by test/chaos.test.ts (a short run) and bench/chaos.mjs (the long one).
+// Shared by test/chaos.test.ts (a short run) and bench/chaos.ts (the long one).
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -13,9 +13,8 @@ import * as tar from 'tar'
 import WebSocket from 'ws'
 import { freePort, killProcessesUnder, processesUnder, tempDir } from './daemon.js'
 import { fixture, REPO } from './fixtures.js'
-
-// The seeded PRNG the benchmarks use too, loaded from the source bench/lib.mjs as test/bench-lib.test.ts does.
-const { prng }: typeof import('../../bench/lib.mjs') = await import(new URL('../../../bench/lib.mjs', import.meta.url).href)
+// The seeded PRNG the benchmarks use too.
+import { prng } from '../../bench/lib.js'
 
 const APP = 'hello'
 const FINAL = ['succeeded', 'failed', 'rolled_back']

@@ -3,7 +3,6 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
@@ -11,6 +10,7 @@ import { loadConfig, type Config } from '../../src/config.js'
 import { startServer, type RunningServer } from '../../src/http/server.js'
 import type { Scope } from '../../src/auth/tokens.js'
 import { REPO } from './fixtures.js'
+import { freePort, freePortRange } from './ports.js'
 
 export function tempDir(prefix = 'berth-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
@@ -28,106 +28,7 @@ export interface TestDaemon {
   stop(): Promise<void>
 }
 
-/**
- * Ports handed out to what a test starts later (epmd, the fixture app, haproxy) come from below the kernel's
- * ephemeral range (ip_local_port_range starts at 32768): a port probed with listen(0) and released is back in
- * the pool that every other test file's bind(0) and outgoing connections draw from, so a BEAM could find it
- * taken by the time it listens. Each test process claims blocks of its own (a file per block under the temp
- * dir, created exclusively) and never hands out a port twice: an app's PORT is free for a moment at every
- * restart, and another process (or a second lap of the same block) must not give it away then. Blocks chosen
- * by pid alone collide for 1 in 220 pairs of test files running side by side, and a run has ~45 such pairs.
- */
-const PORT_BASE = 10_000
-const PORTS_PER_PROCESS = 100
-const PORT_BLOCKS = 220 // 10000..31999
-const CLAIMS = path.join(os.tmpdir(), 'berth-test-port-blocks')
-let block = -1
-let nextPort = -1
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-/** Claims the next free block from this process's pid on; -1 when all are taken. */
-function claimBlock(): number {
-  fs.mkdirSync(CLAIMS, { recursive: true })
-  for (let i = 0; i < PORT_BLOCKS; i++) {
-    const b = (process.pid + i) % PORT_BLOCKS
-    const file = path.join(CLAIMS, String(b))
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        fs.writeFileSync(file, String(process.pid), { flag: 'wx' })
-        process.once('exit', () => fs.rmSync(file, { force: true }))
-        return b
-      } catch {
-        // Claimed. A claim whose test process is gone (killed) is taken over; renaming it away first means
-        // only one of two processes doing so at once wins.
-        let owner = 0
-        try {
-          owner = Number(fs.readFileSync(file, 'utf8'))
-        } catch {
-          continue
-        }
-        if (!owner || alive(owner)) break
-        try {
-          fs.renameSync(file, `${file}.gone-${process.pid}`)
-          fs.rmSync(`${file}.gone-${process.pid}`, { force: true })
-        } catch {
-          break
-        }
-      }
-    }
-  }
-  return -1
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer()
-    srv.once('error', () => resolve(false))
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
-  })
-}
-
-/** A free TCP port on loopback (for epmd and the fixture app's HTTP server), never one handed out before. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    if (block < 0 || nextPort >= PORT_BASE + (block + 1) * PORTS_PER_PROCESS) {
-      block = claimBlock()
-      if (block < 0) break
-      nextPort = PORT_BASE + block * PORTS_PER_PROCESS
-    }
-    const port = nextPort++
-    if (await canListen(port)) return port
-  }
-  // Every block is claimed: any port the kernel gives.
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
-
-/**
- * A range of consecutive free ports for BERTH_DIST_PORTS (FIRST-LAST): the distribution ports of the nodes
- * a test daemon runs, from this process's blocks like every other port a test hands out.
- */
-export async function freePortRange(n = 8): Promise<string> {
-  for (;;) {
-    const first = await freePort()
-    let next = first
-    while (next - first < n - 1 && (await freePort()) === next + 1) next++
-    if (next - first === n - 1) return `${first}-${next}`
-  }
-}
+export { freePort, freePortRange } from './ports.js'
 
 /** Processes whose command line mentions dir: every BEAM, run_erl and epmd a test started runs from its data dir. */
 export function processesUnder(dir: string): { pid: number; cmd: string }[] {

@@ -1,24 +1,27 @@
-// @ts-check
 // What the bench scripts share: option parsing, statistics, tables, loopback ports and HTTP, /proc readings
 // (CPU, RSS, scheduler waits), a berth daemon as a child process, and the cleanup of every process they start.
 // No npm dependencies; Linux only where /proc is read.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ROOT } from '../src/root.js'
+import { freePort, freePorts } from '../test/helpers/ports.js'
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+// The one port allocator of the tests and the benches (claimed blocks below the ephemeral range, never 4369).
+export { freePort, freePorts }
+
+/** The checkout: this file runs compiled, from dist/bench/, at the depth of dist/src/ that src/root.ts knows. */
+export const REPO = path.resolve(ROOT)
 /** Where scripts/build-fixtures.mjs puts the fixture releases (the same rule as that script and test/helpers). */
 export const FIXTURES = path.resolve(process.env.BERTH_FIXTURES_OUT || path.join(REPO, 'test', '.fixtures'))
 export const MiB = 1024 * 1024
 export const GiB = 1024 * MiB
 
-/** @param {number} ms */
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
@@ -27,13 +30,19 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
  * One command-line option. `value` makes it a flag that takes no argument and sets `key` to that value; otherwise
  * the argument comes as `--flag V` or `--flag=V` and is read by `type`: int (a whole number, `_` allowed as in
  * 50_000_000), number, string, path (made absolute) or list (comma-separated, each one of `choices`).
- * @typedef {{ key: string, type?: 'int' | 'number' | 'string' | 'path' | 'list', min?: number, choices?: readonly string[], value?: unknown }} OptionSpec
  */
+export interface OptionSpec {
+  readonly key: string
+  readonly type?: 'int' | 'number' | 'string' | 'path' | 'list'
+  readonly min?: number
+  readonly choices?: readonly string[]
+  readonly value?: unknown
+}
 
 /** A failure of the bench machinery itself, with a stable code to match on (the scripts' own checks say more). */
 export class BenchError extends Error {
-  /** @param {string} code @param {string} message */
-  constructor(code, message) {
+  readonly code: string
+  constructor(code: string, message: string) {
     super(message)
     this.name = 'BenchError'
     this.code = code
@@ -42,25 +51,17 @@ export class BenchError extends Error {
 
 /** A wrong command line (or `help` for -h/--help); parseCli turns it into the usage text and exit code 2 (0 for help). */
 export class UsageError extends Error {
-  /** @param {string} message @param {boolean} [help] */
-  constructor(message, help = false) {
+  readonly help: boolean
+  constructor(message: string, help = false) {
     super(message)
     this.name = 'UsageError'
     this.help = help
   }
 }
 
-/**
- * Reads argv against spec (flag → OptionSpec), starting from a copy of defaults. Throws UsageError.
- * @template {Record<string, unknown>} T
- * @param {string[]} argv
- * @param {Record<string, OptionSpec>} spec
- * @param {T} defaults
- * @returns {T}
- */
-export function parseArgs(argv, spec, defaults) {
-  /** @type {Record<string, unknown>} */
-  const opts = { ...defaults }
+/** Reads argv against spec (flag → OptionSpec), starting from a copy of defaults. Throws UsageError. */
+export function parseArgs<T extends object>(argv: readonly string[], spec: Readonly<Record<string, OptionSpec>>, defaults: T): T {
+  const opts = { ...defaults } as Record<string, unknown>
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? ''
     if (a === '-h' || a === '--help') throw new UsageError('', true)
@@ -77,11 +78,10 @@ export function parseArgs(argv, spec, defaults) {
     if (v === undefined) throw new UsageError(`${flag} needs a value`)
     opts[o.key] = optionValue(flag, o, v)
   }
-  return /** @type {T} */ (opts)
+  return opts as T
 }
 
-/** @param {string} flag @param {OptionSpec} o @param {string} v */
-function optionValue(flag, o, v) {
+function optionValue(flag: string, o: OptionSpec, v: string): unknown {
   const min = o.min ?? -Infinity
   switch (o.type) {
     case 'int': {
@@ -108,11 +108,11 @@ function optionValue(flag, o, v) {
 
 /**
  * The usage text of a bench script: its header comment from the second line down to the blank comment line
- * that ends the option list, so that the text a reader sees at the top of the file is the help.
- * @param {string} scriptUrl import.meta.url of the script
+ * that ends the option list, so that the text a reader sees at the top of the file is the help. scriptUrl is
+ * the script's import.meta.url (tsc keeps the header in dist/bench/, so the compiled script reads its own).
  */
-export function usageText(scriptUrl) {
-  const out = []
+export function usageText(scriptUrl: string): string {
+  const out: string[] = []
   let sawOption = false
   for (const line of fs.readFileSync(fileURLToPath(scriptUrl), 'utf8').split('\n').slice(1)) {
     if (!line.startsWith('//')) break
@@ -125,17 +125,10 @@ export function usageText(scriptUrl) {
 }
 
 /**
- * parseArgs for a script's own command line: on a wrong one prints `prog: why` and the usage text and exits 2;
- * on -h/--help prints the usage text and exits 0.
- * @template {Record<string, unknown>} T
- * @param {string} prog name in messages, e.g. `bench/load`
- * @param {string} scriptUrl import.meta.url of the script
- * @param {Record<string, OptionSpec>} spec
- * @param {T} defaults
- * @param {string[]} [argv]
- * @returns {T}
+ * parseArgs for a script's own command line: on a wrong one prints `prog: why` (prog: e.g. `bench/load`) and the
+ * usage text and exits 2; on -h/--help prints the usage text and exits 0.
  */
-export function parseCli(prog, scriptUrl, spec, defaults, argv = process.argv.slice(2)) {
+export function parseCli<T extends object>(prog: string, scriptUrl: string, spec: Readonly<Record<string, OptionSpec>>, defaults: T, argv = process.argv.slice(2)): T {
   try {
     return parseArgs(argv, spec, defaults)
   } catch (err) {
@@ -152,10 +145,9 @@ export function parseCli(prog, scriptUrl, spec, defaults, argv = process.argv.sl
 // Every function ignores what is not a finite number (null, undefined, NaN, ±Infinity: a run that measured
 // nothing) and answers NaN when nothing is left.
 
-/** @param {Iterable<unknown>} xs @returns {Float64Array} the finite values, ascending */
-export function sortedFinite(xs) {
-  /** @type {number[]} */
-  const v = []
+/** The finite values, ascending. */
+export function sortedFinite(xs: Iterable<unknown>): Float64Array {
+  const v: number[] = []
   for (const x of xs) if (typeof x === 'number' && Number.isFinite(x)) v.push(x)
   return Float64Array.from(v).sort()
 }
@@ -163,10 +155,8 @@ export function sortedFinite(xs) {
 /**
  * mulberry32: a small seeded PRNG, so that the same seed gives the same synthetic layout (intake) or the same
  * work and kill moments (chaos). Returns numbers in [0, 1).
- * @param {number} seed
- * @returns {() => number}
  */
-export function prng(seed) {
+export function prng(seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
@@ -177,21 +167,21 @@ export function prng(seed) {
   }
 }
 
-/** The middle value; with an even count, the mean of the two middle values. @param {Iterable<unknown>} xs */
-export function median(xs) {
+/** The middle value; with an even count, the mean of the two middle values. */
+export function median(xs: Iterable<unknown>): number {
   const s = sortedFinite(xs)
   if (s.length === 0) return NaN
   const m = s.length >> 1
-  return s.length % 2 ? /** @type {number} */ (s[m]) : (/** @type {number} */ (s[m - 1]) + /** @type {number} */ (s[m])) / 2
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
-/** @param {Float64Array} s ascending @param {number} p */
-function rank(s, p) {
+/** s ascending. */
+function rank(s: Float64Array, p: number): number {
   if (s.length === 0) return NaN
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile ${p} is not between 0 and 100`)
   // p * n first: for whole p and n it is exact, so the rank never lands one too high on a rounding error.
   const k = Math.ceil((p * s.length) / 100)
-  return /** @type {number} */ (s[Math.min(s.length, Math.max(1, k)) - 1])
+  return s[Math.min(s.length, Math.max(1, k)) - 1]!
 }
 
 /**
@@ -199,20 +189,18 @@ function rank(s, p) {
  * equal to, i.e. the ceil(p/100 · n)-th smallest (p 0 gives the smallest). Always one of the measured values,
  * never interpolated: with 5 runs p90 is the slowest run, with 200 samples p99 is the third largest. The p50 is
  * the lower of the two middle values when n is even; `median` averages them.
- * @param {Iterable<unknown>} xs @param {number} p
  */
-export function percentile(xs, p) {
+export function percentile(xs: Iterable<unknown>, p: number): number {
   return rank(sortedFinite(xs), p)
 }
 
-/** Several percentiles of the same values, sorted once. @param {Iterable<unknown>} xs @param {number[]} ps */
-export function percentiles(xs, ps) {
+/** Several percentiles of the same values, sorted once. */
+export function percentiles(xs: Iterable<unknown>, ps: number[]): number[] {
   const s = sortedFinite(xs)
   return ps.map((p) => rank(s, p))
 }
 
-/** @param {Iterable<unknown>} xs */
-export function mean(xs) {
+export function mean(xs: Iterable<unknown>): number {
   const s = sortedFinite(xs)
   if (s.length === 0) return NaN
   let sum = 0
@@ -220,8 +208,8 @@ export function mean(xs) {
   return sum / s.length
 }
 
-/** Sample standard deviation (divides by n − 1); NaN for fewer than two values. @param {Iterable<unknown>} xs */
-export function stddev(xs) {
+/** Sample standard deviation (divides by n − 1); NaN for fewer than two values. */
+export function stddev(xs: Iterable<unknown>): number {
   const s = sortedFinite(xs)
   if (s.length < 2) return NaN
   const m = mean(s)
@@ -233,59 +221,58 @@ export function stddev(xs) {
 // ---------------------------------------------------------------------------------------------------------------
 // Numbers and tables
 
-/** A number with `digits` decimals, or `–` when there is none. @param {unknown} n @param {number} [digits] */
-export function fmt(n, digits = 0) {
+/** A number with `digits` decimals, or `–` when there is none. */
+export function fmt(n: unknown, digits = 0): string {
   return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '–'
 }
 
-/** Like fmt with an explicit sign: `+12`, `−3` (a real minus sign, as wide as the plus). @param {unknown} n @param {number} [digits] */
-export function signed(n, digits = 0) {
+/** Like fmt with an explicit sign: `+12`, `−3` (a real minus sign, as wide as the plus). */
+export function signed(n: unknown, digits = 0): string {
   return typeof n === 'number' && Number.isFinite(n) ? `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(digits)}` : '–'
 }
 
-/** A Markdown table. @param {unknown[]} head @param {unknown[][]} rows */
-export function mdTable(head, rows) {
+/** A Markdown table. */
+export function mdTable(head: readonly unknown[], rows: readonly (readonly unknown[])[]): string {
   return [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
 /**
  * A plain-text table for a terminal: the first column left-aligned, the others right-aligned, two spaces apart,
  * a rule of dashes under the head; a null row is an empty line.
- * @param {unknown[]} head @param {(unknown[] | null)[]} rows
  */
-export function textTable(head, rows) {
-  const full = /** @type {unknown[][]} */ (rows.filter(Boolean))
+export function textTable(head: readonly unknown[], rows: readonly (readonly unknown[] | null)[]): string {
+  const full = rows.filter((r): r is readonly unknown[] => Boolean(r))
   const widths = head.map((h, i) => Math.max(String(h).length, ...full.map((r) => String(r[i] ?? '').length)))
-  /** @param {unknown[]} cells */
-  const line = (cells) => widths.map((w, i) => (i === 0 ? String(cells[i] ?? '').padEnd(w) : String(cells[i] ?? '').padStart(w))).join('  ').trimEnd()
+  const line = (cells: readonly unknown[]) => widths.map((w, i) => (i === 0 ? String(cells[i] ?? '').padEnd(w) : String(cells[i] ?? '').padStart(w))).join('  ').trimEnd()
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => (r ? line(r) : ''))].join('\n')
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Loopback
 
-/**
- * A free TCP port on 127.0.0.1, never one in `avoid` nor 4369 (epmd's default: a stray system epmd may take it).
- * @param {Set<number>} [avoid]
- * @returns {Promise<number>}
- */
-export function freePort(avoid = new Set()) {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address())
-      srv.close(() => (avoid.has(port) || port === 4369 ? freePort(avoid).then(resolve, reject) : resolve(port)))
-    })
-  })
+/** Where a request goes: a berth (startBerth's answer is one) or any port, with or without a token. */
+export interface Endpoint {
+  port: number
+  token?: string | null
 }
 
-/** n distinct free ports. @param {number} n */
-export async function freePorts(n) {
-  /** @type {Set<number>} */
-  const got = new Set()
-  while (got.size < n) got.add(await freePort(got))
-  return [...got]
+export interface RequestOptions {
+  json?: unknown
+  file?: string
+  body?: NodeJS.ReadableStream
+  headers?: Record<string, string>
+  timeoutMs?: number
+}
+
+export interface Answer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  text: string
+  /**
+   * The body parsed, null when it is not JSON. Typed loosely on purpose: the benches read a few fields of
+   * answers whose shapes openapi.yaml describes, and check what they use.
+   */
+  json: any
 }
 
 /**
@@ -294,17 +281,11 @@ export async function freePorts(n) {
  * it sends `authorization: Bearer`. timeoutMs is the socket's idle time before giving up (0: wait for ever,
  * which a large upload needs while berth fsyncs). Resolves { status, headers, text, json } (json null when the
  * answer is not JSON); rejects on a connection error.
- * @param {{ port: number, token?: string | null }} to
- * @param {string} method
- * @param {string} urlPath
- * @param {{ json?: unknown, file?: string, body?: NodeJS.ReadableStream, headers?: Record<string, string>, timeoutMs?: number }} [opts]
- * @returns {Promise<{ status: number, headers: http.IncomingHttpHeaders, text: string, json: any }>}
  */
-export function request(to, method, urlPath, { json, file, body, headers = {}, timeoutMs = 0 } = {}) {
+export function request(to: Endpoint, method: string, urlPath: string, { json, file, body, headers = {}, timeoutMs = 0 }: RequestOptions = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    /** @type {Record<string, string>} */
-    const h = to.token ? { authorization: `Bearer ${to.token}` } : {}
-    let payload = null
+    const h: Record<string, string> = to.token ? { authorization: `Bearer ${to.token}` } : {}
+    let payload: Buffer | null = null
     if (file !== undefined) {
       h['content-type'] = 'application/octet-stream'
       h['content-length'] = String(fs.statSync(file).size)
@@ -317,13 +298,12 @@ export function request(to, method, urlPath, { json, file, body, headers = {}, t
     req.on('timeout', () => req.destroy(new BenchError('ETIMEDOUT', `${method} ${urlPath}: no answer in ${timeoutMs} ms`)))
     req.on('error', reject)
     req.on('response', (res) => {
-      /** @type {Buffer[]} */
-      const chunks = []
-      res.on('data', (c) => chunks.push(c))
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8')
-        let parsed = null
+        let parsed: unknown = null
         try {
           parsed = JSON.parse(text)
         } catch {
@@ -332,7 +312,7 @@ export function request(to, method, urlPath, { json, file, body, headers = {}, t
         resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: parsed })
       })
     })
-    const stream = /** @type {NodeJS.ReadableStream | undefined} */ (file !== undefined ? fs.createReadStream(file) : body)
+    const stream: NodeJS.ReadableStream | undefined = file !== undefined ? fs.createReadStream(file) : body
     if (stream) {
       stream.on('error', (err) => req.destroy(err))
       stream.pipe(req)
@@ -343,22 +323,21 @@ export function request(to, method, urlPath, { json, file, body, headers = {}, t
 // ---------------------------------------------------------------------------------------------------------------
 // /proc readings (Linux)
 
-/** @type {number | undefined} */
-let clkTck
+let clkTck: number | undefined
 /** Clock ticks per second of /proc/PID/stat times; asked on first use, so that importing this forks nothing. */
 function clockTicks() {
   clkTck ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
   return clkTck
 }
 
-/** The fields of /proc/PID/stat after the command name (state is [0], ppid [1], utime [11], stime [12]). @param {number | 'self'} pid */
-function statFields(pid) {
+/** The fields of /proc/PID/stat after the command name (state is [0], ppid [1], utime [11], stime [12]). */
+function statFields(pid: number | 'self'): string[] {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
-/** User + system CPU seconds a process (all its threads) has used so far; NaN when it is gone. @param {number | 'self'} pid */
-export function procCpuSeconds(pid) {
+/** User + system CPU seconds a process (all its threads) has used so far; NaN when it is gone. */
+export function procCpuSeconds(pid: number | 'self'): number {
   try {
     const f = statFields(pid)
     return (Number(f[11]) + Number(f[12])) / clockTicks()
@@ -367,16 +346,15 @@ export function procCpuSeconds(pid) {
   }
 }
 
-/** VmRSS and VmHWM (peak RSS since start) of a process in bytes; null when it is gone. @param {number | 'self'} pid */
-export function procMem(pid) {
-  let text
+/** VmRSS and VmHWM (peak RSS since start) of a process in bytes; null when it is gone. */
+export function procMem(pid: number | 'self'): { rss: number | null; hwm: number | null } | null {
+  let text: string
   try {
     text = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
   } catch {
     return null
   }
-  /** @param {string} k */
-  const get = (k) => {
+  const get = (k: string) => {
     const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)
     return m ? Number(m[1]) * 1024 : null
   }
@@ -387,13 +365,12 @@ export function procMem(pid) {
  * How long one thread has run on a CPU and how long it was runnable but waiting for one, in ms, from
  * /proc/PID/schedstat (the thread whose id is PID: a process's main thread) or /proc/PID/task/TID/schedstat.
  * Tells a busy thread from a starved one. null when it is gone or the kernel has no schedstat.
- * @param {number | 'self'} pid @param {number} [tid]
  */
-export function schedstat(pid, tid) {
+export function schedstat(pid: number | 'self', tid?: number): { runMs: number; waitMs: number } | null {
   try {
     const file = tid === undefined ? `/proc/${pid}/schedstat` : `/proc/${pid}/task/${tid}/schedstat`
     const [run, wait] = fs.readFileSync(file, 'utf8').trim().split(' ').map(Number)
-    return { runMs: /** @type {number} */ (run) / 1e6, waitMs: /** @type {number} */ (wait) / 1e6 }
+    return { runMs: run! / 1e6, waitMs: wait! / 1e6 }
   } catch {
     return null
   }
@@ -401,11 +378,17 @@ export function schedstat(pid, tid) {
 
 /**
  * Samples RSS (what `read` answers, in bytes) at start, every everyMs, and at stop; stop() gives the peak, when
- * it was seen (ms after start), how many samples and the last one. The timer is cleared by stop().
- * @param {() => number | null | undefined} read e.g. () => procMem(pid)?.rss or () => process.memoryUsage().rss
- * @param {number} everyMs
+ * it was seen (ms after start), how many samples and the last one. The timer is cleared by stop(). read: e.g.
+ * () => procMem(pid)?.rss or () => process.memoryUsage().rss.
  */
-export function rssSampler(read, everyMs) {
+export interface RssSamples {
+  peak: number
+  peakAtMs: number
+  samples: number
+  last: number
+}
+
+export function rssSampler(read: () => number | null | undefined, everyMs: number): { stop(): RssSamples } {
   const t0 = performance.now()
   const s = { peak: 0, peakAtMs: 0, samples: 0, last: NaN }
   const take = () => {
@@ -432,8 +415,8 @@ export function rssSampler(read, everyMs) {
 // ---------------------------------------------------------------------------------------------------------------
 // Processes
 
-/** Sends sig to pid (a negative pid: its process group; sig 0 only asks whether it exists); false when there is no such process. @param {number} pid @param {NodeJS.Signals | 0} sig */
-export function signal(pid, sig) {
+/** Sends sig to pid (a negative pid: its process group; sig 0 only asks whether it exists); false when there is no such process. */
+export function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(pid, sig)
     return true
@@ -442,15 +425,14 @@ export function signal(pid, sig) {
   }
 }
 
-/** Signals the whole process group led by pid (a child spawned with `detached: true` or under setsid). @param {number} pid @param {NodeJS.Signals} [sig] */
-export function killGroup(pid, sig = 'SIGKILL') {
+/** Signals the whole process group led by pid (a child spawned with `detached: true` or under setsid). */
+export function killGroup(pid: number, sig: NodeJS.Signals = 'SIGKILL'): boolean {
   return signal(-pid, sig)
 }
 
-/** Every process below pid, from /proc: helpers such as erl_child_setup may leave the process group. @param {number} root */
-export function descendants(root) {
-  /** @type {Map<number, number[]>} */
-  const children = new Map()
+/** Every process below pid, from /proc: helpers such as erl_child_setup may leave the process group. */
+export function descendants(root: number): number[] {
+  const children = new Map<number, number[]>()
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue
     try {
@@ -462,10 +444,10 @@ export function descendants(root) {
       // gone meanwhile
     }
   }
-  const out = []
+  const out: number[] = []
   const todo = [root]
   while (todo.length) {
-    for (const c of children.get(/** @type {number} */ (todo.pop())) ?? []) {
+    for (const c of children.get(todo.pop()!) ?? []) {
       out.push(c)
       todo.push(c)
     }
@@ -476,10 +458,9 @@ export function descendants(root) {
 /**
  * Live (not zombie) processes other than this one whose command line contains `marker` (a temp dir: every BEAM,
  * run_erl and epmd a bench starts runs from one), or whose environment holds the entry `env` exactly.
- * @param {string} marker @param {{ env?: string }} [opts]
  */
-export function processesNaming(marker, { env } = {}) {
-  const out = []
+export function processesNaming(marker: string, { env }: { env?: string } = {}): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = []
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
     try {
@@ -504,9 +485,8 @@ export function processesNaming(marker, { env } = {}) {
 /**
  * SIGKILLs processesNaming(marker) until none is left (at most 5 rounds, 100 ms apart, so that forks in flight
  * are caught too); synchronous, so it also works in process.on('exit'). Returns how many it killed.
- * @param {string} marker @param {{ env?: string }} [opts]
  */
-export function killProcessesNaming(marker, opts = {}) {
+export function killProcessesNaming(marker: string, opts: { env?: string } = {}): number {
   let n = 0
   for (let round = 0; round < 5; round++) {
     const procs = processesNaming(marker, opts)
@@ -517,14 +497,13 @@ export function killProcessesNaming(marker, opts = {}) {
   return n
 }
 
-/** Removes a tree, also one made read-only (berth's releases are 0555). @param {string} p */
-export function rmTreeSync(p) {
+/** Removes a tree, also one made read-only (berth's releases are 0555). */
+export function rmTreeSync(p: string): void {
   try {
     fs.rmSync(p, { recursive: true, force: true })
   } catch {
-    /** @param {string} d */
-    const chmodDirs = (d) => {
-      let st
+    const chmodDirs = (d: string) => {
+      let st: fs.Stats
       try {
         st = fs.lstatSync(d)
       } catch {
@@ -542,18 +521,17 @@ export function rmTreeSync(p) {
 /**
  * Ctrl+C (SIGINT), SIGTERM and SIGHUP: the first runs cleanup and exits 130, a second exits at once. The
  * returned object's `interrupted` says whether it happened, so that main() does not report a failure it caused.
- * @param {string} prog @param {() => unknown} cleanup
  */
-export function onInterrupt(prog, cleanup) {
+export function onInterrupt(prog: string, cleanup: () => unknown): { interrupted: boolean } {
   const state = { interrupted: false }
-  for (const sig of /** @type {NodeJS.Signals[]} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
       if (state.interrupted) process.exit(130)
       state.interrupted = true
       process.stderr.write(`\n${prog}: ${sig}, cleaning up …\n`)
       Promise.resolve()
         .then(cleanup)
-        .catch((err) => process.stderr.write(`${prog}: cleanup failed: ${err?.stack ?? err}\n`))
+        .catch((err: Error) => process.stderr.write(`${prog}: cleanup failed: ${err?.stack ?? err}\n`))
         .finally(() => process.exit(130))
     })
   }
@@ -563,36 +541,33 @@ export function onInterrupt(prog, cleanup) {
 // ---------------------------------------------------------------------------------------------------------------
 // A berth daemon as a child process
 
-/**
- * @typedef {object} Berth
- * @property {import('node:child_process').ChildProcess} child
- * @property {number} pid
- * @property {number} port
- * @property {string} url
- * @property {string} dataDir
- * @property {string} token the initial admin token
- * @property {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} exited
- * @property {() => string} output the last 16 KiB of its stdout and stderr
- * @property {() => boolean} running
- * @property {() => Promise<void>} stop SIGTERM, then SIGKILL after 10 s; removes the data dir if startBerth made it
- * @property {() => void} kill SIGKILL now (synchronous, for process.on('exit'); a daemon still running when this
- *   process exits gets it anyway)
- */
+export interface Berth {
+  child: ChildProcess
+  pid: number
+  port: number
+  url: string
+  dataDir: string
+  /** The initial admin token. */
+  token: string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** The last 16 KiB of its stdout and stderr. */
+  output(): string
+  running(): boolean
+  /** SIGTERM, then SIGKILL after 10 s; removes the data dir if startBerth made it. */
+  stop(): Promise<void>
+  /** SIGKILL now (synchronous, for process.on('exit'); a daemon still running when this process exits gets it anyway). */
+  kill(): void
+}
 
-/**
- * Every daemon started here and not yet stopped: an exit in the middle of a start (Ctrl+C) must not leave one running.
- * @type {Set<Berth>}
- */
-const daemons = new Set()
+/** Every daemon started here and not yet stopped: an exit in the middle of a start (Ctrl+C) must not leave one running. */
+const daemons = new Set<Berth>()
 let exitHook = false
 
 /**
  * The node flags berth runs with: those of BERTHROOT/bin/berth.js's first line (`#!/usr/bin/env -S node FLAGS`),
  * which `npx berth`, `npm start` and the systemd unit use; a build without them answers [].
- * @param {string} berthRoot
- * @returns {string[]}
  */
-export function berthNodeFlags(berthRoot = REPO) {
+export function berthNodeFlags(berthRoot = REPO): string[] {
   const first = fs.readFileSync(path.join(berthRoot, 'bin', 'berth.js'), 'utf8').split('\n')[0] ?? ''
   const m = /^#!\/usr\/bin\/env(?: -S)? node(?: (.*))?$/.exec(first)
   return m?.[1] ? m[1].trim().split(/\s+/) : []
@@ -604,18 +579,24 @@ export function berthNodeFlags(berthRoot = REPO) {
  * dir, which stop() removes. nodeOptions replaces NODE_OPTIONS (an empty one removes it, so that this process's
  * own options do not leak into the figures); cpuProf writes a CPU profile there when the daemon exits (--cpu-prof
  * is refused in NODE_OPTIONS, so it goes on the command line).
- * @param {{ berthRoot?: string, dataDir?: string, port?: number, env?: Record<string, string>, nodeOptions?: string, cpuProf?: { dir: string, name: string } | null }} [opts]
- * @returns {Promise<Berth>}
  */
-export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, nodeOptions = '', cpuProf = null } = {}) {
+export interface StartOptions {
+  berthRoot?: string
+  dataDir?: string
+  port?: number
+  env?: Record<string, string>
+  nodeOptions?: string
+  cpuProf?: { dir: string; name: string } | null
+}
+
+export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, nodeOptions = '', cpuProf = null }: StartOptions = {}): Promise<Berth> {
   if (!exitHook) process.on('exit', () => daemons.forEach((d) => d.kill()))
   exitHook = true
   const ownsDir = !dataDir
   const dir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'))
   fs.mkdirSync(dir, { recursive: true })
   const listen = port ?? (await freePort())
-  /** @type {NodeJS.ProcessEnv} */
-  const childEnv = { ...process.env, BERTH_DATA_DIR: dir, BERTH_LISTEN: `127.0.0.1:${listen}`, BERTH_LOG_LEVEL: 'warn', ...env }
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, BERTH_DATA_DIR: dir, BERTH_LISTEN: `127.0.0.1:${listen}`, BERTH_LOG_LEVEL: 'warn', ...env }
   if (nodeOptions.trim()) childEnv.NODE_OPTIONS = nodeOptions.trim()
   else delete childEnv.NODE_OPTIONS
   // Started the way production starts it: with the node flags of its entry point.
@@ -626,19 +607,16 @@ export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, no
   }
   const child = spawn(process.execPath, [...execArgs, path.join(berthRoot, 'bin', 'berth.js'), 'serve'], { cwd: berthRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
-  /** @param {Buffer} d */
-  const keep = (d) => {
+  const keep = (d: Buffer) => {
     output = (output + d).slice(-16384)
   }
   child.stdout.on('data', keep)
   child.stderr.on('data', keep)
-  /** @type {Berth['exited']} */
-  const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve({ code, signal: sig })))
+  const exited: Berth['exited'] = new Promise((resolve) => child.on('exit', (code, sig) => resolve({ code, signal: sig })))
   const running = () => child.exitCode === null && child.signalCode === null
-  /** @type {Berth} */
-  const b = {
+  const b: Berth = {
     child,
-    pid: /** @type {number} */ (child.pid),
+    pid: child.pid!,
     port: listen,
     url: `http://127.0.0.1:${listen}`,
     dataDir: dir,
@@ -647,13 +625,12 @@ export async function startBerth({ berthRoot = REPO, dataDir, port, env = {}, no
     output: () => output,
     running,
     kill: () => {
-      if (running()) signal(/** @type {number} */ (child.pid), 'SIGKILL')
+      if (running()) signal(child.pid!, 'SIGKILL')
     },
     stop: async () => {
       if (running()) {
         child.kill('SIGTERM')
-        /** @type {NodeJS.Timeout | undefined} */
-        let timer
+        let timer: NodeJS.Timeout | undefined
         const late = new Promise((resolve) => (timer = setTimeout(resolve, 10_000, null)))
         const done = await Promise.race([exited, late])
         clearTimeout(timer)

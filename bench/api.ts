@@ -2,7 +2,7 @@
 // API benchmark: req/s and p50/p99 latency of berth's read routes against a bare Fastify server that answers
 // the same paths with the same JSON bytes, both as child processes, measured with autocannon in the same run.
 //
-//   npm run build && node bench/api.mjs [--rounds N] [--duration S] [--connections 1,10] [--routes LIST] [--json FILE]
+//   npm run build && node dist/bench/api.js [--rounds N] [--duration S] [--connections 1,10] [--routes LIST] [--json FILE]
 //
 //   --rounds N        how many times the whole matrix is measured, interleaved (default 3)
 //   --duration S      seconds per measurement (default 3)
@@ -22,27 +22,27 @@
 // the same machine; the figures per round are autocannon's mean req/s and its p50 and p99 latency, and the
 // server's CPU time (user+system, all threads, /proc/PID/stat) divided by the requests it answered.
 
-import { spawn } from 'node:child_process'
+import autocannon from 'autocannon'
+import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import {
-  FIXTURES, REPO, fmt, freePorts, killProcessesNaming, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
-  sleep, startBerth,
-} from './lib.mjs'
+  type Berth, FIXTURES, type OptionSpec, REPO, fmt, freePorts, killProcessesNaming, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
+  startBerth,
+} from './lib.js'
 
 const require = createRequire(import.meta.url)
-const autocannon = require('autocannon')
 
-const ROUTES = {
+const ROUTES: Record<string, string> = {
   healthz: '/healthz',
   apps: '/v1/apps',
   app: '/v1/apps/hello',
   releases: '/v1/apps/hello/releases',
   deployments: '/v1/apps/hello/deployments',
 }
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--rounds': { key: 'rounds', type: 'int', min: 1 },
   '--duration': { key: 'duration', type: 'number', min: 0.5 },
   '--connections': { key: 'connections', type: 'list' },
@@ -52,10 +52,10 @@ const OPTIONS = {
   '--berth-root': { key: 'berthRoot', type: 'path' },
   '--json': { key: 'json', type: 'path' },
 }
-const DEFAULTS = { rounds: 3, duration: 3, connections: ['1', '10'], routes: Object.keys(ROUTES), logLevel: 'info', cpuProf: null, berthRoot: REPO, json: null }
+const DEFAULTS = { rounds: 3, duration: 3, connections: ['1', '10'], routes: Object.keys(ROUTES), logLevel: 'info', cpuProf: null as string | null, berthRoot: REPO, json: null as string | null }
 
-const log = (...a) => process.stderr.write(a.join(' ') + '\n')
-const state = { root: '', daemon: null, bare: null, cleaned: false }
+const log = (...a: unknown[]) => process.stderr.write(a.join(' ') + '\n')
+const state: { root: string; daemon: Berth | null; bare: ChildProcess | null; cleaned: boolean } = { root: '', daemon: null, bare: null, cleaned: false }
 const MARKER = 'API_BENCH_ROOT'
 
 function cleanupSync() {
@@ -73,18 +73,18 @@ async function cleanup() {
   state.daemon = null
   cleanupSync()
 }
-const signals = onInterrupt('api.mjs', cleanup)
+const signals = onInterrupt('bench/api', cleanup)
 process.on('exit', cleanupSync)
 
-/** @param {import('./lib.mjs').Berth} d @param {string} method @param {string} p @param {unknown} [json] */
-async function must(d, method, p, json, status = 200) {
+/** A string body is a file to upload. */
+async function must(d: Berth, method: string, p: string, json?: unknown, status = 200) {
   const r = await request(d, method, p, json === undefined ? { timeoutMs: 120_000 } : typeof json === 'string' ? { file: json, timeoutMs: 120_000 } : { json, timeoutMs: 120_000 })
   if (r.status !== status) throw new Error(`${method} ${p} answered ${r.status} (expected ${status}): ${r.text.slice(0, 400)}`)
   return r
 }
 
 /** The bare baseline: Fastify, one GET route per path sending fixed bytes. */
-async function startBare(port, bodies) {
+async function startBare(port: number, bodies: Record<string, string>) {
   const file = path.join(state.root, 'bodies.json')
   fs.writeFileSync(file, JSON.stringify(bodies))
   const script = `
@@ -97,14 +97,25 @@ async function startBare(port, bodies) {
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } })
   state.bare = child
   await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => String(d).includes('listening') && resolve(undefined))
+    child.stdout.on('data', (d: Buffer) => String(d).includes('listening') && resolve(undefined))
     child.on('exit', (code) => reject(new Error(`bare server exited (${code})`)))
   })
   return child
 }
 
+interface Measurement {
+  rps: number
+  p50: number
+  p99: number
+  non2xx: number
+  errors: number
+  total: number
+  /** Server CPU per answer, µs: set by the caller, which knows the server's pid. */
+  cpuUs?: number
+}
+
 /** One autocannon measurement. */
-function cannon(url, connections, duration, headers) {
+function cannon(url: string, connections: number, duration: number, headers: Record<string, string>): Promise<Measurement> {
   return new Promise((resolve, reject) => {
     autocannon({ url, connections, duration, headers, pipelining: 1 }, (err, res) => {
       if (err) return reject(err)
@@ -140,21 +151,19 @@ async function main() {
   const app = (await must(d, 'GET', '/v1/apps/hello')).json
   log(`berth:   pid ${d.pid} on ${listenPort}, log level ${opts.logLevel}; hello ${app.current} ${app.node.state}, beam ${app.node.beamPid}`)
 
-  const paths = opts.routes.map((r) => /** @type {Record<string,string>} */ (ROUTES)[r])
-  /** @type {Record<string, string>} */
-  const bodies = {}
+  const paths = opts.routes.map((r) => ROUTES[r]!)
+  const bodies: Record<string, string> = {}
   for (const p of paths) bodies[p] = (await must(d, 'GET', p)).text
-  log(`bodies:  ${paths.map((p) => `${p} ${bodies[p].length} B`).join(', ')}`)
+  log(`bodies:  ${paths.map((p) => `${p} ${bodies[p]!.length} B`).join(', ')}`)
   await startBare(barePort, bodies)
   const auth = { authorization: `Bearer ${d.token}` }
   const targets = [
     { name: 'berth', base: `http://127.0.0.1:${listenPort}`, headers: auth, pid: d.pid },
-    { name: 'bare', base: `http://127.0.0.1:${barePort}`, headers: auth, pid: /** @type {number} */ (state.bare.pid) },
+    { name: 'bare', base: `http://127.0.0.1:${barePort}`, headers: auth, pid: state.bare!.pid! },
   ]
   for (const t of targets) for (const p of paths) await cannon(t.base + p, 1, 1, t.headers)
 
-  /** @type {Record<string, {berth: any[], bare: any[]}>} */
-  const results = {}
+  const results: Record<string, { berth: Measurement[]; bare: Measurement[] }> = {}
   const rssBefore = procMem(d.pid)?.rss ?? NaN
   for (let round = 0; round < opts.rounds; round++) {
     for (const p of paths) {
@@ -169,19 +178,18 @@ async function main() {
           // CPU per answer: steadier than req/s on a shared machine, since waiting for a CPU costs none.
           r.cpuUs = ((procCpuSeconds(t.pid) - cpu0) / r.total) * 1e6
           if (r.non2xx || r.errors) throw new Error(`${t.name} ${key}: ${r.non2xx} non-2xx, ${r.errors} errors`)
-          results[key][/** @type {'berth'|'bare'} */ (t.name)].push(r)
+          results[key][t.name as 'berth' | 'bare'].push(r)
         }
-        const last = results[key]
-        log(`round ${round + 1}/${opts.rounds} ${key}: berth ${fmt(last.berth.at(-1).rps)} req/s p99 ${last.berth.at(-1).p99} ms, bare ${fmt(last.bare.at(-1).rps)} req/s p99 ${last.bare.at(-1).p99} ms, load ${os.loadavg()[0].toFixed(2)}`)
+        const last = { berth: results[key].berth.at(-1)!, bare: results[key].bare.at(-1)! }
+        log(`round ${round + 1}/${opts.rounds} ${key}: berth ${fmt(last.berth.rps)} req/s p99 ${last.berth.p99} ms, bare ${fmt(last.bare.rps)} req/s p99 ${last.bare.p99} ms, load ${os.loadavg()[0].toFixed(2)}`)
       }
     }
   }
   const rssAfter = procMem(d.pid)?.rss ?? NaN
 
-  /** @param {number[]} xs @param {number} [dg] */
-  const range = (xs, dg = 0) => (Math.min(...xs) === Math.max(...xs) ? fmt(xs[0], dg) : `${fmt(Math.min(...xs), dg)}–${fmt(Math.max(...xs), dg)}`)
+  const range = (xs: number[], dg = 0) => (Math.min(...xs) === Math.max(...xs) ? fmt(xs[0], dg) : `${fmt(Math.min(...xs), dg)}–${fmt(Math.max(...xs), dg)}`)
   const rows = Object.entries(results).map(([key, r]) => {
-    const ratio = r.berth.map((b, i) => b.rps / r.bare[i].rps)
+    const ratio = r.berth.map((b, i) => b.rps / r.bare[i]!.rps)
     return [
       key,
       range(r.berth.map((x) => x.rps)),
@@ -190,8 +198,8 @@ async function main() {
       range(r.bare.map((x) => x.rps)),
       range(r.bare.map((x) => x.p99)),
       `${range(ratio, 2)} (median ${fmt(median(ratio), 2)})`,
-      range(r.berth.map((x) => x.cpuUs)),
-      range(r.bare.map((x) => x.cpuUs)),
+      range(r.berth.map((x) => x.cpuUs ?? NaN)),
+      range(r.bare.map((x) => x.cpuUs ?? NaN)),
     ]
   })
   process.stdout.write('\n' + mdTable(['route @connections', 'berth req/s', 'berth p50 ms', 'berth p99 ms', 'bare req/s', 'bare p99 ms', 'berth / bare req/s', 'berth CPU µs/req', 'bare CPU µs/req'], rows) + '\n\n')
@@ -202,7 +210,7 @@ async function main() {
 
 main()
   .catch((err) => {
-    log(`\napi.mjs: ${err.stack ?? err}`)
+    log(`\nbench/api: ${err.stack ?? err}`)
     process.exitCode = 1
   })
   .finally(async () => {

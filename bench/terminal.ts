@@ -2,7 +2,7 @@
 // Terminal benchmark: what berth's websocket hop costs a console, compared with the same program in a pty
 // driven directly from Node.
 //
-//   npm run build && node bench/terminal.mjs [--runs N] [--keys N] [--bytes N] [--no-bulk] [--echo-only] [--no-recording]
+//   npm run build && node dist/bench/terminal.js [--runs N] [--keys N] [--bytes N] [--no-bulk] [--echo-only] [--no-recording]
 //                                            [--berth-root D] [--json FILE]
 //
 //   --runs N        runs (default 3); the table shows the median over runs of every figure, ratios are taken
@@ -17,7 +17,7 @@
 //   --json FILE     also write every run's raw figures (including every keystroke's round trip) as JSON
 //
 // Both sides run the same program: the fixture release's `bin/hello remote` (IEx connected to the running node
-// by distribution), in the same environment (supervisor.nodeEnv), working directory (paths.shared) and size
+// by distribution), in the same environment (supervisor.commandEnv), working directory (paths.shared) and size
 // (80x24). berth: a websocket client on GET /v1/apps/hello/remote (same options as `berth console`), berth
 // running in this process (startDaemon from dist/test/helpers). direct: node-pty.spawn in this process. So the
 // only difference is berth: the websocket hop both ways, the TerminalSession (flow control), the recorder tee.
@@ -53,20 +53,24 @@
 // the data dir; leftovers (processes naming the data dir) are reported and killed. Ctrl+C cleans up as well.
 // No npm dependencies beyond berth's own (ws, node-pty).
 
+import { subscribe } from 'node:diagnostics_channel'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import pty from 'node-pty'
 import WebSocket, { WebSocketServer } from 'ws'
+import type { Services } from '../src/services.js'
+import type { Recorder as RecorderClass } from '../src/sessions/recorder.js'
+import type { TerminalSession as TerminalSessionClass } from '../src/sessions/terminal.js'
+import type { TestDaemon } from '../test/helpers/daemon.js'
 import {
-  descendants, fmt as fmtDigits, freePort, killGroup, killProcessesNaming, median, onInterrupt, parseCli, percentile,
-  procCpuSeconds, processesNaming, rssSampler, schedstat, signal, sleep, textTable,
-} from './lib.mjs'
+  descendants, fmt as fmtDigits, freePort, killGroup, killProcessesNaming, median, onInterrupt, type OptionSpec, parseCli, percentile,
+  procCpuSeconds, processesNaming, REPO, rssSampler, schedstat, signal, sleep, textTable,
+} from './lib.js'
 
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const REPO = path.resolve(HERE, '..')
 const APP = 'hello'
 const WARMUP_KEYS = 20
 const KEY_TIMEOUT_MS = 5000
@@ -78,7 +82,7 @@ const STALL_MS = 60_000
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--runs': { key: 'runs', type: 'int', min: 1 },
   '--keys': { key: 'keys', type: 'int', min: 1 },
   '--bytes': { key: 'bytes', type: 'int', min: 1 },
@@ -88,7 +92,7 @@ const OPTIONS = {
   '--berth-root': { key: 'berthRoot', type: 'path' },
   '--json': { key: 'json', type: 'string' },
 }
-const DEFAULTS = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, output: true, recording: true, berthRoot: REPO, json: null }
+const DEFAULTS = { runs: 3, keys: 200, bytes: 50_000_000, bulk: true, output: true, recording: true, berthRoot: REPO, json: null as string | null }
 
 const opts = parseCli('bench/terminal', import.meta.url, OPTIONS, DEFAULTS)
 const DIST = path.join(opts.berthRoot, 'dist')
@@ -96,51 +100,81 @@ if (!fs.existsSync(path.join(DIST, 'test', 'helpers', 'daemon.js'))) {
   console.error(`bench/terminal: ${DIST} is missing; run \`npm run build\` first.`)
   process.exit(2)
 }
-const imp = (rel) => import(pathToFileURL(path.join(DIST, rel)).href)
-const { startDaemon } = await imp('test/helpers/daemon.js')
-const { fixture } = await imp('test/helpers/fixtures.js')
-const { call, upload } = await imp('test/helpers/http.js')
-const { TerminalSession } = await imp('src/sessions/terminal.js')
-const { Recorder } = await imp('src/sessions/recorder.js')
+// From the build under test (--berth-root), typed as this checkout's: the daemon runs in this process, so the
+// classes instrumented below must be the very ones it uses.
+const imp = (rel: string): Promise<unknown> => import(pathToFileURL(path.join(DIST, rel)).href)
+const { startDaemon } = (await imp('test/helpers/daemon.js')) as typeof import('../test/helpers/daemon.js')
+const { fixture } = (await imp('test/helpers/fixtures.js')) as typeof import('../test/helpers/fixtures.js')
+const { call, upload } = (await imp('test/helpers/http.js')) as typeof import('../test/helpers/http.js')
+const { TerminalSession, outputTrace } = (await imp('src/sessions/terminal.js')) as typeof import('../src/sessions/terminal.js')
+const { Recorder } = (await imp('src/sessions/recorder.js')) as typeof import('../src/sessions/recorder.js')
 
 const MiB = 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------------------------
-// Instrumentation of berth's TerminalSession (this process's copy of dist/src/sessions/terminal.js, the one the
-// daemon uses). Wrappers only read timestamps and flags; behaviour is unchanged.
+// Instrumentation of berth's terminal sessions (the daemon runs in this process), through public seams only:
+// the `berth:terminal:output` tracing channel around each output chunk, the public input()/drained() methods and
+// `paused` getter of TerminalSession, Recorder#output, and WebSocket#send of the server's sockets (every socket
+// this bench did not open itself). Wrappers only read timestamps and flags; behaviour is unchanged.
 
-const probe = { armed: null, inAt: 0, outAt: 0 }
-/** Main-thread time (ms) spent synchronously in berth's output path: TerminalSession#output in all, of it the recorder and ws send. */
+type Side = 'berth' | 'direct' | 'floor'
+const probe: { armed: Side | null; inAt: number; outAt: number } = { armed: null, inAt: 0, outAt: 0 }
+/** Main-thread time (ms) spent synchronously in berth's output path: each output chunk in all, of it the recorder and ws send. */
 const cost = { output: 0, recorder: 0, send: 0, chunks: 0 }
-const flow = { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] }
-let services = null
-/** TerminalSession instances seen (for the stall dump). */
-const sessionsSeen = new Set()
+const flow: { pauses: number; pollResumes: number; drainResumes: number; pausedMs: number; pausedAt: number; atPause: { socket: number; recorder: number }[] } = { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] }
+let services: Services | null = null
+let wss: WebSocketServer | null = null
+/** TerminalSession and Recorder instances seen (for the stall dump, the recorder's figures). */
+const sessionsSeen = new Set<TerminalSessionClass>()
+const recordersSeen = new Set<RecorderClass>()
+/** The recorders written to during the current throughput test: the live session's. */
+const recordersNow = new Set<RecorderClass>()
+/** The websockets this bench opened (berth's client side and the floor's both ends): not berth's server side. */
+const ownSockets = new WeakSet<WebSocket>()
+/** The TCP sockets under websockets, from ws's public 'upgrade' (client) and 'connection' (server) events. */
+const clientSockets = new WeakMap<WebSocket, net.Socket>()
+const serverSockets = new WeakMap<WebSocket, net.Socket>()
+/** What setNoDelay() (public) was last called with on a socket: Node keeps no public getter for it. */
+const noDelaySet = new WeakMap<net.Socket, boolean>()
+{
+  const { setNoDelay } = net.Socket.prototype
+  net.Socket.prototype.setNoDelay = function (this: net.Socket, noDelay = true) {
+    noDelaySet.set(this, noDelay)
+    return setNoDelay.call(this, noDelay)
+  }
+}
 {
   const P = TerminalSession.prototype
-  const { input, output, drained } = P
-  P.input = function (data) {
+  const { input, drained } = P
+  P.input = function (this: TerminalSessionClass, data: Buffer | string) {
     if (probe.armed === 'berth' && !probe.inAt) probe.inAt = performance.now()
     return input.call(this, data)
   }
-  P.output = function (chunk) {
-    sessionsSeen.add(this)
+  // Around each output chunk: its time, and whether it paused the session (what filled the sink then).
+  const started = new WeakMap<object, { t: number; was: boolean }>()
+  subscribe('tracing:berth:terminal:output:start', (m) => {
+    const { session } = m as { session: TerminalSessionClass }
+    sessionsSeen.add(session)
     const t = performance.now()
     if (probe.armed === 'berth' && probe.inAt && !probe.outAt) probe.outAt = t
-    const was = this.isPaused
-    const r = output.call(this, chunk)
-    cost.output += performance.now() - t
+    started.set(m as object, { t, was: session.paused })
+  })
+  subscribe('tracing:berth:terminal:output:end', (m) => {
+    const { session } = m as { session: TerminalSessionClass }
+    const s = started.get(m as object)
+    if (!s) return
+    cost.output += performance.now() - s.t
     cost.chunks++
-    if (!was && this.isPaused) {
+    if (!s.was && session.paused) {
       flow.pauses++
       flow.pausedAt = performance.now()
       // What filled the sink: the websocket's buffer or the recording's write buffer (tee adds both).
       flow.atPause.push({ socket: socketBuffered(), recorder: recorderPending() })
     }
-    return r
-  }
-  P.drained = function () {
-    const was = this.isPaused
+  })
+  if (!outputTrace) throw new Error(`${DIST} has no berth:terminal:output channel: build a berth that publishes it`)
+  P.drained = function (this: TerminalSessionClass) {
+    const was = this.paused
     let stack = ''
     if (was) {
       const limit = Error.stackTraceLimit
@@ -149,7 +183,7 @@ const sessionsSeen = new Set()
       Error.stackTraceLimit = limit
     }
     const r = drained.call(this)
-    if (was && !this.isPaused) {
+    if (was && !this.paused) {
       flow.pausedMs += performance.now() - flow.pausedAt
       if (/listOnTimeout|processTimers/.test(stack)) flow.pollResumes++
       else flow.drainResumes++
@@ -161,33 +195,38 @@ const sessionsSeen = new Set()
   const R = Recorder.prototype
   const { output } = R
   R.output = opts.recording
-    ? function (data) {
+    ? function (this: RecorderClass, data: Buffer) {
+        recordersSeen.add(this)
+        recordersNow.add(this)
         const t = performance.now()
         const r = output.call(this, data)
         cost.recorder += performance.now() - t
         return r
       }
-    : function () {} // --no-recording: a diagnostic that changes berth (the header and resizes are still written)
+    : function (this: RecorderClass) {
+        recordersSeen.add(this)
+        recordersNow.add(this)
+      } // --no-recording: a diagnostic that changes berth (the header and resizes are still written)
   const { send } = WebSocket.prototype
-  WebSocket.prototype.send = function (...args) {
-    if (!this._isServer || this.floor) return send.apply(this, args)
+  WebSocket.prototype.send = function (this: WebSocket, ...args: unknown[]) {
+    if (ownSockets.has(this)) return (send as (...a: unknown[]) => void).apply(this, args)
     const t = performance.now()
-    const r = send.apply(this, args)
+    const r = (send as (...a: unknown[]) => void).apply(this, args)
     cost.send += performance.now() - t
     return r
   }
 }
 /** What a stalled or ended terminal looked like: berth's flow-control state, the sockets, the session rows. */
-function stateOf(term) {
-  const st = { side: term.side, lastControl: term.control?.slice(-3) }
+function stateOf(term: Term) {
+  const st: Record<string, unknown> = { side: term.side, lastControl: term.control?.slice(-3) }
   try {
-    st.node = services.supervisor.status(APP)
+    st.node = services!.supervisor.status(APP)
     if (term.side === 'berth') {
-      st.sessions = [...sessionsSeen].filter((x) => !x.endedAt).map((x) => ({ pid: x.pid, paused: x.isPaused, polling: !!x.drainPoll, pauses: x.pauses, bytesOut: x.bytesOut, ptySocketPaused: x.pty?._socket?.isPaused?.() }))
-      st.serverSockets = [...services.wss.clients].map((c) => ({ bufferedAmount: c.bufferedAmount, writableLength: c._socket?.writableLength, needDrain: c._socket?.writableNeedDrain }))
-      st.clientSocket = { readyState: term.ws.readyState, paused: term.ws._socket?.isPaused?.(), readableLength: term.ws._socket?.readableLength }
+      st.sessions = [...sessionsSeen].filter((x) => !x.endedAt).map((x) => ({ pid: x.pid, paused: x.paused, pauses: x.pauses, bytesOut: x.bytesOut }))
+      st.serverSockets = [...(wss?.clients ?? [])].map((c) => ({ bufferedAmount: c.bufferedAmount }))
+      st.clientSocket = { readyState: term.ws?.readyState, bufferedAmount: term.ws?.bufferedAmount }
       st.recorderPending = recorderPending()
-      st.rows = services.sessions.list(APP, 3).map((r) => ({ id: r.id, active: r.active, endReason: r.endReason, bytesOut: r.bytesOut }))
+      st.rows = services!.sessions.list(APP, 3).map((r) => ({ id: r.id, active: r.active, endReason: r.endReason, bytesOut: r.bytesOut }))
     }
   } catch (err) {
     st.error = String(err)
@@ -196,12 +235,12 @@ function stateOf(term) {
 }
 function socketBuffered() {
   let n = 0
-  for (const c of services?.wss?.clients ?? []) n += c.bufferedAmount
+  for (const c of wss?.clients ?? []) n += c.bufferedAmount
   return n
 }
 function recorderPending() {
   let n = 0
-  for (const l of services?.sessions?.live?.values() ?? []) n += l.recorder?.pending ?? 0
+  for (const r of recordersSeen) n += r.pending
   return n
 }
 
@@ -209,15 +248,24 @@ function recorderPending() {
 // Terminals: a byte stream in, one listener at a time out.
 
 class Term {
-  constructor(side) {
+  readonly side: Side
+  listener: ((buf: Buffer, t: number) => void) | null = null
+  chunks = 0
+  bytes = 0
+  /** The session's process (the pty's leader), for CPU accounting; null when unknown. */
+  pid: number | null = null
+  /** Resolves with why the terminal ended, if it does. */
+  gone: Promise<string> = new Promise(() => {})
+  ws: WebSocket | null = null
+  control: unknown[] = []
+  write: (s: string) => void = () => {}
+  close: () => Promise<void> = async () => {}
+
+  constructor(side: Side) {
     this.side = side
-    this.listener = null
-    this.chunks = 0
-    this.bytes = 0
-    this.text = '' // only while expecting (small)
   }
 
-  feed(buf) {
+  feed(buf: Buffer) {
     const t = performance.now()
     this.chunks++
     this.bytes += buf.length
@@ -225,7 +273,7 @@ class Term {
   }
 
   /** Resolves with the arrival time of the chunk that makes the output since now satisfy pred. Call before writing. */
-  expect(pred, what, ms = KEY_TIMEOUT_MS) {
+  expect(pred: (s: string) => boolean, what: string, ms = KEY_TIMEOUT_MS): Promise<number> {
     let acc = ''
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -244,15 +292,30 @@ class Term {
   }
 }
 
-async function openBerth(d) {
+/** Children of this process (the daemon runs here, so a session's pty leader is one of them). */
+function ownChildren(): Set<number> {
+  const kids = new Set<number>()
+  for (const pid of descendants(process.pid)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) kids.add(pid)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return kids
+}
+
+async function openBerth(d: TestDaemon) {
   const term = new Term('berth')
   const ws = new WebSocket(`${d.url.replace('http', 'ws')}/v1/apps/${APP}/remote`, { headers: { authorization: `Bearer ${d.adminToken}` } })
+  ownSockets.add(ws)
+  ws.on('upgrade', (res) => clientSockets.set(ws, res.socket as net.Socket))
   term.ws = ws
-  term.control = []
-  term.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)))
-  term.gone = term.closed.then((code) => `websocket closed with ${code}`)
-  const before = new Set(services.sessions.live.keys())
-  ws.on('message', (m, binary) => (binary ? term.feed(m) : term.control.push(JSON.parse(m.toString()))))
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
+  term.gone = closed.then((code) => `websocket closed with ${code}`)
+  const before = ownChildren()
+  ws.on('message', (m: Buffer, binary) => (binary ? term.feed(m) : term.control.push(JSON.parse(m.toString()))))
   term.write = (s) => ws.send(Buffer.from(s))
   const prompt = term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
   await new Promise((resolve, reject) => {
@@ -261,26 +324,33 @@ async function openBerth(d) {
     ws.on('open', resolve)
   })
   await prompt
-  // The session's pty process (`bin/hello remote`), for CPU accounting.
-  term.pid = [...services.sessions.live.entries()].find(([id]) => !before.has(id))?.[1].handle?.pid ?? null
+  // The session's pty process (`bin/hello remote`), for CPU accounting: the child of this process (where the
+  // daemon runs) that appeared with the session.
+  term.pid = [...ownChildren()].find((pid) => !before.has(pid)) ?? null
   term.close = async () => {
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close()
-    await term.closed
+    await closed
     // The session ends after the socket: SIGHUP, grace, reap, row and recording completed.
     const end = Date.now() + 10_000
-    while (services.sessions.active(APP) > 0 && Date.now() < end) await sleep(20)
+    while (services!.sessions.active(APP) > 0 && Date.now() < end) await sleep(20)
   }
   return term
 }
 
-/** The program both direct and floor run, as berth would run it; returns the pty and a close that reaps its tree. */
-function spawnPty(d) {
+/**
+ * The program both direct and floor run, as berth runs it for a remote session (SessionManager: the command
+ * commandFor picks, in the environment commandEnv gives a command, disposed when it ends); returns the pty and
+ * a close that reaps its tree.
+ */
+function spawnPty(d: TestDaemon) {
   const { supervisor, paths, apps } = d.server.services
-  const release = supervisor.status(APP).release
-  const file = path.join(supervisor.releaseDir(APP, release), 'bin', APP)
-  const p = pty.spawn(file, [apps.settings(APP).commands.remote ?? 'remote'] /* null: the Mix default */, { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: supervisor.nodeEnv(APP), encoding: null })
-  const exited = new Promise((resolve) => p.onExit(() => resolve()))
-  const gone = new Promise((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
+  const release = supervisor.status(APP).release!
+  const file = path.join(supervisor.releaseDir(APP, release), 'bin', supervisor.binName(APP, release))
+  const run = supervisor.commandEnv(APP, release)
+  const p = pty.spawn(file, [supervisor.commandFor(APP, release, apps.settings(APP), 'remote')], { name: 'xterm-256color', cols: 80, rows: 24, cwd: paths.shared(APP), env: run.env, encoding: null } as unknown as pty.IPtyForkOptions)
+  p.onExit(() => run.dispose())
+  const exited = new Promise<void>((resolve) => p.onExit(() => resolve()))
+  const gone = new Promise<string>((resolve) => p.onExit(({ exitCode, signal }) => resolve(`pty exited: code ${exitCode}, signal ${signal}`)))
   const close = async () => {
     const tree = [p.pid, ...descendants(p.pid)]
     killGroup(p.pid, 'SIGHUP')
@@ -289,7 +359,8 @@ function spawnPty(d) {
     for (const pid of tree) signal(pid, 'SIGKILL')
     await Promise.race([exited, sleep(2000)])
     try {
-      p.destroy?.()
+      // Not in node-pty's typings, but there at run time: releases the pty's file descriptor at once.
+      ;(p as unknown as { destroy?: () => void }).destroy?.()
     } catch {
       // closed already
     }
@@ -297,13 +368,13 @@ function spawnPty(d) {
   return { p, gone, close }
 }
 
-async function openDirect(d) {
+async function openDirect(d: TestDaemon) {
   const term = new Term('direct')
   const { p, gone, close } = spawnPty(d)
-  term.pty = p
   term.pid = p.pid
   term.gone = gone
-  p.onData((b) => term.feed(b))
+  // With encoding: null node-pty hands over Buffers (its typings say string).
+  p.onData((b) => term.feed(b as unknown as Buffer))
   term.write = (s) => p.write(s)
   await term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
   term.close = close
@@ -314,38 +385,40 @@ async function openDirect(d) {
  * The floor: the smallest websocket relay in front of the same pty. One server for the whole bench; each
  * connection gets its own pty. The probe takes the same three timestamps as berth's wrappers.
  */
-let floorServer = null
-async function startFloor(d) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await new Promise((resolve, reject) => wss.once('listening', resolve).once('error', reject))
-  wss.on('connection', (ws) => {
-    ws.floor = true // not berth's: kept out of berth's ws send cost
+let floorServer: WebSocketServer | null = null
+/** The floor server's side of each connection: its pty's pid, and when that pty has exited. */
+const floorConnections = new Map<WebSocket, { ptyPid: number; closed: Promise<void> }>()
+async function startFloor(d: TestDaemon) {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await new Promise((resolve, reject) => server.once('listening', resolve).once('error', reject))
+  server.on('connection', (ws) => {
+    ownSockets.add(ws) // not berth's: kept out of berth's ws send cost
     const { p, close } = spawnPty(d)
-    ws.ptyPid = p.pid
     p.onData((b) => {
       if (probe.armed === 'floor' && probe.inAt && !probe.outAt) probe.outAt = performance.now()
-      ws.send(b, { binary: true })
+      ws.send(b as unknown as Buffer, { binary: true })
     })
-    ws.on('message', (m, binary) => {
+    ws.on('message', (m: Buffer, binary) => {
       if (!binary) return
       if (probe.armed === 'floor' && !probe.inAt) probe.inAt = performance.now()
-      p.write(m)
+      p.write(m as unknown as string)
     })
     ws.on('close', () => void close())
-    ws.closed = new Promise((resolve) => p.onExit(() => resolve()))
+    floorConnections.set(ws, { ptyPid: p.pid, closed: new Promise((resolve) => p.onExit(() => resolve())) })
   })
-  floorServer = wss
-  return `ws://127.0.0.1:${wss.address().port}/`
+  floorServer = server
+  return `ws://127.0.0.1:${(server.address() as { port: number }).port}/`
 }
 
-async function openFloor(url) {
+async function openFloor(url: string) {
   const term = new Term('floor')
   // Opened and read exactly like berth's client (berth's only adds the Authorization header).
   const ws = new WebSocket(url)
+  ownSockets.add(ws)
   term.ws = ws
-  term.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)))
-  term.gone = term.closed.then((code) => `websocket closed with ${code}`)
-  ws.on('message', (m, binary) => (binary ? term.feed(m) : null))
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
+  term.gone = closed.then((code) => `websocket closed with ${code}`)
+  ws.on('message', (m: Buffer, binary) => (binary ? term.feed(m) : null))
   term.write = (s) => ws.send(Buffer.from(s))
   const prompt = term.expect((s) => /iex\([^)]*\)\d+> $/.test(s), 'the IEx prompt', 30_000)
   await new Promise((resolve, reject) => {
@@ -353,12 +426,13 @@ async function openFloor(url) {
     ws.on('open', resolve)
   })
   await prompt
-  const server = [...floorServer.clients].at(-1)
-  term.pid = server?.ptyPid ?? null
+  const server = [...floorServer!.clients].at(-1)
+  const conn = server ? floorConnections.get(server) : undefined
+  term.pid = conn?.ptyPid ?? null
   term.close = async () => {
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close()
-    await term.closed
-    await Promise.race([server?.closed, sleep(10_000)])
+    await closed
+    await Promise.race([conn?.closed, sleep(10_000)])
   }
   return term
 }
@@ -367,17 +441,17 @@ async function openFloor(url) {
 // Measurements
 
 /** CPU seconds (user + system) used so far by these processes and their descendants, from /proc. */
-function treeCpu(roots) {
+function treeCpu(roots: (number | null)[]) {
   let secs = 0
-  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) secs += procCpuSeconds(pid) || 0
+  for (const pid of roots.filter((p): p is number => Boolean(p)).flatMap((p) => [p, ...descendants(p)])) secs += procCpuSeconds(pid) || 0
   return secs
 }
 
 /** Time (ms) the threads of these processes and their descendants spent runnable but waiting for a CPU. */
-function treeRunQueueMs(roots) {
+function treeRunQueueMs(roots: (number | null)[]) {
   let ms = 0
-  for (const pid of roots.filter(Boolean).flatMap((p) => [p, ...descendants(p)])) {
-    let tids = []
+  for (const pid of roots.filter((p): p is number => Boolean(p)).flatMap((p) => [p, ...descendants(p)])) {
+    let tids: string[] = []
     try {
       tids = fs.readdirSync(`/proc/${pid}/task`)
     } catch {
@@ -397,10 +471,34 @@ function runQueueMs() {
  * Keystroke round trips, both sides interleaved key by key (who goes first alternates), so that both see the
  * same machine: on 2 cores the BEAMs' busy-waiting schedulers and the daemon make conditions drift over seconds.
  */
-async function echo(terms, order, keys) {
-  const res = {}
+type Terms = Partial<Record<Side, Term>>
+interface Split {
+  toPty: number
+  program: number
+  toClient: number
+}
+interface EchoSide {
+  median: number
+  p99: number
+  over2ms: number
+  rtts: number[]
+  split?: Split
+  ping?: { median: number; p99: number }
+}
+type Echo = {
+  phaseMs: number
+  runQueueMs: number
+  loopDelayP99Ms: number
+  loopDelayMaxMs: number
+  outputUs: number
+  recorderUs: number
+  sendUs: number
+} & Partial<Record<Side, EchoSide>>
+
+async function echo(terms: Terms, order: Side[], keys: number): Promise<Echo> {
+  const res: Partial<Record<Side, { rtts: number[]; split: { toPty: number[]; program: number[]; toClient: number[] } }>> = {}
   for (const side of order) res[side] = { rtts: [], split: { toPty: [], program: [], toClient: [] } }
-  const split = (side) => side === 'berth' || side === 'floor'
+  const split = (side: Side) => side === 'berth' || side === 'floor'
   const loop = monitorEventLoopDelay({ resolution: 1 })
   loop.enable()
   Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
@@ -410,8 +508,8 @@ async function echo(terms, order, keys) {
     // Who goes first rotates key by key, so each side is first, middle and last equally often.
     const rot = ((i % order.length) + order.length) % order.length
     for (const side of [...order.slice(rot), ...order.slice(0, rot)]) {
-      const term = terms[side]
-      const r = res[side]
+      const term = terms[side]!
+      const r = res[side]!
       Object.assign(probe, { armed: split(side) ? side : null, inAt: 0, outAt: 0 })
       const got = term.expect((s) => s.includes('a'), "the echo of 'a'")
       const t0 = performance.now()
@@ -432,7 +530,7 @@ async function echo(terms, order, keys) {
     }
   }
   loop.disable()
-  const out = {
+  const out: Echo = {
     phaseMs: performance.now() - t0phase,
     runQueueMs: runQueueMs() - rq0,
     loopDelayP99Ms: loop.percentile(99) / 1e6,
@@ -443,22 +541,22 @@ async function echo(terms, order, keys) {
     sendUs: (cost.send * 1000) / cost.chunks,
   }
   for (const side of order) {
-    const { rtts, split: sp } = res[side]
+    const { rtts, split: sp } = res[side]!
     // "median" here is the nearest-rank p50, a measured round trip (the lower middle one for an even count)
-    out[side] = { median: percentile(rtts, 50), p99: percentile(rtts, 99), over2ms: rtts.filter((x) => x > 2).length, rtts }
-    if (split(side)) out[side].split = { toPty: percentile(sp.toPty, 50), program: percentile(sp.program, 50), toClient: percentile(sp.toClient, 50) }
+    const e: EchoSide = (out[side] = { median: percentile(rtts, 50), p99: percentile(rtts, 99), over2ms: rtts.filter((x) => x > 2).length, rtts })
+    if (split(side)) e.split = { toPty: percentile(sp.toPty, 50), program: percentile(sp.program, 50), toClient: percentile(sp.toClient, 50) }
   }
-  out.berth.ping = await pings(terms.berth.ws, keys)
-  if (terms.floor) out.floor.ping = await pings(terms.floor.ws, keys)
+  out.berth!.ping = await pings(terms.berth!.ws!, keys)
+  if (terms.floor) out.floor!.ping = await pings(terms.floor.ws!, keys)
   return out
 }
 
 /** The websocket hop alone: ping → pong on the same connection (ws answers pings itself, in berth's event loop). */
-async function pings(ws, n) {
-  const rtts = []
+async function pings(ws: WebSocket, n: number) {
+  const rtts: number[] = []
   for (let i = -WARMUP_KEYS; i < n; i++) {
     const t0 = performance.now()
-    const pong = new Promise((resolve) => ws.once('pong', () => resolve(performance.now())))
+    const pong = new Promise<number>((resolve) => ws.once('pong', () => resolve(performance.now())))
     ws.ping()
     const t1 = await pong
     if (i >= 0) rtts.push(t1 - t0)
@@ -467,23 +565,43 @@ async function pings(ws, n) {
 }
 
 /** Runs expr (which prints a lot) and times it until the marker printed after it arrives. */
-async function throughput(term, expr, appBeam) {
+interface Throughput {
+  bytes: number
+  secs: number
+  mbps: number
+  chunks: number
+  avgChunk: number
+  nodeCpuPct: number
+  shellCpuPct: number
+  appCpuPct: number
+  nodeWaitPct: number
+  beamWaitPct: number
+  rssPeakMiB: number
+  rssDeltaMiB: number
+  cost?: typeof cost & { outputPct: number; usPerChunk: number; recorderUsPerChunk: number; sendUsPerChunk: number }
+  flow?: Omit<typeof flow, 'pausedAt'>
+  recorderSkipped?: number
+  recorderTruncated?: boolean
+}
+
+async function throughput(term: Term, expr: string, appBeam: number | null): Promise<Throughput> {
   Object.assign(flow, { pauses: 0, pollResumes: 0, drainResumes: 0, pausedMs: 0, pausedAt: 0, atPause: [] })
   Object.assign(cost, { output: 0, recorder: 0, send: 0, chunks: 0 })
+  recordersNow.clear()
   const rss0 = process.memoryUsage().rss
   const sampler = rssSampler(() => process.memoryUsage().rss, RSS_SAMPLE_MS)
   let peak = rss0
   let received = 0
   let chunks = 0
   let tail = ''
-  let after = null // output after the marker, until the prompt is back
-  let promptBack
-  const prompt = new Promise((resolve) => (promptBack = resolve))
+  let after: string | null = null // output after the marker, until the prompt is back
+  let promptBack = () => {}
+  const prompt = new Promise<void>((resolve) => (promptBack = resolve))
   let lastByteAt = performance.now()
-  let watchdog = null
-  const done = new Promise((resolve, reject) => {
+  let watchdog: NodeJS.Timeout | undefined
+  const done = new Promise<number>((resolve, reject) => {
     // No byte for STALL_MS, or the terminal ended: fail with what berth's side looked like at that moment.
-    const fail = (why) => reject(new Error(`${term.side}: ${why} after ${received} bytes; state: ${JSON.stringify(stateOf(term))}`))
+    const fail = (why: string) => reject(new Error(`${term.side}: ${why} after ${received} bytes; state: ${JSON.stringify(stateOf(term))}`))
     watchdog = setInterval(() => {
       if (after === null && performance.now() - lastByteAt > STALL_MS) fail(`no output for ${STALL_MS / 1000} s`)
     }, 1000)
@@ -517,7 +635,7 @@ async function throughput(term, expr, appBeam) {
   const wait0 = { node: runQueueMs(), beams: treeRunQueueMs([term.pid, appBeam]) }
   const t0 = performance.now()
   term.write(`${expr}; String.upcase("zzdonezz")\r`)
-  let t1
+  let t1: number
   try {
     t1 = await done
   } finally {
@@ -529,7 +647,7 @@ async function throughput(term, expr, appBeam) {
   const shellCpu = treeCpu([term.pid]) - shell0
   const appCpu = treeCpu([appBeam]) - app0
   const wait = { node: runQueueMs() - wait0.node, beams: treeRunQueueMs([term.pid, appBeam]) - wait0.beams }
-  const r = {
+  const r: Throughput = {
     bytes: received,
     secs: ms / 1000,
     mbps: received / 1e6 / (ms / 1000),
@@ -547,9 +665,10 @@ async function throughput(term, expr, appBeam) {
   if (term.side === 'berth') {
     r.cost = { ...cost, outputPct: (cost.output / ms) * 100, usPerChunk: (cost.output * 1000) / cost.chunks, recorderUsPerChunk: (cost.recorder * 1000) / cost.chunks, sendUsPerChunk: (cost.send * 1000) / cost.chunks }
     r.flow = { pauses: flow.pauses, pollResumes: flow.pollResumes, drainResumes: flow.drainResumes, pausedMs: flow.pausedMs, atPause: flow.atPause.slice(0, 50) }
-    const live = [...services.sessions.live.values()]
-    r.recorderSkipped = live.reduce((n, l) => n + (l.recorder?.skippedBytes ?? 0), 0)
-    r.recorderTruncated = live.some((l) => l.recorder?.truncated)
+    // The live session's recorder: the one written to during this test (its counts run since the session began).
+    const recorders = [...recordersNow]
+    r.recorderSkipped = recorders.reduce((n, x) => n + x.skippedBytes, 0)
+    r.recorderTruncated = recorders.some((x) => x.truncated)
   }
   // Let the prompt come back before anything else is typed.
   await Promise.race([prompt, sleep(30_000)])
@@ -560,19 +679,23 @@ async function throughput(term, expr, appBeam) {
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
-let d = null
-const opened = new Set()
-let cleaning = null
+let d: TestDaemon | null = null
+const opened = new Set<Term>()
+let cleaning: Promise<void> | null = null
 async function cleanup() {
   if (cleaning) return cleaning
   cleaning = (async () => {
     for (const t of opened) await t.close().catch(() => {})
     opened.clear()
-    if (floorServer) await new Promise((resolve) => floorServer.close(resolve))
+    if (floorServer) {
+      // ws's close() waits for every connection to end: one a failed open left behind would hold it for ever.
+      for (const c of floorServer.clients) c.terminate()
+      await new Promise((resolve) => floorServer!.close(resolve))
+    }
     floorServer = null
     if (d) {
       const dir = d.dataDir
-      await d.stop().catch((err) => console.error('bench/terminal: stopping berth failed:', err))
+      await d.stop().catch((err: Error) => console.error('bench/terminal: stopping berth failed:', err))
       const left = processesNaming(dir)
       if (left.length) {
         console.error(`bench/terminal: ${left.length} process(es) left under ${dir}; killing them:\n${left.map((p) => `  ${p.pid} ${p.cmd.slice(0, 120)}`).join('\n')}`)
@@ -586,72 +709,89 @@ async function cleanup() {
 }
 onInterrupt('bench/terminal', cleanup)
 
-let floorUrl = null
-async function open(side) {
-  const t = side === 'berth' ? await openBerth(d) : side === 'floor' ? await openFloor(floorUrl) : await openDirect(d)
+let floorUrl: string | null = null
+async function open(side: Side) {
+  const t = side === 'berth' ? await openBerth(d!) : side === 'floor' ? await openFloor(floorUrl!) : await openDirect(d!)
   opened.add(t)
   return t
 }
-async function close(t) {
+async function close(t: Term) {
   opened.delete(t)
   await t.close()
 }
 
-const OUTPUTS = [
+const OUTPUTS: { key: string; label: string; expr: string }[] = [
   // what the brief asks for: 1 KiB lines, one IO.puts (a distribution round trip to the shell's group leader) each
   ...(opts.output ? [{ key: 'lines', label: `Hello.big_output(${opts.bytes})`, expr: `Hello.big_output(${opts.bytes})` }] : []),
   // the same bytes in one io request: the shell's tty writer, not per-line round trips, sets the pace
   ...(opts.bulk && opts.output ? [{ key: 'bulk', label: 'one IO.binwrite, same bytes', expr: `IO.binwrite(:binary.copy(String.duplicate("x", 1023) <> "\\n", ${Math.max(1, Math.round(opts.bytes / 1024))}))` }] : []),
 ]
 
-const results = { machine: { nproc: os.availableParallelism?.() ?? os.cpus().length, memGiB: os.totalmem() / 2 ** 30, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg() }, opts, runs: [] }
+interface Run {
+  run: number
+  order: Side[]
+  echoOrder: Side[]
+  echo?: Echo
+  out: Record<string, Partial<Record<Side, Throughput>>>
+  load1?: number
+}
+const results: {
+  machine: { nproc: number; memGiB: number; cpu: string | undefined; node: string; loadBefore: number[] }
+  opts: typeof opts
+  runs: Run[]
+  noDelay?: { client: boolean | null; server: boolean | null }
+  leftovers?: number
+} = { machine: { nproc: os.availableParallelism?.() ?? os.cpus().length, memGiB: os.totalmem() / 2 ** 30, cpu: os.cpus()[0]?.model, node: process.version, loadBefore: os.loadavg() }, opts, runs: [] }
 try {
   const tarball = fs.readFileSync((await fixture('v1')).tarball)
   d = await startDaemon({ BERTH_MAX_SESSIONS_PER_APP: '20' })
   services = d.server.services
-  services.wss = d.server.app.websocketServer
+  wss = d.server.app.websocketServer
+  // The server's end of each of berth's websockets, from its public 'connection' event (for TCP_NODELAY).
+  wss.on('connection', (ws, req) => serverSockets.set(ws, req.socket))
   const json = { 'content-type': 'application/json' }
   const port = await freePort()
   await call(`${d.url}/v1/apps/${APP}/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port) }) })
   await call(`${d.url}/v1/apps/${APP}/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 300 }) })
   const res = await upload(d.url, APP, tarball, { token: d.adminToken, query: 'deploy=true' })
   if (res.body?.deployment?.state !== 'succeeded') throw new Error(`deploying the fixture failed: ${res.text.slice(0, 500)}`)
-  const appBeam = services.supervisor.status(APP).beamPid ?? services.supervisor.status(APP).pid
+  const appBeam = services.supervisor.status(APP).beamPid ?? services.supervisor.status(APP).pid ?? null
   floorUrl = await startFloor(d)
 
   for (let run = 1; run <= opts.runs; run++) {
-    const order = run % 2 ? ['berth', 'direct'] : ['direct', 'berth']
+    const order: Side[] = run % 2 ? ['berth', 'direct'] : ['direct', 'berth']
     // The floor takes part in the echo test only, its place in the order rotating with the runs.
     const echoOrder = [...order]
     echoOrder.splice((run - 1) % 3, 0, 'floor')
-    const r = { run, order, echoOrder, out: {} }
-    let terms = {}
+    const r: Run = { run, order, echoOrder, out: {} }
+    let terms: Terms = {}
     for (const side of echoOrder) terms[side] = await open(side)
     if (run === 1) {
       // Nagle: is TCP_NODELAY set on both ends of berth's websocket? (ws calls setNoDelay() in setSocket.)
-      const noDelay = (s) => (s ? s[Object.getOwnPropertySymbols(s).find((x) => String(x) === 'Symbol(kSetNoDelay)')] ?? null : null)
-      results.noDelay = { client: noDelay(terms.berth.ws._socket), server: noDelay([...services.wss.clients][0]?._socket) }
+      const noDelay = (s: net.Socket | undefined) => (s ? noDelaySet.get(s) ?? null : null)
+      const server = [...wss.clients][0]
+      results.noDelay = { client: noDelay(clientSockets.get(terms.berth!.ws!)), server: noDelay(server && serverSockets.get(server)) }
     }
     r.echo = await echo(terms, echoOrder, opts.keys)
-    await close(terms.floor)
+    await close(terms.floor!)
     delete terms.floor
-    const e = r.echo
+    const e = r.echo as Required<Echo> & Record<Side, Required<EchoSide>>
     log(`run ${run} echo   berth median ${e.berth.median.toFixed(3)} ms p99 ${e.berth.p99.toFixed(2)} ms | floor median ${e.floor.median.toFixed(3)} ms p99 ${e.floor.p99.toFixed(2)} ms | direct median ${e.direct.median.toFixed(3)} ms p99 ${e.direct.p99.toFixed(2)} ms | berth/direct ${(e.berth.median / e.direct.median).toFixed(2)} berth/floor ${(e.berth.median / e.floor.median).toFixed(2)} floor/direct ${(e.floor.median / e.direct.median).toFixed(2)} | ping berth ${e.berth.ping.median.toFixed(3)} floor ${e.floor.ping.median.toFixed(3)} ms | split berth ${fmtSplit(e.berth.split)} floor ${fmtSplit(e.floor.split)} | loop delay p99 ${e.loopDelayP99Ms.toFixed(1)} ms, run-queue wait ${e.runQueueMs.toFixed(0)} ms of ${e.phaseMs.toFixed(0)} ms, load ${os.loadavg()[0].toFixed(1)}`)
     for (const [k, o] of OUTPUTS.entries()) {
       if (k > 0) {
         // Fresh sessions for each output test: the recording of a session stops at its 50 MiB cap, so a second
         // big output in the same session would run without the recorder.
-        for (const side of order) await close(terms[side])
+        for (const side of order) await close(terms[side]!)
         terms = {}
         for (const side of order) terms[side] = await open(side)
       }
-      r.out[o.key] = {}
+      const out: Partial<Record<Side, Throughput>> = (r.out[o.key] = {})
       for (const side of order) {
-        const x = (r.out[o.key][side] = await throughput(terms[side], o.expr, appBeam))
+        const x = (out[side] = await throughput(terms[side]!, o.expr, appBeam))
         log(`run ${run} ${o.key.padEnd(5)}  ${side.padEnd(6)} ${x.mbps.toFixed(1)} MB/s ${x.secs.toFixed(2)} s, CPU % of a core: node ${x.nodeCpuPct.toFixed(0)}, shell BEAM ${x.shellCpuPct.toFixed(0)}, app BEAM ${x.appCpuPct.toFixed(0)}; CPU wait % node ${x.nodeWaitPct.toFixed(0)}, BEAMs ${x.beamWaitPct.toFixed(0)}; RSS peak ${x.rssPeakMiB.toFixed(0)} MiB (+${x.rssDeltaMiB.toFixed(0)})${x.flow ? `; pauses ${x.flow.pauses} (resumed by poll ${x.flow.pollResumes}, by drain ${x.flow.drainResumes}; ${x.flow.pausedMs.toFixed(0)} ms paused)` : ''}`)
       }
     }
-    for (const side of order) await close(terms[side])
+    for (const side of order) await close(terms[side]!)
     r.load1 = os.loadavg()[0]
     results.runs.push(r)
   }
@@ -662,11 +802,11 @@ try {
   await cleanup()
 }
 
-function fmtSplit(x) {
+function fmtSplit(x: Split) {
   return `${(x.toPty * 1000).toFixed(0)}/${(x.program * 1000).toFixed(0)}/${(x.toClient * 1000).toFixed(0)} µs`
 }
 
-function log(line) {
+function log(line: string) {
   process.stderr.write(`${line}\n`)
 }
 
@@ -674,11 +814,13 @@ function log(line) {
 // Report
 
 if (results.runs.length > 0) {
-  const runs = results.runs
-  const m = (f) => median(runs.map(f))
-  const fmt = (x, dp = 2) => fmtDigits(x, dp)
-  const rows = []
-  const row = (metric, berth = '', direct = '', ratio = '', target = '', ok) => rows.push([metric, berth, direct, ratio, target, ok === undefined ? '' : ok ? 'ok' : 'MISSED'])
+  // Every run that got here measured every side it reports.
+  type FullRun = Run & { echo: Required<Echo> & Record<Side, Required<EchoSide>>; out: Record<string, Record<Side, Required<Throughput>>>; load1: number }
+  const runs = results.runs as FullRun[]
+  const m = (f: (r: FullRun) => number) => median(runs.map(f))
+  const fmt = (x: number, dp = 2) => fmtDigits(x, dp)
+  const rows: (string[] | null)[] = []
+  const row = (metric: string, berth = '', direct = '', ratio = '', target = '', ok?: boolean) => rows.push([metric, berth, direct, ratio, target, ok === undefined ? '' : ok ? 'ok' : 'MISSED'])
   const sep = () => rows.push(null)
 
   // Ratios are per run (the two sides measured side by side), then the median over runs.
@@ -699,7 +841,7 @@ if (results.runs.length > 0) {
   row('  event loop delay p99 / max (ms)', `${fmt(m((r) => r.echo.loopDelayP99Ms), 1)} / ${fmt(m((r) => r.echo.loopDelayMaxMs), 1)}`)
   row('  node main thread CPU wait (ms/phase)', `${fmt(m((r) => r.echo.runQueueMs), 0)} / ${fmt(m((r) => r.echo.phaseMs), 0)}`)
   for (const o of OUTPUTS) {
-    const get = (side, k) => m((r) => r.out[o.key][side][k])
+    const get = (side: Side, k: Exclude<keyof Throughput, 'cost' | 'flow' | 'recorderSkipped' | 'recorderTruncated'>) => m((r) => r.out[o.key]![side][k])
     const ratio = m((r) => r.out[o.key].berth.mbps / r.out[o.key].direct.mbps)
     sep()
     row(`output: ${o.label}`)

@@ -2,7 +2,7 @@
 // Intake benchmark: how long berth takes to accept a release upload (hash + unpack + fsync + move into place)
 // compared with `sha256sum FILE && tar xzf FILE`, and how much memory the daemon uses while doing it.
 //
-//   npm run build && node bench/intake.mjs [--size-mb N] [--runs N] [--cases fixture,synthetic] [--cpu-prof DIR]
+//   npm run build && node dist/bench/intake.js [--size-mb N] [--runs N] [--cases fixture,synthetic] [--cpu-prof DIR]
 //
 //   --size-mb N     compressed size of the synthetic release in MiB (default 400); cached in bench/.work/
 //   --runs N        timed runs per case (default 5 for the fixture, 3 for the synthetic release)
@@ -22,7 +22,7 @@
 // from the previous run are not charged to the next one. Baselines and berth runs are interleaved.
 // No npm dependencies: node, sh, sha256sum, tar, gzip, sync.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -30,10 +30,10 @@ import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import {
-  FIXTURES, GiB, MiB, REPO, fmt, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
+  type Berth, FIXTURES, type OptionSpec, GiB, MiB, REPO, fmt, mdTable, median, onInterrupt, parseCli, procCpuSeconds, procMem, request, rmTreeSync,
   rssSampler, sleep, startBerth,
   prng,
-} from './lib.mjs'
+} from './lib.js'
 
 const WORK = path.join(REPO, 'bench', '.work')
 const FIXTURE = path.join(FIXTURES, 'v1.tar.gz')
@@ -43,7 +43,7 @@ const GENERATOR = 'g2'
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--size-mb': { key: 'sizeMb', type: 'int', min: 1 },
   '--runs': { key: 'runs', type: 'int', min: 1 },
   '--cases': { key: 'cases', type: 'list', choices: ['fixture', 'realsize', 'synthetic'] },
@@ -54,20 +54,21 @@ const OPTIONS = {
   '--compare': { key: 'compare', type: 'path' },
   '--json': { key: 'json', type: 'path' },
 }
-const DEFAULTS = { sizeMb: 400, runs: null, cases: ['fixture', 'realsize', 'synthetic'], ratio: 3, cpuProf: null, nodeOptions: '', berthRoot: REPO, compare: null, json: null }
+const DEFAULTS = { sizeMb: 400, runs: null as number | null, cases: ['fixture', 'realsize', 'synthetic'], ratio: 3, cpuProf: null as string | null, nodeOptions: '', berthRoot: REPO, compare: null as string | null, json: null as string | null }
+type Options = typeof DEFAULTS
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
-const log = (...a) => process.stderr.write(a.join(' ') + '\n')
-const mb = (bytes) => bytes / MiB
+const log = (...a: unknown[]) => process.stderr.write(a.join(' ') + '\n')
+const mb = (bytes: number) => bytes / MiB
 
-function seconds(startNs) {
+function seconds(startNs: bigint) {
   return Number(process.hrtime.bigint() - startNs) / 1e9
 }
 
 /** Cleanup must go on past a tree it cannot remove. */
-function rmQuietly(p) {
+function rmQuietly(p: string) {
   try {
     rmTreeSync(p)
   } catch {
@@ -79,8 +80,8 @@ function syncAll() {
   spawnSync('sync', { stdio: 'ignore' })
 }
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts })
+function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): string {
+  const r = spawnSync(cmd, args, { ...opts, encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`)
   return r.stdout
 }
@@ -89,10 +90,10 @@ function run(cmd, args, opts = {}) {
 // Synthetic release
 
 /** Code-like text (Elixir-ish lines from templates, Zipf-distributed identifiers); gzip -6 makes it ~5x smaller. */
-function textPool(bytes, rand) {
+function textPool(bytes: number, rand: () => number) {
   const syll = ['de', 'fm', 'od', 'ul', 'en', 'ha', 'ndl', 'er', 'st', 'at', 'e', 'co', 'nn', 'ect', 'ion', 'rep', 'o', 'sch', 'ema',
     'pl', 'ug', 'rou', 'ter', 'li', 've', 'vi', 'ew', 'com', 'pon', 'ent', 'que', 'ry', 'ch', 'ange', 'set', 'val', 'id', 'ate']
-  const vocab = []
+  const vocab: string[] = []
   for (let i = 0; i < 800; i++) {
     let w = ''
     const n = 2 + Math.floor(rand() * 3)
@@ -100,10 +101,10 @@ function textPool(bytes, rand) {
     vocab.push(w)
   }
   // Zipf-ish choice: a few words are very common, most are rare.
-  const w = () => vocab[Math.floor(vocab.length * rand() ** 5)]
-  const mod = () => `${w()[0].toUpperCase()}${w().slice(1)}.${w()[0].toUpperCase()}${w().slice(1)}`
+  const w = () => vocab[Math.floor(vocab.length * rand() ** 5)]!
+  const mod = () => `${w()[0]!.toUpperCase()}${w().slice(1)}.${w()[0]!.toUpperCase()}${w().slice(1)}`
   const num = () => String(Math.floor(rand() * 1000))
-  const templates = [
+  const templates: ((indent: string) => string)[] = [
     (i) => `${i}def ${w()}(${w()}, ${w()}) do\n`,
     (i) => `${i}defp ${w()}_${w()}(%{${w()}: ${w()}} = ${w()}) do\n`,
     (i) => `${i}${w()} = ${mod()}.${w()}(${w()}, ${num()})\n`,
@@ -117,10 +118,10 @@ function textPool(bytes, rand) {
     (i) => `${i}Logger.debug("${w()} #{inspect(${w()})}")\n`,
     (i) => `${i}"${w()}" => ${num()},\n`,
   ]
-  const parts = []
+  const parts: string[] = []
   let len = 0
   while (len < bytes) {
-    const line = templates[Math.floor(rand() * templates.length)]('  '.repeat(1 + Math.floor(rand() * 4)))
+    const line = templates[Math.floor(rand() * templates.length)]!('  '.repeat(1 + Math.floor(rand() * 4)))
     parts.push(line)
     len += line.length
   }
@@ -128,8 +129,8 @@ function textPool(bytes, rand) {
 }
 
 /** Sizes drawn log-uniformly in [lo, hi] until `budget` is used up. */
-function sizes(budget, lo, hi, rand) {
-  const out = []
+function sizes(budget: number, lo: number, hi: number, rand: () => number) {
+  const out: number[] = []
   let left = Math.floor(budget)
   while (left > lo) {
     const s = Math.min(left, Math.round(Math.exp(Math.log(lo) + rand() * (Math.log(hi) - Math.log(lo)))))
@@ -139,7 +140,16 @@ function sizes(budget, lo, hi, rand) {
   return out
 }
 
-function writeContent(file, size, mode, ctx) {
+interface ContentSource {
+  rand: () => number
+  /** Code-like text to copy slices from. */
+  pool: Buffer
+  /** Share of 64 KiB blocks filled with random (incompressible) bytes instead. */
+  randomShare: number
+  block: Buffer
+}
+
+function writeContent(file: string, size: number, mode: number, ctx: ContentSource) {
   const { rand, pool, randomShare, block } = ctx
   fs.mkdirSync(path.dirname(file), { recursive: true })
   const fd = fs.openSync(file, 'w', mode)
@@ -165,12 +175,22 @@ function writeContent(file, size, mode, ctx) {
  * Builds (or reuses) a release tarball of about `sizeMb` MiB compressed: app "hello", version 9.9.9, ERTS 13.1.5,
  * a few thousand files from 1 KiB to tens of MiB, content a mix of random bytes and code-like text.
  */
-async function syntheticTarball(sizeMb, ratio) {
+interface SyntheticMeta {
+  size: number
+  files: number
+  unpackedBytes: number
+  ratio: number
+  textRatio: number
+  randomShare: number
+  generatedIn: number
+}
+
+async function syntheticTarball(sizeMb: number, ratio: number): Promise<SyntheticMeta & { file: string }> {
   const key = `intake-synthetic-${GENERATOR}-${sizeMb}mb-r${ratio}`
   const out = path.join(WORK, `${key}.tar.gz`)
   const metaFile = path.join(WORK, `${key}.json`)
   if (fs.existsSync(out) && fs.existsSync(metaFile)) {
-    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'))
+    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as SyntheticMeta
     if (fs.statSync(out).size === meta.size) {
       log(`synthetic: reusing ${path.relative(REPO, out)} (${fmt(mb(meta.size), 0)} MiB, ${meta.files} files, ${fmt(mb(meta.unpackedBytes), 0)} MiB unpacked)`)
       return { file: out, ...meta }
@@ -188,13 +208,13 @@ async function syntheticTarball(sizeMb, ratio) {
 
   const tree = path.join(WORK, `${key}.gen-${process.pid}`)
   rmTreeSync(tree)
-  const ctx = { rand, pool, randomShare, block: Buffer.alloc(64 * 1024) }
-  const files = []
-  const add = (rel, size, mode = 0o644) => {
+  const ctx: ContentSource = { rand, pool, randomShare, block: Buffer.alloc(64 * 1024) }
+  const files: string[] = []
+  const add = (rel: string, size: number, mode = 0o644) => {
     writeContent(path.join(tree, rel), size, mode, ctx)
     files.push(rel)
   }
-  const writeText = (rel, text, mode = 0o644) => {
+  const writeText = (rel: string, text: string, mode = 0o644) => {
     fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true })
     fs.writeFileSync(path.join(tree, rel), text, { mode })
     files.push(rel)
@@ -219,7 +239,7 @@ async function syntheticTarball(sizeMb, ratio) {
 
   const ertsBins = ['beam.smp', 'erlexec', 'epmd', 'erl_child_setup', 'inet_gethost', 'heart', 'escript', 'erlc', 'run_erl', 'to_erl', 'dyn_erl', 'ct_run', 'typer', 'dialyzer']
   const deps = Math.max(8, Math.round(small.length / 60))
-  const depName = (i) => (i === 0 ? 'hello-9.9.9' : `dep${String(i).padStart(3, '0')}-${1 + (i % 5)}.${i % 11}.${i % 7}`)
+  const depName = (i: number) => (i === 0 ? 'hello-9.9.9' : `dep${String(i).padStart(3, '0')}-${1 + (i % 5)}.${i % 11}.${i % 7}`)
   big.forEach((s, i) => {
     if (i === 0) add('erts-13.1.5/bin/beam.smp', s, 0o755)
     else add(`lib/${depName(1 + (i % deps))}/priv/data/blob${i}.bin`, s)
@@ -262,7 +282,7 @@ async function syntheticTarball(sizeMb, ratio) {
 function realSizeTarball() {
   const otp = run('erl', ['-noshell', '-eval', 'io:format("~s", [code:lib_dir()]), halt().']).trim()
   const elixir = path.dirname(run('elixir', ['-e', 'IO.write(:code.lib_dir(:elixir))']).trim())
-  const libs = []
+  const libs: string[] = []
   for (const root of [otp, elixir]) {
     for (const n of fs.readdirSync(root).sort()) {
       if (fs.existsSync(path.join(root, n, 'ebin'))) libs.push(path.join(root, n))
@@ -302,7 +322,8 @@ function realSizeTarball() {
 // ---------------------------------------------------------------------------------------------------------------
 // Baselines
 
-async function baseline(file, withSync) {
+/** withSync: false, true (add `sync -f`), or 'floor' (gzip -dc alone). */
+async function baseline(file: string, withSync: boolean | 'floor') {
   const dir = await fsp.mkdtemp(path.join(WORK, 'intake-baseline-'))
   try {
     syncAll()
@@ -313,13 +334,13 @@ async function baseline(file, withSync) {
         ? 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && sync -f "$2" && times'
         : 'sha256sum "$1" >/dev/null && tar xzf "$1" -C "$2" && times'
     const started = process.hrtime.bigint()
-    const out = await new Promise((resolve, reject) => {
+    const out = await new Promise<string>((resolve, reject) => {
       const child = spawn('sh', ['-c', script, 'sh', file, dir], { stdio: ['ignore', 'pipe', 'pipe'] })
       current.children.add(child)
       let err = ''
       let out = ''
-      child.stdout.on('data', (d) => (out += d))
-      child.stderr.on('data', (d) => (err += d))
+      child.stdout.on('data', (d: Buffer) => (out += d))
+      child.stderr.on('data', (d: Buffer) => (err += d))
       child.on('error', reject)
       child.on('exit', (code, signal) => {
         current.children.delete(child)
@@ -327,7 +348,7 @@ async function baseline(file, withSync) {
       })
     })
     const wall = seconds(started)
-    const t = out.trim().split('\n').pop().match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/)
+    const t = (out.trim().split('\n').pop() ?? '').match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/)
     const cpu = t ? Number(t[1]) * 60 + Number(t[2]) + Number(t[3]) * 60 + Number(t[4]) : NaN
     return { wall, cpu }
   } finally {
@@ -339,13 +360,13 @@ async function baseline(file, withSync) {
  * What the pieces cost alone, once each, for the interpretation: the system tools the baseline uses, and the
  * same Node primitives berth uses (zlib gunzip with 64 KiB chunks, crypto sha256), run in this process.
  */
-async function measureComponents(file) {
-  const timeSh = (script) => {
+async function measureComponents(file: string) {
+  const timeSh = (script: string) => {
     const t = process.hrtime.bigint()
     run('sh', ['-c', script, 'sh', file])
     return seconds(t)
   }
-  const timeStream = async (through) => {
+  const timeStream = async (through: (src: fs.ReadStream, resolve: (v?: unknown) => void, reject: (err: Error) => void) => void) => {
     const t = process.hrtime.bigint()
     await new Promise((resolve, reject) => {
       const src = fs.createReadStream(file, { highWaterMark: 64 * 1024 })
@@ -359,14 +380,14 @@ async function measureComponents(file) {
     'gzip -dc': timeSh('gzip -dc "$1" >/dev/null'),
     'node sha256': await timeStream((src, resolve) => {
       const h = crypto.createHash('sha256')
-      src.on('data', (d) => h.update(d))
+      src.on('data', (d) => h.update(d as Buffer))
       src.on('end', () => resolve(h.digest('hex')))
     }),
     'node gunzip': await timeStream((src, resolve, reject) => {
       const gz = zlib.createGunzip({ chunkSize: 64 * 1024 })
       gz.on('error', reject)
       gz.on('data', () => {})
-      gz.on('end', resolve)
+      gz.on('end', () => resolve())
       src.pipe(gz)
     }),
   }
@@ -375,9 +396,15 @@ async function measureComponents(file) {
 // ---------------------------------------------------------------------------------------------------------------
 // The daemon
 
-const current = { daemon: null, dataDirs: new Set(), children: new Set() }
+const current: { daemon: Berth | null; dataDirs: Set<string>; children: Set<ChildProcess> } = { daemon: null, dataDirs: new Set(), children: new Set() }
 
-async function startDaemon(name, limits, opts) {
+interface Limits {
+  upload: number
+  unpacked: number
+  files: number
+}
+
+async function startDaemon(name: string, limits: Limits, opts: Options) {
   const tag = name.replace(/\W+/g, '_')
   const dataDir = await fsp.mkdtemp(path.join(WORK, `intake-data-${tag}-`))
   current.dataDirs.add(dataDir)
@@ -397,7 +424,7 @@ async function startDaemon(name, limits, opts) {
   return daemon
 }
 
-async function stopDaemon(daemon) {
+async function stopDaemon(daemon: Berth | null) {
   if (!daemon) return
   await daemon.stop()
   if (current.daemon === daemon) current.daemon = null
@@ -409,7 +436,7 @@ async function stopDaemon(daemon) {
  * User+system seconds of the daemon's main thread alone (its JavaScript, and the synchronous syscalls it makes);
  * the rest of procCpuSeconds is the thread pool (zlib, asynchronous fs) and V8's helpers.
  */
-function mainThreadCpu(pid) {
+function mainThreadCpu(pid: number) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -422,9 +449,8 @@ function mainThreadCpu(pid) {
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
 
 /** One timed upload: streams the file, waits for the 201; returns wall seconds, peak RSS and the release. */
-async function berthUpload(daemon, file) {
+async function berthUpload(daemon: Berth, file: string) {
   syncAll()
-  const size = fs.statSync(file).size
   const sampler = rssSampler(() => procMem(daemon.pid)?.rss, 20)
   const cpu0 = procCpuSeconds(daemon.pid)
   const main0 = mainThreadCpu(daemon.pid)
@@ -453,7 +479,36 @@ async function berthUpload(daemon, file) {
 // ---------------------------------------------------------------------------------------------------------------
 // One case: warm-ups, then N interleaved runs of each side
 
-async function runCase(name, file, runs, opts) {
+interface CaseResult {
+  name: string
+  file: string
+  size: number
+  runs: number
+  build: string
+  load: number
+  idleRss: number
+  components: Record<string, number>
+  baseline: number[]
+  baselineCpu: number[]
+  baselineSync: number[]
+  floor: number[]
+  berthB: number[]
+  berthBCpu: number[]
+  berthBMainCpu: number[]
+  berthMainCpu: number[]
+  buildB: string | null
+  berth: number[]
+  berthCpu: number[]
+  clientCpu: number[]
+  berthPeakRss: number[]
+  warmup: { baseline: number; baselineSync: number; berth: number; peakRss: number }
+  /** The release as berth answered the upload (unpackedBytes, files, ...). */
+  release: { unpackedBytes: number; files: number }
+  afterRss?: number
+  hwm?: number
+}
+
+async function runCase(name: string, file: string, runs: number, opts: Options): Promise<CaseResult> {
   const size = fs.statSync(file).size
   log(`\n== ${name}: ${path.relative(REPO, file)} (${fmt(mb(size), 1)} MiB), ${runs} runs`)
   const limits = { upload: size + GiB, unpacked: Math.max(4 * GiB, size * 20), files: 1_000_000 }
@@ -463,7 +518,7 @@ async function runCase(name, file, runs, opts) {
   try {
     await sleep(500)
     const idle = procMem(daemon.pid)
-    log(`   berth ${path.relative(REPO, opts.berthRoot) || '.'} build ${build}, pid ${daemon.pid} on port ${daemon.port}, idle RSS ${fmt(mb(idle.rss), 1)} MiB, load average ${fmt(os.loadavg()[0], 2)}`)
+    log(`   berth ${path.relative(REPO, opts.berthRoot) || '.'} build ${build}, pid ${daemon.pid} on port ${daemon.port}, idle RSS ${fmt(mb(idle?.rss ?? NaN), 1)} MiB, load average ${fmt(os.loadavg()[0], 2)}`)
 
     log('   warm-up …')
     const b0 = await baseline(file, false)
@@ -475,8 +530,8 @@ async function runCase(name, file, runs, opts) {
     const components = await measureComponents(file)
     log(`   components (one run each): ${Object.entries(components).map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(', ')}`)
 
-    const result = {
-      name, file, size, runs, build, load: os.loadavg()[0], idleRss: idle.rss, components,
+    const result: CaseResult = {
+      name, file, size, runs, build, load: os.loadavg()[0]!, idleRss: idle?.rss ?? NaN, components,
       baseline: [], baselineCpu: [], baselineSync: [], floor: [], berthB: [], berthBCpu: [], berthBMainCpu: [], berthMainCpu: [], buildB: opts.compare ? buildId(opts.compare) : null, berth: [], berthCpu: [], clientCpu: [], berthPeakRss: [],
       warmup: { baseline: b0.wall, baselineSync: s0.wall, berth: w0.wall, peakRss: w0.peakRss },
       release: w0.release,
@@ -508,9 +563,9 @@ async function runCase(name, file, runs, opts) {
     }
     await sleep(500)
     const after = procMem(daemon.pid)
-    result.afterRss = after.rss
-    result.hwm = after.hwm
-    log(`   after: RSS ${fmt(mb(after.rss), 1)} MiB, VmHWM ${fmt(mb(after.hwm), 1)} MiB`)
+    result.afterRss = after?.rss ?? NaN
+    result.hwm = after?.hwm ?? NaN
+    log(`   after: RSS ${fmt(mb(result.afterRss), 1)} MiB, VmHWM ${fmt(mb(result.hwm), 1)} MiB`)
     return result
   } catch (err) {
     if (!signals.interrupted) {
@@ -529,7 +584,7 @@ async function runCase(name, file, runs, opts) {
 // Report
 
 /** Which build of the intake code ran: others edit src/ and rebuild dist/ while benchmarks run. */
-function buildId(root) {
+function buildId(root: string) {
   const h = crypto.createHash('sha256')
   for (const f of ['intake.js', 'unpack.js']) h.update(fs.readFileSync(path.join(root, 'dist', 'src', 'intake', f)))
   const mtime = fs.statSync(path.join(root, 'dist', 'src', 'intake', 'unpack.js')).mtime.toISOString()
@@ -550,7 +605,7 @@ function machine() {
   }
 }
 
-function tables(results) {
+function tables(results: CaseResult[]) {
   const time = mdTable(
     ['case', 'tarball MiB', 'unpacked MiB / files', 'baseline s', 'baseline+sync s', 'gzip -dc s', 'berth s', 'berth / baseline', 'berth / (baseline+sync)', 'berth / gzip -dc', 'per-run berth / (baseline+sync)', 'peak RSS MiB'],
     results.map((r) => {
@@ -558,7 +613,7 @@ function tables(results) {
       const s = median(r.baselineSync)
       const f = median(r.floor)
       const u = median(r.berth)
-      const perRun = r.berth.map((x, i) => x / r.baselineSync[i])
+      const perRun = r.berth.map((x, i) => x / r.baselineSync[i]!)
       return [
         `${r.name} (n=${r.runs})`,
         fmt(mb(r.size), 1),
@@ -586,24 +641,24 @@ function tables(results) {
       fmt(mb(r.size) / median(r.berth), 0),
       fmt(mb(r.idleRss), 1),
       [r.warmup.peakRss, ...r.berthPeakRss].map((x) => fmt(mb(x), 0)).join(', '),
-      fmt(mb(r.hwm), 1),
-      fmt(mb(r.afterRss), 1),
+      fmt(mb(r.hwm ?? NaN), 1),
+      fmt(mb(r.afterRss ?? NaN), 1),
     ]),
   )
   const compared = results.filter((r) => r.berthB.length > 0)
   const ab = compared.length === 0 ? '' : '\n\n' + mdTable(
     ['case', 'berth s', 'berth B s', 'berth / (baseline+sync), per run', 'berth B / (baseline+sync), per run', 'berth / baseline, median per run (B)', 'berth / gzip -dc, median per run (B)', 'berth CPU s', 'berth B CPU s', 'berth / B main-thread CPU s'],
     compared.map((r) => {
-      const per = (xs) => {
-        const q = xs.map((x, i) => x / r.baselineSync[i])
+      const per = (xs: number[]) => {
+        const q = xs.map((x, i) => x / r.baselineSync[i]!)
         return `${fmt(Math.min(...q), 2)}–${fmt(Math.max(...q), 2)} (median ${fmt(median(q), 2)})`
       }
-      const vs = (xs, base) => fmt(median(xs.map((x, i) => x / base[i])), 2)
+      const vs = (xs: number[], base: number[]) => fmt(median(xs.map((x, i) => x / base[i]!)), 2)
       return [r.name, fmt(median(r.berth), 3), fmt(median(r.berthB), 3), per(r.berth), per(r.berthB),
         `${vs(r.berth, r.baseline)} (${vs(r.berthB, r.baseline)})`, `${vs(r.berth, r.floor)} (${vs(r.berthB, r.floor)})`, fmt(median(r.berthCpu), 2), fmt(median(r.berthBCpu), 2), `${fmt(median(r.berthMainCpu), 2)} / ${fmt(median(r.berthBMainCpu), 2)}`]
     }),
-  ) + `\n\nberth B: ${compared[0].buildB}`
-  const names = Object.keys(results[0].components)
+  ) + `\n\nberth B: ${compared[0]!.buildB}`
+  const names = Object.keys(results[0]!.components)
   const parts = mdTable(['case', ...names.map((n) => `${n} s`)], results.map((r) => [r.name, ...names.map((n) => fmt(r.components[n], 2))]))
   return `${time}${ab}\n\n${detail}\n\nEach piece alone (one run, warm file):\n\n${parts}`
 }
@@ -620,10 +675,10 @@ async function cleanup() {
   }
 }
 
-const signals = onInterrupt('intake.mjs', cleanup)
+const signals = onInterrupt('bench/intake', cleanup)
 
 async function main() {
-  const opts = parseCli('intake.mjs', import.meta.url, OPTIONS, DEFAULTS)
+  const opts = parseCli('bench/intake', import.meta.url, OPTIONS, DEFAULTS)
   if (!fs.existsSync(path.join(opts.berthRoot, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${opts.berthRoot}/dist is missing: run \`npm run build\` first`)
   await fsp.mkdir(WORK, { recursive: true })
   await cleanup() // debris of an interrupted earlier run
@@ -632,7 +687,7 @@ async function main() {
   log(`disk:    ${m.disk} (${m.fsType})`)
   log(`load:    ${os.loadavg().map((x) => fmt(x, 2)).join(' ')}${os.loadavg()[0] > 0.5 ? '  (something else is running: figures will be noisy)' : ''}`)
 
-  const cases = []
+  const cases: { name: string; file: string; runs: number }[] = []
   if (opts.cases.includes('fixture')) {
     if (!fs.existsSync(FIXTURE)) throw new Error(`${FIXTURE} is missing: run \`node scripts/build-fixtures.mjs\``)
     cases.push({ name: 'fixture v1', file: FIXTURE, runs: opts.runs ?? 5 })
@@ -646,7 +701,7 @@ async function main() {
     cases.push({ name: `synthetic ${opts.sizeMb} MiB`, file: syn.file, runs: opts.runs ?? 3 })
   }
 
-  const results = []
+  const results: CaseResult[] = []
   for (const c of cases) results.push(await runCase(c.name, c.file, c.runs, opts))
 
   process.stdout.write(`\n${tables(results)}\n\n`)
@@ -664,7 +719,7 @@ async function main() {
 
 main()
   .catch((err) => {
-    log(`\nintake.mjs: ${err.stack ?? err}`)
+    log(`\nbench/intake: ${err.stack ?? err}`)
     process.exitCode = 1
   })
   .finally(async () => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Proxy benchmark: what the per-app haproxy (the proxy setting) costs, and what a deploy behind it costs.
 //
-//   npm run build && node bench/proxy.mjs [--duration S] [--deploys N] [--json FILE]
+//   npm run build && node dist/bench/proxy.js [--duration S] [--deploys N] [--json FILE]
 //
 //   --duration S  seconds of each steady-state run (default 10)
 //   --deploys N   v1 <-> v2 deploys under load (default 3)
@@ -16,46 +16,44 @@
 // against the steady seconds before the deploy. The proxy's RSS is read from /proc after 2 s idle.
 // On exit or Ctrl+C every process naming the temp dir (haproxy, BEAM, run_erl, epmd) is killed.
 
-import autocannon from 'autocannon'
+import autocannon, { type Result } from 'autocannon'
 import fs from 'node:fs'
 import path from 'node:path'
-import { FIXTURES, fmt, freePort, killProcessesNaming, mdTable, onInterrupt, parseCli, percentile, procMem, request, sleep, startBerth } from './lib.mjs'
+import { type Berth, FIXTURES, type OptionSpec, fmt, freePort, killProcessesNaming, mdTable, onInterrupt, parseCli, percentile, procMem, request, sleep, startBerth } from './lib.js'
 
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--duration': { key: 'duration', type: 'int', min: 1 },
   '--deploys': { key: 'deploys', type: 'int', min: 1 },
   '--json': { key: 'json', type: 'path' },
 }
 const DEFAULTS = { duration: 10, deploys: 3, json: '' }
 
-/** @param {any} b @param {string} method @param {string} p @param {any} [body] */
-async function api(b, method, p, body) {
+/** A string body is a file to upload. */
+async function api(b: Berth, method: string, p: string, body?: unknown) {
   const res = await request(b, method, p, typeof body === 'string' ? { file: body, timeoutMs: 120_000 } : { json: body, timeoutMs: 120_000 })
   return { status: res.status, body: res.json }
 }
 
-/** @param {string} url @param {number} connections @param {number} duration */
-function cannon(url, connections, duration, onResponse) {
+function cannon(url: string, connections: number, duration: number, onResponse?: (client: unknown, status: number, bytes: number, ms: number) => void): Promise<Result> {
   return new Promise((resolve, reject) => {
     const inst = autocannon({ url, connections, duration, pipelining: 1, headers: { 'x-hello-keep-alive': '1' } }, (err, res) => (err ? reject(err) : resolve(res)))
     if (onResponse) inst.on('response', onResponse)
   })
 }
 
-/** @param {any} r */
-const summary = (r) => ({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, total: r.requests.total })
+const summary = (r: Result) => ({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, total: r.requests.total })
 
 async function main() {
-  const opts = parseCli('proxy.mjs', import.meta.url, OPTIONS, DEFAULTS)
+  const opts = parseCli('bench/proxy', import.meta.url, OPTIONS, DEFAULTS)
   const berth = await startBerth({ env: { BERTH_EPMD_PORT: String(await freePort()) } })
   const cleanup = () => killProcessesNaming(berth.dataDir)
-  onInterrupt('proxy.mjs', async () => {
+  onInterrupt('bench/proxy', async () => {
     await berth.stop()
     cleanup()
   })
   try {
     const listen = await freePort()
-    const ids = {}
+    const ids: Record<string, string> = {}
     for (const v of ['v1', 'v2']) ids[v] = (await api(berth, 'POST', '/v1/apps/hello/releases', path.join(FIXTURES, `${v}.tar.gz`))).body.id
     await api(berth, 'PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 2000 } })
     const first = await api(berth, 'POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })
@@ -67,7 +65,7 @@ async function main() {
     const direct = () => `http://127.0.0.1:${app.proxy.live.port}/`
     const proxied = `http://127.0.0.1:${listen}/`
 
-    const steady = []
+    const steady: { connections: number; direct: ReturnType<typeof summary>; proxy: ReturnType<typeof summary> }[] = []
     for (const connections of [1, 50]) {
       // Alternating, direct first: each pair runs on the same machine state.
       const d = summary(await cannon(direct(), connections, opts.duration))
@@ -76,18 +74,18 @@ async function main() {
     }
     const busy = procMem(haproxyPid)
 
-    const deploys = []
+    const deploys: { to: string; state: string; failed: number; requests: number; steadyP99: number; switchP99: number; switchMax: number; switchMs: number }[] = []
     let version = 'v1'
     for (let i = 0; i < opts.deploys; i++) {
       version = version === 'v1' ? 'v2' : 'v1'
-      /** @type {{ at: number, ms: number, status: number }[]} */
-      const samples = []
+      const samples: { at: number; ms: number; status: number }[] = []
       const started = Date.now()
       const load = cannon(proxied, 50, 20, (_client, status, _bytes, ms) => samples.push({ at: Date.now(), ms, status }))
       await sleep(5000)
       const dep = await api(berth, 'POST', '/v1/apps/hello/deployments?wait=true', { release: ids[version] })
       const res = await load
-      const step = (n) => dep.body.steps?.find((s) => s.name === n) ?? dep.body.deployment?.steps.find((s) => s.name === n)
+      type Step = { name: string; startedAt: string; endedAt: string }
+      const step = (n: string): Step => dep.body.steps?.find((s: Step) => s.name === n) ?? dep.body.deployment?.steps.find((s: Step) => s.name === n)
       const from = Date.parse(step('routing').startedAt)
       const to = Date.parse(step('draining').endedAt)
       const before = samples.filter((s) => s.at >= started + 1000 && s.at < started + 5000).map((s) => s.ms)

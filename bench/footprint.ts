@@ -2,7 +2,7 @@
 // Footprint benchmark: start-to-listening time, idle RSS and RSS after 100 API calls of the berth daemon,
 // against `node -e` of an empty Fastify server in the same run; and what each module berth loads at start costs.
 //
-//   npm run build && node bench/footprint.mjs [--runs N] [--imports] [--berth-root D] [--json FILE]
+//   npm run build && node dist/bench/footprint.js [--runs N] [--imports] [--berth-root D] [--json FILE]
 //
 //   --runs N        timed starts of each side, interleaved (default 5)
 //   --imports       also time `import()` of each dependency and of berth's own top modules, each in a fresh
@@ -19,7 +19,7 @@
 // /healthz and /metrics in turn, with a token; bare: GET / 100 times), wait 0.5 s, read VmRSS again, then
 // SIGTERM. The app `hello` exists (the fixture v1 uploaded, not deployed: no BEAM runs).
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
@@ -27,35 +27,35 @@ import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import {
-  FIXTURES, MiB, REPO, berthNodeFlags, fmt, freePort, mdTable, median, onInterrupt, parseCli, procMem, request, rmTreeSync, sleep, startBerth,
-} from './lib.mjs'
+  FIXTURES, type OptionSpec, MiB, REPO, berthNodeFlags, fmt, freePort, mdTable, median, onInterrupt, parseCli, procMem, request, rmTreeSync, sleep, startBerth,
+} from './lib.js'
 
 const require = createRequire(import.meta.url)
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--runs': { key: 'runs', type: 'int', min: 1 },
   '--imports': { key: 'imports', value: true },
   '--berth-root': { key: 'berthRoot', type: 'path' },
   '--compare': { key: 'compare', type: 'path' },
   '--json': { key: 'json', type: 'path' },
 }
-const DEFAULTS = { runs: 5, imports: false, berthRoot: REPO, compare: null, json: null }
-const log = (...a) => process.stderr.write(a.join(' ') + '\n')
-const state = { root: '', children: new Set() }
+const DEFAULTS = { runs: 5, imports: false, berthRoot: REPO, compare: null as string | null, json: null as string | null }
+const log = (...a: unknown[]) => process.stderr.write(a.join(' ') + '\n')
+const state = { root: '', children: new Set<ChildProcess>() }
 
 function cleanupSync() {
   for (const c of state.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
   if (state.root) rmTreeSync(state.root)
   state.root = ''
 }
-const signals = onInterrupt('footprint.mjs', cleanupSync)
+const signals = onInterrupt('bench/footprint', cleanupSync)
 process.on('exit', cleanupSync)
 
 /** Resolves once 127.0.0.1:port accepts a connection. */
-async function listening(port, child, deadlineMs = 30_000) {
+async function listening(port: number, child: ChildProcess, deadlineMs = 30_000) {
   const end = Date.now() + deadlineMs
   for (;;) {
     if (child.exitCode !== null) throw new Error(`exited (${child.exitCode}) before listening`)
-    const ok = await new Promise((resolve) => {
+    const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1')
       s.once('connect', () => (s.destroy(), resolve(true)))
       s.once('error', () => resolve(false))
@@ -67,7 +67,7 @@ async function listening(port, child, deadlineMs = 30_000) {
 }
 
 /** n GETs over one keep-alive connection, cycling through paths. */
-async function calls(port, paths, n, token) {
+async function calls(port: number, paths: string[], n: number, token: string | null) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   try {
     for (let i = 0; i < n; i++) {
@@ -84,7 +84,7 @@ async function calls(port, paths, n, token) {
   }
 }
 
-async function stop(child) {
+async function stop(child: ChildProcess) {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
@@ -94,14 +94,27 @@ async function stop(child) {
   state.children.delete(child)
 }
 
-/** One start of a side; answers { listenMs, idleRss, afterRss }. */
-async function runOnce(side, ctx) {
+type Side = 'berth' | 'berthB' | 'bare'
+interface Context {
+  berthRoot: string
+  compare: string | null
+  dataDir: string
+  token: string
+}
+interface Start {
+  listenMs: number
+  idleRss: number
+  afterRss: number
+}
+
+/** One start of a side. */
+async function runOnce(side: Side, ctx: Context): Promise<Start> {
   const port = await freePort()
-  const env = { ...process.env, NODE_OPTIONS: '' }
-  let args
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '' }
+  let args: string[]
   if (side !== 'bare') {
     Object.assign(env, { BERTH_DATA_DIR: ctx.dataDir, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_LOG_LEVEL: 'warn' })
-    const root = side === 'berth' ? ctx.berthRoot : ctx.compare
+    const root = side === 'berth' ? ctx.berthRoot : ctx.compare!
     // With the node flags production uses (bin/berth.js's first line), read from that build.
     args = [...berthNodeFlags(root), path.join(root, 'bin', 'berth.js'), 'serve']
   } else {
@@ -111,42 +124,42 @@ async function runOnce(side, ctx) {
   const child = spawn(process.execPath, args, { cwd: ctx.berthRoot, env, stdio: ['ignore', 'ignore', 'pipe'] })
   state.children.add(child)
   let err = ''
-  child.stderr.on('data', (d) => (err = (err + d).slice(-4000)))
+  child.stderr!.on('data', (d: Buffer) => (err = (err + d).slice(-4000)))
   try {
     await listening(port, child)
     const listenMs = performance.now() - started
     await sleep(1000)
-    const idleRss = procMem(/** @type {number} */ (child.pid))?.rss ?? NaN
+    const idleRss = procMem(child.pid!)?.rss ?? NaN
     if (side !== 'bare') await calls(port, ['/v1/apps', '/v1/apps/hello', '/v1/apps/hello/releases', '/healthz', '/metrics'], 100, ctx.token)
     else await calls(port, ['/'], 100, null)
     await sleep(500)
-    const afterRss = procMem(/** @type {number} */ (child.pid))?.rss ?? NaN
+    const afterRss = procMem(child.pid!)?.rss ?? NaN
     return { listenMs, idleRss, afterRss }
   } catch (e) {
-    throw new Error(`${side}: ${e.message}\n${err}`)
+    throw new Error(`${side}: ${(e as Error).message}\n${err}`)
   } finally {
     await stop(child)
   }
 }
 
 /** What importing each module costs in a fresh node: wall ms of the import() and RSS growth. */
-function importCosts(berthRoot, rounds = 3) {
-  const dist = (p) => path.join(berthRoot, 'dist', 'src', p)
+function importCosts(berthRoot: string, rounds = 3) {
+  const dist = (p: string) => path.join(berthRoot, 'dist', 'src', p)
   const mods = [
     'fastify', '@fastify/websocket', '@fastify/multipart', '@fastify/swagger', '@fastify/swagger-ui', 'pino', 'pino-pretty',
     'prom-client', 'node-pty', 'better-sqlite3', 'tar', 'yaml', 'ws',
     dist('log.js'), dist('services.js'), dist('http/app.js'), dist('http/server.js'), dist('cli/serve.js'),
   ]
-  const out = []
+  const out: { module: string; ms: number[]; rss: number[] }[] = []
   for (const m of mods) {
     const spec = m.startsWith('/') ? m : require.resolve(m, { paths: [berthRoot] })
     const script = `const r0 = process.memoryUsage().rss; const t = performance.now(); import(${JSON.stringify(spec)}).then(() => { const ms = performance.now() - t; process.stdout.write(JSON.stringify({ ms, rss: process.memoryUsage().rss - r0 })) })`
-    const ms = []
-    const rss = []
+    const ms: number[] = []
+    const rss: number[] = []
     for (let i = 0; i < rounds; i++) {
       const r = spawnSync(process.execPath, ['-e', script], { cwd: berthRoot, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } })
       if (r.status !== 0) throw new Error(`import ${m}: ${r.stderr}`)
-      const j = JSON.parse(r.stdout)
+      const j = JSON.parse(r.stdout) as { ms: number; rss: number }
       ms.push(j.ms)
       rss.push(j.rss)
     }
@@ -155,7 +168,7 @@ function importCosts(berthRoot, rounds = 3) {
   return out
 }
 
-const range = (xs, dg = 0) => (Math.min(...xs).toFixed(dg) === Math.max(...xs).toFixed(dg) ? fmt(xs[0], dg) : `${fmt(Math.min(...xs), dg)}–${fmt(Math.max(...xs), dg)}`)
+const range = (xs: number[], dg = 0) => (Math.min(...xs).toFixed(dg) === Math.max(...xs).toFixed(dg) ? fmt(xs[0], dg) : `${fmt(Math.min(...xs), dg)}–${fmt(Math.max(...xs), dg)}`)
 
 async function main() {
   const opts = parseCli('bench/footprint', import.meta.url, OPTIONS, DEFAULTS)
@@ -172,8 +185,8 @@ async function main() {
   await first.stop()
   const ctx = { berthRoot: opts.berthRoot, compare: opts.compare, dataDir, token }
 
-  const res = { berth: [], berthB: [], bare: [] }
-  const sides = opts.compare ? ['berth', 'berthB', 'bare'] : ['berth', 'bare']
+  const res: Record<Side, Start[]> = { berth: [], berthB: [], bare: [] }
+  const sides: Side[] = opts.compare ? ['berth', 'berthB', 'bare'] : ['berth', 'bare']
   for (let i = 0; i < opts.runs; i++) {
     for (const side of i % 2 ? [...sides].reverse() : sides) {
       const r = await runOnce(side, ctx)
@@ -182,13 +195,13 @@ async function main() {
       loads.push(os.loadavg()[0])
     }
   }
-  const row = (name, rs) => [
+  const row = (name: string, rs: Start[]) => [
     name,
     `${range(rs.map((r) => r.listenMs))} (median ${fmt(median(rs.map((r) => r.listenMs)))})`,
     `${range(rs.map((r) => r.idleRss / MiB), 1)} (median ${fmt(median(rs.map((r) => r.idleRss / MiB)), 1)})`,
     `${range(rs.map((r) => r.afterRss / MiB), 1)} (median ${fmt(median(rs.map((r) => r.afterRss / MiB)), 1)})`,
   ]
-  const ratio = (k) => range(res.berth.map((r, i) => r[k] / res.bare[i][k]), 2)
+  const ratio = (k: keyof Start) => range(res.berth.map((r, i) => r[k] / res.bare[i]![k]), 2)
   process.stdout.write('\n' + mdTable(['side', 'start to listening ms', 'idle RSS MiB', 'RSS after 100 calls MiB'], [
     row('berth serve', res.berth),
     ...(opts.compare ? [row(`berth B (${opts.compare})`, res.berthB)] : []),
@@ -197,7 +210,7 @@ async function main() {
   ]) + '\n\n')
   process.stdout.write(`${opts.runs} runs each, interleaved; load average during the runs ${range(loads, 1)}.\n`)
 
-  let imports = null
+  let imports: ReturnType<typeof importCosts> | null = null
   if (opts.imports) {
     imports = importCosts(opts.berthRoot)
     process.stdout.write('\n' + mdTable(['module (alone, fresh node)', 'import ms', 'RSS growth MiB'], imports.map((m) => [m.module, range(m.ms), range(m.rss.map((x) => x / MiB), 1)])) + '\n')
@@ -207,7 +220,7 @@ async function main() {
 
 main()
   .catch((err) => {
-    log(`\nfootprint.mjs: ${err.stack ?? err}`)
+    log(`\nbench/footprint: ${err.stack ?? err}`)
     process.exitCode = 1
   })
   .finally(() => {

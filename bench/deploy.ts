@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Deploy benchmark: how much time berth adds to a deployment, compared with doing the same work by hand.
 //
-//   npm run build && node bench/deploy.mjs [--runs N] [--json FILE] [--probe] [--cpu-prof DIR] [--berth-root D] [--keep]
+//   npm run build && node dist/bench/deploy.js [--runs N] [--json FILE] [--probe] [--cpu-prof DIR] [--berth-root D] [--keep]
 //
 //   --runs N        timed runs of each side (default 5); v1 and v2 alternate, each run replaces a running node
 //   --json FILE     also write the raw results (every run, every step) as JSON
 //   --cpu-prof DIR  run the daemon with `node --cpu-prof --cpu-prof-dir=DIR` (written when it stops);
-//                   summarise with `node bench/cpuprofile-top.mjs FILE`
+//                   summarise with `node dist/bench/cpuprofile-top.js FILE`
 //   --berth-root D  run the berth found in D (D/bin/berth.js, D/dist) instead of this checkout
 //   --probe         preload a probe into the daemon that times, per deploy, the main-thread time spent in
 //                   child_process spawn() (fork+exec is synchronous), better-sqlite3 writes and /proc scans
@@ -34,16 +34,16 @@
 // line or environment names that dir (BEAM, run_erl, epmd, shells) is killed, then the dir is removed.
 // No npm dependencies: node, sh, tar, setsid, curl.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {
-  FIXTURES, REPO, fmt, freePorts, killGroup, killProcessesNaming, mdTable, median, onInterrupt, parseCli, percentile,
+  type Answer, type Berth, FIXTURES, type OptionSpec, REPO, fmt, freePorts, killGroup, killProcessesNaming, mdTable, median, onInterrupt, parseCli, percentile,
   procCpuSeconds, request, rmTreeSync, signed, sleep, startBerth,
-} from './lib.mjs'
+} from './lib.js'
 
 const APP = 'hello'
 /** berth's verify: `bin/APP pid`, sleep 200 ms on failure; then GET healthUrl, sleep 200 ms on failure. */
@@ -56,7 +56,7 @@ const RUN_TIMEOUT_MS = 180_000
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--runs': { key: 'runs', type: 'int', min: 1 },
   '--json': { key: 'json', type: 'path' },
   '--cpu-prof': { key: 'cpuProf', type: 'path' },
@@ -65,17 +65,17 @@ const OPTIONS = {
   '--keep': { key: 'keep' },
   '--probe': { key: 'probe' },
 }
-const DEFAULTS = { runs: 5, json: null, cpuProf: null, berthRoot: REPO, keep: false, nodeOptions: '', probe: false }
+const DEFAULTS = { runs: 5, json: null as string | null, cpuProf: null as string | null, berthRoot: REPO, keep: false, nodeOptions: '', probe: false }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
-const log = (...a) => process.stderr.write(a.join(' ') + '\n')
+const log = (...a: unknown[]) => process.stderr.write(a.join(' ') + '\n')
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6
 /** User+system CPU ms of a process so far (all threads). */
-const procCpuMs = (pid) => procCpuSeconds(pid) * 1000
+const procCpuMs = (pid: number) => procCpuSeconds(pid) * 1000
 
-function canConnect(port) {
+function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port })
     s.once('connect', () => (s.destroy(), resolve(true)))
@@ -86,13 +86,13 @@ function canConnect(port) {
 // ---------------------------------------------------------------------------------------------------------------
 // Everything we start, and how it is cleaned up
 
-const state = { root: null, daemon: null, shells: new Set(), keep: false, cleaned: false }
+const state: { root: string | null; daemon: Berth | null; shells: Set<ChildProcess>; keep: boolean; cleaned: boolean } = { root: null, daemon: null, shells: new Set(), keep: false, cleaned: false }
 
 /** Idempotent; the synchronous part also runs from process.on('exit'). */
 function cleanupSync() {
   if (state.cleaned) return
   state.cleaned = true
-  for (const c of state.shells) killGroup(c.pid)
+  for (const c of state.shells) killGroup(c.pid!)
   state.daemon?.kill()
   if (state.root) {
     // Every process whose command line or environment names the temp root: BEAM, run_erl, epmd, shells.
@@ -104,13 +104,13 @@ function cleanupSync() {
 }
 
 async function cleanup() {
-  for (const c of state.shells) killGroup(c.pid)
+  for (const c of state.shells) killGroup(c.pid!)
   await state.daemon?.stop().catch(() => {})
   state.daemon = null
   cleanupSync()
 }
 
-const signals = onInterrupt('deploy.mjs', cleanup)
+const signals = onInterrupt('bench/deploy', cleanup)
 process.on('exit', cleanupSync)
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -160,23 +160,29 @@ setInterval(() => {
 }, 100).unref()
 `
 
+type ProbeKind = 'spawn' | 'sql' | 'proc'
+type ProbeSum = Record<ProbeKind, { n: number; ms: number }>
+
 /** Probe lines written between two wall-clock times (ms), summed by kind. */
-function probeWindow(root, from, to) {
+function probeWindow(root: string, from: number, to: number): ProbeSum | null {
   const file = path.join(root, 'probe.jsonl')
   if (!fs.existsSync(file)) return null
-  const sum = { spawn: { n: 0, ms: 0 }, sql: { n: 0, ms: 0 }, proc: { n: 0, ms: 0 } }
+  const sum: ProbeSum = { spawn: { n: 0, ms: 0 }, sql: { n: 0, ms: 0 }, proc: { n: 0, ms: 0 } }
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     if (!line) continue
-    const x = JSON.parse(line)
-    if (x.at < from || x.at > to || !sum[x.k]) continue
-    sum[x.k].ms += x.ms
-    sum[x.k].n += x.k === 'proc' ? x.n : 1
+    const x = JSON.parse(line) as { k: string; ms: number; at: number; n?: number }
+    if (x.at < from || x.at > to || !Object.hasOwn(sum, x.k)) continue
+    const k = x.k as ProbeKind
+    sum[k].ms += x.ms
+    sum[k].n += k === 'proc' ? (x.n ?? 0) : 1
   }
   return sum
 }
 
-async function startDaemon(opts, root, listenPort, epmdPort) {
-  const env = { BERTH_EPMD_PORT: String(epmdPort) }
+type Options = typeof DEFAULTS
+
+async function startDaemon(opts: Options, root: string, listenPort: number, epmdPort: number) {
+  const env: Record<string, string> = { BERTH_EPMD_PORT: String(epmdPort) }
   const nodeOptions = [opts.nodeOptions]
   if (opts.probe) {
     const file = path.join(root, 'probe.cjs')
@@ -196,11 +202,11 @@ async function startDaemon(opts, root, listenPort, epmdPort) {
 }
 
 /** One API call; body is an object (sent as JSON) or a file path (streamed raw). */
-function api(d, method, urlPath, body = null) {
+function api(d: Berth, method: string, urlPath: string, body: unknown = null) {
   return request(d, method, urlPath, typeof body === 'string' ? { file: body, timeoutMs: RUN_TIMEOUT_MS } : { json: body ?? undefined, timeoutMs: RUN_TIMEOUT_MS })
 }
 
-async function must(resP, want, what) {
+async function must(resP: Promise<Answer>, want: number, what: string) {
   const res = await resP
   if (res.status !== want) throw new Error(`${what}: HTTP ${res.status} (expected ${want}): ${res.text.slice(0, 1000)}`)
   return res.json
@@ -209,10 +215,64 @@ async function must(resP, want, what) {
 // ---------------------------------------------------------------------------------------------------------------
 // berth side
 
-const iso = (s) => (s ? Date.parse(s) : NaN)
+const iso = (s: string | null | undefined) => (s ? Date.parse(s) : NaN)
+
+/** A fixture release, unpacked for the by-hand side and uploaded to berth. */
+interface Release {
+  name: string
+  file: string
+  version: string
+  dir?: string
+  berthId?: string
+}
+
+/** The by-hand side's layout, like berth's, and the environment its nodes get. */
+interface ByHandLayout {
+  shared: string
+  log: string
+  data: string
+  pipe: string
+  pidFile: string
+  cmdLog: string
+  env: Record<string, string>
+}
+
+interface Context {
+  daemon: Berth
+  base: ByHandLayout
+  berthHttpPort: number
+  baseHttpPort: number
+  root: string
+  probe: boolean
+}
+
+interface StepTiming {
+  ms: number
+  start: number
+  end: number
+  state?: string
+  output?: string
+}
+
+interface BerthRun {
+  ms: number
+  cpu: number
+  id: string
+  steps: Record<string, StepTiming>
+  phases: Record<string, number>
+  release: string
+  probe: ProbeSum | null
+}
+
+interface ByHandRun {
+  ms: number
+  phases: Record<string, number>
+  retries: { pid: number; health: number }
+  release: string
+}
 
 /** Timed deploy through the API, then (untimed) the node record and a check that the right version answers. */
-async function berthDeploy(ctx, rel) {
+async function berthDeploy(ctx: Context, rel: Release): Promise<BerthRun> {
   const { daemon } = ctx
   const cpu0 = procCpuMs(daemon.pid)
   const wall0 = Date.now()
@@ -228,13 +288,13 @@ async function berthDeploy(ctx, rel) {
   const appInfo = await must(api(daemon, 'GET', `/v1/apps/${APP}`), 200, 'GET app')
   await checkServes(ctx.berthHttpPort, rel.version, 'berth')
 
-  const steps = {}
-  for (const s of d.steps) steps[s.name] = { ms: iso(s.endedAt) - iso(s.startedAt), start: iso(s.startedAt), end: iso(s.endedAt), state: s.state, output: s.output }
+  const steps: Record<string, StepTiming> = {}
+  for (const s of d.steps as { name: string; startedAt: string; endedAt: string; state: string; output: string }[]) steps[s.name] = { ms: iso(s.endedAt) - iso(s.startedAt), start: iso(s.startedAt), end: iso(s.endedAt), state: s.state, output: s.output }
   const verifyOut = steps.verifying?.output ?? ''
   const nodeStart = iso(appInfo.node?.startedAt)
   const answeredAfter = Number(/node answered .*? after (\d+) ms/.exec(verifyOut)?.[1] ?? NaN)
   const healthAfter = Number(/answered 2xx after (\d+) ms/.exec(verifyOut)?.[1] ?? NaN)
-  const st = (n) => steps[n] ?? { ms: NaN, start: NaN, end: NaN }
+  const st = (n: string): StepTiming => steps[n] ?? { ms: NaN, start: NaN, end: NaN }
   // Timeline in wall-clock ms (berth's timestamps have ms resolution; this process and berth share the clock).
   const phases = {
     before: st('migrating').start - wall0,
@@ -277,17 +337,17 @@ echo @done
 `
 
 /** Runs the by-hand script for `rel`, replacing `prev` (or nothing); returns wall ms and the marker timeline. */
-async function byHandDeploy(ctx, rel, prev) {
+async function byHandDeploy(ctx: Context, rel: Release, prev: Release | null): Promise<ByHandRun> {
   const b = ctx.base
-  const args = [rel.dir, prev?.dir ?? '', b.pidFile, b.pipe, b.log, `http://127.0.0.1:${ctx.baseHttpPort}/health`, b.cmdLog]
-  const marks = []
-  let retries = { pid: 0, health: 0 }
+  const args = [rel.dir!, prev?.dir ?? '', b.pidFile, b.pipe, b.log, `http://127.0.0.1:${ctx.baseHttpPort}/health`, b.cmdLog]
+  const marks: [string, number][] = []
+  const retries = { pid: 0, health: 0 }
   let err = ''
   const t0 = nowMs()
   const child = spawn('sh', ['-c', SCRIPT, 'sh', ...args], { cwd: b.shared, env: b.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   state.shells.add(child)
   let buf = ''
-  child.stdout.on('data', (d) => {
+  child.stdout.on('data', (d: Buffer) => {
     const t = nowMs() - t0
     buf += d
     let i
@@ -299,17 +359,17 @@ async function byHandDeploy(ctx, rel, prev) {
       else if (line.startsWith('@')) marks.push([line.slice(1), t])
     }
   })
-  child.stderr.on('data', (d) => (err += d))
+  child.stderr.on('data', (d: Buffer) => (err += d))
   const timer = setTimeout(() => {
-    killGroup(child.pid)
+    killGroup(child.pid!)
   }, RUN_TIMEOUT_MS)
-  const { code, signal } = await new Promise((resolve, reject) => {
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.on('error', reject)
     child.on('exit', (code, signal) => resolve({ code, signal }))
   })
   const ms = nowMs() - t0
   clearTimeout(timer)
-  await new Promise((r) => (child.stdout.readableEnded ? r() : child.stdout.on('end', r)))
+  await new Promise<void>((r) => (child.stdout.readableEnded ? r() : child.stdout.on('end', r)))
   state.shells.delete(child)
   if (code !== 0) {
     const tail = fs.existsSync(b.cmdLog) ? fs.readFileSync(b.cmdLog, 'utf8').slice(-3000) : ''
@@ -317,31 +377,31 @@ async function byHandDeploy(ctx, rel, prev) {
   }
   if (err.trim()) log(`   by hand: ${err.trim()}`)
   await checkServes(ctx.baseHttpPort, rel.version, 'by hand')
-  const at = Object.fromEntries(marks)
+  const at: Record<string, number> = Object.fromEntries(marks)
   const phases = {
-    before: at.migrate,
-    migrate: at.stop - at.migrate,
-    stop: at.start - at.stop,
+    before: at.migrate!,
+    migrate: at.stop! - at.migrate!,
+    stop: at.start! - at.stop!,
     // of which: the rpc \`bin/hello stop\` itself, and then waiting for run_erl to exit
-    stopRpc: at['stop-returned'] - at.stop,
-    stopExit: at.start - at['stop-returned'],
-    start: at.pid - at.start,
-    pid: at.health - at.pid,
-    health: at.done - at.health,
-    after: ms - at.done,
-  }
+    stopRpc: at['stop-returned']! - at.stop!,
+    stopExit: at.start! - at['stop-returned']!,
+    start: at.pid! - at.start!,
+    pid: at.health! - at.pid!,
+    health: at.done! - at.health!,
+    after: ms - at.done!,
+  } as Record<string, number>
   return { ms, phases, retries, release: rel.name }
 }
 
-async function checkServes(port, version, who) {
-  const r = await request({ port }, 'GET', '/', { timeoutMs: 2000 }).catch((e) => ({ status: 0, text: e.message }))
+async function checkServes(port: number, version: string, who: string) {
+  const r = await request({ port }, 'GET', '/', { timeoutMs: 2000 }).catch((e: Error) => ({ status: 0, text: e.message }))
   if (r.status !== 200 || r.text.trim() !== `hello ${version}`) throw new Error(`${who}: GET / on port ${port} answered ${r.status} ${JSON.stringify(r.text)}, expected "hello ${version}"`)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Setup
 
-function loadFixtures() {
+function loadFixtures(): Release[] {
   const manifestFile = path.join(FIXTURES, 'manifest.json')
   const have = () => fs.existsSync(manifestFile) && ['v1', 'v2'].every((v) => fs.existsSync(path.join(FIXTURES, `${v}.tar.gz`)))
   if (!have()) {
@@ -349,20 +409,22 @@ function loadFixtures() {
     const r = spawnSync(process.execPath, [path.join(REPO, 'scripts', 'build-fixtures.mjs')], { cwd: REPO, stdio: 'inherit' })
     if (r.status !== 0 || !have()) throw new Error('could not build the fixture releases (node scripts/build-fixtures.mjs)')
   }
-  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'))
-  return ['v1', 'v2'].map((name) => ({ name, file: path.join(FIXTURES, `${name}.tar.gz`), version: manifest.variants[name].version }))
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { variants: Record<string, { version: string }> }
+  return ['v1', 'v2'].map((name) => ({ name, file: path.join(FIXTURES, `${name}.tar.gz`), version: manifest.variants[name]!.version }))
 }
 
 /** Which build of the deploy code ran: others edit src/ and rebuild dist/ while benchmarks run. */
-function buildId(root) {
+function buildId(root: string) {
   const h = crypto.createHash('sha256')
-  const files = ['deploy/deployer.js', 'supervision/supervisor.js', 'supervision/proc.js', 'store/deployments.js'].map((f) => path.join(root, 'dist', 'src', f))
+  const src = path.join(root, 'dist', 'src')
+  const dirs = ['deploy', 'supervision', 'process', 'instances'].map((d) => path.join(src, d))
+  const files = [...dirs.flatMap((d) => (fs.existsSync(d) ? fs.readdirSync(d).filter((f) => f.endsWith('.js')).sort().map((f) => path.join(d, f)) : [])), path.join(src, 'store', 'deployments.js')]
   for (const f of files) if (fs.existsSync(f)) h.update(fs.readFileSync(f))
   const mtime = Math.max(...files.filter((f) => fs.existsSync(f)).map((f) => fs.statSync(f).mtimeMs))
-  return `${h.digest('hex').slice(0, 12)} (newest of dist/src/{deploy/deployer,supervision/*,store/deployments}.js ${new Date(mtime).toISOString()})`
+  return `${h.digest('hex').slice(0, 12)} (newest of dist/src/{deploy,supervision,process,instances}/*.js and store/deployments.js ${new Date(mtime).toISOString()})`
 }
 
-function machine(root) {
+function machine(root: string) {
   const df = spawnSync('df', ['-T', root], { encoding: 'utf8' }).stdout.trim().split('\n').pop()?.split(/\s+/)
   return {
     cpus: os.availableParallelism?.() ?? os.cpus().length,
@@ -377,23 +439,35 @@ function machine(root) {
 // ---------------------------------------------------------------------------------------------------------------
 // Report
 
-function report(r) {
+interface Result {
+  machine: ReturnType<typeof machine>
+  build: string
+  loadBefore: number[]
+  loadAfter?: number[]
+  idleCpuMsPerS?: number
+  runs: number
+  warmup: { byHand: ByHandRun; berth: BerthRun }
+  byHand: ByHandRun[]
+  berth: BerthRun[]
+}
+
+function report(r: Result) {
   const B = r.berth.map((x) => x.ms)
   const H = r.byHand.map((x) => x.ms)
-  const paired = r.berth.map((x, i) => x.ms - r.byHand[i].ms)
+  const paired = r.berth.map((x, i) => x.ms - r.byHand[i]!.ms)
   const overhead = median(B) - median(H)
   // The two polling waits depend on when the new node happens to answer relative to the 200 ms polls and on how
   // long the node takes to boot on a busy machine; the rest of a deploy is not quantised.
-  const fixed = (x) => x.ms - x.phases.pid - x.phases.health
+  const fixed = (x: BerthRun | ByHandRun) => x.ms - x.phases.pid! - x.phases.health!
   const Hf = r.byHand.map(fixed)
   const Bf = r.berth.map(fixed)
-  const pairedF = r.berth.map((x, i) => fixed(x) - fixed(r.byHand[i]))
+  const pairedF = r.berth.map((x, i) => fixed(x) - fixed(r.byHand[i]!))
   const overheadFixed = median(Bf) - median(Hf)
   // berth's bookkeeping from its own step timestamps: the request's wall time less the three steps that do
   // the work (eval, stop + spawn, waiting for the node), i.e. HTTP, lock, DB writes, the switching step and the
   // gaps between steps. BEAM boots are inside the work steps, so their ±1 s does not reach this figure.
   const book = r.berth.map((x) => x.ms - ['migrating', 'starting', 'verifying'].reduce((a, s) => a + (x.steps[s]?.ms ?? 0), 0))
-  const row = (name, xs) => [name, String(xs.length), fmt(median(xs)), fmt(percentile(xs, 90)), fmt(Math.min(...xs)), fmt(Math.max(...xs))]
+  const row = (name: string, xs: number[]) => [name, String(xs.length), fmt(median(xs)), fmt(percentile(xs, 90)), fmt(Math.min(...xs)), fmt(Math.max(...xs))]
   const summary = mdTable(['deploy (replaces the running node)', 'runs', 'median ms', 'p90 ms', 'min ms', 'max ms'], [
     row('by hand (`sh -c`)', H),
     row('berth `deployments?wait=true`', B),
@@ -404,8 +478,8 @@ function report(r) {
     row('berth bookkeeping: wall − (migrating + starting + verifying) from its step timestamps', book),
   ])
 
-  const ph = (side, k) => r[side].map((x) => x.phases[k])
-  const phaseRows = [
+  const ph = (side: 'berth' | 'byHand', k: string) => r[side].map((x: BerthRun | ByHandRun) => x.phases[k])
+  const phaseRows = ([
     ['before the first step (sh start / HTTP, lock, DB)', 'before', 'before'],
     ['migrate: `bin/hello eval "Hello.Release.migrate()"`', 'migrate', 'migrate'],
     ['switch `current` + gaps between steps', null, 'switch'],
@@ -416,7 +490,7 @@ function report(r) {
     ['wait for `bin/hello pid` (200 ms polls)', 'pid', 'pid'],
     ['wait for health 2xx (200 ms polls)', 'health', 'health'],
     ['after health 2xx → answer (sh exit / stable window 0, retention, DB, HTTP)', 'after', 'after'],
-  ].map(([label, h, b]) => {
+  ] as [string, string | null, string | null][]).map(([label, h, b]) => {
     const hm = h ? median(ph('byHand', h)) : 0
     if (!b) return [label, fmt(hm), '–', '']
     const bm = median(ph('berth', b))
@@ -429,7 +503,7 @@ function report(r) {
   const perRun = mdTable(
     ['run', 'release', 'by hand ms', 'pid/health retries', 'berth ms', ...stepNames.map((s) => `${s} ms`), 'outside steps ms', 'berth CPU ms'],
     r.berth.map((b, i) => {
-      const h = r.byHand[i]
+      const h = r.byHand[i]!
       const inSteps = stepNames.reduce((a, s) => a + (b.steps[s]?.ms ?? 0), 0)
       return [String(i + 1), b.release, fmt(h.ms), `${h.retries.pid}/${h.retries.health}`, fmt(b.ms), ...stepNames.map((s) => fmt(b.steps[s]?.ms)), fmt(b.ms - inSteps), fmt(b.cpu)]
     }),
@@ -443,7 +517,7 @@ function report(r) {
   ])
   let probe = ''
   if (r.berth[0]?.probe) {
-    const pr = (k, f) => median(r.berth.map((b) => b.probe[k][f]))
+    const pr = (k: ProbeKind, f: 'n' | 'ms') => median(r.berth.map((b) => b.probe?.[k][f]))
     probe = '\n\n' + mdTable(['berth main thread, per deploy (--probe, medians)', 'calls', 'ms blocked'], [
       ['child_process spawn() (fork + wait for exec)', fmt(pr('spawn', 'n')), fmt(pr('spawn', 'ms'))],
       ['better-sqlite3 writes (Statement.run, WAL fsync)', fmt(pr('sql', 'n')), fmt(pr('sql', 'ms'))],
@@ -456,7 +530,7 @@ function report(r) {
 // ---------------------------------------------------------------------------------------------------------------
 
 async function main() {
-  const opts = parseCli('deploy.mjs', import.meta.url, OPTIONS, DEFAULTS)
+  const opts = parseCli('bench/deploy', import.meta.url, OPTIONS, DEFAULTS)
   state.keep = opts.keep
   if (!fs.existsSync(path.join(opts.berthRoot, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${opts.berthRoot}/dist is missing: run \`npm run build\` first`)
   for (const tool of ['tar', 'setsid', 'curl']) {
@@ -474,14 +548,17 @@ async function main() {
 
   // By-hand side: unpacked copies (untimed) and its own writable dirs, laid out like berth's.
   const baseDir = path.join(root, 'byhand')
-  const base = {
-    shared: path.join(baseDir, 'shared'),
-    log: path.join(baseDir, 'log'),
+  const shared = path.join(baseDir, 'shared')
+  const logDir = path.join(baseDir, 'log')
+  const base: ByHandLayout = {
+    shared,
+    log: logDir,
     data: path.join(baseDir, 'data'),
+    pipe: path.join(shared, 'pipe'),
+    pidFile: path.join(shared, 'run_erl.pid'),
+    cmdLog: path.join(logDir, 'commands.log'),
+    env: {},
   }
-  base.pipe = path.join(base.shared, 'pipe')
-  base.pidFile = path.join(base.shared, 'run_erl.pid')
-  base.cmdLog = path.join(base.log, 'commands.log')
   for (const d of [base.shared, path.join(base.shared, 'tmp'), base.log, base.data]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
   for (const rel of rels) {
     rel.dir = path.join(baseDir, 'releases', rel.name)
@@ -512,8 +589,9 @@ async function main() {
   }
 
   // One epmd for both sides, started before anything is timed (it would otherwise be started by the first node).
-  const erts = fs.readdirSync(rels[0].dir).find((f) => f.startsWith('erts-'))
-  const ep = spawnSync(path.join(rels[0].dir, erts, 'bin', 'epmd'), ['-daemon'], { env: base.env, encoding: 'utf8' })
+  const erts = fs.readdirSync(rels[0]!.dir!).find((f) => f.startsWith('erts-'))
+  if (!erts) throw new Error(`no erts-* in ${rels[0]!.dir}: the fixture releases include ERTS`)
+  const ep = spawnSync(path.join(rels[0]!.dir!, erts, 'bin', 'epmd'), ['-daemon'], { env: base.env, encoding: 'utf8' })
   if (ep.status !== 0) throw new Error(`epmd -daemon: ${ep.stderr}`)
   for (let i = 0; !(await canConnect(epmdPort)); i++) {
     if (i > 100) throw new Error(`epmd did not listen on ${epmdPort}`)
@@ -531,13 +609,13 @@ async function main() {
   }
   log(`berth:   pid ${daemon.pid}, releases ${rels.map((r) => `${r.name}=${r.berthId}`).join(', ')}; ERTS ${erts.slice(5)}`)
 
-  const ctx = { daemon, base, berthHttpPort, baseHttpPort, root, probe: opts.probe }
-  const [v1, v2] = rels
+  const ctx: Context = { daemon, base, berthHttpPort: berthHttpPort!, baseHttpPort: baseHttpPort!, root, probe: opts.probe }
+  const [v1, v2] = rels as [Release, Release]
 
   log('warm-up: first deploy of v1 on each side, then v2 over it (untimed) …')
-  const warm = { byHand: await byHandDeploy(ctx, v1, null) }
+  const warmByHand = await byHandDeploy(ctx, v1, null)
   await sleep(SETTLE_MS)
-  warm.berth = await berthDeploy(ctx, v1)
+  const warm = { byHand: warmByHand, berth: await berthDeploy(ctx, v1) }
   await sleep(SETTLE_MS)
   log(`   first deploy: by hand ${fmt(warm.byHand.ms)} ms, berth ${fmt(warm.berth.ms)} ms`)
   const w2h = await byHandDeploy(ctx, v2, v1)
@@ -546,11 +624,11 @@ async function main() {
   await sleep(SETTLE_MS)
   log(`   replace:      by hand ${fmt(w2h.ms)} ms, berth ${fmt(w2b.ms)} ms`)
 
-  const result = { machine: m, build: buildId(opts.berthRoot), loadBefore: os.loadavg(), runs: opts.runs, warmup: warm, byHand: [], berth: [] }
+  const result: Result = { machine: m, build: buildId(opts.berthRoot), loadBefore: os.loadavg(), runs: opts.runs, warmup: warm, byHand: [], berth: [] }
   let prev = v2
   for (let i = 0; i < opts.runs; i++) {
     const rel = prev === v1 ? v2 : v1
-    let h, b
+    let h: ByHandRun, b: BerthRun
     if (i % 2 === 0) {
       h = await byHandDeploy(ctx, rel, prev)
       await sleep(SETTLE_MS)
@@ -574,7 +652,7 @@ async function main() {
   result.idleCpuMsPerS = (procCpuMs(daemon.pid) - idle0) / 5
 
   // Sanity: every deploy migrated exactly once on its side.
-  const lines = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').length : 0)
+  const lines = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').length : 0)
   const expected = opts.runs + 2
   const got = { byHand: lines(path.join(base.data, 'migrations.log')), berth: lines(path.join(berthData, 'migrations.log')) }
   if (got.byHand !== expected || got.berth !== expected) log(`WARNING: migrations.log has ${got.byHand} (by hand) / ${got.berth} (berth) lines, expected ${expected} each`)
@@ -599,7 +677,7 @@ async function main() {
 main()
   .catch((err) => {
     if (signals.interrupted) return
-    log(`\ndeploy.mjs: ${err.stack ?? err}`)
+    log(`\nbench/deploy: ${err.stack ?? err}`)
     process.exitCode = 1
   })
   .finally(async () => {

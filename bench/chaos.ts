@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Chaos run (issue 12): kill -9 berth at random moments of random work, restart it, check the invariants.
 //
-//   npm run build && node bench/chaos.mjs [--kills N] [--seed S] [--big-mb M] [--settle-ms MS] [--logs DIR] [--json FILE]
+//   npm run build && node dist/bench/chaos.js [--kills N] [--seed S] [--big-mb M] [--settle-ms MS] [--logs DIR] [--json FILE]
 //
 //   --kills N       kills (default 200; env BERTH_CHAOS_KILLS)
 //   --seed S        PRNG seed (default random; env BERTH_CHAOS_SEED): the same seed replays the same work and moments
@@ -18,14 +18,12 @@
 
 import fs from 'node:fs'
 import os from 'node:os'
-import path from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-
-const HERE = path.dirname(fileURLToPath(import.meta.url))
-const REPO = path.resolve(HERE, '..')
+import { runChaos } from '../test/helpers/chaos.js'
 
 const args = process.argv.slice(2)
-const opt = (name, fallback) => {
+function opt(name: string, fallback: string | number): string | number
+function opt(name: string, fallback: undefined): string | undefined
+function opt(name: string, fallback: string | number | undefined): string | number | undefined {
   const i = args.indexOf(`--${name}`)
   return i >= 0 ? args[i + 1] : fallback
 }
@@ -37,7 +35,6 @@ const logDir = opt('logs', undefined)
 const json = opt('json', undefined)
 const scenarios = opt('scenarios', undefined)?.split(',')
 
-const { runChaos } = await import(pathToFileURL(path.join(REPO, 'dist', 'test', 'helpers', 'chaos.js')).href)
 // Ctrl+C: exit through process.exit so the harness's exit hook kills what it started.
 process.on('SIGINT', () => process.exit(130))
 process.on('SIGTERM', () => process.exit(143))

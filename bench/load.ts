@@ -3,7 +3,7 @@
 // must either succeed or get one of berth's defined refusals (503 TOO_MANY_UPLOADS with Retry-After, 429), no
 // release may be corrupted, and memory must stay bounded.
 //
-//   npm run build && node bench/load.mjs [--uploads N] [--consoles N] [--connections N] [--duration S] [--json FILE]
+//   npm run build && node dist/bench/load.js [--uploads N] [--consoles N] [--connections N] [--duration S] [--json FILE]
 //
 //   --uploads N      concurrent uploads of the fixture release (default 50)
 //   --consoles N     concurrent console sessions (default 20)
@@ -39,9 +39,10 @@
 //    a BEAM booting) starve the daemon of CPU, and this tells that apart from berth keeping its loop busy.
 //
 // Afterwards: every release listed must be byte-identical to a fresh `tar xzf` of the fixture (same paths, same
-// type, same sha256 of each file, same executable bits; reference computed once), have the sha256 and size of
-// bytes we sent, and every stored upload must be listed; apps/hello/releases holds exactly the listed
-// releases and uploads/ is empty; no console session stays active; the node still serves.
+// type, same sha256 of each file, same executable bits; reference computed once; berth's own
+// .berth-release.json at the top aside), have the sha256 and size of bytes we sent, and every stored upload
+// must be listed; apps/hello/releases holds exactly the listed releases and uploads/ is empty; no console
+// session stays active; the node still serves.
 // Exits 1 on any undefined status, console failure or failed check.
 // Cleanup: d.stop() (stops the node, kills leftovers, removes the data dir); also on Ctrl+C.
 
@@ -55,7 +56,9 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import zlib from 'node:zlib'
-import { MiB, freePort, onInterrupt, parseCli, percentiles, rssSampler, schedstat, sleep } from './lib.mjs'
+import type WebSocketClass from 'ws'
+import type { TestDaemon } from '../test/helpers/daemon.js'
+import { MiB, type OptionSpec, freePort, onInterrupt, parseCli, percentiles, rssSampler, schedstat, sleep } from './lib.js'
 
 const APP = 'hello'
 const RSS_SAMPLE_MS = 50
@@ -67,35 +70,37 @@ const OVERALL_TIMEOUT_MS = 600_000
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-const OPTIONS = {
+const OPTIONS: Record<string, OptionSpec> = {
   '--uploads': { key: 'uploads', type: 'int', min: 0 },
   '--consoles': { key: 'consoles', type: 'int', min: 0 },
   '--connections': { key: 'connections', type: 'int', min: 1 },
   '--duration': { key: 'duration', type: 'int', min: 1 },
   '--json': { key: 'json', type: 'path' },
 }
-const DEFAULTS = { uploads: 50, consoles: 20, connections: 32, duration: 20, json: null }
+const DEFAULTS = { uploads: 50, consoles: 20, connections: 32, duration: 20, json: null as string | null }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
 
-const mib = (b) => `${(b / MiB).toFixed(1)} MiB`
-const ms = (v) => (v == null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`)
+const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`
+const ms = (v: number | null | undefined) => (v == null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`)
 
-/** Latency figures: nearest-rank percentiles (bench/lib.mjs), max = p100. */
-function summary(values) {
+/** Latency figures: nearest-rank percentiles (bench/lib.ts), max = p100. */
+function summary(values: Iterable<unknown> & { length: number }) {
   const [p50, p90, p99, max] = percentiles(values, [50, 90, 99, 100])
   return { n: values.length, p50, p90, p99, max }
 }
 
-function bump(counts, key) {
+type Counts = Record<string, number>
+
+function bump(counts: Counts, key: string) {
   counts[key] = (counts[key] ?? 0) + 1
 }
 
 /** Every path under root, with what it is: dir, link (target), file (sha256, executable). */
-function tree(root) {
-  const out = new Map()
-  const walk = (rel) => {
+function tree(root: string) {
+  const out = new Map<string, string>()
+  const walk = (rel: string) => {
     for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
       const r = rel ? `${rel}/${e.name}` : e.name
       const abs = path.join(root, r)
@@ -114,8 +119,8 @@ function tree(root) {
   return out
 }
 
-function compareTrees(ref, got) {
-  const diffs = []
+function compareTrees(ref: Map<string, string>, got: Map<string, string>) {
+  const diffs: string[] = []
   for (const [p, v] of ref) {
     if (!got.has(p)) diffs.push(`missing ${p}`)
     else if (got.get(p) !== v) diffs.push(`differs ${p}: ${got.get(p)} (expected ${v})`)
@@ -127,40 +132,59 @@ function compareTrees(ref, got) {
 // ---------------------------------------------------------------------------------------------------------------
 // GET load (worker thread)
 
-async function getLoadWorker({ url, token, connections, durationMs }) {
+interface GetLoadOptions {
+  url: string
+  token: string
+  connections: number
+  durationMs: number
+}
+
+/** What the worker posts back: latencies as transferable arrays, one per path. */
+interface GetLoadResult {
+  paths: string[]
+  latencies: Float64Array[]
+  statuses: Counts[]
+  sockets: number
+  elapsedMs: number
+  undefinedOutcomes: string[]
+  timeline: ({ sec: number } & ReturnType<typeof summary>)[]
+  doneAt?: number
+}
+
+async function getLoadWorker({ url, token, connections, durationMs }: GetLoadOptions) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
   const paths = ['/v1/apps/hello/releases', '/healthz']
-  const lat = paths.map(() => [])
+  const lat: number[][] = paths.map(() => [])
   /** Per whole second since the start: requests finished and their latencies, for the JSON timeline. */
-  const perSecond = []
-  const statuses = paths.map(() => ({}))
-  const sockets = new Set()
-  const undefinedOutcomes = []
+  const perSecond: number[][] = []
+  const statuses: Counts[] = paths.map(() => ({}))
+  const sockets = new Set<unknown>()
+  const undefinedOutcomes: string[] = []
   const started = performance.now()
   const end = started + durationMs
   let seq = 0
 
-  const one = (which) =>
-    new Promise((resolve) => {
+  const one = (which: number) =>
+    new Promise<{ status: number | string | undefined; ms: number }>((resolve) => {
       const t0 = performance.now()
       const req = http.get(`${url}${paths[which]}`, { agent, headers: which === 0 ? { authorization: `Bearer ${token}` } : {}, timeout: GET_TIMEOUT_MS }, (res) => {
         res.on('data', () => {})
         res.on('end', () => resolve({ status: res.statusCode, ms: performance.now() - t0 }))
-        res.on('error', (err) => resolve({ status: `error ${err.code ?? err.message}`, ms: performance.now() - t0 }))
+        res.on('error', (err: NodeJS.ErrnoException) => resolve({ status: `error ${err.code ?? err.message}`, ms: performance.now() - t0 }))
       })
       req.on('socket', (s) => sockets.add(s))
       req.on('timeout', () => req.destroy(new Error('timeout')))
-      req.on('error', (err) => resolve({ status: `error ${err.code ?? err.message}`, ms: performance.now() - t0 }))
+      req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: `error ${err.code ?? err.message}`, ms: performance.now() - t0 }))
     })
 
   const loop = async () => {
     while (performance.now() < end) {
       const which = seq++ % paths.length
       const r = await one(which)
-      lat[which].push(r.ms)
+      lat[which]!.push(r.ms)
       const sec = Math.floor((performance.now() - started) / 1000)
       ;(perSecond[sec] ??= []).push(r.ms)
-      bump(statuses[which], String(r.status))
+      bump(statuses[which]!, String(r.status))
       if (r.status !== 200 && r.status !== 429 && r.status !== 503 && undefinedOutcomes.length < 20) undefinedOutcomes.push(`GET ${paths[which]}: ${r.status}`)
       // A refusal answers fast; do not let a refused loop spin.
       if (r.status === 429 || r.status === 503) await sleep(50)
@@ -171,14 +195,15 @@ async function getLoadWorker({ url, token, connections, durationMs }) {
   agent.destroy()
   const arrays = lat.map((l) => Float64Array.from(l))
   const timeline = Array.from(perSecond, (l = [], sec) => ({ sec, ...summary(l) }))
-  parentPort.postMessage({ paths, latencies: arrays, statuses, sockets: sockets.size, elapsedMs: elapsed, undefinedOutcomes, timeline }, arrays.map((a) => a.buffer))
+  const result: GetLoadResult = { paths, latencies: arrays, statuses, sockets: sockets.size, elapsedMs: elapsed, undefinedOutcomes, timeline }
+  parentPort!.postMessage(result, arrays.map((a) => a.buffer))
 }
 
-function runGetLoad(opts) {
+function runGetLoad(opts: GetLoadOptions): Promise<GetLoadResult> {
   return new Promise((resolve, reject) => {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: opts })
-    let result = null
-    w.on('message', (m) => (result = m))
+    let result: GetLoadResult | null = null
+    w.on('message', (m: GetLoadResult) => (result = m))
     w.on('error', reject)
     w.on('exit', (code) => (result ? resolve(result) : reject(new Error(`GET load worker exited with ${code} and no result`))))
   })
@@ -188,13 +213,22 @@ function runGetLoad(opts) {
 // Uploads
 
 /** The variants: the tar re-gzipped at levels 1-9; upload i = level 1 + i % 9 with MTIME base + i. */
-function makeVariants(fixtureFile, count) {
+interface Variant {
+  i: number
+  level: number
+  header: Buffer
+  rest: Buffer
+  size: number
+  sha256: string
+}
+
+function makeVariants(fixtureFile: string, count: number) {
   const tar = zlib.gunzipSync(fs.readFileSync(fixtureFile))
-  const levels = []
+  const levels: Buffer[] = []
   for (let level = 1; level <= Math.min(9, count); level++) levels.push(zlib.gzipSync(tar, { level }))
-  const variants = []
+  const variants: Variant[] = []
   for (let i = 0; i < count; i++) {
-    const body = levels[i % levels.length]
+    const body = levels[i % levels.length]!
     const header = Buffer.from(body.subarray(0, 10))
     // FLG must be 0 (no optional fields) so that the header is exactly 10 bytes and MTIME is bytes 4-7.
     if (header[0] !== 0x1f || header[1] !== 0x8b || header[3] !== 0) throw new Error('unexpected gzip header from zlib')
@@ -207,7 +241,14 @@ function makeVariants(fixtureFile, count) {
 }
 
 /** One raw-body upload on its own connection; resolves with the status (or a transport error) and the answer. */
-function sendUpload(base, token, v) {
+interface UploadAnswer {
+  status: number | string | undefined
+  retryAfter: string | string[] | null
+  body: { code?: string; id?: string } | null
+  ms: number
+}
+
+function sendUpload(base: string, token: string, v: Variant): Promise<UploadAnswer> {
   return new Promise((resolve) => {
     const t0 = performance.now()
     let answered = false
@@ -220,9 +261,9 @@ function sendUpload(base, token, v) {
       answered = true
       let text = ''
       res.setEncoding('utf8')
-      res.on('data', (c) => (text += c))
+      res.on('data', (c: string) => (text += c))
       const done = () => {
-        let body = null
+        let body: UploadAnswer['body'] = null
         try {
           body = JSON.parse(text)
         } catch {}
@@ -232,7 +273,7 @@ function sendUpload(base, token, v) {
       res.on('error', done)
     })
     // After an early refusal berth closes the connection while we may still be sending: not an error then.
-    req.on('error', (err) => {
+    req.on('error', (err: NodeJS.ErrnoException) => {
       if (!answered) resolve({ status: `error ${err.code ?? err.message}`, retryAfter: null, body: null, ms: performance.now() - t0 })
     })
     req.write(v.header)
@@ -240,9 +281,23 @@ function sendUpload(base, token, v) {
   })
 }
 
-async function runUploads(base, token, variants) {
-  const attempts = {}
-  const finals = []
+interface UploadFinal {
+  i: number
+  sha256: string
+  size: number
+  status: UploadAnswer['status']
+  code: string | undefined
+  outcome: string
+  attempts: number
+  ms: number
+  release: string | null
+  doneAt: number
+  text: string | undefined
+}
+
+async function runUploads(base: string, token: string, variants: Variant[]) {
+  const attempts: Counts = {}
+  const finals: UploadFinal[] = []
   const t0 = performance.now()
   await Promise.all(
     variants.map(async (v) => {
@@ -256,7 +311,7 @@ async function runUploads(base, token, variants) {
           await sleep(Number(r.retryAfter) * 1000 + Math.random() * 1000)
           continue
         }
-        let outcome
+        let outcome: string
         if (r.status === 201 || r.status === 200) outcome = r.status === 201 ? 'stored (201)' : 'already present (200)'
         else if (defined503) outcome = `refused 503 after ${UPLOAD_RETRIES} retries`
         else if (r.status === 429) outcome = 'refused 429'
@@ -266,21 +321,29 @@ async function runUploads(base, token, variants) {
       }
     }),
   )
-  return { attempts, finals, wallMs: performance.now() - t0 }
+  return { attempts, finals, wallMs: performance.now() - t0, doneAt: NaN }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Consoles
 
-function runConsole(WebSocket, base, token) {
+interface ConsoleResult {
+  outcome: string
+  detail?: string
+  promptMs?: number | null
+  to42Ms?: number
+  closedMs?: number
+}
+
+function runConsole(WebSocket: typeof WebSocketClass, base: string, token: string): Promise<ConsoleResult> {
   return new Promise((resolve) => {
     const t0 = performance.now()
     let out = ''
     let phase = 'connecting'
     let settled = false
-    let tPrompt = null
+    let tPrompt: number | null = null
     const ws = new WebSocket(`${base.replace('http', 'ws')}/v1/apps/${APP}/remote`, { headers: { authorization: `Bearer ${token}` } })
-    const finish = (r) => {
+    const finish = (r: ConsoleResult) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -319,10 +382,10 @@ function runConsole(WebSocket, base, token) {
   })
 }
 
-async function runConsoles(WebSocket, base, token, n) {
+async function runConsoles(WebSocket: typeof WebSocketClass, base: string, token: string, n: number) {
   const t0 = performance.now()
   const results = await Promise.all(Array.from({ length: n }, () => runConsole(WebSocket, base, token)))
-  return { results, wallMs: performance.now() - t0 }
+  return { results, wallMs: performance.now() - t0, doneAt: NaN }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -330,20 +393,23 @@ async function runConsoles(WebSocket, base, token, n) {
 
 async function main() {
   const opts = parseCli('bench/load', import.meta.url, OPTIONS, DEFAULTS)
-  const { startDaemon } = await import('../dist/test/helpers/daemon.js')
-  const { call, upload } = await import('../dist/test/helpers/http.js')
-  const { fixture } = await import('../dist/test/helpers/fixtures.js')
+  // Loaded here, not at the top: the GET-load worker runs this file too, and must not load berth into its heap
+  // (its RSS is part of the figure).
+  const { startDaemon } = await import('../test/helpers/daemon.js')
+  const { call, upload } = await import('../test/helpers/http.js')
+  const { fixture } = await import('../test/helpers/fixtures.js')
+  const { METADATA_FILE } = await import('../src/intake/metadata.js')
   const { default: WebSocket } = await import('ws')
 
-  const failures = []
-  const fail = (msg) => failures.push(msg)
-  const log = (msg) => console.log(msg)
+  const failures: string[] = []
+  const fail = (msg: string) => failures.push(msg)
+  const log = (msg: string) => console.log(msg)
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-load-'))
-  let d = null
-  let stopping = null
+  let d: TestDaemon | null = null
+  let stopping: Promise<void> | null = null
   const cleanup = async () => {
     stopping ??= (async () => {
-      if (d) await d.stop().catch((err) => console.error(`bench/load: stopping the daemon failed: ${err.message}`))
+      if (d) await d.stop().catch((err: Error) => console.error(`bench/load: stopping the daemon failed: ${err.message}`))
       fs.rmSync(scratch, { recursive: true, force: true })
     })()
     return stopping
@@ -390,8 +456,8 @@ async function main() {
     const load0 = os.loadavg()
     log(`\nload: ${opts.uploads} uploads, ${opts.consoles} consoles, GET load ${opts.connections} connections for ${opts.duration} s, all at once`)
 
-    let overallTimer
-    const overall = new Promise((_, reject) => {
+    let overallTimer: NodeJS.Timeout | undefined
+    const overall = new Promise<never>((_, reject) => {
       overallTimer = setTimeout(() => reject(new Error(`the load did not finish within ${OVERALL_TIMEOUT_MS / 1000} s`)), OVERALL_TIMEOUT_MS)
     })
     const phases = Promise.all([
@@ -411,8 +477,8 @@ async function main() {
     const load1 = os.loadavg()
 
     // ---- checks
-    const checks = []
-    const check = (name, ok, detail = '') => {
+    const checks: { name: string; ok: boolean; detail: string }[] = []
+    const check = (name: string, ok: boolean, detail = '') => {
       checks.push({ name, ok, detail })
       if (!ok) fail(`${name}${detail ? `: ${detail}` : ''}`)
     }
@@ -421,7 +487,7 @@ async function main() {
     let active = -1
     for (let i = 0; i < 100; i++) {
       const s = await call(`${d.url}/v1/apps/${APP}/sessions`, { token })
-      active = s.body?.sessions?.filter((x) => x.active).length ?? -1
+      active = s.body?.sessions?.filter((x: { active: boolean }) => x.active).length ?? -1
       if (active === 0) break
       await sleep(100)
     }
@@ -431,15 +497,15 @@ async function main() {
     check('the deployed node still serves', node === 'hello 0.1.0\n', JSON.stringify(node))
 
     const list = await call(`${d.url}/v1/apps/${APP}/releases`, { token })
-    const releases = list.body?.releases ?? []
+    const releases: { id: string; sha256: string; size: number }[] = list.body?.releases ?? []
     check('release list answers 200', list.status === 200, String(list.status))
-    const sent = new Map(variants.map((v) => [v.sha256, v]))
+    const sent = new Map<string, { size: number }>(variants.map((v) => [v.sha256, v]))
     sent.set(fx.sha256, { size: fx.size })
     const listed = new Set(releases.map((r) => r.id))
     const stored = ups.finals.filter((f) => f.status === 201 || f.status === 200)
-    const unlisted = stored.filter((f) => !listed.has(f.release))
+    const unlisted = stored.filter((f) => !listed.has(f.release ?? ''))
     check('every accepted upload is listed', unlisted.length === 0, unlisted.map((f) => `#${f.i} ${f.release}`).join(', '))
-    const foreign = releases.filter((r) => !sent.has(r.sha256) || sent.get(r.sha256).size !== r.size)
+    const foreign = releases.filter((r) => !sent.has(r.sha256) || sent.get(r.sha256)!.size !== r.size)
     check('every listed release has the sha256 and size of bytes we sent', foreign.length === 0, foreign.map((r) => r.id).join(', '))
     const expectedCount = new Set([fx.sha256, ...stored.map((f) => f.sha256)]).size
     check('one release per distinct accepted upload (+ the deployed one)', releases.length === expectedCount, `${releases.length} listed, ${expectedCount} expected`)
@@ -453,7 +519,10 @@ async function main() {
     let corrupt = 0
     for (const r of releases) {
       if (!onDisk.includes(r.id)) continue
-      const diffs = compareTrees(ref, tree(path.join(relDir, r.id)))
+      // berth adds its own record of the release at the top; everything else must be the fixture's.
+      const got = tree(path.join(relDir, r.id))
+      got.delete(METADATA_FILE)
+      const diffs = compareTrees(ref, got)
       if (diffs.length) {
         corrupt++
         fail(`release ${r.id} differs from the fixture: ${diffs.slice(0, 5).join('; ')}${diffs.length > 5 ? ` (+${diffs.length - 5} more)` : ''}`)
@@ -466,14 +535,14 @@ async function main() {
     const checkMs = performance.now() - tc
 
     // ---- figures
-    const getAll = summary([...gets.latencies[0], ...gets.latencies[1]])
-    const perPath = gets.paths.map((p, k) => ({ path: p, ...summary(gets.latencies[k]), statuses: gets.statuses[k] }))
+    const getAll = summary([...gets.latencies[0]!, ...gets.latencies[1]!])
+    const perPath = gets.paths.map((p, k) => ({ path: p, ...summary(gets.latencies[k]!), statuses: gets.statuses[k]! }))
     const getTotal = getAll.n
     const getRps = getTotal / (gets.elapsedMs / 1000)
     for (const u of gets.undefinedOutcomes) fail(`undefined outcome: ${u}`)
     const getUndefined = perPath.reduce((n, p) => n + Object.entries(p.statuses).filter(([s]) => !['200', '429', '503'].includes(s)).reduce((a, [, c]) => a + c, 0), 0)
 
-    const finalsBy = {}
+    const finalsBy: Counts = {}
     for (const f of ups.finals) bump(finalsBy, f.outcome)
     for (const f of ups.finals.filter((x) => x.outcome === 'UNDEFINED')) fail(`upload #${f.i}: undefined outcome ${f.status} ${f.text ?? ''}`)
     const okUploads = ups.finals.filter((f) => f.status === 201 || f.status === 200)
@@ -482,19 +551,19 @@ async function main() {
     const lastOk = Math.max(0, ...okUploads.map((f) => f.doneAt))
 
     const conOk = cons.results.filter((r) => r.outcome === 'ok')
-    const conBy = {}
+    const conBy: Counts = {}
     for (const r of cons.results) bump(conBy, r.outcome)
     for (const r of cons.results.filter((x) => x.outcome === 'FAILED')) fail(`console: ${r.detail}`)
     const to42 = summary(conOk.map((r) => r.to42Ms))
     const prompt = summary(conOk.map((r) => r.promptMs))
 
     const ld = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
-    const fmtCounts = (c) => Object.entries(c).map(([k, v]) => `${k}: ${v}`).join(', ')
+    const fmtCounts = (c: Counts) => Object.entries(c).map(([k, v]) => `${k}: ${v}`).join(', ')
 
     log(`\nGET load (${opts.connections} keep-alive connections, ${gets.sockets} sockets opened, ${(gets.elapsedMs / 1000).toFixed(1)} s, client in a worker thread)`)
     log(`  ${getTotal} requests, ${getRps.toFixed(0)} req/s; latency p50 ${ms(getAll.p50)}, p90 ${ms(getAll.p90)}, p99 ${ms(getAll.p99)}, max ${ms(getAll.max)}`)
     for (const p of perPath) log(`  ${p.path.padEnd(26)} ${String(p.n).padStart(6)} req  p50 ${ms(p.p50)}  p99 ${ms(p.p99)}  max ${ms(p.max)}  [${fmtCounts(p.statuses)}]`)
-    const worst = gets.timeline.reduce((w, t) => (t.n && (!w || t.p99 > w.p99) ? t : w), null)
+    const worst = gets.timeline.reduce<GetLoadResult['timeline'][number] | null>((w, t) => (t.n && (!w || t.p99! > w.p99!) ? t : w), null)
     if (worst) log(`  worst second: ${worst.sec}-${worst.sec + 1} s, ${worst.n} req, p99 ${ms(worst.p99)} (per-second figures in --json)`)
     const sizes = variants.map((v) => v.size)
     if (opts.uploads > 0) {
@@ -514,7 +583,7 @@ async function main() {
     if (sched) log(`  daemon main thread over ${(loadMs / 1000).toFixed(1)} s: ${sched.runS.toFixed(1)} s on a CPU, ${sched.waitS.toFixed(1)} s runnable but waiting for a CPU (host load average ${load0[0].toFixed(1)} → ${load1[0].toFixed(1)} on ${os.cpus().length} CPUs)`)
     log(`\nchecks (${(checkMs / 1000).toFixed(1)} s)`)
     for (const c of checks) log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}${!c.ok && c.detail ? ` — ${c.detail}` : ''}`)
-    log(`\nload phase ${(loadMs / 1000).toFixed(1)} s (GET done ${(gets.doneAt / 1000).toFixed(1)} s, uploads ${(ups.doneAt / 1000).toFixed(1)} s, consoles ${(cons.doneAt / 1000).toFixed(1)} s)`)
+    log(`\nload phase ${(loadMs / 1000).toFixed(1)} s (GET done ${(gets.doneAt! / 1000).toFixed(1)} s, uploads ${(ups.doneAt / 1000).toFixed(1)} s, consoles ${(cons.doneAt / 1000).toFixed(1)} s)`)
     log(`undefined statuses: GET ${getUndefined}, uploads ${finalsBy.UNDEFINED ?? 0}; console failures: ${conBy.FAILED ?? 0}`)
 
     if (opts.json) {
@@ -534,7 +603,7 @@ async function main() {
       log(`wrote ${opts.json}`)
     }
   } catch (err) {
-    fail(`bench/load: ${err.stack ?? err}`)
+    fail(`bench/load: ${(err as Error | undefined)?.stack ?? err}`)
   } finally {
     await cleanup()
   }
@@ -549,4 +618,4 @@ async function main() {
 
 // Last, so that every declaration above is initialised before it runs.
 if (isMainThread) await main()
-else await getLoadWorker(workerData)
+else await getLoadWorker(workerData as GetLoadOptions)
