@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { REPO } from './helpers/fixtures.js'
+import { stronglyConnected } from './helpers/architecture.js'
 
 const SRC = path.join(REPO, 'src')
 
@@ -86,41 +87,8 @@ function graph(): { files: string[]; edges: Edge[] } {
   return { files, edges }
 }
 
-/** Every cycle's files, found with Tarjan's strongly connected components. */
-export function cycles(nodes: string[], edges: { from: string; to: string }[]): string[][] {
-  const out = new Map<string, string[]>()
-  for (const e of edges) out.set(e.from, [...(out.get(e.from) ?? []), e.to])
-  const index = new Map<string, number>()
-  const low = new Map<string, number>()
-  const stack: string[] = []
-  const onStack = new Set<string>()
-  const found: string[][] = []
-  let next = 0
-  const visit = (v: string) => {
-    index.set(v, next)
-    low.set(v, next++)
-    stack.push(v)
-    onStack.add(v)
-    for (const w of out.get(v) ?? []) {
-      if (!index.has(w)) {
-        visit(w)
-        low.set(v, Math.min(low.get(v)!, low.get(w)!))
-      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!))
-    }
-    if (low.get(v) === index.get(v)) {
-      const scc: string[] = []
-      let w: string
-      do {
-        w = stack.pop()!
-        onStack.delete(w)
-        scc.push(w)
-      } while (w !== v)
-      if (scc.length > 1 || (out.get(v) ?? []).includes(v)) found.push(scc)
-    }
-  }
-  for (const n of nodes) if (!index.has(n)) visit(n)
-  return found
-}
+/** Every cycle's files: the architecture test's Tarjan, one copy for both. */
+export const cycles = stronglyConnected
 
 const rel = (f: string) => path.relative(REPO, f)
 
