@@ -137,6 +137,9 @@ export class BerthClient {
       let answered = false
       req.on('response', (res) => {
         answered = true
+        // From here the reader's own limit applies (readJsonBounded's, or none for a followed stream). Left on,
+        // this idle timer raced it: firing first, it reset the socket and a silent body read as ECONNRESET.
+        if (idleMs > 0) req.setTimeout(0)
         resolve(res)
       })
       req.on('error', (err: NodeJS.ErrnoException) => {
