@@ -19,21 +19,27 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { runChaos } from '../test/helpers/chaos.js'
+import { parseCli, type OptionSpec } from './lib.js'
 
-const args = process.argv.slice(2)
-function opt(name: string, fallback: string | number): string | number
-function opt(name: string, fallback: undefined): string | undefined
-function opt(name: string, fallback: string | number | undefined): string | number | undefined {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
+const OPTIONS: Record<string, OptionSpec> = {
+  '--kills': { key: 'kills', type: 'int', min: 1 },
+  '--seed': { key: 'seed', type: 'int', min: 0 },
+  '--big-mb': { key: 'bigUploadMb', type: 'int', min: 0 },
+  '--settle-ms': { key: 'settleMs', type: 'int', min: 1 },
+  '--scenarios': { key: 'scenarios', type: 'list' },
+  '--logs': { key: 'logDir', type: 'path' },
+  '--json': { key: 'json', type: 'path' },
 }
-const kills = Number(opt('kills', process.env.BERTH_CHAOS_KILLS ?? 200))
-const seed = Number(opt('seed', process.env.BERTH_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31)))
-const bigUploadMb = Number(opt('big-mb', 24))
-const settleMs = Number(opt('settle-ms', 30_000))
-const logDir = opt('logs', undefined)
-const json = opt('json', undefined)
-const scenarios = opt('scenarios', undefined)?.split(',')
+// Like the other benches: -h/--help prints the header above, a wrong option exits 2 (it used to start a run).
+const { kills, seed, bigUploadMb, settleMs, logDir, json, scenarios } = parseCli('bench/chaos', import.meta.url, OPTIONS, {
+  kills: Number(process.env.BERTH_CHAOS_KILLS ?? 200),
+  seed: Number(process.env.BERTH_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31)),
+  bigUploadMb: 24,
+  settleMs: 30_000,
+  logDir: undefined as string | undefined,
+  json: undefined as string | undefined,
+  scenarios: undefined as string[] | undefined,
+})
 
 // Ctrl+C: exit through process.exit so the harness's exit hook kills what it started.
 process.on('SIGINT', () => process.exit(130))

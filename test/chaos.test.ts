@@ -1,5 +1,5 @@
 // Chaos, short run (issue 12): kill -9 berth at random moments of random work, restart it on the same data dir
-// and check the crash-safety invariants each time. The long run is bench/chaos.mjs; both use helpers/chaos.ts.
+// and check the crash-safety invariants each time. The long run is bench/chaos.ts; both use helpers/chaos.ts.
 // BERTH_CHAOS_KILLS and BERTH_CHAOS_SEED override the kill count and the (otherwise random, printed) seed.
 
 import assert from 'node:assert/strict'
