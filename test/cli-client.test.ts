@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { endProcessesUnder, freePort, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import pty from 'node-pty'
 import { fixture, REPO } from './helpers/fixtures.js'
 
@@ -45,9 +45,7 @@ after(async () => {
   // Nodes outlive berth by design (KillMode=process); stop the app's node first, then berth, then epmd.
   await fetch(`${daemon.url}/v1/apps/hello/stop?wait=true`, { method: 'POST', headers: { authorization: `Bearer ${env.BERTH_TOKEN}` } }).catch(() => {})
   await daemon.stop()
-  killProcessesUnder(dataDir)
-  for (let i = 0; i < 50 && processesUnder(dataDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
-  assert.deepEqual(processesUnder(dataDir), [], 'no BEAM, run_erl or epmd is left behind')
+  assert.deepEqual(await endProcessesUnder(dataDir), [], 'no BEAM, run_erl or epmd is left behind')
   fs.rmSync(dataDir, { recursive: true, force: true })
 })
 

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { parse as parseYaml } from 'yaml'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { endProcessesUnder, freePort, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture, REPO } from './helpers/fixtures.js'
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }
@@ -90,9 +90,7 @@ describe('against a real berth', () => {
     if (!daemon) return
     await fetch(`${daemon.url}/v1/apps/hello/stop?wait=true`, { method: 'POST', headers: { authorization: `Bearer ${env.BERTH_TOKEN}` } }).catch(() => {})
     await daemon.stop()
-    killProcessesUnder(dataDir)
-    for (let i = 0; i < 50 && processesUnder(dataDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
-    assert.deepEqual(processesUnder(dataDir), [], 'no BEAM, run_erl or epmd is left behind')
+    assert.deepEqual(await endProcessesUnder(dataDir), [], 'no BEAM, run_erl or epmd is left behind')
     fs.rmSync(dataDir, { recursive: true, force: true })
     fs.rmSync(snapshot, { recursive: true, force: true })
   })

@@ -8,7 +8,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import WebSocket from 'ws'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { endProcessesUnder, freePort, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -32,9 +32,7 @@ before(async () => {
 after(async () => {
   await daemon.stop()
   // berth leaves the nodes running on shutdown (a restarted agent re-adopts them); the test ends them.
-  killProcessesUnder(dataDir)
-  for (let i = 0; i < 50 && processesUnder(dataDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
-  assert.deepEqual(processesUnder(dataDir), [])
+  assert.deepEqual(await endProcessesUnder(dataDir), [])
   fs.rmSync(dataDir, { recursive: true, force: true })
 })
 

@@ -58,6 +58,13 @@ export function killProcessesUnder(dir: string): number {
   return procs.length
 }
 
+/** Kills every process under dir and waits up to 5 s for them to be gone: what is left (a test asserts none). */
+export async function endProcessesUnder(dir: string): Promise<{ pid: number; cmd: string }[]> {
+  killProcessesUnder(dir)
+  for (let i = 0; i < 50 && processesUnder(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
+  return processesUnder(dir)
+}
+
 export async function startDaemon(env: Record<string, string> = {}, opts: { keepLogs?: boolean } = {}): Promise<TestDaemon> {
   const dataDir = env.BERTH_DATA_DIR ?? tempDir()
   // Each daemon gets its own epmd so that test files running side by side never share node names.
