@@ -82,10 +82,29 @@ export interface Config {
   envKeyFile: string | null
   /** systemd's $CREDENTIALS_DIRECTORY (LoadCredentialEncrypted=berth-env-key in the unit), or null. */
   credentialsDir: string | null
+  /** The shared edge (issue 25): one haproxy for every app with proxy.hosts; null when neither listener is set. */
+  edge: EdgeConfig | null
   /** Test-only: pause this long when a deployment step starts, so a test can kill the agent inside it. */
   testStepPause: { step: string; ms: number } | null
   limits: Limits
 }
+
+export interface EdgeConfig {
+  /** Plain-HTTP listener, HOST:PORT (ACME HTTP-01 challenges, redirects, plain hosts); null: none. */
+  http: string | null
+  /** HTTPS listener, HOST:PORT; null: none (then every host is plain HTTP). */
+  https: string | null
+  /** Set: systemd runs the edge's haproxy (berth-edge.service); berth writes its config and reloads it here. */
+  masterSocket: string | null
+  acme: {
+    directory: string
+    email: string | null
+    /** Extra CA bundle (PEM) trusted for the ACME server's HTTPS; null: the system's. */
+    caFile: string | null
+  }
+}
+
+export const LETS_ENCRYPT = 'https://acme-v02.api.letsencrypt.org/directory'
 
 type Source = Record<string, string | undefined>
 
@@ -132,6 +151,12 @@ export const OPTIONS = [
   { env: 'BERTH_UPLOAD_RATE_WINDOW_MS', flag: 'upload-rate-window-ms', help: 'window the upload rate is averaged over, also its grace period (default 30000)' },
   { env: 'BERTH_UPLOAD_DEADLINE_MS', flag: 'upload-deadline-ms', help: 'longest time an upload body may take (default 3600000)' },
   { env: 'BERTH_HAPROXY', flag: 'haproxy', help: 'haproxy executable for apps with the proxy setting (default /usr/sbin/haproxy)' },
+  { env: 'BERTH_EDGE_HTTP', flag: 'edge-http', help: 'HOST:PORT of the shared edge\'s plain-HTTP listener (ACME HTTP-01, redirects), e.g. 0.0.0.0:80 (default: no edge)' },
+  { env: 'BERTH_EDGE_HTTPS', flag: 'edge-https', help: 'HOST:PORT of the shared edge\'s HTTPS listener, e.g. 0.0.0.0:443' },
+  { env: 'BERTH_EDGE_MASTER_SOCKET', flag: 'edge-master-socket', help: 'master socket of an edge haproxy that systemd runs (berth-edge.service); berth then reloads it and never starts one' },
+  { env: 'BERTH_ACME_DIRECTORY', flag: 'acme-directory', help: "ACME directory URL (default Let's Encrypt production)" },
+  { env: 'BERTH_ACME_EMAIL', flag: 'acme-email', help: 'contact address of the ACME account (optional)' },
+  { env: 'BERTH_ACME_CA_FILE', flag: 'acme-ca-file', help: 'PEM bundle to trust when talking to the ACME server (a private CA, or pebble in tests)' },
   { env: 'BERTH_ENV_KEY_FILE', flag: 'env-key-file', help: "key file that encrypts the apps' env values (default: systemd credential berth-env-key, else DATA/keys/env.key)" },
 ] as const
 
@@ -177,6 +202,25 @@ function parsePortRange(raw: string, name = 'BERTH_DIST_PORTS', example = '4370-
   const last = Number(m?.[2])
   if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`${name} must be FIRST-LAST, ports from 1024 to 65535 (e.g. ${example}), got "${raw}"`)
   return { first, last }
+}
+
+/** An edge listener: IPV4:PORT or [IPV6]:PORT, as haproxy binds it. */
+function edgeListen(name: string, raw: string): string {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(raw)
+  const port = Number(m?.[3])
+  if (!m || port < 1 || port > 65535) throw new ConfigError(`${name} must be IPV4:PORT or [IPV6]:PORT, e.g. 0.0.0.0:443, got "${raw.slice(0, 80)}"`)
+  return raw
+}
+
+function acmeDirectory(raw: string): string {
+  let u: URL | null = null
+  try {
+    u = new URL(raw)
+  } catch {
+    // reported below
+  }
+  if (!u || u.protocol !== 'https:') throw new ConfigError(`BERTH_ACME_DIRECTORY must be an https:// URL, got "${raw.slice(0, 120)}"`)
+  return u.href
 }
 
 function flagOn(name: string, raw: string | undefined): boolean {
@@ -242,6 +286,21 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
   }
   // Streams never take every connection: the rest is the reserve for other clients and /healthz.
   if (http.maxStreams >= maxConnections) throw new ConfigError(`BERTH_MAX_STREAMS (${http.maxStreams}) must be below BERTH_MAX_CONNECTIONS (${maxConnections}), so that connections stay for other clients and /healthz`)
+  const edgeHttp = get('BERTH_EDGE_HTTP') ? edgeListen('BERTH_EDGE_HTTP', get('BERTH_EDGE_HTTP')!) : null
+  const edgeHttps = get('BERTH_EDGE_HTTPS') ? edgeListen('BERTH_EDGE_HTTPS', get('BERTH_EDGE_HTTPS')!) : null
+  if (edgeHttps && !edgeHttp) throw new ConfigError('BERTH_EDGE_HTTPS needs BERTH_EDGE_HTTP too: ACME validates on plain HTTP, and plain requests are redirected there')
+  const edge: EdgeConfig | null = edgeHttp
+    ? {
+        http: edgeHttp,
+        https: edgeHttps,
+        masterSocket: get('BERTH_EDGE_MASTER_SOCKET') ? path.resolve(cwd, get('BERTH_EDGE_MASTER_SOCKET')!) : null,
+        acme: {
+          directory: acmeDirectory(get('BERTH_ACME_DIRECTORY') || LETS_ENCRYPT),
+          email: get('BERTH_ACME_EMAIL') || null,
+          caFile: get('BERTH_ACME_CA_FILE') ? path.resolve(cwd, get('BERTH_ACME_CA_FILE')!) : null,
+        },
+      }
+    : null
   return {
     dataDir,
     host,
@@ -271,6 +330,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
       maxPerApp: num('BERTH_MAX_SESSIONS_PER_APP', 5, 1, 1000),
       keepRecordings: num('BERTH_KEEP_RECORDINGS', 100, 1, 100_000),
     },
+    edge,
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,
   }

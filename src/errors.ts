@@ -61,9 +61,15 @@ export const catalogue = {
   // the proxy (zero-downtime deploys): haproxy in front of the app's instances
   PROXY_SETTING_INVALID: [400, 'The proxy setting is not valid'],
   PROXY_LISTEN_IN_USE: [409, 'The listen address belongs to another listener on this host'],
+  HOST_TAKEN: [409, 'The hostname belongs to another app on this host'],
   PROXY_START_FAILED: [500, 'The proxy did not start'],
   PROXY_UNREACHABLE: [500, 'The proxy did not answer on its runtime socket'],
   PROXY_COMMAND_FAILED: [500, 'The proxy refused a runtime command'],
+
+  // the shared edge (issue 25): hostnames, certificates, ACME
+  EDGE_NOT_CONFIGURED: [409, 'This host runs no edge (BERTH_EDGE_HTTP is not set)'],
+  EDGE_START_FAILED: [500, 'The edge did not start'],
+  EDGE_RELOAD_FAILED: [500, 'The edge refused its new configuration'],
 
   // upload transport
   UPLOAD_EMPTY: [400, 'The upload is empty'],

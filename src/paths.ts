@@ -25,6 +25,13 @@ export class Paths {
   /** Records of the one-shot commands (eval, rpc, ...) running now; see process/ledger.ts. */
   get run(): string { return path.join(this.dataDir, 'run') }
 
+  /** The shared edge (one haproxy for every app with proxy.hosts): config, maps, sockets, pid record. */
+  get edge(): string { return path.join(this.dataDir, 'edge') }
+  /** Certificates the edge serves, one PEM (chain then key) per host, mode 0600; see edge/certs.ts. */
+  get edgeCerts(): string { return path.join(this.edge, 'certs') }
+  /** The ACME account (its key, mode 0600) and issuance state. */
+  get acme(): string { return path.join(this.edge, 'acme') }
+
   app(app: string): string { return path.join(this.apps, checkApp(app)) }
   releases(app: string): string { return path.join(this.app(app), 'releases') }
   release(app: string, id: string): string {

@@ -18,6 +18,7 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { FrontDoor } from './edge/front.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
 import { detectKind, type ReleaseKind } from './releases/kinds.js'
@@ -55,6 +56,8 @@ export interface Services {
   instances: Instances
   /** The haproxy of each app with the proxy setting (zero-downtime deploys). */
   proxy: ProxyManager
+  /** What deploys route through: the app's own haproxy and its hostnames on the edge. */
+  front: FrontDoor
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -132,7 +135,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
-  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy })
+  // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
+  const front = new FrontDoor(proxy, null)
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
     db,
@@ -160,6 +165,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     supervisor,
     instances,
     proxy,
+    front,
     deployer,
     config,
     log,

@@ -23,6 +23,8 @@ export const LAYERS: string[][] = [
   ['apps', 'releases'],
   ['intake'],
   ['webhooks'],
+  // The shared edge: its haproxy, certificates (custom and ACME), access logs; told its routes by injection.
+  ['edge'],
   ['supervision'],
   ['deploy'],
   ['fleet'],

@@ -5,6 +5,7 @@
 import net from 'node:net'
 import os from 'node:os'
 import { problem } from '../errors.js'
+import { checkHostsFree, type HostClaim } from './proxy-settings.js'
 
 /** A TCP listening address: host as an IP literal (IPv6 without brackets, lower case) and a port. */
 export interface SocketAddress {
@@ -140,8 +141,10 @@ export function checkNotBerth(rawUrl: string, field: string, berth: SocketAddres
 /** What a settings change is checked against: berth's listener (null before it listens) and the claims of others. */
 export interface SettingsAddressDeps {
   berth: SocketAddress | null
-  /** Proxy addresses of every app (settings and running haproxies); later the edge's listeners too. */
+  /** Proxy addresses of every app (settings and running haproxies), and the edge's listeners. */
   claims: () => AddressClaim[]
+  /** The hostnames each app's stored settings route on the edge. */
+  hostClaims: () => HostClaim[]
 }
 
 /**
@@ -149,10 +152,11 @@ export interface SettingsAddressDeps {
  * healthUrl the patch names must not take an address that belongs to someone else. Only fields the patch
  * names are checked, so an unrelated change to an app is not refused for an overlap stored before this rule.
  */
-export function settingsAddressCheck(app: string, patch: Record<string, unknown>, deps: SettingsAddressDeps): (next: { proxy: { listen: string } | null; healthUrl: string | null }) => void {
+export function settingsAddressCheck(app: string, patch: Record<string, unknown>, deps: SettingsAddressDeps): (next: { proxy: { listen: string | null; hosts: string[] } | null; healthUrl: string | null }) => void {
   return (next) => {
     if (Object.hasOwn(patch, 'healthUrl') && next.healthUrl) checkNotBerth(next.healthUrl, 'healthUrl', deps.berth)
-    if (Object.hasOwn(patch, 'proxy') && next.proxy) {
+    if (Object.hasOwn(patch, 'proxy') && next.proxy) checkHostsFree(app, next.proxy.hosts, deps.hostClaims())
+    if (Object.hasOwn(patch, 'proxy') && next.proxy?.listen) {
       const berth: AddressClaim[] = deps.berth ? [{ kind: 'berth', address: { host: normalizeHost(deps.berth.host), port: deps.berth.port } }] : []
       checkListenFree(app, next.proxy.listen, [...berth, ...deps.claims()])
     }

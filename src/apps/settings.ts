@@ -4,19 +4,10 @@
 import { problem } from '../errors.js'
 import { checkNoNul, checkUrlChars } from './text.js'
 import { COMMAND_ROLES, type CommandMap } from '../releases/kinds.js'
+import { proxySetting, type ProxySettings } from './proxy-settings.js'
 
-/**
- * Zero-downtime deploys: berth runs haproxy on `listen` in front of the app's instances, each on a private
- * loopback port in PORT; a new instance takes traffic once `healthPath` answers 2xx on its port, and the old
- * one drains for up to drainTimeoutMs (then its remaining connections, websockets, are closed).
- */
-export interface ProxySettings {
-  listen: string
-  drainTimeoutMs: number
-  healthPath: string
-}
+export { DEFAULT_PROXY, type ProxySettings } from './proxy-settings.js'
 
-export const DEFAULT_PROXY: Omit<ProxySettings, 'listen'> = { drainTimeoutMs: 30_000, healthPath: '/health' }
 
 export interface AppSettings {
   /**
@@ -128,40 +119,6 @@ function healthUrl(v: unknown): string | null {
     throw problem('VALIDATION_FAILED', 'Setting healthUrl must be an http:// URL on the loopback interface, e.g. http://127.0.0.1:4000/health.', { field: 'healthUrl' })
   }
   return u
-}
-
-const LISTEN = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9a-fA-F:.]+)\]):(\d{1,5})$/
-const HEALTH_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$/
-
-/** The proxy setting: null, or listen HOST:PORT with the optional fields over their current or default values. */
-function proxySetting(v: unknown, current: ProxySettings | null): ProxySettings | null {
-  if (v === null) return null
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw problem('PROXY_SETTING_INVALID', 'Setting proxy must be null or an object like {"listen": "127.0.0.1:4000", "drainTimeoutMs": 30000, "healthPath": "/health"}.', { field: 'proxy' })
-  const next: Partial<ProxySettings> = { ...DEFAULT_PROXY, ...(current ?? {}) }
-  for (const [k, f] of Object.entries(v as Record<string, unknown>)) {
-    switch (k) {
-      case 'listen': {
-        const m = typeof f === 'string' ? LISTEN.exec(f) : null
-        const port = m ? Number(m[3]) : 0
-        const v4ok = !m?.[1] || m[1].split('.').every((o) => Number(o) <= 255)
-        if (!m || !v4ok || port < 1 || port > 65535) throw problem('PROXY_SETTING_INVALID', 'Setting proxy.listen must be IPV4:PORT or [IPV6]:PORT with a port from 1 to 65535, e.g. "0.0.0.0:80" or "127.0.0.1:4000".', { field: 'proxy.listen' })
-        next.listen = f as string
-        break
-      }
-      case 'drainTimeoutMs':
-        if (typeof f !== 'number' || !Number.isInteger(f) || f < 0 || f > 3600_000) throw problem('PROXY_SETTING_INVALID', 'Setting proxy.drainTimeoutMs must be a whole number of milliseconds from 0 to 3600000.', { field: 'proxy.drainTimeoutMs' })
-        next.drainTimeoutMs = f
-        break
-      case 'healthPath':
-        if (typeof f !== 'string' || !HEALTH_PATH.test(f)) throw problem('PROXY_SETTING_INVALID', 'Setting proxy.healthPath must be a URL path starting with "/", e.g. "/health".', { field: 'proxy.healthPath' })
-        next.healthPath = f
-        break
-      default:
-        throw problem('PROXY_SETTING_INVALID', `Unknown proxy setting "${k}"; known: listen, drainTimeoutMs, healthPath.`, { field: `proxy.${k}` })
-    }
-  }
-  if (!next.listen) throw problem('PROXY_SETTING_INVALID', 'Setting proxy needs listen, the public HOST:PORT, e.g. {"listen": "127.0.0.1:4000"}.', { field: 'proxy.listen' })
-  return next as ProxySettings
 }
 
 /** An absolute http(s) URL without credentials: pages link to it, so no javascript: or data: URL gets stored. */

@@ -15,6 +15,7 @@ import type { AddressClaim } from './addresses.js'
 import { parseListenAddress } from './addresses.js'
 import { checkEnvSize, validateEnv, validateEnvChange } from './env.js'
 import { writeSettingsFile } from './settings-file.js'
+import type { HostClaim } from './proxy-settings.js'
 import { DEFAULT_SETTINGS, mergeSettings, type AppSettings } from './settings.js'
 
 // Node rows are slot state, owned by instances/: the types and methods here pass through for older callers.
@@ -95,6 +96,20 @@ export class AppStore {
       try {
         const listen = (JSON.parse(r.settings) as { proxy?: { listen?: unknown } | null }).proxy?.listen
         if (typeof listen === 'string') out.push({ kind: 'proxy', app: r.name, address: parseListenAddress(listen), source: 'its settings' })
+      } catch {
+        // a stored value berth no longer reads claims nothing
+      }
+    }
+    return out
+  }
+
+  /** The hostnames each app's stored settings route on the edge (one whose settings no longer parse is skipped). */
+  hostClaims(): HostClaim[] {
+    const out: HostClaim[] = []
+    for (const r of this.db.prepare('SELECT name, settings FROM apps').all() as { name: string; settings: string }[]) {
+      try {
+        const hosts = (JSON.parse(r.settings) as { proxy?: { hosts?: unknown } | null }).proxy?.hosts
+        if (Array.isArray(hosts)) for (const host of hosts) if (typeof host === 'string') out.push({ app: r.name, host })
       } catch {
         // a stored value berth no longer reads claims nothing
       }

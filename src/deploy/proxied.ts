@@ -3,7 +3,7 @@
 
 import type { AppSettings } from '../apps/settings.js'
 import { SLOTS, type Paths } from '../paths.js'
-import type { ProxyControl } from '../proxy/proxy.js'
+import { FrontDoor, type ProxyControl } from '../edge/front.js'
 import { switchCurrent } from '../releases/current.js'
 import type { Deployment, DeploymentStore } from '../store/deployments.js'
 import type { HealthMonitor } from '../supervision/health.js'
@@ -75,7 +75,7 @@ export class ProxiedStart {
       await runStep(this.deps, d, 'verifying', signal, () => verifyNode(this.deps, d.app, settings, signal))
       await runStep(this.deps, d, 'routing', signal, async () => {
         await proxy.ensure(d.app, settings.proxy, inst)
-        return `${settings.proxy.listen} -> slot ${inst.slot} (127.0.0.1:${inst.port})`
+        return `${FrontDoor.describe(settings.proxy)} -> slot ${inst.slot} (127.0.0.1:${inst.port})`
       })
       succeed(d)
       return
@@ -96,7 +96,7 @@ export class ProxiedStart {
       await proxy.switchTo(d.app, inst)
       instances.promote(d.app, Date.now() + settings.proxy.drainTimeoutMs)
       this.sideBySide.delete(d.id)
-      return `${settings.proxy.listen} -> slot ${inst.slot} (127.0.0.1:${inst.port}); slot ${live.slot} drains`
+      return `${FrontDoor.describe(settings.proxy)} -> slot ${inst.slot} (127.0.0.1:${inst.port}); slot ${live.slot} drains`
     })
     if (settings.healthUrl) this.deps.health.verified(d.app, settings.healthUrl)
     // The new instance serves from here on: a failed drain is reported, never rolled back.

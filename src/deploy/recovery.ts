@@ -4,7 +4,7 @@
 import type { Logger } from 'pino'
 import type { AppStore } from '../apps/store.js'
 import type { Paths } from '../paths.js'
-import type { ProxyControl } from '../proxy/proxy.js'
+import type { ProxyControl } from '../edge/front.js'
 import { currentReleaseId, switchCurrent } from '../releases/current.js'
 import { recordDeployed } from '../releases/history.js'
 import { BEFORE_SWITCH, type Deployment, type DeploymentStore } from '../store/deployments.js'

@@ -964,8 +964,8 @@ export interface components {
         };
         /** @description The public listener (haproxy) of an app with the proxy setting, and the instances behind it. */
         ProxyStatus: {
-            /** @description HOST:PORT the proxy listens on. */
-            listen: string;
+            /** @description HOST:PORT the proxy listens on; null for an app only on the edge (proxy.hosts). */
+            listen: string | null;
             /**
              * @description down until the first deploy behind the proxy, or for the moment between a crash of haproxy and its restart.
              * @enum {string}
@@ -1038,14 +1038,29 @@ export interface components {
             /** @description Zero-downtime deploys. null (the default): one node that listens where the app's env says, stopped and then started at each deploy. An object: berth runs haproxy on `listen` in front of the app, each instance gets a private loopback port in PORT and its own node name, and a deploy, rollback or restart starts the new instance next to the live one, moves new connections to it once it is verified (node up, `healthPath` answers 2xx on its port, stable window), then lets the old one drain for up to `drainTimeoutMs` before closing its last connections (websockets) and stopping it. Fields not given keep their value (or default); a bad value answers 400 PROXY_SETTING_INVALID. */
             proxy?: null | {
                 /**
-                 * @description Required when the proxy is turned on. IPV4:PORT or [IPV6]:PORT, e.g. 0.0.0.0:80 or 127.0.0.1:4000.
+                 * @description The app's own listener, IPV4:PORT or [IPV6]:PORT, e.g. 0.0.0.0:80 or 127.0.0.1:4000. Required unless `hosts` is set.
                  * @example 127.0.0.1:4000
                  */
-                listen?: string;
+                listen?: string | null;
                 /** @description Default 30000. */
                 drainTimeoutMs?: number;
                 /** @description Path each new instance must answer 2xx on, on its own port. Default /health. */
                 healthPath?: string;
+                /** @description Hostnames the host's shared edge (BERTH_EDGE_HTTP / BERTH_EDGE_HTTPS) routes to the app's live instance, by Host header (and by SNI for the certificate). Lower-cased; DNS labels only, no wildcard, no IP address. A hostname belongs to one app: claiming a taken one answers 409 HOST_TAKEN. Default []. */
+                hosts?: string[];
+                /**
+                 * @description How the edge gets each host's certificate: `acme` (issued and renewed by berth from BERTH_ACME_DIRECTORY), `custom` (PUT /v1/apps/{app}/certificates/{host}), `off` (plain HTTP only). null (the default): acme when the edge has an HTTPS listener, else off.
+                 * @enum {string|null}
+                 */
+                tls?: "acme" | "custom" | "off" | null;
+                /** @description Plain-HTTP requests to the hosts are redirected to HTTPS with 308, path and query kept (ACME challenges excepted). null (the default): on whenever TLS is. */
+                httpsRedirect?: boolean | null;
+                /** @description Strict-Transport-Security max-age (seconds) the edge adds to HTTPS answers; null (the default): none. */
+                hstsMaxAge?: number | null;
+                /** @description Largest request body the edge lets through, by Content-Length (413 beyond); null (the default): no limit. */
+                maxBodyBytes?: number | null;
+                /** @description The longest the edge waits for the app's answer (websockets and long polls pass once upgraded). Default 60000. */
+                timeoutMs?: number;
             };
             /** @description Where users reach the app: an http:// or https:// URL without user or password, e.g. `https://shop.example.com/` (DNS names and load balancers berth cannot know of). The dashboard links to it. null (the default): the dashboard links to `proxy.listen` (`0.0.0.0` and `[::]` replaced by the host the dashboard is opened on), or to nothing without the proxy. berth never fetches it. A bad value answers 400 VALIDATION_FAILED with `field: publicUrl`. */
             publicUrl?: string | null;
@@ -1927,7 +1942,7 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
-            /** @description PROXY_LISTEN_IN_USE — proxy.listen overlaps an address another app's proxy (by its settings, or its haproxy still running there) or berth itself listens on; `app` and `owner` say whose. */
+            /** @description PROXY_LISTEN_IN_USE — proxy.listen overlaps an address another app's proxy (by its settings, or its haproxy still running there) or berth itself listens on; `app` and `owner` say whose. HOST_TAKEN — a hostname of proxy.hosts belongs to another app (`host`, `owner`). */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -86,7 +86,9 @@ export interface ProxiedInstance {
 }
 
 /** `proxy` of GET /v1/apps/{app}: the listener and the instances behind it. */
-export interface ProxyView extends ProxyStatus {
+export interface ProxyView extends Omit<ProxyStatus, 'listen'> {
+  /** The app's own listener; null for an app only on the edge (proxy.hosts). */
+  listen: string | null
   live: ProxiedInstance | null
   starting: ProxiedInstance | null
   draining: (ProxiedInstance & { drainUntil: string; remainingMs: number }) | null
@@ -441,5 +443,3 @@ function isHaproxy(pid: number, bin: string): boolean {
   }
 }
 
-/** What the deployer needs of the proxy: the seam between deploy and the haproxy processes. */
-export type ProxyControl = Pick<ProxyManager, 'ensure' | 'switchTo' | 'drain' | 'stop' | 'status' | 'adopt' | 'isRunning'>

@@ -62,7 +62,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     // One address, one app: checked against the stored settings and the running haproxies of every app
     // (one turned off still holds its address until its app's next deploy or restart), and berth's own.
     const claims = (): AddressClaim[] => [...apps.proxyClaims(), ...runningProxies(services)]
-    const saved = apps.saveSettings(name, patch, actor(request), settingsAddressCheck(name, patch, { berth: listenerOf(app.server), claims }))
+    const saved = apps.saveSettings(name, patch, actor(request), settingsAddressCheck(name, patch, { berth: listenerOf(app.server), claims, hostClaims: () => apps.hostClaims() }))
     // Answered once settings.json holds them too, so a database lost right after keeps them.
     const failed = await apps.settingsCopied(name)
     if (failed) {
@@ -152,7 +152,7 @@ function proxyView(services: Services, name: string, node: NodeStatus): ProxyVie
   const other = services.supervisor.standbyOf(name)
   const instance = (s: NonNullable<typeof other>) => ({ slot: s.slot, port: s.port, release: s.release, pid: s.pid, startedAt: s.startedAt })
   return {
-    listen: status?.listen ?? settings.proxy!.listen,
+    listen: status?.listen ?? settings.proxy?.listen ?? null,
     state: status?.state ?? 'down',
     pid: status?.pid ?? null,
     startedAt: status?.startedAt ?? null,
