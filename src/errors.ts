@@ -70,6 +70,7 @@ export const catalogue = {
   EDGE_NOT_CONFIGURED: [409, 'This host runs no edge (BERTH_EDGE_HTTP is not set)'],
   EDGE_START_FAILED: [500, 'The edge did not start'],
   EDGE_RELOAD_FAILED: [500, 'The edge refused its new configuration'],
+  APP_NOT_ON_EDGE: [409, 'The app has no hostnames on the edge'],
 
   // upload transport
   UPLOAD_EMPTY: [400, 'The upload is empty'],

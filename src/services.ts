@@ -18,6 +18,9 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { Challenges } from './edge/challenges.js'
+import { Edge } from './edge/edge.js'
+import { Fallback } from './edge/fallback.js'
 import { FrontDoor } from './edge/front.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
@@ -58,6 +61,12 @@ export interface Services {
   proxy: ProxyManager
   /** What deploys route through: the app's own haproxy and its hostnames on the edge. */
   front: FrontDoor
+  /** The shared edge; null when BERTH_EDGE_HTTP is not set. */
+  edge: Edge | null
+  /** berth's answers on the edge (challenges, maintenance and 404 pages); null without an edge. */
+  fallback: Fallback | null
+  /** ACME HTTP-01 answers the fallback serves. */
+  challenges: Challenges
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -135,8 +144,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
+  // The shared edge (BERTH_EDGE_HTTP): one haproxy for every app with proxy.hosts, and berth's own answers on it.
+  const challenges = new Challenges()
+  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances }) : null
+  const fallback = edge ? new Fallback({ paths, log, challenges, socket: edge.fallbackSocket, pausedFor: (app) => edge.pausedFor(app) }) : null
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
-  const front = new FrontDoor(proxy, null)
+  const front = new FrontDoor(proxy, edge)
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
@@ -166,6 +179,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     instances,
     proxy,
     front,
+    edge,
+    fallback,
+    challenges,
     deployer,
     config,
     log,
@@ -186,6 +202,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       supervisor.detach()
       // The proxies keep forwarding too: restarting berth never touches traffic.
       proxy.detach()
+      edge?.detach()
+      void fallback?.close()
       vault.close()
       db.close()
     },
@@ -222,6 +240,9 @@ export async function prepareDaemon(s: Services): Promise<void> {
   s.rpc.recover()
   s.sessions.recover()
   s.webhooks.start()
+  // The edge before the deployments are recovered: recovery routes each app's live instance through it.
+  await s.fallback?.start()
+  await s.edge?.start()
   await s.deployer.recover()
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })

@@ -15,13 +15,16 @@ function refused(fn: () => unknown, field: string): void {
   assert.throws(fn, (err: unknown) => isBerthError(err) && err.code === 'PROXY_SETTING_INVALID' && err.status === 400 && err.extra.field === field)
 }
 
+/** The edge fields every proxy setting has, at their defaults (issue 25). */
+const EDGE_DEFAULTS = { hosts: [], tls: null, httpsRedirect: null, hstsMaxAge: null, maxBodyBytes: null, timeoutMs: 60_000 }
+
 test('the proxy setting: off by default, listen required, defaults for the rest, bad values refused with a stable code', () => {
   assert.equal(DEFAULT_SETTINGS.proxy, null)
   const on = mergeSettings(DEFAULT_SETTINGS, { proxy: { listen: '127.0.0.1:4000' } })
-  assert.deepEqual(on.proxy, { listen: '127.0.0.1:4000', drainTimeoutMs: 30_000, healthPath: '/health' })
+  assert.deepEqual(on.proxy, { listen: '127.0.0.1:4000', drainTimeoutMs: 30_000, healthPath: '/health', ...EDGE_DEFAULTS })
   // Fields not given keep their value: a second patch changes only what it names.
   const drained = mergeSettings(on, { proxy: { drainTimeoutMs: 500 } })
-  assert.deepEqual(drained.proxy, { listen: '127.0.0.1:4000', drainTimeoutMs: 500, healthPath: '/health' })
+  assert.deepEqual(drained.proxy, { listen: '127.0.0.1:4000', drainTimeoutMs: 500, healthPath: '/health', ...EDGE_DEFAULTS })
   assert.deepEqual(mergeSettings(DEFAULT_SETTINGS, { proxy: { listen: '[::1]:80', healthPath: '/up?full=1' } }).proxy?.listen, '[::1]:80')
   assert.equal(mergeSettings(on, { proxy: null }).proxy, null)
   refused(() => mergeSettings(DEFAULT_SETTINGS, { proxy: { drainTimeoutMs: 1000 } }), 'proxy.listen')
@@ -33,6 +36,14 @@ test('the proxy setting: off by default, listen required, defaults for the rest,
   refused(() => mergeSettings(on, { proxy: { healthPath: 'health' } }), 'proxy.healthPath')
   refused(() => mergeSettings(on, { proxy: { healthPath: '/a b' } }), 'proxy.healthPath')
   refused(() => mergeSettings(on, { proxy: { tls: true } }), 'proxy.tls')
+  refused(() => mergeSettings(on, { proxy: { listen: null } }), 'proxy.listen')
+  refused(() => mergeSettings(on, { proxy: { hosts: 'shop.example.com' } }), 'proxy.hosts')
+  refused(() => mergeSettings(on, { proxy: { hstsMaxAge: -1 } }), 'proxy.hstsMaxAge')
+  refused(() => mergeSettings(on, { proxy: { timeoutMs: 10 } }), 'proxy.timeoutMs')
+  // Hostnames only: the edge may route by them, without the listener.
+  const edgeOnly = mergeSettings(on, { proxy: { listen: null, hosts: ['Shop.Example.COM', 'shop.example.com', 'xn--bcher-kva.example'] } })
+  assert.deepEqual(edgeOnly.proxy?.hosts, ['shop.example.com', 'xn--bcher-kva.example'])
+  assert.equal(edgeOnly.proxy?.listen, null)
   refused(() => mergeSettings(on, { proxy: '127.0.0.1:4000' }), 'proxy')
 })
 

@@ -104,7 +104,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   assert.equal(bad.body.code, 'PROXY_SETTING_INVALID')
   const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, migrateTimeoutMs: 10_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000 } })
   assert.equal(set.status, 200, set.text)
-  assert.deepEqual(set.body.proxy, { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000, healthPath: '/health' })
+  assert.deepEqual(set.body.proxy, { listen: `127.0.0.1:${listen}`, drainTimeoutMs: 3000, healthPath: '/health', hosts: [], tls: null, httpsRedirect: null, hstsMaxAge: null, maxBodyBytes: null, timeoutMs: 60_000 })
   const ids: Record<string, string> = {}
   for (const name of ['v1', 'v2', 'crash_on_boot', 'migrate_fail'] as const) {
     const res = await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })

@@ -106,10 +106,10 @@ export class AppStore {
   /** The hostnames each app's stored settings route on the edge (one whose settings no longer parse is skipped). */
   hostClaims(): HostClaim[] {
     const out: HostClaim[] = []
-    for (const r of this.db.prepare('SELECT name, settings FROM apps').all() as { name: string; settings: string }[]) {
+    for (const r of this.db.prepare('SELECT name FROM apps').all() as { name: string }[]) {
       try {
-        const hosts = (JSON.parse(r.settings) as { proxy?: { hosts?: unknown } | null }).proxy?.hosts
-        if (Array.isArray(hosts)) for (const host of hosts) if (typeof host === 'string') out.push({ app: r.name, host })
+        // Through the merge, which lower-cases them: the stored patch keeps what the client sent.
+        for (const host of this.settings(r.name).proxy?.hosts ?? []) out.push({ app: r.name, host })
       } catch {
         // a stored value berth no longer reads claims nothing
       }

@@ -58,6 +58,11 @@ configuration and audit:
   webhooks list | create --target URL | delete ID | deliveries ID
                                 signed event notifications
 
+the edge (one HTTPS front door for every app with proxy.hosts):
+  edge                          the edge's listeners, haproxy and the apps it routes
+  pause APP [--retry-after S] [--page FILE] | resume APP
+                                answer 503 with Retry-After and a maintenance page on APP's hosts
+
 berth itself:
   --version, -V                 berth's version (this CLI's package.json)
   health                        is berth up (no token needed)

@@ -31,6 +31,9 @@ export const COMMANDS = {
   sessions: async () => (await import('./commands/sessions.js')).command,
   webhooks: async () => (await import('./commands/webhooks.js')).command,
   fleet: async () => (await import('./commands/fleet.js')).command,
+  pause: async () => (await import('./commands/edge.js')).pause,
+  resume: async () => (await import('./commands/edge.js')).resume,
+  edge: async () => (await import('./commands/edge.js')).edge,
   health: async () => (await import('./commands/meta.js')).health,
   metrics: async () => (await import('./commands/meta.js')).metrics,
   openapi: async () => (await import('./commands/meta.js')).openapi,
@@ -95,4 +98,7 @@ export const OPERATIONS: Record<OperationId, Reach> = {
   listDeliveries: 'webhooks deliveries ID',
   whoami: 'whoami',
   streamEvents: 'events --follow',
+  pauseApp: 'pause APP',
+  resumeApp: 'resume APP',
+  getEdge: 'edge',
 }

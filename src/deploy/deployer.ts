@@ -199,7 +199,7 @@ export class Deployer extends EventEmitter<DeployerEvents> {
       const forced = await supervisor.stop(d.app, settings, { desired: 'running', cause: `stopped by ${d.kind} to ${release}` })
       if (forced) d.warnings.push(forced)
       // The proxy was turned off: its listener goes, and the node listens where the app's env says.
-      if (this.deps.proxy?.status(d.app)) await this.deps.proxy.stop(d.app)
+      if (this.deps.proxy && (this.deps.proxy.status(d.app) || this.deps.proxy.isRunning(d.app))) await this.deps.proxy.stop(d.app)
       await supervisor.start(d.app, release, settings, null)
       return `started ${release} under run_erl`
     })

@@ -121,7 +121,7 @@ async function recoverProxies(deps: RecoveryDeps): Promise<void> {
     try {
       const other = instances.standbyOf(name)
       const live = supervisor.isUp(name) ? instances.liveInstance(name) : null
-      if (settings.proxy && (live || proxy.status(name))) await proxy.ensure(name, settings.proxy, live)
+      if (settings.proxy && (live || proxy.status(name) || proxy.isRunning(name))) await proxy.ensure(name, settings.proxy, live)
       if (other?.role === 'draining' && live && proxy.isRunning(name)) {
         // The old instance of a finished switch keeps its connections for the rest of its drain, as if
         // berth had not restarted; a deployment that starts meanwhile stops it first.

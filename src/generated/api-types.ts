@@ -347,6 +347,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apps/{app}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Answer 503 with Retry-After and a maintenance page on every hostname of the app
+         * @description The edge stops sending the app's requests to its instances and answers them itself: 503, `Retry-After`, and the app's maintenance page (`page`, kept in apps/APP/maintenance.html for later pauses; berth's own page when none was given). The instances keep running; ACME challenges are still answered. Takes effect at once, without a reload, and lasts across berth and edge restarts until POST /resume. The app's own `proxy.listen` listener, if any, is not paused.
+         */
+        post: operations["pauseApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End a pause; the edge sends the app's requests to its live instance again */
+        post: operations["resumeApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/edge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The host's shared edge, its listeners and the apps it routes */
+        get: operations["getEdge"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/apps/{app}/settings": {
         parameters: {
             query?: never;
@@ -947,6 +1007,34 @@ export interface components {
             node: components["schemas"]["NodeStatus"];
             lastDeployment: null | components["schemas"]["Deployment"];
             proxy?: null | components["schemas"]["ProxyStatus"];
+        };
+        EdgePause: {
+            app: string;
+            paused: boolean;
+            retryAfterSeconds: number | null;
+        };
+        EdgeStatus: {
+            configured: boolean;
+            /** @enum {string} */
+            state?: "running" | "down";
+            /** @description BERTH_EDGE_HTTP */
+            http?: string;
+            /** @description BERTH_EDGE_HTTPS */
+            https?: string | null;
+            /** @description The haproxy master. */
+            pid?: number | null;
+            startedAt?: string | null;
+            restarts?: number;
+            lastExit?: string | null;
+            /** @enum {string} */
+            supervisedBy?: "berth" | "systemd";
+            apps?: {
+                app: string;
+                hosts: string[];
+                /** @enum {string} */
+                tls: "acme" | "custom" | "off";
+                paused: boolean;
+            }[];
         };
         ProxyInstance: {
             /**
@@ -1877,6 +1965,100 @@ export interface operations {
             404: components["responses"]["Problem"];
             409: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+        };
+    };
+    pauseApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description The Retry-After header. Default 60. */
+                    retryAfterSeconds?: number;
+                    /** @description The maintenance page (HTML) to answer with; replaces the one kept for the app. */
+                    page?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Paused. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EdgePause"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description EDGE_NOT_CONFIGURED (no BERTH_EDGE_HTTP on this host) or APP_NOT_ON_EDGE (the app has not been deployed with proxy.hosts). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resumeApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Not paused (also when it was not). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EdgePause"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+        };
+    };
+    getEdge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The edge; `configured` false when BERTH_EDGE_HTTP is not set. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EdgeStatus"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
         };
     };
     getSettings: {

@@ -19,6 +19,7 @@ import deploymentRoutes from './routes/deployments.js'
 import metaRoutes from './routes/meta.js'
 import releaseRoutes from './routes/releases.js'
 import webhookRoutes from './routes/webhooks.js'
+import edgeRoutes from './routes/edge.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -100,6 +101,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(deploymentRoutes, ctx)
   await app.register(consoleRoutes, ctx)
   await app.register(webhookRoutes, ctx)
+  await app.register(edgeRoutes, ctx)
   await app.register(dashboardRoutes, ctx)
   return app
 }

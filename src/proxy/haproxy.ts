@@ -123,17 +123,17 @@ export function checkSilent(command: string, answer: string): void {
 }
 
 /** The commands that send new connections to `to` and none to the other slot; existing ones keep their server. */
-export function switchCommands(to: SlotTarget): string[] {
+export function switchCommands(to: SlotTarget, backend = BACKEND): string[] {
   const other = SLOTS.find((s) => s !== to.slot)!
-  return [`set server ${BACKEND}/${to.slot} addr 127.0.0.1 port ${to.port}`, `set server ${BACKEND}/${to.slot} state ready`, `set server ${BACKEND}/${other} state maint`]
+  return [`set server ${backend}/${to.slot} addr 127.0.0.1 port ${to.port}`, `set server ${backend}/${to.slot} state ready`, `set server ${backend}/${other} state maint`]
 }
 
 /** Current sessions per server of the backend, from `show stat` (CSV: pxname,svname,qcur,qmax,scur,...). */
-export function parseSessions(csv: string): Map<string, number> {
+export function parseSessions(csv: string, backend = BACKEND): Map<string, number> {
   const out = new Map<string, number>()
   for (const line of csv.split('\n')) {
     const f = line.split(',')
-    if (f[0] === BACKEND && f[1] && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND') out.set(f[1], Number(f[4]) || 0)
+    if (f[0] === backend && f[1] && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND') out.set(f[1], Number(f[4]) || 0)
   }
   return out
 }

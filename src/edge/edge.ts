@@ -1,0 +1,400 @@
+// The shared edge of this host: which apps it routes (their hostnames and edge settings, in edge/apps.json),
+// its haproxy (started or adopted, reloaded hitlessly when the apps change, restarted when it dies), the
+// slot each app's backend sends to (switched through the runtime API), pauses, and the certificates it serves.
+
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { tlsMode, type ProxySettings } from '../apps/proxy-settings.js'
+import type { EdgeConfig } from '../config.js'
+import { problem } from '../errors.js'
+import { replaceFileSync } from '../fsutil.js'
+import type { Paths, Slot } from '../paths.js'
+import { isSameProcess } from '../process/proc.js'
+import { checkSilent, parseSessions, switchCommands, type SlotTarget } from '../proxy/haproxy.js'
+import type { ProxyRoutes } from '../proxy/proxy.js'
+import type { EventStore } from '../store/events.js'
+import { backendOf, renderEdgeConfig, renderMaps, type EdgeApp, type EdgeFiles } from './config.js'
+import { selfSignedPem } from './default-cert.js'
+import { EdgeProcess, isHaproxy, type MasterRecord } from './process.js'
+import type { EdgeControl } from './types.js'
+
+export interface EdgeDeps {
+  paths: Paths
+  events: EventStore
+  log: Logger
+  haproxy: string
+  config: EdgeConfig
+  /** Each app's route (instances/instances.ts), shared with its own haproxy: read at every render. */
+  routes: ProxyRoutes
+  /** The access log's lines for the config (edge/access-log.ts); none: not logged. */
+  logLines?: () => { global: string[]; frontend: string[] }
+  /** After an app's hostnames change on the edge (certificates may be due). */
+  onHosts?: (app: string, hosts: string[]) => void
+  watchMs?: number
+}
+
+/** What edge/apps.json keeps: the apps on the edge and the paused ones (Retry-After seconds). */
+interface Stored {
+  apps: Record<string, EdgeApp>
+  paused: Record<string, number>
+}
+
+export interface EdgeStatus {
+  state: 'running' | 'down'
+  http: string
+  https: string | null
+  pid: number | null
+  startedAt: string | null
+  restarts: number
+  lastExit: string | null
+  /** systemd runs the edge (berth-edge.service); berth reloads it. */
+  supervisedBy: 'berth' | 'systemd'
+  apps: string[]
+}
+
+/** The longest a replaced worker keeps its connections after a reload (websockets of apps not changed). */
+const HARD_STOP_AFTER_MS = 2 * 3600_000
+
+export class Edge implements EdgeControl {
+  private readonly proc: EdgeProcess
+  private readonly files: EdgeFiles
+  private apps = new Map<string, EdgeApp>()
+  private paused = new Map<string, number>()
+  private master: MasterRecord | null = null
+  private queue: Promise<unknown> = Promise.resolve()
+  private timer: NodeJS.Timeout | null = null
+  private restarting = false
+
+  constructor(private readonly deps: EdgeDeps) {
+    const dir = deps.paths.edge
+    this.files = {
+      runtimeSocket: path.join(dir, 'runtime.sock'),
+      fallbackSocket: path.join(dir, 'fallback.sock'),
+      crtList: path.join(dir, 'certs.list'),
+      hostsMap: path.join(dir, 'hosts.map'),
+      redirectMap: path.join(dir, 'redirect.map'),
+      hstsMap: path.join(dir, 'hsts.map'),
+      pausedMap: path.join(dir, 'paused.map'),
+    }
+    this.proc = new EdgeProcess({ haproxy: deps.haproxy, dir, config: this.configFile, runtimeSocket: this.files.runtimeSocket, externalMaster: deps.config.masterSocket })
+  }
+
+  get fallbackSocket(): string {
+    return this.files.fallbackSocket
+  }
+
+  private get configFile(): string {
+    return path.join(this.deps.paths.edge, 'haproxy.cfg')
+  }
+
+  private get stateFile(): string {
+    return path.join(this.deps.paths.edge, 'state.json')
+  }
+
+  private get appsFile(): string {
+    return path.join(this.deps.paths.edge, 'apps.json')
+  }
+
+  /** One change at a time: a reload must not interleave with another's file writes or runtime commands. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  /**
+   * At berth's start: the edge's files exist, and its haproxy runs with them: adopted untouched when it
+   * runs (reloaded only when the config berth would write differs), started otherwise.
+   */
+  async start(): Promise<void> {
+    const dir = this.deps.paths.edge
+    if (Buffer.byteLength(this.files.fallbackSocket) > 100) throw problem('EDGE_START_FAILED', `The data directory's path is too long for the edge's unix sockets (${this.files.fallbackSocket}, over 100 bytes): choose a shorter BERTH_DATA_DIR.`)
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    fs.mkdirSync(this.deps.paths.edgeCerts, { recursive: true, mode: 0o700 })
+    this.readStored()
+    const defaultPem = path.join(dir, 'default.pem')
+    if (!fs.existsSync(defaultPem)) replaceFileSync(defaultPem, await selfSignedPem(), 0o600)
+    if (!fs.existsSync(this.files.crtList)) replaceFileSync(this.files.crtList, `${defaultPem}\n`, 0o600)
+    await this.serial(async () => {
+      const changed = this.writeFiles()
+      this.master = this.adopt()
+      if (this.proc.external) {
+        if (changed) await this.proc.reload(() => true)
+      } else if (this.master && isSameProcess(this.master.pid, this.master.startTicks)) {
+        this.deps.log.info({ edgePid: this.master.pid }, 're-adopted the running edge')
+        if (changed) await this.proc.reload(() => this.alive())
+      } else {
+        this.master = await this.proc.spawn(this.master ?? {})
+        this.writeRecord()
+        this.deps.log.info({ edgePid: this.master.pid, http: this.deps.config.http, https: this.deps.config.https }, 'edge started')
+        this.deps.events.record({ actor: 'berth', action: 'edge.start', outcome: 'ok', detail: { pid: this.master.pid } })
+      }
+    })
+    this.watch()
+  }
+
+  serves(app: string): boolean {
+    return this.apps.has(app)
+  }
+
+  /** The app's hostnames and edge settings as they are now, and its live slot: reloads only when they changed. */
+  async ensure(app: string, settings: ProxySettings, live: SlotTarget | null): Promise<void> {
+    const next: EdgeApp = {
+      hosts: [...settings.hosts],
+      tls: tlsMode(settings, !!this.deps.config.https),
+      httpsRedirect: settings.httpsRedirect ?? true,
+      hstsMaxAge: settings.hstsMaxAge,
+      maxBodyBytes: settings.maxBodyBytes,
+      timeoutMs: settings.timeoutMs,
+      drainTimeoutMs: settings.drainTimeoutMs,
+    }
+    const before = this.apps.get(app)
+    await this.serial(async () => {
+      if (live) this.deps.routes.route(app, live)
+      if (JSON.stringify(before) !== JSON.stringify(next)) {
+        this.apps.set(app, next)
+        await this.apply()
+        this.deps.events.record({ app, actor: 'berth', action: 'edge.route', outcome: 'ok', detail: { hosts: next.hosts, tls: next.tls } })
+      }
+      if (live) await this.runtimeSwitch(app, live)
+    })
+    if (JSON.stringify(before?.hosts) !== JSON.stringify(next.hosts) || !before) this.deps.onHosts?.(app, next.hosts)
+  }
+
+  async remove(app: string): Promise<void> {
+    if (!this.apps.has(app)) return
+    await this.serial(async () => {
+      this.apps.delete(app)
+      this.paused.delete(app)
+      await this.apply()
+    })
+    this.deps.events.record({ app, actor: 'berth', action: 'edge.remove', outcome: 'ok', detail: {} })
+    this.deps.onHosts?.(app, [])
+  }
+
+  async switchTo(app: string, to: SlotTarget): Promise<void> {
+    await this.serial(async () => {
+      this.deps.routes.route(app, to)
+      this.writeFiles()
+      await this.runtimeSwitch(app, to)
+    })
+  }
+
+  private async runtimeSwitch(app: string, to: SlotTarget): Promise<void> {
+    for (const c of switchCommands(to, backendOf(app))) checkSilent(c, await this.proc.runtime(c))
+  }
+
+  /** Sessions to the slot in the current worker and in the old ones still finishing after a reload. */
+  async sessions(app: string, slot: Slot): Promise<number> {
+    const cmd = `show stat -1 4 -1`
+    const texts = [await this.proc.runtime(cmd), ...(await this.proc.onOldWorkers(cmd))]
+    return texts.reduce((n, csv) => n + (parseSessions(csv, backendOf(app)).get(slot) ?? 0), 0)
+  }
+
+  async closeSessions(app: string, slot: Slot): Promise<void> {
+    const c = `shutdown sessions server ${backendOf(app)}/${slot}`
+    checkSilent(c, await this.proc.runtime(c))
+    await this.proc.onOldWorkers(c)
+  }
+
+  /** The edge answers 503 with Retry-After and the app's maintenance page for every host of the app. */
+  async pause(app: string, retryAfterSeconds: number, actor: string | null): Promise<void> {
+    if (!this.apps.has(app)) throw problem('APP_NOT_ON_EDGE', `App "${app}" has no hostnames on the edge yet: set proxy.hosts and deploy it first.`)
+    await this.serial(async () => {
+      const was = this.paused.has(app)
+      this.paused.set(app, retryAfterSeconds)
+      this.writeFiles()
+      if (was) await this.proc.runtime(`set map ${this.files.pausedMap} ${app} ${retryAfterSeconds}`)
+      else checkSilent('add map', await this.proc.runtime(`add map ${this.files.pausedMap} ${app} ${retryAfterSeconds}`))
+    })
+    this.deps.events.record({ app, actor, action: 'edge.pause', outcome: 'ok', detail: { retryAfterSeconds } })
+  }
+
+  async resume(app: string, actor: string | null): Promise<void> {
+    if (!this.paused.has(app)) return
+    await this.serial(async () => {
+      this.paused.delete(app)
+      this.writeFiles()
+      await this.proc.runtime(`del map ${this.files.pausedMap} ${app}`)
+    })
+    this.deps.events.record({ app, actor, action: 'edge.resume', outcome: 'ok', detail: {} })
+  }
+
+  /** Paused apps and their Retry-After, for the fallback server and the app view. */
+  pausedFor(app: string): number | null {
+    return this.paused.get(app) ?? null
+  }
+
+  /** The hostnames of each app on the edge (the fallback server's 404 must not guess). */
+  appOf(host: string): string | null {
+    for (const [app, a] of this.apps) if (a.hosts.includes(host)) return app
+    return null
+  }
+
+  routedApps(): ReadonlyMap<string, EdgeApp> {
+    return this.apps
+  }
+
+  /**
+   * Serves a host's certificate at once, without a reload: a new one is created, filled and committed in
+   * haproxy's store and added to the crt-list; a known one is replaced (connections keep theirs).
+   */
+  async install(host: string, pemFile: string): Promise<void> {
+    await this.serial(async () => {
+      const listed = fs.readFileSync(this.files.crtList, 'utf8').split('\n').filter(Boolean)
+      const known = (await this.proc.runtime('show ssl cert')).split('\n').includes(pemFile)
+      const payload = fs.readFileSync(pemFile, 'utf8').trim()
+      if (!known) await this.certCommand(`new ssl cert ${pemFile}`)
+      await this.certCommand(`set ssl cert ${pemFile} <<\n${payload}\n`)
+      await this.certCommand(`commit ssl cert ${pemFile}`)
+      if (!listed.includes(pemFile)) {
+        replaceFileSync(this.files.crtList, `${[...listed, pemFile].join('\n')}\n`, 0o600)
+        if (!known) await this.certCommand(`add ssl crt-list ${this.files.crtList} ${pemFile}`)
+      }
+      this.deps.log.info({ host }, 'the edge serves a new certificate for the host')
+    })
+  }
+
+  /** Stops serving a host's certificate (the file edge/certs.ts named when it installed it). */
+  async uninstall(host: string, pemFile: string): Promise<void> {
+    await this.serial(async () => {
+      const listed = fs.readFileSync(this.files.crtList, 'utf8').split('\n').filter(Boolean)
+      if (!listed.includes(pemFile)) return
+      replaceFileSync(this.files.crtList, `${listed.filter((l) => l !== pemFile).join('\n')}\n`, 0o600)
+      await this.certCommand(`del ssl crt-list ${this.files.crtList} ${pemFile}`)
+      await this.certCommand(`del ssl cert ${pemFile}`)
+      this.deps.log.info({ host }, 'the edge no longer serves a certificate for the host')
+    })
+  }
+
+  private async certCommand(c: string): Promise<void> {
+    const answer = (await this.proc.runtime(c)).trim()
+    if (/error|can't|cannot|unable|not found|failed/i.test(answer) && !/success/i.test(answer)) throw problem('PROXY_COMMAND_FAILED', `the edge refused "${c.split('\n')[0]!.slice(0, 120)}": ${answer.slice(0, 300)}`)
+  }
+
+  status(): EdgeStatus {
+    const up = this.alive()
+    return {
+      state: up ? 'running' : 'down',
+      http: this.deps.config.http!,
+      https: this.deps.config.https,
+      pid: up && this.master ? this.master.pid : null,
+      startedAt: up ? (this.master?.startedAt ?? null) : null,
+      restarts: this.master?.restarts ?? 0,
+      lastExit: this.master?.lastExit ?? null,
+      supervisedBy: this.proc.external ? 'systemd' : 'berth',
+      apps: [...this.apps.keys()].sort(),
+    }
+  }
+
+  private alive(): boolean {
+    if (this.proc.external) return fs.existsSync(this.proc.masterSocket)
+    return !!this.master && isSameProcess(this.master.pid, this.master.startTicks)
+  }
+
+  /** Files, then a hitless reload; a refused config leaves the edge as it was (and the files are put back). */
+  private async apply(): Promise<void> {
+    const before = this.snapshot()
+    this.writeFiles()
+    try {
+      await this.proc.reload(() => this.alive())
+    } catch (err) {
+      for (const [file, text] of before) if (text !== null) replaceFileSync(file, text, 0o600)
+      throw err
+    }
+  }
+
+  private snapshot(): [string, string | null][] {
+    return [this.configFile, this.files.hostsMap, this.files.redirectMap, this.files.hstsMap, this.files.pausedMap, this.appsFile].map((f) => [f, fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : null])
+  }
+
+  /** Writes the config, maps and apps.json; answers whether the config changed. */
+  private writeFiles(): boolean {
+    const maps = renderMaps(this.apps, this.paused, !!this.deps.config.https)
+    replaceFileSync(this.files.hostsMap, maps.hosts, 0o600)
+    replaceFileSync(this.files.redirectMap, maps.redirect, 0o600)
+    replaceFileSync(this.files.hstsMap, maps.hsts, 0o600)
+    replaceFileSync(this.files.pausedMap, maps.paused, 0o600)
+    const stored: Stored = { apps: Object.fromEntries(this.apps), paused: Object.fromEntries(this.paused) }
+    replaceFileSync(this.appsFile, JSON.stringify(stored, null, 2), 0o600)
+    const text = renderEdgeConfig({
+      http: this.deps.config.http!,
+      https: this.deps.config.https,
+      files: this.files,
+      apps: this.apps,
+      live: (app) => this.deps.routes.routed(app),
+      log: this.deps.logLines?.(),
+      hardStopAfterMs: HARD_STOP_AFTER_MS,
+    })
+    const old = fs.existsSync(this.configFile) ? fs.readFileSync(this.configFile, 'utf8') : null
+    if (old === text) return false
+    replaceFileSync(this.configFile, text, 0o600)
+    return true
+  }
+
+  private readStored(): void {
+    try {
+      const s = JSON.parse(fs.readFileSync(this.appsFile, 'utf8')) as Stored
+      this.apps = new Map(Object.entries(s.apps ?? {}))
+      this.paused = new Map(Object.entries(s.paused ?? {}))
+    } catch {
+      // no edge yet: nothing routed
+    }
+  }
+
+  private adopt(): MasterRecord | null {
+    try {
+      const r = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as MasterRecord
+      if (isSameProcess(r.pid, r.startTicks) && !isHaproxy(r.pid, this.deps.haproxy)) r.startTicks = -1
+      return r
+    } catch {
+      return null
+    }
+  }
+
+  private writeRecord(): void {
+    if (this.master) replaceFileSync(this.stateFile, JSON.stringify(this.master), 0o600)
+  }
+
+  /** One check: a master that died is started again with the config on disk (the live slots it had). */
+  async check(): Promise<void> {
+    this.proc.capLog()
+    if (this.proc.external || this.restarting || !this.master || this.alive()) return
+    this.restarting = true
+    const why = `${new Date().toISOString()} the edge's haproxy (pid ${this.master.pid}) exited while it should run`
+    this.deps.log.warn({ edgePid: this.master.pid }, 'the edge died: starting it again')
+    this.deps.events.record({ actor: 'berth', action: 'edge.exit', outcome: 'error', detail: { pid: this.master.pid } })
+    try {
+      await this.serial(async () => {
+        this.writeFiles()
+        this.master = await this.proc.spawn({ restarts: (this.master?.restarts ?? 0) + 1, lastExit: why })
+        this.writeRecord()
+      })
+    } catch (err) {
+      this.deps.log.error({ err }, 'could not restart the edge')
+      if (this.master) Object.assign(this.master, { restarts: this.master.restarts + 1, lastExit: why })
+    } finally {
+      this.restarting = false
+    }
+  }
+
+  private watch(): void {
+    if (this.timer) return
+    this.timer = setInterval(() => void this.check(), this.deps.watchMs ?? 500)
+    this.timer.unref()
+  }
+
+  /** berth stops: the edge keeps serving; a restarted berth adopts it. */
+  detach(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  /** For tests and `berth edge stop`: ends the edge berth started. */
+  async stop(): Promise<void> {
+    this.detach()
+    if (this.master && !this.proc.external && this.alive()) await this.proc.kill(this.master)
+    fs.rmSync(this.stateFile, { force: true })
+  }
+}
