@@ -90,6 +90,9 @@ after(async () => {
 test('HTTPS by SNI with a certificate per app, redirects that keep path and query, HSTS and a body limit', { timeout: 60_000 }, async () => {
   const shop = await backend('shop')
   await edge.ensure('shop', settings({ hosts: ['shop.test'], tls: 'custom', hstsMaxAge: 31536000, maxBodyBytes: 1000 }), { slot: 'a', port: shop })
+  // Until its certificate is served, the host stays on plain HTTP (no redirect to the default certificate).
+  const early = await edgeGet(httpPort, 'shop.test', '/early')
+  assert.equal(early.status, 200, 'not redirected before the certificate is there')
   const first = await certFor(['shop.test'])
   const tls = { ca: ca.pem }
   const ok = await edgeGet(httpsPort, 'shop.test', '/x?y=1', { tls })
@@ -151,4 +154,24 @@ test('replacing a certificate and adding an app drop nothing from a steady HTTPS
   ws.terminate()
   const failed = client.samples.filter((s) => !s.ok)
   assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of ${client.samples.length} HTTPS requests failed`)
+})
+
+test('an edge that dies is started again with every app, route, certificate and pause it had', { timeout: 60_000 }, async () => {
+  await edge.pause('plain', 30, 'test')
+  const before = edge.status()
+  assert.equal(before.state, 'running')
+  process.kill(before.pid!, 'SIGKILL')
+  await until('the edge to be started again', () => edge.status().state === 'running' && edge.status().pid !== before.pid, 10_000)
+  assert.equal(edge.status().restarts, before.restarts + 1)
+  assert.match(edge.status().lastExit ?? '', /exited while it should run/)
+  await until('the new edge to answer', async () => (await edgeGet(httpsPort, 'shop.test', '/', { tls: { ca: ca.pem } }).catch(() => ({ status: 0 }))).status === 200, 10_000)
+  const shop = await edgeGet(httpsPort, 'shop.test', '/again', { tls: { ca: ca.pem } })
+  assert.match(shop.body, /^shop \/again xfp=https/)
+  assert.equal(shop.peer?.subject, 'shop.test', 'the certificate installed at run time is in the files a restart reads')
+  assert.equal((await edgeGet(httpPort, 'shop.test', '/r?x=1')).headers.location, `https://shop.test:${httpsPort}/r?x=1`)
+  const paused = await edgeGet(httpPort, 'plain.test', '/')
+  assert.equal(paused.status, 503)
+  assert.equal(paused.headers['retry-after'], '30')
+  await edge.resume('plain', 'test')
+  assert.equal((await edgeGet(httpPort, 'plain.test', '/')).status, 200)
 })

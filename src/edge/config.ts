@@ -70,7 +70,7 @@ function routing(c: EdgeConfigInput, proto: 'http' | 'https'): string[] {
     `  use_backend ${FALLBACK} if { path_beg ${CHALLENGE} }`,
     `  use_backend ${FALLBACK} if { var(txn.app),map_str(${f.pausedMap}) -m found }`,
     ...(proto === 'http' && c.https
-      ? [`  http-request redirect code 308 location https://%[var(txn.host)]${httpsPortSuffix(c.https)}%[capture.req.uri] if { var(txn.app),map_str(${f.redirectMap}) -m found } !{ path_beg ${CHALLENGE} }`]
+      ? [`  http-request redirect code 308 location https://%[var(txn.host)]${httpsPortSuffix(c.https)}%[capture.req.uri] if { var(txn.host),map_str(${f.redirectMap}) -m found } !{ path_beg ${CHALLENGE} }`]
       : []),
     // A dynamic name whose backend does not exist (a map ahead of a reload) falls to the default: berth's 404.
     '  use_backend app_%[var(txn.app)] if { var(txn.app) -m found }',
@@ -149,12 +149,19 @@ export function renderEdgeConfig(c: EdgeConfigInput): string {
   ].join('\n')
 }
 
+/** The hosts whose plain-HTTP requests go to HTTPS: TLS on, redirect on, and a certificate served for it. */
+export function redirectedHosts(apps: ReadonlyMap<string, EdgeApp>, certified: ReadonlySet<string>, httpsOn: boolean): string[] {
+  if (!httpsOn) return []
+  // Until its certificate is there (ACME issues after the first deploy), a host stays on plain HTTP rather
+  // than being sent to an HTTPS that shows the default certificate.
+  return [...apps.values()].filter((a) => a.tls !== 'off' && a.httpsRedirect).flatMap((a) => a.hosts.filter((h) => certified.has(h)))
+}
+
 /** The lines of each map file: `key value`, one per line (haproxy loads them at start and reload). */
-export function renderMaps(apps: ReadonlyMap<string, EdgeApp>, paused: ReadonlyMap<string, number>, httpsOn: boolean): { hosts: string; redirect: string; hsts: string; paused: string } {
-  const lines = { hosts: [] as string[], redirect: [] as string[], hsts: [] as string[], paused: [] as string[] }
+export function renderMaps(apps: ReadonlyMap<string, EdgeApp>, paused: ReadonlyMap<string, number>, certified: ReadonlySet<string>, httpsOn: boolean): { hosts: string; redirect: string; hsts: string; paused: string } {
+  const lines = { hosts: [] as string[], redirect: redirectedHosts(apps, certified, httpsOn).map((h) => `${h} 1`).sort(), hsts: [] as string[], paused: [] as string[] }
   for (const [app, a] of [...apps].sort(([x], [y]) => x.localeCompare(y))) {
     for (const host of a.hosts) lines.hosts.push(`${host} ${app}`)
-    if (httpsOn && a.tls !== 'off' && a.httpsRedirect) lines.redirect.push(`${app} 1`)
     if (httpsOn && a.tls !== 'off' && a.hstsMaxAge !== null) lines.hsts.push(`${app} ${a.hstsMaxAge}`)
   }
   for (const [app, retryAfter] of paused) lines.paused.push(`${app} ${retryAfter}`)

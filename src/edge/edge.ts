@@ -14,7 +14,7 @@ import { isSameProcess } from '../process/proc.js'
 import { checkSilent, parseSessions, switchCommands, type SlotTarget } from '../proxy/haproxy.js'
 import type { ProxyRoutes } from '../proxy/proxy.js'
 import type { EventStore } from '../store/events.js'
-import { backendOf, renderEdgeConfig, renderMaps, type EdgeApp, type EdgeFiles } from './config.js'
+import { backendOf, redirectedHosts, renderEdgeConfig, renderMaps, type EdgeApp, type EdgeFiles } from './config.js'
 import { selfSignedPem } from './default-cert.js'
 import { EdgeProcess, isHaproxy, type MasterRecord } from './process.js'
 import type { EdgeControl } from './types.js'
@@ -61,6 +61,8 @@ export class Edge implements EdgeControl {
   private readonly files: EdgeFiles
   private apps = new Map<string, EdgeApp>()
   private paused = new Map<string, number>()
+  /** Hosts the edge serves a certificate for (its crt-list names DATA/edge/certs/HOST.pem). */
+  private certified = new Set<string>()
   private master: MasterRecord | null = null
   private queue: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | null = null
@@ -113,6 +115,7 @@ export class Edge implements EdgeControl {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     fs.mkdirSync(this.deps.paths.edgeCerts, { recursive: true, mode: 0o700 })
     this.readStored()
+    this.certified = this.listedHosts()
     const defaultPem = path.join(dir, 'default.pem')
     if (!fs.existsSync(defaultPem)) replaceFileSync(defaultPem, await selfSignedPem(), 0o600)
     if (!fs.existsSync(this.files.crtList)) replaceFileSync(this.files.crtList, `${defaultPem}\n`, 0o600)
@@ -252,6 +255,7 @@ export class Edge implements EdgeControl {
         replaceFileSync(this.files.crtList, `${[...listed, pemFile].join('\n')}\n`, 0o600)
         if (!known) await this.certCommand(`add ssl crt-list ${this.files.crtList} ${pemFile}`)
       }
+      await this.setCertified(host, true)
       this.deps.log.info({ host }, 'the edge serves a new certificate for the host')
     })
   }
@@ -262,10 +266,22 @@ export class Edge implements EdgeControl {
       const listed = fs.readFileSync(this.files.crtList, 'utf8').split('\n').filter(Boolean)
       if (!listed.includes(pemFile)) return
       replaceFileSync(this.files.crtList, `${listed.filter((l) => l !== pemFile).join('\n')}\n`, 0o600)
+      await this.setCertified(host, false)
       await this.certCommand(`del ssl crt-list ${this.files.crtList} ${pemFile}`)
       await this.certCommand(`del ssl cert ${pemFile}`)
       this.deps.log.info({ host }, 'the edge no longer serves a certificate for the host')
     })
+  }
+
+  /** A host's certificate came or went: its redirect to HTTPS follows, at once (map) and for restarts (file). */
+  private async setCertified(host: string, on: boolean): Promise<void> {
+    const before = redirectedHosts(this.apps, this.certified, !!this.deps.config.https).includes(host)
+    if (on) this.certified.add(host)
+    else this.certified.delete(host)
+    const after = redirectedHosts(this.apps, this.certified, !!this.deps.config.https).includes(host)
+    this.writeFiles()
+    if (after && !before) checkSilent('add map', await this.proc.runtime(`add map ${this.files.redirectMap} ${host} 1`))
+    if (before && !after) await this.proc.runtime(`del map ${this.files.redirectMap} ${host}`)
   }
 
   private async certCommand(c: string): Promise<void> {
@@ -311,7 +327,7 @@ export class Edge implements EdgeControl {
 
   /** Writes the config, maps and apps.json; answers whether the config changed. */
   private writeFiles(): boolean {
-    const maps = renderMaps(this.apps, this.paused, !!this.deps.config.https)
+    const maps = renderMaps(this.apps, this.paused, this.certified, !!this.deps.config.https)
     replaceFileSync(this.files.hostsMap, maps.hosts, 0o600)
     replaceFileSync(this.files.redirectMap, maps.redirect, 0o600)
     replaceFileSync(this.files.hstsMap, maps.hsts, 0o600)
@@ -331,6 +347,16 @@ export class Edge implements EdgeControl {
     if (old === text) return false
     replaceFileSync(this.configFile, text, 0o600)
     return true
+  }
+
+  /** The hosts of the certificates in the crt-list (each DATA/edge/certs/HOST.pem), the default excluded. */
+  private listedHosts(): Set<string> {
+    try {
+      const lines = fs.readFileSync(this.files.crtList, 'utf8').split('\n')
+      return new Set(lines.filter((l) => path.dirname(l) === this.deps.paths.edgeCerts && l.endsWith('.pem')).map((l) => path.basename(l, '.pem')))
+    } catch {
+      return new Set()
+    }
   }
 
   private readStored(): void {
