@@ -81,6 +81,10 @@ test('two apps by hostname on one edge: routing, forged headers, deploys, a paus
     assert.equal(r.status, 400, `${bad}: ${r.text}`)
     assert.equal(r.body.code, 'PROXY_SETTING_INVALID')
   }
+  // The edge's own addresses are not an app's to listen on.
+  const onEdge = await api('PUT', '/v1/apps/blog/settings', { proxy: { listen: `127.0.0.1:${httpsPort}` } })
+  assert.equal(onEdge.status, 409, onEdge.text)
+  assert.equal(onEdge.body.owner, 'edge')
   assert.equal((await api('PUT', '/v1/apps/blog/settings', { releaseName: 'hello', stableWindowMs: 1000, proxy: { hosts: ['blog.test'], tls: 'off' } })).status, 200)
 
   const first = await api('POST', '/v1/apps/hello/deployments?wait=true', { release: ids.v1 })

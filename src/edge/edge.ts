@@ -14,9 +14,10 @@ import { isSameProcess } from '../process/proc.js'
 import { checkSilent, parseSessions, switchCommands, type SlotTarget } from '../proxy/haproxy.js'
 import type { ProxyRoutes } from '../proxy/proxy.js'
 import type { EventStore } from '../store/events.js'
-import { backendOf, redirectedHosts, renderEdgeConfig, renderMaps, type EdgeApp, type EdgeFiles } from './config.js'
+import { backendOf, redirectedHosts, type EdgeApp, type EdgeFiles } from './config.js'
+import { EdgeDisk, type EdgeState } from './disk.js'
 import { selfSignedPem } from './default-cert.js'
-import { EdgeProcess, isHaproxy, type MasterRecord } from './process.js'
+import { EdgeProcess, type MasterRecord } from './process.js'
 import type { EdgeControl } from './types.js'
 
 export interface EdgeDeps {
@@ -34,12 +35,6 @@ export interface EdgeDeps {
   watchMs?: number
 }
 
-/** What edge/apps.json keeps: the apps on the edge and the paused ones (Retry-After seconds). */
-interface Stored {
-  apps: Record<string, EdgeApp>
-  paused: Record<string, number>
-}
-
 export interface EdgeStatus {
   state: 'running' | 'down'
   http: string
@@ -55,47 +50,29 @@ export interface EdgeStatus {
 
 /** The longest a replaced worker keeps its connections after a reload (websockets of apps not changed). */
 const HARD_STOP_AFTER_MS = 2 * 3600_000
+const RETRY_MS = 5000
 
 export class Edge implements EdgeControl {
   private readonly proc: EdgeProcess
   private readonly files: EdgeFiles
-  private apps = new Map<string, EdgeApp>()
-  private paused = new Map<string, number>()
-  /** Hosts the edge serves a certificate for (its crt-list names DATA/edge/certs/HOST.pem). */
-  private certified = new Set<string>()
+  private readonly disk: EdgeDisk
+  /** The apps on the edge, their pauses, and the hosts it has certificates for. */
+  private state: EdgeState = { apps: new Map(), paused: new Map(), certified: new Set() }
   private master: MasterRecord | null = null
   private queue: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | null = null
   private restarting = false
+  /** After a failed start, the next try is not before this (a taken port must not spawn haproxy twice a second). */
+  private nextTryAt = 0
 
   constructor(private readonly deps: EdgeDeps) {
-    const dir = deps.paths.edge
-    this.files = {
-      runtimeSocket: path.join(dir, 'runtime.sock'),
-      fallbackSocket: path.join(dir, 'fallback.sock'),
-      crtList: path.join(dir, 'certs.list'),
-      hostsMap: path.join(dir, 'hosts.map'),
-      redirectMap: path.join(dir, 'redirect.map'),
-      hstsMap: path.join(dir, 'hsts.map'),
-      pausedMap: path.join(dir, 'paused.map'),
-    }
-    this.proc = new EdgeProcess({ haproxy: deps.haproxy, dir, config: this.configFile, runtimeSocket: this.files.runtimeSocket, externalMaster: deps.config.masterSocket })
+    this.disk = new EdgeDisk(deps.paths)
+    this.files = this.disk.files
+    this.proc = new EdgeProcess({ haproxy: deps.haproxy, dir: deps.paths.edge, config: this.disk.config, runtimeSocket: this.files.runtimeSocket, externalMaster: deps.config.masterSocket })
   }
 
   get fallbackSocket(): string {
     return this.files.fallbackSocket
-  }
-
-  private get configFile(): string {
-    return path.join(this.deps.paths.edge, 'haproxy.cfg')
-  }
-
-  private get stateFile(): string {
-    return path.join(this.deps.paths.edge, 'state.json')
-  }
-
-  private get appsFile(): string {
-    return path.join(this.deps.paths.edge, 'apps.json')
   }
 
   /** One change at a time: a reload must not interleave with another's file writes or runtime commands. */
@@ -114,21 +91,30 @@ export class Edge implements EdgeControl {
     if (Buffer.byteLength(this.files.fallbackSocket) > 100) throw problem('EDGE_START_FAILED', `The data directory's path is too long for the edge's unix sockets (${this.files.fallbackSocket}, over 100 bytes): choose a shorter BERTH_DATA_DIR.`)
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     fs.mkdirSync(this.deps.paths.edgeCerts, { recursive: true, mode: 0o700 })
-    this.readStored()
-    this.certified = this.listedHosts()
+    this.state = this.disk.read()
     const defaultPem = path.join(dir, 'default.pem')
     if (!fs.existsSync(defaultPem)) replaceFileSync(defaultPem, await selfSignedPem(), 0o600)
     if (!fs.existsSync(this.files.crtList)) replaceFileSync(this.files.crtList, `${defaultPem}\n`, 0o600)
     await this.serial(async () => {
       const changed = this.writeFiles()
-      this.master = this.adopt()
+      this.master = this.disk.readRecord(this.deps.haproxy)
       if (this.proc.external) {
         if (changed) await this.proc.reload(() => true)
       } else if (this.master && isSameProcess(this.master.pid, this.master.startTicks)) {
         this.deps.log.info({ edgePid: this.master.pid }, 're-adopted the running edge')
         if (changed) await this.proc.reload(() => this.alive())
       } else {
-        this.master = await this.proc.spawn(this.master ?? {})
+        try {
+          this.master = await this.proc.spawn(this.master ?? {})
+        } catch (err) {
+          // berth still starts (its API, the apps' own listeners); the watch tries again, and status says why.
+          const why = `${new Date().toISOString()} ${(err as Error).message}`
+          this.master = { pid: 0, startTicks: -1, startedAt: new Date().toISOString(), restarts: this.master?.restarts ?? 0, lastExit: why }
+          this.nextTryAt = Date.now() + RETRY_MS
+          this.deps.log.error({ err }, 'the edge did not start: its hostnames are not served until it does (berth tries again every 5 s)')
+          this.deps.events.record({ actor: 'berth', action: 'edge.start', outcome: 'error', detail: { error: (err as Error).message.slice(0, 300) } })
+          return
+        }
         this.writeRecord()
         this.deps.log.info({ edgePid: this.master.pid, http: this.deps.config.http, https: this.deps.config.https }, 'edge started')
         this.deps.events.record({ actor: 'berth', action: 'edge.start', outcome: 'ok', detail: { pid: this.master.pid } })
@@ -138,7 +124,7 @@ export class Edge implements EdgeControl {
   }
 
   serves(app: string): boolean {
-    return this.apps.has(app)
+    return this.state.apps.has(app)
   }
 
   /** The app's hostnames and edge settings as they are now, and its live slot: reloads only when they changed. */
@@ -152,11 +138,11 @@ export class Edge implements EdgeControl {
       timeoutMs: settings.timeoutMs,
       drainTimeoutMs: settings.drainTimeoutMs,
     }
-    const before = this.apps.get(app)
+    const before = this.state.apps.get(app)
     await this.serial(async () => {
       if (live) this.deps.routes.route(app, live)
       if (JSON.stringify(before) !== JSON.stringify(next)) {
-        this.apps.set(app, next)
+        this.state.apps.set(app, next)
         await this.apply()
         this.deps.events.record({ app, actor: 'berth', action: 'edge.route', outcome: 'ok', detail: { hosts: next.hosts, tls: next.tls } })
       }
@@ -166,10 +152,10 @@ export class Edge implements EdgeControl {
   }
 
   async remove(app: string): Promise<void> {
-    if (!this.apps.has(app)) return
+    if (!this.state.apps.has(app)) return
     await this.serial(async () => {
-      this.apps.delete(app)
-      this.paused.delete(app)
+      this.state.apps.delete(app)
+      this.state.paused.delete(app)
       await this.apply()
     })
     this.deps.events.record({ app, actor: 'berth', action: 'edge.remove', outcome: 'ok', detail: {} })
@@ -203,10 +189,10 @@ export class Edge implements EdgeControl {
 
   /** The edge answers 503 with Retry-After and the app's maintenance page for every host of the app. */
   async pause(app: string, retryAfterSeconds: number, actor: string | null): Promise<void> {
-    if (!this.apps.has(app)) throw problem('APP_NOT_ON_EDGE', `App "${app}" has no hostnames on the edge yet: set proxy.hosts and deploy it first.`)
+    if (!this.state.apps.has(app)) throw problem('APP_NOT_ON_EDGE', `App "${app}" has no hostnames on the edge yet: set proxy.hosts and deploy it first.`)
     await this.serial(async () => {
-      const was = this.paused.has(app)
-      this.paused.set(app, retryAfterSeconds)
+      const was = this.state.paused.has(app)
+      this.state.paused.set(app, retryAfterSeconds)
       this.writeFiles()
       if (was) await this.proc.runtime(`set map ${this.files.pausedMap} ${app} ${retryAfterSeconds}`)
       else checkSilent('add map', await this.proc.runtime(`add map ${this.files.pausedMap} ${app} ${retryAfterSeconds}`))
@@ -215,9 +201,9 @@ export class Edge implements EdgeControl {
   }
 
   async resume(app: string, actor: string | null): Promise<void> {
-    if (!this.paused.has(app)) return
+    if (!this.state.paused.has(app)) return
     await this.serial(async () => {
-      this.paused.delete(app)
+      this.state.paused.delete(app)
       this.writeFiles()
       await this.proc.runtime(`del map ${this.files.pausedMap} ${app}`)
     })
@@ -226,17 +212,17 @@ export class Edge implements EdgeControl {
 
   /** Paused apps and their Retry-After, for the fallback server and the app view. */
   pausedFor(app: string): number | null {
-    return this.paused.get(app) ?? null
+    return this.state.paused.get(app) ?? null
   }
 
   /** The hostnames of each app on the edge (the fallback server's 404 must not guess). */
   appOf(host: string): string | null {
-    for (const [app, a] of this.apps) if (a.hosts.includes(host)) return app
+    for (const [app, a] of this.state.apps) if (a.hosts.includes(host)) return app
     return null
   }
 
   routedApps(): ReadonlyMap<string, EdgeApp> {
-    return this.apps
+    return this.state.apps
   }
 
   /**
@@ -245,14 +231,14 @@ export class Edge implements EdgeControl {
    */
   async install(host: string, pemFile: string): Promise<void> {
     await this.serial(async () => {
-      const listed = fs.readFileSync(this.files.crtList, 'utf8').split('\n').filter(Boolean)
+      const listed = this.disk.crtListed()
       const known = (await this.proc.runtime('show ssl cert')).split('\n').includes(pemFile)
       const payload = fs.readFileSync(pemFile, 'utf8').trim()
       if (!known) await this.certCommand(`new ssl cert ${pemFile}`)
       await this.certCommand(`set ssl cert ${pemFile} <<\n${payload}\n`)
       await this.certCommand(`commit ssl cert ${pemFile}`)
       if (!listed.includes(pemFile)) {
-        replaceFileSync(this.files.crtList, `${[...listed, pemFile].join('\n')}\n`, 0o600)
+        this.disk.writeCrtList([...listed, pemFile])
         if (!known) await this.certCommand(`add ssl crt-list ${this.files.crtList} ${pemFile}`)
       }
       await this.setCertified(host, true)
@@ -263,9 +249,9 @@ export class Edge implements EdgeControl {
   /** Stops serving a host's certificate (the file edge/certs.ts named when it installed it). */
   async uninstall(host: string, pemFile: string): Promise<void> {
     await this.serial(async () => {
-      const listed = fs.readFileSync(this.files.crtList, 'utf8').split('\n').filter(Boolean)
+      const listed = this.disk.crtListed()
       if (!listed.includes(pemFile)) return
-      replaceFileSync(this.files.crtList, `${listed.filter((l) => l !== pemFile).join('\n')}\n`, 0o600)
+      this.disk.writeCrtList(listed.filter((l) => l !== pemFile))
       await this.setCertified(host, false)
       await this.certCommand(`del ssl crt-list ${this.files.crtList} ${pemFile}`)
       await this.certCommand(`del ssl cert ${pemFile}`)
@@ -275,10 +261,10 @@ export class Edge implements EdgeControl {
 
   /** A host's certificate came or went: its redirect to HTTPS follows, at once (map) and for restarts (file). */
   private async setCertified(host: string, on: boolean): Promise<void> {
-    const before = redirectedHosts(this.apps, this.certified, !!this.deps.config.https).includes(host)
-    if (on) this.certified.add(host)
-    else this.certified.delete(host)
-    const after = redirectedHosts(this.apps, this.certified, !!this.deps.config.https).includes(host)
+    const before = redirectedHosts(this.state.apps, this.state.certified, !!this.deps.config.https).includes(host)
+    if (on) this.state.certified.add(host)
+    else this.state.certified.delete(host)
+    const after = redirectedHosts(this.state.apps, this.state.certified, !!this.deps.config.https).includes(host)
     this.writeFiles()
     if (after && !before) checkSilent('add map', await this.proc.runtime(`add map ${this.files.redirectMap} ${host} 1`))
     if (before && !after) await this.proc.runtime(`del map ${this.files.redirectMap} ${host}`)
@@ -300,7 +286,7 @@ export class Edge implements EdgeControl {
       restarts: this.master?.restarts ?? 0,
       lastExit: this.master?.lastExit ?? null,
       supervisedBy: this.proc.external ? 'systemd' : 'berth',
-      apps: [...this.apps.keys()].sort(),
+      apps: [...this.state.apps.keys()].sort(),
     }
   }
 
@@ -311,95 +297,54 @@ export class Edge implements EdgeControl {
 
   /** Files, then a hitless reload; a refused config leaves the edge as it was (and the files are put back). */
   private async apply(): Promise<void> {
-    const before = this.snapshot()
+    const restore = this.disk.snapshot()
     this.writeFiles()
     try {
       await this.proc.reload(() => this.alive())
     } catch (err) {
-      for (const [file, text] of before) if (text !== null) replaceFileSync(file, text, 0o600)
+      restore()
       throw err
     }
   }
 
-  private snapshot(): [string, string | null][] {
-    return [this.configFile, this.files.hostsMap, this.files.redirectMap, this.files.hstsMap, this.files.pausedMap, this.appsFile].map((f) => [f, fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : null])
-  }
-
   /** Writes the config, maps and apps.json; answers whether the config changed. */
   private writeFiles(): boolean {
-    const maps = renderMaps(this.apps, this.paused, this.certified, !!this.deps.config.https)
-    replaceFileSync(this.files.hostsMap, maps.hosts, 0o600)
-    replaceFileSync(this.files.redirectMap, maps.redirect, 0o600)
-    replaceFileSync(this.files.hstsMap, maps.hsts, 0o600)
-    replaceFileSync(this.files.pausedMap, maps.paused, 0o600)
-    const stored: Stored = { apps: Object.fromEntries(this.apps), paused: Object.fromEntries(this.paused) }
-    replaceFileSync(this.appsFile, JSON.stringify(stored, null, 2), 0o600)
-    const text = renderEdgeConfig({
+    return this.disk.write(this.state, {
       http: this.deps.config.http!,
       https: this.deps.config.https,
-      files: this.files,
-      apps: this.apps,
       live: (app) => this.deps.routes.routed(app),
       log: this.deps.logLines?.(),
       hardStopAfterMs: HARD_STOP_AFTER_MS,
     })
-    const old = fs.existsSync(this.configFile) ? fs.readFileSync(this.configFile, 'utf8') : null
-    if (old === text) return false
-    replaceFileSync(this.configFile, text, 0o600)
-    return true
-  }
-
-  /** The hosts of the certificates in the crt-list (each DATA/edge/certs/HOST.pem), the default excluded. */
-  private listedHosts(): Set<string> {
-    try {
-      const lines = fs.readFileSync(this.files.crtList, 'utf8').split('\n')
-      return new Set(lines.filter((l) => path.dirname(l) === this.deps.paths.edgeCerts && l.endsWith('.pem')).map((l) => path.basename(l, '.pem')))
-    } catch {
-      return new Set()
-    }
-  }
-
-  private readStored(): void {
-    try {
-      const s = JSON.parse(fs.readFileSync(this.appsFile, 'utf8')) as Stored
-      this.apps = new Map(Object.entries(s.apps ?? {}))
-      this.paused = new Map(Object.entries(s.paused ?? {}))
-    } catch {
-      // no edge yet: nothing routed
-    }
-  }
-
-  private adopt(): MasterRecord | null {
-    try {
-      const r = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as MasterRecord
-      if (isSameProcess(r.pid, r.startTicks) && !isHaproxy(r.pid, this.deps.haproxy)) r.startTicks = -1
-      return r
-    } catch {
-      return null
-    }
   }
 
   private writeRecord(): void {
-    if (this.master) replaceFileSync(this.stateFile, JSON.stringify(this.master), 0o600)
+    if (this.master) this.disk.writeRecord(this.master)
   }
 
   /** One check: a master that died is started again with the config on disk (the live slots it had). */
   async check(): Promise<void> {
     this.proc.capLog()
-    if (this.proc.external || this.restarting || !this.master || this.alive()) return
+    if (this.proc.external || this.restarting || !this.master || this.alive() || Date.now() < this.nextTryAt) return
     this.restarting = true
-    const why = `${new Date().toISOString()} the edge's haproxy (pid ${this.master.pid}) exited while it should run`
-    this.deps.log.warn({ edgePid: this.master.pid }, 'the edge died: starting it again')
-    this.deps.events.record({ actor: 'berth', action: 'edge.exit', outcome: 'error', detail: { pid: this.master.pid } })
+    // pid 0: it never started (a taken port, say); the reason stays the one its start gave.
+    const died = this.master.pid !== 0
+    const why = died ? `${new Date().toISOString()} the edge's haproxy (pid ${this.master.pid}) exited while it should run` : (this.master.lastExit ?? 'the edge never started')
+    if (died) {
+      this.deps.log.warn({ edgePid: this.master.pid }, 'the edge died: starting it again')
+      this.deps.events.record({ actor: 'berth', action: 'edge.exit', outcome: 'error', detail: { pid: this.master.pid } })
+    }
     try {
       await this.serial(async () => {
         this.writeFiles()
-        this.master = await this.proc.spawn({ restarts: (this.master?.restarts ?? 0) + 1, lastExit: why })
+        this.master = await this.proc.spawn({ restarts: (this.master?.restarts ?? 0) + (died ? 1 : 0), lastExit: why })
         this.writeRecord()
+        if (!died) this.deps.log.info({ edgePid: this.master.pid }, 'edge started')
       })
     } catch (err) {
       this.deps.log.error({ err }, 'could not restart the edge')
-      if (this.master) Object.assign(this.master, { restarts: this.master.restarts + 1, lastExit: why })
+      this.nextTryAt = Date.now() + RETRY_MS
+      if (this.master) Object.assign(this.master, { restarts: this.master.restarts + 1, lastExit: `${why}; starting it again failed: ${(err as Error).message.slice(0, 300)}` })
     } finally {
       this.restarting = false
     }
@@ -421,6 +366,6 @@ export class Edge implements EdgeControl {
   async stop(): Promise<void> {
     this.detach()
     if (this.master && !this.proc.external && this.alive()) await this.proc.kill(this.master)
-    fs.rmSync(this.stateFile, { force: true })
+    this.disk.removeRecord()
   }
 }

@@ -61,7 +61,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     const patch = request.body as Record<string, unknown>
     // One address, one app: checked against the stored settings and the running haproxies of every app
     // (one turned off still holds its address until its app's next deploy or restart), and berth's own.
-    const claims = (): AddressClaim[] => [...apps.proxyClaims(), ...runningProxies(services)]
+    const claims = (): AddressClaim[] => [...apps.proxyClaims(), ...runningProxies(services), ...edgeClaims(services)]
     const saved = apps.saveSettings(name, patch, actor(request), settingsAddressCheck(name, patch, { berth: listenerOf(app.server), claims, hostClaims: () => apps.hostClaims() }))
     // Answered once settings.json holds them too, so a database lost right after keeps them.
     const failed = await apps.settingsCopied(name)
@@ -141,6 +141,12 @@ function runningProxies(services: Services): AddressClaim[] {
     if (s) out.push({ kind: 'proxy', app: name, address: parseListenAddress(s.listen), source: s.state === 'running' ? `its haproxy, pid ${s.pid}, runs there` : 'berth restarts its haproxy there' })
   }
   return out
+}
+
+/** The edge's listeners (BERTH_EDGE_HTTP/HTTPS): no app's own listener may take them. */
+function edgeClaims(services: Services): AddressClaim[] {
+  const e = services.config.edge
+  return [e?.http, e?.https].filter((l): l is string => !!l).map((l) => ({ kind: 'edge' as const, address: parseListenAddress(l), source: 'BERTH_EDGE_HTTP/HTTPS' }))
 }
 
 /** The listener and the instances behind it; null for an app without the proxy setting and no proxy running. */
