@@ -1,6 +1,7 @@
 // The dry run of a deploy: what deploying a release over `current` would do (steps, migrate expression, Ecto
 // migrations, config diffs, ERTS/OTP change, command map) and what would stop it. Reads only; changes nothing.
 
+import { FrontDoor } from '../edge/front.js'
 import { detectKind, resolveCommands, type KindCommands } from '../releases/kinds.js'
 import type { AppStore } from '../apps/store.js'
 import type { ErrorCode } from '../errors.js'
@@ -148,16 +149,16 @@ export async function planDeploy(deps: PlanDeps, app: string, release: Release, 
     { name: 'switching', runs: 'always', detail: `current -> releases/${release.id}${currentId ? ` (was releases/${currentId})` : ' (first deploy: there is no current yet)'}` },
     ...(path === 'beside-live'
       ? ([
-          { name: 'starting', runs: 'always', detail: `${start}, as a second instance beside ${running}, which keeps serving on ${proxy!.listen}` },
+          { name: 'starting', runs: 'always', detail: `${start}, as a second instance beside ${running}, which keeps serving on ${FrontDoor.describe(proxy!)}` },
           { name: 'verifying', runs: 'always', detail: `${verify}; the new instance gets no request until it passes` },
-          { name: 'routing', runs: 'always', detail: `${proxy!.listen} sends new connections to the new instance, atomically; the old instance keeps the connections it has` },
+          { name: 'routing', runs: 'always', detail: `${FrontDoor.describe(proxy!)} sends new connections to the new instance, atomically; the old instance keeps the connections it has` },
           { name: 'draining', runs: 'always', detail: `the old instance finishes its connections for up to ${proxy!.drainTimeoutMs} ms (drainTimeoutMs), what is still open then (websockets) is closed, and it is stopped` },
           { name: 'rollback', runs: 'on-failure', detail: `if starting or verifying fails: the new instance is stopped${currentId ? ` and current -> releases/${currentId}` : ''}; the old instance serves throughout and is never stopped` },
         ] satisfies PlanStep[])
       : ([
           { name: 'starting', runs: 'always', detail: `${running ? `stop ${running} with bin/${bin} ${cmd.stop}, then ` : ''}${start}` },
           { name: 'verifying', runs: 'always', detail: verify },
-          ...(proxy ? [{ name: 'routing', runs: 'always', detail: `${proxy.listen} sends connections to the verified instance (berth starts the proxy if it is not running)` } satisfies PlanStep] : []),
+          ...(proxy ? [{ name: 'routing', runs: 'always', detail: `${FrontDoor.describe(proxy)} sends connections to the verified instance (berth starts the proxy if it is not running)` } satisfies PlanStep] : []),
           { name: 'rollback', runs: 'on-failure', detail: previousBack },
         ] satisfies PlanStep[])),
   ]
