@@ -38,6 +38,11 @@ if (!have('rebar3')) missing.push('rebar3')
 if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium')
 // The proxy setting (zero-downtime deploys) runs Debian's haproxy in front of the app.
 if (!fs.existsSync('/usr/sbin/haproxy')) missing.push('haproxy')
+// The edge's ACME tests run a real ACME server (pebble, with pebble-challtestsrv as its DNS); its certificate
+// tests make CAs and leaves with openssl and check them with curl --resolve, as an operator would.
+if (!have('pebble') || !have('pebble-challtestsrv')) missing.push('pebble')
+if (!have('openssl')) missing.push('openssl')
+if (!have('curl')) missing.push('curl')
 if (missing.length > 0) {
   console.log(`test setup: installing ${missing.join(' ')} (apt-get)`)
   aptInstall(missing)
