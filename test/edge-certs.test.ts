@@ -9,26 +9,12 @@ import { after, before, describe, test } from 'node:test'
 import pino from 'pino'
 import { DEFAULT_PROXY, type ProxySettings } from '../src/apps/proxy-settings.js'
 import { CertificateStore } from '../src/edge/certs.js'
-import type { CertificateSink } from '../src/edge/types.js'
 import { isBerthError } from '../src/errors.js'
 import { Paths } from '../src/paths.js'
 import { openDatabase, type Database } from '../src/store/db.js'
 import { EventStore } from '../src/store/events.js'
-import { issue, makeCa, type TestCa } from './helpers/certs.js'
+import { issue, makeCa, RecordingSink, type TestCa } from './helpers/certs.js'
 import { tempDir } from './helpers/daemon.js'
-
-/** The edge as certificates see it, recording each call; `fail` makes the next install throw. */
-export class RecordingSink implements CertificateSink {
-  calls: string[] = []
-  fail = false
-  async install(host: string, pemFile: string): Promise<void> {
-    if (this.fail) throw new Error('the edge refused the certificate')
-    this.calls.push(`install ${host} ${fs.readFileSync(pemFile, 'utf8').length > 0 ? 'file' : 'empty'}`)
-  }
-  async remove(host: string): Promise<void> {
-    this.calls.push(`remove ${host}`)
-  }
-}
 
 let dir: string
 let db: Database

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import type { CertificateSink } from '../../src/edge/types.js'
 
 export interface TestCa {
   dir: string
@@ -86,5 +87,18 @@ export function issue(ca: TestCa, opts: { names?: string[]; ips?: string[]; cn?:
       fs.mkdirSync(path.join(sub, 'new'), { recursive: true })
       return { dir: sub, certFile, keyFile, pem: cert }
     },
+  }
+}
+
+/** The edge as certificates see it, recording each call; `fail` makes the next install throw. */
+export class RecordingSink implements CertificateSink {
+  calls: string[] = []
+  fail = false
+  async install(host: string, pemFile: string): Promise<void> {
+    if (this.fail) throw new Error('the edge refused the certificate')
+    this.calls.push(`install ${host} ${fs.readFileSync(pemFile, 'utf8').length > 0 ? 'file' : 'empty'}`)
+  }
+  async remove(host: string): Promise<void> {
+    this.calls.push(`remove ${host}`)
   }
 }
