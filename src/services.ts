@@ -18,6 +18,9 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { AcmeManager } from './edge/acme.js'
+import { CertificateStore } from './edge/certs.js'
+import { Challenges } from './edge/challenges.js'
 import { FrontDoor } from './edge/front.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
@@ -58,6 +61,12 @@ export interface Services {
   proxy: ProxyManager
   /** What deploys route through: the app's own haproxy and its hostnames on the edge. */
   front: FrontDoor
+  /** The certificates the edge serves, per hostname (custom uploads and ACME's); its sink is attached by the edge. */
+  certificates: CertificateStore
+  /** ACME HTTP-01 answers, for the edge's plain-HTTP listener to serve. */
+  challenges: Challenges
+  /** ACME issuance and renewal; null without an edge that has both listeners (HTTP-01 needs the plain one). */
+  acme: AcmeManager | null
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -137,6 +146,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, null)
+  const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https })
+  const challenges = new Challenges()
+  const acme = config.edge?.https && config.edge.http ? new AcmeManager({ db, certs: certificates, challenges, paths, events, log, acme: config.edge.acme }) : null
+  // A hostname an app gives up loses its certificate with the change, not at some later deploy.
+  events.subscribe((e) => {
+    if (e.action !== 'settings.update') return
+    certificates.retain(e.app, apps.settings(e.app).proxy?.hosts ?? []).catch((err: unknown) => log.error({ err, app: e.app }, 'the certificates of hostnames the app gave up could not be removed'))
+  })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
@@ -166,6 +183,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     instances,
     proxy,
     front,
+    certificates,
+    challenges,
+    acme,
     deployer,
     config,
     log,
@@ -180,6 +200,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      acme?.close()
       tokenWatch.close()
       health.close()
       webhooks.close()
@@ -190,6 +211,11 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       db.close()
     },
   }
+}
+
+/** The hostnames that should have an ACME certificate: those of apps whose proxy.tls is acme (AcmeManager.sync). */
+export function acmeHosts(s: Pick<Services, 'releases' | 'apps' | 'certificates'>): { app: string; host: string }[] {
+  return s.releases.apps().flatMap(({ name }) => (s.certificates.mode(name) === 'acme' ? (s.apps.settings(name).proxy?.hosts ?? []).map((host) => ({ app: name, host })) : []))
 }
 
 /**
@@ -222,6 +248,9 @@ export async function prepareDaemon(s: Services): Promise<void> {
   s.rpc.recover()
   s.sessions.recover()
   s.webhooks.start()
+  // Into the edge once it is attached (certificates.attach); until then this drops what no app routes any more.
+  await s.certificates.installAll()
+  s.acme?.start()
   await s.deployer.recover()
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })

@@ -30,6 +30,7 @@ export const COMMANDS = {
   console: async () => (await import('./console.js')).command,
   sessions: async () => (await import('./commands/sessions.js')).command,
   webhooks: async () => (await import('./commands/webhooks.js')).command,
+  certs: async () => (await import('./commands/certs.js')).command,
   fleet: async () => (await import('./commands/fleet.js')).command,
   health: async () => (await import('./commands/meta.js')).health,
   metrics: async () => (await import('./commands/meta.js')).metrics,
@@ -94,5 +95,8 @@ export const OPERATIONS: Record<OperationId, Reach> = {
   deleteWebhook: 'webhooks delete ID',
   listDeliveries: 'webhooks deliveries ID',
   whoami: 'whoami',
+  listCertificates: 'certs APP',
+  putCertificate: 'certs put APP HOST --cert FILE --key FILE',
+  deleteCertificate: 'certs delete APP HOST',
   streamEvents: 'events --follow',
 }

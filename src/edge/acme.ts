@@ -142,7 +142,7 @@ export class AcmeManager {
     const now = this.clock()
     return this.deps.certs.rows().filter((r) => {
       if (r.source !== 'acme' || this.deps.certs.mode(r.app) !== 'acme') return false
-      if (!(this.deps.certs.list(r.app).some((v) => v.host === r.host))) return false
+      if (!this.deps.certs.routes(r.app, r.host)) return false
       if (now < this.notBefore(r)) return false
       const renewAt = this.deps.certs.renewalAt(r)
       return r.state === 'pending' || renewAt === null || now >= renewAt

@@ -262,6 +262,11 @@ export class CertificateStore {
     this.deps.events.record({ app: r.app, actor, action: 'certificate.remove', outcome: 'ok', detail: { host: r.host, source: r.source } })
   }
 
+  /** The app routes the hostname now (it is in its proxy.hosts). */
+  routes(app: string, host: string): boolean {
+    return (this.deps.proxyOf(app)?.hosts ?? []).includes(host)
+  }
+
   private requireRouted(app: string, host: string): void {
     const hosts = this.deps.proxyOf(app)?.hosts ?? []
     // 409, not 404: the request names a real app and a well-formed hostname, and the fix is a setting.
