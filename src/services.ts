@@ -146,7 +146,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, null)
-  const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https })
+  const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https, renewFraction: config.edge?.acme.renewFraction })
   const challenges = new Challenges()
   const acme = config.edge?.https && config.edge.http ? new AcmeManager({ db, certs: certificates, challenges, paths, events, log, acme: config.edge.acme }) : null
   // A hostname an app gives up loses its certificate with the change, not at some later deploy.

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test'
 import acme from 'acme-client'
 import pino from 'pino'
 import { DEFAULT_PROXY, type ProxySettings } from '../src/apps/proxy-settings.js'
+import { ConfigError, loadConfig } from '../src/config.js'
 import { AcmeManager, type AcmeOptions } from '../src/edge/acme.js'
 import { CertificateStore } from '../src/edge/certs.js'
 import { Challenges } from '../src/edge/challenges.js'
@@ -204,4 +205,11 @@ describe('ACME with pebble', () => {
       await noisy.stop()
     }
   })
+})
+
+test('BERTH_ACME_RENEW_FRACTION sets when renewals are due (two thirds by default), within 0.1 to 0.95', () => {
+  const edge = { BERTH_DATA_DIR: '/tmp/x', BERTH_EDGE_HTTP: '127.0.0.1:8080', BERTH_EDGE_HTTPS: '127.0.0.1:8443' }
+  assert.equal(loadConfig(edge).edge!.acme.renewFraction, 2 / 3)
+  assert.equal(loadConfig({ ...edge, BERTH_ACME_RENEW_FRACTION: '0.5' }).edge!.acme.renewFraction, 0.5)
+  for (const bad of ['0.05', '1', 'two thirds', '-0.5']) assert.throws(() => loadConfig({ ...edge, BERTH_ACME_RENEW_FRACTION: bad }), ConfigError, bad)
 })

@@ -55,7 +55,7 @@ export interface AcmeDeps {
   paths: Paths
   events: EventStore
   log: Logger
-  acme: EdgeConfig['acme']
+  acme: Pick<EdgeConfig['acme'], 'directory' | 'email' | 'caFile'>
   clock?: () => number
   options?: Partial<AcmeOptions>
 }
@@ -118,7 +118,10 @@ export class AcmeManager {
         }
       } while (this.again && !this.closed)
     }
-    this.running = run().finally(() => (this.running = null))
+    // Never rejects: the timer does not await it, and a failure of one pass must not end berth.
+    this.running = run()
+      .catch((err: unknown) => this.deps.log.error({ err }, 'an ACME pass failed; the next one tries again'))
+      .finally(() => (this.running = null))
     return this.running
   }
 
@@ -193,10 +196,8 @@ export class AcmeManager {
       // acme-client's self-check fetches http://HOST/ through public DNS, which a host behind NAT or a name
       // not yet pointed here fails for reasons the CA would not; the hourly cap bounds the cost instead.
       skipChallengeVerification: true,
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
-        if (challenge.type !== 'http-01') throw new Error(`berth answers http-01 challenges only, not ${challenge.type}`)
-        challenges.set(challenge.token, keyAuthorization)
-      },
+      // challengePriority makes acme-client pick an http-01 challenge or give up: nothing else arrives here.
+      challengeCreateFn: async (_authz, challenge, keyAuthorization) => challenges.set(challenge.token, keyAuthorization),
       challengeRemoveFn: async (_authz, challenge) => challenges.delete(challenge.token),
     })
     return { cert, key: key.toString() }

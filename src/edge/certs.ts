@@ -208,13 +208,18 @@ export class CertificateStore {
     return checked.facts
   }
 
-  /** A row for a host ACME should get a certificate for (pending), or the row's source switched to acme. */
+  /**
+   * A row for a host ACME should get a certificate for (pending). A custom certificate stays served until
+   * ACME's replaces it, but is no longer renewed on its dates: the switch (or a move to another app, whose
+   * owner then gets its own) makes the host due at once.
+   */
   want(app: string, host: string): CertRow {
     const at = new Date(this.clock()).toISOString()
     this.deps.db
       .prepare(
         `INSERT INTO edge_certificates (host, app, source, state, updated_at) VALUES (?, ?, 'acme', 'pending', ?)
-         ON CONFLICT (host) DO UPDATE SET app = excluded.app, source = 'acme', updated_at = excluded.updated_at
+         ON CONFLICT (host) DO UPDATE SET app = excluded.app, source = 'acme', state = 'pending', failures = 0, next_attempt_at = NULL,
+           last_error = NULL, updated_at = excluded.updated_at
          WHERE edge_certificates.source <> 'acme' OR edge_certificates.app <> excluded.app`,
       )
       .run(host, app, at)
