@@ -121,3 +121,14 @@ test('the CLI lists, installs and removes; no key material in berth\'s log', asy
   assert.deepEqual(after.body.certificates.map((c: { state: string }) => c.state), ['valid', 'missing'])
   assert.doesNotMatch(d.logs(), /PRIVATE KEY|BEGIN CERTIFICATE/)
 })
+
+test('a hostname dropped from proxy.hosts loses its certificate with the settings change', async () => {
+  const set = await call(`${d.url}/v1/apps/shop/settings`, { method: 'PUT', headers: json, body: JSON.stringify({ proxy: { hosts: ['www.example.test'] } }), token: d.adminToken })
+  assert.equal(set.status, 200, set.text)
+  const file = path.join(d.dataDir, 'edge', 'certs', 'shop.example.test.pem')
+  for (let i = 0; i < 50 && fs.existsSync(file); i++) await new Promise((r) => setTimeout(r, 20))
+  assert.equal(fs.existsSync(file), false)
+  const events = await call(`${d.url}/v1/apps/shop/events`, { token: d.adminToken })
+  const removed = events.body.events.find((e: { action: string }) => e.action === 'certificate.remove')
+  assert.deepEqual(removed.detail, { host: 'shop.example.test', source: 'custom' })
+})
