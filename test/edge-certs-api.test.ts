@@ -99,6 +99,10 @@ test('/metrics shows seconds to expiry per host; webhooks hear certificate event
   assert.ok(line, r.text.slice(0, 2000))
   const seconds = Number(line!.split(' ').at(-1))
   assert.ok(seconds > 28 * 86_400 && seconds <= 30 * 86_400, line)
+  // Renewals are counted from their events (edge-acme.test.ts makes real ones against pebble).
+  d.server.services.events.record({ app: 'shop', actor: 'berth', action: 'certificate.renew', outcome: 'failed', detail: { host: 'shop.example.test' } })
+  const again = await call(`${d.url}/metrics`, { token: d.adminToken })
+  assert.match(again.text, /^berth_edge_certificate_renewals_total\{app="shop",outcome="failed"\} 1$/m)
   assert.ok(DEFAULT_EVENTS.includes('certificate.'))
 })
 
