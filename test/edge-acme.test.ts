@@ -158,11 +158,11 @@ describe('ACME with pebble', () => {
     offset += 10 * 60_000
     await manager.tick()
     assert.equal(store.list('shop')[0]!.failures, 3, 'the cap holds the fourth attempt, whatever the backoff says')
-    near(manager.notBefore(store.row(HOST)!), t0 + 3600_000)
+    near(manager.nextAllowedAt(store.row(HOST)!), t0 + 3600_000)
     assert.equal(attempts(), n0 + 3, 'three orders in the hour, each recorded')
     // Answering again, after the hour: renewed, failures cleared.
     answers.answering = true
-    offset = manager.notBefore(store.row(HOST)!) - Date.now() + 1000
+    offset = manager.nextAllowedAt(store.row(HOST)!) - Date.now() + 1000
     await manager.tick()
     const ok = store.list('shop')[0]!
     assert.equal(ok.state, 'valid', ok.lastError ?? '')

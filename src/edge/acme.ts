@@ -133,7 +133,7 @@ export class AcmeManager {
   }
 
   /** When the host may next be tried: its backoff, and the hourly cap counted from the attempts recorded. */
-  notBefore(r: CertRow): number {
+  nextAllowedAt(r: CertRow): number {
     const backoff = r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0
     const since = new Date(this.clock() - HOUR).toISOString()
     const recent = this.deps.db.prepare('SELECT at FROM acme_attempts WHERE host = ? AND at > ? ORDER BY at').all(r.host, since) as { at: string }[]
@@ -141,18 +141,25 @@ export class AcmeManager {
     return Math.max(backoff, capped)
   }
 
+  /** The host is still the app's, the app still wants ACME, and the row is still there and ACME's. */
+  private wanted(r: Pick<CertRow, 'app' | 'host'>): boolean {
+    const row = this.deps.certs.row(r.host)
+    return row !== null && row.app === r.app && row.source === 'acme' && this.deps.certs.mode(r.app) === 'acme' && this.deps.certs.routes(r.app, r.host)
+  }
+
   private due(): CertRow[] {
     const now = this.clock()
     return this.deps.certs.rows().filter((r) => {
-      if (r.source !== 'acme' || this.deps.certs.mode(r.app) !== 'acme') return false
-      if (!this.deps.certs.routes(r.app, r.host)) return false
-      if (now < this.notBefore(r)) return false
+      if (!this.wanted(r)) return false
+      if (now < this.nextAllowedAt(r)) return false
       const renewAt = this.deps.certs.renewalAt(r)
       return r.state === 'pending' || renewAt === null || now >= renewAt
     })
   }
 
   private async attempt(r: CertRow): Promise<void> {
+    // The pass's list was read before the orders ahead of this one, which can take a while.
+    if (!this.wanted(r)) return
     const renewal = r.state !== 'pending' && r.notAfter !== null
     const action = renewal ? 'certificate.renew' : 'certificate.issue'
     const log = this.deps.log.child({ app: r.app, host: r.host })
@@ -163,7 +170,8 @@ export class AcmeManager {
     this.deps.certs.mark(r.host, { state: renewal ? 'renewing' : 'pending' })
     try {
       const { cert, key } = await this.order(r.host)
-      if (this.closed) return
+      // The settings may have changed during the order: a host given up (or moved to custom) keeps no ACME result.
+      if (this.closed || !this.wanted(r)) return
       const facts = await this.deps.certs.storeIssued(r.app, r.host, cert, key)
       this.deps.db.prepare("UPDATE acme_attempts SET outcome = 'ok' WHERE rowid = ?").run(attemptId)
       this.deps.events.record({ app: r.app, actor: 'berth', action, outcome: 'ok', detail: { host: r.host, source: 'acme', ...eventFacts(facts) } })
