@@ -187,7 +187,7 @@ describe('ACME with pebble', () => {
     assert.equal(attempts(), n)
   })
 
-  test('issuance goes through pebble\'s badNonce refusals (a quarter of nonces refused here)', async () => {
+  test('issuance goes through pebble\'s badNonce refusals (a quarter of nonces refused here)', async (t) => {
     const noisy = await startPebble(path.join(dir), { nonceRejectPercent: 25, httpsCa: pebble.httpsCa })
     const noisyAnswers = await serveChallenges(challenges, noisy.httpPort)
     const hosts = ['a.berth.test', 'b.berth.test']
@@ -199,6 +199,7 @@ describe('ACME with pebble', () => {
       await m.sync(hosts.map((host) => ({ app: 'noisy', host })))
       assert.deepEqual(store.list('noisy').map((v) => [v.host, v.state, v.lastError]), hosts.map((h) => [h, 'valid', null]))
       assert.ok(badNonces > seen, `pebble refused ${badNonces - seen} nonces and acme-client retried them`)
+      t.diagnostic(`badNonce refusals retried: ${seen} at pebble's default 5 % in the tests before, ${badNonces - seen} at 25 % for these two hostnames`)
     } finally {
       m.close()
       await noisyAnswers.close()
