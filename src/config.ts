@@ -101,6 +101,8 @@ export interface EdgeConfig {
     email: string | null
     /** Extra CA bundle (PEM) trusted for the ACME server's HTTPS; null: the system's. */
     caFile: string | null
+    /** An ACME certificate is renewed this far into its lifetime (Let's Encrypt advises two thirds). */
+    renewFraction: number
   }
 }
 
@@ -157,6 +159,7 @@ export const OPTIONS = [
   { env: 'BERTH_ACME_DIRECTORY', flag: 'acme-directory', help: "ACME directory URL (default Let's Encrypt production)" },
   { env: 'BERTH_ACME_EMAIL', flag: 'acme-email', help: 'contact address of the ACME account (optional)' },
   { env: 'BERTH_ACME_CA_FILE', flag: 'acme-ca-file', help: 'PEM bundle to trust when talking to the ACME server (a private CA, or pebble in tests)' },
+  { env: 'BERTH_ACME_RENEW_FRACTION', flag: 'acme-renew-fraction', help: 'renew ACME certificates this far into their lifetime, 0.1 to 0.95 (default 0.667: two thirds)' },
   { env: 'BERTH_ENV_KEY_FILE', flag: 'env-key-file', help: "key file that encrypts the apps' env values (default: systemd credential berth-env-key, else DATA/keys/env.key)" },
 ] as const
 
@@ -221,6 +224,14 @@ function acmeDirectory(raw: string): string {
   }
   if (!u || u.protocol !== 'https:') throw new ConfigError(`BERTH_ACME_DIRECTORY must be an https:// URL, got "${raw.slice(0, 120)}"`)
   return u.href
+}
+
+function renewFraction(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 2 / 3
+  const f = Number(raw)
+  // Below 0.1 a 90-day certificate would be re-ordered every 9 days; above 0.95 a failure leaves no time to retry.
+  if (!/^\d*\.?\d+$/.test(raw) || f < 0.1 || f > 0.95) throw new ConfigError(`BERTH_ACME_RENEW_FRACTION must be a fraction from 0.1 to 0.95 (e.g. 0.667), got "${raw.slice(0, 40)}"`)
+  return f
 }
 
 function flagOn(name: string, raw: string | undefined): boolean {
@@ -298,6 +309,7 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
           directory: acmeDirectory(get('BERTH_ACME_DIRECTORY') || LETS_ENCRYPT),
           email: get('BERTH_ACME_EMAIL') || null,
           caFile: get('BERTH_ACME_CA_FILE') ? path.resolve(cwd, get('BERTH_ACME_CA_FILE')!) : null,
+          renewFraction: renewFraction(get('BERTH_ACME_RENEW_FRACTION')),
         },
       }
     : null

@@ -71,6 +71,14 @@ export const catalogue = {
   EDGE_START_FAILED: [500, 'The edge did not start'],
   EDGE_RELOAD_FAILED: [500, 'The edge refused its new configuration'],
   APP_NOT_ON_EDGE: [409, 'The app has no hostnames on the edge'],
+  CERT_INVALID: [422, 'The certificate or its key cannot be read'],
+  CERT_KEY_MISMATCH: [422, 'The key does not belong to the certificate'],
+  CERT_EXPIRED: [422, 'The certificate is expired or not yet valid'],
+  CERT_HOST_MISMATCH: [422, 'The certificate does not cover the hostname'],
+  CERT_CHAIN_INVALID: [422, 'The bundle holds certificates outside the chain of its leaf'],
+  HOST_NOT_ROUTED: [409, "The hostname is not one of the app's proxy.hosts"],
+  TLS_MODE_MISMATCH: [409, "The app's proxy.tls does not take this kind of certificate"],
+  CERT_NOT_FOUND: [404, 'The hostname has no certificate of that kind'],
 
   // upload transport
   UPLOAD_EMPTY: [400, 'The upload is empty'],

@@ -18,6 +18,8 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { AcmeManager } from './edge/acme.js'
+import { CertificateStore } from './edge/certs.js'
 import { Challenges } from './edge/challenges.js'
 import { Edge } from './edge/edge.js'
 import { Fallback } from './edge/fallback.js'
@@ -65,8 +67,12 @@ export interface Services {
   edge: Edge | null
   /** berth's answers on the edge (challenges, maintenance and 404 pages); null without an edge. */
   fallback: Fallback | null
-  /** ACME HTTP-01 answers the fallback serves. */
+  /** The certificates the edge serves, per hostname (custom uploads and ACME's). */
+  certificates: CertificateStore
+  /** ACME HTTP-01 answers, for the edge's plain-HTTP listener to serve. */
   challenges: Challenges
+  /** ACME issuance and renewal; null without an edge that has both listeners (HTTP-01 needs the plain one). */
+  acme: AcmeManager | null
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -144,12 +150,26 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
-  // The shared edge (BERTH_EDGE_HTTP): one haproxy for every app with proxy.hosts, and berth's own answers on it.
+  const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https, renewFraction: config.edge?.acme.renewFraction })
   const challenges = new Challenges()
-  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances }) : null
+  const acme = config.edge?.https && config.edge.http ? new AcmeManager({ db, certs: certificates, challenges, paths, events, log, acme: config.edge.acme }) : null
+  // The shared edge (BERTH_EDGE_HTTP): one haproxy for every app with proxy.hosts, and berth's own answers on it.
+  // An app's hostnames joining the edge (its first deploy with them) is when their ACME certificates are due.
+  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances, onHosts: () => void acme?.sync(acmeHosts({ releases, apps, certificates })).catch((err: unknown) => log.error({ err }, 'ACME could not take the new hostnames')) }) : null
   const fallback = edge ? new Fallback({ paths, log, challenges, socket: edge.fallbackSocket, pausedFor: (app) => edge.pausedFor(app) }) : null
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, edge)
+  events.subscribe((e) => {
+    if (e.action !== 'settings.update') return
+    const p = apps.settings(e.app).proxy
+    // A hostname an app gives up loses its certificate with the change, not at some later deploy.
+    certificates.retain(e.app, p?.hosts ?? []).catch((err: unknown) => log.error({ err, app: e.app }, 'the certificates of hostnames the app gave up could not be removed'))
+    // Hostnames and edge settings of an app the edge routes apply at once (no restart of its node is
+    // needed); turning the edge off for it waits for its next deploy, which also moves its node.
+    if (edge?.serves(e.app) && p && p.hosts.length > 0) {
+      edge.ensure(e.app, p, instances.routed(e.app)).catch((err: unknown) => log.error({ err, app: e.app }, 'the edge could not apply the new settings; they apply at the next deploy'))
+    }
+  })
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
@@ -181,7 +201,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     front,
     edge,
     fallback,
+    certificates,
     challenges,
+    acme,
     deployer,
     config,
     log,
@@ -196,6 +218,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     close: () => {
       // The nodes keep running: a restarted agent re-adopts them.
       policy.close()
+      acme?.close()
       tokenWatch.close()
       health.close()
       webhooks.close()
@@ -208,6 +231,11 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       db.close()
     },
   }
+}
+
+/** The hostnames that should have an ACME certificate: those of apps whose proxy.tls is acme (AcmeManager.sync). */
+export function acmeHosts(s: Pick<Services, 'releases' | 'apps' | 'certificates'>): { app: string; host: string }[] {
+  return s.releases.apps().flatMap(({ name }) => (s.certificates.mode(name) === 'acme' ? (s.apps.settings(name).proxy?.hosts ?? []).map((host) => ({ app: name, host })) : []))
 }
 
 /**
@@ -243,6 +271,11 @@ export async function prepareDaemon(s: Services): Promise<void> {
   // The edge before the deployments are recovered: recovery routes each app's live instance through it.
   await s.fallback?.start()
   await s.edge?.start()
+  const edge = s.edge
+  // Every stored certificate into the running edge; without one, this only drops what no app routes any more.
+  if (edge) await s.certificates.attach({ install: (host, file) => edge.install(host, file), remove: (host) => edge.uninstall(host, s.certificates.file(host)) })
+  else await s.certificates.installAll()
+  s.acme?.start()
   await s.deployer.recover()
   if (s.tokens.count() === 0) {
     const { token } = s.tokens.create({ name: 'initial-admin', scopes: ['admin'] })

@@ -3,6 +3,7 @@
 // certificate or adding an app drops nothing from a steady HTTPS client or an open websocket.
 
 import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
@@ -17,7 +18,7 @@ import { Paths } from '../src/paths.js'
 import type { SlotTarget } from '../src/proxy/haproxy.js'
 import { openDatabase } from '../src/store/db.js'
 import { EventStore } from '../src/store/events.js'
-import { makeCa, makeLeaf, type TestCa } from './helpers/certs.js'
+import { issue, makeCa, type TestCa } from './helpers/certs.js'
 import { freePort, killProcessesUnder, processesUnder, tempDir } from './helpers/daemon.js'
 import { edgeGet } from './helpers/edge.js'
 import { steadyClient } from './helpers/steady.js'
@@ -52,24 +53,24 @@ async function backend(name: string): Promise<number> {
 const settings = (patch: Record<string, unknown>): ProxySettings => proxySetting(patch, null)!
 
 async function certFor(hosts: string[], days = 10): Promise<{ file: string; serial: string }> {
-  const leaf = makeLeaf(ca, hosts, { days })
+  const leaf = issue(ca, { names: hosts, end: Date.now() + days * 86_400_000 })
   const file = path.join(paths.edgeCerts, `${hosts[0]}.pem`)
-  fs.writeFileSync(file, leaf.bundle, { mode: 0o600 })
+  fs.writeFileSync(file, `${leaf.cert.trim()}\n${leaf.key.trim()}\n`, { mode: 0o600 })
   await edge.install(hosts[0]!, file)
-  return { file, serial: leaf.serial }
+  return { file, serial: new X509Certificate(leaf.cert).serialNumber }
 }
 
 before(async () => {
   httpPort = await freePort()
   httpsPort = await freePort()
-  ca = makeCa(path.join(dir, 'ca'))
+  ca = makeCa(dir)
   const db = openDatabase(path.join(dir, 'berth.db'), log)
   edge = new Edge({
     paths,
     events: new EventStore(db, log),
     log,
     haproxy: '/usr/sbin/haproxy',
-    config: { http: `127.0.0.1:${httpPort}`, https: `127.0.0.1:${httpsPort}`, masterSocket: null, acme: { directory: 'https://127.0.0.1:1/dir', email: null, caFile: null } },
+    config: { http: `127.0.0.1:${httpPort}`, https: `127.0.0.1:${httpsPort}`, masterSocket: null, acme: { directory: 'https://127.0.0.1:1/dir', email: null, caFile: null, renewFraction: 2 / 3 } },
     routes: { routed: (app) => routes.get(app) ?? null, route: (app, to) => void routes.set(app, to) },
   })
   fallback = new Fallback({ paths, log, challenges, socket: edge.fallbackSocket, pausedFor: (app) => edge.pausedFor(app) })

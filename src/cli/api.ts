@@ -46,3 +46,5 @@ export interface RpcResult {
   timedOut: boolean
   ms: number
 }
+
+export type { CertificateView as Certificate } from '../edge/certs.js'

@@ -57,6 +57,8 @@ configuration and audit:
   whoami                        the token in use: its name, scopes and apps
   webhooks list | create --target URL | delete ID | deliveries ID
                                 signed event notifications
+  certs APP | certs put APP HOST --cert FILE --key FILE | certs delete APP HOST
+                                the edge's certificates of the app's hostnames; install a custom one
 
 the edge (one HTTPS front door for every app with proxy.hosts):
   edge                          the edge's listeners, haproxy and the apps it routes

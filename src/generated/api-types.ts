@@ -69,7 +69,9 @@ export interface paths {
         /**
          * Prometheus metrics
          * @description Deployments by outcome, deployment and step durations, node restarts and exits, app state, console
-         *     sessions, uploads (bytes, outcomes, in flight), and process metrics. A token limited to some apps gets
+         *     sessions, uploads (bytes, outcomes, in flight), edge certificate renewals by outcome
+         *     (`berth_edge_certificate_renewals_total`) and seconds to expiry (`berth_edge_certificate_expiry_seconds`,
+         *     per app and host), and process metrics. A token limited to some apps gets
          *     only the series of those apps and the process metrics; series summed over every app (step durations,
          *     uploads in flight) are left out for it.
          */
@@ -701,6 +703,67 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apps/{app}/certificates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The certificates of the app's hostnames on the edge
+         * @description One entry per hostname of the app's `proxy.hosts`, in that order, hostnames without a certificate
+         *     included: `pending` (ACME will issue one) or `missing` (proxy.tls is custom or off and none was
+         *     installed). An ACME certificate is renewed at two thirds of its lifetime; `nextRenewalAt` says when
+         *     berth next tries (its backoff after failures included). A failed renewal leaves the current certificate
+         *     served (`state: failed`, `lastError`), raises a `certificate.renew` event with outcome `failed` (webhooks
+         *     get it by default) and counts in `berth_edge_certificate_renewals_total`.
+         */
+        get: operations["listCertificates"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/certificates/{host}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+                /** @description One of the app's `proxy.hosts` (a DNS name; compared in lower case). */
+                host: components["parameters"]["Host"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Install a custom certificate for one of the app's hostnames
+         * @description The chain may come in any order: the leaf (the certificate the key belongs to) is put first, then each
+         *     issuer. The edge loads it at once, without a reload; the PEM is kept under the data directory, mode
+         *     0600, and never appears in events, logs or answers. Accepted only with `proxy.tls: "custom"`: with
+         *     `acme` berth would replace it at its next renewal, and with `off` nothing serves it. A body over 128 KiB
+         *     is `400 VALIDATION_FAILED`.
+         */
+        put: operations["putCertificate"];
+        post?: never;
+        /**
+         * Remove the custom certificate of a hostname
+         * @description The edge stops serving it at once. ACME certificates are berth's to manage; change proxy.tls instead.
+         */
+        delete: operations["deleteCertificate"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhooks": {
         parameters: {
             query?: never;
@@ -719,7 +782,7 @@ export interface paths {
          * @description Matching events are POSTed as JSON with `X-Berth-Event`, `X-Berth-Delivery` and
          *     `X-Berth-Signature: sha256=HEX` (HMAC-SHA256 of the body with the webhook's secret, shown only in this
          *     answer). Failed deliveries are retried with exponential backoff (6 attempts). `events` are action
-         *     names or prefixes ending in "." (default: deploy, rollback, start, stop, restart, node.).
+         *     names or prefixes ending in "." (default: deploy, rollback, start, stop, restart, node., certificate.).
          *     A token limited to some apps must name one of them in `app`; a hook for every app (`app` omitted or
          *     null) needs an unlimited token (`403 FORBIDDEN_APP` otherwise).
          *     Targets must be public addresses: an IP literal that is loopback, link-local, private (RFC 1918, ULA),
@@ -1218,6 +1281,34 @@ export interface components {
             recording?: string | null;
             active: boolean;
         };
+        Certificate: {
+            host: string;
+            /**
+             * @description Where its certificate comes from (or will); null with proxy.tls off.
+             * @enum {string|null}
+             */
+            source: "acme" | "custom" | null;
+            /**
+             * @description `failed`: the last ACME attempt failed (`lastError`); a certificate it had is still served. `expired`: past notAfter, still served until replaced.
+             * @enum {string}
+             */
+            state: "pending" | "valid" | "renewing" | "failed" | "missing" | "expired";
+            /** Format: date-time */
+            notBefore: string | null;
+            /** Format: date-time */
+            notAfter: string | null;
+            issuer: string | null;
+            /** @description The DNS names the certificate covers. */
+            names: string[];
+            lastError: string | null;
+            /** @description ACME attempts failed in a row. */
+            failures: number;
+            /**
+             * Format: date-time
+             * @description ACME: when berth next tries to issue or renew.
+             */
+            nextRenewalAt: string | null;
+        };
         Webhook: {
             id: string;
             app: string | null;
@@ -1282,6 +1373,8 @@ export interface components {
     parameters: {
         /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
         App: string;
+        /** @description One of the app's `proxy.hosts` (a DNS name; compared in lower case). */
+        Host: string;
         /** @description A release id (`VERSION-12HEX`), or a bare version when it names exactly one release. */
         ReleaseRef: string;
         /** @description Expected sha256 of the uploaded bytes (hex); a mismatch is `422 CHECKSUM_MISMATCH`. */
@@ -2518,6 +2611,124 @@ export interface operations {
                 };
             };
             404: components["responses"]["Problem"];
+        };
+    };
+    listCertificates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The certificates. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        certificates: components["schemas"]["Certificate"][];
+                    };
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    putCertificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+                /** @description One of the app's `proxy.hosts` (a DNS name; compared in lower case). */
+                host: components["parameters"]["Host"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description PEM: the certificate and its intermediates. */
+                    cert: string;
+                    /** @description PEM private key (RSA of 2048 bits or more, or ECDSA), not encrypted. */
+                    key: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The certificate as the list shows it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Certificate"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description HOST_NOT_ROUTED — the hostname is not in the app's proxy.hosts (add it first). TLS_MODE_MISMATCH — the app's proxy.tls is not custom (`tls` says what it is). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description CERT_INVALID (unreadable certificate or key, an encrypted key, a short RSA key; `field` says which), CERT_KEY_MISMATCH, CERT_EXPIRED (expired or not yet valid, the leaf or an intermediate), CERT_HOST_MISMATCH (the DNS names of subjectAltName do not cover the host; a wildcard covers one label; `names`), CERT_CHAIN_INVALID (a certificate that is not in the leaf's chain). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteCertificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name (lower case letters, digits, `_`, and single `-` inside, e.g. `shop-staging`). Its releases are those named by its `releaseName` setting, by default the app's own name (`bin/APP`). */
+                app: components["parameters"]["App"];
+                /** @description One of the app's `proxy.hosts` (a DNS name; compared in lower case). */
+                host: components["parameters"]["Host"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description APP_NOT_FOUND, or CERT_NOT_FOUND (no custom certificate for that hostname). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listWebhooks: {

@@ -13,6 +13,7 @@ import { loadApiDocument } from './openapi.js'
 import { errorHandler, notFoundHandler } from './problem.js'
 import { lazyCompilers } from './schema-compilers.js'
 import appRoutes from './routes/apps.js'
+import certificateRoutes from './routes/certificates.js'
 import consoleRoutes from './routes/console.js'
 import dashboardRoutes from './routes/dashboard.js'
 import deploymentRoutes from './routes/deployments.js'
@@ -102,6 +103,7 @@ export async function buildApp(services: Services, options: FastifyServerOptions
   await app.register(consoleRoutes, ctx)
   await app.register(webhookRoutes, ctx)
   await app.register(edgeRoutes, ctx)
+  await app.register(certificateRoutes, ctx)
   await app.register(dashboardRoutes, ctx)
   return app
 }

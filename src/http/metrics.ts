@@ -1,7 +1,8 @@
 // Prometheus metrics, derived from berth's audit events (so the domain knows nothing of prom-client) plus
 // gauges read at scrape time: deployments by outcome and duration, step durations, node restarts, app state,
-// console sessions, upload bytes and failures, and the process metrics of prom-client. A token limited to
-// some apps gets only those apps' series and the agent's own process metrics, none summed over every app.
+// console sessions, upload bytes and failures, edge certificate renewals and expiry, and the process metrics
+// of prom-client. A token limited to some apps gets only those apps' series and the agent's own process
+// metrics, none summed over every app.
 // prom-client is loaded after berth listens (it is a tenth of a start); events until then wait in a queue.
 
 import type * as PromTypes from 'prom-client'
@@ -68,6 +69,7 @@ function build(client: Client, services: Services): { registry: PromTypes.Regist
   const exits = new client.Counter({ name: 'berth_node_unexpected_exits_total', help: 'Nodes that died while they should have been running', labelNames: ['app'], registers: [registry] })
   const uploadBytes = new client.Counter({ name: 'berth_upload_bytes_total', help: 'Bytes of accepted uploads', labelNames: ['app'], registers: [registry] })
   const uploads = new client.Counter({ name: 'berth_uploads_total', help: 'Uploads by outcome (the code for refusals)', labelNames: ['app', 'outcome'], registers: [registry] })
+  const renewals = new client.Counter({ name: 'berth_edge_certificate_renewals_total', help: 'ACME renewals of edge certificates by outcome (ok, failed)', labelNames: ['app', 'outcome'], registers: [registry] })
 
   const count = (e: RecordedEvent) => {
     const d = e.detail ?? {}
@@ -86,6 +88,9 @@ function build(client: Client, services: Services): { registry: PromTypes.Regist
         break
       case 'node.exit':
         exits.inc({ app: e.app })
+        break
+      case 'certificate.renew':
+        renewals.inc({ app: e.app, outcome: e.outcome })
         break
       case 'release.upload':
         uploads.inc({ app: e.app, outcome: e.outcome === 'ok' ? 'ok' : String(d.code ?? 'error') })
@@ -116,6 +121,17 @@ function build(client: Client, services: Services): { registry: PromTypes.Regist
     collect() {
       this.reset()
       for (const { name } of services.releases.apps()) this.set({ app: name }, services.sessions.active(name))
+    },
+  })
+  new client.Gauge({
+    name: 'berth_edge_certificate_expiry_seconds',
+    help: 'Seconds until each edge certificate expires (negative: expired and still served)',
+    labelNames: ['app', 'host'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      const now = Date.now()
+      for (const r of services.certificates.rows()) if (r.notAfter) this.set({ app: r.app, host: r.host }, Math.round((Date.parse(r.notAfter) - now) / 1000))
     },
   })
   new client.Gauge({

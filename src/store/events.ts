@@ -34,11 +34,15 @@ export type AuditAction =
   | 'edge.remove'
   | 'edge.pause'
   | 'edge.resume'
+  | 'certificate.install'
+  | 'certificate.issue'
+  | 'certificate.renew'
+  | 'certificate.remove'
 
 /** ok/error for single actions; a deployment's final state for deployments, rollbacks and operations. */
 export type AuditOutcome = 'ok' | 'error' | Extract<DeploymentState, 'succeeded' | 'failed' | 'rolled_back'>
 
-export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create', 'proxy.start', 'proxy.exit', 'proxy.retire', 'edge.start', 'edge.exit', 'edge.route', 'edge.remove', 'edge.pause', 'edge.resume']
+export const AUDIT_ACTIONS: readonly AuditAction[] = ['deploy', 'rollback', 'start', 'stop', 'restart', 'release.upload', 'release.delete', 'release.import', 'node.start', 'node.exit', 'node.restart', 'node.errored', 'node.unhealthy', 'settings.update', 'env.replace', 'env.update', 'rpc', 'session.open', 'session.end', 'webhook.create', 'token.create', 'proxy.start', 'proxy.exit', 'proxy.retire', 'edge.start', 'edge.exit', 'edge.route', 'edge.remove', 'edge.pause', 'edge.resume', 'certificate.install', 'certificate.issue', 'certificate.renew', 'certificate.remove']
 
 /**
  * Detail fields that only tokens with the console scope (or admin) may read: an rpc expression may carry a

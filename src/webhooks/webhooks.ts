@@ -40,7 +40,8 @@ export interface Delivery {
 }
 
 /** Events a hook gets when it names none: deployments and node state changes. */
-export const DEFAULT_EVENTS = ['deploy', 'rollback', 'start', 'stop', 'restart', 'node.']
+// certificate.: a failed renewal must reach someone while the old certificate still serves.
+export const DEFAULT_EVENTS = ['deploy', 'rollback', 'start', 'stop', 'restart', 'node.', 'certificate.']
 const MAX_ATTEMPTS = 6
 
 export interface WebhookOptions {

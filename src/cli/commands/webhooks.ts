@@ -17,7 +17,7 @@ create      adds one. berth POSTs matching events to URL as JSON, signed with X-
   --target URL    where to POST (--url is berth's own address, as for every command)
   --app APP       only events of this app (default: every app the token may see)
   --event NAME    an action (deploy, rollback, env.update) or a prefix ending in "." (node.); repeat it
-                  for several (default: deploy, rollback, start, stop, restart, node.)
+                  for several (default: deploy, rollback, start, stop, restart, node., certificate.)
 delete      removes webhook ID.
 deliveries  webhook ID's delivery history, newest first: STATE, ATTEMPTS, LAST STATUS or error.
 Needs the admin scope.
