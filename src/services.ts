@@ -18,6 +18,7 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
+import { AccessLog } from './edge/access-log.js'
 import { FrontDoor } from './edge/front.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
@@ -58,6 +59,8 @@ export interface Services {
   proxy: ProxyManager
   /** What deploys route through: the app's own haproxy and its hostnames on the edge. */
   front: FrontDoor
+  /** The edge's access lines, filed per app and counted for /metrics; null without an edge. */
+  accessLog: AccessLog | null
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -67,6 +70,7 @@ export interface Services {
   webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
+  /** Synchronous for the caller; the access log's last writes finish on their own (await accessLog.close() to wait). */
   close(): void
 }
 
@@ -137,6 +141,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, null)
+  // Only with an edge: its port (edge/log-port) is what the edge's config sends the lines to.
+  const accessLog = config.edge ? new AccessLog({ paths, log: log.child({ component: 'access-log' }) }) : null
   const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
@@ -166,6 +172,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     instances,
     proxy,
     front,
+    accessLog,
     deployer,
     config,
     log,
@@ -186,6 +193,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       supervisor.detach()
       // The proxies keep forwarding too: restarting berth never touches traffic.
       proxy.detach()
+      void accessLog?.close()
       vault.close()
       db.close()
     },
@@ -215,6 +223,8 @@ async function rebuildCatalogue(s: Services): Promise<void> {
 
 /** Start-up duties of the daemon (not of the CLI): clear debris, rebuild, recover, and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
+  // First: the edge's config names its port, so it must be known (and bound) before the edge starts.
+  await s.accessLog?.start()
   await sweepDebris(s)
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)

@@ -1,0 +1,111 @@
+// One access log file on disk (an app's log/access.log, or the edge's own for unknown hosts): lines are queued,
+// written in batches with one write each, rotated at a size cap into one old generation (access.log.1).
+
+import fs from 'node:fs'
+import path from 'node:path'
+
+export interface AccessFileOptions {
+  /** Rotate before a write would take the file past this size. */
+  maxBytes: number
+  /** Queued bytes at most; lines beyond are dropped (and counted), so a slow disk never grows memory. */
+  highWaterBytes: number
+  /** Called when a batch could not be written (a full disk): the lines are lost and counted. */
+  onWriteError(err: unknown, lines: number): void
+  /** The clock (ms) that dates lastWriteMs. */
+  now(): number
+}
+
+/**
+ * Appends lines with backpressure: while one write is on its way, the next lines wait in the queue and go
+ * together in the following one, so that a burst of requests costs a few large writes, not one per line.
+ */
+export class AccessFile {
+  private queue: Buffer[] = []
+  private queued = 0
+  private handle: fs.promises.FileHandle | null = null
+  private size = 0
+  private writing: Promise<void> | null = null
+  /** When the last batch went out (ms, the caller's clock): idle files are closed by their owner. */
+  lastWriteMs = 0
+  /** Lines refused because the queue was full. */
+  dropped = 0
+
+  constructor(
+    readonly file: string,
+    private readonly opts: AccessFileOptions,
+  ) {}
+
+  /** Queues one newline-terminated line; false (and counted) when the queue is at its high-water mark. */
+  write(line: Buffer): boolean {
+    if (this.queued + line.length > this.opts.highWaterBytes) {
+      this.dropped++
+      return false
+    }
+    this.queue.push(line)
+    this.queued += line.length
+    this.writing ??= this.drain()
+    return true
+  }
+
+  /** Resolves when every line queued so far is written (or given up on). */
+  async flushed(): Promise<void> {
+    while (this.writing) await this.writing
+  }
+
+  /** Writes what is queued, then closes the file; a later write opens it again. */
+  async close(): Promise<void> {
+    await this.flushed()
+    const h = this.handle
+    this.handle = null
+    await h?.close().catch(() => {})
+  }
+
+  get idle(): boolean {
+    return this.writing === null
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queued)
+        const lines = this.queue.length
+        this.queue = []
+        this.queued = 0
+        try {
+          await this.append(batch)
+        } catch (err) {
+          // The handle may be broken (the directory was removed): open afresh next time.
+          const h = this.handle
+          this.handle = null
+          await h?.close().catch(() => {})
+          this.opts.onWriteError(err, lines)
+        }
+      }
+    } finally {
+      this.writing = null
+    }
+  }
+
+  private async append(batch: Buffer): Promise<void> {
+    if (!this.handle) await this.open()
+    // Rotating before the write keeps every file under the cap unless one batch alone is larger.
+    if (this.size > 0 && this.size + batch.length > this.opts.maxBytes) await this.rotate()
+    const { bytesWritten } = await this.handle!.write(batch, 0, batch.length)
+    this.size += bytesWritten
+    this.lastWriteMs = this.opts.now()
+  }
+
+  private async open(): Promise<void> {
+    await fs.promises.mkdir(path.dirname(this.file), { recursive: true, mode: 0o750 })
+    this.handle = await fs.promises.open(this.file, 'a', 0o640)
+    this.size = (await this.handle.stat()).size
+  }
+
+  /** One old generation: access.log.1 is replaced by the current file, which starts empty. */
+  private async rotate(): Promise<void> {
+    await this.handle!.close()
+    this.handle = null
+    await fs.promises.rename(this.file, `${this.file}.1`)
+    await this.open()
+  }
+}
