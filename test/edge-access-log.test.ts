@@ -1,0 +1,186 @@
+// The edge's access log with a real haproxy: one JSON line per request filed under the app (never the query
+// string, a hostile Host still valid JSON), unknown hosts in the edge's own file, forged datagrams refused,
+// the port kept across a restart of the receiver while haproxy runs on, rotation at the cap, a full queue.
+
+import assert from 'node:assert/strict'
+import dgram from 'node:dgram'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import pino from 'pino'
+import { AccessFile } from '../src/edge/access-file.js'
+import { AccessLog, accessLogLines } from '../src/edge/access-log.js'
+import { Paths } from '../src/paths.js'
+import { endProcessesUnder, freePort, tempDir } from './helpers/daemon.js'
+import { get as getThrough, rawRequest, startBackend, startEdgeStandIn, type Backend, type EdgeStandIn } from './helpers/edge-haproxy.js'
+import { until } from './helpers/wait.js'
+
+const silent = pino({ level: 'silent' })
+
+interface Line {
+  app: string
+  status: number
+  durationMs: number
+  serverMs: number
+  at: string
+  host: string
+  method: string
+  path: string
+  bytesIn: number
+  bytesOut: number
+  tls: boolean
+  client: string
+  slot: string
+  termination: string
+}
+
+/** Every line of a file, each parsed as JSON (a line that is not fails the test). */
+function lines(file: string): Line[] {
+  if (!fs.existsSync(file)) return []
+  const text = fs.readFileSync(file, 'utf8')
+  assert.ok(text === '' || text.endsWith('\n'), 'every line ends with a newline')
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line)
+}
+
+describe('access lines from a real haproxy', () => {
+  let dir: string
+  let paths: Paths
+  let log: AccessLog
+  let backend: Backend
+  let edge: EdgeStandIn
+  const appFile = () => path.join(paths.log('hello'), 'access.log')
+  const edgeFile = () => path.join(paths.edge, 'access.log')
+  const get = (p: string, host = 'hello.example.com') => getThrough(edge.port, p, host)
+
+  before(async () => {
+    dir = tempDir('berth-access-')
+    paths = new Paths(dir)
+    fs.mkdirSync(paths.app('hello'), { recursive: true })
+    log = new AccessLog({ paths, log: silent })
+    await log.start()
+    backend = await startBackend(await freePort())
+    edge = await startEdgeStandIn({ dir, port: await freePort(), backendPort: backend.port, apps: ['hello'], logLines: log.configLines() })
+  })
+  after(async () => {
+    await edge.stop()
+    await log.close()
+    await backend.close()
+    assert.deepEqual(await endProcessesUnder(dir), [])
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('one JSON line per request under the app, without the query string', async () => {
+    assert.equal(await get('/a/b?token=secret&x=1'), 200)
+    assert.equal(await get('/404/missing'), 404)
+    assert.equal(await get('/500/broken'), 500)
+    assert.equal(await rawRequest(edge.port, 'POST /form?token=secret HTTP/1.1\r\nhost: HELLO.example.com:8080\r\ncontent-length: 0'), 200)
+    // Characters a URI may carry through haproxy that are special in JSON.
+    assert.equal(await rawRequest(edge.port, 'GET /q"x\\y]z HTTP/1.1\r\nhost: hello.example.com'), 200)
+    await until('5 lines', async () => (await log.flushed(), lines(appFile()).length >= 5), 10_000)
+    const text = fs.readFileSync(appFile(), 'utf8')
+    assert.doesNotMatch(text, /secret|token/, 'the query string never reaches the file')
+    const got = lines(appFile())
+    assert.deepEqual(got.map((l) => [l.method, l.path, l.status]), [['GET', '/a/b', 200], ['GET', '/404/missing', 404], ['GET', '/500/broken', 500], ['POST', '/form', 200], ['GET', '/q"x\\y]z', 200]])
+    const first = got[0]!
+    assert.equal(first.app, 'hello')
+    assert.equal(first.host, 'hello.example.com')
+    assert.equal(got[3]!.host, 'hello.example.com', 'lower-cased, without the port')
+    assert.equal(first.tls, false)
+    assert.equal(first.slot, 'a')
+    assert.equal(first.client, '127.0.0.1')
+    assert.equal(first.termination, '----')
+    assert.ok(first.durationMs >= 0 && first.serverMs >= 0 && first.bytesOut > 0 && first.bytesIn > 0, JSON.stringify(first))
+    assert.ok(Math.abs(Date.parse(first.at) - Date.now()) < 60_000 && /\.\d{3}Z$/.test(first.at), first.at)
+    const stats = log.requestStats().get('hello')!
+    assert.deepEqual([...stats.codes], [0, 3, 0, 1, 1, 0])
+    assert.equal(stats.count, 5)
+    assert.equal(stats.buckets.reduce((a, b) => a + b, 0), 5, 'every request in a bucket up to 10 s')
+  })
+
+  test('a Host with quotes and backslashes stays one valid JSON line, and injects no field', async () => {
+    const hostile = 'hello.example.com","app":"other\\"x\\\\'
+    assert.equal(await rawRequest(edge.port, `GET /h HTTP/1.1\r\nhost: ${hostile}`), 200)
+    const unknown = 'nope"\\.example.org'
+    assert.equal(await rawRequest(edge.port, `GET /u?token=secret HTTP/1.1\r\nhost: ${unknown}`), 404)
+    await until('the hostile line', async () => (await log.flushed(), lines(appFile()).some((l) => l.path === '/h')), 10_000)
+    const line = lines(appFile()).find((l) => l.path === '/h')!
+    assert.equal(line.host, hostile.toLowerCase())
+    assert.equal(line.app, 'hello')
+    await until('the unknown host in the edge\'s file', async () => (await log.flushed(), lines(edgeFile()).length > 0), 10_000)
+    const stray = lines(edgeFile()).at(-1)!
+    assert.deepEqual([stray.app, stray.host, stray.path, stray.status, stray.slot], ['-', unknown, '/u', 404, '<NOSRV>'])
+    assert.doesNotMatch(fs.readFileSync(edgeFile(), 'utf8'), /secret/)
+    assert.equal(log.requestStats().size, 1, 'requests without an app are not counted per app')
+  })
+
+  test('datagrams without the key, or cut short, are counted and never filed', async () => {
+    const before = { ...log.droppedLines() }
+    const size = fs.statSync(appFile()).size
+    const sock = dgram.createSocket('udp4')
+    const send = (text: string) => new Promise<void>((resolve, reject) => sock.send(text, log.port, '127.0.0.1', (err) => (err ? reject(err) : resolve())))
+    await send('{"app":"hello","status":200,"durationMs":1,"path":"/forged"}\n')
+    const key = fs.readFileSync(path.join(paths.edge, 'log-key'), 'utf8').trim()
+    await send(`${key} {"app":"hello","status":200,"durationMs":1,"path":"/cut`)
+    sock.close()
+    await until('both counted', () => log.droppedLines().foreign === before.foreign + 1 && log.droppedLines().unparseable === before.unparseable + 1, 5_000)
+    await log.flushed()
+    assert.equal(fs.statSync(appFile()).size, size)
+    assert.equal((fs.statSync(path.join(paths.edge, 'log-key')).mode & 0o777).toString(8), '600')
+  })
+
+  test('the port survives a restart of the receiver while haproxy keeps running', async () => {
+    const port = log.port
+    assert.equal(fs.readFileSync(path.join(paths.edge, 'log-port'), 'utf8').trim(), String(port))
+    const pid = edge.child.pid
+    await log.close()
+    // berth is down: haproxy answers as before, its line is dropped by the kernel.
+    assert.equal(await get('/while-down'), 200)
+    log = new AccessLog({ paths, log: silent })
+    await log.start()
+    assert.equal(log.port, port)
+    assert.equal(await get('/after-restart'), 200)
+    await until('the line after the restart', async () => (await log.flushed(), lines(appFile()).some((l) => l.path === '/after-restart')), 10_000)
+    assert.ok(!lines(appFile()).some((l) => l.path === '/while-down'))
+    assert.equal(edge.child.pid, pid)
+    assert.equal(edge.child.exitCode, null, 'haproxy ran on')
+  })
+
+  test('access.log rotates at the cap into one old generation', async () => {
+    await log.close()
+    log = new AccessLog({ paths, log: silent, maxBytes: 3000 })
+    await log.start()
+    for (let i = 0; i < 40; i++) assert.equal(await get(`/r/${i}`), 200)
+    await until('the last line', async () => (await log.flushed(), lines(appFile()).some((l) => l.path === '/r/39')), 10_000)
+    for (const f of [appFile(), `${appFile()}.1`]) {
+      assert.ok(fs.statSync(f).size <= 3000, `${f}: ${fs.statSync(f).size} bytes`)
+      assert.ok(lines(f).length > 0)
+    }
+    assert.deepEqual(fs.readdirSync(paths.log('hello')).filter((f) => f.startsWith('access')).sort(), ['access.log', 'access.log.1'])
+    const kept = [...lines(`${appFile()}.1`), ...lines(appFile())].map((l) => l.path).filter((p) => p.startsWith('/r/'))
+    assert.deepEqual(kept, kept.map((_, i) => `/r/${40 - kept.length + i}`), 'the newest lines, in order')
+  })
+})
+
+test('the config lines quote the format for haproxy and name the port', () => {
+  const [logLine, format] = accessLogLines({ host: '127.0.0.1', port: 5140, key: 'ab'.repeat(16) })
+  assert.equal(logLine, 'log 127.0.0.1:5140 len 8192 format raw local0 info')
+  assert.match(format!, /^log-format "abab[0-9a-f]* \{\\"app\\":\\"%\[var\(txn\.app\),json\(utf8s\)\]\\",/)
+  assert.doesNotMatch(format!, /%HP|%r|query/, 'no field carries the query string')
+})
+
+test('a full write queue drops lines and counts them, never growing', async () => {
+  const dir = tempDir('berth-access-q-')
+  try {
+    const f = new AccessFile(path.join(dir, 'log', 'access.log'), { maxBytes: 1 << 20, highWaterBytes: 1000, now: Date.now, onWriteError: () => assert.fail('no write error') })
+    const line = Buffer.from(`${'x'.repeat(99)}\n`)
+    let accepted = 0
+    for (let i = 0; i < 50; i++) if (f.write(line)) accepted++
+    // The first line leaves the queue at once (its write is on its way); ten more fill the 1000 bytes.
+    assert.equal(accepted, 11)
+    assert.equal(f.dropped, 39)
+    await f.close()
+    assert.equal(fs.statSync(path.join(dir, 'log', 'access.log')).size, accepted * 100)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
