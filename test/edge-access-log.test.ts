@@ -171,7 +171,7 @@ test('the config lines quote the format for haproxy and name the port', () => {
 test('a full write queue drops lines and counts them, never growing', async () => {
   const dir = tempDir('berth-access-q-')
   try {
-    const f = new AccessFile(path.join(dir, 'log', 'access.log'), { maxBytes: 1 << 20, highWaterBytes: 1000, now: Date.now, onWriteError: () => assert.fail('no write error') })
+    const f = new AccessFile(path.join(dir, 'log', 'access.log'), { maxBytes: 1 << 20, highWaterBytes: 1000, batchMs: 0, now: Date.now, onWriteError: () => assert.fail('no write error') })
     const line = Buffer.from(`${'x'.repeat(99)}\n`)
     let accepted = 0
     for (let i = 0; i < 50; i++) if (f.write(line)) accepted++

@@ -13,11 +13,17 @@ export interface AccessFileOptions {
   onWriteError(err: unknown, lines: number): void
   /** The clock (ms) that dates lastWriteMs. */
   now(): number
+  /** A line waits at most this long for others to share its write (0: written at once). */
+  batchMs: number
 }
 
+/** Queued bytes that are written at once, without waiting for batchMs. */
+const BATCH_BYTES = 64 * 1024
+
 /**
- * Appends lines with backpressure: while one write is on its way, the next lines wait in the queue and go
- * together in the following one, so that a burst of requests costs a few large writes, not one per line.
+ * Appends lines with backpressure: lines wait up to batchMs (or until 64 KiB are queued) and go out in one
+ * write; while a write is on its way, the next lines wait for it. A line per write costs the receiver more
+ * than the line's parsing many times over (a thread-pool round trip each; see bench/README.md, edge-log).
  */
 export class AccessFile {
   private queue: Buffer[] = []
@@ -25,6 +31,7 @@ export class AccessFile {
   private handle: fs.promises.FileHandle | null = null
   private size = 0
   private writing: Promise<void> | null = null
+  private timer: NodeJS.Timeout | null = null
   /** When the last batch went out (ms, the caller's clock): idle files are closed by their owner. */
   lastWriteMs = 0
   /** Lines refused because the queue was full. */
@@ -43,12 +50,15 @@ export class AccessFile {
     }
     this.queue.push(line)
     this.queued += line.length
-    this.writing ??= this.drain()
+    if (this.writing) return true
+    if (this.queued >= BATCH_BYTES || this.opts.batchMs <= 0) this.startDrain()
+    else this.timer ??= setTimeout(() => this.startDrain(), this.opts.batchMs)
     return true
   }
 
-  /** Resolves when every line queued so far is written (or given up on). */
+  /** Writes what is queued now, and resolves when every line queued so far is written (or given up on). */
   async flushed(): Promise<void> {
+    if (this.timer) this.startDrain()
     while (this.writing) await this.writing
   }
 
@@ -61,7 +71,13 @@ export class AccessFile {
   }
 
   get idle(): boolean {
-    return this.writing === null
+    return this.writing === null && this.timer === null
+  }
+
+  private startDrain(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    this.writing ??= this.drain()
   }
 
   private async drain(): Promise<void> {

@@ -107,6 +107,8 @@ export interface AccessLogDeps {
   highWaterBytes?: number
   /** Asked-for socket receive buffer (default 4 MiB; the kernel caps it at net.core.rmem_max). */
   recvBufferBytes?: number
+  /** How long a line may wait to share a write with others (default 100 ms; 0: one write per line). */
+  batchMs?: number
 }
 
 const EDGE = ''
@@ -143,6 +145,7 @@ export class AccessLog {
     this.fileOptions = {
       maxBytes: deps.maxBytes ?? 10 * 1024 * 1024,
       highWaterBytes: deps.highWaterBytes ?? 1024 * 1024,
+      batchMs: deps.batchMs ?? 100,
       now: this.now,
       onWriteError: (err: unknown, lines: number) => {
         this.drops.writeFailed += lines
