@@ -4,15 +4,15 @@
 //   npm run build && node dist/bench/edge-log.js [--duration S] [--rounds N] [--connections C] [--json FILE]
 //
 //   --duration S     seconds of each run (default 10)
-//   --rounds N       off/on pairs, alternating, off first (default 3)
+//   --rounds N       rounds of off, udp, ring runs, in that order (default 3)
 //   --connections C  keep-alive connections of the load generator (default 10)
 //   --batch-ms MS    the receiver's write batching (AccessLog batchMs; default 100, 0: a write per line)
 //   --json FILE      also write the raw results as JSON
 //
-// Two haproxy 2.6 processes in front of the same keep-alive Node backend (a child process), configured alike
-// (test/helpers/edge-haproxy.ts, the edge's txn.host/txn.app rules) except that one has the access-log lines
-// and sends each request's line to a receiver: berth's AccessLog in a child process of its own, filing the
-// lines under apps/hello/log/access.log as berth does. autocannon drives GET / with Host hello.example.com
+// Three haproxy 2.6 processes in front of the same keep-alive Node backend (a child process), configured alike
+// (test/helpers/edge-haproxy.ts, the edge's txn.host/txn.app rules) except for the access log: none (off),
+// a datagram per line (udp), or haproxy's ring forwarded over TCP (ring). Both send to one receiver: berth's
+// AccessLog in a child process of its own, filing the lines under apps/hello/log/access.log as berth does. autocannon drives GET / with Host hello.example.com
 // in this process, so the load generator's CPU is on the same two cores: every run reports the CPU seconds
 // of haproxy, the receiver, the backend and the generator, per request. Then, in this process, the
 // receiver's parsing alone (AccessLog.receive on one line, files off) against JSON.parse of the same line.
@@ -25,10 +25,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
-import { AccessLog } from '../src/edge/access-log.js'
+import { AccessLog, type AccessLogConfig } from '../src/edge/access-log.js'
 import { Paths } from '../src/paths.js'
 import { startEdgeStandIn, type EdgeStandIn } from '../test/helpers/edge-haproxy.js'
-import { type OptionSpec, fmt, freePort, killProcessesNaming, mdTable, median, onInterrupt, parseCli, percentile, procCpuSeconds, rmTreeSync, sleep } from './lib.js'
+import { type OptionSpec, fmt, freePort, killProcessesNaming, mdTable, median, onInterrupt, parseCli, procCpuSeconds, rmTreeSync, sleep } from './lib.js'
 
 const OPTIONS: Record<string, OptionSpec> = {
   '--duration': { key: 'duration', type: 'int', min: 1 },
@@ -57,7 +57,7 @@ async function receiver(dir: string, batchMs: number): Promise<void> {
   fs.mkdirSync(paths.app('hello'), { recursive: true })
   const access = new AccessLog({ paths, log: pino({ level: 'warn' }), batchMs })
   await access.start()
-  process.send!({ lines: access.configLines() })
+  process.send!({ ring: access.config('ring'), udp: access.config('udp') })
   process.on('message', (m) => {
     if (m !== 'stats') return
     const stats: ReceiverStats = { count: access.requestStats().get('hello')?.count ?? 0, drops: access.droppedLines() }
@@ -79,15 +79,18 @@ function cannon(url: string, connections: number, duration: number): Promise<Res
   })
 }
 
+const MODES = ['off', 'udp', 'ring'] as const
+type Mode = (typeof MODES)[number]
+
 interface Run {
-  mode: 'off' | 'on'
+  mode: Mode
   rps: number
   p99: number
   requests: number
   failed: number
   /** CPU µs per request of each process. */
   cpu: { haproxy: number; receiver: number; backend: number; generator: number }
-  /** Lines the receiver counted in this run (on only). */
+  /** Lines the receiver counted in this run (udp and ring). */
   lines: number
 }
 
@@ -140,20 +143,20 @@ async function main() {
     children.push(backend)
     const recv = fork(fileURLToPath(import.meta.url), ['--receiver', path.join(dir, 'data'), '--batch-ms', String(opts.batchMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     children.push(recv)
-    const { lines } = await ask<{ lines: string[] }>(recv, null)
-    const off = await startEdgeStandIn({ dir: path.join(dir, 'off'), port: await freePort(), backendPort, apps: ['hello'], logLines: [] })
-    edges.push(off)
-    const on = await startEdgeStandIn({ dir: path.join(dir, 'on'), port: await freePort(), backendPort, apps: ['hello'], logLines: lines })
-    edges.push(on)
+    const configs = await ask<Record<'ring' | 'udp', AccessLogConfig>>(recv, null)
+    const stand: Record<Mode, EdgeStandIn> = {} as Record<Mode, EdgeStandIn>
+    for (const mode of MODES) {
+      stand[mode] = await startEdgeStandIn({ dir: path.join(dir, mode), port: await freePort(), backendPort, apps: ['hello'], log: mode === 'off' ? null : configs[mode] })
+      edges.push(stand[mode])
+    }
     await sleep(500)
-    // Warm-up of both paths (and the JIT of the generator).
-    await cannon(`http://127.0.0.1:${off.port}/`, opts.connections, 2)
-    await cannon(`http://127.0.0.1:${on.port}/`, opts.connections, 2)
+    // Warm-up of every path (and the JIT of the generator).
+    for (const mode of MODES) await cannon(`http://127.0.0.1:${stand[mode].port}/`, opts.connections, 2)
 
     const runs: Run[] = []
     for (let round = 0; round < opts.rounds; round++) {
-      for (const mode of ['off', 'on'] as const) {
-        const edge = mode === 'on' ? on : off
+      for (const mode of MODES) {
+        const edge = stand[mode]
         const pids = { haproxy: edge.child.pid!, receiver: recv.pid!, backend: backend.pid! }
         const before = { haproxy: procCpuSeconds(pids.haproxy), receiver: procCpuSeconds(pids.receiver), backend: procCpuSeconds(pids.backend), generator: procCpuSeconds('self') }
         const counted = (await ask<ReceiverStats>(recv, 'stats')).count
@@ -182,19 +185,21 @@ async function main() {
     const key = fs.readFileSync(path.join(dir, 'data', 'edge', 'log-key'), 'utf8').trim()
     const parse = await parseCost(Buffer.from(`${key} ${sample}\n`), key)
 
-    const med = (mode: 'off' | 'on', f: (r: Run) => number) => median(runs.filter((r) => r.mode === mode).map(f))
+    const med = (mode: Mode, f: (r: Run) => number) => median(runs.filter((r) => r.mode === mode).map(f))
     console.log(mdTable(
       ['round', 'log', 'req/s', 'p99 ms', 'failed', 'lines filed', 'haproxy µs/req', 'receiver µs/req', 'backend µs/req', 'generator µs/req'],
-      runs.map((r, i) => [String(Math.floor(i / 2) + 1), r.mode, fmt(r.rps), fmt(r.p99, 1), String(r.failed), r.mode === 'on' ? `${r.lines} of ${r.requests}` : '-', fmt(r.cpu.haproxy, 1), fmt(r.cpu.receiver, 1), fmt(r.cpu.backend, 1), fmt(r.cpu.generator, 1)]),
+      runs.map((r, i) => [String(Math.floor(i / MODES.length) + 1), r.mode, fmt(r.rps), fmt(r.p99, 1), String(r.failed), r.mode === 'off' ? '-' : `${r.lines} of ${r.requests}`, fmt(r.cpu.haproxy, 1), fmt(r.cpu.receiver, 1), fmt(r.cpu.backend, 1), fmt(r.cpu.generator, 1)]),
     ))
     console.log()
-    const ratio = med('on', (r) => r.rps) / med('off', (r) => r.rps)
-    const pairs = runs.filter((r) => r.mode === 'on').map((r, i) => r.rps / runs.filter((x) => x.mode === 'off')[i]!.rps)
-    console.log(`medians: off ${fmt(med('off', (r) => r.rps))} req/s, on ${fmt(med('on', (r) => r.rps))} req/s: **${fmt(ratio, 3)}×** (per round ${pairs.map((p) => fmt(p, 3)).join(', ')})`)
-    console.log(`haproxy CPU per request: off ${fmt(med('off', (r) => r.cpu.haproxy), 1)} µs, on ${fmt(med('on', (r) => r.cpu.haproxy), 1)} µs; receiver ${fmt(med('on', (r) => r.cpu.receiver), 1)} µs per line`)
+    const offs = runs.filter((r) => r.mode === 'off')
+    const ratios: Record<string, number[]> = {}
+    for (const mode of ['udp', 'ring'] as const) {
+      ratios[mode] = runs.filter((r) => r.mode === mode).map((r, i) => r.rps / offs[i]!.rps)
+      console.log(`${mode}: median ${fmt(med(mode, (r) => r.rps))} req/s vs off ${fmt(med('off', (r) => r.rps))}: **${fmt(median(ratios[mode]!), 3)}×** (per round ${ratios[mode]!.map((p) => fmt(p, 3)).join(', ')}); haproxy ${fmt(med(mode, (r) => r.cpu.haproxy), 1)} µs/req (off ${fmt(med('off', (r) => r.cpu.haproxy), 1)}), receiver ${fmt(med(mode, (r) => r.cpu.receiver), 1)} µs/line`)
+    }
     console.log(`receiver parsing alone: receive() ${fmt(parse.receiveNs)} ns per line (file queue off), JSON.parse of the same line ${fmt(parse.jsonParseNs)} ns`)
-    console.log(`p99 of the per-round ratios: ${fmt(percentile(pairs, 99), 3)}; drops at the end: ${JSON.stringify(finalStats.drops)}`)
-    if (opts.json) fs.writeFileSync(opts.json, JSON.stringify({ runs, ratio, parse, drops: finalStats.drops }, null, 2))
+    console.log(`drops at the end: ${JSON.stringify(finalStats.drops)}`)
+    if (opts.json) fs.writeFileSync(opts.json, JSON.stringify({ runs, ratios, parse, drops: finalStats.drops }, null, 2))
   } finally {
     await cleanup()
   }

@@ -25,7 +25,7 @@ before(async () => {
   assert.ok(access, 'an edge host has an access log')
   assert.equal(fs.readFileSync(path.join(d.dataDir, 'edge', 'log-port'), 'utf8').trim(), String(access.port))
   backend = await startBackend(await freePort())
-  edge = await startEdgeStandIn({ dir: d.dataDir, port: await freePort(), backendPort: backend.port, apps: ['hello'], logLines: access.configLines() })
+  edge = await startEdgeStandIn({ dir: d.dataDir, port: await freePort(), backendPort: backend.port, apps: ['hello'], log: access.config() })
   for (const p of ['/', '/a?token=secret', '/b', '/404/x', '/500/y']) await get(edge.port, p, 'hello.example.com')
   await get(edge.port, '/', 'unknown.example.com')
   await until('5 requests counted', () => access.requestStats().get('hello')?.count === 5, 10_000)

@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import pino from 'pino'
 import { AccessFile } from '../src/edge/access-file.js'
-import { AccessLog, accessLogLines } from '../src/edge/access-log.js'
+import { AccessLog, accessLogConfig, type AccessTransport } from '../src/edge/access-log.js'
 import { Paths } from '../src/paths.js'
 import { endProcessesUnder, freePort, tempDir } from './helpers/daemon.js'
 import { get as getThrough, rawRequest, startBackend, startEdgeStandIn, type Backend, type EdgeStandIn } from './helpers/edge-haproxy.js'
@@ -42,7 +43,7 @@ function lines(file: string): Line[] {
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line)
 }
 
-describe('access lines from a real haproxy', () => {
+for (const transport of ['ring', 'udp'] as AccessTransport[]) describe(`access lines from a real haproxy, over ${transport}`, () => {
   let dir: string
   let paths: Paths
   let log: AccessLog
@@ -59,7 +60,7 @@ describe('access lines from a real haproxy', () => {
     log = new AccessLog({ paths, log: silent })
     await log.start()
     backend = await startBackend(await freePort())
-    edge = await startEdgeStandIn({ dir, port: await freePort(), backendPort: backend.port, apps: ['hello'], logLines: log.configLines() })
+    edge = await startEdgeStandIn({ dir, port: await freePort(), backendPort: backend.port, apps: ['hello'], log: log.config(transport) })
   })
   after(async () => {
     await edge.stop()
@@ -113,15 +114,22 @@ describe('access lines from a real haproxy', () => {
     assert.equal(log.requestStats().size, 1, 'requests without an app are not counted per app')
   })
 
-  test('datagrams without the key, or cut short, are counted and never filed', async () => {
+  test('lines without the key, or cut short, are counted and never filed', async () => {
     const before = { ...log.droppedLines() }
     const size = fs.statSync(appFile()).size
-    const sock = dgram.createSocket('udp4')
-    const send = (text: string) => new Promise<void>((resolve, reject) => sock.send(text, log.port, '127.0.0.1', (err) => (err ? reject(err) : resolve())))
-    await send('{"app":"hello","status":200,"durationMs":1,"path":"/forged"}\n')
     const key = fs.readFileSync(path.join(paths.edge, 'log-key'), 'utf8').trim()
-    await send(`${key} {"app":"hello","status":200,"durationMs":1,"path":"/cut`)
-    sock.close()
+    const forged = '{"app":"hello","status":200,"durationMs":1,"path":"/forged"}\n'
+    if (transport === 'udp') {
+      const sock = dgram.createSocket('udp4')
+      const send = (text: string) => new Promise<void>((resolve, reject) => sock.send(text, log.port, '127.0.0.1', (err) => (err ? reject(err) : resolve())))
+      await send(forged)
+      await send(`${key} {"app":"hello","status":200,"durationMs":1,"path":"/cut`)
+      sock.close()
+    } else {
+      // A line longer than LINE_MAX is skipped up to its newline.
+      const conn = net.connect(log.port, '127.0.0.1')
+      await new Promise<void>((resolve) => conn.end(`${forged}${key} {"app":"hello","status":200,"durationMs":1,"path":"/${'x'.repeat(9000)}"}\n`, resolve))
+    }
     await until('both counted', () => log.droppedLines().foreign === before.foreign + 1 && log.droppedLines().unparseable === before.unparseable + 1, 5_000)
     await log.flushed()
     assert.equal(fs.statSync(appFile()).size, size)
@@ -133,14 +141,14 @@ describe('access lines from a real haproxy', () => {
     assert.equal(fs.readFileSync(path.join(paths.edge, 'log-port'), 'utf8').trim(), String(port))
     const pid = edge.child.pid
     await log.close()
-    // berth is down: haproxy answers as before, its line is dropped by the kernel.
+    // berth is down: haproxy answers as before. Its line waits in the ring, or is dropped by the kernel (UDP).
     assert.equal(await get('/while-down'), 200)
     log = new AccessLog({ paths, log: silent })
     await log.start()
     assert.equal(log.port, port)
     assert.equal(await get('/after-restart'), 200)
-    await until('the line after the restart', async () => (await log.flushed(), lines(appFile()).some((l) => l.path === '/after-restart')), 10_000)
-    assert.ok(!lines(appFile()).some((l) => l.path === '/while-down'))
+    await until('the line after the restart', async () => (await log.flushed(), lines(appFile()).some((l) => l.path === '/after-restart')), 15_000)
+    assert.equal(lines(appFile()).some((l) => l.path === '/while-down'), transport === 'ring')
     assert.equal(edge.child.pid, pid)
     assert.equal(edge.child.exitCode, null, 'haproxy ran on')
   })
@@ -161,11 +169,16 @@ describe('access lines from a real haproxy', () => {
   })
 })
 
-test('the config lines quote the format for haproxy and name the port', () => {
-  const [logLine, format] = accessLogLines({ host: '127.0.0.1', port: 5140, key: 'ab'.repeat(16) })
-  assert.equal(logLine, 'log 127.0.0.1:5140 len 8192 format raw local0 info')
-  assert.match(format!, /^log-format "abab[0-9a-f]* \{\\"app\\":\\"%\[var\(txn\.app\),json\(utf8s\)\]\\",/)
-  assert.doesNotMatch(format!, /%HP|%r|query/, 'no field carries the query string')
+test('the config quotes the format for haproxy and names the port', () => {
+  const key = 'ab'.repeat(16)
+  const udp = accessLogConfig({ host: '127.0.0.1', port: 5140, key, transport: 'udp' })
+  assert.deepEqual(udp.sections, [])
+  assert.equal(udp.defaults[0], 'log 127.0.0.1:5140 len 8192 format raw local0 info')
+  assert.match(udp.defaults[1]!, /^log-format "abab[0-9a-f]* \{\\"app\\":\\"%\[var\(txn\.app\),json\(utf8s\)\]\\",/)
+  assert.doesNotMatch(udp.defaults[1]!, /%HP|%r|query/, 'no field carries the query string')
+  const ring = accessLogConfig({ host: '127.0.0.1', port: 5140, key, transport: 'ring' })
+  assert.ok(ring.sections.includes('  server berth 127.0.0.1:5140'))
+  assert.equal(ring.defaults[0], 'log ring@berth-access len 8192 format raw local0 info')
 })
 
 test('a full write queue drops lines and counts them, never growing', async () => {

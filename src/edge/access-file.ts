@@ -17,6 +17,7 @@ export interface AccessFileOptions {
   batchMs: number
 }
 
+const NL = 0x0a
 /** Queued bytes that are written at once, without waiting for batchMs. */
 const BATCH_BYTES = 64 * 1024
 
@@ -102,12 +103,26 @@ export class AccessFile {
     }
   }
 
+  /** Writes the batch, rotating where the next whole line would take the file past maxBytes. */
   private async append(batch: Buffer): Promise<void> {
     if (!this.handle) await this.open()
-    // Rotating before the write keeps every file under the cap unless one batch alone is larger.
-    if (this.size > 0 && this.size + batch.length > this.opts.maxBytes) await this.rotate()
-    const { bytesWritten } = await this.handle!.write(batch, 0, batch.length)
-    this.size += bytesWritten
+    let rest = batch
+    while (rest.length > 0) {
+      const room = this.opts.maxBytes - this.size
+      let cut = rest.length
+      if (cut > room) {
+        cut = room > 0 ? rest.lastIndexOf(NL, room - 1) + 1 : 0
+        if (cut === 0 && this.size > 0) {
+          await this.rotate()
+          continue
+        }
+        // A line longer than the cap alone goes whole into an empty file.
+        if (cut === 0) cut = rest.indexOf(NL) + 1 || rest.length
+      }
+      const { bytesWritten } = await this.handle!.write(rest, 0, cut)
+      this.size += bytesWritten
+      rest = rest.subarray(bytesWritten)
+    }
     this.lastWriteMs = this.opts.now()
   }
 

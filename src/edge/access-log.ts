@@ -1,13 +1,13 @@
-// The edge's access log: the haproxy lines that make it send one JSON object per request to berth over
-// loopback UDP, and the receiver that files each line under its app (log/access.log) and counts it for /metrics.
+// The edge's access log: the haproxy config that makes it send one JSON object per request to berth on a
+// loopback port, and the receiver that files each line under its app (log/access.log) and counts it for /metrics.
 
 import crypto from 'node:crypto'
-import dgram from 'node:dgram'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { APP_NAME, type Paths } from '../paths.js'
 import { AccessFile } from './access-file.js'
+import { AccessListener } from './access-listen.js'
 
 /**
  * The JSON object haproxy writes per request (haproxy 2.6 log-format; `%[…,json(utf8s)]` escapes a string
@@ -43,28 +43,57 @@ const FIELDS = [
 ]
 
 /**
- * The longest datagram haproxy sends (its `len`): 1 KiB of path (2 KiB escaped, `/` becomes `\/`), 255
- * bytes of host and the rest fit well; a longer line would arrive cut and be counted as unparseable.
+ * The longest line haproxy sends (its `len`): 1 KiB of path (2 KiB escaped, `/` becomes `\/`), 255 bytes of
+ * host and the rest fit well; a longer line would arrive cut and be counted as unparseable.
  */
 export const LINE_MAX = 8192
+
+/**
+ * How the lines travel, both to the same loopback port:
+ * `ring` (the default): haproxy writes them into a ring buffer in its own memory, and forwards that over one
+ *   TCP connection, many lines per packet. Lines written while berth is down wait in the ring (4 MiB, about
+ *   13,000 lines) and arrive once berth is back; beyond that, the oldest are overwritten. bench/edge-log
+ *   measured it at a third of UDP's CPU in the receiver (bench/README.md).
+ * `udp`: one datagram per line (`log 127.0.0.1:PORT`). While berth is down the kernel drops them.
+ * Either way haproxy never waits for berth: a slow or absent berth costs lines, never requests.
+ */
+export type AccessTransport = 'ring' | 'udp'
 
 export interface AccessLogTarget {
   host: string
   port: number
   /** The receiver's key (hex): the first word of every line, so that no other local user can forge lines. */
   key: string
+  transport: AccessTransport
 }
 
-/**
- * What the edge's `defaults` section needs (its frontends inherit both): where to send the lines, raw (no
- * syslog header, one line per datagram), and their format. The key is in the edge's config, so that file
- * must stay readable by berth's user only.
- */
-export function accessLogLines(target: AccessLogTarget): string[] {
+/** The edge's config for its access lines: the key in it means the file must stay readable by berth only. */
+export interface AccessLogConfig {
+  /** Top-level sections (the ring), pasted before `defaults`. */
+  sections: string[]
+  /** For the `defaults` section, which every frontend inherits: where the lines go, raw, and their format. */
+  defaults: string[]
+}
+
+const RING = 'berth-access'
+
+export function accessLogConfig(target: AccessLogTarget): AccessLogConfig {
   const format = `${target.key} {${FIELDS.join(',')}}`
   // Inside haproxy's double quotes, `"` and `\` are escaped with a backslash.
   const quoted = format.replace(/[\\"]/g, (c) => `\\${c}`)
-  return [`log ${target.host}:${target.port} len ${LINE_MAX} format raw local0 info`, `log-format "${quoted}"`]
+  const logFormat = `log-format "${quoted}"`
+  if (target.transport === 'udp') return { sections: [], defaults: [`log ${target.host}:${target.port} len ${LINE_MAX} format raw local0 info`, logFormat] }
+  const sections = [
+    `ring ${RING}`,
+    '  description "access lines for berth"',
+    '  format raw',
+    `  maxlen ${LINE_MAX}`,
+    '  size 4194304',
+    '  timeout connect 1s',
+    '  timeout server 10s',
+    `  server berth ${target.host}:${target.port}`,
+  ]
+  return { sections, defaults: [`log ring@${RING} len ${LINE_MAX} format raw local0 info`, logFormat] }
 }
 
 /** Upper bounds of the latency histogram, in seconds. */
@@ -86,7 +115,7 @@ export interface AppRequestStats {
 export interface AccessLogDrops {
   /** Lines that were cut (longer than LINE_MAX) or not of the edge's format. */
   unparseable: number
-  /** Datagrams without the receiver's key: from something else than the edge. */
+  /** Lines without the receiver's key: from something else than the edge. */
   foreign: number
   /** Lines dropped because a file's write queue was full (a slow or stuck disk). */
   queueFull: number
@@ -105,7 +134,7 @@ export interface AccessLogDeps {
   maxBytes?: number
   /** Bytes queued per file at most (default 1 MiB). */
   highWaterBytes?: number
-  /** Asked-for socket receive buffer (default 4 MiB; the kernel caps it at net.core.rmem_max). */
+  /** Asked-for UDP receive buffer (default 4 MiB; the kernel caps it at net.core.rmem_max). */
   recvBufferBytes?: number
   /** How long a line may wait to share a write with others (default 100 ms; 0: one write per line). */
   batchMs?: number
@@ -120,12 +149,12 @@ const BIND_RETRY_MS = 2_000
 const WARN_EVERY_MS = 60_000
 
 /**
- * Receives the edge's access lines on 127.0.0.1:PORT. The port is chosen once and kept in edge/log-port,
- * because a running haproxy outlives berth and has it in its config: while berth is down (or restarting),
- * haproxy's datagrams find no socket and are dropped by the kernel; haproxy is not slowed or stopped by that.
+ * Receives the edge's access lines on 127.0.0.1:PORT (UDP and TCP). The port is chosen once and kept in
+ * edge/log-port, because a running haproxy outlives berth and has it in its config. What happens to the
+ * lines while berth is down depends on the transport (AccessTransport); haproxy is not slowed either way.
  */
 export class AccessLog {
-  private socket: dgram.Socket | null = null
+  private listener: AccessListener | null = null
   private boundPort = 0
   private key = Buffer.alloc(0)
   private files = new Map<string, AccessFile>()
@@ -167,10 +196,10 @@ export class AccessLog {
     return this.boundPort
   }
 
-  /** The `log` and `log-format` lines for the edge's config (see accessLogLines). */
-  configLines(): string[] {
+  /** The edge's config for the lines to come here (see accessLogConfig). */
+  config(transport: AccessTransport = 'ring'): AccessLogConfig {
     if (!this.boundPort) throw new Error('the access log has no port before start()')
-    return accessLogLines({ host: '127.0.0.1', port: this.boundPort, key: this.key.toString().trim() })
+    return accessLogConfig({ host: '127.0.0.1', port: this.boundPort, key: this.key.toString().trim(), transport })
   }
 
   /** Binds the socket on the persisted port (choosing and persisting one the first time). */
@@ -200,9 +229,8 @@ export class AccessLog {
     if (this.sweeper) clearInterval(this.sweeper)
     if (this.rebind) clearTimeout(this.rebind)
     this.sweeper = this.rebind = null
-    const socket = this.socket
-    this.socket = null
-    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()))
+    await this.listener?.close()
+    this.listener = null
     const files = [...this.files.values()]
     this.files = new Map()
     await Promise.all(files.map((f) => f.close()))
@@ -221,11 +249,11 @@ export class AccessLog {
   droppedLines(): AccessLogDrops {
     let queueFull = this.drops.queueFull
     for (const f of this.files.values()) queueFull += f.dropped
-    return { ...this.drops, queueFull, kernel: this.kernelDrops() }
+    return { ...this.drops, queueFull, kernel: this.listener?.kernelDrops() ?? 0 }
   }
 
   /**
-   * One datagram: `KEY {json}\n`. Only app, status and durationMs are read, at their fixed places, without
+   * One line, a datagram or a TCP line: `KEY {json}\n`. Only app, status and durationMs are read, at their fixed places, without
    * parsing the JSON: haproxy escaped every string in it, and the key says it was haproxy that wrote it.
    */
   receive(msg: Buffer): void {
@@ -295,22 +323,17 @@ export class AccessLog {
   }
 
   private async bind(port: number): Promise<void> {
-    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: this.deps.recvBufferBytes ?? 4 * 1024 * 1024 })
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject)
-      socket.bind(port, '127.0.0.1', () => {
-        socket.off('error', reject)
-        resolve()
-      })
-    }).catch((err: unknown) => {
-      socket.close()
-      throw err
+    const listener = new AccessListener({
+      recvBufferBytes: this.deps.recvBufferBytes ?? 4 * 1024 * 1024,
+      maxLine: LINE_MAX,
+      onLine: (line) => this.receive(line),
+      onCutLine: () => this.drops.unparseable++,
+      onError: (err) => this.warn({ err: err.message }, 'the access log socket failed'),
     })
-    socket.on('message', (msg) => this.receive(msg))
-    socket.on('error', (err) => this.warn({ err: err.message }, 'the access log socket failed'))
-    this.socket = socket
-    this.boundPort = socket.address().port
-    this.deps.log.info({ port: this.boundPort, recvBuffer: socket.getRecvBufferSize() }, 'receiving the edge\'s access log')
+    await listener.listen(port)
+    this.listener = listener
+    this.boundPort = listener.port
+    this.deps.log.info({ port: this.boundPort, recvBuffer: listener.recvBufferBytes }, 'receiving the edge\'s access log')
   }
 
   private retryBind(port: number): void {
@@ -327,21 +350,6 @@ export class AccessLog {
     const key = crypto.randomBytes(16).toString('hex')
     await fs.promises.writeFile(this.keyFile, `${key}\n`, { mode: 0o600 })
     return key
-  }
-
-  /** The socket's drop counter in /proc/net/udp (the last column of its row), 0 where that cannot be read. */
-  private kernelDrops(): number {
-    if (!this.socket) return 0
-    const local = `0100007F:${this.boundPort.toString(16).toUpperCase().padStart(4, '0')}`
-    try {
-      for (const row of fs.readFileSync('/proc/net/udp', 'utf8').split('\n')) {
-        const cols = row.trim().split(/\s+/)
-        if (cols[1] === local) return Number(cols.at(-1)) || 0
-      }
-    } catch {
-      // not Linux, or /proc not mounted
-    }
-    return 0
   }
 
   private warn(detail: object, msg: string): void {

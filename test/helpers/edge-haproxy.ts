@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
+import type { AccessLogConfig } from '../../src/edge/access-log.js'
 import { until } from './wait.js'
 
 export const HAPROXY = '/usr/sbin/haproxy'
@@ -43,21 +44,22 @@ export interface EdgeStandIn {
 /**
  * haproxy in the foreground (-db) from `dir`, listening on `port`: a Host that begins with `APP.example.com`
  * (each of `apps`) routes to the backend as that app; any other host gets haproxy's own 404, with no app.
- * `logLines` go into `defaults` (empty: no access log, for the bench's baseline).
+ * `log` is the access log's config, pasted where the edge pastes it (null: none, for the bench's baseline).
  */
-export async function startEdgeStandIn(opts: { dir: string; port: number; backendPort: number; apps: string[]; logLines: string[] }): Promise<EdgeStandIn> {
-  const { dir, port, backendPort, apps, logLines } = opts
+export async function startEdgeStandIn(opts: { dir: string; port: number; backendPort: number; apps: string[]; log: AccessLogConfig | null }): Promise<EdgeStandIn> {
+  const { dir, port, backendPort, apps, log } = opts
   const routes = apps.map((a) => `  http-request set-var(txn.app) str(${a}) if { var(txn.host) -m beg ${a}.example.com }`)
   const config = [
     'global',
     '  maxconn 2000',
+    ...(log?.sections ?? []),
     'defaults',
     '  mode http',
     '  timeout connect 2s',
     '  timeout client 30s',
     '  timeout server 30s',
     '  option http-keep-alive',
-    ...logLines.map((l) => `  ${l}`),
+    ...(log?.defaults ?? []).map((l) => `  ${l}`),
     'frontend web',
     `  bind 127.0.0.1:${port}`,
     // Only a trailing :PORT goes: a Host with other colons is kept as it came (the hostile-Host test sends one).
