@@ -66,6 +66,8 @@ async function receiver(dir: string, batchMs: number): Promise<void> {
   process.on('disconnect', () => void access.close().then(() => process.exit(0)))
 }
 
+const lostLines = (s: ReceiverStats) => s.drops.queueFull + s.drops.kernel + s.drops.unparseable + s.drops.foreign + s.drops.writeFailed
+
 function ask<T>(child: ChildProcess, message: string | null): Promise<T> {
   return new Promise((resolve) => {
     child.once('message', (m) => resolve(m as T))
@@ -90,8 +92,9 @@ interface Run {
   failed: number
   /** CPU µs per request of each process. */
   cpu: { haproxy: number; receiver: number; backend: number; generator: number }
-  /** Lines the receiver counted in this run (udp and ring). */
+  /** Lines the receiver counted in this run (udp and ring), and of those or others, lines not filed. */
   lines: number
+  dropped: number
 }
 
 /**
@@ -159,7 +162,7 @@ async function main() {
         const edge = stand[mode]
         const pids = { haproxy: edge.child.pid!, receiver: recv.pid!, backend: backend.pid! }
         const before = { haproxy: procCpuSeconds(pids.haproxy), receiver: procCpuSeconds(pids.receiver), backend: procCpuSeconds(pids.backend), generator: procCpuSeconds('self') }
-        const counted = (await ask<ReceiverStats>(recv, 'stats')).count
+        const start = await ask<ReceiverStats>(recv, 'stats')
         const r = await cannon(`http://127.0.0.1:${edge.port}/`, opts.connections, opts.duration)
         await sleep(300)
         const stats = await ask<ReceiverStats>(recv, 'stats')
@@ -176,7 +179,8 @@ async function main() {
             backend: us(procCpuSeconds(pids.backend), before.backend),
             generator: us(procCpuSeconds('self'), before.generator),
           },
-          lines: stats.count - counted,
+          lines: stats.count - start.count,
+          dropped: lostLines(stats) - lostLines(start),
         })
       }
     }
@@ -188,7 +192,7 @@ async function main() {
     const med = (mode: Mode, f: (r: Run) => number) => median(runs.filter((r) => r.mode === mode).map(f))
     console.log(mdTable(
       ['round', 'log', 'req/s', 'p99 ms', 'failed', 'lines filed', 'haproxy µs/req', 'receiver µs/req', 'backend µs/req', 'generator µs/req'],
-      runs.map((r, i) => [String(Math.floor(i / MODES.length) + 1), r.mode, fmt(r.rps), fmt(r.p99, 1), String(r.failed), r.mode === 'off' ? '-' : `${r.lines} of ${r.requests}`, fmt(r.cpu.haproxy, 1), fmt(r.cpu.receiver, 1), fmt(r.cpu.backend, 1), fmt(r.cpu.generator, 1)]),
+      runs.map((r, i) => [String(Math.floor(i / MODES.length) + 1), r.mode, fmt(r.rps), fmt(r.p99, 1), String(r.failed), r.mode === 'off' ? '-' : `${r.lines - r.dropped} of ${r.requests}`, fmt(r.cpu.haproxy, 1), fmt(r.cpu.receiver, 1), fmt(r.cpu.backend, 1), fmt(r.cpu.generator, 1)]),
     ))
     console.log()
     const offs = runs.filter((r) => r.mode === 'off')

@@ -50,11 +50,14 @@ export const LINE_MAX = 8192
 
 /**
  * How the lines travel, both to the same loopback port:
- * `ring` (the default): haproxy writes them into a ring buffer in its own memory, and forwards that over one
- *   TCP connection, many lines per packet. Lines written while berth is down wait in the ring (4 MiB, about
- *   13,000 lines) and arrive once berth is back; beyond that, the oldest are overwritten. bench/edge-log
- *   measured it at a third of UDP's CPU in the receiver (bench/README.md).
- * `udp`: one datagram per line (`log 127.0.0.1:PORT`). While berth is down the kernel drops them.
+ * `udp` (the default): one datagram per line (`log 127.0.0.1:PORT`). While berth is down the kernel drops
+ *   them; when berth falls behind, the kernel drops them too, and counts it (AccessLogDrops.kernel).
+ * `ring`: haproxy writes them into a ring buffer in its own memory, and forwards that over one TCP
+ *   connection, many lines per read. Lines written while berth is down wait in the ring (4 MiB, about 13,000
+ *   lines) and arrive once berth is back. bench/edge-log measured a fifth of UDP's CPU per line in the
+ *   receiver, but also one run (of seven, on an overloaded host) where 13 % of the lines never arrived and
+ *   nothing counted them: a ring that overflows loses its oldest lines silently. Not the default until that
+ *   is understood (bench/README.md, edge-log).
  * Either way haproxy never waits for berth: a slow or absent berth costs lines, never requests.
  */
 export type AccessTransport = 'ring' | 'udp'
@@ -132,7 +135,7 @@ export interface AccessLogDeps {
   now?: () => number
   /** Size of access.log before it becomes access.log.1 (default 10 MiB). */
   maxBytes?: number
-  /** Bytes queued per file at most (default 1 MiB). */
+  /** Bytes queued per file at most (default 4 MiB: a second of a busy edge's lines, while a write is slow). */
   highWaterBytes?: number
   /** Asked-for UDP receive buffer (default 4 MiB; the kernel caps it at net.core.rmem_max). */
   recvBufferBytes?: number
@@ -173,7 +176,7 @@ export class AccessLog {
     this.now = deps.now ?? Date.now
     this.fileOptions = {
       maxBytes: deps.maxBytes ?? 10 * 1024 * 1024,
-      highWaterBytes: deps.highWaterBytes ?? 1024 * 1024,
+      highWaterBytes: deps.highWaterBytes ?? 4 * 1024 * 1024,
       batchMs: deps.batchMs ?? 100,
       now: this.now,
       onWriteError: (err: unknown, lines: number) => {
@@ -197,7 +200,7 @@ export class AccessLog {
   }
 
   /** The edge's config for the lines to come here (see accessLogConfig). */
-  config(transport: AccessTransport = 'ring'): AccessLogConfig {
+  config(transport: AccessTransport = 'udp'): AccessLogConfig {
     if (!this.boundPort) throw new Error('the access log has no port before start()')
     return accessLogConfig({ host: '127.0.0.1', port: this.boundPort, key: this.key.toString().trim(), transport })
   }
