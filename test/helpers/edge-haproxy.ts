@@ -7,6 +7,7 @@ import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import type { AccessLogConfig } from '../../src/edge/access-log.js'
+import { listening } from './ports.js'
 import { until } from './wait.js'
 
 export const HAPROXY = '/usr/sbin/haproxy'
@@ -80,7 +81,7 @@ export async function startEdgeStandIn(opts: { dir: string; port: number; backen
   let err = ''
   child.stderr!.on('data', (d) => (err += d))
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  await until(`haproxy listening on ${port} (${err})`, () => child.exitCode === null && canConnect(port), 10_000)
+  await until(`haproxy listening on ${port} (${err})`, () => child.exitCode === null && listening(port), 10_000)
   return {
     child,
     port,
@@ -89,16 +90,6 @@ export async function startEdgeStandIn(opts: { dir: string; port: number; backen
       await exited
     },
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.on('error', () => resolve(false))
-  })
 }
 
 /** GET through the stand-in with a Host header (fetch would not send one of its own); answers the status. */
