@@ -5,6 +5,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { problem } from '../errors.js'
 import { APP_NAME, type Paths } from '../paths.js'
 import { AccessFile } from './access-file.js'
 import { AccessListener } from './access-listen.js'
@@ -201,7 +202,7 @@ export class AccessLog {
 
   /** The edge's config for the lines to come here (see accessLogConfig). */
   config(transport: AccessTransport = 'udp'): AccessLogConfig {
-    if (!this.boundPort) throw new Error('the access log has no port before start()')
+    if (!this.boundPort) throw problem('INTERNAL', 'the access log has no port before start()')
     return accessLogConfig({ host: '127.0.0.1', port: this.boundPort, key: this.key.toString().trim(), transport })
   }
 
