@@ -85,8 +85,9 @@ export function accessLogConfig(target: AccessLogTarget): AccessLogConfig {
   const format = `${target.key} {${FIELDS.join(',')}}`
   // Inside haproxy's double quotes, `"` and `\` are escaped with a backslash.
   const quoted = format.replace(/[\\"]/g, (c) => `\\${c}`)
-  const logFormat = `log-format "${quoted}"`
-  if (target.transport === 'udp') return { sections: [], defaults: [`log ${target.host}:${target.port} len ${LINE_MAX} format raw local0 info`, logFormat] }
+  // A connection that sent no request (a port scan, a TCP health probe) is no request to log.
+  const logFormat = [`log-format "${quoted}"`, 'option dontlognull']
+  if (target.transport === 'udp') return { sections: [], defaults: [`log ${target.host}:${target.port} len ${LINE_MAX} format raw local0 info`, ...logFormat] }
   const sections = [
     `ring ${RING}`,
     '  description "access lines for berth"',
@@ -97,7 +98,7 @@ export function accessLogConfig(target: AccessLogTarget): AccessLogConfig {
     '  timeout server 10s',
     `  server berth ${target.host}:${target.port}`,
   ]
-  return { sections, defaults: [`log ring@${RING} len ${LINE_MAX} format raw local0 info`, logFormat] }
+  return { sections, defaults: [`log ring@${RING} len ${LINE_MAX} format raw local0 info`, ...logFormat] }
 }
 
 /** Upper bounds of the latency histogram, in seconds. */
@@ -257,8 +258,9 @@ export class AccessLog {
   }
 
   /**
-   * One line, a datagram or a TCP line: `KEY {json}\n`. Only app, status and durationMs are read, at their fixed places, without
-   * parsing the JSON: haproxy escaped every string in it, and the key says it was haproxy that wrote it.
+   * One line, a datagram or a TCP line: `KEY {json}\n`. Only app, status and durationMs are read, at their
+   * fixed places, without parsing the JSON: haproxy escaped every string in it, and the key says it was
+   * haproxy that wrote it.
    */
   receive(msg: Buffer): void {
     const key = this.key
@@ -335,6 +337,8 @@ export class AccessLog {
       onError: (err) => this.warn({ err: err.message }, 'the access log socket failed'),
     })
     await listener.listen(port)
+    // A retry that bound while close() ran: nothing may stay open after close.
+    if (this.closed) return void (await listener.close())
     this.listener = listener
     this.boundPort = listener.port
     this.deps.log.info({ port: this.boundPort, recvBuffer: listener.recvBufferBytes }, 'receiving the edge\'s access log')
