@@ -1,10 +1,12 @@
 // The edge's access log with a real haproxy: one JSON line per request filed under the app (never the query
-// string, a hostile Host still valid JSON), unknown hosts in the edge's own file, forged datagrams refused,
-// the port kept across a restart of the receiver while haproxy runs on, rotation at the cap, a full queue.
+// string, a hostile Host still valid JSON), unknown hosts in the edge's own file, forged lines refused, the
+// port kept across a restart of the receiver while haproxy runs on, tls on HTTPS, rotation, a full queue.
 
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import dgram from 'node:dgram'
 import fs from 'node:fs'
+import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -179,6 +181,44 @@ test('the config quotes the format for haproxy and names the port', () => {
   const ring = accessLogConfig({ host: '127.0.0.1', port: 5140, key, transport: 'ring' })
   assert.ok(ring.sections.includes('  server berth 127.0.0.1:5140'))
   assert.equal(ring.defaults[0], 'log ring@berth-access len 8192 format raw local0 info')
+})
+
+test('a request over HTTPS says tls true', async () => {
+  const dir = tempDir('berth-access-tls-')
+  const paths = new Paths(dir)
+  fs.mkdirSync(paths.app('hello'), { recursive: true })
+  const log = new AccessLog({ paths, log: silent })
+  const backend = await startBackend(await freePort())
+  let edge: EdgeStandIn | null = null
+  try {
+    await log.start()
+    const key = path.join(dir, 'key.pem')
+    const cert = path.join(dir, 'cert.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=hello.example.com'], { stdio: 'ignore' })
+    const pem = path.join(dir, 'site.pem')
+    fs.writeFileSync(pem, fs.readFileSync(cert, 'utf8') + fs.readFileSync(key, 'utf8'))
+    const tlsPort = await freePort()
+    edge = await startEdgeStandIn({ dir, port: await freePort(), backendPort: backend.port, apps: ['hello'], log: log.config(), tls: { port: tlsPort, pem } })
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port: tlsPort, path: '/secure?token=secret', headers: { host: 'hello.example.com' }, servername: 'hello.example.com', rejectUnauthorized: false }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+      })
+      req.on('error', reject)
+    })
+    assert.equal(status, 200)
+    const file = path.join(paths.log('hello'), 'access.log')
+    await until('the HTTPS line', async () => (await log.flushed(), lines(file).some((l) => l.path === '/secure')), 10_000)
+    const line = lines(file).find((l) => l.path === '/secure')!
+    assert.equal(line.tls, true)
+    assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /secret/)
+  } finally {
+    await edge?.stop()
+    await log.close()
+    await backend.close()
+    assert.deepEqual(await endProcessesUnder(dir), [])
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('a full write queue drops lines and counts them, never growing', async () => {

@@ -47,8 +47,8 @@ export interface EdgeStandIn {
  * (each of `apps`) routes to the backend as that app; any other host gets haproxy's own 404, with no app.
  * `log` is the access log's config, pasted where the edge pastes it (null: none, for the bench's baseline).
  */
-export async function startEdgeStandIn(opts: { dir: string; port: number; backendPort: number; apps: string[]; log: AccessLogConfig | null }): Promise<EdgeStandIn> {
-  const { dir, port, backendPort, apps, log } = opts
+export async function startEdgeStandIn(opts: { dir: string; port: number; backendPort: number; apps: string[]; log: AccessLogConfig | null; tls?: { port: number; pem: string } }): Promise<EdgeStandIn> {
+  const { dir, port, backendPort, apps, log, tls } = opts
   const routes = apps.map((a) => `  http-request set-var(txn.app) str(${a}) if { var(txn.host) -m beg ${a}.example.com }`)
   const config = [
     'global',
@@ -63,6 +63,8 @@ export async function startEdgeStandIn(opts: { dir: string; port: number; backen
     ...(log?.defaults ?? []).map((l) => `  ${l}`),
     'frontend web',
     `  bind 127.0.0.1:${port}`,
+    // The same frontend on HTTPS, as the edge's: its lines say tls true.
+    ...(tls ? [`  bind 127.0.0.1:${tls.port} ssl crt ${tls.pem}`] : []),
     // Only a trailing :PORT goes: a Host with other colons is kept as it came (the hostile-Host test sends one).
     '  http-request set-var(txn.host) req.hdr(host),lower,regsub(:[0-9]+$,)',
     ...routes,
