@@ -23,6 +23,7 @@ import { CertificateStore } from './edge/certs.js'
 import { Challenges } from './edge/challenges.js'
 import { Edge } from './edge/edge.js'
 import { Fallback } from './edge/fallback.js'
+import { AccessLog } from './edge/access-log.js'
 import { FrontDoor } from './edge/front.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
@@ -73,6 +74,8 @@ export interface Services {
   challenges: Challenges
   /** ACME issuance and renewal; null without an edge that has both listeners (HTTP-01 needs the plain one). */
   acme: AcmeManager | null
+  /** The edge's access lines, filed per app and counted for /metrics; null without an edge. */
+  accessLog: AccessLog | null
   deployer: Deployer
   policy: CrashPolicy
   health: HealthMonitor
@@ -82,6 +85,7 @@ export interface Services {
   webhooks: Webhooks
   /** Aborted when the daemon gives up on in-flight work during shutdown. */
   shutdown: AbortController
+  /** Synchronous for the caller; the access log's last writes finish on their own (await accessLog.close() to wait). */
   close(): void
 }
 
@@ -150,12 +154,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
+  // Only with an edge: its port (edge/log-port) is what the edge's config sends the lines to.
+  const accessLog = config.edge ? new AccessLog({ paths, log: log.child({ component: 'access-log' }) }) : null
   const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https, renewFraction: config.edge?.acme.renewFraction })
   const challenges = new Challenges()
   const acme = config.edge?.https && config.edge.http ? new AcmeManager({ db, certs: certificates, challenges, paths, events, log, acme: config.edge.acme }) : null
   // The shared edge (BERTH_EDGE_HTTP): one haproxy for every app with proxy.hosts, and berth's own answers on it.
   // An app's hostnames joining the edge (its first deploy with them) is when their ACME certificates are due.
-  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances, onHosts: () => void acme?.sync(acmeHosts({ releases, apps, certificates })).catch((err: unknown) => log.error({ err }, 'ACME could not take the new hostnames')) }) : null
+  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances, logLines: accessLog ? () => accessLog.config() : undefined, onHosts: () => void acme?.sync(acmeHosts({ releases, apps, certificates })).catch((err: unknown) => log.error({ err }, 'ACME could not take the new hostnames')) }) : null
   const fallback = edge ? new Fallback({ paths, log, challenges, socket: edge.fallbackSocket, pausedFor: (app) => edge.pausedFor(app) }) : null
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, edge)
@@ -204,6 +210,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     certificates,
     challenges,
     acme,
+    accessLog,
     deployer,
     config,
     log,
@@ -227,6 +234,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       proxy.detach()
       edge?.detach()
       void fallback?.close()
+      void accessLog?.close()
       vault.close()
       db.close()
     },
@@ -261,6 +269,8 @@ async function rebuildCatalogue(s: Services): Promise<void> {
 
 /** Start-up duties of the daemon (not of the CLI): clear debris, rebuild, recover, and make sure someone can log in. */
 export async function prepareDaemon(s: Services): Promise<void> {
+  // First: the edge's config names its port, so it must be known (and bound) before the edge starts.
+  await s.accessLog?.start()
   await sweepDebris(s)
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)

@@ -140,6 +140,21 @@ test('two apps by hostname on one edge: routing, forged headers, deploys, a paus
   assert.equal(back.body.state, 'succeeded', back.text)
   assert.match((await edgeGet(httpPort, 'shop.test')).body, /^hello 0\.1\.0/)
 
+  // Each request through the edge is a JSON line in its app's access log (never the query string), and counted.
+  assert.equal((await edgeGet(httpPort, 'shop.test', '/whoami?token=secret-in-query')).status, 200)
+  const accessLog = path.join(dataDir, 'apps/hello/log/access.log')
+  await until('the access lines to be filed', () => fs.existsSync(accessLog) && fs.readFileSync(accessLog, 'utf8').includes('whoami'), 10_000).catch((err: Error) => {
+    const edgeLog = path.join(dataDir, 'edge/access.log')
+    throw new Error(`${err.message}; log/: ${fs.readdirSync(path.join(dataDir, 'apps/hello/log')).join(' ')}; edge/access.log: ${fs.existsSync(edgeLog) ? fs.readFileSync(edgeLog, 'utf8').slice(-400) : 'none'}; berth: ${daemon!.output().split('\n').filter((l) => /access|edge/.test(l)).slice(-4).join(' / ')}`)
+  })
+  const lines = fs.readFileSync(path.join(dataDir, 'apps/hello/log/access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { app: string; host: string; path: string; status: number })
+  assert.ok(lines.every((l) => l.app === 'hello'))
+  assert.ok(lines.some((l) => l.path === '/whoami' && l.host === 'shop.test' && l.status === 200), JSON.stringify(lines.slice(-3)))
+  assert.doesNotMatch(fs.readFileSync(path.join(dataDir, 'apps/hello/log/access.log'), 'utf8'), /secret-in-query/)
+  const metrics = await call(`${daemon.url}/metrics`, { token })
+  assert.match(metrics.text, /berth_edge_requests_total\{app="hello",code="2xx"\} \d+/)
+  assert.match(metrics.text, /berth_edge_request_duration_seconds_count\{app="blog"\} \d+/)
+
   await client.stop()
   const failed = client.samples.filter((s) => !s.ok)
   assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of ${client.samples.length} requests failed`)

@@ -4,13 +4,13 @@
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
 import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
 import { call, upload, type Answer } from './helpers/http.js'
+import { listening } from './helpers/ports.js'
 import { until } from './helpers/wait.js'
 
 let d: TestDaemon
@@ -31,17 +31,6 @@ async function rpc(app: string, expr: string): Promise<string> {
   assert.equal(res.status, 200, res.text)
   assert.equal(res.body.code, 0, `${app}: ${res.text}`)
   return String(res.body.output).trim()
-}
-
-/** Whether something accepts connections on a loopback port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1', () => {
-      sock.destroy()
-      resolve(true)
-    })
-    sock.once('error', () => resolve(false))
-  })
 }
 
 async function setUp(app: string, name: FixtureName, releaseName: string | null): Promise<void> {

@@ -34,8 +34,8 @@ export interface EdgeConfigInput {
   apps: ReadonlyMap<string, EdgeApp>
   /** Each app's live instance (null: none verified yet; its hosts answer 503 until one is). */
   live: (app: string) => SlotTarget | null
-  /** Lines of the access log (edge/access-log.ts): `global` lines and frontend lines. */
-  log?: { global: string[]; frontend: string[] }
+  /** The access log's lines (edge/access-log.ts): top-level sections and `defaults` lines. */
+  log?: { sections: string[]; defaults: string[] }
   /** How long a replaced worker keeps the connections it has after a reload (websockets). */
   hardStopAfterMs: number
 }
@@ -108,10 +108,11 @@ export function renderEdgeConfig(c: EdgeConfigInput): string {
     '  noreuseport',
     '  ssl-default-bind-options ssl-min-ver TLSv1.2',
     '  tune.ssl.default-dh-param 2048',
-    ...(c.log?.global ?? []),
     '',
+    ...(c.log?.sections.length ? [...c.log.sections, ''] : []),
     'defaults',
     '  mode http',
+    ...(c.log?.defaults ?? []).map((l) => `  ${l}`),
     '  option forwardfor',
     // At a reload the old worker would close idle keep-alive connections at once, and a client that sends on
     // one at that moment sees a reset (2 of ~900 HTTPS requests over 4 reloads without this). With it, the old
@@ -129,14 +130,12 @@ export function renderEdgeConfig(c: EdgeConfigInput): string {
     '',
     'frontend edge_http',
     `  bind ${c.http}`,
-    ...(c.log?.frontend ?? []),
     ...routing(c, 'http'),
     '',
     ...(c.https
       ? [
           'frontend edge_https',
           `  bind ${c.https} ssl crt-list ${f.crtList} alpn h2,http/1.1`,
-          ...(c.log?.frontend ?? []),
           `  http-response set-header Strict-Transport-Security "max-age=%[var(txn.app),map_str(${f.hstsMap})]" if { var(txn.app),map_str(${f.hstsMap}) -m found }`,
           ...routing(c, 'https'),
           '',

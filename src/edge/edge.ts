@@ -29,7 +29,7 @@ export interface EdgeDeps {
   /** Each app's route (instances/instances.ts), shared with its own haproxy: read at every render. */
   routes: ProxyRoutes
   /** The access log's lines for the config (edge/access-log.ts); none: not logged. */
-  logLines?: () => { global: string[]; frontend: string[] }
+  logLines?: () => { sections: string[]; defaults: string[] }
   /** After an app's hostnames change on the edge (certificates may be due). */
   onHosts?: (app: string, hosts: string[]) => void
   watchMs?: number

@@ -476,7 +476,10 @@ export interface paths {
         /**
          * Recent log lines; ?follow=true streams new ones
          * @description `source=console` (default) is the node's own console output (run_erl's rotated `erlang.log.N`);
-         *     `source=berth` is berth's per-app lines (deployments, restarts, health). With `follow=true` the answer
+         *     `source=berth` is berth's per-app lines (deployments, restarts, health); `source=access` is the shared
+         *     edge's access log for the app (`access.log`, one JSON object per request: `app`, `host`, `method`,
+         *     `path` without the query string, `status`, `durationMs`, `serverMs`, `bytesIn`, `bytesOut`, `tls`,
+         *     `client`, `slot`, `termination`, `at`), empty on a host without an edge. With `follow=true` the answer
          *     is a stream that keeps going across node restarts until the client disconnects; it ends within a
          *     second when the token is revoked or expires. `lines` of the past come first. With the `proxy` setting,
          *     a console stream moves to the new live instance when a deploy switches, with what it wrote since the
@@ -487,8 +490,8 @@ export interface paths {
          *     and `...(app@host)3> ` at the start or end of a line, carriage returns, colours and other escape
          *     sequences, echoed control keys — and leaves out blank lines and run_erl's own `=====` marker lines.
          *     Text inside a line (an app line that mentions `iex(`) is kept. What an operator types in `attach` is
-         *     echoed by the console and shows as a line too. `source=berth` lines are clean already and come as
-         *     they are.
+         *     echoed by the console and shows as a line too. `source=berth` and `source=access` lines are clean
+         *     already and come as they are.
          *
          *     `format=json` gives newline-delimited JSON (`application/x-ndjson`, one `LogLine` object per line,
          *     each line a complete JSON text) for Vector, Loki, Fluent Bit or journald. run_erl writes no time per
@@ -1236,7 +1239,8 @@ export interface components {
             /**
              * Format: date-time
              * @description When the line was written, in UTC, as precisely as `clock` says:
-             *     `line`: the time is in the line itself (every `source=berth` line), to the millisecond;
+             *     `line`: the time is in the line itself (every `source=berth` and `source=access` line), to the
+             *     millisecond (for `access`, when the request ended);
              *     `read`: the time berth read the line while following (`follow=true`), normally within 0.25 s of
              *     its being written;
              *     `marker`: run_erl's latest timestamp before the line, which it writes when the node starts, when
@@ -1247,9 +1251,9 @@ export interface components {
              */
             at: string;
             /** @enum {string} */
-            source: "console" | "berth";
+            source: "console" | "berth" | "access";
             app: string;
-            /** @description The clean line (as `format=text` gives it; for `source=berth` without its leading time). */
+            /** @description The clean line (as `format=text` gives it; for `source=berth` without its leading time; for `source=access` the JSON object as a string). */
             line: string;
             /** @enum {string} */
             clock: "line" | "read" | "marker" | "file";
@@ -2360,7 +2364,7 @@ export interface operations {
                 /** @description How many lines of the past (default 100). With `format=text` or `json` they are counted after cleaning. */
                 lines?: number;
                 follow?: boolean;
-                source?: "console" | "berth";
+                source?: "console" | "berth" | "access";
                 /** @description `text` (default): the app's clean lines; `json`: newline-delimited JSON `LogLine`s; `raw`: the bytes as written. */
                 format?: "text" | "json" | "raw";
             };

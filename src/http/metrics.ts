@@ -1,13 +1,14 @@
 // Prometheus metrics, derived from berth's audit events (so the domain knows nothing of prom-client) plus
 // gauges read at scrape time: deployments by outcome and duration, step durations, node restarts, app state,
-// console sessions, upload bytes and failures, edge certificate renewals and expiry, and the process metrics
-// of prom-client. A token limited to some apps gets only those apps' series and the agent's own process
-// metrics, none summed over every app.
+// console sessions, upload bytes and failures, edge certificate renewals and expiry, the edge's requests per
+// app (edge-metrics.ts), and the process metrics of prom-client. A token limited to some apps gets only those
+// apps' series and the agent's own process metrics, none summed over every app.
 // prom-client is loaded after berth listens (it is a tenth of a start); events until then wait in a queue.
 
 import type * as PromTypes from 'prom-client'
 import type { Services } from '../services.js'
 import type { RecordedEvent } from '../store/events.js'
+import { EDGE_ACROSS_APPS, registerEdgeMetrics } from './edge-metrics.js'
 
 export interface Metrics {
   /** The exposition text and its content type; `apps` (null: every app) keeps only series labelled with those apps. */
@@ -23,7 +24,7 @@ type Client = typeof import('prom-client')
 const QUEUE_MAX = 10_000
 
 /** Series summed over every app, which a token limited to some apps may not see either. */
-const ACROSS_APPS = new Set(['berth_deployment_step_duration_seconds', 'berth_uploads_in_flight'])
+const ACROSS_APPS = new Set(['berth_deployment_step_duration_seconds', 'berth_uploads_in_flight', EDGE_ACROSS_APPS])
 
 /**
  * The metrics, subscribed to the audit events from the start. `loadClient` brings prom-client (a failure is
@@ -142,6 +143,7 @@ function build(client: Client, services: Services): { registry: PromTypes.Regist
       this.set(services.intake.inFlight)
     },
   })
+  if (services.accessLog) registerEdgeMetrics(client, registry, services.accessLog)
   return { registry, count }
 }
 

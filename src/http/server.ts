@@ -70,6 +70,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           await Promise.all([app.close(), services.deployer.shutdown(config.shutdownGraceMs)])
         } finally {
           clearTimeout(abort)
+          // Its queued lines are written before berth exits.
+          await services.accessLog?.close()
           services.close()
         }
         log.info('berth stopped')

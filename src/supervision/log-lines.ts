@@ -1,11 +1,12 @@
 // What one raw log line means: a console line as the terminal showed it, without IEx/Eshell prompts, escapes
-// or carriage returns; run_erl's own `=====` markers read as timestamps; berth.log's leading ISO time.
+// or carriage returns; run_erl's own `=====` markers read as timestamps; berth.log's leading ISO time; the
+// `at` of an edge access line.
 
-export type LogSource = 'console' | 'berth'
+export type LogSource = 'console' | 'berth' | 'access'
 
 /**
  * How `at` of an entry was found, from most to least precise:
- * `line`   the line carries its own time (berth.log);
+ * `line`   the line carries its own time (berth.log, access.log);
  * `read`   berth read the line while following, within a poll interval (0.25 s) of its being written;
  * `marker` run_erl's latest timestamp before the line (at boot, at rotation, and before output that follows
  *          a minute of silence): the line was written at or after `at`;
@@ -132,6 +133,8 @@ export function bootMark(line: string): BootMark | null {
 }
 
 const BERTH_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)$/
+/** The edge writes `at` fourth (edge/access-log.ts), so a short look finds it without parsing the line. */
+const ACCESS_AT = /"at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"/
 
 /**
  * Turns the lines of one source into entries, in file order. `clock` decides console times: `marker` keeps
@@ -156,6 +159,12 @@ export class LineReader {
     if (source === 'berth') {
       const m = BERTH_LINE.exec(raw)
       if (m) return { at: m[1]!, source, app, line: m[2]!, clock: 'line' }
+      return raw ? this.stamped(raw) : null
+    }
+    if (source === 'access') {
+      // The whole JSON line is the entry's line: a reader parses it as it is in the file.
+      const m = ACCESS_AT.exec(raw.slice(0, 200))
+      if (m) return { at: m[1]!, source, app, line: raw, clock: 'line' }
       return raw ? this.stamped(raw) : null
     }
     const marker = consoleMarker(raw)

@@ -1,6 +1,7 @@
 // The app's logs on disk: the node's console (run_erl's erlang.log.N, rotated by run_erl itself) and berth's
-// own per-app lines (berth.log, rotated here by size with a total cap). Tail and follow read them back, as the
-// app's clean lines (text), JSON lines with timestamps (json), or the bytes as written (raw).
+// own per-app lines (berth.log, rotated here by size with a total cap), and the edge's access lines (access.log,
+// written by edge/access-log.ts). Tail and follow read them back, as the app's clean lines (text), JSON lines
+// with timestamps (json), or the bytes as written (raw).
 
 import fs from 'node:fs'
 import path from 'node:path'
@@ -44,7 +45,7 @@ export class AppLog {
 
 /** The files of a source, oldest first (by modification time: run_erl reuses erlang.log.N round-robin). */
 export function logFiles(dir: string, source: LogSource): string[] {
-  const re = source === 'console' ? /^erlang\.log\.\d+$/ : /^berth\.log(\.\d+)?$/
+  const re = source === 'console' ? /^erlang\.log\.\d+$/ : source === 'access' ? /^access\.log(\.\d+)?$/ : /^berth\.log(\.\d+)?$/
   const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => re.test(f)) : []
   return names
     .map((f) => ({ f: path.join(dir, f), m: fs.statSync(path.join(dir, f)).mtimeMs }))
@@ -77,9 +78,9 @@ const TAIL_READ = 1024 * 1024
 /** Enough for run_erl's `\n=====\n===== LOGGING STARTED <time>\n=====\n` with a long custom time format. */
 const HEAD_READ = 512
 
-/** Whether a format is the file's lines as they are: raw always, and text of berth.log, which is clean. */
+/** Whether a format is the file's lines as they are: raw always, and text of berth.log and access.log, which are clean. */
 function verbatim(q: LogQuery): boolean {
-  return q.format === 'raw' || (q.format === 'text' && q.source === 'berth')
+  return q.format === 'raw' || (q.format === 'text' && q.source !== 'console')
 }
 
 function formatEntry(e: LogEntry, format: LogFormat): string {

@@ -10,7 +10,7 @@ import { state } from './state.js'
 const LOG_LINES_KEPT = 500
 
 export function logsSection(app: string): HTMLElement {
-  const source = h('select', { id: 'logs-source', onchange: () => startLogs(app) }, h('option', { value: 'console' }, 'node console'), h('option', { value: 'berth' }, "berth's lines"))
+  const source = h('select', { id: 'logs-source', onchange: () => startLogs(app) }, h('option', { value: 'console' }, 'node console'), h('option', { value: 'berth' }, "berth's lines"), h('option', { value: 'access' }, 'edge access log'))
   const follow = h('input', { id: 'logs-follow', type: 'checkbox', checked: true, onchange: () => startLogs(app) })
   return h('section', { id: 'logs-section', class: 'panel' }, h('h2', null, 'Logs'),
     h('div', { class: 'controls' }, h('label', null, 'source ', source), h('label', null, follow, ' follow'), h('span', { id: 'logs-state' })),

@@ -120,3 +120,13 @@ export async function freePortRange(n = 8): Promise<string> {
   }
 }
 
+/** Whether something accepts connections on a loopback port. */
+export function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.destroy()
+      resolve(true)
+    })
+    sock.once('error', () => resolve(false))
+  })
+}

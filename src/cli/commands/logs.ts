@@ -7,11 +7,12 @@ import { UsageError } from '../usage.js'
 import { appArg, appPath, client, COMMON_OPTIONS, helped, SERVER_HELP } from './common.js'
 import { parseArgs } from 'node:util'
 
-const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth] [--json | --raw]
+const HELP = `usage: berth logs APP [-f] [--lines N] [--source console|berth|access] [--json | --raw]
 
 Prints the last N lines (default 100, at most 10000) of APP's logs; -f (--follow) keeps printing new lines,
 across node restarts, until Ctrl+C. --source console (default) is the node's own console output;
---source berth is what berth logged about the app (deployments, restarts, health checks).
+--source berth is what berth logged about the app (deployments, restarts, health checks); --source access
+is the shared edge's access log for the app's hostnames, one JSON object per request.
 
 The output is the app's own lines, without the console's prompts (iex(app@host)1>), carriage returns,
 colours or run_erl's ===== markers. --json prints one JSON object per line instead (at, source, app, line,
@@ -38,7 +39,7 @@ export async function logsCommand(argv: string[], env: NodeJS.ProcessEnv = proce
     query.set('lines', values.lines)
   }
   if (values.source !== undefined) {
-    if (values.source !== 'console' && values.source !== 'berth') throw new UsageError(`--source is console or berth, not "${values.source}"`)
+    if (!['console', 'berth', 'access'].includes(values.source)) throw new UsageError(`--source is console, berth or access, not "${values.source}"`)
     query.set('source', values.source)
   }
   if (values.json && values.raw) throw new UsageError('--json and --raw are two different outputs: pick one')
