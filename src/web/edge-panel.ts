@@ -61,7 +61,8 @@ async function confirmPause(app: string): Promise<void> {
   if (!ok) return
   const seconds = readRetryAfter(retry.value)
   if (seconds === 'invalid') return notice(`Not paused: Retry-After must be whole seconds from 1 to 86400, not "${retry.value}".`)
-  await send(app, 'pause', seconds === null ? undefined : { retryAfterSeconds: seconds })
+  // Always a JSON object: berth validates the body as one even though it is optional (none answers 400).
+  await send(app, 'pause', seconds === null ? {} : { retryAfterSeconds: seconds })
 }
 
 async function confirmResume(app: string): Promise<void> {
