@@ -14,7 +14,7 @@ const HINTS: Record<string, string> = {
   migrateExpr: 'empty: the release\'s own *.Release.migrate(); "" (two quotes): the app has no migrations',
   rollbackExpr: 'run on a rollback when asked; VERSION is replaced by the target\'s version',
   healthUrl: 'http:// on loopback that must answer 2xx; empty: none',
-  publicUrl: 'where users reach the app (http or https); empty: from proxy.listen',
+  publicUrl: 'where users reach the app (http or https); empty: the first of proxy.hosts, else proxy.listen',
   commands: 'bin/APP subcommands; empty: the default of the release\'s kind',
   proxy: 'haproxy in front of two instances for zero-downtime switches: on its own listen address and/or on the host\'s shared edge by hostname (hosts)',
 }
@@ -23,11 +23,12 @@ const TEXT = new Set(['migrateExpr', 'rollbackExpr', 'healthUrl', 'publicUrl', '
 const COMMAND_ROLES = ['start', 'eval', 'rpc', 'remote', 'stop', 'pid']
 /** Berth's defaults, shown while the proxy is off (src/apps/proxy-settings.ts DEFAULT_PROXY). */
 const PROXY_FIELDS: Record<string, unknown> = { listen: null, drainTimeoutMs: 30000, healthPath: '/health', hosts: [], tls: null, httpsRedirect: null, hstsMaxAge: null, maxBodyBytes: null, timeoutMs: 60000 }
-/** The proxy's fields that are not plain text: [options of a select, each value and label] or a number that may be null. */
+/** The proxy's fields shown as selects: [value, label] of each option, '' being berth's default (null). */
 const PROXY_CHOICES: Record<string, [string, string][]> = {
   tls: [['', 'default: acme with an HTTPS listener, else off'], ['acme', 'acme'], ['custom', 'custom (berth certs put)'], ['off', 'off (plain HTTP)']],
   httpsRedirect: [['', 'default: on with TLS'], ['true', 'on (308 to https)'], ['false', 'off']],
 }
+/** Numbers whose empty field is null (berth's default), rather than a JSON text field. */
 const PROXY_NUMBERS = new Set(['drainTimeoutMs', 'hstsMaxAge', 'maxBodyBytes', 'timeoutMs'])
 const PROXY_HINTS: Record<string, string> = {
   listen: 'HOST:PORT, e.g. 0.0.0.0:80; empty: only on the edge',
