@@ -62,3 +62,12 @@ test('a public address that is not http(s) is shown as text, never as a link', (
     assert.equal(p?.href, null, url)
   }
 })
+
+test('the shared edge: a paused app is flagged, and its first hostname is where users reach it', () => {
+  const edge = { hosts: ['shop.example.com'], urls: ['https://shop.example.com/'], tls: 'acme' as const, routed: true, paused: true, retryAfterSeconds: 60 }
+  assert.deepEqual(warnings(status({ edge })), ['paused'])
+  assert.deepEqual(publicUrl(null, status({ edge, proxy: { ...proxy, listen: null } }), 'h'), { url: 'https://shop.example.com/', from: 'proxy.hosts', href: 'https://shop.example.com/' })
+  // The publicUrl setting still wins; an app only on the edge has no listener to fall back to.
+  assert.equal(publicUrl({ publicUrl: 'https://x.test/' } as never, status({ edge }), 'h')!.from, 'publicUrl setting')
+  assert.equal(publicUrl(null, status({ proxy: { ...proxy, listen: null } }), 'h'), null)
+})

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { changedNames, changes, readText, shownText, type FieldValue } from '../src/web/settings-patch.js'
+import { changedNames, changes, choiceValue, hostsText, readChoice, readHosts, readText, shownText, type FieldValue } from '../src/web/settings-patch.js'
 
 const field = (path: string[], value: unknown, now: unknown = value): FieldValue => ({ path, value, read: () => now })
 
@@ -40,4 +40,24 @@ test('the proxy: turned on sends every field given, turned off sends null, chang
   assert.deepEqual(changes({ proxy: { listen: '0.0.0.0:80', drainTimeoutMs: 30000 } }, proxyInputs(true, '0.0.0.0:80', 5000, true)), { proxy: { drainTimeoutMs: 5000 } })
   assert.deepEqual(changes({ proxy: null }, proxyInputs(false, null, 30000, false)), {})
   assert.deepEqual(changedNames({ proxy: null }), ['proxy'])
+})
+
+test('the edge fields: hosts as one line of names, selects whose empty choice is berth\'s default, listen null', () => {
+  assert.equal(hostsText(['shop.example.com', 'www.shop.example.com']), 'shop.example.com, www.shop.example.com')
+  assert.equal(hostsText(undefined), '')
+  assert.deepEqual(readHosts(' shop.example.com,www.shop.example.com  blog.example.com ,, '), ['shop.example.com', 'www.shop.example.com', 'blog.example.com'])
+  assert.deepEqual(readHosts(''), [])
+  assert.deepEqual([choiceValue(null), choiceValue(true), choiceValue('acme')], ['', 'true', 'acme'])
+  assert.deepEqual([readChoice(''), readChoice('false'), readChoice('custom')], [null, false, 'custom'])
+  // An app only on the edge: listen stays null, the hosts and TLS choices that changed are sent.
+  const current = { listen: null, hosts: ['shop.example.com'], tls: null, hstsMaxAge: null }
+  const inputs: FieldValue[] = [
+    field(['proxy', 'listen'], null, null),
+    field(['proxy', 'hosts'], current.hosts, ['shop.example.com', 'www.shop.example.com']),
+    field(['proxy', 'tls'], null, 'custom'),
+    field(['proxy', 'hstsMaxAge'], null, null),
+    { path: ['proxy'], value: true, read: () => true, proxySwitch: true },
+  ]
+  assert.deepEqual(changes({ proxy: current }, inputs), { proxy: { hosts: ['shop.example.com', 'www.shop.example.com'], tls: 'custom' } })
+  assert.deepEqual(changes({ proxy: current }, inputs.map((i) => (i.proxySwitch ? i : { ...i, read: () => i.value }))), {})
 })

@@ -1073,6 +1073,24 @@ export interface components {
             node: components["schemas"]["NodeStatus"];
             lastDeployment: null | components["schemas"]["Deployment"];
             proxy?: null | components["schemas"]["ProxyStatus"];
+            /** @description The app on the host's shared edge; null when the host runs no edge (BERTH_EDGE_HTTP) or the app has no hostnames. */
+            edge?: null | components["schemas"]["AppEdge"];
+        };
+        AppEdge: {
+            /** @description The proxy.hosts setting (what the next deploy routes), or the hostnames the edge still routes when the setting has none. */
+            hosts: string[];
+            /** @description One per host: https:// with TLS on, else http://, with the edge listener's port unless it is the default. */
+            urls: string[];
+            /**
+             * @description The TLS mode in force (proxy.tls, or its default).
+             * @enum {string}
+             */
+            tls: "acme" | "custom" | "off";
+            /** @description The edge routes the app now; false until it is deployed (or restarted) with these hostnames. */
+            routed: boolean;
+            /** @description POST /pause is in effect: the edge answers 503 with Retry-After. */
+            paused: boolean;
+            retryAfterSeconds: number | null;
         };
         EdgePause: {
             app: string;

@@ -4,6 +4,7 @@
 import { actions, confirmDeploy, confirmRollback, stepsList } from './actions.js'
 import { api, appPath } from './api.js'
 import { $, fill, find, h } from './dom.js'
+import { edgeSection, loadCertificates } from './edge-panel.js'
 import { envSection } from './env.js'
 import { lastDeploymentText, releaseLabel } from './facts.js'
 import { ago, bytes, duration, stateText, summary } from './format.js'
@@ -27,6 +28,9 @@ export async function renderAppPage(app: string, { keep = false } = {}): Promise
     // Sessions and their recordings are console matters: a read-only token does not see them.
     may('console') ? api<{ sessions: Session[] }>(appPath(app, '/sessions')) : null,
   ])
+  // Certificates only for an app whose hostnames the edge serves over TLS: after the app, whose view says so.
+  const edge = data.status.edge
+  const certs = edge && edge.tls !== 'off' ? await loadCertificates(app) : null
   if (!onAppPage(app)) return
   document.title = `${app} · berth`
   const keptLogs = keep ? find('logs-section') : null
@@ -39,6 +43,7 @@ export async function renderAppPage(app: string, { keep = false } = {}): Promise
     h('p', null, h('a', { href: '#/' }, '← all apps')),
     h('h1', null, app, warningBadges(data.status)),
     statusPanel(data),
+    edgeSection(data, certs),
     releasesPanel(app, data, keep),
     h('section', { id: 'deployments', class: 'panel' }, h('h2', null, 'Deployments'), deployments.deployments.length ? h('ul', { class: 'deployments' }, deployments.deployments.slice(0, 30).map((d) =>
       h('li', { class: `deployment ${d.state}`, dataset: { deployment: d.id } }, h('details', { open: opened.has(d.id) },
@@ -60,7 +65,7 @@ export async function renderAppPage(app: string, { keep = false } = {}): Promise
 
 function statusPanel(data: AppData): HTMLElement {
   const s = data.status
-  const known = new Set(['name', 'current', 'node', 'lastDeployment', 'proxy'])
+  const known = new Set(['name', 'current', 'node', 'lastDeployment', 'proxy', 'edge'])
   // Fields this page does not know yet (added by a newer berth) are shown as they come, not dropped.
   const extra = Object.entries(s).filter(([k]) => !known.has(k))
   return h('section', { id: 'status', class: 'panel' },

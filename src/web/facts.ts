@@ -15,6 +15,8 @@ export function warnings(status: AppStatus): string[] {
   if (last && (last.state === 'failed' || last.state === 'rolled_back')) out.push(`${last.kind} ${stateText(last.state)}`)
   // A proxy that is down means no traffic reaches the app, however healthy its node is.
   if (status.proxy && status.proxy.state !== 'running') out.push(`proxy ${status.proxy.state}`)
+  // Paused on the edge: its users get the maintenance page, on purpose but worth seeing from the overview.
+  if (status.edge?.paused) out.push('paused')
   return out
 }
 
@@ -44,13 +46,19 @@ export function uptimeText(node: Partial<NodeStatus>): string {
 }
 
 /**
- * Where users reach the app: the publicUrl setting, else the proxy's listener (a wildcard host replaced by
- * the host the page was opened on). Without either berth cannot know it (the app listens where its env says).
+ * Where users reach the app: the publicUrl setting, else its first hostname on the edge, else the proxy's
+ * listener (a wildcard host replaced by the host the page was opened on). Without any berth cannot know it
+ * (the app listens where its env says).
  * `href` is null unless the address is http(s): an href is where a javascript: URL would run.
  */
 export function publicUrl(settings: Settings | null, status: AppStatus, pageHost: string): { url: string; from: string; href: string | null } | null {
   let url = settings?.publicUrl ?? null
   let from = 'publicUrl setting'
+  // The first hostname on the shared edge is where users go; the app's own listener is often internal then.
+  if (!url && status.edge?.urls[0]) {
+    url = status.edge.urls[0]
+    from = 'proxy.hosts'
+  }
   if (!url && status.proxy?.listen) {
     const m = /^(.*):(\d+)$/.exec(status.proxy.listen)
     if (m) {

@@ -31,6 +31,25 @@ export function readText(text: string, kind: 'text' | null, shown: unknown): unk
   }
 }
 
+/** proxy.hosts in one text field: names separated by commas and/or spaces; berth lower-cases and checks each. */
+export function hostsText(hosts: unknown): string {
+  return Array.isArray(hosts) ? hosts.join(', ') : ''
+}
+
+export function readHosts(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean)
+}
+
+/** A select whose empty option is berth's default (null): '' is null, 'true'/'false' booleans, others as given. */
+export function choiceValue(v: unknown): string {
+  return v === null || v === undefined ? '' : String(v)
+}
+
+export function readChoice(s: string): string | boolean | null {
+  if (s === '') return null
+  return s === 'true' ? true : s === 'false' ? false : s
+}
+
 /** Only what differs from the settings shown: berth merges a partial PUT, nested groups key by key. */
 export function changes(settings: { proxy?: Values | null }, inputs: readonly FieldValue[]): Values {
   const patch: Values = {}

@@ -5,7 +5,7 @@
 import { api, appPath, problemText, type ApiError } from './api.js'
 import { h } from './dom.js'
 import type { Settings } from './schemas.js'
-import { changedNames, changes, readText, shownText, type FieldValue, type Values } from './settings-patch.js'
+import { changedNames, changes, choiceValue, hostsText, readChoice, readHosts, readText, shownText, type FieldValue, type Values } from './settings-patch.js'
 import { may } from './state.js'
 import { kept } from './ui.js'
 
@@ -14,18 +14,32 @@ const HINTS: Record<string, string> = {
   migrateExpr: 'empty: the release\'s own *.Release.migrate(); "" (two quotes): the app has no migrations',
   rollbackExpr: 'run on a rollback when asked; VERSION is replaced by the target\'s version',
   healthUrl: 'http:// on loopback that must answer 2xx; empty: none',
-  publicUrl: 'where users reach the app (http or https); empty: from proxy.listen',
+  publicUrl: 'where users reach the app (http or https); empty: the first of proxy.hosts, else proxy.listen',
   commands: 'bin/APP subcommands; empty: the default of the release\'s kind',
-  proxy: 'haproxy in front of two instances for zero-downtime switches',
+  proxy: 'haproxy in front of two instances for zero-downtime switches: on its own listen address and/or on the host\'s shared edge by hostname (hosts)',
 }
 /** Strings where an empty field means null; a setting of unknown type reads its field as JSON when it parses. */
 const TEXT = new Set(['migrateExpr', 'rollbackExpr', 'healthUrl', 'publicUrl', 'releaseName'])
 const COMMAND_ROLES = ['start', 'eval', 'rpc', 'remote', 'stop', 'pid']
-const PROXY_FIELDS: Record<string, unknown> = { listen: null, drainTimeoutMs: 30000, healthPath: '/health' }
+/** Berth's defaults, shown while the proxy is off (src/apps/proxy-settings.ts DEFAULT_PROXY). */
+const PROXY_FIELDS: Record<string, unknown> = { listen: null, drainTimeoutMs: 30000, healthPath: '/health', hosts: [], tls: null, httpsRedirect: null, hstsMaxAge: null, maxBodyBytes: null, timeoutMs: 60000 }
+/** The proxy's fields shown as selects: [value, label] of each option, '' being berth's default (null). */
+const PROXY_CHOICES: Record<string, [string, string][]> = {
+  tls: [['', 'default: acme with an HTTPS listener, else off'], ['acme', 'acme'], ['custom', 'custom (berth certs put)'], ['off', 'off (plain HTTP)']],
+  httpsRedirect: [['', 'default: on with TLS'], ['true', 'on (308 to https)'], ['false', 'off']],
+}
+/** Numbers whose empty field is null (berth's default), rather than a JSON text field. */
+const PROXY_NUMBERS = new Set(['drainTimeoutMs', 'hstsMaxAge', 'maxBodyBytes', 'timeoutMs'])
+const PROXY_HINTS: Record<string, string> = {
+  listen: 'HOST:PORT, e.g. 0.0.0.0:80; empty: only on the edge',
+  hosts: 'shop.example.com, www.shop.example.com',
+  hstsMaxAge: 'seconds; empty: no HSTS header',
+  maxBodyBytes: 'bytes; empty: no limit',
+}
 
 /** One field of the form: its element, where its value goes in the settings, and how to read it. */
 interface Input extends FieldValue {
-  el: HTMLInputElement
+  el: HTMLInputElement | HTMLSelectElement
 }
 
 export function settingsSection(app: string, settings: Settings, keep: boolean): HTMLElement {
@@ -110,13 +124,37 @@ function field(path: string[], value: unknown, id: string, inputs: Input[], kind
 
 function proxyFields(value: Values | null, inputs: Input[]) {
   const on = h('input', { id: 'set-proxy-on', type: 'checkbox', checked: value !== null })
-  // Off, the fields show the defaults berth would take (listen has none: it must be given).
+  // Off, the fields show the defaults berth would take (listen has none; it or hosts must be given).
   const fields = Object.entries(PROXY_FIELDS).map(([k, d]) =>
-    h('label', null, h('span', null, k), field(['proxy', k], value === null ? d : value[k], `set-proxy-${k}`, inputs, k === 'drainTimeoutMs' ? null : 'text')))
-  const listen = inputs.find((i) => i.path.join('.') === 'proxy.listen')!
-  listen.el.placeholder = 'HOST:PORT, e.g. 0.0.0.0:80'
+    h('label', null, h('span', null, k), proxyField(k, value === null ? d : (value[k] ?? d), inputs)))
   const box = h('div', { class: 'settings-group', hidden: value === null }, fields)
   on.addEventListener('change', () => (box.hidden = !on.checked))
   inputs.push({ path: ['proxy'], el: on, read: () => on.checked, value: value !== null, proxySwitch: true })
   return [h('label', null, on, ' on'), box]
+}
+
+/** One proxy field: hosts as a list in one line, the TLS choices as selects, numbers where empty is null. */
+function proxyField(k: string, value: unknown, inputs: Input[]): HTMLElement {
+  const id = `set-proxy-${k}`
+  const path = ['proxy', k]
+  const placeholder = PROXY_HINTS[k] ?? null
+  if (k === 'hosts') {
+    const el = h('input', { id, type: 'text', value: hostsText(value), spellcheck: 'false', placeholder })
+    inputs.push({ path, el, read: () => readHosts(el.value), value })
+    return el
+  }
+  const choices = PROXY_CHOICES[k]
+  if (choices) {
+    const el = h('select', { id }, choices.map(([v, label]) => h('option', { value: v, selected: v === choiceValue(value) }, label)))
+    inputs.push({ path, el, read: () => readChoice(el.value), value })
+    return el
+  }
+  if (PROXY_NUMBERS.has(k)) {
+    const el = h('input', { id, type: 'number', min: 0, step: 1, value: value === null ? '' : String(value), placeholder })
+    inputs.push({ path, el, read: () => (el.value === '' ? null : Number(el.value)), value })
+    return el
+  }
+  const el = field(path, value, id, inputs, 'text')
+  if (placeholder) el.placeholder = placeholder
+  return el
 }

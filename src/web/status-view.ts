@@ -24,7 +24,8 @@ export function proxyFacts(status: AppStatus): Fact[] {
   const p = status.proxy
   if (!p) return []
   const facts: (Fact | null)[] = [
-    ['proxy', h('span', { class: 'proxy-listener' }, `${p.listen} `, h('span', { class: `state ${p.state}` }, p.state), `, ${p.restarts} restart${p.restarts === 1 ? '' : 's'}`)],
+    // listen is null for an app only on the shared edge (proxy.hosts without its own listener).
+    ['proxy', h('span', { class: 'proxy-listener' }, `${p.listen ?? 'no listener of its own (edge only)'} `, h('span', { class: `state ${p.state}` }, p.state), `, ${p.restarts} restart${p.restarts === 1 ? '' : 's'}`)],
     ['live instance', h('span', { class: 'proxy-live' }, p.live ? instanceText(p.live) : 'none')],
     p.starting ? ['starting instance', h('span', { class: 'proxy-starting' }, instanceText(p.starting))] : null,
     p.draining ? ['draining instance', h('span', { class: 'proxy-draining' }, `${instanceText(p.draining)} · ${duration(p.draining.remainingMs)} of drain left`)] : null,

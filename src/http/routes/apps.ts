@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { listenerOf, parseListenAddress, settingsAddressCheck, type AddressClaim } from '../../apps/addresses.js'
 import { allowsApp, hasScope } from '../../auth/tokens.js'
+import { appEdgeView } from '../../edge/view.js'
 import { problem } from '../../errors.js'
 import { APP_NAME } from '../../paths.js'
 import { currentReleaseIdSync } from '../../releases/current.js'
@@ -47,6 +48,8 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
       node: { ...node, health: services.health.healthOf(name) },
       lastDeployment: services.deployments.lastRelease(name),
       proxy: proxyView(services, name, node),
+      // Its hostnames on the shared edge, for every token that may read the app (GET /v1/edge is admin only).
+      edge: appEdgeView(services.edge, name, services.apps.settings(name).proxy),
     }
   })
 
