@@ -179,7 +179,9 @@ async function startBare(dir: string, cfg: string): Promise<{ master: number; ma
   const file = path.join(dir, 'haproxy.cfg')
   fs.writeFileSync(file, cfg)
   const masterSocket = path.join(dir, 'master.sock')
-  const child = spawn(HAPROXY, ['-W', '-db', '-S', `${masterSocket},mode,600`, '-f', file], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] })
+  // In a session of its own, as the edge's (edge/process.ts): with the kernel's autogroup scheduling a session is a
+  // CPU group, and a bare haproxy left in the load generator's group made the edge look 0.45-0.62x of it (README).
+  const child = spawn(HAPROXY, ['-W', '-db', '-S', `${masterSocket},mode,600`, '-f', file], { cwd: dir, detached: true, stdio: ['ignore', 'ignore', 'inherit'] })
   const deadline = Date.now() + 10_000
   while (Date.now() < deadline) {
     const info = await runtimeCommand(path.join(dir, 'runtime.sock'), 'show info').catch(() => '')
@@ -231,7 +233,8 @@ async function main() {
     fs.writeFileSync(lua, WRK_LUA)
 
     const [appPort, barePlain, bareTls, edgeHttp, edgeHttps] = await freePorts(5)
-    const app = spawn(process.execPath, ['-e', BACKEND, String(appPort), tmp], { stdio: ['ignore', 'ignore', 'inherit'] })
+    // Its own session too, as an app's BEAM under run_erl: neither haproxy shares a CPU group with it or with wrk.
+    const app = spawn(process.execPath, ['-e', BACKEND, String(appPort), tmp], { detached: true, stdio: ['ignore', 'ignore', 'inherit'] })
     children.push(app)
     await waitListening(appPort!)
 
