@@ -14,7 +14,8 @@
 // bare haproxy (a hand-written config: one plain frontend, one `bind … ssl crt FILE` frontend, one backend, the
 // edge's timeouts and global TLS lines, no maps, no header rules) and the real Edge class (src/edge/edge.ts, with
 // its Fallback on the unix socket) routing app0.test to the same server, with app0.test's certificate installed
-// through edge.install. Both haproxies run master-worker (-W) with nbthread unset (one thread per CPU). The load
+// through edge.install. Both haproxies run master-worker (-W), each in a session of its own, with nbthread unset
+// (one thread per CPU); a second bare haproxy with nbthread 1 shows what one thread does on plain HTTP. The load
 // generator is wrk (installed with apt-get when missing and root), one thread, Host/SNI app0.test resolved to
 // 127.0.0.1 by its Lua script. Measures: plain HTTP direct / bare / edge and HTTPS bare / edge at each connection
 // count (keep-alive); new TLS handshakes per second, bare / edge (Connection: close, 50 connections, session
@@ -143,10 +144,11 @@ function waitListening(port: number, ms = 10_000): Promise<void> {
 }
 
 /** Bare haproxy: the same timeouts and global TLS lines as the edge, nothing else. */
-function bareConfig(dir: string, plain: number, tls: number, backend: number, pem: string): string {
+function bareConfig(dir: string, plain: number, tls: number, backend: number, pem: string, nbthread: number | null): string {
   return [
     'global',
     `  stats socket ${path.join(dir, 'runtime.sock')} mode 600 level admin`,
+    ...(nbthread ? [`  nbthread ${nbthread}`] : []),
     '  noreuseport',
     '  ssl-default-bind-options ssl-min-ver TLSv1.2',
     '  tune.ssl.default-dh-param 2048',
@@ -232,7 +234,7 @@ async function main() {
     const lua = path.join(tmp, 'bench.lua')
     fs.writeFileSync(lua, WRK_LUA)
 
-    const [appPort, barePlain, bareTls, edgeHttp, edgeHttps] = await freePorts(5)
+    const [appPort, barePlain, bareTls, edgeHttp, edgeHttps, bare1Plain, bare1Tls] = await freePorts(7)
     // Its own session too, as an app's BEAM under run_erl: neither haproxy shares a CPU group with it or with wrk.
     const app = spawn(process.execPath, ['-e', BACKEND, String(appPort), tmp], { detached: true, stdio: ['ignore', 'ignore', 'inherit'] })
     children.push(app)
@@ -243,7 +245,9 @@ async function main() {
     fs.mkdirSync(paths.edgeCerts, { recursive: true, mode: 0o700 })
     const certs = new Map<string, string>()
     const cert = (host: string) => certs.get(host) ?? certs.set(host, certPem(paths.edgeCerts, host)).get(host)!
-    const bare = await startBare(path.join(tmp, 'bare'), bareConfig(path.join(tmp, 'bare'), barePlain!, bareTls!, appPort!, cert(HOST)))
+    const bare = await startBare(path.join(tmp, 'bare'), bareConfig(path.join(tmp, 'bare'), barePlain!, bareTls!, appPort!, cert(HOST), null))
+    // What one thread instead of one per CPU does on these 2 shared cores (the per-app proxy runs nbthread 1).
+    const bare1 = await startBare(path.join(tmp, 'bare1'), bareConfig(path.join(tmp, 'bare1'), bare1Plain!, bare1Tls!, appPort!, cert(HOST), 1))
 
     const routed = new Map<string, SlotTarget | null>()
     const routes: ProxyRoutes = { routed: (a) => routed.get(a) ?? null, route: (a, to) => void routed.set(a, to) }
@@ -267,6 +271,7 @@ async function main() {
     const targets: Record<string, { url: string; haproxy: typeof bareStat | null }> = {
       direct: { url: `http://${HOST}:${appPort}/`, haproxy: null },
       'bare http': { url: `http://${HOST}:${barePlain}/`, haproxy: bareStat },
+      'bare1 http': { url: `http://${HOST}:${bare1Plain}/`, haproxy: { master: bare1.master, runtime: path.join(tmp, 'bare1', 'runtime.sock'), backend: 'app' } },
       'edge http': { url: `http://${HOST}:${edgeHttp}/`, haproxy: edgeStat },
       'bare https': { url: `https://${HOST}:${bareTls}/`, haproxy: bareStat },
       'edge https': { url: `https://${HOST}:${edgeHttps}/`, haproxy: edgeStat },
@@ -316,7 +321,7 @@ async function main() {
     // Warm-up, then rounds: every target once per round, the order rotated so no side always runs first.
     type Job = { target: string; conns: number; handshake: boolean }
     const groups: Job[][] = [
-      ...connections.map((c) => ['direct', 'bare http', 'edge http'].map((target) => ({ target, conns: c, handshake: false }))),
+      ...connections.map((c) => ['direct', 'bare http', 'bare1 http', 'edge http'].map((target) => ({ target, conns: c, handshake: false }))),
       ...connections.map((c) => ['bare https', 'edge https'].map((target) => ({ target, conns: c, handshake: false }))),
       ['bare https', 'edge https'].map((target) => ({ target, conns: 50, handshake: true })),
     ]
@@ -359,6 +364,13 @@ async function main() {
       await edge.uninstall(h, pem)
       await edge.remove(`extra${k}`)
     }
+    // What a reload starts with: `haproxy -c` of the edge's config (edge/process.ts checks before it reloads).
+    const checks: number[] = []
+    for (let k = 0; k < 3; k++) {
+      const t0 = performance.now()
+      sh(HAPROXY, ['-c', '-q', '-f', path.join(paths.edge, 'haproxy.cfg')])
+      checks.push(performance.now() - t0)
+    }
     // Once the old workers are gone (no connection holds them), then again after 2 s of HTTPS load.
     const deadline = Date.now() + 10_000
     while ((await haproxyRss(edgeMaster, edgeMasterSocket)).old > 0 && Date.now() < deadline) await sleep(200)
@@ -368,7 +380,7 @@ async function main() {
     await wrk('edge http', 50, 2, false)
     mem[`${big}, after 2+2 s of load`] = await haproxyRss(edgeMaster, edgeMasterSocket)
 
-    report({ wrkVersion, opts, runs, mem, reloads, installs, perfReport, load: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') })
+    report({ wrkVersion, opts, runs, mem, reloads, installs, checks, perfReport, load: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') })
   } finally {
     await edge?.stop().catch(() => undefined)
     await fallback?.close().catch(() => undefined)
@@ -394,7 +406,7 @@ async function profile(masters: Record<string, { master: number; masterSocket: s
   return out
 }
 
-function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem: Record<string, { master: number; worker: number; old: number }>; reloads: number[]; installs: number[]; perfReport: Record<string, string>; load: string }) {
+function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem: Record<string, { master: number; worker: number; old: number }>; reloads: number[]; installs: number[]; checks: number[]; perfReport: Record<string, string>; load: string }) {
   const of = (target: string, mode: string, conns: number) => r.runs.filter((x) => x.target === target && x.mode === mode && x.connections === conns)
   const med = (xs: Run[], f: (x: Run) => number) => median(xs.map(f))
   const lines: string[][] = []
@@ -422,6 +434,7 @@ function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem
   for (const c of conns) {
     row(`plain, c${c}: direct`, of('direct', 'keep-alive', c), null)
     row(`plain, c${c}: bare haproxy`, of('bare http', 'keep-alive', c), of('direct', 'keep-alive', c))
+    row(`plain, c${c}: bare haproxy, nbthread 1`, of('bare1 http', 'keep-alive', c), of('direct', 'keep-alive', c))
     row(`plain, c${c}: edge`, of('edge http', 'keep-alive', c), of('direct', 'keep-alive', c))
     row(`plain, c${c}: edge vs bare`, of('edge http', 'keep-alive', c), of('bare http', 'keep-alive', c))
   }
@@ -437,7 +450,7 @@ function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem
   console.log()
   console.log(mdTable(['haproxy', 'master MiB', 'current worker MiB', 'master + worker MiB', 'old workers MiB'], Object.entries(r.mem).map(([k, m]) => [k, fmt(m.master / MiB, 1), fmt(m.worker / MiB, 1), fmt((m.master + m.worker) / MiB, 1), fmt(m.old / MiB, 1)])))
   console.log()
-  console.log(`reload with ${r.opts.apps} apps (ensure of one more): ${r.reloads.map((x) => fmt(x)).join(', ')} ms; certificate install at runtime: ${r.installs.map((x) => fmt(x)).join(', ')} ms`)
+  console.log(`reload with ${r.opts.apps} apps (ensure of one more): ${r.reloads.map((x) => fmt(x)).join(', ')} ms, of which \`haproxy -c\` alone ${r.checks.map((x) => fmt(x)).join(', ')} ms; certificate install at runtime: ${r.installs.map((x) => fmt(x)).join(', ')} ms`)
   for (const [name, text] of Object.entries(r.perfReport)) console.log(`\nperf, ${name} worker, plain c50 (self %, dso, symbol):\n${text}`)
   if (r.opts.json) fs.writeFileSync(r.opts.json, JSON.stringify(r, null, 2))
 }
