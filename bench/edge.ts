@@ -143,24 +143,25 @@ function waitListening(port: number, ms = 10_000): Promise<void> {
   })
 }
 
-/** Bare haproxy: the same timeouts and global TLS lines as the edge, nothing else. */
-function bareConfig(dir: string, plain: number, tls: number, backend: number, pem: string, nbthread: number | null): string {
+/** The lines of a section of the edge's config (`global`, `defaults`) that match. */
+function edgeLines(edgeConfig: string, section: string, keep: RegExp): string[] {
+  const lines = edgeConfig.split('\n')
+  const from = lines.indexOf(section)
+  const to = lines.indexOf('', from)
+  return lines.slice(from + 1, to).filter((l) => keep.test(l))
+}
+
+/** Bare haproxy: the global TLS lines and the timeouts of the edge's own config (read back), nothing else. */
+function bareConfig(dir: string, edgeConfig: string, plain: number, tls: number, backend: number, pem: string, nbthread: number | null): string {
   return [
     'global',
     `  stats socket ${path.join(dir, 'runtime.sock')} mode 600 level admin`,
     ...(nbthread ? [`  nbthread ${nbthread}`] : []),
-    '  noreuseport',
-    '  ssl-default-bind-options ssl-min-ver TLSv1.2',
-    '  tune.ssl.default-dh-param 2048',
+    ...edgeLines(edgeConfig, 'global', /^ {2}(noreuseport|ssl-|tune\.ssl)/),
     '',
     'defaults',
     '  mode http',
-    '  timeout connect 2s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    '  timeout http-request 30s',
-    '  timeout http-keep-alive 30s',
-    '  timeout tunnel 24h',
+    ...edgeLines(edgeConfig, 'defaults', /^ {2}timeout /),
     '',
     'frontend plain',
     `  bind 127.0.0.1:${plain}`,
@@ -245,9 +246,6 @@ async function main() {
     fs.mkdirSync(paths.edgeCerts, { recursive: true, mode: 0o700 })
     const certs = new Map<string, string>()
     const cert = (host: string) => certs.get(host) ?? certs.set(host, certPem(paths.edgeCerts, host)).get(host)!
-    const bare = await startBare(path.join(tmp, 'bare'), bareConfig(path.join(tmp, 'bare'), barePlain!, bareTls!, appPort!, cert(HOST), null))
-    // What one thread instead of one per CPU does on these 2 shared cores (the per-app proxy runs nbthread 1).
-    const bare1 = await startBare(path.join(tmp, 'bare1'), bareConfig(path.join(tmp, 'bare1'), bare1Plain!, bare1Tls!, appPort!, cert(HOST), 1))
 
     const routed = new Map<string, SlotTarget | null>()
     const routes: ProxyRoutes = { routed: (a) => routed.get(a) ?? null, route: (a, to) => void routed.set(a, to) }
@@ -264,6 +262,14 @@ async function main() {
     await edge.install(HOST, cert(HOST))
     const edgeMaster = edge.status().pid!
     const edgeMasterSocket = path.join(paths.edge, 'master.sock')
+    const edgeConfig = fs.readFileSync(path.join(paths.edge, 'haproxy.cfg'), 'utf8')
+    const bare = await startBare(path.join(tmp, 'bare'), bareConfig(path.join(tmp, 'bare'), edgeConfig, barePlain!, bareTls!, appPort!, cert(HOST), null))
+    // What one thread instead of one per CPU does on these 2 shared cores (the per-app proxy runs nbthread 1).
+    const bare1 = await startBare(path.join(tmp, 'bare1'), bareConfig(path.join(tmp, 'bare1'), edgeConfig, bare1Plain!, bare1Tls!, appPort!, cert(HOST), 1))
+    // Idle, before any load: the worker's pools grow with the connections it has served.
+    const mem: Record<string, { master: number; worker: number; old: number }> = {}
+    mem['bare haproxy, idle before the load'] = await haproxyRss(bare.master, bare.masterSocket)
+    mem['edge, 1 app, 1 cert, idle before the load'] = await haproxyRss(edgeMaster, edgeMasterSocket)
 
     // Each answers 200 from the app (and the edge routes by name: a wrong route would be berth's 404).
     const bareStat = { master: bare.master, runtime: path.join(tmp, 'bare', 'runtime.sock'), backend: 'app' }
@@ -342,9 +348,8 @@ async function main() {
     if (opts.perf) perfReport = await profile({ bare: bare, edge: { master: edgeMaster, masterSocket: edgeMasterSocket } }, (target) => wrk(target, 50, opts.duration, false), tmp)
 
     // Memory: bare and the edge with 1 app after the load, then the edge grown to --apps apps and 2 × --apps certificates.
-    const mem: Record<string, { master: number; worker: number; old: number }> = {}
-    mem['bare haproxy'] = await haproxyRss(bare.master, bare.masterSocket)
-    mem['edge, 1 app, 1 cert'] = await haproxyRss(edgeMaster, edgeMasterSocket)
+    mem['bare haproxy, after the load'] = await haproxyRss(bare.master, bare.masterSocket)
+    mem['edge, 1 app, 1 cert, after the load'] = await haproxyRss(edgeMaster, edgeMasterSocket)
     await edge.install(`www.${HOST}`, cert(`www.${HOST}`))
     for (let i = 1; i < opts.apps; i++) await edge.ensure(`app${i}`, settings([`app${i}.test`, `www.app${i}.test`]), live)
     for (let i = 1; i < opts.apps; i++) for (const h of [`app${i}.test`, `www.app${i}.test`]) await edge.install(h, cert(h))
