@@ -94,6 +94,8 @@ interface Run {
   cpu: { haproxy: number; app: number; wrk: number }
   /** Connections haproxy opened to the app during the run (its `connect` counter): keep-alive on the server side? */
   appConnects: number
+  /** TLS connections haproxy accepted during the run (`CumSslConns` of `show info`). */
+  tlsConns: number
 }
 
 function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): string {
@@ -202,6 +204,11 @@ async function backendConnects(runtimeSocket: string, backend: string): Promise<
   return Number(row?.[col] ?? NaN)
 }
 
+/** TLS connections the current worker has accepted so far. */
+async function tlsAccepted(runtimeSocket: string): Promise<number> {
+  return Number(/^CumSslConns: (\d+)/m.exec(await runtimeCommand(runtimeSocket, 'show info'))?.[1] ?? NaN)
+}
+
 /** CPU seconds of a haproxy master and its workers. */
 const treeCpu = (master: number) => [master, ...descendants(master)].reduce((s, pid) => s + (procCpuSeconds(pid) || 0), 0)
 
@@ -293,6 +300,7 @@ async function main() {
       const h = t.haproxy
       const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '-s', lua, ...(handshake ? ['-H', 'Connection: close'] : []), t.url]
       const connects0 = h ? await backendConnects(h.runtime, h.backend) : 0
+      const tls0 = h ? await tlsAccepted(h.runtime) : 0
       const cpu0 = { haproxy: h ? treeCpu(h.master) : 0, app: procCpuSeconds(app.pid!) }
       const run = await new Promise<Run>((resolve, reject) => {
         // `times` after wrk: the CPU of the shell's children, i.e. wrk's.
@@ -317,10 +325,12 @@ async function main() {
             errors: j.errors,
             cpu: { haproxy: h ? treeCpu(h.master) - cpu0.haproxy : 0, app: procCpuSeconds(app.pid!) - cpu0.app, wrk: times[0]! + times[1]! },
             appConnects: 0,
+            tlsConns: 0,
           })
         })
       })
       run.appConnects = h ? (await backendConnects(h.runtime, h.backend)) - connects0 : conns
+      run.tlsConns = h ? (await tlsAccepted(h.runtime)) - tls0 : 0
       return run
     }
 
@@ -433,6 +443,7 @@ function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem
       perReq((x) => x.cpu.app),
       perReq((x) => x.cpu.wrk),
       fmt(med(xs, (x) => x.appConnects)),
+      fmt(med(xs, (x) => x.tlsConns)),
     ])
   }
   const conns = r.opts.connections.split(',').map(Number)
@@ -451,7 +462,7 @@ function report(r: { wrkVersion: string; opts: typeof DEFAULTS; runs: Run[]; mem
   row('new TLS, c50: edge', of('edge https', 'handshake', 50), of('bare https', 'handshake', 50))
   console.log(`wrk: ${r.wrkVersion}; ${r.opts.runs} rounds of ${r.opts.duration} s; load average at the end ${r.load}`)
   console.log()
-  console.log(mdTable(['measure', 'req/s median (runs)', 'ratio of medians (per round)', 'p50 ms', 'p99 ms (vs base)', 'errors', 'haproxy CPU µs/req', 'app CPU µs/req', 'wrk CPU µs/req', 'connections to the app'], lines))
+  console.log(mdTable(['measure', 'req/s median (runs)', 'ratio of medians (per round)', 'p50 ms', 'p99 ms (vs base)', 'errors', 'haproxy CPU µs/req', 'app CPU µs/req', 'wrk CPU µs/req', 'connections to the app', 'TLS connections accepted'], lines))
   console.log()
   console.log(mdTable(['haproxy', 'master MiB', 'current worker MiB', 'master + worker MiB', 'old workers MiB'], Object.entries(r.mem).map(([k, m]) => [k, fmt(m.master / MiB, 1), fmt(m.worker / MiB, 1), fmt((m.master + m.worker) / MiB, 1), fmt(m.old / MiB, 1)])))
   console.log()
