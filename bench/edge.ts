@@ -32,6 +32,7 @@ import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
 import type { ProxySettings } from '../src/apps/proxy-settings.js'
+import type { EdgeConfig } from '../src/config.js'
 import { Challenges } from '../src/edge/challenges.js'
 import { Edge } from '../src/edge/edge.js'
 import { Fallback } from '../src/edge/fallback.js'
@@ -258,7 +259,7 @@ async function main() {
     const routes: ProxyRoutes = { routed: (a) => routed.get(a) ?? null, route: (a, to) => void routed.set(a, to) }
     const log = pino({ level: 'silent' })
     const events = { record: () => undefined } as unknown as EventStore
-    edge = new Edge({ paths, events, log, haproxy: HAPROXY, routes, config: { http: `127.0.0.1:${edgeHttp}`, https: `127.0.0.1:${edgeHttps}`, masterSocket: null, acme: { directory: 'https://acme.invalid/directory', email: null, caFile: null } } })
+    edge = new Edge({ paths, events, log, haproxy: HAPROXY, routes, config: { http: `127.0.0.1:${edgeHttp}`, https: `127.0.0.1:${edgeHttps}`, masterSocket: null, acme: { directory: 'https://acme.invalid/directory', email: null, caFile: null, renewFraction: 2 / 3 } as EdgeConfig['acme'] } })
     fallback = new Fallback({ paths, log, challenges: new Challenges(), socket: edge.fallbackSocket, pausedFor: (a) => edge!.pausedFor(a) })
     await fallback.start()
     await edge.start()
