@@ -134,7 +134,7 @@ test("usageText is a script's header from its second line to the end of the opti
   assert.equal(usageText(new URL(`file://${file}`).href), ['X benchmark: what it measures.', '', '  node x.mjs [--runs N]', '', '  --runs N   runs', '             (default 3)'].join('\n'))
   fs.rmSync(dir, { recursive: true })
   // Each bench's help ends with its last option, and names every option the script reads.
-  for (const name of ['deploy', 'intake', 'load', 'terminal']) {
+  for (const name of ['deploy', 'edge', 'intake', 'load', 'terminal']) {
     const url = new URL(`file://${path.join(BENCH, `${name}.js`)}`).href
     const help = usageText(url)
     assert.match(help.split('\n').at(-1) ?? '', /^\s+--[a-z-]+/, `${name}.js help ends in its option list`)
