@@ -2,7 +2,7 @@
 // with a server per instance slot, berth's fallback backend, and the map files that route by hostname.
 
 import { SLOTS, type Slot } from '../paths.js'
-import type { SlotTarget } from '../proxy/haproxy.js'
+import { TIMEOUTS, type SlotTarget } from '../proxy/haproxy.js'
 
 /** What the edge keeps of one app's settings: written into its backend and the maps. */
 export interface EdgeApp {
@@ -118,14 +118,7 @@ export function renderEdgeConfig(c: EdgeConfigInput): string {
     // one at that moment sees a reset (2 of ~900 HTTPS requests over 4 reloads without this). With it, the old
     // worker answers the next request on each with Connection: close, as haproxy did before 2.4.
     '  option idle-close-on-response',
-    '  timeout connect 2s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    '  timeout http-request 30s',
-    '  timeout http-keep-alive 30s',
-    // Websockets and long polls live as long as they are used, not 60 s.
-    '  timeout tunnel 24h',
-    '  retries 3',
+    ...TIMEOUTS,
     '  option redispatch',
     '',
     'frontend edge_http',

@@ -23,6 +23,21 @@ export interface ConfigInput {
 }
 
 /**
+ * The timeouts and retries of every haproxy berth runs (an app's own and the edge): a request's headers get
+ * 30 s, an idle keep-alive 30 s, an answer 60 s (the edge sets each app's own), a reconnect to a switched
+ * slot three tries. Websockets (LiveView, channels) live as long as the drain allows, not 60 s.
+ */
+export const TIMEOUTS = [
+  '  timeout connect 2s',
+  '  timeout client 60s',
+  '  timeout server 60s',
+  '  timeout http-request 30s',
+  '  timeout http-keep-alive 30s',
+  '  timeout tunnel 24h',
+  '  retries 3',
+]
+
+/**
  * The config a (re)started haproxy reads: only the live slot enabled, so that a proxy that died and came back
  * sends traffic to the live instance and nowhere else. Switching at run time goes through the socket instead.
  * Only requests that failed are logged, with haproxy's own warnings, to its stdout: berth's log file for it.
@@ -55,14 +70,7 @@ export function renderConfig(c: ConfigInput): string {
     // Only failed requests are logged (with haproxy's termination state): the apps log their own traffic.
     '  option httplog',
     '  option dontlog-normal',
-    '  timeout connect 2s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    '  timeout http-request 30s',
-    '  timeout http-keep-alive 30s',
-    // Websockets (LiveView, channels) live as long as the drain allows, not 60 s.
-    '  timeout tunnel 24h',
-    '  retries 3',
+    ...TIMEOUTS,
     '',
     'frontend public',
     `  bind ${c.listen}`,

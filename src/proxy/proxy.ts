@@ -226,23 +226,6 @@ export class ProxyManager {
     await this.endRetiring(app)
   }
 
-  /**
-   * Waits until the slot has no open session or the drain time is over, then closes what is left. Answers
-   * how many sessions were cut. `signal` (berth shutting down) ends the wait without closing anything.
-   */
-  async drain(app: string, slot: Slot, untilMs: number, signal?: AbortSignal): Promise<number> {
-    for (;;) {
-      if (signal?.aborted) throw problem('ABORTED', 'the drain was interrupted: berth is shutting down')
-      const open = await this.sessions(app, slot)
-      if (open === 0) return 0
-      if (Date.now() >= untilMs) {
-        await this.closeSessions(app, slot)
-        return open
-      }
-      await sleep(Math.min(100, Math.max(0, untilMs - Date.now())))
-    }
-  }
-
   /** Stops the app's proxy (the proxy setting was turned off); its listener goes away with it. */
   async stop(app: string): Promise<void> {
     const r = this.procs.get(app) ?? this.adoptOne(app)
