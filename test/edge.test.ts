@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, test } from 'node:test'
-import { freePort, killProcessesUnder, processesUnder, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
 import { edgeGet } from './helpers/edge.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
@@ -124,6 +124,12 @@ test('two apps by hostname on one edge: routing, forged headers, deploys, a paus
   assert.equal(p.body, '<h1>back soon</h1>')
   assert.equal((await edgeGet(httpPort, 'shop.test')).status, 200)
   assert.equal((await api('GET', '/v1/edge')).body.apps.find((a: { app: string }) => a.app === 'blog').paused, true)
+  // An admin token limited to blog sees the edge and blog, not hello's hostnames.
+  const made = await runCli(['token', 'create', '--name', 'blog-admin', '--scopes', 'admin', '--app', 'blog'], { BERTH_DATA_DIR: dataDir })
+  assert.equal(made.code, 0, made.stderr)
+  const limited = await call(`${daemon.url}/v1/edge`, { token: made.stdout.trim() })
+  assert.deepEqual(limited.body.apps.map((a: { app: string }) => a.app), ['blog'])
+  assert.doesNotMatch(limited.text, /shop\.test/)
 
   // berth killed outright: the edge keeps serving, and the next berth adopts it, pause included.
   await daemon.stop('SIGKILL')

@@ -90,6 +90,12 @@ describe('auth everywhere (generated from openapi.yaml)', () => {
    * limited to "hello" sees, or refuses it. A new route without {app} fails here until it says which.
    */
   const APP_LIMITED: Record<string, (op: Op, token: string) => Promise<void>> = {
+    async getEdge(op, token) {
+      // This berth runs no edge; one that does lists only the token's apps (test/edge.test.ts routes two).
+      const res = await call(urlOf(op), { token })
+      assert.equal(res.status, 200, res.text)
+      assert.doesNotMatch(res.text, /"other"/)
+    },
     async listApps(op, token) {
       const res = await call(urlOf(op), { token })
       assert.deepEqual(res.body.apps.map((a: { name: string }) => a.name), ['hello'])

@@ -2163,7 +2163,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The edge; `configured` false when BERTH_EDGE_HTTP is not set. */
+            /** @description The edge; `configured` false when BERTH_EDGE_HTTP is not set. A token limited to some apps sees only those apps in `apps`. */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -34,10 +34,13 @@ export default async function edgeRoutes(app: FastifyInstance, ctx: RouteContext
     await edgeOf(services).resume(name, actor(request))
     return { app: name, paused: false, retryAfterSeconds: null }
   })
-  ctx.route(app, 'getEdge', async () => {
+  ctx.route(app, 'getEdge', async (request) => {
     if (!services.edge) return { configured: false }
-    const status = services.edge.status()
-    const apps = [...services.edge.routedApps()].map(([name, a]) => ({ app: name, hosts: a.hosts, tls: a.tls, paused: services.edge!.pausedFor(name) !== null }))
+    // A token limited to some apps sees the edge itself and those apps only, not the others' hostnames.
+    const allowed = request.token!.apps
+    const visible = [...services.edge.routedApps()].filter(([name]) => allowed === null || allowed.includes(name))
+    const { apps: _all, ...status } = services.edge.status()
+    const apps = visible.map(([name, a]) => ({ app: name, hosts: a.hosts, tls: a.tls, paused: services.edge!.pausedFor(name) !== null }))
     return { configured: true, ...status, apps }
   })
 }
