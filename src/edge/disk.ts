@@ -7,7 +7,8 @@ import { replaceFileSync } from '../fsutil.js'
 import type { Paths } from '../paths.js'
 import { isSameProcess } from '../process/proc.js'
 import { renderEdgeConfig, renderMaps, type EdgeApp, type EdgeConfigInput, type EdgeFiles } from './config.js'
-import { isHaproxy, type MasterRecord } from './process.js'
+import { isHaproxy } from '../proxy/haproxy-proc.js'
+import type { MasterRecord } from './process.js'
 
 /** What edge/apps.json keeps: the apps on the edge and the paused ones (Retry-After seconds). */
 export interface EdgeState {

@@ -215,12 +215,6 @@ export class Edge implements EdgeControl {
     return this.state.paused.get(app) ?? null
   }
 
-  /** The hostnames of each app on the edge (the fallback server's 404 must not guess). */
-  appOf(host: string): string | null {
-    for (const [app, a] of this.state.apps) if (a.hosts.includes(host)) return app
-    return null
-  }
-
   routedApps(): ReadonlyMap<string, EdgeApp> {
     return this.state.apps
   }

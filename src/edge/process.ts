@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { problem } from '../errors.js'
-import { isSameProcess, procInfo, signal, sleep, waitUntil } from '../process/proc.js'
+import { isSameProcess, procInfo, signal, sleep } from '../process/proc.js'
 import { runtimeCommand } from '../proxy/haproxy.js'
+import { capLogFile, endHaproxy, logTail } from '../proxy/haproxy-proc.js'
 
 const TIMEOUT_MS = 3000
 const START_TIMEOUT_MS = 10_000
@@ -145,39 +146,15 @@ export class EdgeProcess {
   }
 
   async kill(r: MasterRecord): Promise<void> {
-    signal(r.pid, 'SIGTERM')
-    if (!(await waitUntil(() => !isSameProcess(r.pid, r.startTicks), 5000, 50))) {
-      signal(r.pid, 'SIGKILL')
-      await waitUntil(() => !isSameProcess(r.pid, r.startTicks), 5000, 50)
-    }
+    await endHaproxy(r.pid, r.startTicks)
   }
 
   /** The master logs warnings only (access lines go to berth over UDP): cut it in place past 1 MiB. */
   capLog(): void {
-    try {
-      if ((fs.statSync(this.log, { throwIfNoEntry: false })?.size ?? 0) <= 1024 * 1024) return
-      fs.copyFileSync(this.log, `${this.log}.1`)
-      fs.truncateSync(this.log, 0)
-    } catch {
-      // a full disk must not stop the watch
-    }
+    capLogFile(this.log, 1024 * 1024)
   }
 
   logTail(): string {
-    try {
-      return fs.readFileSync(this.log, 'utf8').trim().split('\n').filter((l) => /ALERT|WARNING|error/i.test(l)).slice(-3).join(' / ').slice(0, 500)
-    } catch {
-      return ''
-    }
-  }
-}
-
-/** The pid record could name a reused pid: only a process running the haproxy executable is ours. */
-export function isHaproxy(pid: number, bin: string): boolean {
-  try {
-    const exe = fs.readlinkSync(`/proc/${pid}/exe`)
-    return path.basename(exe) === path.basename(bin) || exe === bin
-  } catch {
-    return false
+    return logTail(this.log, (l) => /ALERT|WARNING|error/i.test(l))
   }
 }

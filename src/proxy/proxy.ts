@@ -14,6 +14,7 @@ import { replaceFileSync } from '../fsutil.js'
 import type { Paths, Slot } from '../paths.js'
 import type { EventStore } from '../store/events.js'
 import { isSameProcess, procInfo, signal, sleep, waitUntil } from '../process/proc.js'
+import { capLogFile, endHaproxy, isHaproxy, logTail } from './haproxy-proc.js'
 import { BACKEND, checkSilent, parseSessions, renderConfig, runtimeCommand, switchCommands, type SlotTarget } from './haproxy.js'
 
 export interface ProxyDeps {
@@ -318,7 +319,7 @@ export class ProxyManager {
     if (!answered) {
       signal(r.pid, 'SIGKILL')
       fs.rmSync(socket, { force: true })
-      throw problem('PROXY_START_FAILED', `haproxy for "${app}" did not start on ${listen}: ${this.logTail(app) || 'no output'}. Check that nothing else listens there (and, below port 1024, that berth has CAP_NET_BIND_SERVICE).`, { listen })
+      throw problem('PROXY_START_FAILED', `haproxy for "${app}" did not start on ${listen}: ${logTail(this.logFile(app)) || 'no output'}. Check that nothing else listens there (and, below port 1024, that berth has CAP_NET_BIND_SERVICE).`, { listen })
     }
     this.procs.set(app, r)
     this.writeRecord(app, r)
@@ -340,11 +341,7 @@ export class ProxyManager {
   }
 
   private async kill(app: string, r: ProxyRecord): Promise<void> {
-    signal(r.pid, 'SIGTERM')
-    if (!(await waitUntil(() => !isSameProcess(r.pid, r.startTicks), 5000, 50))) {
-      signal(r.pid, 'SIGKILL')
-      await waitUntil(() => !isSameProcess(r.pid, r.startTicks), 5000, 50)
-    }
+    await endHaproxy(r.pid, r.startTicks)
     this.deps.log.info({ app, proxyPid: r.pid }, 'proxy process ended')
   }
 
@@ -380,25 +377,8 @@ export class ProxyManager {
     this.timer.unref()
   }
 
-  /** haproxy keeps its log file open in append mode: cutting it in place keeps its writes going to the file. */
   private capLog(app: string): void {
-    const file = this.logFile(app)
-    const max = this.deps.logMaxBytes ?? 1024 * 1024
-    try {
-      if ((fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) <= max) return
-      fs.copyFileSync(file, `${file}.1`)
-      fs.truncateSync(file, 0)
-    } catch {
-      // a full disk must not stop the watch
-    }
-  }
-
-  private logTail(app: string): string {
-    try {
-      return fs.readFileSync(this.logFile(app), 'utf8').trim().split('\n').slice(-3).join(' / ').slice(0, 500)
-    } catch {
-      return ''
-    }
+    capLogFile(this.logFile(app), this.deps.logMaxBytes ?? 1024 * 1024)
   }
 
   /** berth stops: the proxies keep running (and forwarding); a restarted berth adopts them. */
@@ -415,14 +395,3 @@ export class ProxyManager {
     for (const app of [...this.procs.keys()]) await this.stop(app)
   }
 }
-
-/** The pid record could name a reused pid: only a process running the haproxy executable is ours. */
-function isHaproxy(pid: number, bin: string): boolean {
-  try {
-    const exe = fs.readlinkSync(`/proc/${pid}/exe`)
-    return path.basename(exe) === path.basename(bin) || exe === bin
-  } catch {
-    return false
-  }
-}
-
