@@ -4,9 +4,11 @@
 import { problem } from '../errors.js'
 import { checkNoNul, checkUrlChars } from './text.js'
 import { COMMAND_ROLES, type CommandMap } from '../releases/kinds.js'
+import { limitsSetting, type LimitSettings } from './limits-settings.js'
 import { proxySetting, type ProxySettings } from './proxy-settings.js'
 
 export { DEFAULT_PROXY, type ProxySettings } from './proxy-settings.js'
+export type { LimitSettings } from './limits-settings.js'
 
 
 export interface AppSettings {
@@ -45,6 +47,8 @@ export interface AppSettings {
    * dashboard derives it from proxy.listen, if any. Only shown and linked, never fetched by berth.
    */
   publicUrl: string | null
+  /** Memory, CPU and task ceilings of the app's processes (isolation/limits.ts enforces them); null: none. */
+  limits: LimitSettings | null
   restart: {
     /** First backoff delay; doubles up to maxDelayMs. */
     initialDelayMs: number
@@ -75,6 +79,7 @@ export const DEFAULT_SETTINGS: AppSettings = {
   commands: {},
   proxy: null,
   publicUrl: null,
+  limits: null,
   restart: { initialDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 5 * 60_000, rollbackWithinMs: 10 * 60_000 },
 }
 
@@ -184,6 +189,7 @@ export function mergeSettings(current: AppSettings, patch: Record<string, unknow
       }
       case 'proxy': next.proxy = proxySetting(v, current.proxy); break
       case 'publicUrl': next.publicUrl = publicUrl(v); break
+      case 'limits': next.limits = limitsSetting(v, current.limits); break
       default:
         throw problem('VALIDATION_FAILED', `Unknown setting "${k}".`)
     }
