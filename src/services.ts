@@ -25,6 +25,7 @@ import { Edge } from './edge/edge.js'
 import { Fallback } from './edge/fallback.js'
 import { AccessLog } from './edge/access-log.js'
 import { FrontDoor } from './edge/front.js'
+import { AppLimits } from './isolation/limits.js'
 import { openVault } from './secrets/open.js'
 import type { EnvVault } from './secrets/env-vault.js'
 import { detectKind, type ReleaseKind } from './releases/kinds.js'
@@ -57,6 +58,8 @@ export interface Services {
   /** App environments, sealed with the key ring outside berth.db. */
   vault: EnvVault
   deployments: DeploymentStore
+  /** Each app's memory, CPU and task ceilings (its cgroup), what the host can enforce, usage and OOM kills. */
+  limits: AppLimits
   supervisor: Supervisor
   /** Slot state: which instance of each proxied app is live, which standby, their ports, the proxy's route. */
   instances: Instances
@@ -148,10 +151,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     const r = releases.get(app, id)
     return r?.kind ?? detectKind(paths.release(app, id), releaseName(paths.release(app, id), app), r?.version ?? '')
   }
+  // RLIMIT_NPROC caps a uid, so tasksMax falls back to it only where each app has a uid of its own.
+  // TODO(isolation core): perAppUid from isolation/users.ts's state (mode === 'on').
+  const limits = new AppLimits({ log: log.child({ component: 'limits' }), limitsOf: (app) => apps.settings(app).limits, perAppUid: () => false })
   const distPorts = new DistPorts(paths, config.distPorts, log)
   // The one owner of slot state (live and standby instances, their ports, the proxy's route): asked by all.
   const instances = new Instances({ db, paths, log, ports: config.instancePorts })
-  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances, oomKills: (app) => limits.oomKills(app) })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   // Only with an edge: its port (edge/log-port) is what the edge's config sends the lines to.
@@ -167,6 +173,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const front = new FrontDoor(proxy, edge)
   events.subscribe((e) => {
     if (e.action !== 'settings.update') return
+    // New limits reach a running node at once when it is in its cgroup, else from its next start; a field the
+    // host cannot enforce is logged here and answered as a warning by PUT settings.
+    limits.ensure(e.app)
     const p = apps.settings(e.app).proxy
     // A hostname an app gives up loses its certificate with the change, not at some later deploy.
     certificates.retain(e.app, p?.hosts ?? []).catch((err: unknown) => log.error({ err, app: e.app }, 'the certificates of hostnames the app gave up could not be removed'))
@@ -201,6 +210,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     apps,
     vault,
     deployments,
+    limits,
     supervisor,
     instances,
     proxy,
@@ -274,6 +284,10 @@ export async function prepareDaemon(s: Services): Promise<void> {
   await sweepDebris(s)
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
+  // What the host offers, said once at start; each app's cgroup made now, so usage shows before its next start.
+  const support = s.limits.detect()
+  s.log.info({ via: support.via, why: support.reason }, 'app resource limits')
+  for (const { name } of s.releases.apps()) s.limits.ensure(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), releaseName(s.paths.release(r.app, r.id), r.app), r.version))
   s.rpc.recover()
   s.sessions.recover()

@@ -1075,6 +1075,7 @@ export interface components {
             proxy?: null | components["schemas"]["ProxyStatus"];
             /** @description The app on the host's shared edge; null when the host runs no edge (BERTH_EDGE_HTTP) or the app has no hostnames. */
             edge?: null | components["schemas"]["AppEdge"];
+            limits?: components["schemas"]["Limits"];
         };
         AppEdge: {
             /** @description The proxy.hosts setting (what the next deploy routes), or the hostnames the edge still routes when the setting has none. */
@@ -1236,6 +1237,60 @@ export interface components {
             };
             /** @description Where users reach the app: an http:// or https:// URL without user or password, e.g. `https://shop.example.com/` (DNS names and load balancers berth cannot know of). The dashboard links to it. null (the default): the dashboard links to `proxy.listen` (`0.0.0.0` and `[::]` replaced by the host the dashboard is opened on), or to nothing without the proxy. berth never fetches it. A bad value answers 400 VALIDATION_FAILED with `field: publicUrl`. */
             publicUrl?: string | null;
+            /** @description Ceilings on the app's processes together (its node, migrations, rpc and consoles): enforced through the app's own cgroup (v2 below berth's delegated cgroup, e.g. systemd's `Delegate=yes`; else berth's cgroups of the v1 memory, cpu and pids hierarchies), or tasksMax alone through RLIMIT_NPROC when each app runs as its own user. null (the default): none. Fields not given keep their value; a field set to null lifts that ceiling, and all four null is null. A bad value answers 400 VALIDATION_FAILED with `field` (e.g. `limits.memoryMax`). A field the host cannot enforce is still saved, and the answer to PUT says so in `warnings`; `GET /v1/apps/{app}` shows `limits.notEnforced` with why. Changes reach a running node at once when it runs in its cgroup, else from its next start. */
+            limits?: null | {
+                /**
+                 * @description Bytes of memory (the kernel's count: anonymous memory and page cache) beyond which the kernel's OOM killer kills the app's largest process, its BEAM; berth then reports the node's exit as `out of memory under its limit (memoryMax N bytes; …)`. A number of bytes, or a size such as "512M" or "2G" (K, M, G, T: powers of 1024), stored as bytes; at least 4M. Under cgroup v1 it caps RAM only: with swap on, the app may page beyond it.
+                 * @example 536870912
+                 */
+                memoryMax?: number | string | null;
+                /** @description Relative share of CPU time when apps compete (cgroup v2 cpu.weight; 100 is the default every process has; v1 cpu.shares = weight × 1024 / 100). */
+                cpuWeight?: number | null;
+                /** @description Hard ceiling on CPU time in percent of one core: 150 is one and a half cores (over a 100 ms period). */
+                cpuQuota?: number | null;
+                /** @description Processes and threads together (a BEAM alone runs 20 to 40 threads); fork and thread creation fail beyond it. */
+                tasksMax?: number | null;
+            };
+        };
+        /** @description An app's limits as this host enforces them, and its usage. */
+        Limits: {
+            /** @description The app's limits setting. */
+            settings: null | {
+                memoryMax: number | null;
+                cpuWeight: number | null;
+                cpuQuota: number | null;
+                tasksMax: number | null;
+            };
+            /** @description What this host offers (cgroup v2, cgroup v1, rlimits or nothing) and why, in a sentence an operator can act on; said whatever the app asks for. */
+            hostSupport: string;
+            /**
+             * @description How the enforced limits are enforced; null when none is.
+             * @enum {string|null}
+             */
+            via: "cgroup2" | "cgroup1" | "rlimit" | null;
+            /** @description The fields of the setting the host enforces, with their values. */
+            enforced: {
+                memoryMax?: number;
+                cpuWeight?: number;
+                cpuQuota?: number;
+                tasksMax?: number;
+            };
+            /** @description Every field of the setting that is not enforced, with why. */
+            notEnforced: {
+                /** @enum {string} */
+                field: "memoryMax" | "cpuWeight" | "cpuQuota" | "tasksMax";
+                reason: string;
+            }[];
+            /** @description What the app's cgroup counts now; null when it has none (no limits, or no cgroups here). */
+            usage: null | {
+                memoryBytes: number | null;
+                /** @description Processes and threads. */
+                tasks: number | null;
+                /** @description CPU time used since the cgroup was made. */
+                cpuUsageUsec: number | null;
+            };
+            /** @description OOM kills the kernel made in the app's cgroup since it was made; null without a memory cgroup. */
+            oomKills: number | null;
         };
         EnvNames: {
             names: string[];
@@ -2218,13 +2273,15 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The settings after the change. */
+            /** @description The settings after the change. `warnings`, only when there are any: what was saved but does not take effect here, e.g. `limits.memoryMax is not enforced: …` on a host without cgroups berth may use. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Settings"];
+                    "application/json": components["schemas"]["Settings"] & {
+                        warnings?: string[];
+                    };
                 };
             };
             /** @description VALIDATION_FAILED (a NUL byte in an expression, a control character in healthUrl…), PROXY_SETTING_INVALID, or TARGET_IS_BERTH (healthUrl on berth's own listener). */

@@ -43,6 +43,16 @@ export interface SupervisorDeps {
   distPorts: DistPorts
   /** The owner of slot state: which instance is live, which standby, their ports, the proxy's route. */
   instances: Instances
+  /**
+   * The kernel's count of OOM kills in the app's cgroup (isolation/limits.ts), null without one: an exit
+   * after it grew was the app's memory limit, not a crash of its own. Injected, so supervision imports no limits.
+   */
+  oomKills?(app: string): number | null
+}
+
+/** An exit the kernel caused by enforcing the app's memoryMax; the signal or code is kept for whoever digs. */
+export function oomExitReason(why: string, memoryMax: number | null): string {
+  return `out of memory under its limit (${memoryMax === null ? 'memoryMax' : `memoryMax ${memoryMax} bytes`}; ${why})`
 }
 
 export class Supervisor extends NodeFacade {
@@ -152,7 +162,7 @@ export class Supervisor extends NodeFacade {
   private track(app: string, release: string, pid: number, startTicks: number, child: Handle['child'], inst: InstanceSpec | null = null, role: Handle['role'] = 'live'): Handle {
     let onExit!: (why: string) => void
     const exited = new Promise<string>((resolve) => (onExit = resolve))
-    const l: Handle = { app, release, inst, role, drainUntil: null, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null, bootId: null }
+    const l: Handle = { app, release, inst, role, drainUntil: null, pid, startTicks, child, state: 'starting', startedAt: Date.now(), exited, onExit, poll: null, beam: null, beamSeenAt: 0, stopCause: null, bootId: null, oomKills: this.deps.oomKills?.(app) ?? null }
     if (child) {
       child.on('exit', (code, sig) => this.exitedNow(l, sig ? `killed by ${sig}` : `exited with code ${code}`))
     } else {
@@ -173,9 +183,20 @@ export class Supervisor extends NodeFacade {
     return l
   }
 
-  private exitedNow(l: Handle, why: string): void {
+  /** why, or that the kernel killed it for the app's memory limit when the cgroup's OOM kills grew since its start. */
+  private explainExit(l: Handle, why: string): string {
+    const now = this.deps.oomKills?.(l.app) ?? null
+    const before = l.oomKills
+    // Both instances of a proxied app share its cgroup: the other's mark moves too, so one kill is told once.
+    for (const h of [this.live.get(l.app), this.standby.get(l.app)]) if (h) h.oomKills = now
+    if (now === null || before === null || now <= before) return why
+    return oomExitReason(why, this.deps.apps.settings(l.app).limits?.memoryMax ?? null)
+  }
+
+  private exitedNow(l: Handle, exitWhy: string): void {
     if (l.poll) clearInterval(l.poll)
     l.poll = null
+    const why = this.explainExit(l, exitWhy)
     if (l.role === 'standby') {
       // Never a crash: a starting instance's verification sees it die, a draining one was on its way out.
       if (this.standby.get(l.app) === l) {

@@ -66,6 +66,8 @@ export interface Handle {
   stopCause: string | null
   /** The id of the boot mark its start command printed into the console log; null for an adopted node. */
   bootId: string | null
+  /** The OOM kills of the app's cgroup when this process was started or last checked; null without a cgroup. */
+  oomKills: number | null
 }
 
 export interface SupervisorEvents {

@@ -14,7 +14,7 @@ import { replay } from './replay.js'
 import type { AppData, AuditEvent, Deployment, Session } from './schemas.js'
 import { settingsSection } from './settings.js'
 import { may, onAppPage } from './state.js'
-import { nodeFacts, proxyFacts, publicAddress, servingNow, warningBadges } from './status-view.js'
+import { limitsFacts, nodeFacts, proxyFacts, publicAddress, servingNow, warningBadges } from './status-view.js'
 import { dl, table } from './ui.js'
 import { uploadSection } from './upload.js'
 
@@ -65,11 +65,11 @@ export async function renderAppPage(app: string, { keep = false } = {}): Promise
 
 function statusPanel(data: AppData): HTMLElement {
   const s = data.status
-  const known = new Set(['name', 'current', 'node', 'lastDeployment', 'proxy', 'edge'])
+  const known = new Set(['name', 'current', 'node', 'lastDeployment', 'proxy', 'edge', 'limits'])
   // Fields this page does not know yet (added by a newer berth) are shown as they come, not dropped.
   const extra = Object.entries(s).filter(([k]) => !known.has(k))
   return h('section', { id: 'status', class: 'panel' },
-    dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ['serving now', servingNow(data)], ['public address', publicAddress(data.settings, s) ?? 'unknown: set publicUrl (or the proxy)'], ...nodeFacts(s), ...proxyFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))] as const)]),
+    dl([['current', h('span', { class: 'current-release' }, releaseLabel(data.releases, s.current))], ['serving now', servingNow(data)], ['public address', publicAddress(data.settings, s) ?? 'unknown: set publicUrl (or the proxy)'], ...nodeFacts(s), ...proxyFacts(s), ...limitsFacts(s), ['last deployment', lastDeploymentText(s.lastDeployment)], ...extra.map(([k, v]) => [k, h('code', null, typeof v === 'object' ? JSON.stringify(v) : String(v))] as const)]),
     actions(data))
 }
 

@@ -17,6 +17,9 @@ export function warnings(status: AppStatus): string[] {
   if (status.proxy && status.proxy.state !== 'running') out.push(`proxy ${status.proxy.state}`)
   // Paused on the edge: its users get the maintenance page, on purpose but worth seeing from the overview.
   if (status.edge?.paused) out.push('paused')
+  // A limit asked for and not enforced is never silent; an OOM kill says why the node went down.
+  if (status.limits?.notEnforced.length) out.push('limits not enforced')
+  if (status.limits?.oomKills) out.push(`${status.limits.oomKills} OOM kill${status.limits.oomKills === 1 ? '' : 's'}`)
   return out
 }
 

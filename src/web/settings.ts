@@ -16,6 +16,7 @@ const HINTS: Record<string, string> = {
   healthUrl: 'http:// on loopback that must answer 2xx; empty: none',
   publicUrl: 'where users reach the app (http or https); empty: the first of proxy.hosts, else proxy.listen',
   commands: 'bin/APP subcommands; empty: the default of the release\'s kind',
+  limits: 'JSON, e.g. {"memoryMax": "512M", "cpuQuota": 150, "tasksMax": 1024}; empty: none. The app\'s status says what this host enforces',
   proxy: 'haproxy in front of two instances for zero-downtime switches: on its own listen address and/or on the host\'s shared edge by hostname (hosts)',
 }
 /** Strings where an empty field means null; a setting of unknown type reads its field as JSON when it parses. */
@@ -64,8 +65,9 @@ function build(app: string, settings: Settings, message: string | null): HTMLEle
     if (Object.keys(patch).length === 0) return (error.textContent = 'Nothing changed.')
     save.disabled = true
     try {
-      const saved = await api<Settings>(appPath(app, '/settings'), { method: 'PUT', body: patch })
-      section.replaceWith(build(app, saved, `Saved: ${changedNames(patch).join(', ')}.`))
+      const { warnings, ...saved } = await api<Settings & { warnings?: string[] }>(appPath(app, '/settings'), { method: 'PUT', body: patch })
+      // Saved, but not (all) in effect here, e.g. a limit the host cannot enforce: said with the result.
+      section.replaceWith(build(app, saved, `Saved: ${changedNames(patch).join(', ')}.${warnings?.length ? ` But: ${warnings.join(' ')}` : ''}`))
     } catch (err) {
       save.disabled = false
       error.textContent = problemText(err)

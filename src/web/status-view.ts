@@ -4,6 +4,7 @@
 import { h } from './dom.js'
 import { healthText, instanceText, publicUrl, releaseLabel, uptimeText, warnings } from './facts.js'
 import { duration, stateText } from './format.js'
+import { enforcementText, limitsText, usageText } from './limits-facts.js'
 import type { AppData, AppStatus, NodeStatus, Settings } from './schemas.js'
 
 type Fact = readonly [string, Node | string | number]
@@ -29,6 +30,20 @@ export function proxyFacts(status: AppStatus): Fact[] {
     ['live instance', h('span', { class: 'proxy-live' }, p.live ? instanceText(p.live) : 'none')],
     p.starting ? ['starting instance', h('span', { class: 'proxy-starting' }, instanceText(p.starting))] : null,
     p.draining ? ['draining instance', h('span', { class: 'proxy-draining' }, `${instanceText(p.draining)} · ${duration(p.draining.remainingMs)} of drain left`)] : null,
+  ]
+  return facts.filter((f): f is Fact => f !== null)
+}
+
+/** The limits asked for, how they are enforced (or why not), and usage; nothing for a berth without them. */
+export function limitsFacts(status: AppStatus): Fact[] {
+  const l = status.limits
+  if (!l) return []
+  const usage = usageText(l)
+  const facts: (Fact | null)[] = [
+    ['limits', h('span', { class: 'limits', title: l.hostSupport }, `${limitsText(l.settings)} (${enforcementText(l)})`)],
+    ...l.notEnforced.map((n): Fact => [`${n.field} not enforced`, h('span', { class: 'limits-not-enforced bad' }, n.reason)]),
+    usage ? ['usage', h('span', { class: 'limits-usage' }, usage)] : null,
+    l.oomKills ? ['OOM kills', h('span', { class: 'limits-oom bad' }, String(l.oomKills))] : null,
   ]
   return facts.filter((f): f is Fact => f !== null)
 }

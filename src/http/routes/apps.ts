@@ -50,6 +50,7 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
       proxy: proxyView(services, name, node),
       // Its hostnames on the shared edge, for every token that may read the app (GET /v1/edge is admin only).
       edge: appEdgeView(services.edge, name, services.apps.settings(name).proxy),
+      limits: services.limits.view(name),
     }
   })
 
@@ -71,7 +72,9 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
     if (failed) {
       throw problem('SETTINGS_NOT_COPIED', `The settings of "${name}" are saved in berth.db and in effect, but apps/${name}/settings.json could not be written (${failed}), so a lost database would lose them. Fix the cause (disk space, permissions) and PUT them again.`, { settings: saved })
     }
-    return saved
+    // Saved either way, but never silently ignored: a limit this host cannot enforce is said with why.
+    const warnings = 'limits' in patch ? services.limits.ensure(name).notEnforced.map((n) => `limits.${n.field} is not enforced: ${n.reason}`) : []
+    return warnings.length ? { ...saved, warnings } : saved
   })
 
   ctx.route(app, 'getEnv', async (request) => {
