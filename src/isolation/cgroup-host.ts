@@ -51,11 +51,11 @@ function read(file: string): string | null {
   }
 }
 
-/** null when the directory may be written, else the reason (EROFS on a read-only mount, EACCES, ENOENT). */
-function notWritable(dir: string): string | null {
+/** null when the file or directory may be written, else the reason (EROFS on a read-only mount, EACCES, ENOENT). */
+function notWritable(p: string): string | null {
   try {
-    fs.accessSync(dir, fs.constants.W_OK)
-    return fs.statSync(dir).isDirectory() ? null : 'ENOTDIR'
+    fs.accessSync(p, fs.constants.W_OK)
+    return null
   } catch (err) {
     return errCode(err)
   }
