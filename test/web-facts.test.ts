@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { healthText, instanceText, lastDeploymentText, publicUrl, releaseLabel, uptimeText, warnings } from '../src/web/facts.js'
-import type { AppStatus, Deployment, NodeStatus, Release } from '../src/web/schemas.js'
+import { enforcementText, limitsText, usageText } from '../src/web/limits-facts.js'
+import type { AppStatus, Deployment, Limits, NodeStatus, Release } from '../src/web/schemas.js'
 
 const node = (over: Partial<NodeStatus> = {}): NodeStatus => ({ state: 'running', release: 'r1', pid: 10, beamPid: 11, startedAt: null, uptimeMs: 1000, restarts: 0, lastExit: null, ...over })
 const status = (over: Partial<AppStatus> = {}): AppStatus => ({ name: 'hello', current: 'r1', node: node(), lastDeployment: null, ...over })
@@ -70,4 +71,18 @@ test('the shared edge: a paused app is flagged, and its first hostname is where 
   // The publicUrl setting still wins; an app only on the edge has no listener to fall back to.
   assert.equal(publicUrl({ publicUrl: 'https://x.test/' } as never, status({ edge }), 'h')!.from, 'publicUrl setting')
   assert.equal(publicUrl(null, status({ proxy: { ...proxy, listen: null } }), 'h'), null)
+})
+
+test('limits: what is asked, how it is enforced or that it is not, usage beside the ceiling, OOM kills as a warning', () => {
+  const MiB = 1024 ** 2
+  const settings = { memoryMax: 512 * MiB, cpuWeight: 50, cpuQuota: 150, tasksMax: 1024 }
+  const limits = (over: Partial<Limits> = {}): Limits => ({ settings, hostSupport: 'cgroup v1: …', via: 'cgroup1', enforced: settings, notEnforced: [], usage: { memoryBytes: 120 * MiB, tasks: 35, cpuUsageUsec: 12_000_000 }, oomKills: 0, ...over })
+  assert.equal(limitsText(settings), 'memory 512.0 MiB · 1.5 cores · CPU weight 50 · 1024 tasks')
+  assert.equal(limitsText(null), 'none')
+  assert.equal(enforcementText(limits()), 'memoryMax, cpuWeight, cpuQuota, tasksMax through cgroup v1')
+  assert.equal(enforcementText(limits({ via: null, enforced: {} })), 'none enforced here')
+  assert.equal(enforcementText(limits({ settings: null, enforced: {} })), 'no limits set')
+  assert.match(usageText(limits())!, /^memory 120\.0 MiB of 512\.0 MiB · 35 tasks · CPU 12/)
+  assert.equal(usageText(limits({ usage: null })), null)
+  assert.deepEqual(warnings(status({ limits: limits({ oomKills: 2, notEnforced: [{ field: 'cpuQuota', reason: 'no cpu hierarchy' }] }) })), ['limits not enforced', '2 OOM kills'])
 })
