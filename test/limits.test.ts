@@ -240,6 +240,38 @@ describe('through the API', () => {
     }
   })
 
+  test('a node whose cgroup counted an OOM kill while it ran is reported as out of memory under its limit, not as a crash', { timeout: 120_000 }, async () => {
+    const d = await startDaemon()
+    const app = `lim-sup-${process.pid}`
+    const json = { 'content-type': 'application/json' }
+    const { limits } = d.server.services
+    // The kernel's counter stands in here (the node runs in no cgroup until the launcher puts it there);
+    // the supervisor reads it through the dep services.ts gives it, as it will the real one.
+    let kills = 0
+    limits.oomKills = () => kills
+    try {
+      await call(`${d.url}/v1/apps/${app}/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: '0' }) })
+      const put = await call(`${d.url}/v1/apps/${app}/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ releaseName: 'hello', stableWindowMs: 200, limits: { memoryMax: '1G' }, restart: { initialDelayMs: 60_000, maxDelayMs: 60_000, maxRestarts: 5, windowMs: 60_000, rollbackWithinMs: 0 } }) })
+      assert.equal(put.status, 200, put.text)
+      const res = await upload(d.url, app, fs.readFileSync((await fixture('v1')).tarball), { token: d.adminToken, query: 'deploy=true' })
+      assert.equal(res.body.deployment?.state, 'succeeded', res.text)
+      const beam = (await call(`${d.url}/v1/apps/${app}`, { token: d.adminToken })).body.node.beamPid as number
+      // What the OOM killer does: count, then SIGKILL the largest process of the cgroup, the BEAM.
+      kills = 1
+      process.kill(beam, 'SIGKILL')
+      const lastExit = await until('the exit is recorded', async () => {
+        const s = (await call(`${d.url}/v1/apps/${app}`, { token: d.adminToken })).body
+        return s.node.pid === null && typeof s.node.lastExit === 'string' ? s.node.lastExit as string : null
+      }, 30_000, 100)
+      assert.match(lastExit, new RegExp(`out of memory under its limit \\(memoryMax ${1024 ** 3} bytes; (exited with code \\d+|killed by SIG[A-Z]+)\\)$`))
+      const events = (await call(`${d.url}/v1/apps/${app}/events?limit=50`, { token: d.adminToken })).body.events as { action: string; detail: { why?: string } | null }[]
+      assert.ok(events.some((e) => e.action === 'node.exit' && e.detail?.why?.startsWith('out of memory under its limit (memoryMax')), JSON.stringify(events.map((e) => [e.action, e.detail])))
+    } finally {
+      await d.stop()
+      limits.remove(app)
+    }
+  })
+
   // Needs the launcher (src/isolation/launch.ts, the isolation core) to put the node into the app's cgroup.
   const launcher = fs.existsSync(path.join(REPO, 'src', 'isolation', 'launch.ts'))
   test('a node that allocates beyond memoryMax is killed by the kernel and reported as out of memory under its limit', { skip: launcher ? false : 'needs the isolation core', timeout: 180_000 }, async () => {

@@ -88,7 +88,7 @@ function probeV2(p: HostProbe, entries: ReturnType<typeof parseProcCgroup>): { h
     return { host: null, why: `cgroup v2 (${mount}) offers berth's cgroup ${rel} none of memory, cpu and pids${offered.length ? ` (only ${offered.join(', ')})` : ''}: they are bound to cgroup v1 hierarchies or not delegated` }
   }
   const denied = notWritable(own) ?? notWritable(path.join(own, 'cgroup.subtree_control'))
-  if (denied) return { host: null, why: `berth's cgroup v2 ${own} cannot be written (${denied}): run berth under systemd with Delegate=yes (the shipped berth.service has it), or as root` }
+  if (denied) return { host: null, why: `berth's cgroup v2 ${own} cannot be written (${denied}): under systemd, give berth.service Delegate=yes and ProtectControlGroups=no (which mounts the cgroup file system read-only, EROFS)` }
   return { host: { own, mount, controllers }, why: '' }
 }
 
