@@ -21,6 +21,8 @@ export const LAYERS: string[][] = [
   ['instances'],
   ['auth', 'secrets'],
   ['apps', 'releases'],
+  // Each app's uid, its launcher and its resource limits (read from its settings); supervision is told by injection.
+  ['isolation'],
   ['intake'],
   ['webhooks'],
   // The shared edge: its haproxy, certificates (custom and ACME), access logs; told its routes by injection.

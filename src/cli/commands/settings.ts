@@ -1,6 +1,7 @@
 // `berth settings APP [get [KEY...] | set KEY=VALUE...]`: the app's deploy and supervision settings, shown
 // and changed as dotted keys (restart.maxRestarts=3) with JSON values, so what `get` prints `set` takes back.
 
+import { LIMIT_FIELDS } from '../../apps/limits-settings.js'
 import { DEFAULT_PROXY, DEFAULT_SETTINGS } from '../../apps/settings.js'
 import { COMMAND_ROLES } from '../../releases/kinds.js'
 import { UsageError } from '../usage.js'
@@ -30,13 +31,13 @@ type Settings = Record<string, unknown>
 
 /**
  * Every setting the server takes, from its defaults (so a new setting cannot be missing from the help): nested
- * ones as NAME.{A,B}. The two whose default holds no keys to read are spelled out from their own definitions:
- * commands (roles of the command map, {} by default) and proxy (null by default; listen plus its defaults).
+ * ones as NAME.{A,B}. Those whose default holds no keys to read are spelled out from their own definitions:
+ * commands (roles of the command map, {} by default), proxy (null by default; listen plus its defaults) and limits.
  */
 export function settingNames(): string {
   return Object.entries(DEFAULT_SETTINGS)
     .map(([name, value]) => {
-      const keys = name === 'commands' ? [...COMMAND_ROLES] : name === 'proxy' ? ['listen', ...Object.keys(DEFAULT_PROXY)] : isObject(value) ? Object.keys(value) : []
+      const keys = name === 'commands' ? [...COMMAND_ROLES] : name === 'proxy' ? ['listen', ...Object.keys(DEFAULT_PROXY)] : name === 'limits' ? [...LIMIT_FIELDS] : isObject(value) ? Object.keys(value) : []
       return keys.length ? `${name}.{${keys.join(',')}}` : name
     })
     .join(', ')
@@ -104,6 +105,9 @@ async function settingsCommand(argv: string[], env: NodeJS.ProcessEnv = process.
       const changed = args.map((a) => a.slice(0, a.indexOf('=')))
       const flat = flatten(answer).filter(([key]) => changed.some((k) => key === k || key.startsWith(`${k}.`)))
       process.stdout.write(flat.map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join(''))
+      // Saved but not in effect here, e.g. a limit the host cannot enforce: said, on stderr.
+      const warnings = Array.isArray(answer.warnings) ? answer.warnings : []
+      for (const w of warnings) process.stderr.write(`warning: ${String(w)}\n`)
       return 0
     }
     default:
