@@ -106,6 +106,7 @@ test('cgroup v2 (as files: this machine has no delegated v2): berth moves into a
   fs.writeFileSync(path.join(own, 'cgroup.controllers'), 'cpu memory pids\n')
   fs.writeFileSync(path.join(own, 'cgroup.subtree_control'), '\n')
   fs.writeFileSync(path.join(own, 'cgroup.procs'), '4242\n')
+  fs.writeFileSync(path.join(own, 'cgroup.type'), 'domain\n')
   fs.writeFileSync(path.join(root, 'self'), '0::/system.slice/berth.service\n')
   const limits = new AppLimits({ log, limitsOf: () => null, cgroupRoot: root, procSelfCgroup: path.join(root, 'self') })
   assert.equal(limits.detect().via, 'cgroup2')

@@ -21,7 +21,7 @@ export interface CgroupHost {
   reason: string
   fields: Record<LimitField, FieldSupport>
   /** cgroup2: berth's own cgroup (absolute directory), which the apps' cgroups go below. */
-  v2: { own: string; mount: string; controllers: string[] } | null
+  v2: { own: string; controllers: string[] } | null
   /** cgroup1: berth's own directory in each usable hierarchy. */
   v1: Partial<Record<V1Controller, string>> | null
 }
@@ -89,7 +89,7 @@ function probeV2(p: HostProbe, entries: ReturnType<typeof parseProcCgroup>): { h
   }
   const denied = notWritable(own) ?? notWritable(path.join(own, 'cgroup.subtree_control'))
   if (denied) return { host: null, why: `berth's cgroup v2 ${own} cannot be written (${denied}): under systemd, give berth.service Delegate=yes and ProtectControlGroups=no (which mounts the cgroup file system read-only, EROFS)` }
-  return { host: { own, mount, controllers }, why: '' }
+  return { host: { own, controllers }, why: '' }
 }
 
 /** cgroup v1: berth's own directory in each hierarchy it needs, where it can make directories. */

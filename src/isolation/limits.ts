@@ -114,6 +114,13 @@ export class AppLimits implements LaunchLimits {
     const key = JSON.stringify(limits)
     const done = this.applied.get(app)
     if (done && done.key === key && done.dirs.every(exists)) return done.result
+    // An app that never had limits from this berth leaves the cgroup file system alone: a cgroup of its name
+    // is not its to reset (another berth in the same cgroup, as test daemons side by side, may use it).
+    if (limits === null && (!done || done.key === 'null')) {
+      const none: LimitsResult = { via: null, enforced: {}, notEnforced: [] }
+      this.applied.set(app, { key, result: none, dirs: [] })
+      return none
+    }
     const result = this.apply(app, limits)
     const log = this.deps.log.child({ app })
     if (result.notEnforced.length) log.warn({ via: result.via, notEnforced: result.notEnforced }, 'some resource limits of the app cannot be enforced here')
@@ -192,6 +199,7 @@ export class AppLimits implements LaunchLimits {
    * Enables memory, cpu and pids for the children of berth's own cgroup. cgroup v2 lets a cgroup do that
    * only while no process is in it (the root excepted), so berth first moves the processes of its own
    * cgroup (itself, and what it started: haproxy, nodes without limits) into the leaf `berth` beside them.
+   * Only the host's root cgroup has no cgroup.type; a container's root (cgroup namespace) has one and the rule.
    */
   private delegateV2(v2: NonNullable<CgroupHost['v2']>): string | null {
     const control = path.join(v2.own, 'cgroup.subtree_control')
@@ -199,7 +207,7 @@ export class AppLimits implements LaunchLimits {
     try {
       const missing = v2.controllers.filter((c) => !enabled().includes(c))
       if (missing.length === 0) return null
-      if (v2.own !== v2.mount) {
+      if (fs.existsSync(path.join(v2.own, 'cgroup.type'))) {
         const pids = fs.readFileSync(path.join(v2.own, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
         if (pids.length > 0) {
           const leaf = path.join(v2.own, V2_LEAF)
@@ -281,8 +289,10 @@ export class AppLimits implements LaunchLimits {
     return { settings: this.deps.limitsOf(app), hostSupport: this.host.reason, ...result, usage: this.usage(app), oomKills: this.oomKills(app) }
   }
 
+  /** The app's cgroups this berth applied limits to and that still exist (only those: see ensure). */
   private existingDirs(app: string): Partial<Record<DirKey, string>> | null {
-    const dirs = Object.fromEntries(Object.entries(this.dirsOf(app)).filter(([, d]) => exists(d))) as Partial<Record<DirKey, string>>
+    const mine = this.applied.get(app)?.dirs ?? []
+    const dirs = Object.fromEntries(Object.entries(this.dirsOf(app)).filter(([, d]) => mine.includes(d) && exists(d))) as Partial<Record<DirKey, string>>
     return Object.keys(dirs).length ? dirs : null
   }
 
