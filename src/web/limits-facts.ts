@@ -31,7 +31,7 @@ export function usageText(l: Limits): string | null {
   if (!u) return null
   const max = (l.settings as Asked | null)?.memoryMax ?? null
   const parts = [
-    u.memoryBytes !== null ? `memory ${bytes(u.memoryBytes)}${max !== null ? ` of ${bytes(max)}` : ''}` : null,
+    u.memoryBytes !== null ? `memory ${u.memoryBytes ? bytes(u.memoryBytes) : '0 B'}${max !== null ? ` of ${bytes(max)}` : ''}` : null,
     u.tasks !== null ? `${u.tasks} tasks` : null,
     u.cpuUsageUsec !== null ? `CPU ${duration(Math.round(u.cpuUsageUsec / 1000))}` : null,
   ]
