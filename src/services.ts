@@ -166,6 +166,16 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   // Every process of an app's code starts through the launcher: as the app's uid when isolation is on.
   const launcher = new AppLauncher({ state: isolation, users: new AppUsers(paths, config.appUids, log), setpriv: SETPRIV_CANDIDATES.find((f) => fsSync.existsSync(f)) ?? null })
   const appDirs = new AppDirs({ paths, launcher, log })
+  // An app that appears (its first upload, env or settings) gets its gate and its user at once, not at its
+  // first start: until then its directory would be berth's group's only, or, made by a plain mkdir, everyone's.
+  events.subscribe((e) => {
+    if (!e.app || !launcher.isolated || !fsSync.existsSync(paths.app(e.app))) return
+    try {
+      appDirs.prepare(e.app)
+    } catch (err) {
+      log.error({ err, app: e.app }, "the app's directory could not be given to its user; its next start tries again")
+    }
+  })
   // The one owner of slot state (live and standby instances, their ports, the proxy's route): asked by all.
   const instances = new Instances({ db, paths, log, ports: config.instancePorts })
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances, launcher, dirs: appDirs })
