@@ -17,12 +17,13 @@ export const LAYERS: string[][] = [
   // OS processes; the per-app haproxy (which asks for its routes through an injected function); the slot
   // state that owns those routes, and which reads a lost route back from haproxy's config.
   ['process'],
+  // Each app's uid, its launcher (the argv every process of the app starts with), the ownership of its
+  // directories, and its resource limits' cgroups; the limits are read from the settings by injection.
+  ['isolation'],
   ['proxy'],
   ['instances'],
   ['auth', 'secrets'],
   ['apps', 'releases'],
-  // Each app's uid, its launcher and its resource limits (read from its settings); supervision is told by injection.
-  ['isolation'],
   ['intake'],
   ['webhooks'],
   // The shared edge: its haproxy, certificates (custom and ACME), access logs; told its routes by injection.

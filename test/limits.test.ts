@@ -15,7 +15,7 @@ import { isBerthError } from '../src/errors.js'
 import { AppLimits } from '../src/isolation/limits.js'
 import { oomExitReason } from '../src/supervision/supervisor.js'
 import { startDaemon } from './helpers/daemon.js'
-import { fixture, REPO } from './helpers/fixtures.js'
+import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
 
@@ -273,9 +273,8 @@ describe('through the API', () => {
     }
   })
 
-  // Needs the launcher (src/isolation/launch.ts, the isolation core) to put the node into the app's cgroup.
-  const launcher = fs.existsSync(path.join(REPO, 'src', 'isolation', 'launch.ts'))
-  test('a node that allocates beyond memoryMax is killed by the kernel and reported as out of memory under its limit', { skip: launcher ? false : 'needs the isolation core', timeout: 180_000 }, async () => {
+  // The launcher (isolation/launch.ts) puts the node, and everything of the app, into the app's cgroups.
+  test('a node that allocates beyond memoryMax is killed by the kernel and reported as out of memory under its limit', { timeout: 180_000 }, async () => {
     const d = await startDaemon()
     // Its own app name (the release stays hello): cgroups are named by app, and other test files run hello.
     const app = `lim-oom-e2e-${process.pid}`

@@ -2,21 +2,9 @@
 // validation. What enforces them (cgroups, rlimits) is src/isolation/limits.ts; this only says what is asked.
 
 import { problem } from '../errors.js'
+import { LIMIT_FIELDS, type LimitSettings } from '../isolation/limit-fields.js'
 
-/** null in a field: no ceiling of that kind. The setting itself is null when no field is set. */
-export interface LimitSettings {
-  /** Bytes of memory the app's processes together may use before the kernel kills one (its BEAM). */
-  memoryMax: number | null
-  /** Relative share of CPU time under contention, 1 to 10000 (cgroup v2's cpu.weight; 100 is everyone's default). */
-  cpuWeight: number | null
-  /** Hard ceiling in percent of one core: 150 is one and a half cores. */
-  cpuQuota: number | null
-  /** Processes and threads together; a BEAM alone runs some 20 to 40 threads, so less than 16 could never boot. */
-  tasksMax: number | null
-}
-
-export const LIMIT_FIELDS = ['memoryMax', 'cpuWeight', 'cpuQuota', 'tasksMax'] as const
-export type LimitField = (typeof LIMIT_FIELDS)[number]
+export { LIMIT_FIELDS, type LimitField, type LimitSettings } from '../isolation/limit-fields.js'
 
 const NO_LIMITS: LimitSettings = { memoryMax: null, cpuWeight: null, cpuQuota: null, tasksMax: null }
 /** Below this not even a shell and run_erl start, so a smaller value is a typo (bytes meant as MiB). */

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import type { LimitField } from '../apps/limits-settings.js'
+import type { LimitField } from './limit-fields.js'
 import type { V1Controller } from './cgroup-host.js'
 
 export interface Knob {

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { LIMIT_FIELDS, type LimitField } from '../apps/limits-settings.js'
+import { LIMIT_FIELDS, type LimitField } from './limit-fields.js'
 
 export type LimitsVia = 'cgroup2' | 'cgroup1' | 'rlimit'
 /** The v1 hierarchies berth uses: cpuacct only to read CPU time where it is mounted apart from cpu. */
@@ -88,7 +88,7 @@ function probeV2(p: HostProbe, entries: ReturnType<typeof parseProcCgroup>): { h
     return { host: null, why: `cgroup v2 (${mount}) offers berth's cgroup ${rel} none of memory, cpu and pids${offered.length ? ` (only ${offered.join(', ')})` : ''}: they are bound to cgroup v1 hierarchies or not delegated` }
   }
   const denied = notWritable(own) ?? notWritable(path.join(own, 'cgroup.subtree_control'))
-  if (denied) return { host: null, why: `berth's cgroup v2 ${own} cannot be written (${denied}): under systemd, give berth.service Delegate=yes and ProtectControlGroups=no (which mounts the cgroup file system read-only, EROFS)` }
+  if (denied) return { host: null, why: `berth's cgroup v2 ${own} cannot be written (${denied}): under systemd, berth.service needs Delegate=cpu memory pids and its cgroup in ReadWritePaths= (ProtectControlGroups=yes mounts the rest read-only: EROFS), as the shipped unit has them` }
   return { host: { own, controllers }, why: '' }
 }
 

@@ -5,19 +5,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { LIMIT_FIELDS, type LimitField, type LimitSettings } from '../apps/limits-settings.js'
+import { LIMIT_FIELDS, type LimitField, type LimitSettings } from './limit-fields.js'
 import { oomKillsIn, v1Knobs, v1Usage, v2Knobs, v2Usage, type Knob, type Usage } from './cgroup-files.js'
 import { probeHost, type CgroupHost, type FieldSupport, type LimitsVia, type V1Controller } from './cgroup-host.js'
+import type { LaunchLimits } from './launch.js'
 
 export type { LimitsVia, Usage }
-
-/** What the launcher needs: where each process of the app must go before it execs the app's code. */
-export interface LaunchLimits {
-  /** cgroup.procs (v2) / cgroup.procs of each v1 controller dir the app's processes must join; [] for none. */
-  procsFiles(app: string): string[]
-  /** e.g. ['--nproc=512:512'] when tasksMax is enforced through rlimits instead; [] for none. */
-  prlimitArgs(app: string): string[]
-}
 
 export interface NotEnforced {
   field: LimitField
