@@ -13,7 +13,8 @@ import type { LimitSettings } from '../src/apps/limits-settings.js'
 import { DEFAULT_SETTINGS, mergeSettings } from '../src/apps/settings.js'
 import { isBerthError } from '../src/errors.js'
 import { AppLimits } from '../src/isolation/limits.js'
-import { oomExitReason } from '../src/supervision/supervisor.js'
+import { explainExit, oomExitReason } from '../src/supervision/oom.js'
+import type { Handle } from '../src/supervision/types.js'
 import { startDaemon } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
@@ -205,8 +206,14 @@ describe('on this machine\'s cgroups', () => {
   })
 })
 
-test('the OOM report names the limit and keeps the signal', () => {
+test('the OOM report names the limit and keeps the signal; one kill is told once for the two instances of an app', () => {
   assert.equal(oomExitReason('exited with code 137', 200 * MiB), `out of memory under its limit (memoryMax ${200 * MiB} bytes; exited with code 137)`)
+  const handle = (oomKills: number | null) => ({ oomKills }) as Handle
+  const [live, standby] = [handle(2), handle(2)]
+  assert.equal(explainExit(standby, 'killed by SIGKILL', 3, [live, standby], () => 64 * MiB), `out of memory under its limit (memoryMax ${64 * MiB} bytes; killed by SIGKILL)`)
+  assert.equal(explainExit(live, 'exited with code 1', 3, [live], () => 64 * MiB), 'exited with code 1', 'the standby\'s kill is not the live one\'s')
+  assert.equal(explainExit(handle(null), 'exited with code 1', 1, [], () => null), 'exited with code 1', 'started outside any cgroup')
+  assert.equal(explainExit(handle(0), 'exited with code 1', null, [], () => null), 'exited with code 1', 'its cgroup is gone')
 })
 
 describe('through the API', () => {

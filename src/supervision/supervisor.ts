@@ -24,6 +24,7 @@ import { nodeName, type DistPorts } from './distribution.js'
 import { markedStartCommand } from './log-lines.js'
 import { NodeFacade } from './facade.js'
 import { NodeRuns } from './node-runs.js'
+import { explainExit } from './oom.js'
 import type { Handle, InstanceDirs, InstanceSpec, NodeState, NodeStatus, StandbyStatus, SupervisorEvents } from './types.js'
 import { verifyNode } from './verify.js'
 
@@ -53,11 +54,6 @@ export interface SupervisorDeps {
    * after it grew was the app's memory limit, not a crash of its own.
    */
   oomKills?(app: string): number | null
-}
-
-/** An exit the kernel caused by enforcing the app's memoryMax; the signal or code is kept for whoever digs. */
-export function oomExitReason(why: string, memoryMax: number | null): string {
-  return `out of memory under its limit (${memoryMax === null ? 'memoryMax' : `memoryMax ${memoryMax} bytes`}; ${why})`
 }
 
 export class Supervisor extends NodeFacade {
@@ -201,20 +197,10 @@ export class Supervisor extends NodeFacade {
     return l
   }
 
-  /** why, or that the kernel killed it for the app's memory limit when the cgroup's OOM kills grew since its start. */
-  private explainExit(l: Handle, why: string): string {
-    const now = this.deps.oomKills?.(l.app) ?? null
-    const before = l.oomKills
-    // Both instances of a proxied app share its cgroup: the other's mark moves too, so one kill is told once.
-    for (const h of [this.live.get(l.app), this.standby.get(l.app)]) if (h) h.oomKills = now
-    if (now === null || before === null || now <= before) return why
-    return oomExitReason(why, this.deps.apps.settings(l.app).limits?.memoryMax ?? null)
-  }
-
   private exitedNow(l: Handle, exitWhy: string): void {
     if (l.poll) clearInterval(l.poll)
     l.poll = null
-    const why = this.explainExit(l, exitWhy)
+    const why = explainExit(l, exitWhy, this.deps.oomKills?.(l.app) ?? null, [this.live.get(l.app), this.standby.get(l.app)], () => this.deps.apps.settings(l.app).limits?.memoryMax ?? null)
     if (l.role === 'standby') {
       // Never a crash: a starting instance's verification sees it die, a draining one was on its way out.
       if (this.standby.get(l.app) === l) {
