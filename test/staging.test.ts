@@ -125,6 +125,15 @@ describe('two apps of one release on one host', () => {
       const file = path.join(d.dataDir, 'apps', app, 'shared', '.erlang.cookie')
       assert.equal(fs.readFileSync(file, 'utf8'), cookie)
       assert.equal(fs.statSync(file).mode & 0o077, 0, 'the cookie file is for its owner only')
+      // Nowhere in `ps`: every local user reads every command line (the decoy of distribution.ts stands there).
+      const shown = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(cookie!)
+        } catch {
+          return false
+        }
+      })
+      assert.deepEqual(shown, [], `the cookie of ${app} is on no command line`)
     }
     assert.match(seen.storefront!.node, /^storefront@/)
     assert.match(seen['storefront-staging']!.node, /^storefront-staging@/)

@@ -118,6 +118,14 @@ function keep(file: string, cookie: string): void {
   fs.renameSync(tmp, file)
 }
 
+/**
+ * What stands on command lines in place of the cookie. Erlang's auth reads `-setcookie` only when it is given
+ * once; given twice it falls back to $HOME/.erlang.cookie (OTP's auth:init_cookie), the app's own 0400 file.
+ * With apps as separate users that matters: `ps` shows every user every command line, and a cookie seen there
+ * opens the node to anyone who can reach its loopback port.
+ */
+export const DECOY = 'berth-cookie-is-in-HOME'
+
 export interface DistEnv {
   /** Flags for ERL_AFLAGS, after berth's loopback rule and before the app's own. */
   aflags: string[]
@@ -139,10 +147,14 @@ export function distEnv(kind: ReleaseKind, role: 'node' | 'command', port: numbe
     // reads -setcookie from vm.args, so one is added here: with two, Erlang takes neither and reads
     // $HOME/.erlang.cookie, the same cookie (test/staging.test.ts checks the node's). -start_epmd false also
     // keeps the erlexec the script runs to learn the host name from starting an epmd.
-    return { aflags: ['-start_epmd false', `-setcookie ${cookie}`], env: { ERL_DIST_PORT: String(port), RELX_COOKIE: cookie } }
+    // The one added is a decoy (see DECOY): the node's command line, which `ps` shows every local user, never
+    // holds the app's cookie. relx's erl_call commands (pid, stop, rpc) still pass RELX_COOKIE as -c: short-lived.
+    return { aflags: ['-start_epmd false', `-setcookie ${DECOY}`], env: { ERL_DIST_PORT: String(port), RELX_COOKIE: cookie } }
   }
   // Mix (and Distillery, unknown): the start script passes RELEASE_COOKIE as --cookie. A command's node must not
   // listen on the target's port (it could not: the node holds it): -dist_listen false, which also hides it.
-  const aflags = ['-start_epmd false', `-erl_epmd_port ${port}`, ...(role === 'command' ? ['-dist_listen false'] : [])]
-  return { aflags, env: { RELEASE_COOKIE: cookie } }
+  // Its --cookie gets the decoy, and ERL_AFLAGS a second one: with two -setcookie Erlang takes neither and
+  // reads $HOME/.erlang.cookie, the app's (node-runs.ts writes it), so no command line ever shows the cookie.
+  const aflags = ['-start_epmd false', `-erl_epmd_port ${port}`, `-setcookie ${DECOY}`, ...(role === 'command' ? ['-dist_listen false'] : [])]
+  return { aflags, env: { RELEASE_COOKIE: DECOY } }
 }
