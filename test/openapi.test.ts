@@ -112,7 +112,8 @@ test('unknown routes and methods answer with a problem', async () => {
   assert.equal(res.body.code, 'ROUTE_NOT_FOUND')
   assert.equal(res.headers.get('content-type'), 'application/problem+json')
   const health = await call(`${d.url}/healthz`)
-  assert.deepEqual(Object.keys(health.body).sort(), ['status', 'version'])
+  assert.deepEqual(Object.keys(health.body).sort(), ['details', 'status', 'version'])
+  assert.deepEqual(Object.keys(health.body.details.isolation).sort(), ['mode', 'reason'])
 })
 
 test('src/http/api-types.ts, which types the route handlers, is generated from this openapi.yaml', () => {

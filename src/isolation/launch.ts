@@ -3,6 +3,7 @@
 
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import { problem } from '../errors.js'
 import { pdeathsigWrapper } from '../process/proc.js'
 import type { AppUsers, IsolationState } from './users.js'
 
@@ -97,6 +98,6 @@ export class AppLauncher {
   shAsApp(app: string, script: string, args: string[] = [], input?: string): void {
     const l = this.wrap(app, '/bin/sh', ['-c', script, 'berth-fs', ...args])
     const r = spawnSync(l.file, l.args, { input, stdio: ['pipe', 'ignore', 'pipe'], timeout: 30_000, env: { PATH: '/usr/bin:/bin' } })
-    if (r.status !== 0) throw new Error(`as the user of "${app}": ${r.error?.message ?? (r.stderr?.toString().trim() || `exit ${r.status ?? r.signal}`)}`)
+    if (r.status !== 0) throw problem('INTERNAL', `A file operation as the user of "${app}" failed: ${(r.error?.message ?? (r.stderr?.toString().trim() || `exit ${r.status ?? r.signal}`)).slice(0, 300)}`)
   }
 }
