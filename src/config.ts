@@ -76,6 +76,10 @@ export interface Config {
     maxPerApp: number
     keepRecordings: number
   }
+  /** Apps as their own Unix users (BERTH_APP_ISOLATION): auto = wherever berth may switch users. */
+  isolation: 'auto' | 'on' | 'off'
+  /** The uids (= gids) apps get, one each (BERTH_APP_UIDS); see isolation/users.ts. */
+  appUids: { first: number; last: number }
   /** The haproxy executable that fronts apps with the proxy setting on (zero-downtime deploys). */
   haproxy: string
   /** The key ring that seals app environments (secrets/keyring.ts): BERTH_ENV_KEY_FILE, absolute, or null. */
@@ -160,6 +164,8 @@ export const OPTIONS = [
   { env: 'BERTH_ACME_EMAIL', flag: 'acme-email', help: 'contact address of the ACME account (optional)' },
   { env: 'BERTH_ACME_CA_FILE', flag: 'acme-ca-file', help: 'PEM bundle to trust when talking to the ACME server (a private CA, or pebble in tests)' },
   { env: 'BERTH_ACME_RENEW_FRACTION', flag: 'acme-renew-fraction', help: 'renew ACME certificates this far into their lifetime, 0.1 to 0.95 (default 0.667: two thirds)' },
+  { env: 'BERTH_APP_ISOLATION', flag: 'app-isolation', help: "run each app as its own Unix user: auto (default: wherever berth may switch users), on (refuse to start without the privilege), off" },
+  { env: 'BERTH_APP_UIDS', flag: 'app-uids', help: 'the uids (and gids) apps get, one each, FIRST-LAST (default 41000-41999)' },
   { env: 'BERTH_ENV_KEY_FILE', flag: 'env-key-file', help: "key file that encrypts the apps' env values (default: systemd credential berth-env-key, else DATA/keys/env.key)" },
 ] as const
 
@@ -204,6 +210,21 @@ function parsePortRange(raw: string, name = 'BERTH_DIST_PORTS', example = '4370-
   const first = Number(m?.[1])
   const last = Number(m?.[2])
   if (!m || first < 1024 || last > 65535 || first > last) throw new ConfigError(`${name} must be FIRST-LAST, ports from 1024 to 65535 (e.g. ${example}), got "${raw}"`)
+  return { first, last }
+}
+
+function isolationSetting(raw: string | undefined): Config['isolation'] {
+  const v = (raw ?? 'auto').trim().toLowerCase() || 'auto'
+  if (v === 'auto' || v === 'on' || v === 'off') return v
+  throw new ConfigError(`BERTH_APP_ISOLATION must be auto, on or off, got "${v.slice(0, 40)}"`)
+}
+
+/** Above the system's own accounts (1000 on), and not root's group of numbers: 1000 at the least. */
+function uidRange(raw: string): Config['appUids'] {
+  const m = /^(\d{1,10})-(\d{1,10})$/.exec(raw)
+  const first = Number(m?.[1])
+  const last = Number(m?.[2])
+  if (!m || first < 1000 || last > 4_294_967_294 || first > last) throw new ConfigError(`BERTH_APP_UIDS must be FIRST-LAST, uids from 1000 up (e.g. 41000-41999), got "${raw.slice(0, 40)}"`)
   return { first, last }
 }
 
@@ -343,6 +364,8 @@ export function loadConfig(env: Source, flags: Source = {}, cwd = process.cwd())
       keepRecordings: num('BERTH_KEEP_RECORDINGS', 100, 1, 100_000),
     },
     edge,
+    isolation: isolationSetting(get('BERTH_APP_ISOLATION')),
+    appUids: uidRange(get('BERTH_APP_UIDS') || '41000-41999'),
     tls: cert && key ? { cert: path.resolve(cwd, cert), key: path.resolve(cwd, key) } : null,
     limits,
   }

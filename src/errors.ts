@@ -125,6 +125,8 @@ export const catalogue = {
   // server side
   DATABASE_UNREADABLE: [500, 'berth.db is not a readable database'],
   DATA_DIR_EXPOSED: [500, 'The data directory is readable by other users'],
+  ISOLATION_UNAVAILABLE: [500, 'Apps cannot run as their own users here'],
+  APP_UIDS_EXHAUSTED: [503, 'No uid of BERTH_APP_UIDS is free'],
   ENV_KEY_UNAVAILABLE: [500, 'The key that encrypts app environments cannot be read'],
   ENV_KEY_INSECURE: [500, 'The key that encrypts app environments is exposed to other users'],
   ENV_KEY_MISSING: [500, 'The environment was encrypted with a key berth does not have'],

@@ -148,3 +148,22 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     )
   })
 }
+
+/**
+ * Opens for reading a file in a directory the app writes (its console logs under log/SLOT): neither the file nor
+ * its directory may be a link, so a link the app planted cannot make berth (which may be root) read another
+ * app's file or a system file and serve it as this app's log. The directory above (berth's) is trusted; the
+ * descriptor's real path must be exactly the file's under it, which also catches a swap after the open.
+ */
+export function openUnlinked(file: string): number {
+  const fd = fsSync.openSync(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW)
+  try {
+    const dir = path.dirname(file)
+    const expected = path.join(fsSync.realpathSync(path.dirname(dir)), path.basename(dir), path.basename(file))
+    if (fsSync.readlinkSync(`/proc/self/fd/${fd}`) !== expected) throw Object.assign(new Error(`${file} leads elsewhere through a link`), { code: 'ELOOP' })
+    return fd
+  } catch (err) {
+    fsSync.closeSync(fd)
+    throw err
+  }
+}

@@ -1,6 +1,7 @@
 // Wires berth's domain services from the config: database, stores, intake, supervision, deploys, consoles.
 // No Fastify here, so the CLI, the daemon and tests build the same graph; `close` releases what was opened.
 
+import fsSync from 'node:fs'
 import fs from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { expectedReleaseName } from './apps/settings.js'
@@ -16,6 +17,9 @@ import { sweepDebris } from './intake/cleanup.js'
 import { Instances } from './instances/instances.js'
 import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
+import { AppDirs } from './isolation/app-dirs.js'
+import { AppLauncher } from './isolation/launch.js'
+import { AppUsers, decideIsolation, SETPRIV_CANDIDATES } from './isolation/users.js'
 import { Paths } from './paths.js'
 import { ProxyManager } from './proxy/proxy.js'
 import { AcmeManager } from './edge/acme.js'
@@ -44,6 +48,10 @@ import { Webhooks } from './webhooks/webhooks.js'
 
 export interface Services {
   config: Config
+  /** How app processes start: as each app's own uid when isolation is on (isolation/launch.ts). */
+  launcher: AppLauncher
+  /** Who owns what in each app's directory (isolation/app-dirs.ts). */
+  appDirs: AppDirs
   log: Logger
   paths: Paths
   db: Database
@@ -89,10 +97,15 @@ export interface Services {
   close(): void
 }
 
-export async function ensureDataDir(paths: Paths, log: Logger): Promise<void> {
+/**
+ * `isolated`: app users must traverse DATA and DATA/apps to reach their own gate (0751: o+x, no listing); each
+ * app's own directory (berth:APP 0750, isolation/app-dirs.ts) is what keeps the others out.
+ */
+export async function ensureDataDir(paths: Paths, log: Logger, isolated = false): Promise<void> {
   await fs.mkdir(paths.dataDir, { recursive: true, mode: 0o750 })
-  await secureDataDir(paths.dataDir, log)
+  await secureDataDir(paths.dataDir, log, isolated)
   await fs.mkdir(paths.apps, { recursive: true, mode: 0o755 })
+  await fs.chmod(paths.apps, isolated ? 0o751 : 0o755)
   await fs.mkdir(paths.uploads, { recursive: true, mode: 0o700 })
 }
 
@@ -101,10 +114,10 @@ export async function ensureDataDir(paths: Paths, log: Logger): Promise<void> {
  * (releases/COOKIE is 0444 inside a 0555 tree), so a directory made before berth (mkdir with umask 022,
  * an old StateDirectoryMode) must lose its group-write and world bits; mkdir's mode applies only on creation.
  */
-async function secureDataDir(dir: string, log: Logger): Promise<void> {
+async function secureDataDir(dir: string, log: Logger, isolated: boolean): Promise<void> {
   const mode = (await fs.stat(dir)).mode & 0o777
-  if ((mode & 0o027) === 0) return
-  const wanted = mode & 0o750
+  const wanted = (mode & 0o750) | (isolated ? 0o001 : 0)
+  if (mode === wanted || (!isolated && (mode & 0o027) === 0)) return
   try {
     await fs.chmod(dir, wanted)
   } catch (err) {
@@ -123,7 +136,8 @@ export async function openTokenStore(config: Config, log: Logger): Promise<{ db:
 
 export async function createServices(config: Config, log: Logger): Promise<Services> {
   const paths = new Paths(config.dataDir)
-  await ensureDataDir(paths, log)
+  const isolation = decideIsolation(config.isolation, undefined, paths.dataDir)
+  await ensureDataDir(paths, log, isolation.mode === 'on')
   const db = openDatabase(paths.db, log)
   const tokens = new TokenStore(db)
   const tokenWatch = new TokenWatch(tokens, log)
@@ -149,9 +163,22 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     return r?.kind ?? detectKind(paths.release(app, id), releaseName(paths.release(app, id), app), r?.version ?? '')
   }
   const distPorts = new DistPorts(paths, config.distPorts, log)
+  // Every process of an app's code starts through the launcher: as the app's uid when isolation is on.
+  const launcher = new AppLauncher({ state: isolation, users: new AppUsers(paths, config.appUids, log), setpriv: SETPRIV_CANDIDATES.find((f) => fsSync.existsSync(f)) ?? null })
+  const appDirs = new AppDirs({ paths, launcher, log })
+  // An app that appears (its first upload, env or settings) gets its gate and its user at once, not at its
+  // first start: until then its directory would be berth's group's only, or, made by a plain mkdir, everyone's.
+  events.subscribe((e) => {
+    if (!e.app || !launcher.isolated || !fsSync.existsSync(paths.app(e.app))) return
+    try {
+      appDirs.prepare(e.app)
+    } catch (err) {
+      log.error({ err, app: e.app }, "the app's directory could not be given to its user; its next start tries again")
+    }
+  })
   // The one owner of slot state (live and standby instances, their ports, the proxy's route): asked by all.
   const instances = new Instances({ db, paths, log, ports: config.instancePorts })
-  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances })
+  const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances, launcher, dirs: appDirs })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
   const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
   // Only with an edge: its port (edge/log-port) is what the edge's config sends the lines to.
@@ -176,7 +203,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       edge.ensure(e.app, p, instances.routed(e.app)).catch((err: unknown) => log.error({ err, app: e.app }, 'the edge could not apply the new settings; they apply at the next deploy'))
     }
   })
-  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, stepPause: config.testStepPause, instances: supervisor, proxy: front })
+  const deployer = new Deployer({ paths, releases, deployments, apps, events, supervisor, health, log, appDirs, stepPause: config.testStepPause, instances: supervisor, proxy: front })
   const policy = new CrashPolicy({ paths, apps, deployments, events, supervisor, deployer, log })
   const sessions = new SessionManager({
     db,
@@ -193,6 +220,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const rpc = new Rpc({ paths, supervisor, apps, events })
   const webhooks = new Webhooks(db, events, log, { backoffMs: config.webhookBackoffMs, timeoutMs: config.webhookTimeoutMs, maxPerApp: config.maxWebhooksPerApp, allowPrivate: config.webhookAllowPrivate })
   return {
+    launcher,
+    appDirs,
     webhooks,
     sessions,
     rpc,
@@ -275,6 +304,17 @@ export async function prepareDaemon(s: Services): Promise<void> {
   await rebuildCatalogue(s)
   for (const { name } of s.releases.apps()) await s.apps.copySettingsIfMissing(name)
   for (const r of s.releases.withoutKind()) s.releases.setKind(r.app, r.id, detectKind(s.paths.release(r.app, r.id), releaseName(s.paths.release(r.app, r.id), r.app), r.version))
+  // Before any node or command runs: each app's directories as isolation wants them (a one-time chown pass
+  // for an install from before it), and the start log says whether apps are isolated and why not.
+  const iso = s.launcher.state
+  s.log[iso.mode === 'unavailable' ? 'warn' : 'info']({ isolation: iso.mode }, `app isolation: ${iso.reason}`)
+  for (const { name } of s.releases.apps()) {
+    try {
+      s.appDirs.prepare(name)
+    } catch (err) {
+      s.log.error({ err, app: name }, "the app's directories could not be given to its user; its next start tries again")
+    }
+  }
   s.rpc.recover()
   s.sessions.recover()
   s.webhooks.start()

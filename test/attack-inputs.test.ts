@@ -8,7 +8,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { after, test } from 'node:test'
-import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -159,7 +159,7 @@ test('D7: a health URL that redirects is not healthy, in verification and in the
     else res.end('ok\n')
   })
   const appData = path.join(d.dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   assert.equal((await api(d, 'PUT', '/v1/apps/hello/env', { PORT: String(await freePort()), HELLO_DATA_DIR: appData })).status, 200)
   const set = await api(d, 'PUT', '/v1/apps/hello/settings', { stableWindowMs: 500, bootTimeoutMs: 45_000, healthUrl: `http://127.0.0.1:${health}/health`, healthIntervalMs: 200, healthFailures: 1000 })
   assert.equal(set.status, 200, set.text)

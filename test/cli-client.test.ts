@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { endProcessesUnder, freePort, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { endProcessesUnder, freePort, runCli, spawnDaemon, tempDir, type ChildDaemon, appDataDir } from './helpers/daemon.js'
 import pty from 'node-pty'
 import { fixture, REPO } from './helpers/fixtures.js'
 
@@ -72,7 +72,7 @@ describe('berth client commands', () => {
 
   test('env replace creates the app and reports names; set and unset change single variables', async () => {
     const appData = path.join(dataDir, 'hello-data')
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     const envFile = path.join(dataDir, 'hello.env')
     fs.writeFileSync(envFile, `# the app's environment\nexport HELLO_DATA_DIR="${appData}"\nSTALE=1\n`)
     const first = await cli(['env', 'hello', 'replace', '--from-file', envFile, `PORT=${port}`])

@@ -10,7 +10,7 @@ import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
 import type { Browser } from 'playwright-core'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture, REPO } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -313,7 +313,7 @@ describe('dashboard in headless Chromium', { skip: !HAVE_CHROMIUM && 'chromium n
     assert.equal(await page.locator('#rollback-revert').count(), 0, 'no box without a rollbackExpr setting')
     await page.click('#confirm-cancel')
 
-    const appData = path.join(d.dataDir, 'hello-data')
+    const appData = appDataDir(path.join(d.dataDir, 'hello-data'))
     const env = await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port), DASH_SECRET: SECRET, HELLO_DATA_DIR: appData }) })
     assert.equal(env.status, 200, env.text)
     const expr = 'Hello.Release.rollback("VERSION")'

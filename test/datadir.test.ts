@@ -8,10 +8,10 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { spawnDaemon, startDaemon, tempDir } from './helpers/daemon.js'
 
-test('a pre-existing 0755 data directory is made 0750 at start', async () => {
+test('a pre-existing 0755 data directory is made 0750 at start (isolation off)', async () => {
   const dataDir = tempDir()
   fs.chmodSync(dataDir, 0o755)
-  const d = await startDaemon({ BERTH_DATA_DIR: dataDir })
+  const d = await startDaemon({ BERTH_DATA_DIR: dataDir, BERTH_APP_ISOLATION: 'off' })
   try {
     assert.equal(fs.statSync(dataDir).mode & 0o777, 0o750)
     assert.equal(fs.statSync(path.join(dataDir, 'uploads')).mode & 0o777, 0o700)
@@ -20,10 +20,23 @@ test('a pre-existing 0755 data directory is made 0750 at start', async () => {
   }
 })
 
-test('a 0700 data directory is left as it is', async () => {
+test('with isolation (root: on by default), 0751: app users pass through to their own gate, and list nothing', async () => {
+  const dataDir = tempDir()
+  fs.chmodSync(dataDir, 0o755)
+  const d = await startDaemon({ BERTH_DATA_DIR: dataDir })
+  try {
+    assert.equal(fs.statSync(dataDir).mode & 0o777, 0o751)
+    assert.equal(fs.statSync(path.join(dataDir, 'apps')).mode & 0o777, 0o751)
+    assert.equal(fs.statSync(path.join(dataDir, 'uploads')).mode & 0o777, 0o700)
+  } finally {
+    await d.stop()
+  }
+})
+
+test('a 0700 data directory is left as it is (isolation off)', async () => {
   const dataDir = tempDir()
   fs.chmodSync(dataDir, 0o700)
-  const d = await startDaemon({ BERTH_DATA_DIR: dataDir })
+  const d = await startDaemon({ BERTH_DATA_DIR: dataDir, BERTH_APP_ISOLATION: 'off' })
   try {
     assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700)
   } finally {
@@ -45,7 +58,7 @@ test('an open data directory berth cannot chmod: berth refuses to start and name
   try {
     await assert.rejects(spawnDaemon(dataDir), (err: Error) => {
       assert.match(err.message, /DATA_DIR_EXPOSED|other local users/)
-      assert.match(err.message, new RegExp(`chmod 750 ${dataDir}`))
+      assert.match(err.message, new RegExp(`chmod 751 ${dataDir}`), 'with isolation on, others keep x only')
       return true
     })
     assert.equal(fs.statSync(dataDir).mode & 0o777, 0o755)

@@ -9,7 +9,7 @@ import path from 'node:path'
 import Sqlite from 'better-sqlite3'
 import { after, before, describe, test } from 'node:test'
 import { DEFAULT_SETTINGS } from '../src/apps/settings.js'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { releaseSkeleton, tgz } from './helpers/tar.js'
@@ -96,7 +96,7 @@ describe('a lost or damaged berth.db costs no release', () => {
   before(async () => {
     port = await freePort()
     epmd = String(await freePort())
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     await start()
     await configure()
     for (const name of ['v1', 'v2'] as const) {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import * as tar from 'tar'
 import { ertsVersion, otpVersion } from '../src/releases/layout.js'
 import { unifiedDiff } from '../src/releases/line-diff.js'
-import { freePort, processesUnder, runCli, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, tempDir, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -38,7 +38,7 @@ before(async () => {
   d = await startDaemon()
   const port = await freePort()
   const appData = path.join(d.dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   assert.equal((await json('PUT', '/v1/apps/hello/env', { PORT: String(port), HELLO_DATA_DIR: appData })).status, 200)
   assert.equal((await json('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, healthUrl: `http://127.0.0.1:${port}/health` })).status, 200)
   for (const name of ['v1', 'v2'] as const) {

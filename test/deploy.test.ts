@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -41,7 +41,7 @@ before(async () => {
   d = await startDaemon()
   port = await freePort()
   appData = path.join(d.dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   const env = await put('/v1/apps/hello/env', { PORT: String(port), HELLO_DATA_DIR: appData, SECRET_KEY_BASE: 'not-to-be-logged' })
   assert.equal(env.status, 200, env.text)
   const settings = await put('/v1/apps/hello/settings', { stableWindowMs: 1500, bootTimeoutMs: 30_000, migrateTimeoutMs: 4000, healthUrl: `http://127.0.0.1:${port}/health` })

@@ -38,9 +38,18 @@ class FakeNode implements NodeControl {
   /** A stop waits on this when set; the node counts as up until it resolves, like a real one. */
   holdStop: Promise<void> | null = null
 
+  uidOf(): number | null {
+    return null
+  }
+  kindOf(): 'mix' {
+    return 'mix'
+  }
   async command(_app: string, release: string, command: string, args: string[], _timeoutMs: number, signal?: AbortSignal): Promise<CommandResult> {
-    this.calls.push(`command ${release} ${command} ${args.join(' ')}`)
-    return this.onCommand(command, args, signal)
+    // An expression travels in a file (releases/expr-file.ts): the call records what the file holds.
+    const file = /^Code\.eval_file\("(.+)"\)$/.exec(args[0] ?? '')?.[1]
+    const shown = file ? [fs.readFileSync(file, 'utf8'), ...args.slice(1)] : args
+    this.calls.push(`command ${release} ${command} ${shown.join(' ')}`)
+    return this.onCommand(command, shown, signal)
   }
   async start(_app: string, release: string): Promise<void> {
     this.calls.push(`start ${release}`)

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import { issue, makeCa } from './helpers/certs.js'
-import { freePort, killProcessesUnder, processesUnder, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, spawnDaemon, tempDir, type ChildDaemon , appDataDir } from './helpers/daemon.js'
 import { edgeGet } from './helpers/edge.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
@@ -67,7 +67,7 @@ test('one HTTPS port, two apps: an ACME certificate and a custom one, checked wi
 
   for (const app of ['shop', 'blog']) {
     const data = path.join(dir, `${app}-data`)
-    fs.mkdirSync(data)
+    appDataDir(data)
     assert.equal((await api('PUT', `/v1/apps/${app}/env`, { HELLO_DATA_DIR: data, PORT: '1' })).status, 200)
   }
   assert.equal((await api('PUT', '/v1/apps/shop/settings', { releaseName: 'hello', stableWindowMs: 1000, proxy: { hosts: ['shop.berth.test'], drainTimeoutMs: 2000, hstsMaxAge: 600 } })).status, 200)

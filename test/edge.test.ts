@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, test } from 'node:test'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon , appDataDir } from './helpers/daemon.js'
 import { edgeGet } from './helpers/edge.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
@@ -55,7 +55,7 @@ test('two apps by hostname on one edge: routing, forged headers, deploys, a paus
   // blog runs the hello release under its own name (releaseName), with its own node and data.
   for (const app of ['hello', 'blog']) {
     const data = path.join(dataDir, `${app}-data`)
-    fs.mkdirSync(data)
+    appDataDir(data)
     assert.equal((await api('PUT', `/v1/apps/${app}/env`, { HELLO_DATA_DIR: data, PORT: '1' })).status, 200)
   }
   assert.equal((await api('PUT', '/v1/apps/blog/settings', { releaseName: 'hello' })).status, 200)

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
-import { freePort, processesUnder, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, tempDir, type TestDaemon , appDataDir } from './helpers/daemon.js'
 import { fixture, REPO, type FixtureName } from './helpers/fixtures.js'
 import { call } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -80,10 +80,11 @@ async function answers(h: Host): Promise<string> {
 const allIdle = () => until('every host idle', async () => (await Promise.all(hosts.map(appOf))).every((a) => !a.lastDeployment || a.lastDeployment.finishedAt), 180_000, 250)
 
 before(async () => {
-  shared = tempDir('berth-fleet-shared-')
+  // Written by every host's app: one uid for the app on all four (BERTH_APP_UIDS below), as a fleet would give it.
+  shared = appDataDir(tempDir('berth-fleet-shared-'))
   work = tempDir('berth-fleet-work-')
   for (let i = 0; i < 4; i++) {
-    const d = await startDaemon({}, { keepLogs: true })
+    const d = await startDaemon({ BERTH_APP_UIDS: '41900-41900' }, { keepLogs: true })
     const port = await freePort()
     const h: Host = { name: `h${i + 1}`, d, port, token: d.token(`fleet-${i + 1}`, ['read', 'deploy', 'operate'], ['hello']), stopped: false }
     hosts.push(h)

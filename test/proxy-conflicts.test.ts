@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { after, test } from 'node:test'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -88,7 +88,7 @@ async function helloDaemon(): Promise<{ d: TestDaemon; appPort: number; v1: stri
   daemons.push(d)
   const appPort = await freePort()
   const appData = path.join(d.dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   assert.equal((await api(d, 'PUT', '/v1/apps/hello/env', { PORT: String(appPort), HELLO_DATA_DIR: appData })).status, 200)
   const v1 = await upload(d.url, 'hello', fs.readFileSync((await fixture('v1')).tarball), { token: d.adminToken })
   assert.equal(v1.status, 201, v1.text)

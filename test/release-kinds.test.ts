@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
-import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, type TestDaemon , appDataDir } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
 import { call, upload, type Answer } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -57,7 +57,7 @@ const USER_AFLAGS = '-berth_user_flag kept -kernel inet_dist_use_interface {10,1
 async function setUp(app: string, name: FixtureName): Promise<void> {
   const port = await freePort()
   const dir = path.join(d.dataDir, `${app}-marker`)
-  fs.mkdirSync(dir)
+  appDataDir(dir)
   const env = { PORT: String(port), MARKER_DIR: dir, ...(app === 'myapp' ? { ERL_AFLAGS: USER_AFLAGS } : {}) }
   assert.equal((await put(`/v1/apps/${app}/env`, env)).status, 200)
   const settings = await put(`/v1/apps/${app}/settings`, { stableWindowMs: 500, bootTimeoutMs: 60_000, healthUrl: `http://127.0.0.1:${port}/` })

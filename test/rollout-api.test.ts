@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
-import { freePort, processesUnder, runCli, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, runCli, startDaemon, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -22,7 +22,7 @@ before(async () => {
   d = await startDaemon()
   const port = await freePort()
   appData = path.join(d.dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   await call(`${d.url}/v1/apps/hello/env`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ PORT: String(port), HELLO_DATA_DIR: appData }) })
   // requireMigration on: an explicit migrate: false is still allowed, because the caller said so.
   const s = await call(`${d.url}/v1/apps/hello/settings`, { method: 'PUT', token: d.adminToken, headers: json, body: JSON.stringify({ stableWindowMs: 500, bootTimeoutMs: 60_000, requireMigration: true }) })

@@ -15,7 +15,7 @@ import { SessionManager, type Session, type SessionManagerDeps } from '../src/se
 import { Recorder } from '../src/sessions/recorder.js'
 import { HIGH_WATER_MARK, type TerminalSink } from '../src/sessions/terminal.js'
 import { descendants, isSameProcess, procInfo, sleep, type ProcInfo } from '../src/supervision/proc.js'
-import { freePort, processesUnder, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, tempDir, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 
@@ -142,7 +142,7 @@ before(async () => {
   d = await startDaemon()
   port = await freePort()
   const put = (p: string, body: unknown) => call(`${d.url}${p}`, { method: 'PUT', token: d.adminToken, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
-  assert.equal((await put(`/v1/apps/${APP}/env`, { PORT: String(port), HELLO_DATA_DIR: path.join(d.dataDir, 'hello-data') })).status, 200)
+  assert.equal((await put(`/v1/apps/${APP}/env`, { PORT: String(port), HELLO_DATA_DIR: appDataDir(path.join(d.dataDir, 'hello-data')) })).status, 200)
   assert.equal((await put(`/v1/apps/${APP}/settings`, { stableWindowMs: 500 })).status, 200)
   const res = await upload(d.url, APP, fs.readFileSync((await fixture('v1')).tarball), { token: d.adminToken, query: 'deploy=true' })
   assert.equal(res.status, 201, res.text)

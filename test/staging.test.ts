@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import WebSocket from 'ws'
-import { freePort, processesUnder, startDaemon, type TestDaemon } from './helpers/daemon.js'
+import { freePort, processesUnder, startDaemon, type TestDaemon , appDataDir } from './helpers/daemon.js'
 import { fixture, type FixtureName } from './helpers/fixtures.js'
 import { call, upload, type Answer } from './helpers/http.js'
 import { listening } from './helpers/ports.js'
@@ -36,7 +36,7 @@ async function rpc(app: string, expr: string): Promise<string> {
 async function setUp(app: string, name: FixtureName, releaseName: string | null): Promise<void> {
   const port = await freePort()
   const marker = path.join(d.dataDir, `${app}-marker`)
-  fs.mkdirSync(marker)
+  appDataDir(marker)
   assert.equal((await put(`/v1/apps/${app}/env`, { PORT: String(port), MARKER_DIR: marker })).status, 200)
   const settings = await put(`/v1/apps/${app}/settings`, { stableWindowMs: 300, healthUrl: `http://127.0.0.1:${port}/`, ...(releaseName ? { releaseName } : {}) })
   assert.equal(settings.status, 200, settings.text)
@@ -192,8 +192,9 @@ describe('an rpc expression (D11)', () => {
     assert.equal(res.body.output.trim(), String(secret.length))
     assert.ok(scans > 3, `scanned /proc ${scans} times while the rpc command ran`)
     assert.deepEqual(seen, [])
-    assert.deepEqual(fs.readdirSync(path.join(d.dataDir, 'rpc-expr')), [], 'the expression file is gone')
-    assert.equal(fs.statSync(path.join(d.dataDir, 'rpc-expr')).mode & 0o777, 0o700)
+    // In the app's gate (releases/expr-file.ts): o+x only with isolation (the tests run as root, so it is on).
+    assert.deepEqual(fs.readdirSync(path.join(d.dataDir, 'apps', 'storefront-staging', 'expr')), [], 'the expression file is gone')
+    assert.equal(fs.statSync(path.join(d.dataDir, 'apps', 'storefront-staging', 'expr')).mode & 0o777, 0o711)
   })
 })
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
-import { freePort, killProcessesUnder, processesUnder, spawnDaemon, startDaemon, tempDir, type TestDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, spawnDaemon, startDaemon, tempDir, type TestDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { until } from './helpers/wait.js'
@@ -34,7 +34,7 @@ describe('restart policy', () => {
     d = await startDaemon()
     const port = await freePort()
     const appData = path.join(d.dataDir, 'hello-data')
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     await setup(d.url, d.adminToken, port, appData, { restart: { initialDelayMs: 500, maxDelayMs: 4000, maxRestarts: 3, windowMs: 60_000, rollbackWithinMs: 600_000 } })
     const v2 = await deployFixture(d.url, d.adminToken, 'v2')
     assert.equal(v2.body.deployment?.state, 'succeeded', v2.text)
@@ -79,7 +79,7 @@ describe('agent restarts', () => {
     const port = await freePort()
     const epmd = String(await freePort())
     const appData = path.join(dataDir, 'hello-data')
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     let daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd })
     try {
       const token = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
@@ -120,7 +120,7 @@ describe('crash recovery of deployments', () => {
     const port = await freePort()
     const epmd = String(await freePort())
     const appData = path.join(dataDir, 'hello-data')
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     let daemon = await spawnDaemon(dataDir, { BERTH_EPMD_PORT: epmd })
     const token = fs.readFileSync(path.join(dataDir, 'initial-admin-token'), 'utf8').trim()
     const json = { 'content-type': 'application/json' }

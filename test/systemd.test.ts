@@ -18,15 +18,43 @@ const EDGE_UNIT = path.join(REPO, 'systemd', 'berth-edge.service')
 
 /**
  * `systemd-analyze security --offline=true` reached 1.5 with systemd 252 (Debian 12), 1.7 since the unit grants
- * CAP_NET_BIND_SERVICE (the proxy binds 80/443); the brief's bound is 2.0.
+ * CAP_NET_BIND_SERVICE (the proxy binds 80/443), and 2.5 since each app runs as its own uid (issue 26): the
+ * capabilities that switching users needs (SETUID/SETGID 0.3, CHOWN 0.2, KILL 0.1 in systemd-analyze's list),
+ * @setuid/@chown allowed (0.2), ProtectProc=default so berth sees its apps' processes (0.2), and the delegated
+ * cgroup for per-app limits (0.1). Run as root with the same bounding set instead, it is 2.8. The issue's bound
+ * is 2.5, so this unit has no room left: a new loose setting must buy its place back.
  */
-const MAX_EXPOSURE = 1.7
+const MAX_EXPOSURE = 2.5
+/** The issue's bound for berth.service (issue 26). */
+const BOUND = 2.5
 /**
  * berth-edge.service reached 1.5 with systemd 252: what is left is the network itself (the edge serves the
  * internet), AF_UNIX, the one capability, PrivateUsers=no, no RootDirectory, and MemoryDenyWriteExecute=no
  * (haproxy's regex JIT, for the access log's format); the issue's bound is 2.0.
  */
 const MAX_EDGE_EXPOSURE = 1.5
+/** The bound for berth-edge.service (issue 25). */
+const EDGE_BOUND = 2.0
+
+/**
+ * The capabilities berth.service grants, each with what it is for; the unit names each in the comment above
+ * CapabilityBoundingSet=, and grants no other.
+ */
+const CAPABILITIES: Record<string, string> = {
+  // haproxy (the proxy setting, an edge berth runs itself) listens on 80/443 without root.
+  CAP_NET_BIND_SERVICE: 'listen on 80 or 443',
+  // Each app's node, migrations, rpc and consoles run as the app's uid.
+  CAP_SETUID: 'setpriv --reuid',
+  // And as the app's gid, with none of berth's supplementary groups.
+  CAP_SETGID: 'setpriv --regid --clear-groups',
+  // The app's shared/, log/, instance directories and cookie become the app's (and the upgrade's one-time pass).
+  CAP_CHOWN: 'hand an app its shared/, log/',
+  // Stop, restart and kill app processes, which no longer run as berth.
+  CAP_KILL: 'stop, restart and kill app processes',
+}
+
+/** System calls that switching to an app's uid needs: setpriv's, and chown for handing it its directories. */
+const USER_SWITCH_CALLS = ['setresuid', 'setresgid', 'setgroups', 'setuid', 'setgid', 'capset', 'chown', 'fchown', 'fchownat', 'lchown']
 
 /** The node flags of bin/berth.js's first line (`#!/usr/bin/env -S node FLAGS`): how berth is meant to run. */
 function entryFlags(): string {
@@ -37,7 +65,8 @@ function entryFlags(): string {
 }
 
 /** Settings left loose on purpose: each needs a comment line right above it. */
-const LOOSE = ['KillMode=process', 'PrivateUsers=no', 'ProcSubset=all', 'PrivateTmp=no', 'RemoveIPC=no', 'PrivateNetwork=no', 'IPAddressDeny=', 'MemoryDenyWriteExecute=no']
+const LOOSE = ['KillMode=process', 'PrivateUsers=no', 'ProcSubset=all', 'PrivateTmp=no', 'RemoveIPC=no', 'PrivateNetwork=no', 'IPAddressDeny=', 'MemoryDenyWriteExecute=no',
+  'ProtectProc=default', 'Delegate=cpu memory pids', 'ReadWritePaths=-/sys/fs/cgroup/system.slice/berth.service', 'UMask=0027', 'StateDirectoryMode=0751']
 
 /** The edge unit's loose settings: each needs a comment line right above it too. */
 const EDGE_LOOSE = ['PrivateUsers=no', 'PrivateNetwork=no', 'IPAddressDeny=', 'RemoveIPC=no', 'ProcSubset=pid', 'MemoryDenyWriteExecute=no', 'KillMode=mixed', 'StartLimitIntervalSec=0']
@@ -73,15 +102,73 @@ test('the unit keeps what app supervision depends on', () => {
     assert.ok(i > 0, `systemd/berth.service has the line ${loose}`)
     assert.ok(lines[i - 1]!.startsWith('#'), `${loose} has a comment line right above it saying why`)
   }
-  // The proxy listens on 80/443 through one capability, not root; and only that one can be had.
-  assert.ok(lines.includes('AmbientCapabilities=CAP_NET_BIND_SERVICE'), 'haproxy inherits CAP_NET_BIND_SERVICE')
-  assert.ok(lines.includes('CapabilityBoundingSet=CAP_NET_BIND_SERVICE'), 'the bounding set holds that capability alone')
   assert.ok(lines.includes('NoNewPrivileges=yes'))
   assert.ok(!lines.includes('User=root'), 'berth does not run as root')
   // systemd must not SIGKILL berth while it still waits for uploads.
   const grace = Number(/^Environment=BERTH_SHUTDOWN_GRACE_MS=(\d+)$/m.exec(lines.join('\n'))?.[1])
   const stop = Number(/^TimeoutStopSec=(\d+)s$/m.exec(lines.join('\n'))?.[1])
   assert.ok(grace > 0 && stop * 1000 > grace, `TimeoutStopSec (${stop} s) exceeds BERTH_SHUTDOWN_GRACE_MS (${grace} ms)`)
+})
+
+test('the unit grants exactly the capabilities that switching to app users needs, and says what each is for', () => {
+  const lines = unitLines()
+  const values = (key: string) => lines.filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1).split(/\s+/).sort())
+  const want = Object.keys(CAPABILITIES).sort()
+  // Ambient: berth is not root, so only ambient capabilities reach its effective set (and setpriv's).
+  assert.deepEqual(values('AmbientCapabilities'), [want], 'AmbientCapabilities= holds exactly these')
+  // Bounding: nothing else can be had, not even through exec.
+  assert.deepEqual(values('CapabilityBoundingSet'), [want], 'CapabilityBoundingSet= holds exactly these')
+  // Not root: root would add 0.4 to the exposure score and own every file berth makes.
+  assert.deepEqual(values('User'), [['berth']])
+  // Each capability is explained in the comment block right above CapabilityBoundingSet=.
+  const at = lines.findIndex((l) => l.startsWith('CapabilityBoundingSet='))
+  let start = at
+  while (start > 0 && lines[start - 1]!.startsWith('#')) start--
+  const comment = lines.slice(start, at).join('\n')
+  for (const cap of want) {
+    const line = comment.split('\n').find((l) => new RegExp(`^#\\s+${cap}\\s`).test(l))
+    assert.ok(line?.includes(CAPABILITIES[cap]!), `${cap} is named above CapabilityBoundingSet= with its use (${CAPABILITIES[cap]}): ${line}`)
+  }
+  // The launcher must drop them: a non-root uid switching to another non-root uid keeps its capabilities.
+  assert.match(comment, /setpriv --inh-caps=-all --ambient-caps=-all/)
+  // The isolation settings are offered, commented out, with their defaults.
+  assert.ok(lines.includes('#Environment=BERTH_APP_ISOLATION=auto'))
+  assert.ok(lines.includes('#Environment=BERTH_APP_UIDS=41000-41999'))
+})
+
+test('the system call filter lets setpriv and chown work and still denies the rest of @privileged', (t) => {
+  const lines = unitLines()
+  const denied = lines.filter((l) => l.startsWith('SystemCallFilter=~')).flatMap((l) => l.slice('SystemCallFilter=~'.length).split(/\s+/))
+  assert.ok(denied.length > 0, 'a deny list is set')
+  // Denying any of these groups denies setresuid/setgroups or chown: every app launch would fail with EPERM.
+  for (const group of ['@privileged', '@setuid', '@chown']) assert.ok(!denied.includes(group), `${group} is not denied`)
+  for (const call of USER_SWITCH_CALLS) assert.ok(!denied.includes(call), `${call} is not denied`)
+  if (analyzeMissing()) {
+    t.diagnostic('systemd-analyze not installed: the groups are not expanded')
+    return
+  }
+  // Expanded by systemd itself: no denied group holds a call setpriv or chown needs, and every call of
+  // @privileged outside @setuid, @chown and capset stays denied.
+  const expand = (names: string[]): Set<string> => {
+    const out = new Set<string>()
+    for (const n of names) {
+      if (!n.startsWith('@')) {
+        out.add(n)
+        continue
+      }
+      const r = analyze(['syscall-filter', n])
+      assert.equal(r.status, 0, r.out)
+      for (const l of r.out.split('\n').map((s) => s.trim())) if (/^[a-z_0-9]+$/.test(l)) out.add(l)
+      for (const l of r.out.split('\n').map((s) => s.trim())) if (/^@[a-z-]+$/.test(l) && l !== n) for (const c of expand([l])) out.add(c)
+    }
+    return out
+  }
+  const deniedCalls = expand(denied)
+  const needed = expand(['@setuid', '@chown', 'capset'])
+  assert.deepEqual([...needed].filter((c) => deniedCalls.has(c)), [], 'no call of @setuid, @chown or capset is denied')
+  const rest = [...expand(['@privileged'])].filter((c) => !needed.has(c))
+  assert.ok(rest.length > 10, `@privileged expanded to ${rest.length} further calls`)
+  assert.deepEqual(rest.filter((c) => !deniedCalls.has(c)), [], 'the rest of @privileged stays denied')
 })
 
 test('the edge unit runs haproxy as berth with CAP_NET_BIND_SERVICE alone, once berth wrote its config, and outlives berth restarts', () => {
@@ -129,7 +216,7 @@ test('the unit hands berth its env key as an encrypted credential, where berth l
   }
 })
 
-for (const [unit, max] of [[UNIT, MAX_EXPOSURE], [EDGE_UNIT, MAX_EDGE_EXPOSURE]] as const) {
+for (const [unit, max, bound] of [[UNIT, MAX_EXPOSURE, BOUND], [EDGE_UNIT, MAX_EDGE_EXPOSURE, EDGE_BOUND]] as const) {
   const name = path.basename(unit)
   test(`systemd-analyze security: ${name} exposure at most ${max}`, (t) => {
     if (analyzeMissing()) {
@@ -147,7 +234,7 @@ for (const [unit, max] of [[UNIT, MAX_EXPOSURE], [EDGE_UNIT, MAX_EDGE_EXPOSURE]]
     const score = Number(m[1])
     t.diagnostic(`${name} exposure ${score}`)
     assert.ok(score <= max, `exposure ${score} is above ${max}:\n${r.out}`)
-    assert.ok(score <= 2.0)
+    assert.ok(score <= bound, `exposure ${score} is above the bound ${bound}`)
     assert.equal(r.status, 0, `--threshold=${threshold} exceeded:\n${r.out}`)
   })
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { steadyClient } from './helpers/steady.js'
@@ -40,7 +40,7 @@ describe('the live instance behind the proxy, followed across a switch and found
   }
   /** The environment (in berth.db only: set again after it was lost) and the settings (kept in settings.json too). */
   const configure = async (drainTimeoutMs = 1000) => {
-    assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: path.join(dataDir, 'hello-data'), PORT: '1' })).status, 200)
+    assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: appDataDir(path.join(dataDir, 'hello-data')), PORT: '1' })).status, 200)
     const set = await api('PUT', '/v1/apps/hello/settings', { stableWindowMs: 1000, bootTimeoutMs: 30_000, proxy: { listen: `127.0.0.1:${listen}`, drainTimeoutMs } })
     assert.equal(set.status, 200, set.text)
   }
@@ -51,7 +51,7 @@ describe('the live instance behind the proxy, followed across a switch and found
     listen = await freePort()
     await start()
     const appData = path.join(dataDir, 'hello-data')
-    fs.mkdirSync(appData)
+    appDataDir(appData)
     await configure()
     for (const name of ['v1', 'v2'] as const) {
       const res = await upload(daemon!.url, 'hello', fs.readFileSync((await fixture(name)).tarball), { token })

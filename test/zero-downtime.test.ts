@@ -11,7 +11,7 @@ import path from 'node:path'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
-import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon } from './helpers/daemon.js'
+import { freePort, killProcessesUnder, processesUnder, runCli, spawnDaemon, tempDir, type ChildDaemon, appDataDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
 import { call, upload } from './helpers/http.js'
 import { steadyClient, type Sample } from './helpers/steady.js'
@@ -97,7 +97,7 @@ test('deploys, failed releases, a rollback and berth restarts behind the proxy f
   const listen = await freePort()
   await start(epmd)
   const appData = path.join(dataDir, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   assert.equal((await api('PUT', '/v1/apps/hello/env', { HELLO_DATA_DIR: appData, PORT: '1' })).status, 200)
   const bad = await api('PUT', '/v1/apps/hello/settings', { proxy: { listen: 'nowhere' } })
   assert.equal(bad.status, 400)

@@ -3,6 +3,7 @@
 // deployment at shutdown (finished within the grace period, or aborted). States move only through machine.ts;
 // the migration choice, recovery, retention and the proxied start live in modules of their own beside it.
 
+import type { AppDirs } from '../isolation/app-dirs.js'
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
@@ -36,6 +37,8 @@ export interface DeployerDeps extends Omit<RecoveryDeps, 'operate'> {
   /** Test hook: a pause at the start of one step (see Config.testStepPause). */
   stepPause?: { step: string; ms: number } | null
   health: Pick<HealthMonitor, 'verified'>
+  /** Retention removes a release's files in the app's own directories as the app (isolation/app-dirs.ts). */
+  appDirs?: Pick<AppDirs, 'remove'>
 }
 
 export interface DeployerEvents {

@@ -5,6 +5,7 @@ import type { AppSettings } from '../apps/settings.js'
 import { StepFailed } from '../errors.js'
 import type { Paths } from '../paths.js'
 import { findMigrationModule } from '../releases/content.js'
+import { withExpressionFile } from '../releases/expr-file.js'
 import { detectKind, failedAnswer, KINDS, resolveCommands } from '../releases/kinds.js'
 import { releaseName } from '../releases/script.js'
 import type { Deployment } from '../store/deployments.js'
@@ -60,7 +61,8 @@ export async function runEval(
 ): Promise<string> {
   const { supervisor } = deps
   const evalCommand = supervisor.commandFor(d.app, release, settings, 'eval')
-  const r = await supervisor.command(d.app, release, evalCommand, [expr], settings.migrateTimeoutMs, signal)
+  // Never on the command line, which every local user can read: the release evaluates a file (expr-file.ts).
+  const r = await withExpressionFile(deps.paths, d.app, supervisor.uidOf(d.app), supervisor.kindOf(d.app, release), expr, (arg) => supervisor.command(d.app, release, evalCommand, [arg], settings.migrateTimeoutMs, signal))
   const head = `${note ? `# ${note}\n` : ''}$ bin/${releaseName(deps.paths.release(d.app, release), d.app)} ${evalCommand} ${JSON.stringify(expr)}\n`
   const what = failCode === 'MIGRATION_FAILED' ? 'migration' : 'rollback expression'
   if (signal.aborted) throw new StepFailed('ABORTED', `the ${what} was killed: berth is shutting down`, `${head}${r.output}\n[killed: berth is shutting down]`)

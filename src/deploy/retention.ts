@@ -1,6 +1,7 @@
 // Which releases retention deletes after a successful deployment: a pure choice over the catalogue, so that
 // the rule can be read and tested on its own (chooseRetired), and the deleting it decides (retainReleases).
 
+import type { AppDirs } from '../isolation/app-dirs.js'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import { deleteRelease } from '../intake/cleanup.js'
@@ -16,6 +17,8 @@ export interface RetainDeps {
   deployments: DeploymentStore
   events: EventStore
   log: Logger
+  /** Removes what the app's own directories hold of a release, as the app (optional: tests without isolation). */
+  appDirs?: Pick<AppDirs, 'remove'>
 }
 
 export interface RetentionInput {

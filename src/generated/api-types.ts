@@ -1472,6 +1472,14 @@ export interface operations {
                         /** @enum {string} */
                         status: "ok";
                         version: string;
+                        details: {
+                            /** @description Whether each app runs as its own Unix user (BERTH_APP_ISOLATION). `unavailable`: berth lacks the privilege to switch users here, so apps run as berth's user and any token that can run code reaches every app; `reason` says what is missing. */
+                            isolation: {
+                                /** @enum {string} */
+                                mode: "on" | "off" | "unavailable";
+                                reason: string;
+                            };
+                        };
                     };
                 };
             };

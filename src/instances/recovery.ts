@@ -3,6 +3,7 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
+import { appUidOnDisk } from '../isolation/app-dirs.js'
 import { RELEASE_ID, SLOTS, type Paths, type Slot } from '../paths.js'
 import { findRunErl, startedAt } from '../process/proc.js'
 import { envPort } from '../process/run-erl.js'
@@ -34,8 +35,9 @@ export function findUnrecordedNode(paths: Paths, app: string): UnrecordedNode | 
 export function findUnrecordedNodes(paths: Paths, app: string): UnrecordedNode[] {
   const out: UnrecordedNode[] = []
   const places: { pipe: string; slot: Slot | null }[] = [{ pipe: path.join(paths.shared(app), 'pipe'), slot: null }, ...SLOTS.map((slot) => ({ pipe: path.join(paths.instance(app, slot), 'pipe'), slot }))]
+  const uid = appUidOnDisk(paths, app)
   for (const { pipe, slot } of places) {
-    for (const { info, argv } of findRunErl(pipe)) {
+    for (const { info, argv } of findRunErl(pipe, uid === null ? [] : [uid])) {
       const release = /\/releases\/([^/"]+)\/bin\//.exec(argv[3] ?? '')?.[1]
       if (!release || !RELEASE_ID.test(release)) continue
       // The instance's port is the PORT berth gave run_erl (the node inherits it); nothing else records it.

@@ -7,6 +7,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import { fsyncDir, removeTree } from '../fsutil.js'
+import type { AppDirs } from '../isolation/app-dirs.js'
 import { APP_NAME, RELEASE_ID, type Paths } from '../paths.js'
 import { currentReleaseId } from '../releases/current.js'
 import type { DeploymentStore } from '../store/deployments.js'
@@ -14,7 +15,7 @@ import type { EventStore } from '../store/events.js'
 import type { Release, ReleaseStore } from '../store/releases.js'
 
 export async function deleteRelease(
-  deps: { paths: Paths; releases: ReleaseStore; deployments: DeploymentStore; events: EventStore; log: Logger },
+  deps: { paths: Paths; releases: ReleaseStore; deployments: DeploymentStore; events: EventStore; log: Logger; appDirs?: Pick<AppDirs, 'remove'> },
   app: string,
   id: string,
   actor: string | null,
@@ -48,7 +49,15 @@ export async function deleteRelease(
   if (moved) await fsyncDir(paths.releases(app))
   await removeTree(doomed)
   // The vm.args/sys.config relx filled in for this release (see Supervisor.nodeEnv).
-  await removeTree(path.join(paths.shared(app), 'tmp', 'relx', id)).catch(() => {})
+  // In the app's own directory: removed as the app (isolation/app-dirs.ts), which may have planted links there.
+  const relx = path.join(paths.shared(app), 'tmp', 'relx', id)
+  if (deps.appDirs) {
+    try {
+      deps.appDirs.remove(app, [relx])
+    } catch (err) {
+      log.warn({ app, release: id, err }, "the release's filled-in relx files could not be removed")
+    }
+  } else await removeTree(relx).catch(() => {})
   events.record({ app, actor, action: 'release.delete', outcome: 'ok', detail: { release: id } })
   log.info({ app, release: id }, 'release deleted')
   return release

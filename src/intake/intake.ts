@@ -198,6 +198,9 @@ export class Intake {
       return { release, created: false }
     }
     const releasesDir = paths.releases(req.app)
+    // A new app's directory is born closed (0750, berth's group): with isolation it opens to the app's own user
+    // only (isolation/app-dirs.ts), never to every local user meanwhile.
+    await fs.mkdir(paths.app(req.app), { recursive: true, mode: 0o750 })
     await fs.mkdir(releasesDir, { recursive: true, mode: 0o755 })
     if (await exists(dest)) {
       // A directory of this name with no row is one the catalogue rebuild could not read as a release. It may

@@ -294,6 +294,8 @@ export class SafeUnpacker {
     const mode = (((entry.mode ?? 0o644) & 0o555) | 0o400)
     if ((entry.header.size ?? 0) <= SMALL_FILE) return this.writeSmallFile(entry, rel, target, mode)
     const fh = await fs.open(target, CREATE, mode)
+    // The mode as computed, whatever berth's umask (systemd's UMask=0027 would take the app user's read away).
+    await fh.chmod(mode)
     this.openHandle = fh
     let written = 0
     const copy = (async () => {
@@ -348,6 +350,7 @@ export class SafeUnpacker {
     if (this.failure) return
     const fd = fsSync.openSync(target, CREATE, mode)
     try {
+      fsSync.fchmodSync(fd, mode)
       while (chunks.length > 0) dropWritten(chunks, fsSync.writevSync(fd, chunks))
     } finally {
       fsSync.closeSync(fd)

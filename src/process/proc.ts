@@ -61,15 +61,17 @@ export function descendants(pid: number): ProcInfo[] {
  * command lines: how berth finds a node it started but has no record of (its database was lost or replaced).
  * A run_erl that has forked but not yet exec'd its child has the same command line; only the topmost counts.
  */
-export function findRunErl(pipeDir: string): { info: ProcInfo; argv: string[] }[] {
+export function findRunErl(pipeDir: string, uids: number[] = []): { info: ProcInfo; argv: string[] }[] {
   const found: { info: ProcInfo; argv: string[] }[] = []
   const uid = process.getuid?.()
+  // berth's own, or the app's (isolation): never another user's run_erl that names the same directory.
+  const allowed = new Set([...(uid !== undefined ? [uid] : []), ...uids])
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue
     try {
       const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')
       if (argv[1] !== `${pipeDir}/` || !argv[0]!.endsWith('run_erl')) continue
-      if (uid !== undefined && fs.statSync(`/proc/${name}`).uid !== uid) continue
+      if (uid !== undefined && !allowed.has(fs.statSync(`/proc/${name}`).uid)) continue
       const info = procInfo(Number(name))
       if (info && info.state !== 'Z' && info.state !== 'X') found.push({ info, argv })
     } catch {
@@ -151,12 +153,14 @@ export function pdeathsigWrapper(): string | null {
 export function runCommand(
   cmd: string,
   args: string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal; dieWithBerth?: boolean; recorder?: { app: string; ledger: CommandRecorder } },
+  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal; dieWithBerth?: boolean; recorder?: { app: string; ledger: CommandRecorder }; launch?: (cmd: string, args: string[]) => { file: string; args: string[] } },
 ): Promise<CommandResult> {
   const started = Date.now()
-  const wrapper = opts.dieWithBerth ? pdeathsigWrapper() : null
+  const wrapper = opts.dieWithBerth && !opts.launch ? pdeathsigWrapper() : null
   return new Promise((resolve) => {
-    const [file, argv] = wrapper ? [wrapper, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args]
+    // `launch`: an app's command, started as the app (isolation/launch.ts), which arranges the death signal itself.
+    const launched = opts.launch?.(cmd, args)
+    const [file, argv] = launched ? [launched.file, launched.args] : wrapper ? [wrapper, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args]
     const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
     const recorded = child.pid
     if (recorded && opts.recorder) opts.recorder.ledger.started(recorded, opts.recorder.app, path.basename(cmd) + (args[0] ? ` ${args[0]}` : ''))

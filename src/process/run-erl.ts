@@ -16,6 +16,10 @@ export interface RunErlSpawn {
   command: string
   cwd: string
   env: NodeJS.ProcessEnv
+  /** How the app's processes start (isolation/launch.ts): as its uid, in its cgroups. Default: as berth. */
+  launch?: (cmd: string, args: string[]) => { file: string; args: string[] }
+  /** Empties the pipe directory; with isolation, as the app (the directory is the app's). */
+  resetPipe?: (dir: string) => void
 }
 
 export interface Spawned {
@@ -30,11 +34,16 @@ export interface Spawned {
  * attach to nothing.
  */
 export async function spawnRunErl(s: RunErlSpawn): Promise<Spawned> {
-  fs.rmSync(s.pipe, { recursive: true, force: true })
-  fs.mkdirSync(s.pipe, { recursive: true, mode: 0o750 })
+  if (s.resetPipe) s.resetPipe(s.pipe)
+  else {
+    fs.rmSync(s.pipe, { recursive: true, force: true })
+    fs.mkdirSync(s.pipe, { recursive: true, mode: 0o750 })
+  }
   const erts = fs.readdirSync(s.releaseDir).find((f) => f.startsWith('erts-'))
   const runErl = erts ? path.join(s.releaseDir, erts, 'bin', 'run_erl') : 'run_erl'
-  const child = spawn(runErl, [`${s.pipe}/`, `${s.log}/`, s.command], { cwd: s.cwd, env: s.env, detached: true, stdio: 'ignore' })
+  const argv = [`${s.pipe}/`, `${s.log}/`, s.command]
+  const l = s.launch ? s.launch(runErl, argv) : { file: runErl, args: argv }
+  const child = spawn(l.file, l.args, { cwd: s.cwd, env: s.env, detached: true, stdio: 'ignore' })
   const pid = await new Promise<number>((resolve, reject) => {
     child.once('spawn', () => resolve(child.pid!))
     child.once('error', reject)

@@ -60,6 +60,8 @@ export function consoleTaken(pipe: string): boolean {
 export interface ConsoleHubOptions {
   app: string
   toErl: string
+  /** Its argv; default: the pipe directory (with isolation, the launcher's argv that ends with to_erl and it). */
+  toErlArgs?: string[]
   pipeDir: string
   cwd: string
   env: NodeJS.ProcessEnv
@@ -99,7 +101,7 @@ export class ConsoleHub {
         for (const v of this.viewers) v.inputDrained()
       },
     }
-    this.term = new TerminalSession({ file: opts.toErl, args: [`${opts.pipeDir}/`], cwd: opts.cwd, env: opts.env, cols: opts.cols, rows: opts.rows, sink, idleMs: 0, hangupGraceMs: opts.hangupGraceMs })
+    this.term = new TerminalSession({ file: opts.toErl, args: opts.toErlArgs ?? [`${opts.pipeDir}/`], cwd: opts.cwd, env: opts.env, cols: opts.cols, rows: opts.rows, sink, idleMs: 0, hangupGraceMs: opts.hangupGraceMs })
     setTimeout(() => this.settleFormFeed(), FORM_FEED_WINDOW_MS).unref()
     opts.log.info({ app: opts.app, pid: this.term.pid }, 'attached to node console')
   }
@@ -361,7 +363,7 @@ export class AttachViewer {
  * a node without a console (not started by this berth's supervisor) and one someone attached to outside berth.
  */
 export function openConsoleHub(
-  deps: { paths: Paths; supervisor: Pick<Supervisor, 'pipeDir' | 'releaseDir' | 'nodeEnv'>; log: Logger; hangupGraceMs?: number },
+  deps: { paths: Paths; supervisor: Pick<Supervisor, 'pipeDir' | 'releaseDir' | 'nodeEnv' | 'launch'>; log: Logger; hangupGraceMs?: number },
   app: string,
   release: string,
   size: { cols: number; rows: number },
@@ -381,5 +383,7 @@ export function openConsoleHub(
   const releaseDir = supervisor.releaseDir(app, release)
   const erts = fs.readdirSync(releaseDir).find((f) => f.startsWith('erts-'))
   const toErl = erts ? path.join(releaseDir, erts, 'bin', 'to_erl') : 'to_erl'
-  return new ConsoleHub({ app, toErl, pipeDir, cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, log, hangupGraceMs })
+  // As the app: the pipe is its node's, and to_erl is a process of the app like any other.
+  const l = supervisor.launch(app, toErl, [`${pipeDir}/`])
+  return new ConsoleHub({ app, toErl: l.file, toErlArgs: l.args, pipeDir, cwd: paths.shared(app), env: supervisor.nodeEnv(app), cols: size.cols, rows: size.rows, log, hangupGraceMs })
 }

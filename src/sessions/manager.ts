@@ -157,7 +157,8 @@ export class SessionManager {
       let term: TerminalSession
       const run = supervisor.commandEnv(app, release)
       try {
-        term = new TerminalSession({ file, args: [command], cwd: paths.shared(app), env: run.env, cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
+        const l = supervisor.launch(app, file, [command])
+        term = new TerminalSession({ file: l.file, args: l.args, cwd: paths.shared(app), env: run.env, cols: size.cols, rows: size.rows, sink: tee, idleMs, hangupGraceMs })
       } catch (err) {
         run.dispose()
         await this.finish(entry, null, 'failed to start')

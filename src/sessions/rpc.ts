@@ -1,5 +1,5 @@
 // One expression on an app's running node through the release's rpc command, audited: the expression goes
-// in a file (rpc-expr.ts), the answer comes back as output with an error that says why when it failed.
+// in a file (releases/expr-file.ts), the answer comes back as output with an error that says why when it failed.
 
 import type { AppStore } from '../apps/store.js'
 import { checkArgument } from '../apps/text.js'
@@ -10,11 +10,11 @@ import { failedAnswer } from '../releases/kinds.js'
 import type { EventStore } from '../store/events.js'
 import type { CommandResult } from '../process/proc.js'
 import type { Supervisor } from '../supervision/supervisor.js'
-import { sweepExpressionFiles, withExpressionFile } from './rpc-expr.js'
+import { sweepExpressionFiles, withExpressionFile } from '../releases/expr-file.js'
 
 export interface RpcDeps {
   paths: Paths
-  supervisor: Pick<Supervisor, 'isUp' | 'status' | 'commandFor' | 'command' | 'kindOf' | 'binName' | 'commandHint'>
+  supervisor: Pick<Supervisor, 'isUp' | 'status' | 'commandFor' | 'command' | 'kindOf' | 'binName' | 'commandHint' | 'uidOf'>
   apps: Pick<AppStore, 'settings'>
   /** When given, each rpc is written to the audit trail. */
   events?: EventStore
@@ -49,8 +49,8 @@ export class Rpc {
     // its own cookie, so the new release's bin/APP cannot reach the old node until the restart.
     const release = supervisor.status(app).release ?? current
     const command = supervisor.commandFor(app, release, settings, 'rpc')
-    // Never on the command line (D11): rpc-expr.ts.
-    const r = await withExpressionFile(paths, supervisor.kindOf(app, release), expr, (arg) => supervisor.command(app, release, command, [arg], timeoutMs))
+    // Never on the command line (D11): releases/expr-file.ts.
+    const r = await withExpressionFile(paths, app, supervisor.uidOf(app), supervisor.kindOf(app, release), expr, (arg) => supervisor.command(app, release, command, [arg], timeoutMs))
     let error: string | null = null
     if (r.timedOut) error = `bin/${supervisor.binName(app, release)} ${command} did not answer within ${timeoutMs} ms and was killed`
     else if (r.code !== 0) error = `bin/${supervisor.binName(app, release)} ${command} exited with code ${r.code ?? r.signal}${supervisor.commandHint(app, release, settings, 'rpc')}`

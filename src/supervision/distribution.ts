@@ -84,25 +84,38 @@ export class DistPorts {
 }
 
 /**
- * The app's own distribution cookie, made once and kept in the node's HOME as `.erlang.cookie` (0400):
- * Erlang reads that file wherever no -setcookie wins, and two apps running one release, whose
- * releases/COOKIE is the same file's content, must not be able to reach each other's nodes.
+ * The app's own distribution cookie, made once. berth's copy is DATA/apps/APP/cookie (0600, in the app's gate,
+ * which only berth writes); the node reads the copy in its HOME, shared/.erlang.cookie (0400, the app's), which
+ * node-runs.ts writes: Erlang reads that file wherever no single -setcookie wins. Two apps running one release,
+ * whose releases/COOKIE is the same file's content, must not be able to reach each other's nodes.
  */
 export function appCookie(paths: Paths, app: string): string {
-  const file = path.join(paths.shared(app), '.erlang.cookie')
-  try {
-    const c = fs.readFileSync(file, 'utf8').trim()
-    if (/^[A-Z0-9]{32,}$/.test(c)) return c
-  } catch {
-    // made below
+  const file = path.join(paths.app(app), 'cookie')
+  for (const f of [file, path.join(paths.shared(app), '.erlang.cookie')]) {
+    try {
+      // The HOME copy only for an install from before berth kept its own (the app's nodes have that cookie),
+      // and only as berth wrote it then: a file the app made (or a link it planted) must not pick its cookie.
+      const st = fs.lstatSync(f)
+      if (f !== file && (!st.isFile() || st.uid !== process.getuid?.())) continue
+      const c = fs.readFileSync(f, 'utf8').trim()
+      if (!/^[A-Z0-9]{32,}$/.test(c)) continue
+      if (f !== file) keep(file, c)
+      return c
+    } catch {
+      // made below
+    }
   }
-  fs.mkdirSync(paths.shared(app), { recursive: true, mode: 0o750 })
   const cookie = Array.from(crypto.randomBytes(32), (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[b % 36]).join('')
+  keep(file, cookie)
+  return cookie
+}
+
+function keep(file: string, cookie: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 })
   const tmp = `${file}.${process.pid}.tmp`
   fs.rmSync(tmp, { force: true })
-  fs.writeFileSync(tmp, cookie, { mode: 0o400, flag: 'wx' })
+  fs.writeFileSync(tmp, cookie, { mode: 0o600, flag: 'wx' })
   fs.renameSync(tmp, file)
-  return cookie
 }
 
 export interface DistEnv {

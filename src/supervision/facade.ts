@@ -7,6 +7,7 @@ import type { Instances } from '../instances/instances.js'
 import type { Slot } from '../paths.js'
 import type { CommandResult } from '../process/proc.js'
 import type { CommandRole, ReleaseKind } from '../releases/kinds.js'
+import type { Launch } from '../isolation/launch.js'
 import type { NodeRuns } from './node-runs.js'
 import type { InstanceDirs, InstanceSpec, SupervisorEvents } from './types.js'
 
@@ -62,6 +63,16 @@ export abstract class NodeFacade extends EventEmitter<SupervisorEvents> {
 
   ensureAppDirs(app: string, inst: InstanceSpec | null = null): void {
     this.runs.ensureAppDirs(app, inst)
+  }
+
+  /** The uid the app's processes run as (isolation on), else null: berth's own. */
+  uidOf(app: string): number | null {
+    return this.runs.uidOf(app)
+  }
+
+  /** The argv that runs `cmd` as one of the app's processes (a console's shell, to_erl): isolation/launch.ts. */
+  launch(app: string, cmd: string, args: string[]): Launch {
+    return this.runs.launch(app, cmd, args)
   }
 
   commandFor(app: string, release: string, settings: AppSettings, role: CommandRole): string {

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { headMarker, LineReader, type LogEntry, type LogSource } from './log-lines.js'
+import { openUnlinked } from '../fsutil.js'
 
 export type { LogEntry, LogSource } from './log-lines.js'
 
@@ -96,7 +97,7 @@ interface Window {
 }
 
 function readWindow(file: string): Window {
-  const fd = fs.openSync(file, 'r')
+  const fd = openUnlinked(file)
   try {
     const st = fs.fstatSync(fd)
     const len = Math.min(st.size, TAIL_READ)
@@ -298,7 +299,7 @@ function poller(dirs: LogDirs, source: LogSource, signal: AbortSignal, pollMs: n
           if (size > from) {
             const len = Math.min(size - from, 256 * 1024)
             const buf = Buffer.alloc(len)
-            const fd = fs.openSync(f, 'r')
+            const fd = openUnlinked(f)
             try {
               fs.readSync(fd, buf, 0, len, from)
             } finally {

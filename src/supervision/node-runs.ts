@@ -2,7 +2,7 @@
 // instance keeps as its own, and which bin/APP subcommand does what for each kind of release.
 // The supervisor decides when to run them; this module only knows how.
 
-import fs from 'node:fs'
+import crypto from 'node:crypto'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
@@ -12,6 +12,8 @@ import { CommandLedger } from '../process/ledger.js'
 import { runCommand, type CommandResult } from '../process/proc.js'
 import { commandFor, unknownCommandHint, type CommandRole, type ReleaseKind } from '../releases/kinds.js'
 import { releaseName, releaseScript } from '../releases/script.js'
+import type { AppDirs } from '../isolation/app-dirs.js'
+import type { AppLauncher, Launch } from '../isolation/launch.js'
 import { appCookie, distEnv, nodeName, type DistPorts } from './distribution.js'
 import type { InstanceDirs, InstanceSpec } from './types.js'
 
@@ -25,6 +27,9 @@ export interface NodeRunsDeps {
   kindOf(app: string, release: string): ReleaseKind
   /** Each instance's distribution port (no epmd): see distribution.ts. */
   distPorts: DistPorts
+  /** How an app's processes start (as its uid, in its limits), and who owns its directories. */
+  launcher: AppLauncher
+  dirs: AppDirs
 }
 
 export class NodeRuns {
@@ -94,7 +99,7 @@ export class NodeRuns {
    */
   relxNodeDir(app: string, release: string, inst: InstanceSpec | null): string {
     const dir = path.join(this.relxDir(app, release), inst ? `node-${inst.slot}` : 'node')
-    fs.mkdirSync(dir, { recursive: true, mode: 0o750 })
+    this.deps.dirs.mkdirs(app, [dir], 0o700)
     return dir
   }
 
@@ -110,12 +115,11 @@ export class NodeRuns {
    */
   commandEnv(app: string, release: string, inst: InstanceSpec | null): { env: NodeJS.ProcessEnv; dispose(): void } {
     this.ensureAppDirs(app, inst)
-    const base = this.relxDir(app, release)
-    fs.mkdirSync(base, { recursive: true, mode: 0o750 })
-    const dir = fs.mkdtempSync(path.join(base, 'run-'))
+    const dir = path.join(this.relxDir(app, release), `run-${crypto.randomBytes(6).toString('hex')}`)
+    this.deps.dirs.mkdirs(app, [dir], 0o700)
     const dispose = () => {
       try {
-        fs.rmSync(dir, { recursive: true, force: true })
+        this.deps.dirs.remove(app, [dir])
       } catch (err) {
         // Never fails the command (or, from a session's end, the daemon): what is left goes with the release.
         this.deps.log.warn({ app, err, dir }, "could not remove a command's relx directory")
@@ -126,24 +130,33 @@ export class NodeRuns {
 
   /** Where an instance keeps what is its own; with the proxy off, the app's single node's places. */
   dirsOf(app: string, inst: InstanceSpec | null): InstanceDirs {
-    const { paths } = this.deps
-    if (!inst) return { pipe: path.join(paths.shared(app), 'pipe'), log: paths.log(app), tmp: path.join(paths.shared(app), 'tmp') }
-    return { pipe: path.join(paths.instance(app, inst.slot), 'pipe'), log: path.join(paths.log(app), inst.slot), tmp: path.join(paths.instance(app, inst.slot), 'tmp') }
+    const { paths, dirs } = this.deps
+    if (!inst) return { pipe: path.join(paths.shared(app), 'pipe'), log: dirs.consoleLogDir(app, null), tmp: path.join(paths.shared(app), 'tmp') }
+    return { pipe: path.join(paths.instance(app, inst.slot), 'pipe'), log: dirs.consoleLogDir(app, inst.slot), tmp: path.join(paths.instance(app, inst.slot), 'tmp') }
   }
 
-  /** Every console log directory an app's live instance may have: the proxy-off node's and each slot's. */
+  /** Every console log directory an app's live instance may have: the proxy-off node's (with and without isolation) and each slot's. */
   allLogDirs(app: string): string[] {
-    return [this.dirsOf(app, null).log, ...SLOTS.map((slot) => this.dirsOf(app, { slot, port: 0 }).log)]
+    return [...new Set([this.deps.paths.log(app), this.dirsOf(app, null).log]), ...SLOTS.map((slot) => this.dirsOf(app, { slot, port: 0 }).log)]
   }
 
   /** The app's writable directories: where RELEASE_TMP, the console pipe and logs live (releases are read-only). */
   ensureAppDirs(app: string, inst: InstanceSpec | null = null): void {
     const { paths } = this.deps
-    const dirs = this.dirsOf(app, inst)
-    for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app), dirs.tmp, dirs.log]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
     // RELEASE_TMP gets what a release fills in from its environment (relx's vm.args/sys.config, a Mix
-    // release's runtime sys.config), env values included: berth's user only, not group berth.
-    for (const d of [path.join(paths.shared(app), 'tmp'), dirs.tmp]) fs.chmodSync(d, 0o700)
+    // release's runtime sys.config), env values included: its user only (berth's, or the app's), 0700.
+    this.deps.dirs.prepareInstance(app, inst?.slot ?? null, this.dirsOf(app, inst).tmp)
+    // The node's HOME copy of its cookie (Erlang reads it where no single -setcookie wins), the app's own.
+    this.deps.dirs.writeFile(app, path.join(paths.shared(app), '.erlang.cookie'), appCookie(paths, app), 0o400)
+  }
+
+  uidOf(app: string): number | null {
+    return this.deps.launcher.uidOf(app)
+  }
+
+  /** The argv that starts `cmd` as one of the app's processes (its uid, cgroups, rlimits): isolation/launch.ts. */
+  launch(app: string, cmd: string, args: string[], opts: { dieWithBerth?: boolean } = {}): Launch {
+    return this.deps.launcher.wrap(app, cmd, args, opts)
   }
 
   /**
@@ -189,6 +202,7 @@ export class NodeRuns {
       timeoutMs,
       signal,
       dieWithBerth: true,
+      launch: (cmd, args) => this.launch(app, cmd, args, { dieWithBerth: true }),
       recorder: { app, ledger: this.ledger },
     }).finally(run.dispose)
   }

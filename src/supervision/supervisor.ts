@@ -5,6 +5,8 @@
 // standby one: which slot each is in, and on which port, is the instances module's (src/instances/); this
 // class keeps only the process handle of each. How a node is run is node-runs.ts; processes are process/.
 
+import type { AppDirs } from '../isolation/app-dirs.js'
+import type { AppLauncher } from '../isolation/launch.js'
 import type { Logger } from 'pino'
 import type { AppSettings } from '../apps/settings.js'
 import type { AppStore } from '../apps/store.js'
@@ -43,6 +45,9 @@ export interface SupervisorDeps {
   distPorts: DistPorts
   /** The owner of slot state: which instance is live, which standby, their ports, the proxy's route. */
   instances: Instances
+  /** How an app's processes start (its uid, cgroups, rlimits) and who owns its directories (isolation/). */
+  launcher: AppLauncher
+  dirs: AppDirs
 }
 
 export class Supervisor extends NodeFacade {
@@ -143,7 +148,20 @@ export class Supervisor extends NodeFacade {
     await this.deps.distPorts.claim(app, inst?.slot ?? null)
     const command = markedStartCommand({ id: bootId, at: new Date(), release }, `exec "${this.runs.script(app, release)}" ${this.runs.commandFor(app, release, settings, 'start')}`)
     const env = this.runs.nodeEnv(app, inst, this.runs.relxNodeDir(app, release, inst), { release, role: 'node' })
-    const { pid, child, startTicks } = await spawnRunErl({ releaseDir: this.releaseDir(app, release), pipe: dirs.pipe, log: dirs.log, command, cwd: this.deps.paths.shared(app), env })
+    const { pid, child, startTicks } = await spawnRunErl({
+      releaseDir: this.releaseDir(app, release),
+      pipe: dirs.pipe,
+      log: dirs.log,
+      command,
+      cwd: this.deps.paths.shared(app),
+      env,
+      // As the app (isolation/launch.ts); its pipe directory is its own, so emptied as the app too.
+      launch: (cmd, args) => this.runs.launch(app, cmd, args),
+      resetPipe: (dir) => {
+        this.deps.dirs.remove(app, [dir])
+        this.deps.dirs.mkdirs(app, [dir], 0o750)
+      },
+    })
     const l = this.track(app, release, pid, startTicks, child, inst, role)
     l.bootId = bootId
     return l
@@ -399,7 +417,7 @@ export class Supervisor extends NodeFacade {
 }
 
 /** What the deployer needs of the supervisor: the seam a unit test drives with a fake. */
-export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHint' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
+export type NodeControl = Pick<Supervisor, 'command' | 'commandFor' | 'commandHint' | 'uidOf' | 'kindOf' | 'start' | 'stop' | 'verify' | 'isUp' | 'adopt'>
 
 /** What zero-downtime deploys need of the supervisor on top of NodeControl: the second instance and its port. */
 export type InstanceControl = Pick<Supervisor, 'startStandby' | 'verifyStandby' | 'stopStandby' | 'promote' | 'standbyOf' | 'liveInstance' | 'allocatePort'>

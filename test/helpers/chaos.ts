@@ -11,7 +11,7 @@ import path from 'node:path'
 import Database from 'better-sqlite3'
 import * as tar from 'tar'
 import WebSocket from 'ws'
-import { freePort, killProcessesUnder, processesUnder, tempDir } from './daemon.js'
+import { freePort, killProcessesUnder, processesUnder, tempDir, appDataDir } from './daemon.js'
 import { fixture, REPO } from './fixtures.js'
 // The seeded PRNG the benchmarks use too.
 import { prng } from '../../bench/lib.js'
@@ -298,7 +298,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const logDir = opts.logDir ?? path.join(work, 'logs')
   fs.mkdirSync(logDir, { recursive: true })
   const appData = path.join(work, 'hello-data')
-  fs.mkdirSync(appData)
+  appDataDir(appData)
   const port = await freePort()
   const epmdPort = await freePort()
   const violations: Violation[] = []

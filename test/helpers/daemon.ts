@@ -153,3 +153,13 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
+
+/**
+ * A directory a test's app writes to (HELLO_DATA_DIR): with isolation on (the tests run as root) the app runs as
+ * a uid of its own, which needs the directory to be writable by it, as an operator's would.
+ */
+export function appDataDir(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true })
+  fs.chmodSync(dir, 0o777)
+  return dir
+}

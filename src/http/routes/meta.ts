@@ -62,7 +62,8 @@ export default async function metaRoutes(app: FastifyInstance, ctx: RouteContext
   })
   ctx.route(app, 'healthz', async () => {
     services.db.prepare('SELECT 1').get()
-    return { status: 'ok', version: VERSION }
+    const { mode, reason } = services.launcher.state
+    return { status: 'ok', version: VERSION, details: { isolation: { mode, reason } } }
   })
   ctx.route(app, 'getOpenApi', async (_request, reply) => reply.type('application/yaml; charset=utf-8').send(api.text))
 }
