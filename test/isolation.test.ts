@@ -24,7 +24,8 @@ type Targets = Record<string, [Op, string]>
 /** A process's real and effective uid and gid, and its supplementary groups, from /proc/PID/status. */
 function idsOf(pid: number): { uid: number; euid: number; gid: number; groups: string } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-  const field = (k: string) => (new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '').trim()
+  // [ \t], not \s: an empty Groups line must not run on into the next one.
+  const field = (k: string) => (new RegExp(`^${k}:[ \\t]*(.*)$`, 'm').exec(status)?.[1] ?? '').trim()
   const [uid, euid] = field('Uid').split(/\s+/).map(Number)
   const [gid] = field('Gid').split(/\s+/).map(Number)
   return { uid: uid!, euid: euid!, gid: gid!, groups: field('Groups') }
@@ -277,21 +278,26 @@ describe('isolation on (as root, with real users)', { skip: SKIP }, () => {
     assert.ok(!res.body.output.includes(secret))
   })
 
-  test('modes: DATA 0751, the app dir berth:app 0750, shared/ and log/ the app\'s, berth\'s files 0600', () => {
+  test("modes: DATA o+x only, the app dir berth:app 0750, shared/ and log/node the app's, berth's files 0600", () => {
     const berth = process.getuid!()
     const uid = idsOf(mallory.beamPid).uid
     const mode = (p: string) => fs.statSync(p).mode & 0o7777
     const octal = (n: number) => n.toString(8).padStart(4, '0')
-    assert.equal(octal(mode(data)), '0751', 'DATA: app users traverse, never list')
+    // DATA keeps the group bits it was made with (a temp dir: none), plus o+x; DATA/apps is made by berth.
+    assert.equal(mode(data) & 0o027, 0o001, `DATA: app users traverse, never list (${octal(mode(data))})`)
     assert.equal(octal(mode(path.join(data, 'apps'))), '0751')
     const appDir = path.join(data, 'apps', 'mallory')
     const st = fs.statSync(appDir)
     assert.deepEqual({ uid: st.uid, gid: st.gid, mode: octal(mode(appDir)) }, { uid: berth, gid: uid, mode: '0750' }, 'the gate: berth owns it, only the app may enter')
-    for (const dir of ['shared', 'log']) {
+    // What the app writes is its own: shared/ (tmp, cookie) and its node's console log dir. log/ itself is
+    // berth's (its berth.log lives there), readable by the app through its group.
+    for (const dir of ['shared', 'shared/tmp', 'log/node']) {
       const s = fs.statSync(path.join(appDir, dir))
       assert.equal(s.uid, uid, `${dir}/ belongs to the app's uid`)
       assert.equal(s.mode & 0o007, 0, `${dir}/: nothing for others (${octal(mode(path.join(appDir, dir)))})`)
     }
+    const log = fs.statSync(path.join(appDir, 'log'))
+    assert.deepEqual({ uid: log.uid, gid: log.gid, others: log.mode & 0o007, groupWrite: log.mode & 0o020 }, { uid: berth, gid: uid, others: 0, groupWrite: 0 }, 'log/: berth writes, the app reads')
     for (const file of ['berth.db', 'initial-admin-token', 'app-users.json']) {
       const s = fs.statSync(path.join(data, file))
       assert.equal(s.uid, berth, `${file} is berth's`)
