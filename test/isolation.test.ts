@@ -17,7 +17,7 @@ const SKIP = ROOT ? false : 'isolation switches users: run as root (uid 0) to te
 const json = { 'content-type': 'application/json' }
 const TERMINAL = ['succeeded', 'failed', 'rolled_back']
 
-type Op = 'read' | 'ls' | 'append' | 'kill0'
+type Op = 'read' | 'ls' | 'append' | 'kill0' | 'link' | 'symlink'
 /** name → [op, argument]; what each attempt must get back. */
 type Targets = Record<string, [Op, string]>
 
@@ -42,7 +42,7 @@ function parseSnoop(output: string): { uid: number; euid: number; gid: number; g
 
 /** The expected outcome of each target: its own things work (the harness can see success), the rest is refused. */
 function expected(targets: Targets): Record<string, string> {
-  return Object.fromEntries(Object.entries(targets).map(([name, [op]]) => [name, name.startsWith('own-') ? 'ok' : op === 'kill0' ? 'error eperm' : 'error eacces']))
+  return Object.fromEntries(Object.entries(targets).map(([name, [op]]) => [name, name.startsWith('own-') ? 'ok' : op === 'kill0' || op === 'link' ? 'error eperm' : 'error eacces']))
 }
 
 /** Targets as text, one `name op arg` a line: how the migration gets them (SNOOP_TARGETS). */
@@ -276,6 +276,35 @@ describe('isolation on (as root, with real users)', { skip: SKIP }, () => {
     assert.deepEqual(got.results, expected(targets), res.body.output)
     assert.equal(got.uid, idsOf(mallory.beamPid).uid, "the expression ran in mallory's node, as mallory")
     assert.ok(!res.body.output.includes(secret))
+  })
+
+  test("links it plants in its own console log dir do not make berth read berth's files for it (logs API)", async () => {
+    const secretPart = h.d.adminToken.slice(23)
+    const token = path.join(data, 'initial-admin-token')
+    const logDir = path.join(data, 'apps', 'mallory', 'log', 'node')
+    const planted = [path.join(logDir, 'erlang.log.8'), path.join(logDir, 'erlang.log.9')]
+    // The kernel refuses a hard link to a file its maker may not read (fs.protected_hardlinks=1); where it
+    // does not, berth's reading of the log is all that stands between the link and the token.
+    const hardlinksProtected = fs.readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1'
+    const targets: Targets = { 'own-token-symlink': ['symlink', `${token} ${planted[1]}`] }
+    if (hardlinksProtected) targets['token-hardlink'] = ['link', `${token} ${planted[0]}`]
+    try {
+      const res = await h.post('/v1/apps/mallory/rpc', { expr: `Snoop.attempts(${asElixir(targets)})` })
+      assert.equal(res.body.code, 0, res.text)
+      const got = parseSnoop(res.body.output)
+      console.log(`link attempts: ${JSON.stringify(got.results)}`)
+      assert.deepEqual(got.results, expected(targets), res.body.output)
+      assert.ok(fs.lstatSync(planted[1]!).isSymbolicLink(), 'the symlink is there for berth to trip on')
+      const reader = h.d.token('mallory-logs', ['read'], ['mallory'])
+      for (const format of ['raw', 'text', 'json']) {
+        const logs = await call(`${h.d.url}/v1/apps/mallory/logs?source=console&format=${format}&lines=10000`, { token: reader })
+        console.log(`logs ${format} with a planted symlink: ${logs.status}`)
+        assert.ok(!logs.text.includes(secretPart), `${format}: the admin token came back through mallory's log`)
+        assert.equal(logs.status, 200, `${format}: a planted link costs mallory nothing but itself: ${logs.text.slice(0, 300)}`)
+      }
+    } finally {
+      for (const f of planted) fs.rmSync(f, { force: true })
+    }
   })
 
   test("modes: DATA o+x only, the app dir berth:app 0750, shared/ and log/node the app's, berth's files 0600", () => {
