@@ -182,7 +182,7 @@ describe('isolation on (as root, with real users)', { skip: SKIP }, () => {
       'own-kill': ['kill0', 'self'],
     }
     // What else berth keeps there, when it exists: its copy of the victim's cookie, its own state.
-    for (const [name, file] of [['victim-berth-cookie', path.join(v, '.cookie')], ['dist-ports', path.join(data, 'dist-ports.json')]] as const) {
+    for (const [name, file] of [['victim-berth-cookie', path.join(v, 'cookie')], ['victim-berth-cookie-dot', path.join(v, '.cookie')], ['dist-ports', path.join(data, 'dist-ports.json')]] as const) {
       if (fs.existsSync(file)) t[name] = ['read', file]
     }
     if (fs.existsSync(path.join(data, 'run'))) t['run-list'] = ['ls', path.join(data, 'run')]
