@@ -2,8 +2,9 @@
 // Builds the release tarballs used by berth's test suite from the fixture
 // projects in test/fixtures/: the Mix project hello (in several variants),
 // Mix projects that do not follow berth's own naming (myapp: app :myapp with
-// modules MyApp.*; shop: app :shop released as `storefront`), and the rebar3
-// project relx_hello (`rebar3 as prod tar`).
+// modules MyApp.*; shop: app :shop released as `storefront`), the attacker's
+// release snoop (issue 26: its migration and rpc try to reach what they must
+// not), and the rebar3 project relx_hello (`rebar3 as prod tar`).
 //
 //   node scripts/build-fixtures.mjs [--force]
 //
@@ -66,6 +67,8 @@ export const VARIANTS = {
   migrate_hang: hello('0.5.0', 'migrate_hang'),
   myapp: { project: 'myapp', tool: 'mix', app: 'myapp', version: '1.0.0' },
   storefront: { project: 'shop', tool: 'mix', app: 'storefront', version: '2.0.0' },
+  // Tries berth's files and another app's cookie, env and BEAM from its migration and through rpc (isolation).
+  snoop: { project: 'snoop', tool: 'mix', app: 'snoop', version: '0.1.0' },
   relx: { project: 'relx_hello', tool: 'rebar3', app: 'relx_hello', version: '0.3.0' },
 };
 

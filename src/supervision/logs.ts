@@ -48,8 +48,12 @@ export class AppLog {
 export function logFiles(dir: string, source: LogSource): string[] {
   const re = source === 'console' ? /^erlang\.log\.\d+$/ : source === 'access' ? /^access\.log(\.\d+)?$/ : /^berth\.log(\.\d+)?$/
   const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => re.test(f)) : []
+  // lstat, and regular files only: the console log dir is the app's, and a link it plants there must be
+  // left out (openUnlinked would refuse it anyway, but as an error that fails the whole answer).
   return names
-    .map((f) => ({ f: path.join(dir, f), m: fs.statSync(path.join(dir, f)).mtimeMs }))
+    .map((f) => ({ f: path.join(dir, f), st: fs.lstatSync(path.join(dir, f), { throwIfNoEntry: false }) }))
+    .filter((x) => x.st?.isFile())
+    .map((x) => ({ f: x.f, m: x.st!.mtimeMs }))
     .sort((a, b) => a.m - b.m || b.f.localeCompare(a.f))
     .map((x) => x.f)
 }

@@ -19,8 +19,11 @@ type Manifest = { variants: Record<string, Fixture> }
 
 let manifest: Manifest | null = null
 
-/** hello's variants; myapp (app :myapp, modules MyApp.*), storefront (app :shop released as storefront), relx (rebar3). */
-export type FixtureName = 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'slow_raise' | 'migrate_fail' | 'migrate_hang' | 'myapp' | 'storefront' | 'relx'
+/**
+ * hello's variants; myapp (app :myapp, modules MyApp.*), storefront (app :shop released as storefront), snoop
+ * (tries to reach other apps and berth's files: the isolation test), relx (rebar3).
+ */
+export type FixtureName = 'v1' | 'v2' | 'crash_on_boot' | 'crash_after_boot' | 'slow_raise' | 'migrate_fail' | 'migrate_hang' | 'myapp' | 'storefront' | 'snoop' | 'relx'
 
 export async function fixture(name: FixtureName): Promise<Fixture> {
   if (!manifest) {
