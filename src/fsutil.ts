@@ -154,16 +154,25 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
  * its directory may be a link, so a link the app planted cannot make berth (which may be root) read another
  * app's file or a system file and serve it as this app's log. The directory above (berth's) is trusted; the
  * descriptor's real path must be exactly the file's under it, which also catches a swap after the open.
+ * null: refused (a link, or a file with a second name: a hard link the kernel allows where
+ * fs.protected_hardlinks is 0); the caller treats it as a file with nothing to read.
  */
-export function openUnlinked(file: string): number {
-  const fd = fsSync.openSync(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW)
+export function openUnlinked(file: string): number | null {
+  let fd: number
+  try {
+    fd = fsSync.openSync(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') return null
+    throw err
+  }
   try {
     const dir = path.dirname(file)
     const expected = path.join(fsSync.realpathSync(path.dirname(dir)), path.basename(dir), path.basename(file))
-    if (fsSync.readlinkSync(`/proc/self/fd/${fd}`) !== expected) throw Object.assign(new Error(`${file} leads elsewhere through a link`), { code: 'ELOOP' })
-    return fd
+    if (fsSync.readlinkSync(`/proc/self/fd/${fd}`) === expected && fsSync.fstatSync(fd).nlink === 1) return fd
   } catch (err) {
     fsSync.closeSync(fd)
     throw err
   }
+  fsSync.closeSync(fd)
+  return null
 }

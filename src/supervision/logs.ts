@@ -49,7 +49,7 @@ export function logFiles(dir: string, source: LogSource): string[] {
   const re = source === 'console' ? /^erlang\.log\.\d+$/ : source === 'access' ? /^access\.log(\.\d+)?$/ : /^berth\.log(\.\d+)?$/
   const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => re.test(f)) : []
   // lstat, and regular files only: the console log dir is the app's, and a link it plants there must be
-  // left out (openUnlinked would refuse it anyway, but as an error that fails the whole answer).
+  // left out (openUnlinked refuses it too, also one swapped in after this look).
   return names
     .map((f) => ({ f: path.join(dir, f), st: fs.lstatSync(path.join(dir, f), { throwIfNoEntry: false }) }))
     .filter((x) => x.st?.isFile())
@@ -102,6 +102,7 @@ interface Window {
 
 function readWindow(file: string): Window {
   const fd = openUnlinked(file)
+  if (fd === null) return { lines: [], head: null, mtime: new Date(0) }
   try {
     const st = fs.fstatSync(fd)
     const len = Math.min(st.size, TAIL_READ)
@@ -304,6 +305,10 @@ function poller(dirs: LogDirs, source: LogSource, signal: AbortSignal, pollMs: n
             const len = Math.min(size - from, 256 * 1024)
             const buf = Buffer.alloc(len)
             const fd = openUnlinked(f)
+            if (fd === null) {
+              offsets.set(f, size)
+              continue
+            }
             try {
               fs.readSync(fd, buf, 0, len, from)
             } finally {
