@@ -59,6 +59,7 @@ describe('upgrading an install to isolation', { skip: isRoot ? false : 'needs ro
 
   test('with isolation off the node runs as berth (root here), and /healthz says off', async () => {
     assert.equal(await beamUid(), 0)
+    assert.deepEqual((await get('/v1/apps/hello')).runsAs, { isolation: 'off', uid: 0 })
     const h = (await call(`${daemon!.url}/healthz`)).body
     assert.equal(h.details.isolation.mode, 'off')
     assert.ok(!fs.existsSync(marker()), 'nothing moved while off')
@@ -85,6 +86,7 @@ describe('upgrading an install to isolation', { skip: isRoot ? false : 'needs ro
     const r = await call(`${daemon!.url}/v1/apps/hello/restart?wait=true`, { method: 'POST', token, headers: json, body: '{}' })
     assert.equal(r.body.state, 'succeeded', r.text)
     assert.equal(await beamUid(), uid, 'after its restart the node runs as the app')
+    assert.deepEqual((await get('/v1/apps/hello')).runsAs, { isolation: 'on', uid }, 'the app view names the user')
     assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello 0.1.0\n')
     const logs = await call(`${daemon!.url}/v1/apps/hello/logs?lines=20`, { token })
     assert.equal(logs.status, 200, logs.text)

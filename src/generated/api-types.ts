@@ -1076,6 +1076,12 @@ export interface components {
             /** @description The app on the host's shared edge; null when the host runs no edge (BERTH_EDGE_HTTP) or the app has no hostnames. */
             edge?: null | components["schemas"]["AppEdge"];
             limits?: components["schemas"]["Limits"];
+            /** @description The Unix user of every process of the app's code (node, migrations, rpc, consoles): its own uid (= gid, from BERTH_APP_UIDS) when isolation is on, else berth's; `isolation` says which, as /healthz does. */
+            runsAs?: {
+                /** @enum {string} */
+                isolation: "on" | "off" | "unavailable";
+                uid: number | null;
+            };
         };
         AppEdge: {
             /** @description The proxy.hosts setting (what the next deploy routes), or the hostnames the edge still routes when the setting has none. */

@@ -51,6 +51,8 @@ export default async function appRoutes(app: FastifyInstance, ctx: RouteContext)
       // Its hostnames on the shared edge, for every token that may read the app (GET /v1/edge is admin only).
       edge: appEdgeView(services.edge, name, services.apps.settings(name).proxy),
       limits: services.limits.view(name),
+      // Which Unix user its processes run as: its own with isolation on, berth's otherwise (and why).
+      runsAs: { isolation: services.launcher.state.mode, uid: services.launcher.uidOf(name) ?? process.getuid?.() ?? null },
     }
   })
 
