@@ -7,8 +7,8 @@
 //   --spawns N   spawns of each side per round (default 200 for /bin/true, N/10 for the BEAM)
 //
 // Sides: the floor (spawn the program directly), isolation off (setpriv dropping capabilities), isolation on
-// (sh + setpriv to a uid). Programs: /bin/true (the launcher's own cost), and a bare BEAM from the fixture
-// release's erts (`erl -noshell -s init stop`: what every eval, rpc, pid and stop pays anyway). Needs root.
+// (sh + setpriv to a uid). Programs: /bin/true (the launcher's own cost), and the fixture release's
+// `bin/myapp eval 1` (a BEAM boot: what every eval, rpc, pid and stop pays anyway). Needs root.
 
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -39,7 +39,7 @@ async function unpack(): Promise<void> {
 async function run(file: string, args: string[]): Promise<number> {
   const t = process.hrtime.bigint()
   await new Promise<void>((resolve, reject) => {
-    const c = spawn(file, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin', HOME: data } })
+    const c = spawn(file, args, { stdio: 'ignore', env: { PATH: '/usr/bin:/bin', HOME: data, RELEASE_TMP: path.join(data, 'tmp') } })
     c.on('error', reject)
     c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${file} exited ${code}`))))
   })
@@ -50,11 +50,12 @@ async function main(): Promise<void> {
   await unpack()
   const relDir = path.join(data, 'rel')
   const top = relDir
-  const erts = fs.readdirSync(top).find((f) => f.startsWith('erts-'))!
   fs.chmodSync(data, 0o755)
+  fs.mkdirSync(path.join(data, 'tmp'), { mode: 0o777 })
+  fs.chmodSync(path.join(data, 'tmp'), 0o777)
   const programs: [string, string, string[], number][] = [
     ['/bin/true', '/bin/true', [], opts.spawns],
-    ['erl -s init stop', path.join(top, erts, 'bin', 'erl'), ['-noshell', '-s', 'init', 'stop'], Math.max(5, Math.round(opts.spawns / 10))],
+    ['bin/myapp eval 1', path.join(top, 'bin', 'myapp'), ['eval', '1'], Math.max(5, Math.round(opts.spawns / 10))],
   ]
   const rows: string[] = []
   for (const [name, file, args, n] of programs) {
