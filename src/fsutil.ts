@@ -176,3 +176,33 @@ export function openUnlinked(file: string): number | null {
   fsSync.closeSync(fd)
   return null
 }
+
+/**
+ * A file of numbers berth hands out once and keeps (distribution ports, app uids): `{"KEY": {"name": n}}`,
+ * read leniently (a damaged file is empty, entries that are not positive integers are dropped), written whole
+ * by rename, 0600. `offset` is where a first assignment starts looking in a range of `size`: per data directory,
+ * so that two berths on one host with the same range rarely race for one number.
+ */
+export class NumberFile {
+  readonly offset: number
+
+  constructor(readonly file: string, private readonly key: string, dataDir: string, size: number) {
+    this.offset = crypto.createHash('sha256').update(dataDir).digest().readUInt32BE(0) % size
+  }
+
+  read(): Record<string, number> {
+    try {
+      const v = (JSON.parse(fsSync.readFileSync(this.file, 'utf8')) as Record<string, unknown>)[this.key]
+      if (!v || typeof v !== 'object') return {}
+      return Object.fromEntries(Object.entries(v).filter(([, n]) => Number.isInteger(n) && (n as number) > 0)) as Record<string, number>
+    } catch {
+      return {}
+    }
+  }
+
+  write(numbers: Record<string, number>): void {
+    const tmp = `${this.file}.${process.pid}.tmp`
+    fsSync.writeFileSync(tmp, `${JSON.stringify({ [this.key]: numbers }, null, 2)}\n`, { mode: 0o600 })
+    fsSync.renameSync(tmp, this.file)
+  }
+}

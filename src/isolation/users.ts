@@ -1,11 +1,11 @@
 // Whether apps run as their own Unix users (BERTH_APP_ISOLATION, and the privilege to switch), and which uid each
 // app has: one number per app, used as its uid and gid, taken from BERTH_APP_UIDS and recorded in DATA/app-users.json.
 
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
+import { NumberFile } from '../fsutil.js'
 import type { Paths } from '../paths.js'
 
 export type IsolationSetting = 'auto' | 'on' | 'off'
@@ -96,29 +96,17 @@ function systemIds(): Set<number> {
  */
 export class AppUsers {
   private assigned: Record<string, number>
-  private readonly file: string
+  private readonly store: NumberFile
   private readonly offset: number
 
   constructor(paths: Paths, private readonly range: UidRange, private readonly log: Logger) {
-    this.file = path.join(paths.dataDir, 'app-users.json')
-    this.offset = crypto.createHash('sha256').update(paths.dataDir).digest().readUInt32BE(0) % (range.last - range.first + 1)
-    this.assigned = this.read()
-  }
-
-  private read(): Record<string, number> {
-    try {
-      const v = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { uids?: unknown }).uids
-      if (!v || typeof v !== 'object') return {}
-      return Object.fromEntries(Object.entries(v).filter(([, u]) => Number.isInteger(u) && (u as number) > 0)) as Record<string, number>
-    } catch {
-      return {}
-    }
+    this.store = new NumberFile(path.join(paths.dataDir, 'app-users.json'), 'uids', paths.dataDir, range.last - range.first + 1)
+    this.offset = this.store.offset
+    this.assigned = this.store.read()
   }
 
   private write(): void {
-    const tmp = `${this.file}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, `${JSON.stringify({ uids: this.assigned }, null, 2)}\n`, { mode: 0o600 })
-    fs.renameSync(tmp, this.file)
+    this.store.write(this.assigned)
   }
 
   /** The app's uid (= its gid), given now if it has none. */

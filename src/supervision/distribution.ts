@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
+import { NumberFile } from '../fsutil.js'
 import type { Paths, Slot } from '../paths.js'
 import { canListen } from '../process/listen.js'
 import type { ReleaseKind } from '../releases/kinds.js'
@@ -32,31 +33,19 @@ export interface PortRange {
  */
 export class DistPorts {
   private assigned: Record<string, number>
-  private readonly file: string
+  private readonly store: NumberFile
 
   /** Where a first assignment starts looking: per data directory, so that two agents on one default range rarely race for one port. */
   private readonly offset: number
 
   constructor(paths: Paths, private readonly range: PortRange, private readonly log: Logger) {
-    this.file = path.join(paths.dataDir, 'dist-ports.json')
-    this.offset = crypto.createHash('sha256').update(paths.dataDir).digest().readUInt32BE(0) % (range.last - range.first + 1)
-    this.assigned = this.read()
-  }
-
-  private read(): Record<string, number> {
-    try {
-      const v = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { ports?: unknown }).ports
-      if (!v || typeof v !== 'object') return {}
-      return Object.fromEntries(Object.entries(v).filter(([, p]) => Number.isInteger(p))) as Record<string, number>
-    } catch {
-      return {}
-    }
+    this.store = new NumberFile(path.join(paths.dataDir, 'dist-ports.json'), 'ports', paths.dataDir, range.last - range.first + 1)
+    this.offset = this.store.offset
+    this.assigned = this.store.read()
   }
 
   private write(): void {
-    const tmp = `${this.file}.${process.pid}.tmp`
-    fs.writeFileSync(tmp, `${JSON.stringify({ ports: this.assigned }, null, 2)}\n`, { mode: 0o600 })
-    fs.renameSync(tmp, this.file)
+    this.store.write(this.assigned)
   }
 
   /** The port the instance's node was started on; null when berth never started it with one (see legacy). */
