@@ -186,7 +186,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const instances = new Instances({ db, paths, log, ports: config.instancePorts })
   const supervisor = new Supervisor({ paths, apps, events, log, epmdPort: config.epmdPort, kindOf, distPorts, instances, launcher, dirs: appDirs, oomKills: (app) => limits.oomKills(app) })
   const health = new HealthMonitor({ apps, deployments, events, supervisor, log })
-  const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances })
+  const proxy = new ProxyManager({ paths, events, log, haproxy: config.haproxy, routes: instances, launch: (cmd, args) => launcher.engine(cmd, args) })
   // Only with an edge: its port (edge/log-port) is what the edge's config sends the lines to.
   const accessLog = config.edge ? new AccessLog({ paths, log: log.child({ component: 'access-log' }) }) : null
   const certificates = new CertificateStore({ db, paths, events, log, sink: null, proxyOf: (app) => apps.settings(app).proxy, edgeHasHttps: !!config.edge?.https, renewFraction: config.edge?.acme.renewFraction })
@@ -194,7 +194,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const acme = config.edge?.https && config.edge.http ? new AcmeManager({ db, certs: certificates, challenges, paths, events, log, acme: config.edge.acme }) : null
   // The shared edge (BERTH_EDGE_HTTP): one haproxy for every app with proxy.hosts, and berth's own answers on it.
   // An app's hostnames joining the edge (its first deploy with them) is when their ACME certificates are due.
-  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, config: config.edge, routes: instances, logLines: accessLog ? () => accessLog.config() : undefined, onHosts: () => void acme?.sync(acmeHosts({ releases, apps, certificates })).catch((err: unknown) => log.error({ err }, 'ACME could not take the new hostnames')) }) : null
+  const edge = config.edge ? new Edge({ paths, events, log, haproxy: config.haproxy, launch: (cmd, args) => launcher.engine(cmd, args), config: config.edge, routes: instances, logLines: accessLog ? () => accessLog.config() : undefined, onHosts: () => void acme?.sync(acmeHosts({ releases, apps, certificates })).catch((err: unknown) => log.error({ err }, 'ACME could not take the new hostnames')) }) : null
   const fallback = edge ? new Fallback({ paths, log, challenges, socket: edge.fallbackSocket, pausedFor: (app) => edge.pausedFor(app) }) : null
   // Each app's front door: its own haproxy and/or its hostnames on the shared edge.
   const front = new FrontDoor(proxy, edge)

@@ -25,6 +25,8 @@ export interface EdgeDeps {
   events: EventStore
   log: Logger
   haproxy: string
+  /** How haproxy is started (isolation/launch.ts engine: without the apps' groups); default: as it is. */
+  launch?: (cmd: string, args: string[]) => { file: string; args: string[] }
   config: EdgeConfig
   /** Each app's route (instances/instances.ts), shared with its own haproxy: read at every render. */
   routes: ProxyRoutes
@@ -68,7 +70,7 @@ export class Edge implements EdgeControl {
   constructor(private readonly deps: EdgeDeps) {
     this.disk = new EdgeDisk(deps.paths)
     this.files = this.disk.files
-    this.proc = new EdgeProcess({ haproxy: deps.haproxy, dir: deps.paths.edge, config: this.disk.config, runtimeSocket: this.files.runtimeSocket, externalMaster: deps.config.masterSocket })
+    this.proc = new EdgeProcess({ haproxy: deps.haproxy, dir: deps.paths.edge, config: this.disk.config, runtimeSocket: this.files.runtimeSocket, externalMaster: deps.config.masterSocket, launch: deps.launch })
   }
 
   get fallbackSocket(): string {

@@ -48,6 +48,8 @@ export interface EdgeProcessDeps {
   runtimeSocket: string
   /** systemd runs the master (berth-edge.service): berth never spawns or kills it. */
   externalMaster: string | null
+  /** How haproxy is started (isolation/launch.ts engine: without the apps' groups); default: as it is. */
+  launch?: (cmd: string, args: string[]) => { file: string; args: string[] }
 }
 
 export class EdgeProcess {
@@ -103,7 +105,9 @@ export class EdgeProcess {
     this.capLog()
     const out = fs.openSync(this.log, 'a', 0o600)
     // Foreground master (-W -db) in a session of its own: berth's exit or signals never reach it.
-    const child = spawn(this.d.haproxy, ['-W', '-db', '-S', `${this.masterSocket},mode,600`, '-f', this.d.config], { cwd: this.d.dir, detached: true, stdio: ['ignore', out, out] })
+    const argv = ['-W', '-db', '-S', `${this.masterSocket},mode,600`, '-f', this.d.config]
+    const l = this.d.launch?.(this.d.haproxy, argv) ?? { file: this.d.haproxy, args: argv }
+    const child = spawn(l.file, l.args, { cwd: this.d.dir, detached: true, stdio: ['ignore', out, out] })
     fs.closeSync(out)
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))

@@ -91,6 +91,16 @@ export class AppLauncher {
   }
 
   /**
+   * berth's own engines (haproxy for an app's proxy and for the edge) run as berth, but without the apps' groups
+   * berth joined to read their files: a compromised proxy, which parses the internet's requests, reads no app's
+   * directory. Capabilities are kept (an app's proxy may bind port 80 through CAP_NET_BIND_SERVICE).
+   */
+  engine(cmd: string, args: string[]): Launch {
+    if (!this.isolated || !this.deps.setpriv) return { file: cmd, args }
+    return { file: this.deps.setpriv, args: ['--clear-groups', '--', cmd, ...args] }
+  }
+
+  /**
    * Runs a short shell script as the app (its own files: directories, removals, its cookie copy), so that a
    * link the app planted in its directories can only ever lead berth to what the app itself may touch.
    * Without isolation, the same script runs as berth. Throws with the script's stderr when it fails.

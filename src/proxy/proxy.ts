@@ -29,6 +29,8 @@ export interface ProxyDeps {
   logMaxBytes?: number
   /** What each app's proxy routes to (instances/instances.ts): read at every (re)start, written before every switch. */
   routes: ProxyRoutes
+  /** How haproxy is started (isolation/launch.ts engine: without the apps' groups); default: as it is. */
+  launch?: (cmd: string, args: string[]) => { file: string; args: string[] }
 }
 
 /** The route's owner, as the proxy needs it. */
@@ -301,7 +303,8 @@ export class ProxyManager {
     this.capLog(app)
     const out = fs.openSync(this.logFile(app), 'a', 0o640)
     // Foreground (-db) in a session of its own: berth's exit or signals never reach it; it outlives berth.
-    const child = spawn(this.deps.haproxy, ['-db', '-f', cfg], { cwd: this.dir(app), detached: true, stdio: ['ignore', out, out] })
+    const l = this.deps.launch?.(this.deps.haproxy, ['-db', '-f', cfg]) ?? { file: this.deps.haproxy, args: ['-db', '-f', cfg] }
+    const child = spawn(l.file, l.args, { cwd: this.dir(app), detached: true, stdio: ['ignore', out, out] })
     fs.closeSync(out)
     r.pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid!))
