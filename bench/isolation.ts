@@ -15,19 +15,19 @@ import fs from 'node:fs'
 import path from 'node:path'
 import pino from 'pino'
 import { AppLauncher } from '../src/isolation/launch.js'
-import { AppUsers, decideIsolation, SETPRIV_CANDIDATES } from '../src/isolation/users.js'
+import { AppUsers, decideIsolation } from '../src/isolation/users.js'
 import { Paths } from '../src/paths.js'
+import { SETPRIV } from '../src/process/proc.js'
 import { FIXTURES, fmt, median, parseCli } from './lib.js'
 
 const opts = parseCli('bench/isolation', import.meta.url, { '--runs': { key: 'runs', type: 'int', min: 1 }, '--spawns': { key: 'spawns', type: 'int', min: 10 } }, { runs: 3, spawns: 200 })
 if (process.getuid?.() !== 0) throw new Error('run as root: the launcher switches to app uids')
 
-const setpriv = SETPRIV_CANDIDATES.find((f) => fs.existsSync(f)) ?? null
 const data = fs.mkdtempSync('/tmp/berth-bench-iso-')
 const log = pino({ level: 'silent' })
 const users = new AppUsers(new Paths(data), { first: 41000, last: 41999 }, log)
-const on = new AppLauncher({ state: decideIsolation('on'), users, setpriv })
-const off = new AppLauncher({ state: decideIsolation('off'), users, setpriv })
+const on = new AppLauncher({ state: decideIsolation('on'), users, setpriv: SETPRIV })
+const off = new AppLauncher({ state: decideIsolation('off'), users, setpriv: SETPRIV })
 
 /** The fixture release (its erts), unpacked once. */
 async function unpack(): Promise<void> {

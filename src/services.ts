@@ -19,8 +19,9 @@ import { Intake } from './intake/intake.js'
 import { importReleases } from './intake/reimport.js'
 import { AppDirs } from './isolation/app-dirs.js'
 import { AppLauncher } from './isolation/launch.js'
-import { AppUsers, decideIsolation, SETPRIV_CANDIDATES } from './isolation/users.js'
+import { AppUsers, decideIsolation } from './isolation/users.js'
 import { Paths } from './paths.js'
+import { SETPRIV } from './process/proc.js'
 import { ProxyManager } from './proxy/proxy.js'
 import { AcmeManager } from './edge/acme.js'
 import { CertificateStore } from './edge/certs.js'
@@ -170,7 +171,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const distPorts = new DistPorts(paths, config.distPorts, log)
   // Every process of an app's code starts through the launcher: as the app's uid when isolation is on.
   // The launcher puts each of the app's processes into the cgroups (or rlimits) limits.ts names.
-  const launcher = new AppLauncher({ state: isolation, users: new AppUsers(paths, config.appUids, log), setpriv: SETPRIV_CANDIDATES.find((f) => fsSync.existsSync(f)) ?? null, limits })
+  const launcher = new AppLauncher({ state: isolation, users: new AppUsers(paths, config.appUids, log), setpriv: SETPRIV, limits })
   const appDirs = new AppDirs({ paths, launcher, log })
   // An app that appears (its first upload, env or settings) gets its gate and its user at once, not at its
   // first start: until then its directory would be berth's group's only, or, made by a plain mkdir, everyone's.

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { runCli, spawnDaemon, tempDir } from './helpers/daemon.js'
 import { fixture } from './helpers/fixtures.js'
+import { until } from './helpers/wait.js'
 
 test('--help on every command', async () => {
   const top = await runCli(['--help'])
@@ -60,8 +61,11 @@ test('SIGTERM during a slow upload: aborted cleanly after the grace period, uplo
   const body = fs.readFileSync((await fixture('v1')).tarball)
   // ~200 KB/s: the 5 MB release would take ~25 s, far longer than the grace period.
   const upload = slowUpload(daemon.url, token, body, 10 * 1024)
-  await new Promise((r) => setTimeout(r, 1000))
-  assert.equal(fs.readdirSync(path.join(dataDir, 'uploads')).length, 1, 'the upload is in flight')
+  // A failed look must not leave the daemon running (a loaded host once left one for an hour).
+  await until('the upload is in flight', () => fs.readdirSync(path.join(dataDir, 'uploads')).length === 1, 10_000, 50).catch(async (err: unknown) => {
+    await daemon.stop('SIGKILL')
+    throw err
+  })
   const started = Date.now()
   const code = await daemon.stop('SIGTERM')
   assert.equal(code, 0)

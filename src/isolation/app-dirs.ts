@@ -5,7 +5,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import type { Paths, Slot } from '../paths.js'
+import { replaceFileSync } from '../fsutil.js'
+import { SLOTS, type Paths, type Slot } from '../paths.js'
 import type { AppLauncher } from './launch.js'
 
 /**
@@ -41,7 +42,7 @@ export class AppDirs {
   prepare(app: string): void {
     const { paths, launcher } = this.deps
     const uid = launcher.uidOf(app)
-    if (this.prepared.has(app) && this.prepared.get(app) === uid && fs.existsSync(paths.shared(app))) return
+    if (this.prepared.get(app) === uid && fs.existsSync(paths.shared(app))) return
     if (uid === null) {
       for (const d of [paths.shared(app), path.join(paths.shared(app), 'tmp'), paths.log(app)]) fs.mkdirSync(d, { recursive: true, mode: 0o750 })
       fs.chmodSync(path.join(paths.shared(app), 'tmp'), 0o700)
@@ -108,29 +109,26 @@ export class AppDirs {
     this.deps.launcher.shAsApp(app, 'rm -rf -- "$@"', targets)
   }
 
-  /** Writes a file the app owns (its HOME's .erlang.cookie) with `mode`, replacing it whole. */
+  /**
+   * Writes a file the app owns (its HOME's .erlang.cookie) with `mode`, replacing it whole; nothing when it
+   * already holds `data` with that mode (and, with isolation, the app's uid): it is checked before every command.
+   */
   writeFile(app: string, file: string, data: string, mode: number): void {
-    if (!this.isolated) {
-      const tmp = `${file}.${process.pid}.tmp`
-      fs.rmSync(tmp, { force: true })
-      fs.writeFileSync(tmp, data, { mode, flag: 'wx' })
-      fs.renameSync(tmp, file)
-      return
-    }
-    const uid = this.deps.launcher.uidOf(app)!
+    const uid = this.deps.launcher.uidOf(app)
     try {
       const st = fs.lstatSync(file)
-      if (st.isFile() && st.uid === uid && (st.mode & 0o777) === mode && fs.readFileSync(file, 'utf8') === data) return
+      if (st.isFile() && (uid === null || st.uid === uid) && (st.mode & 0o777) === mode && fs.readFileSync(file, 'utf8') === data) return
     } catch {
       // written below
     }
+    if (uid === null) return replaceFileSync(file, data, mode)
     this.deps.launcher.shAsApp(app, 'rm -f -- "$2.tmp" && (umask 077 && cat > "$2.tmp") && chmod "$1" -- "$2.tmp" && mv -f -- "$2.tmp" "$2"', [mode.toString(8), file], data)
   }
 
   /** chown of what an install from before isolation left in the app's writable places; answers how many. */
   private chownApp(app: string, uid: number): number {
     const { paths } = this.deps
-    const roots = [paths.shared(app), ...['a', 'b'].map((s) => path.join(paths.app(app), 'instances', s)), ...['node', 'a', 'b'].map((s) => path.join(paths.log(app), s))]
+    const roots = [paths.shared(app), ...SLOTS.map((s) => paths.instance(app, s)), ...[null, ...SLOTS].map((s) => this.consoleLogDir(app, s))]
     let n = 0
     const walk = (p: string) => {
       let st: fs.Stats

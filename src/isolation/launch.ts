@@ -2,9 +2,8 @@
 // umask 007, dying with berth when asked. The one place that turns "run this for app A" into an argv.
 
 import { spawnSync } from 'node:child_process'
-import fs from 'node:fs'
 import { problem } from '../errors.js'
-import { pdeathsigWrapper } from '../process/proc.js'
+import { pdeathsigWrapper, PRLIMIT } from '../process/proc.js'
 import type { AppUsers, IsolationState } from './users.js'
 
 /** What the limits module gives each launch: the cgroups to join and the rlimits to set (see limits.ts). */
@@ -25,9 +24,6 @@ export interface Launch {
  * can start outside them, then becomes the rest of its argv. $$ survives each exec: the pid berth records is
  * the app's command's. Exit 125: a cgroup refused the process (the launch fails instead of running unlimited).
  */
-/** util-linux's prlimit, for what the limits module enforces through rlimits (it reports it missing itself). */
-export const PRLIMIT = ['/usr/bin/prlimit', '/bin/prlimit'].find((f) => fs.existsSync(f)) ?? null
-
 const ENTER = 'umask 007; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
 export interface LauncherDeps {

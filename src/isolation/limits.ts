@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { PRLIMIT } from '../process/proc.js'
 import { LIMIT_FIELDS, type LimitField, type LimitSettings } from './limit-fields.js'
 import { oomKillsIn, v1Knobs, v1Usage, v2Knobs, v2Usage, type Knob, type Usage } from './cgroup-files.js'
 import { probeHost, type CgroupHost, type FieldSupport, type LimitsVia, type V1Controller } from './cgroup-host.js'
@@ -84,7 +85,7 @@ export class AppLimits implements LaunchLimits {
     } catch (err) {
       this.deps.log.warn({ file: this.selfFile, code: errCode(err) }, 'cannot read which cgroups berth is in')
     }
-    const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].some(exists)
+    const prlimit = PRLIMIT !== null
     this.hostCache = probeHost({ cgroupRoot: this.root, procSelfCgroup: self, perAppUid: this.deps.perAppUid?.() ?? false, prlimit })
     const { via, reason, fields } = this.hostCache
     return { via, reason, fields }

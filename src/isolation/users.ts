@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { problem } from '../errors.js'
 import { NumberFile } from '../fsutil.js'
 import type { Paths } from '../paths.js'
+import { SETPRIV } from '../process/proc.js'
 
 export type IsolationSetting = 'auto' | 'on' | 'off'
 
@@ -35,13 +36,11 @@ function readStatus(): string {
   }
 }
 
-export const SETPRIV_CANDIDATES = ['/usr/bin/setpriv', '/bin/setpriv']
-
 /**
  * Decides isolation once, at start. `auto` is on wherever berth holds the four capabilities (root does) and
  * util-linux's setpriv exists; `on` without them refuses to start rather than run apps as berth unsaid.
  */
-export function decideIsolation(setting: IsolationSetting, probe: { missing: string[]; setpriv: string | null } = { missing: missingCapabilities(), setpriv: SETPRIV_CANDIDATES.find((f) => fs.existsSync(f)) ?? null }, dataDir?: string): IsolationState {
+export function decideIsolation(setting: IsolationSetting, probe: { missing: string[]; setpriv: string | null } = { missing: missingCapabilities(), setpriv: SETPRIV }, dataDir?: string): IsolationState {
   if (setting === 'off') return { mode: 'off', reason: 'BERTH_APP_ISOLATION=off: every app runs as berth\'s own user, so any token that can run code (deploy, console, admin) reaches every app on this host' }
   const closed = dataDir ? closedAncestor(dataDir) : null
   const lacks = probe.missing.length > 0 ? `berth lacks ${probe.missing.join(', ')} (run it as root, or grant them as systemd/berth.service does)` : !probe.setpriv ? 'util-linux\'s setpriv is not installed (apt-get install util-linux)' : closed ? `${closed} is closed to other users (no x bit for others), so no app user could reach its release under the data directory; give it o+x or move the data directory` : null
@@ -97,11 +96,9 @@ function systemIds(): Set<number> {
 export class AppUsers {
   private assigned: Record<string, number>
   private readonly store: NumberFile
-  private readonly offset: number
 
   constructor(paths: Paths, private readonly range: UidRange, private readonly log: Logger) {
     this.store = new NumberFile(path.join(paths.dataDir, 'app-users.json'), 'uids', paths.dataDir, range.last - range.first + 1)
-    this.offset = this.store.offset
     this.assigned = this.store.read()
   }
 
@@ -116,7 +113,7 @@ export class AppUsers {
     const used = new Set([...Object.values(this.assigned), ...systemIds()])
     const size = this.range.last - this.range.first + 1
     for (let i = 0; i < size; i++) {
-      const uid = this.range.first + ((this.offset + i) % size)
+      const uid = this.range.first + ((this.store.offset + i) % size)
       if (used.has(uid)) continue
       this.assigned[app] = uid
       this.write()
@@ -124,10 +121,5 @@ export class AppUsers {
       return uid
     }
     throw problem('APP_UIDS_EXHAUSTED', `No uid of BERTH_APP_UIDS (${this.range.first}-${this.range.last}) is free for "${app}": each app needs one. Widen the range.`, { range: `${this.range.first}-${this.range.last}` })
-  }
-
-  /** The app's uid when it has one already (no allocation). */
-  known(app: string): number | null {
-    return this.assigned[app] ?? null
   }
 }

@@ -130,6 +130,12 @@ export interface CommandResult {
 
 const OUTPUT_CAP = 64 * 1024
 
+/** util-linux's setpriv where it is installed: the parent-death signal here, the app's uid in isolation/launch.ts. */
+export const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => fs.existsSync(f)) ?? null
+
+/** util-linux's prlimit where it is installed: what the limits module enforces through rlimits goes through it. */
+export const PRLIMIT = ['/usr/bin/prlimit', '/bin/prlimit'].find((f) => fs.existsSync(f)) ?? null
+
 let setpriv: string | null | undefined
 
 /**
@@ -138,7 +144,7 @@ let setpriv: string | null | undefined
  */
 export function pdeathsigWrapper(): string | null {
   if (setpriv === undefined) {
-    setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => spawnSync(f, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0) ?? null
+    setpriv = SETPRIV && spawnSync(SETPRIV, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0 ? SETPRIV : null
   }
   return setpriv
 }
@@ -156,11 +162,10 @@ export function runCommand(
   opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; signal?: AbortSignal; dieWithBerth?: boolean; recorder?: { app: string; ledger: CommandRecorder }; launch?: (cmd: string, args: string[]) => { file: string; args: string[] } },
 ): Promise<CommandResult> {
   const started = Date.now()
-  const wrapper = opts.dieWithBerth && !opts.launch ? pdeathsigWrapper() : null
+  // `launch`: an app's command, started as the app (isolation/launch.ts), which arranges the death signal itself.
+  const wrapper = opts.dieWithBerth ? pdeathsigWrapper() : null
+  const { file, args: argv } = opts.launch?.(cmd, args) ?? (wrapper ? { file: wrapper, args: ['--pdeathsig', 'KILL', '--', cmd, ...args] } : { file: cmd, args })
   return new Promise((resolve) => {
-    // `launch`: an app's command, started as the app (isolation/launch.ts), which arranges the death signal itself.
-    const launched = opts.launch?.(cmd, args)
-    const [file, argv] = launched ? [launched.file, launched.args] : wrapper ? [wrapper, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args]
     const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
     const recorded = child.pid
     if (recorded && opts.recorder) opts.recorder.ledger.started(recorded, opts.recorder.app, path.basename(cmd) + (args[0] ? ` ${args[0]}` : ''))

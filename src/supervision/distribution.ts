@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { problem } from '../errors.js'
-import { NumberFile } from '../fsutil.js'
+import { NumberFile, replaceFileSync } from '../fsutil.js'
 import type { Paths, Slot } from '../paths.js'
 import { canListen } from '../process/listen.js'
 import type { ReleaseKind } from '../releases/kinds.js'
@@ -33,14 +33,11 @@ export interface PortRange {
  */
 export class DistPorts {
   private assigned: Record<string, number>
+  /** Also where a first assignment starts looking (per data directory, so two agents rarely race for one port). */
   private readonly store: NumberFile
-
-  /** Where a first assignment starts looking: per data directory, so that two agents on one default range rarely race for one port. */
-  private readonly offset: number
 
   constructor(paths: Paths, private readonly range: PortRange, private readonly log: Logger) {
     this.store = new NumberFile(path.join(paths.dataDir, 'dist-ports.json'), 'ports', paths.dataDir, range.last - range.first + 1)
-    this.offset = this.store.offset
     this.assigned = this.store.read()
   }
 
@@ -61,7 +58,7 @@ export class DistPorts {
     const others = new Set(Object.entries(this.assigned).filter(([k]) => k !== key).map(([, p]) => p))
     const size = this.range.last - this.range.first + 1
     for (let i = 0; i < size; i++) {
-      const p = this.range.first + ((this.offset + i) % size)
+      const p = this.range.first + ((this.store.offset + i) % size)
       if (others.has(p) || !(await canListen(p))) continue
       if (mine !== undefined) this.log.warn({ app, slot, was: mine, port: p }, 'the distribution port of this instance was taken by another program: it moves')
       this.assigned[key] = p
@@ -101,10 +98,7 @@ export function appCookie(paths: Paths, app: string): string {
 
 function keep(file: string, cookie: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 })
-  const tmp = `${file}.${process.pid}.tmp`
-  fs.rmSync(tmp, { force: true })
-  fs.writeFileSync(tmp, cookie, { mode: 0o600, flag: 'wx' })
-  fs.renameSync(tmp, file)
+  replaceFileSync(file, cookie, 0o600)
 }
 
 /**

@@ -97,10 +97,19 @@ export class NodeRuns {
    * node boots leave the booting BEAM half a sys.config ("no ending <dot> found", the node exits with code 1).
    * So a node reads a pair of its own, per release and instance, that no command writes.
    */
-  relxNodeDir(app: string, release: string, inst: InstanceSpec | null): string {
+  relxNodeDir(app: string, release: string, inst: InstanceSpec | null): string | undefined {
+    if (!this.fillsItsConfig(app, release)) return undefined
     const dir = path.join(this.relxDir(app, release), inst ? `node-${inst.slot}` : 'node')
     this.deps.dirs.mkdirs(app, [dir], 0o700)
     return dir
+  }
+
+  /**
+   * Only relx's script fills its config at each run: other kinds need no directory for it, which spares every
+   * command two short processes as the app (making and removing it; isolation/app-dirs.ts).
+   */
+  private fillsItsConfig(app: string, release: string): boolean {
+    return this.deps.kindOf(app, release) === 'relx'
   }
 
   /** Per release: everything of a release's here goes when the release is deleted (intake/cleanup.ts). */
@@ -109,12 +118,13 @@ export class NodeRuns {
   }
 
   /**
-   * The environment for one run of bin/APP from `release` (a command, a remote shell): with a directory of
-   * its own for relx's filled-in files (see relxNodeDir), which `dispose` removes once the run has ended.
-   * One left by a berth that was killed meanwhile goes with its release.
+   * The environment for one run of bin/APP from `release` (a command, a remote shell): for a relx release with
+   * a directory of its own for the filled-in files (see relxNodeDir), which `dispose` removes once the run has
+   * ended. One left by a berth that was killed meanwhile goes with its release.
    */
   commandEnv(app: string, release: string, inst: InstanceSpec | null): { env: NodeJS.ProcessEnv; dispose(): void } {
     this.ensureAppDirs(app, inst)
+    if (!this.fillsItsConfig(app, release)) return { env: this.nodeEnv(app, inst, undefined, { release, role: 'command' }), dispose: () => {} }
     const dir = path.join(this.relxDir(app, release), `run-${crypto.randomBytes(6).toString('hex')}`)
     this.deps.dirs.mkdirs(app, [dir], 0o700)
     const dispose = () => {
@@ -194,14 +204,13 @@ export class NodeRuns {
    * must not outlive berth: it dies with berth where setpriv can arrange that, and is on the ledger regardless.
    */
   command(app: string, release: string, command: string, args: string[], timeoutMs: number, signal: AbortSignal | undefined, inst: InstanceSpec | null): Promise<CommandResult> {
-    this.ensureAppDirs(app, inst)
+    // commandEnv makes the app's directories ready first.
     const run = this.commandEnv(app, release, inst)
     return runCommand(this.script(app, release), [command, ...args], {
       cwd: this.deps.paths.shared(app),
       env: run.env,
       timeoutMs,
       signal,
-      dieWithBerth: true,
       launch: (cmd, args) => this.launch(app, cmd, args, { dieWithBerth: true }),
       recorder: { app, ledger: this.ledger },
     }).finally(run.dispose)
